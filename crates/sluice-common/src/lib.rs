@@ -1,0 +1,11 @@
+//! Types every Sluice crate shares: node, partition and offset identifiers, validated topic
+//! names, and the stable error codes that cross the wire.
+//!
+//! This crate is deliberately small and has no I/O. Identifiers are newtypes so that a Raft log
+//! index, a message offset and a partition number can never be confused for one another.
+
+mod ids;
+mod topic;
+
+pub use ids::{NodeId, Offset, PartitionId};
+pub use topic::{InvalidTopicName, MAX_TOPIC_NAME_LEN, TopicName};

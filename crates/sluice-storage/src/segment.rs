@@ -1,0 +1,566 @@
+//! One segment: a `.log` file of entry frames and its three index files.
+//!
+//! A segment is written only at its end, by one writer at a time (the [`Log`](crate::Log)
+//! serializes them). Readers see only what the writer has *published* in [`SegmentMeta`]: the
+//! bytes are written first, the new size and index records are published after, so a reader
+//! never parses a half-written frame.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{IoSlice, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
+
+use crate::entry::Entry;
+use crate::error::{Result, StorageError};
+use crate::format::{self, ENTRY_HEADER_LEN, EntryHeader, FrameError, SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::index::{IndexFile, IndexKind, position_record, u32_at};
+
+/// Payloads up to this size are copied into the batch buffer next to their headers; larger
+/// ones are handed to `writev` in place. Copying small payloads keeps a batch of many small
+/// entries down to one contiguous buffer and one syscall; big ones are not worth a copy.
+const COALESCE_MAX_BYTES: usize = 8 * 1024;
+/// `writev` takes at most this many buffers per call (Linux `IOV_MAX`).
+const IOV_MAX: usize = 1024;
+/// Recovery and rebuild scans read the file in chunks of this size.
+const SCAN_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// A read asks for at least this much, so small budgets still make one syscall, not several.
+const MIN_READ_BYTES: u64 = 64 * 1024;
+
+/// The file names of a segment whose first index is `base`.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentPaths {
+    pub log: PathBuf,
+    pub index: PathBuf,
+    pub offsets: PathBuf,
+    pub times: PathBuf,
+}
+
+impl SegmentPaths {
+    pub fn new(dir: &Path, base: u64) -> SegmentPaths {
+        let stem = format!("{base:020}");
+        SegmentPaths {
+            log: dir.join(format!("{stem}.log")),
+            index: dir.join(format!("{stem}.index")),
+            offsets: dir.join(format!("{stem}.offindex")),
+            times: dir.join(format!("{stem}.timeindex")),
+        }
+    }
+
+    fn all(&self) -> [&Path; 4] {
+        [&self.log, &self.index, &self.offsets, &self.times]
+    }
+}
+
+/// What a segment's readers may see, and the writer's bookkeeping.
+#[derive(Debug)]
+pub(crate) struct SegmentMeta {
+    /// Bytes of valid, published data (header included).
+    pub size: u64,
+    /// Index after the last entry; `base_index` when empty.
+    pub next_index: u64,
+    /// Term of entry `next_index - 1`; meaningless when empty.
+    pub last_term: u64,
+    /// Sparse entry → position index.
+    pub pos: IndexFile,
+    /// Position of the last position record, for the sparseness rule.
+    pub last_indexed_pos: u64,
+    /// Offset index (written at apply time by the state machine).
+    pub offsets: IndexFile,
+    /// Time index (written at apply time by the state machine).
+    pub times: IndexFile,
+}
+
+/// How a scan of frames ended.
+#[derive(Debug)]
+pub(crate) struct ScanEnd {
+    /// Position after the last good frame.
+    pub pos: u64,
+    /// Index after the last good frame.
+    pub next_index: u64,
+    /// Term of the last good frame, if any was seen.
+    pub last_term: Option<u64>,
+    /// The first bad frame, if the scan stopped at one before `until`.
+    pub error: Option<(u64, FrameError)>,
+}
+
+/// Reusable buffers for building one `writev`.
+#[derive(Debug, Default)]
+pub(crate) struct WriteScratch {
+    buf: Vec<u8>,
+    pieces: Vec<Piece>,
+    positions: Vec<(u64, u64)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Piece {
+    Scratch(usize, usize),
+    Payload(usize),
+}
+
+/// One segment file with its indexes.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub base_index: u64,
+    pub created_ms: i64,
+    pub paths: SegmentPaths,
+    file: File,
+    meta: RwLock<SegmentMeta>,
+    /// Bumped by every truncation, so a reader that raced one does not mistake the rewritten
+    /// bytes for corruption.
+    generation: AtomicU64,
+}
+
+impl Segment {
+    /// Creates an empty segment whose first entry will be `base`.
+    pub fn create(dir: &Path, base: u64, created_ms: i64, max_segment_bytes: u64, interval: u32) -> Result<Segment> {
+        let paths = SegmentPaths::new(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&paths.log)
+            .map_err(StorageError::io("create segment", &paths.log))?;
+        let header = SegmentHeader { base_index: base, created_ms };
+        (&file).write_all(&header.encode()).map_err(StorageError::io("write", &paths.log))?;
+        let pos =
+            IndexFile::create(&paths.index, IndexKind::Position, base, position_capacity(max_segment_bytes, interval))?;
+        let offsets = IndexFile::create(&paths.offsets, IndexKind::Offset, base, 4096)?;
+        let times = IndexFile::create(&paths.times, IndexKind::Time, base, 1024)?;
+        let meta = SegmentMeta {
+            size: SEGMENT_HEADER_LEN as u64,
+            next_index: base,
+            last_term: 0,
+            pos,
+            last_indexed_pos: 0,
+            offsets,
+            times,
+        };
+        Ok(Segment::assemble(base, created_ms, paths, file, meta))
+    }
+
+    fn assemble(base_index: u64, created_ms: i64, paths: SegmentPaths, file: File, meta: SegmentMeta) -> Segment {
+        Segment { base_index, created_ms, paths, file, meta: RwLock::new(meta), generation: AtomicU64::new(0) }
+    }
+
+    pub fn meta(&self) -> RwLockReadGuard<'_, SegmentMeta> {
+        self.meta.read().expect("segment lock poisoned")
+    }
+
+    pub fn meta_mut(&self) -> RwLockWriteGuard<'_, SegmentMeta> {
+        self.meta.write().expect("segment lock poisoned")
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Appends `entries` (contiguous, starting at this segment's next index) with as few
+    /// `writev` calls as the batch allows, then publishes them. On a failed write the file is cut
+    /// back to its previous size, so the segment is unchanged; if even that fails the error is
+    /// [`StorageError::Failed`].
+    pub fn append(&self, entries: &[Entry], scratch: &mut WriteScratch, interval: u32) -> Result<()> {
+        let (size, next_index, last_indexed) = {
+            let m = self.meta();
+            (m.size, m.next_index, m.last_indexed_pos)
+        };
+        assert_eq!(entries.first().map(|e| e.index), Some(next_index), "append must continue the segment");
+        let new_size = self.build_batch(entries, scratch, size, next_index, last_indexed, interval);
+        if let Err(e) = self.write_batch(entries, scratch) {
+            return Err(self.roll_back(size, e));
+        }
+        let mut m = self.meta_mut();
+        for &(index, pos) in &scratch.positions {
+            let rec = position_record(rel(self.base_index, index), u32::try_from(pos).expect("positions are 32-bit"));
+            if let Err(e) = m.pos.push(&rec) {
+                let len = m.pos.len() - (m.pos.len().min(scratch.positions.len()));
+                m.pos.truncate(len);
+                drop(m);
+                return Err(self.roll_back(size, e));
+            }
+            m.last_indexed_pos = pos;
+        }
+        let last = entries.last().expect("non-empty batch");
+        m.size = new_size;
+        m.next_index = last.index + 1;
+        m.last_term = last.term;
+        m.pos.set_covered(new_size);
+        Ok(())
+    }
+
+    /// Lays out headers and small payloads in `scratch.buf`, notes which large payloads go in
+    /// place, and which entries get a position record. Returns the segment size after the batch.
+    fn build_batch(
+        &self,
+        entries: &[Entry],
+        s: &mut WriteScratch,
+        size: u64,
+        next: u64,
+        mut last_indexed: u64,
+        interval: u32,
+    ) -> u64 {
+        s.buf.clear();
+        s.pieces.clear();
+        s.positions.clear();
+        let mut pos = size;
+        let mut open = 0;
+        for (i, e) in entries.iter().enumerate() {
+            debug_assert_eq!(e.index, next + i as u64, "entries must be contiguous");
+            if e.index == self.base_index || pos - last_indexed >= u64::from(interval) {
+                s.positions.push((e.index, pos));
+                last_indexed = pos;
+            }
+            EntryHeader::for_payload(e.index, e.term, &e.payload).encode_into(&mut s.buf);
+            if e.payload.len() <= COALESCE_MAX_BYTES {
+                s.buf.extend_from_slice(&e.payload);
+            } else {
+                s.pieces.push(Piece::Scratch(open, s.buf.len()));
+                s.pieces.push(Piece::Payload(i));
+                open = s.buf.len();
+            }
+            pos += (ENTRY_HEADER_LEN + e.payload.len()) as u64;
+        }
+        if open < s.buf.len() {
+            s.pieces.push(Piece::Scratch(open, s.buf.len()));
+        }
+        pos
+    }
+
+    fn write_batch(&self, entries: &[Entry], s: &WriteScratch) -> std::io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = s
+            .pieces
+            .iter()
+            .map(|p| match *p {
+                Piece::Scratch(a, b) => IoSlice::new(&s.buf[a..b]),
+                Piece::Payload(i) => IoSlice::new(&entries[i].payload),
+            })
+            .collect();
+        let mut rest: &mut [IoSlice<'_>] = &mut slices;
+        while !rest.is_empty() {
+            let n = rest.len().min(IOV_MAX);
+            let written = (&self.file).write_vectored(&rest[..n])?;
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut rest, written);
+        }
+        Ok(())
+    }
+
+    fn roll_back(&self, size: u64, cause: impl Into<CauseError>) -> StorageError {
+        let cause = match cause.into() {
+            CauseError::Io(e) => StorageError::io("append to", &self.paths.log)(e),
+            CauseError::Storage(e) => e,
+        };
+        match self.file.set_len(size) {
+            Ok(()) => cause,
+            Err(e) => StorageError::Failed {
+                path: self.paths.log.clone(),
+                reason: format!("{cause}; then cutting the partial write failed: {e}"),
+            },
+        }
+    }
+
+    /// Reads entries `start..end` of this segment into `out` while `budget` (payload bytes)
+    /// lasts; the first entry of the whole read is taken even if it alone exceeds the budget.
+    /// Returns `true` when the budget stopped the read.
+    pub fn read(
+        &self,
+        start: u64,
+        end: u64,
+        budget: &mut usize,
+        out: &mut Vec<Entry>,
+        max_entry: u32,
+        interval: u32,
+    ) -> Result<bool> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let Some((mut pos, mut expected, limit, end)) = self.read_plan(start, end) else {
+            return Ok(false);
+        };
+        // Sparse index: the wanted entry is at most one interval (plus one frame) past `pos`.
+        let slack = u64::from(interval) + 2 * ENTRY_HEADER_LEN as u64;
+        let mut min_want = 0u64;
+        while expected < end && pos < limit {
+            let want = (limit - pos).min((*budget as u64).saturating_add(slack).max(MIN_READ_BYTES).max(min_want));
+            let Some(buf) = self.read_exact_or_short(pos, want)? else {
+                return Ok(false); // the segment shrank under us: a racing truncation
+            };
+            let mut p = 0usize;
+            while expected < end {
+                match format::check_frame(&buf[p..], expected, max_entry) {
+                    Ok(h) => {
+                        let frame_end = p + h.frame_len() as usize;
+                        if expected >= start {
+                            if !out.is_empty() && h.len as usize > *budget {
+                                return Ok(true);
+                            }
+                            *budget = budget.saturating_sub(h.len as usize);
+                            out.push(Entry {
+                                index: h.index,
+                                term: h.term,
+                                payload: buf.slice(p + ENTRY_HEADER_LEN..frame_end),
+                            });
+                        }
+                        p = frame_end;
+                        expected += 1;
+                    }
+                    // The chunk ended inside a frame that the published size says is whole:
+                    // read again from the frame's start, at least the whole frame.
+                    Err(FrameError::Truncated) if pos + (buf.len() as u64) < limit => {
+                        min_want = frame_need(&buf[p..]) as u64;
+                        break;
+                    }
+                    Err(e) if self.generation.load(Ordering::Acquire) != generation => {
+                        tracing::debug!(path = %self.paths.log.display(), "read raced a truncation: {e}");
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(StorageError::corrupt(&self.paths.log, pos + p as u64, e.to_string())),
+                }
+            }
+            pos += p as u64;
+        }
+        Ok(false)
+    }
+
+    /// Where to start reading for `start`, where to stop, and the clamped end index.
+    fn read_plan(&self, start: u64, end: u64) -> Option<(u64, u64, u64, u64)> {
+        let m = self.meta();
+        if start >= m.next_index || start < self.base_index || start >= end || m.pos.is_empty() {
+            return None;
+        }
+        let end = end.min(m.next_index);
+        let start_rel = start - self.base_index;
+        let floor = m.pos.partition_point(|r| u64::from(u32_at(r, 0)) <= start_rel) - 1;
+        let rec = m.pos.record(floor);
+        let end_rel = end - self.base_index;
+        let ceil = m.pos.partition_point(|r| u64::from(u32_at(r, 0)) < end_rel);
+        let limit = if ceil < m.pos.len() { u64::from(u32_at(m.pos.record(ceil), 4)) } else { m.size };
+        Some((u64::from(u32_at(rec, 4)), self.base_index + u64::from(u32_at(rec, 0)), limit, end))
+    }
+
+    /// Reads `len` bytes at `pos` with one `pread` (more only if the kernel returns less);
+    /// `None` if the file ended first.
+    fn read_exact_or_short(&self, pos: u64, len: u64) -> Result<Option<Bytes>> {
+        let mut buf = vec![0u8; usize::try_from(len).expect("read size fits in memory")];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.file.read_at(&mut buf[filled..], pos + filled as u64) {
+                Ok(0) => return Ok(None),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StorageError::io("read", &self.paths.log)(e)),
+            }
+        }
+        Ok(Some(Bytes::from(buf)))
+    }
+
+    /// Scans frames from `(pos, index)` up to byte `until`, calling `f` with each good frame's
+    /// header and position, and stops at the first bad one. Reads in large chunks.
+    pub fn scan(
+        &self,
+        pos: u64,
+        index: u64,
+        until: u64,
+        max_entry: u32,
+        f: impl FnMut(&EntryHeader, u64) -> Result<()>,
+    ) -> Result<ScanEnd> {
+        scan_file(&self.file, &self.paths.log, pos, index, until, max_entry, f)
+    }
+
+    /// The byte position of entry `index`, which must be in this segment.
+    pub fn position_of(&self, index: u64, max_entry: u32) -> Result<u64> {
+        let (start_pos, start_index, size) = {
+            let m = self.meta();
+            let rel = index - self.base_index;
+            let floor = m.pos.partition_point(|r| u64::from(u32_at(r, 0)) <= rel) - 1;
+            let rec = m.pos.record(floor);
+            (u64::from(u32_at(rec, 4)), self.base_index + u64::from(u32_at(rec, 0)), m.size)
+        };
+        let mut found = None;
+        let end = self.scan(start_pos, start_index, size, max_entry, |h, pos| {
+            if h.index == index {
+                found = Some(pos);
+            }
+            Ok(())
+        })?;
+        match (found, end.error) {
+            (Some(pos), _) => Ok(pos),
+            (None, Some((pos, e))) => Err(StorageError::corrupt(&self.paths.log, pos, e.to_string())),
+            (None, None) => Err(StorageError::corrupt(&self.paths.log, end.pos, format!("entry {index} not found"))),
+        }
+    }
+
+    /// Drops entries `index..` (which must be inside this segment, after its first entry is
+    /// allowed to be equal: then the segment becomes empty). Returns the position cut at.
+    pub fn truncate_from(&self, index: u64, max_entry: u32) -> Result<()> {
+        let cut =
+            if index == self.base_index { SEGMENT_HEADER_LEN as u64 } else { self.position_of(index, max_entry)? };
+        let prev_term = if index > self.base_index { self.term_at(index - 1, max_entry)? } else { 0 };
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let mut m = self.meta_mut();
+        self.file.set_len(cut).map_err(StorageError::io("truncate", &self.paths.log))?;
+        let rel_cut = index - self.base_index;
+        let keep = m.pos.partition_point(|r| u64::from(u32_at(r, 0)) < rel_cut);
+        m.pos.truncate(keep);
+        m.last_indexed_pos = if keep == 0 { 0 } else { u64::from(u32_at(m.pos.record(keep - 1), 4)) };
+        let keep_offsets = m.offsets.partition_point(|r| u64::from(u32_at(r, 8)) < rel_cut);
+        let first_dropped_offset =
+            (keep_offsets < m.offsets.len()).then(|| crate::index::u64_at(m.offsets.record(keep_offsets), 0));
+        m.offsets.truncate(keep_offsets);
+        if let Some(dropped) = first_dropped_offset {
+            let keep_times = m.times.partition_point(|r| crate::index::u64_at(r, 8) < dropped);
+            m.times.truncate(keep_times);
+        }
+        m.size = cut;
+        m.next_index = index;
+        m.last_term = prev_term;
+        m.pos.set_covered(cut);
+        Ok(())
+    }
+
+    /// The term of entry `index` in this segment, read from its frame header.
+    pub fn term_at(&self, index: u64, max_entry: u32) -> Result<u64> {
+        let pos = self.position_of(index, max_entry)?;
+        let mut raw = [0u8; ENTRY_HEADER_LEN];
+        self.file.read_exact_at(&mut raw, pos).map_err(StorageError::io("read", &self.paths.log))?;
+        Ok(EntryHeader::decode(&raw).term)
+    }
+
+    /// Makes the segment complete on disk: data fsynced, indexes written back and trimmed.
+    pub fn seal(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| StorageError::Failed {
+            path: self.paths.log.clone(),
+            reason: format!("fdatasync while sealing: {e}"),
+        })?;
+        let mut m = self.meta_mut();
+        m.pos.seal()?;
+        m.offsets.seal()?;
+        m.times.seal()
+    }
+
+    /// Deletes the segment's files. Readers holding the segment keep their open descriptor.
+    pub fn delete_files(paths: &SegmentPaths) -> Result<()> {
+        for path in paths.all() {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("delete", path)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens an existing segment: its file, header, and position index (see `recover`).
+    pub fn open_file(paths: SegmentPaths, base: u64) -> Result<Option<(SegmentPaths, File, SegmentHeader)>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&paths.log)
+            .map_err(StorageError::io("open segment", &paths.log))?;
+        let size = file.metadata().map_err(StorageError::io("stat", &paths.log))?.len();
+        let mut raw = [0u8; SEGMENT_HEADER_LEN];
+        let header = if size >= SEGMENT_HEADER_LEN as u64 {
+            file.read_exact_at(&mut raw, 0).map_err(StorageError::io("read", &paths.log))?;
+            SegmentHeader::decode(&raw)
+        } else {
+            Err(format!("file is {size} bytes, shorter than its header"))
+        };
+        match header {
+            Ok(h) if h.base_index == base => Ok(Some((paths, file, h))),
+            Ok(h) => Err(StorageError::corrupt(
+                &paths.log,
+                8,
+                format!("header says base index {}, file name says {base}", h.base_index),
+            )),
+            Err(_) if size <= SEGMENT_HEADER_LEN as u64 => Ok(None),
+            Err(reason) => Err(StorageError::corrupt(&paths.log, 0, reason)),
+        }
+    }
+
+    /// Builds a segment from an opened file after recovery has settled its size and indexes.
+    pub fn from_parts(paths: SegmentPaths, file: File, header: SegmentHeader, meta: SegmentMeta) -> Segment {
+        Segment::assemble(header.base_index, header.created_ms, paths, file, meta)
+    }
+}
+
+/// Scans the frames of `file` from `(pos, index)` up to byte `until`, calling `f` with each good
+/// frame's header and position, and stops at the first bad one. Reads in large chunks.
+pub(crate) fn scan_file(
+    file: &File,
+    path: &Path,
+    mut pos: u64,
+    mut index: u64,
+    until: u64,
+    max_entry: u32,
+    mut f: impl FnMut(&EntryHeader, u64) -> Result<()>,
+) -> Result<ScanEnd> {
+    let mut last_term = None;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut buf_start = pos;
+    while pos < until {
+        let avail = &buf[(pos - buf_start) as usize..];
+        match format::check_frame(avail, index, max_entry) {
+            Ok(h) => {
+                f(&h, pos)?;
+                last_term = Some(h.term);
+                pos += h.frame_len();
+                index += 1;
+            }
+            Err(FrameError::Truncated) if buf_start + (buf.len() as u64) < until => {
+                let need = frame_need(avail) as u64;
+                let want = (until - pos).min(need.max(SCAN_CHUNK_BYTES as u64));
+                if want < need {
+                    return Ok(ScanEnd {
+                        pos,
+                        next_index: index,
+                        last_term,
+                        error: Some((pos, FrameError::Truncated)),
+                    });
+                }
+                buf.resize(want as usize, 0);
+                file.read_exact_at(&mut buf, pos).map_err(StorageError::io("read", path))?;
+                buf_start = pos;
+            }
+            Err(e) => return Ok(ScanEnd { pos, next_index: index, last_term, error: Some((pos, e)) }),
+        }
+    }
+    Ok(ScanEnd { pos, next_index: index, last_term, error: None })
+}
+
+/// Bytes of the next frame (header + payload) if `buf` holds its header, else a header's worth.
+fn frame_need(buf: &[u8]) -> usize {
+    if buf.len() >= ENTRY_HEADER_LEN {
+        ENTRY_HEADER_LEN + EntryHeader::decode(buf).len as usize
+    } else {
+        ENTRY_HEADER_LEN
+    }
+}
+
+/// A position index never needs more records than this (one per `interval` bytes, plus one).
+pub(crate) fn position_capacity(max_segment_bytes: u64, interval: u32) -> usize {
+    usize::try_from(max_segment_bytes / u64::from(interval) + 2).unwrap_or(usize::MAX)
+}
+
+pub(crate) fn rel(base: u64, index: u64) -> u32 {
+    u32::try_from(index - base).expect("segments hold fewer than 2^32 entries")
+}
+
+pub(crate) enum CauseError {
+    Io(std::io::Error),
+    Storage(StorageError),
+}
+
+impl From<std::io::Error> for CauseError {
+    fn from(e: std::io::Error) -> Self {
+        CauseError::Io(e)
+    }
+}
+
+impl From<StorageError> for CauseError {
+    fn from(e: StorageError) -> Self {
+        CauseError::Storage(e)
+    }
+}
