@@ -1,10 +1,11 @@
 //! Types every Sluice crate shares: node, partition and offset identifiers, validated topic
-//! names, and the stable error codes that cross the wire.
+//! names, and the record batch format (messages as producers send them and Raft stores them).
 //!
 //! This crate is deliberately small and has no I/O. Identifiers are newtypes so that a Raft log
 //! index, a message offset and a partition number can never be confused for one another.
 
 mod ids;
+pub mod record;
 mod topic;
 
 pub use ids::{NodeId, Offset, PartitionId};

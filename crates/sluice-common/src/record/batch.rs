@@ -1,0 +1,471 @@
+//! The record batch: the unit a producer sends, Raft replicates as one entry, and a consumer
+//! fetches. Pure codec, no I/O. `docs/FORMAT.md` draws the same layout.
+//!
+//! ```text
+//! batch header, 46 bytes, then the records section
+//! 0      4      5       6         8       12            20      22         26          34          42           46
+//! | crc  | magic| attrs | reserved| count | producer_id | epoch | base_seq | first_ts_ms | max_ts_ms | records_len | records ...
+//! | u32  | u8=1 | u8    | u16 = 0 | u32   | i64         | i16   | i32      | i64         | i64       | u32         |
+//!   crc = crc32(bytes 4..end); attrs bits 0-2: compression (0 = none), bit 3: transactional,
+//!   bit 4: control; producer_id -1 = no idempotence. The base offset is not in the batch: the
+//!   partition assigns it when the batch is applied (DESIGN D2) and fetch responses carry it.
+//!
+//! each record in the records section
+//! | body_len uvarint | ts_delta zigzag varint | key_len+1 uvarint (0 = no key) | key |
+//! | value_len uvarint | value | tag_len uvarint (0 = no tag) | tag (UTF-8) |
+//! | property_count uvarint | (name_len uvarint, name, value_len uvarint, value)* |
+//!   body_len counts the bytes after itself; ts_delta is relative to first_ts_ms.
+//! ```
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::varint::{get_uvarint, put_uvarint, unzigzag, uvarint_len, zigzag};
+
+/// Byte length of a batch header.
+pub const BATCH_HEADER_LEN: usize = 46;
+/// Batch format version written by this build.
+pub const BATCH_MAGIC: u8 = 1;
+const ATTR_COMPRESSION_MASK: u8 = 0b0000_0111;
+const ATTR_TRANSACTIONAL: u8 = 0b0000_1000;
+const ATTR_CONTROL: u8 = 0b0001_0000;
+
+/// Idempotent-producer identity of a batch (DESIGN D6). `NONE` when idempotence is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProducerStamp {
+    /// Producer id assigned by the cluster, or -1.
+    pub producer_id: i64,
+    /// Producer epoch; a newer epoch fences older instances of the same producer id.
+    pub epoch: i16,
+    /// Sequence number of the batch's first record in its partition, or -1.
+    pub base_sequence: i32,
+}
+
+impl ProducerStamp {
+    /// No idempotence: the batch is never deduplicated.
+    pub const NONE: ProducerStamp = ProducerStamp { producer_id: -1, epoch: -1, base_sequence: -1 };
+
+    /// Whether this batch takes part in deduplication.
+    pub fn is_idempotent(&self) -> bool {
+        self.producer_id >= 0
+    }
+}
+
+/// Compression of a batch's records section. Only `None` is implemented; the header reserves
+/// three bits so codecs can be added without a format change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Records are stored as they are.
+    None,
+}
+
+/// The fixed fields of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Number of records.
+    pub count: u32,
+    /// Idempotence identity.
+    pub producer: ProducerStamp,
+    /// Part of a transaction.
+    pub transactional: bool,
+    /// A control batch (transaction marker) rather than user records.
+    pub control: bool,
+    /// Compression of the records section.
+    pub compression: Compression,
+    /// Timestamp of the first record; others are stored relative to it.
+    pub first_timestamp_ms: i64,
+    /// Newest timestamp in the batch (for the time index and retention).
+    pub max_timestamp_ms: i64,
+}
+
+/// Why bytes are not a valid batch or record. Messages name the field and the byte position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// Shorter than its header, or its records section length disagrees with its size.
+    #[error("record batch is {actual} bytes; its header says {expected}")]
+    Length {
+        /// The length the header implies.
+        expected: usize,
+        /// The bytes present.
+        actual: usize,
+    },
+    /// The checksum does not match: the batch was damaged in transit or at rest.
+    #[error("record batch checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    Checksum {
+        /// The stored CRC.
+        stored: u32,
+        /// The CRC of the bytes.
+        computed: u32,
+    },
+    /// A batch format this build does not read.
+    #[error("record batch format {0} is not supported (this build reads format {BATCH_MAGIC})")]
+    Magic(u8),
+    /// A compression codec this build does not implement.
+    #[error("record batch uses compression codec {0}, which this build does not support")]
+    Compression(u8),
+    /// A record inside the batch is malformed.
+    #[error("record {index} at byte {position} of the records section is malformed: {what}")]
+    Record {
+        /// The record's position in the batch.
+        index: u32,
+        /// Byte position within the records section.
+        position: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// The batch holds more records than its header says, or fewer.
+    #[error("record batch header says {header} records but the section holds {found}")]
+    Count {
+        /// The header's count.
+        header: u32,
+        /// Records found.
+        found: u32,
+    },
+}
+
+/// One message to send. Timestamps are milliseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    /// Partitioning and compaction key.
+    pub key: Option<Bytes>,
+    /// The message body.
+    pub value: Bytes,
+    /// RocketMQ-style tag for broker-side filtering.
+    pub tag: Option<String>,
+    /// String headers.
+    pub properties: Vec<(String, String)>,
+    /// Create time, in ms since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+impl Record {
+    /// A record with only a value.
+    pub fn new(value: impl Into<Bytes>, timestamp_ms: i64) -> Record {
+        Record { value: value.into(), timestamp_ms, ..Record::default() }
+    }
+
+    /// Bytes of this record's body (everything after its length prefix), given the batch's
+    /// first timestamp.
+    fn body_len(&self, first_ts: i64) -> usize {
+        let key = self.key.as_ref().map_or(0, |k| k.len());
+        let tag = self.tag.as_ref().map_or(0, |t| t.len());
+        let props: usize = self
+            .properties
+            .iter()
+            .map(|(k, v)| uvarint_len(k.len() as u64) + k.len() + uvarint_len(v.len() as u64) + v.len())
+            .sum();
+        uvarint_len(zigzag(self.timestamp_ms.wrapping_sub(first_ts)))
+            + uvarint_len(self.key.as_ref().map_or(0, |k| k.len() as u64 + 1))
+            + key
+            + uvarint_len(self.value.len() as u64)
+            + self.value.len()
+            + uvarint_len(tag as u64)
+            + tag
+            + uvarint_len(self.properties.len() as u64)
+            + props
+    }
+
+    /// Bytes this record adds to a batch.
+    pub fn encoded_len(&self, first_ts: i64) -> usize {
+        let body = self.body_len(first_ts);
+        uvarint_len(body as u64) + body
+    }
+}
+
+/// Builds one batch. The first record pushed sets the batch's first timestamp.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    buf: BytesMut,
+    count: u32,
+    first_ts: Option<i64>,
+    max_ts: i64,
+    producer: ProducerStamp,
+    transactional: bool,
+}
+
+impl BatchBuilder {
+    /// An empty batch for `producer`, with room for `capacity` bytes before it reallocates.
+    pub fn new(producer: ProducerStamp, capacity: usize) -> BatchBuilder {
+        let mut buf = BytesMut::with_capacity(capacity.max(BATCH_HEADER_LEN));
+        buf.put_bytes(0, BATCH_HEADER_LEN);
+        BatchBuilder { buf, count: 0, first_ts: None, max_ts: i64::MIN, producer, transactional: false }
+    }
+
+    /// Marks the batch as part of a transaction.
+    pub fn transactional(mut self, yes: bool) -> BatchBuilder {
+        self.transactional = yes;
+        self
+    }
+
+    /// Appends a record.
+    pub fn push(&mut self, record: &Record) {
+        let first = *self.first_ts.get_or_insert(record.timestamp_ms);
+        let body = record.body_len(first);
+        let b = &mut self.buf;
+        put_uvarint(b, body as u64);
+        put_uvarint(b, zigzag(record.timestamp_ms.wrapping_sub(first)));
+        match &record.key {
+            Some(k) => {
+                put_uvarint(b, k.len() as u64 + 1);
+                b.put_slice(k);
+            }
+            None => put_uvarint(b, 0),
+        }
+        put_uvarint(b, record.value.len() as u64);
+        b.put_slice(&record.value);
+        let tag = record.tag.as_deref().unwrap_or("");
+        put_uvarint(b, tag.len() as u64);
+        b.put_slice(tag.as_bytes());
+        put_uvarint(b, record.properties.len() as u64);
+        for (k, v) in &record.properties {
+            put_uvarint(b, k.len() as u64);
+            b.put_slice(k.as_bytes());
+            put_uvarint(b, v.len() as u64);
+            b.put_slice(v.as_bytes());
+        }
+        self.count += 1;
+        self.max_ts = self.max_ts.max(record.timestamp_ms);
+    }
+
+    /// Records pushed so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Bytes the batch would take if finished now.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether no record has been pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Fills in the header and checksum and returns the encoded batch.
+    pub fn finish(mut self) -> Bytes {
+        let records_len = u32::try_from(self.buf.len() - BATCH_HEADER_LEN).expect("batch under 4 GiB");
+        let first = self.first_ts.unwrap_or(0);
+        let max = if self.count == 0 { first } else { self.max_ts };
+        let attrs = if self.transactional { ATTR_TRANSACTIONAL } else { 0 };
+        let mut h = &mut self.buf[4..BATCH_HEADER_LEN];
+        h.put_u8(BATCH_MAGIC);
+        h.put_u8(attrs);
+        h.put_u16_le(0);
+        h.put_u32_le(self.count);
+        h.put_i64_le(self.producer.producer_id);
+        h.put_i16_le(self.producer.epoch);
+        h.put_i32_le(self.producer.base_sequence);
+        h.put_i64_le(first);
+        h.put_i64_le(max);
+        h.put_u32_le(records_len);
+        let crc = crc32fast::hash(&self.buf[4..]);
+        self.buf[..4].copy_from_slice(&crc.to_le_bytes());
+        self.buf.freeze()
+    }
+}
+
+/// A batch whose header and checksum have been verified. Records are decoded lazily, as
+/// slices of the batch's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordBatch {
+    header: BatchHeader,
+    bytes: Bytes,
+}
+
+impl RecordBatch {
+    /// Verifies the header, length and checksum of `bytes`.
+    pub fn parse(bytes: Bytes) -> Result<RecordBatch, BatchError> {
+        let header = parse_header(&bytes)?;
+        Ok(RecordBatch { header, bytes })
+    }
+
+    /// The batch's fixed fields.
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// The encoded batch, as stored and sent.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Decodes the records in order. The iterator yields an error (and then stops) at the first
+    /// malformed record, and checks the record count when it reaches the end.
+    pub fn records(&self) -> Records {
+        Records { section: self.bytes.slice(BATCH_HEADER_LEN..), pos: 0, index: 0, header: self.header, done: false }
+    }
+}
+
+/// Reads and checks a batch header without copying the batch.
+pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    if bytes.len() < BATCH_HEADER_LEN {
+        return Err(BatchError::Length { expected: BATCH_HEADER_LEN, actual: bytes.len() });
+    }
+    let le32 = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let le64 = |at: usize| i64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let expected = BATCH_HEADER_LEN + le32(42) as usize;
+    if bytes.len() != expected {
+        return Err(BatchError::Length { expected, actual: bytes.len() });
+    }
+    let (stored, computed) = (le32(0), crc32fast::hash(&bytes[4..]));
+    if stored != computed {
+        return Err(BatchError::Checksum { stored, computed });
+    }
+    if bytes[4] != BATCH_MAGIC {
+        return Err(BatchError::Magic(bytes[4]));
+    }
+    let attrs = bytes[5];
+    let compression = match attrs & ATTR_COMPRESSION_MASK {
+        0 => Compression::None,
+        other => return Err(BatchError::Compression(other)),
+    };
+    Ok(BatchHeader {
+        count: le32(8),
+        producer: ProducerStamp {
+            producer_id: le64(12),
+            epoch: i16::from_le_bytes([bytes[20], bytes[21]]),
+            base_sequence: le32(22) as i32,
+        },
+        transactional: attrs & ATTR_TRANSACTIONAL != 0,
+        control: attrs & ATTR_CONTROL != 0,
+        compression,
+        first_timestamp_ms: le64(26),
+        max_timestamp_ms: le64(34),
+    })
+}
+
+/// One decoded record: every field is a slice of the batch's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordView {
+    /// Create time, ms since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The key, if any.
+    pub key: Option<Bytes>,
+    /// The value.
+    pub value: Bytes,
+    tag: Bytes,
+    properties: Bytes,
+    property_count: u64,
+}
+
+impl RecordView {
+    /// The tag, if any. Validated as UTF-8 when the record was decoded.
+    pub fn tag(&self) -> Option<&str> {
+        (!self.tag.is_empty()).then(|| std::str::from_utf8(&self.tag).expect("validated at decode"))
+    }
+
+    /// The properties (string headers), in order. Validated when the record was decoded.
+    pub fn properties(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut rest: &[u8] = &self.properties;
+        (0..self.property_count).map(move |_| {
+            let k = take_str(&mut rest).expect("validated at decode");
+            let v = take_str(&mut rest).expect("validated at decode");
+            (k, v)
+        })
+    }
+
+    /// Converts to an owned [`Record`].
+    pub fn to_record(&self) -> Record {
+        Record {
+            key: self.key.clone(),
+            value: self.value.clone(),
+            tag: self.tag().map(str::to_owned),
+            properties: self.properties().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
+/// Iterator over a batch's records; see [`RecordBatch::records`].
+#[derive(Debug)]
+pub struct Records {
+    section: Bytes,
+    pos: usize,
+    index: u32,
+    header: BatchHeader,
+    done: bool,
+}
+
+impl Iterator for Records {
+    type Item = Result<RecordView, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.pos == self.section.len() {
+            self.done = true;
+            return (self.index != self.header.count)
+                .then_some(Err(BatchError::Count { header: self.header.count, found: self.index }));
+        }
+        let at = self.pos;
+        let result = self.decode_one().map_err(|what| BatchError::Record { index: self.index, position: at, what });
+        match &result {
+            Ok(_) => self.index += 1,
+            Err(_) => self.done = true,
+        }
+        Some(result)
+    }
+}
+
+impl Records {
+    fn decode_one(&mut self) -> Result<RecordView, &'static str> {
+        let (body_len, n) = get_uvarint(&self.section[self.pos..]).ok_or("bad length prefix")?;
+        let start = self.pos + n;
+        let end = usize::try_from(body_len).ok().and_then(|l| start.checked_add(l)).ok_or("length overflows")?;
+        if end > self.section.len() {
+            return Err("record runs past the end of the batch");
+        }
+        let mut body: &[u8] = &self.section[start..end];
+        let slice = |b: &[u8]| self.section.slice_ref(b);
+        let (ts_delta, n) = get_uvarint(body).ok_or("bad timestamp")?;
+        body = &body[n..];
+        let (key_len, n) = get_uvarint(body).ok_or("bad key length")?;
+        body = &body[n..];
+        let key = match key_len {
+            0 => None,
+            l => Some(slice(take(&mut body, l - 1).ok_or("key runs past the record")?)),
+        };
+        let (value_len, n) = get_uvarint(body).ok_or("bad value length")?;
+        body = &body[n..];
+        let value = slice(take(&mut body, value_len).ok_or("value runs past the record")?);
+        let tag = take_str(&mut body).ok_or("bad tag")?;
+        let tag = slice(tag.as_bytes());
+        let (property_count, n) = get_uvarint(body).ok_or("bad property count")?;
+        body = &body[n..];
+        let props_start = body;
+        for _ in 0..property_count {
+            take_str(&mut body).ok_or("bad property name")?;
+            take_str(&mut body).ok_or("bad property value")?;
+        }
+        if !body.is_empty() {
+            return Err("trailing bytes in record");
+        }
+        let properties = slice(&props_start[..props_start.len() - body.len()]);
+        self.pos = end;
+        Ok(RecordView {
+            timestamp_ms: self.header.first_timestamp_ms.wrapping_add(unzigzag(ts_delta)),
+            key,
+            value,
+            tag,
+            properties,
+            property_count,
+        })
+    }
+}
+
+fn take<'a>(buf: &mut &'a [u8], len: u64) -> Option<&'a [u8]> {
+    let len = usize::try_from(len).ok()?;
+    if len > buf.len() {
+        return None;
+    }
+    let (head, tail) = buf.split_at(len);
+    *buf = tail;
+    Some(head)
+}
+
+fn take_str<'a>(buf: &mut &'a [u8]) -> Option<&'a str> {
+    let (len, n) = get_uvarint(buf)?;
+    *buf = &buf[n..];
+    std::str::from_utf8(take(buf, len)?).ok()
+}

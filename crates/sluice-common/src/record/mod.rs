@@ -1,0 +1,12 @@
+//! Messages and record batches: what producers send and consumers receive.
+
+mod batch;
+pub mod varint;
+
+pub use batch::{
+    BATCH_HEADER_LEN, BATCH_MAGIC, BatchBuilder, BatchError, BatchHeader, Compression, ProducerStamp, Record,
+    RecordBatch, RecordView, Records, parse_header,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! Round trips, every-byte truncation and corruption, and a no-panic property over the codec.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::*;
+
+fn sample() -> Vec<Record> {
+    vec![
+        Record::new("plain", 1_700_000_000_000),
+        Record {
+            key: Some(Bytes::from_static(b"order-42")),
+            value: Bytes::from(vec![7u8; 300]),
+            tag: Some("TagA".into()),
+            properties: vec![("trace".into(), "abc".into()), ("ü".into(), "".into())],
+            timestamp_ms: 1_699_999_999_000,
+        },
+        Record { key: Some(Bytes::new()), value: Bytes::new(), timestamp_ms: 1_700_000_000_500, ..Record::default() },
+    ]
+}
+
+fn build(records: &[Record], producer: ProducerStamp) -> Bytes {
+    let mut b = BatchBuilder::new(producer, 256);
+    for r in records {
+        b.push(r);
+    }
+    b.finish()
+}
+
+#[test]
+fn batch_round_trips_every_field() {
+    let producer = ProducerStamp { producer_id: 9, epoch: 2, base_sequence: 40 };
+    let records = sample();
+    let bytes = build(&records, producer);
+    let expected_len = BATCH_HEADER_LEN + records.iter().map(|r| r.encoded_len(records[0].timestamp_ms)).sum::<usize>();
+    assert_eq!(bytes.len(), expected_len);
+    let batch = RecordBatch::parse(bytes).unwrap();
+    let h = batch.header();
+    assert_eq!((h.count, h.producer, h.transactional, h.control), (3, producer, false, false));
+    assert_eq!((h.first_timestamp_ms, h.max_timestamp_ms), (1_700_000_000_000, 1_700_000_000_500));
+    let decoded: Vec<Record> = batch.records().map(|r| r.unwrap().to_record()).collect();
+    assert_eq!(decoded, records);
+    let second = batch.records().nth(1).unwrap().unwrap();
+    assert_eq!(second.tag(), Some("TagA"));
+    assert_eq!(second.properties().collect::<Vec<_>>(), vec![("trace", "abc"), ("ü", "")]);
+}
+
+#[test]
+fn empty_and_transactional_batches_parse() {
+    let empty = RecordBatch::parse(BatchBuilder::new(ProducerStamp::NONE, 0).finish()).unwrap();
+    assert_eq!(empty.header().count, 0);
+    assert_eq!(empty.records().count(), 0);
+    let mut b = BatchBuilder::new(ProducerStamp::NONE, 0).transactional(true);
+    b.push(&Record::new("x", 5));
+    assert!(RecordBatch::parse(b.finish()).unwrap().header().transactional);
+}
+
+#[test]
+fn every_truncation_and_every_bit_flip_is_rejected() {
+    let bytes = build(&sample(), ProducerStamp::NONE);
+    for cut in 0..bytes.len() {
+        assert!(RecordBatch::parse(bytes.slice(..cut)).is_err(), "cut at {cut} accepted");
+    }
+    for i in 0..bytes.len() {
+        let mut bad = bytes.to_vec();
+        bad[i] ^= 0x10;
+        assert!(RecordBatch::parse(Bytes::from(bad)).is_err(), "flip at byte {i} accepted");
+    }
+}
+
+#[test]
+fn unknown_format_and_codec_say_so() {
+    let mut raw = build(&sample(), ProducerStamp::NONE).to_vec();
+    raw[5] = 2; // a compression codec this build lacks
+    let crc = crc32fast::hash(&raw[4..]);
+    raw[..4].copy_from_slice(&crc.to_le_bytes());
+    let err = RecordBatch::parse(Bytes::from(raw.clone())).unwrap_err();
+    assert_eq!(err, BatchError::Compression(2));
+    assert!(err.to_string().contains("compression codec 2"));
+    raw[4] = 9;
+    raw[5] = 0;
+    let crc = crc32fast::hash(&raw[4..]);
+    raw[..4].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(RecordBatch::parse(Bytes::from(raw)).unwrap_err(), BatchError::Magic(9));
+}
+
+#[test]
+fn a_wrong_record_count_is_reported_after_the_last_record() {
+    let mut raw = build(&sample(), ProducerStamp::NONE).to_vec();
+    raw[8..12].copy_from_slice(&5u32.to_le_bytes());
+    let crc = crc32fast::hash(&raw[4..]);
+    raw[..4].copy_from_slice(&crc.to_le_bytes());
+    let batch = RecordBatch::parse(Bytes::from(raw)).unwrap();
+    let results: Vec<_> = batch.records().collect();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[3], Err(BatchError::Count { header: 5, found: 3 }));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Arbitrary records section bytes under a valid header and checksum: decoding may fail,
+    /// but never panics and never reads past the batch.
+    #[test]
+    fn garbage_records_never_panic(section in proptest::collection::vec(any::<u8>(), 0..200), count in 0u32..8) {
+        let mut raw = build(&[], ProducerStamp::NONE).to_vec();
+        raw.extend_from_slice(&section);
+        raw[8..12].copy_from_slice(&count.to_le_bytes());
+        raw[42..46].copy_from_slice(&(section.len() as u32).to_le_bytes());
+        let crc = crc32fast::hash(&raw[4..]);
+        raw[..4].copy_from_slice(&crc.to_le_bytes());
+        let batch = RecordBatch::parse(Bytes::from(raw)).unwrap();
+        for r in batch.records().take(1000) {
+            if let Ok(view) = r {
+                let _ = view.to_record();
+            }
+        }
+    }
+
+    /// Any records round-trip.
+    #[test]
+    fn arbitrary_records_round_trip(
+        values in proptest::collection::vec((proptest::option::of(".{0,8}"), ".{0,40}", proptest::option::of("[a-zA-Z]{1,6}"), -5_000i64..5_000), 0..20)
+    ) {
+        let records: Vec<Record> = values.into_iter().map(|(k, v, t, ts)| Record {
+            key: k.map(Bytes::from),
+            value: Bytes::from(v),
+            tag: t,
+            properties: vec![("k".into(), "v".into())],
+            timestamp_ms: 1_700_000_000_000 + ts,
+        }).collect();
+        let batch = RecordBatch::parse(build(&records, ProducerStamp::NONE)).unwrap();
+        let decoded: Vec<Record> = batch.records().map(|r| r.unwrap().to_record()).collect();
+        prop_assert_eq!(decoded, records);
+    }
+}
