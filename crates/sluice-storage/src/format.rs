@@ -5,8 +5,9 @@
 //! segment header (32 bytes)
 //! 0        4         6        8              16             24        28         32
 //! | magic  | version | flags  | base_index   | created_ms   | crc     | reserved |
-//! | "SLSG" | u16 = 1 | u16 = 0| u64          | i64          | u32     | u32 = 0  |
-//!   crc = crc32(bytes 0..24)
+//! | "SLSG" | u16 = 1 | u16    | u64          | i64          | u32     | u32 = 0  |
+//!   crc = crc32(bytes 0..24); flags bit 0 = SEALED: set only after the segment's data and
+//!   indexes are durable, so recovery knows a bad frame there is corruption, not a torn write
 //!
 //! entry frame (24-byte header + payload), repeated until the end of the file
 //! 0        4        8            16           24
@@ -26,6 +27,9 @@ pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Length of an entry frame's header; the payload follows it.
 pub const ENTRY_HEADER_LEN: usize = 24;
 
+/// Header flag: the segment is complete and durable (see the module doc).
+const FLAG_SEALED: u16 = 1;
+
 /// The parsed segment file header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -33,6 +37,8 @@ pub struct SegmentHeader {
     pub base_index: u64,
     /// Wall-clock creation time, for rolling by age.
     pub created_ms: i64,
+    /// The segment was rolled past and then made durable with its indexes.
+    pub sealed: bool,
 }
 
 impl SegmentHeader {
@@ -42,7 +48,7 @@ impl SegmentHeader {
         let mut b = &mut out[..];
         b.put_slice(&SEGMENT_MAGIC);
         b.put_u16_le(SEGMENT_VERSION);
-        b.put_u16_le(0);
+        b.put_u16_le(if self.sealed { FLAG_SEALED } else { 0 });
         b.put_u64_le(self.base_index);
         b.put_i64_le(self.created_ms);
         let crc = crc32fast::hash(&out[..24]);
@@ -63,8 +69,9 @@ impl SegmentHeader {
         if version != SEGMENT_VERSION {
             return Err(format!("segment format version {version}; this build reads {SEGMENT_VERSION}"));
         }
-        let _flags = b.get_u16_le();
-        let header = SegmentHeader { base_index: b.get_u64_le(), created_ms: b.get_i64_le() };
+        let flags = b.get_u16_le();
+        let header =
+            SegmentHeader { base_index: b.get_u64_le(), created_ms: b.get_i64_le(), sealed: flags & FLAG_SEALED != 0 };
         let crc = u32::from_le_bytes(raw[24..28].try_into().expect("4 bytes"));
         if crc != crc32fast::hash(&raw[..24]) {
             return Err("header checksum mismatch".into());
@@ -109,12 +116,15 @@ impl EntryHeader {
         EntryHeader { crc: b.get_u32_le(), len: b.get_u32_le(), index: b.get_u64_le(), term: b.get_u64_le() }
     }
 
-    /// The checksum this header should carry for `payload`.
+    /// The checksum this header should carry for `payload`: CRC of header bytes 4..24 (length,
+    /// index, term) followed by the payload.
     pub fn checksum(&self, payload: &[u8]) -> u32 {
+        let mut covered = [0u8; ENTRY_HEADER_LEN - 4];
+        covered[..4].copy_from_slice(&self.len.to_le_bytes());
+        covered[4..12].copy_from_slice(&self.index.to_le_bytes());
+        covered[12..].copy_from_slice(&self.term.to_le_bytes());
         let mut h = crc32fast::Hasher::new();
-        h.update(&self.len.to_le_bytes());
-        h.update(&self.index.to_le_bytes());
-        h.update(&self.term.to_le_bytes());
+        h.update(&covered);
         h.update(payload);
         h.finalize()
     }
@@ -170,7 +180,8 @@ pub fn check_frame(buf: &[u8], expected_index: u64, max_entry_bytes: u32) -> Res
     if buf.len() < end {
         return Err(FrameError::Truncated);
     }
-    if h.checksum(&buf[ENTRY_HEADER_LEN..end]) != h.crc {
+    // The frame is contiguous here, so one pass covers header and payload.
+    if crc32fast::hash(&buf[4..end]) != h.crc {
         return Err(FrameError::BadChecksum);
     }
     if h.index != expected_index {
@@ -185,9 +196,11 @@ mod tests {
 
     #[test]
     fn segment_header_round_trips_and_rejects_every_single_byte_flip() {
-        let h = SegmentHeader { base_index: 12345, created_ms: 1_700_000_000_000 };
+        let h = SegmentHeader { base_index: 12345, created_ms: 1_700_000_000_000, sealed: false };
         let raw = h.encode();
         assert_eq!(SegmentHeader::decode(&raw), Ok(h));
+        let sealed = SegmentHeader { sealed: true, ..h };
+        assert_eq!(SegmentHeader::decode(&sealed.encode()), Ok(sealed));
         for i in 0..28 {
             let mut bad = raw;
             bad[i] ^= 0x40;

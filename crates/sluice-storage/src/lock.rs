@@ -36,6 +36,17 @@ impl DirLock {
     }
 }
 
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Unlock explicitly instead of relying on the close: a flock belongs to the open file,
+        // which a child forked by another thread (say, spawning a process) shares until it execs
+        // or exits, so the close alone could leave the directory locked after the log is gone.
+        if let Err(e) = self._file.unlock() {
+            tracing::warn!(path = %self.path.display(), "unlocking: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

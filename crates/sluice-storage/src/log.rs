@@ -12,7 +12,7 @@ use crate::error::{Result, StorageError};
 use crate::format::ENTRY_HEADER_LEN;
 use crate::lock::DirLock;
 use crate::recovery::{SecondaryStatus, open_segment};
-use crate::segment::{Segment, WriteScratch};
+use crate::segment::{Segment, SegmentPaths, WriteScratch};
 use crate::state_file::{read_state_file, sync_dir, write_state_file};
 
 /// Name of the state file that records the purge point.
@@ -54,6 +54,10 @@ struct Writer {
     active_dirty: bool,
     /// Files were created or deleted since the directory was last fsynced.
     dir_dirty: bool,
+    /// Number of truncations so far, so that a sync can tell whether one ran during its fsync.
+    truncations: u64,
+    /// Segments rolled past but not yet sealed; the next sync seals them, oldest first.
+    unsealed: Vec<Arc<Segment>>,
 }
 
 pub(crate) struct Shared {
@@ -83,7 +87,7 @@ impl Log {
         let lock = DirLock::acquire(&dir)?;
         let purged = read_state_file(&dir, PURGED_FILE)?.map(|b| decode_entry_id(&b, &dir)).transpose()?;
         let bases = list_segments(&dir)?;
-        let (segments, statuses) = open_segments(&dir, &bases, &config, purged)?;
+        let (segments, statuses, unsealed) = open_segments(&dir, &bases, &config, purged)?;
         crate::offsets::validate_secondary(&segments, &statuses);
         let last = last_entry(&segments);
         if let Some(tail) = segments.last() {
@@ -97,7 +101,7 @@ impl Log {
             dir,
             config,
             clock,
-            writer: Mutex::new(Writer::default()),
+            writer: Mutex::new(Writer { unsealed, ..Writer::default() }),
             index_lock: Mutex::new(()),
             shared: RwLock::new(Shared { segments, purged, last }),
             sync_lock: Mutex::new(()),
@@ -233,11 +237,16 @@ impl Log {
         }
     }
 
-    /// Seals the active segment (fsync data, write back and trim indexes) and starts a new one
-    /// at `base`. Sealing on roll means every segment but the newest is complete on disk.
+    /// Starts a new segment at `base`. The old one is sealed by the next [`Log::sync`], off the
+    /// append path: a roll never waits for the disk.
     fn roll(&self, w: &mut Writer, base: u64) -> Result<Arc<Segment>> {
         if let Some(old) = self.shared().segments.last().cloned() {
-            old.seal().map_err(|e| self.fail_if_fatal(e))?;
+            if old.is_sealed() {
+                // Sealed once, then reopened by a truncation: until it is sealed again, recovery
+                // must treat it as possibly torn, so the stale flag goes first.
+                old.write_sealed_flag(false).map_err(|e| self.fail_if_fatal(e))?;
+            }
+            w.unsealed.push(old);
         }
         let seg = Segment::create(
             &self.dir,
@@ -341,10 +350,18 @@ impl Log {
             Segment::delete_files(&seg.paths)?;
             w.dir_dirty = true;
         }
-        if let Some(seg) = s.segments.last() {
+        // Only a segment that holds `index` is cut. When `index` was the base of a segment just
+        // deleted, the one before ends at `index - 1` and stays whole: looking `index` up in it
+        // would fail ("not found") after the later segments were already gone.
+        if let Some(seg) = s.segments.last().filter(|seg| index < seg.meta().next_index) {
             seg.truncate_from(index, self.config.max_entry_bytes).map_err(|e| self.fail_if_fatal(e))?;
         }
         w.active_dirty = true;
+        w.truncations += 1;
+        let active = s.segments.last().cloned();
+        w.unsealed.retain(|u| {
+            s.segments.iter().any(|seg| Arc::ptr_eq(seg, u)) && !active.as_ref().is_some_and(|a| Arc::ptr_eq(a, u))
+        });
         s.last = last_entry(&s.segments);
         self.synced_end.fetch_min(index, Ordering::AcqRel);
         tracing::debug!(dir = %self.dir.display(), index, "truncated");
@@ -376,6 +393,7 @@ impl Log {
         for seg in &removed {
             Segment::delete_files(&seg.paths)?;
         }
+        w.unsealed.retain(|u| !removed.iter().any(|r| Arc::ptr_eq(r, u)));
         w.dir_dirty |= !removed.is_empty();
         self.synced_end.fetch_max(upto.index + 1, Ordering::AcqRel);
         tracing::debug!(dir = %self.dir.display(), ?upto, segments = removed.len(), "purged");
@@ -388,24 +406,53 @@ impl Log {
     pub fn sync(&self) -> Result<Option<u64>> {
         self.check_failed()?;
         let _sync = self.sync_lock.lock().expect("sync lock poisoned");
-        let (active, dir_dirty, end) = {
+        let (unsealed, active, dir_dirty, end, truncations) = {
             let mut w = self.writer();
             let s = self.shared();
             let active = if w.active_dirty { s.segments.last().cloned() } else { None };
             let end = s.last.or(s.purged).map_or(0, |l| l.index + 1);
-            let dirty = (active, w.dir_dirty, end);
+            let dirty = (std::mem::take(&mut w.unsealed), active, w.dir_dirty, end, w.truncations);
             w.active_dirty = false;
             w.dir_dirty = false;
             dirty
         };
+        self.seal_all(unsealed)?;
         if let Some(seg) = active {
             seg.file().sync_data().map_err(|e| self.fail(format!("fdatasync {}: {e}", seg.paths.log.display())))?;
         }
         if dir_dirty {
             sync_dir(&self.dir).map_err(|e| self.fail(e.to_string()))?;
         }
+        // A truncation during the fsync lowered `synced_end`, and new, unsynced entries may
+        // already sit at the truncated indexes: publishing the `end` read before it would claim
+        // them durable. So publish under the writer lock, and only if no truncation ran; else
+        // report what is known durable (the next sync publishes the rest).
+        let w = self.writer();
+        if w.truncations != truncations {
+            return Ok(self.synced_index());
+        }
         self.synced_end.fetch_max(end, Ordering::AcqRel);
+        drop(w);
         Ok(end.checked_sub(1))
+    }
+
+    /// Seals rolled segments, oldest first. One deleted meanwhile (truncated or purged away)
+    /// is skipped; one that cannot be sealed for another reason goes back on the list.
+    fn seal_all(&self, unsealed: Vec<Arc<Segment>>) -> Result<()> {
+        for (i, seg) in unsealed.iter().enumerate() {
+            match seg.seal() {
+                Ok(()) => {}
+                Err(e @ StorageError::Failed { .. }) => return Err(self.fail_if_fatal(e)),
+                Err(_) if !self.shared().segments.iter().any(|s| Arc::ptr_eq(s, seg)) => {}
+                Err(e) => {
+                    let mut w = self.writer();
+                    let rest = unsealed[i..].iter().cloned();
+                    w.unsealed.splice(0..0, rest);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn segments(&self) -> Vec<Arc<Segment>> {
@@ -495,43 +542,60 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     Ok(bases)
 }
 
-/// Opens every segment, finishing a purge a crash interrupted and checking that the segments
-/// follow one another without gaps.
-fn open_segments(
-    dir: &Path,
-    bases: &[u64],
-    config: &LogConfig,
-    purged: Option<EntryId>,
-) -> Result<(Vec<Arc<Segment>>, Vec<SecondaryStatus>)> {
+/// Segments opened at start-up: all of them, their offset/time index status, and those rolled
+/// past but not sealed before the process stopped.
+type Opened = (Vec<Arc<Segment>>, Vec<SecondaryStatus>, Vec<Arc<Segment>>);
+
+/// Opens every segment, finishing a purge a crash interrupted, checking that the segments follow
+/// one another without gaps, and dropping segments after a torn one.
+fn open_segments(dir: &Path, bases: &[u64], config: &LogConfig, purged: Option<EntryId>) -> Result<Opened> {
     let purged_end = purged.map_or(0, |p| p.index + 1);
-    let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len());
-    let mut statuses = Vec::with_capacity(bases.len());
+    let (mut segments, mut statuses, mut unsealed) = (Vec::<Arc<Segment>>::new(), Vec::new(), Vec::new());
     for (i, &base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied();
         if next_base.is_some_and(|next| next <= purged_end) {
             tracing::info!(base, "finishing an interrupted purge");
-            Segment::delete_files(&crate::segment::SegmentPaths::new(dir, base))?;
+            Segment::delete_files(&SegmentPaths::new(dir, base))?;
             continue;
         }
-        let Some((seg, status)) = open_segment(dir, base, config, next_base.is_none())? else { continue };
+        let Some(rec) = open_segment(dir, base, config, next_base.is_none())? else {
+            drop_segments(dir, &bases[i..])?;
+            break;
+        };
+        let seg = Arc::new(rec.segment);
         if let Some(prev) = segments.last() {
             let expected = prev.meta().next_index;
             if expected != base {
-                return Err(StorageError::corrupt(
-                    &seg.paths.log,
-                    0,
-                    format!("segment starts at {base} but the previous one ends before {expected}"),
-                ));
+                let why = format!("segment starts at {base} but the previous one ends before {expected}");
+                return Err(StorageError::corrupt(&seg.paths.log, 0, why));
             }
         }
         if next_base.is_none() && seg.meta().next_index <= purged_end && seg.base_index < purged_end {
             Segment::delete_files(&seg.paths)?;
             continue;
         }
-        segments.push(Arc::new(seg));
-        statuses.push(status);
+        let last = next_base.is_none() || rec.cut;
+        if !last && !seg.is_sealed() {
+            unsealed.push(Arc::clone(&seg));
+        }
+        segments.push(seg);
+        statuses.push(rec.secondary);
+        if rec.cut && !bases[i + 1..].is_empty() {
+            drop_segments(dir, &bases[i + 1..])?;
+            break;
+        }
     }
-    Ok((segments, statuses))
+    Ok((segments, statuses, unsealed))
+}
+
+/// Deletes segments that follow a torn one (newest first): they hold only entries written after
+/// the last sync, none of which was durable.
+fn drop_segments(dir: &Path, bases: &[u64]) -> Result<()> {
+    for &base in bases.iter().rev() {
+        tracing::warn!(base, "dropping a segment that follows a torn one");
+        Segment::delete_files(&SegmentPaths::new(dir, base))?;
+    }
+    Ok(())
 }
 
 fn encode_entry_id(id: EntryId) -> [u8; 16] {

@@ -61,17 +61,20 @@ impl Log {
         })
     }
 
-    /// The first offset still indexed (the log start offset), if any.
+    /// The first offset still indexed and not purged (the log start offset), if any.
     pub fn first_indexed_offset(&self) -> Option<u64> {
+        let first = self.first_index();
         self.segments().iter().find_map(|seg| {
             let m = seg.meta();
-            (!m.offsets.is_empty()).then(|| u64_at(m.offsets.record(0), 0))
+            let k = m.offsets.partition_point(|r| seg.base_index + u64::from(u32_at(r, 8)) < first);
+            (k < m.offsets.len()).then(|| u64_at(m.offsets.record(k), 0))
         })
     }
 
     /// The batch holding message `offset`, or `None` if the offset is not indexed (below the
-    /// log start, or not yet applied).
+    /// log start — purged — or not yet applied).
     pub fn find_offset(&self, offset: u64) -> Option<OffsetLocation> {
+        let first = self.first_index();
         let segments = self.segments();
         for seg in segments.iter().rev() {
             let m = seg.meta();
@@ -81,11 +84,9 @@ impl Log {
             let k = m.offsets.partition_point(|r| u64_at(r, 0) <= offset) - 1;
             let r = m.offsets.record(k);
             let (base, count) = (u64_at(r, 0), u32_at(r, 12));
-            return (offset < base + u64::from(count)).then(|| OffsetLocation {
-                entry_index: seg.base_index + u64::from(u32_at(r, 8)),
-                base_offset: base,
-                count,
-            });
+            let entry_index = seg.base_index + u64::from(u32_at(r, 8));
+            let held = offset < base + u64::from(count) && entry_index >= first;
+            return held.then_some(OffsetLocation { entry_index, base_offset: base, count });
         }
         None
     }

@@ -1,13 +1,15 @@
 //! Opening segments after a clean stop or a crash.
 //!
-//! - The **tail** (newest) segment is scanned in full: every frame's length, index and CRC is
-//!   checked, and the file is cut at the first bad frame (a torn write). Its position index is
-//!   rebuilt by the same scan.
-//! - A **sealed** segment was fsynced with its indexes when it was rolled, so its position index
-//!   is trusted if its header matches and covers the file's exact length; then only the frames
-//!   after the last index record are checked (to find the last entry). A missing or stale index
-//!   is rebuilt by a full scan. A bad frame in a sealed segment is an error naming the file and
-//!   byte position: committed data is never silently cut.
+//! - A **sealed** segment (header flag SEALED, set only after its data and indexes were made
+//!   durable) has its position index trusted if the index header matches and covers the file's
+//!   exact length; then only the frames after the last index record are checked (to find the
+//!   last entry). A missing or stale index is rebuilt by a full scan. A bad frame in a sealed
+//!   segment is an error naming the file and byte position: committed data is never cut.
+//! - Any other segment — the newest, or an older one rolled past but not yet sealed when the
+//!   process stopped — is scanned in full: every frame's length, index and CRC is checked, and
+//!   the file is cut at the first bad frame (a torn write). Its position index is rebuilt by the
+//!   same scan. Cutting an older segment means every later one holds only entries written after
+//!   the cut, none of them durable, so the caller deletes those.
 //! - Offset and time indexes are opened as they are, or recreated empty when missing or invalid;
 //!   [`crate::log`] then checks them across segments (see `Log::open`).
 
@@ -29,29 +31,30 @@ pub(crate) enum SecondaryStatus {
     Recreated(String),
 }
 
-/// Opens segment `base`. `Ok(None)` means a tail segment torn while it was being created (no
-/// complete header, so it cannot hold data); its files have been removed.
-pub(crate) fn open_segment(
-    dir: &Path,
-    base: u64,
-    config: &LogConfig,
-    tail: bool,
-) -> Result<Option<(Segment, SecondaryStatus)>> {
+/// A segment as recovery left it.
+pub(crate) struct Recovered {
+    pub segment: Segment,
+    pub secondary: SecondaryStatus,
+    /// A torn end was cut off: no later segment can hold a durable entry.
+    pub cut: bool,
+}
+
+/// Opens segment `base`. `Ok(None)` means a segment torn while it was being created (no complete
+/// header). Its creation was never followed by a sync (which would have made the header
+/// durable), so neither it nor any later segment holds a durable entry; the caller drops them.
+pub(crate) fn open_segment(dir: &Path, base: u64, config: &LogConfig, tail: bool) -> Result<Option<Recovered>> {
     let paths = SegmentPaths::new(dir, base);
     let Some((paths, file, header)) = Segment::open_file(paths.clone(), base)? else {
-        if !tail {
-            return Err(StorageError::corrupt(&paths.log, 0, "sealed segment has no complete header"));
-        }
-        tracing::warn!(path = %paths.log.display(), "removing a segment torn while being created");
-        Segment::delete_files(&paths)?;
+        tracing::warn!(path = %paths.log.display(), "found a segment torn while being created");
         return Ok(None);
     };
     let size = file.metadata().map_err(StorageError::io("stat", &paths.log))?.len();
-    let (pos, end, last_indexed_pos) = if tail {
-        recover_tail(&paths, &file, base, size, config)?
-    } else {
+    let (pos, end, last_indexed_pos) = if header.sealed && !tail {
         open_sealed(&paths, &file, base, size, config)?
+    } else {
+        recover_unsealed(&paths, &file, base, size, config)?
     };
+    let cut = end.pos < size;
     let (offsets, times, status) = open_secondary(&paths, base)?;
     let meta = SegmentMeta {
         size: end.pos,
@@ -62,11 +65,12 @@ pub(crate) fn open_segment(
         offsets,
         times,
     };
-    Ok(Some((Segment::from_parts(paths, file, header, meta), status)))
+    Ok(Some(Recovered { segment: Segment::from_parts(paths, file, header, meta), secondary: status, cut }))
 }
 
-/// Scans the whole tail segment, cuts a torn tail, and rebuilds its position index.
-fn recover_tail(
+/// Scans a whole segment that is not known to be sealed, cuts a torn end, and rebuilds its
+/// position index.
+fn recover_unsealed(
     paths: &SegmentPaths,
     file: &File,
     base: u64,
@@ -80,7 +84,7 @@ fn recover_tail(
             path = %paths.log.display(),
             position = at,
             dropped_bytes = size - at,
-            "cutting torn tail of the newest segment: {reason}"
+            "cutting the torn end of a segment that was not sealed: {reason}"
         );
         file.set_len(*at).map_err(StorageError::io("truncate", &paths.log))?;
         file.sync_data().map_err(StorageError::io("fdatasync", &paths.log))?;
@@ -99,7 +103,13 @@ fn open_sealed(
 ) -> Result<(IndexFile, ScanEnd, u64)> {
     let max = config.max_entry_bytes;
     let trusted = match IndexFile::open(&paths.index, IndexKind::Position, base) {
-        Ok(Some(index)) if index.covered() == size && !index.is_empty() => Some(index),
+        Ok(Some(index)) if index.covered() == size && !index.is_empty() => match check_position_records(&index, size) {
+            Ok(()) => Some(index),
+            Err(reason) => {
+                tracing::warn!(path = %paths.index.display(), "position index is invalid ({reason}); rebuilding");
+                None
+            }
+        },
         Ok(Some(_)) => {
             tracing::info!(path = %paths.index.display(), "position index is stale; rebuilding");
             None
@@ -134,6 +144,27 @@ fn open_sealed(
         return Err(StorageError::corrupt(&paths.log, SEGMENT_HEADER_LEN as u64, "sealed segment holds no entries"));
     }
     Ok((index, end, last_indexed))
+}
+
+/// Checks a position index's records against the rules the writer follows: the first entry at
+/// the first byte after the header, entries and positions strictly rising, positions inside the
+/// segment. Cheap (one pass over at most `size / interval` records) and catches a garbled file
+/// whose header survived.
+fn check_position_records(index: &IndexFile, size: u64) -> Result<(), String> {
+    let mut prev: Option<(u32, u32)> = None;
+    for i in 0..index.len() {
+        let r = index.record(i);
+        let (rel, pos) = (u32_at(r, 0), u32_at(r, 4));
+        let ok = match prev {
+            None => rel == 0 && u64::from(pos) == SEGMENT_HEADER_LEN as u64,
+            Some((prel, ppos)) => rel > prel && pos > ppos && u64::from(pos) < size,
+        };
+        if !ok {
+            return Err(format!("record {i} ({rel}, {pos}) breaks the index rules"));
+        }
+        prev = Some((rel, pos));
+    }
+    Ok(())
 }
 
 /// Scans a segment from its header and writes a fresh position index with the same sparseness

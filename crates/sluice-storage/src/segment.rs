@@ -9,10 +9,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::entry::Entry;
 use crate::error::{Result, StorageError};
@@ -29,6 +29,12 @@ const IOV_MAX: usize = 1024;
 const SCAN_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// A read asks for at least this much, so small budgets still make one syscall, not several.
 const MIN_READ_BYTES: u64 = 64 * 1024;
+/// A per-thread read buffer larger than this is released after use rather than kept.
+const MAX_POOLED_READ_BYTES: usize = 64 * 1024 * 1024;
+
+thread_local! {
+    static READ_BUFFER: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
 
 /// The file names of a segment whose first index is `base`.
 #[derive(Debug, Clone)]
@@ -109,6 +115,8 @@ pub(crate) struct Segment {
     pub paths: SegmentPaths,
     file: File,
     meta: RwLock<SegmentMeta>,
+    /// Mirrors the header's SEALED flag as it is on disk.
+    sealed: AtomicBool,
     /// Bumped by every truncation, so a reader that raced one does not mistake the rewritten
     /// bytes for corruption.
     generation: AtomicU64,
@@ -124,7 +132,7 @@ impl Segment {
             .create_new(true)
             .open(&paths.log)
             .map_err(StorageError::io("create segment", &paths.log))?;
-        let header = SegmentHeader { base_index: base, created_ms };
+        let header = SegmentHeader { base_index: base, created_ms, sealed: false };
         (&file).write_all(&header.encode()).map_err(StorageError::io("write", &paths.log))?;
         let pos =
             IndexFile::create(&paths.index, IndexKind::Position, base, position_capacity(max_segment_bytes, interval))?;
@@ -139,11 +147,19 @@ impl Segment {
             offsets,
             times,
         };
-        Ok(Segment::assemble(base, created_ms, paths, file, meta))
+        Ok(Segment::assemble(header, paths, file, meta))
     }
 
-    fn assemble(base_index: u64, created_ms: i64, paths: SegmentPaths, file: File, meta: SegmentMeta) -> Segment {
-        Segment { base_index, created_ms, paths, file, meta: RwLock::new(meta), generation: AtomicU64::new(0) }
+    fn assemble(header: SegmentHeader, paths: SegmentPaths, file: File, meta: SegmentMeta) -> Segment {
+        Segment {
+            base_index: header.base_index,
+            created_ms: header.created_ms,
+            paths,
+            file,
+            meta: RwLock::new(meta),
+            sealed: AtomicBool::new(header.sealed),
+            generation: AtomicU64::new(0),
+        }
     }
 
     pub fn meta(&self) -> RwLockReadGuard<'_, SegmentMeta> {
@@ -290,6 +306,13 @@ impl Segment {
             };
             let mut p = 0usize;
             while expected < end {
+                // Stop before a frame the budget cannot take, without reading or checking it.
+                if !out.is_empty()
+                    && buf.len() - p >= ENTRY_HEADER_LEN
+                    && EntryHeader::decode(&buf[p..]).len as usize > *budget
+                {
+                    return Ok(true);
+                }
                 match format::check_frame(&buf[p..], expected, max_entry) {
                     Ok(h) => {
                         let frame_end = p + h.frame_len() as usize;
@@ -342,19 +365,30 @@ impl Segment {
     }
 
     /// Reads `len` bytes at `pos` with one `pread` (more only if the kernel returns less);
-    /// `None` if the file ended first.
+    /// `None` if the file ended first. The bytes come from a per-thread buffer that is reused
+    /// once the caller has dropped every slice of the previous read, so a reader that keeps up
+    /// touches the same warm memory instead of page-faulting a fresh allocation each time.
     fn read_exact_or_short(&self, pos: u64, len: u64) -> Result<Option<Bytes>> {
-        let mut buf = vec![0u8; usize::try_from(len).expect("read size fits in memory")];
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.file.read_at(&mut buf[filled..], pos + filled as u64) {
-                Ok(0) => return Ok(None),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(StorageError::io("read", &self.paths.log)(e)),
+        let len = usize::try_from(len).expect("read size fits in memory");
+        READ_BUFFER.with_borrow_mut(|pool| {
+            pool.clear();
+            pool.reserve(len);
+            pool.resize(len, 0);
+            let mut filled = 0;
+            while filled < len {
+                match self.file.read_at(&mut pool[filled..], pos + filled as u64) {
+                    Ok(0) => return Ok(None),
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(StorageError::io("read", &self.paths.log)(e)),
+                }
             }
-        }
-        Ok(Some(Bytes::from(buf)))
+            let bytes = pool.split_to(len).freeze();
+            if pool.capacity() > MAX_POOLED_READ_BYTES {
+                *pool = BytesMut::new();
+            }
+            Ok(Some(bytes))
+        })
     }
 
     /// Scans frames from `(pos, index)` up to byte `until`, calling `f` with each good frame's
@@ -429,16 +463,40 @@ impl Segment {
         Ok(EntryHeader::decode(&raw).term)
     }
 
-    /// Makes the segment complete on disk: data fsynced, indexes written back and trimmed.
+    /// Whether the header's SEALED flag is set on disk.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
+    }
+
+    /// Makes a rolled segment complete on disk and says so: indexes written back, trimmed and
+    /// fsynced, data fdatasynced, and only then the SEALED flag written and fdatasynced. Runs
+    /// off the append path (from `Log::sync`). A failed fsync is [`StorageError::Failed`].
     pub fn seal(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| StorageError::Failed {
-            path: self.paths.log.clone(),
-            reason: format!("fdatasync while sealing: {e}"),
-        })?;
-        let mut m = self.meta_mut();
-        m.pos.seal()?;
-        m.offsets.seal()?;
-        m.times.seal()
+        {
+            let mut m = self.meta_mut();
+            m.pos.seal()?;
+            m.offsets.seal()?;
+            m.times.seal()?;
+        }
+        self.file.sync_data().map_err(|e| self.fatal("fdatasync while sealing", &e))?;
+        self.write_sealed_flag(true)
+    }
+
+    /// Rewrites the header with the SEALED flag set or cleared, durably. A separate handle is
+    /// needed: the segment's own is opened for appending, and Linux appends every write to such
+    /// a handle whatever its offset.
+    pub fn write_sealed_flag(&self, sealed: bool) -> Result<()> {
+        let header = SegmentHeader { base_index: self.base_index, created_ms: self.created_ms, sealed };
+        let file =
+            OpenOptions::new().write(true).open(&self.paths.log).map_err(StorageError::io("open", &self.paths.log))?;
+        file.write_all_at(&header.encode(), 0).map_err(|e| self.fatal("writing the header", &e))?;
+        file.sync_data().map_err(|e| self.fatal("fdatasync of the header", &e))?;
+        self.sealed.store(sealed, Ordering::Release);
+        Ok(())
+    }
+
+    fn fatal(&self, what: &str, e: &std::io::Error) -> StorageError {
+        StorageError::Failed { path: self.paths.log.clone(), reason: format!("{what}: {e}") }
     }
 
     /// Deletes the segment's files. Readers holding the segment keep their open descriptor.
@@ -482,7 +540,7 @@ impl Segment {
 
     /// Builds a segment from an opened file after recovery has settled its size and indexes.
     pub fn from_parts(paths: SegmentPaths, file: File, header: SegmentHeader, meta: SegmentMeta) -> Segment {
-        Segment::assemble(header.base_index, header.created_ms, paths, file, meta)
+        Segment::assemble(header, paths, file, meta)
     }
 }
 
