@@ -1,0 +1,175 @@
+//! openraft's log storage over a `sluice_storage::Log` (DESIGN D1): the partition's Raft log is
+//! its segment log, one write per entry per replica.
+//!
+//! Durability (DESIGN D3): `append` writes the entries (readable at once) and hands the log to
+//! the data directory's shared [`Flusher`]; openraft is told the entries are saved only when the
+//! group commit that covers them has fsynced. The vote is fsynced before `save_vote` returns,
+//! and only after every earlier append is durable too: openraft treats a completed I/O as
+//! proof that all I/O submitted before it completed.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut};
+use openraft::storage::{IOFlushed, RaftLogStorage};
+use openraft::{LogState, OptionalSend, RaftLogReader};
+use sluice_storage::{EntryId, Flusher, Log, read_state_file, write_state_file};
+
+use crate::codec;
+use crate::typ::{LogId, PartitionConfig, RaftEntry, Vote, log_id};
+
+/// Name of the file, in the log's directory, that holds the vote.
+const VOTE_FILE: &str = "vote";
+/// One AppendEntries carries at most this many bytes of entries (at least one entry), so a
+/// follower far behind is caught up in pieces rather than with one huge message.
+pub const MAX_REPLICATION_BYTES: usize = 4 * 1024 * 1024;
+
+/// The log storage of one partition replica.
+pub struct PartitionLogStore {
+    log: Arc<Log>,
+    flusher: Arc<Flusher>,
+}
+
+/// A reader of the same log, for openraft's replication tasks; cheap to clone.
+#[derive(Clone)]
+pub struct PartitionLogReader {
+    log: Arc<Log>,
+}
+
+impl PartitionLogStore {
+    /// A store over `log`, made durable by `flusher` (shared by every log on the data directory).
+    pub fn new(log: Arc<Log>, flusher: Arc<Flusher>) -> PartitionLogStore {
+        PartitionLogStore { log, flusher }
+    }
+
+    /// The underlying log (the partition state machine reads and indexes it).
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+}
+
+impl RaftLogReader<PartitionConfig> for PartitionLogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> io::Result<Vec<RaftEntry>> {
+        let (start, end) = bounds(&range);
+        read_entries(&self.log, start, end, usize::MAX)
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        read_vote(&self.log)
+    }
+
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> io::Result<Vec<RaftEntry>> {
+        read_entries(&self.log, start, end, MAX_REPLICATION_BYTES)
+    }
+}
+
+impl RaftLogReader<PartitionConfig> for PartitionLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> io::Result<Vec<RaftEntry>> {
+        let (start, end) = bounds(&range);
+        read_entries(&self.log, start, end, usize::MAX)
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        read_vote(&self.log)
+    }
+}
+
+impl RaftLogStorage<PartitionConfig> for PartitionLogStore {
+    type LogReader = PartitionLogReader;
+
+    async fn get_log_state(&mut self) -> io::Result<LogState<PartitionConfig>> {
+        let as_log_id = |id: EntryId| log_id(id.term, id.index);
+        Ok(LogState {
+            last_purged_log_id: self.log.purged_id().map(as_log_id),
+            last_log_id: self.log.last_id().map(as_log_id),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        PartitionLogReader { log: Arc::clone(&self.log) }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        // Appends submitted before this vote must not be reported durable after it (see the
+        // module doc), so they are made durable first. Votes change only at elections.
+        self.log.sync()?;
+        write_state_file(self.log.dir(), VOTE_FILE, &encode_vote(vote))?;
+        Ok(())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<PartitionConfig>) -> io::Result<()>
+    where
+        I: IntoIterator<Item = RaftEntry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let batch: Vec<sluice_storage::Entry> = entries.into_iter().map(|e| codec::encode(&e)).collect();
+        self.log.append(&batch)?;
+        self.flusher.request(&self.log, Box::new(move |result| callback.io_completed(result.map_err(io::Error::from))));
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
+        let from = last_log_id.map_or_else(|| self.log.first_index(), |id| id.index + 1);
+        self.log.truncate_from(from)?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, upto: LogId) -> io::Result<()> {
+        self.log.purge_to(EntryId::new(upto.index, upto.leader_id.term))?;
+        Ok(())
+    }
+}
+
+/// Reads `[start, end)` within `max_bytes` (at least one entry), skipping a purged head: openraft
+/// may ask for a range that starts below the log's first index.
+fn read_entries(log: &Log, start: u64, end: u64, max_bytes: usize) -> io::Result<Vec<RaftEntry>> {
+    let start = start.max(log.first_index());
+    if start >= end {
+        return Ok(Vec::new());
+    }
+    log.read(start, end, max_bytes)?.into_iter().map(codec::decode).collect()
+}
+
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+/// `| term u64 | voted_for u64 | committed u8 |`, little-endian.
+fn encode_vote(vote: &Vote) -> Vec<u8> {
+    let mut b = Vec::with_capacity(17);
+    b.put_u64_le(vote.leader_id.term);
+    b.put_u64_le(vote.leader_id.voted_for);
+    b.put_u8(u8::from(vote.committed));
+    b
+}
+
+fn read_vote(log: &Log) -> io::Result<Option<Vote>> {
+    let Some(raw) = read_state_file(log.dir(), VOTE_FILE)? else { return Ok(None) };
+    if raw.len() != 17 || raw[16] > 1 {
+        let why = format!("vote file in {} is {} bytes, expected 17", log.dir().display(), raw.len());
+        return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+    }
+    let mut b = &raw[..];
+    let (term, voted_for, committed) = (b.get_u64_le(), b.get_u64_le(), b.get_u8() == 1);
+    let mut vote = Vote::new(term, voted_for);
+    vote.committed = committed;
+    Ok(Some(vote))
+}

@@ -1,0 +1,117 @@
+//! The openraft type configuration for partition groups, and the command and reply types it
+//! carries. Everything else in the project names these aliases, never openraft's generics, so
+//! an openraft upgrade touches this crate only.
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::codec::KIND_NORMAL;
+
+openraft::declare_raft_types!(
+    /// Type configuration of a partition's Raft group. Standard Raft leader ids (one leader per
+    /// term) make a log id exactly `(term, index)`, which is what a storage frame holds.
+    pub PartitionConfig:
+        D = Command,
+        R = Reply,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        LeaderId = openraft::impls::leader_id_std::LeaderId<Self::Term, Self::NodeId>,
+);
+
+/// A Raft node id: the broker's [`sluice_common::NodeId`] value.
+pub type NodeId = u64;
+/// A node's address as Raft records it in memberships.
+pub type Node = openraft::BasicNode;
+/// A partition group's Raft handle, over state machine `SM`.
+pub type Raft<SM> = openraft::Raft<PartitionConfig, SM>;
+/// A log position `(term, index)`.
+pub type LogId = openraft::type_config::alias::LogIdOf<PartitionConfig>;
+/// A Raft vote.
+pub type Vote = openraft::type_config::alias::VoteOf<PartitionConfig>;
+/// A Raft log entry.
+pub type RaftEntry = openraft::type_config::alias::EntryOf<PartitionConfig>;
+/// A membership configuration.
+pub type Membership = openraft::Membership<NodeId, Node>;
+/// A membership and the log position it was recorded at.
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<PartitionConfig>;
+
+/// Builds a log id from a term and an index.
+pub fn log_id(term: u64, index: u64) -> LogId {
+    LogId::new_term_index(term, index)
+}
+
+/// The application data of one entry: an encoded partition command, opaque to this crate (the
+/// broker's partition state machine defines and decodes the commands).
+///
+/// The bytes are kept exactly as they are stored: a leading [`KIND_NORMAL`] byte followed by
+/// the command. So appending a command to the log and reading it back for replication or apply
+/// never copies it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Command(Bytes);
+
+impl Command {
+    /// Wraps a command body (copied once, behind the kind byte).
+    pub fn new(body: &[u8]) -> Command {
+        let mut b = BytesMut::with_capacity(1 + body.len());
+        b.put_u8(KIND_NORMAL);
+        b.put_slice(body);
+        Command(b.freeze())
+    }
+
+    /// Takes stored bytes that start with [`KIND_NORMAL`]; `None` otherwise.
+    pub fn from_stored(stored: Bytes) -> Option<Command> {
+        (stored.first() == Some(&KIND_NORMAL)).then_some(Command(stored))
+    }
+
+    /// The command body, without the kind byte.
+    pub fn body(&self) -> Bytes {
+        self.0.slice(1..)
+    }
+
+    /// The bytes as stored in the log.
+    pub fn stored(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Command({} bytes)", self.0.len() - 1)
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What applying an entry produced, handed back to the writer on the leader (never sent over
+/// the network).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A batch was appended at `base_offset` with `count` messages.
+    Appended {
+        /// Offset of the batch's first message.
+        base_offset: u64,
+        /// Messages in the batch.
+        count: u32,
+    },
+    /// The batch repeats one already applied (idempotent producer retry); nothing was written.
+    Duplicate {
+        /// Offset the original batch was given.
+        base_offset: u64,
+        /// Messages in the batch.
+        count: u32,
+    },
+    /// The command was refused by the state machine; `code` is a stable error code.
+    Rejected {
+        /// Stable error code.
+        code: u16,
+        /// What went wrong, for people.
+        message: String,
+    },
+    /// The entry carried no command (blank or membership), or one with nothing to report.
+    Done,
+}
