@@ -57,7 +57,9 @@ pub fn decode(entry: Entry) -> io::Result<RaftEntry> {
     Ok(RaftEntry::new(id, payload))
 }
 
-fn encode_membership(m: &Membership) -> Bytes {
+/// A membership entry's payload: the kind byte, then the membership (also the peer
+/// transport's snapshot encoding of a membership).
+pub(crate) fn encode_membership(m: &Membership) -> Bytes {
     let mut b = BytesMut::new();
     b.put_u8(KIND_MEMBERSHIP);
     let configs = m.get_joint_config();
@@ -78,7 +80,8 @@ fn encode_membership(m: &Membership) -> Bytes {
     b.freeze()
 }
 
-fn decode_membership(mut b: &[u8]) -> Option<Membership> {
+/// Decodes a membership from the payload bytes after the kind byte.
+pub(crate) fn decode_membership(mut b: &[u8]) -> Option<Membership> {
     let mut configs = Vec::new();
     for _ in 0..get_u32(&mut b)? {
         let mut voters = BTreeSet::new();

@@ -179,6 +179,11 @@ impl IndexFile {
         lo
     }
 
+    /// Writes the mapping back to the file and waits for it (msync), without trimming.
+    pub fn flush(&self) -> Result<()> {
+        self.map.flush().map_err(StorageError::io("msync index", &self.path))
+    }
+
     /// Writes the mapping back and trims the file to its records: done when a segment is sealed
     /// so that a sealed segment's indexes are complete on disk and take no spare room.
     pub fn seal(&mut self) -> Result<()> {

@@ -47,6 +47,18 @@ impl Log {
         Ok(())
     }
 
+    /// Writes the offset and time indexes of every segment not yet sealed back to disk and waits
+    /// for it. Sealed segments' indexes are durable already. A state machine calls this before
+    /// recording a snapshot, so the indexes always reach at least the snapshot's position.
+    pub fn flush_indexes(&self) -> Result<()> {
+        for seg in self.segments().iter().filter(|s| !s.is_sealed()) {
+            let m = seg.meta();
+            m.offsets.flush()?;
+            m.times.flush()?;
+        }
+        Ok(())
+    }
+
     /// The last indexed batch and the offset after it; `None` when nothing is indexed.
     pub fn indexed_end(&self) -> Option<IndexedEnd> {
         self.segments().iter().rev().find_map(|seg| {

@@ -1,9 +1,6 @@
-//! The partition log store against openraft's own storage conformance suite, plus what the suite
-//! does not check: durability reported only after the group commit's fsync, the vote surviving a
-//! reopen, and reads that skip a purged head.
-
-#[path = "log_store/test_sm.rs"]
-mod test_sm;
+//! The partition log store and state machine against openraft's own storage conformance suite,
+//! plus what the suite does not check: durability reported only after the group commit's fsync,
+//! the vote surviving a reopen, and reads that skip a purged head.
 
 use std::sync::Arc;
 
@@ -12,27 +9,28 @@ use openraft::storage::{IOFlushed, RaftLogStorage, RaftLogStorageExt};
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::{EntryPayload, RaftLogReader, StorageError};
 use sluice_raft::typ::{RaftEntry, Vote, log_id};
-use sluice_raft::{Command, PartitionConfig, PartitionLogStore};
+use sluice_raft::{Command, PartitionConfig, PartitionLogStore, PartitionStateMachine};
 use sluice_storage::{Flusher, Log, LogConfig};
 use tempfile::TempDir;
-use test_sm::TestStateMachine;
 
 struct Builder;
 
-impl StoreBuilder<PartitionConfig, PartitionLogStore, TestStateMachine, (TempDir, Arc<Flusher>)> for Builder {
+impl StoreBuilder<PartitionConfig, PartitionLogStore, PartitionStateMachine, (TempDir, Arc<Flusher>)> for Builder {
     async fn build(
         &self,
-    ) -> Result<((TempDir, Arc<Flusher>), PartitionLogStore, TestStateMachine), StorageError<PartitionConfig>> {
+    ) -> Result<((TempDir, Arc<Flusher>), PartitionLogStore, PartitionStateMachine), StorageError<PartitionConfig>>
+    {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = Arc::new(Log::open(dir.path(), LogConfig::default()).expect("open log"));
         let flusher = Arc::new(Flusher::start("test", 2));
+        let sm = PartitionStateMachine::open(Arc::clone(&log)).expect("open state machine");
         let store = PartitionLogStore::new(log, Arc::clone(&flusher));
-        Ok(((dir, flusher), store, TestStateMachine::default()))
+        Ok(((dir, flusher), store, sm))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_partition_log_store_passes_openrafts_conformance_suite() {
+async fn the_partition_log_store_and_state_machine_pass_openrafts_conformance_suite() {
     Suite::test_all(Builder).await.expect("openraft log store suite");
 }
 
