@@ -131,8 +131,9 @@ async fn offsets_are_dense_retries_are_applied_once_and_state_survives_a_snapsho
 
     tracing::info!("--- snapshot, write a little more, restart: offsets and dedup state carry on");
     node.raft.trigger().snapshot().await.unwrap();
-    let applied = node.raft.metrics().borrow_watched().last_applied.expect("entries applied");
-    node.raft.wait(Some(Duration::from_secs(10))).snapshot(applied, "snapshot taken").await.unwrap();
+    let applied = node.raft.metrics().borrow_watched().last_applied.expect("entries applied").index;
+    let covered = move |m: &openraft::RaftMetrics<C>| m.snapshot.is_some_and(|s| s.index >= applied);
+    node.raft.wait(Some(Duration::from_secs(10))).metrics(covered, "snapshot taken").await.unwrap();
     assert_eq!(produce(&node, &batch(stamp(1, 1), 2, 6_000)).await, Reply::Appended { base_offset: next, count: 2 });
     next += 2;
     node.raft.shutdown().await.unwrap();
