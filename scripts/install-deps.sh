@@ -3,8 +3,9 @@
 # already there. Safe to run again: it installs only what is missing.
 set -euo pipefail
 
-# Debian packages the build needs (none yet beyond the Rust toolchain and a C compiler).
-apt_packages=()
+# Debian packages the build needs beyond the Rust toolchain and a C compiler:
+# RocksDB (linked, not compiled: docs/adr/0003) and libclang for its bindings generator.
+apt_packages=(librocksdb-dev libclang-dev)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do

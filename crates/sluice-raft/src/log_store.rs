@@ -138,7 +138,7 @@ fn read_entries(log: &Log, start: u64, end: u64, max_bytes: usize) -> io::Result
     log.read(start, end, max_bytes)?.into_iter().map(codec::decode).collect()
 }
 
-fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+pub(crate) fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
     let start = match range.start_bound() {
         Bound::Included(&s) => s,
         Bound::Excluded(&s) => s + 1,
@@ -153,7 +153,7 @@ fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
 }
 
 /// `| term u64 | voted_for u64 | committed u8 |`, little-endian.
-fn encode_vote(vote: &Vote) -> Vec<u8> {
+pub(crate) fn encode_vote(vote: &Vote) -> Vec<u8> {
     let mut b = Vec::with_capacity(17);
     b.put_u64_le(vote.leader_id.term);
     b.put_u64_le(vote.leader_id.voted_for);
@@ -163,13 +163,20 @@ fn encode_vote(vote: &Vote) -> Vec<u8> {
 
 fn read_vote(log: &Log) -> io::Result<Option<Vote>> {
     let Some(raw) = read_state_file(log.dir(), VOTE_FILE)? else { return Ok(None) };
+    decode_vote(&raw).map(Some).ok_or_else(|| {
+        let why = format!("vote file in {} is malformed ({} bytes)", log.dir().display(), raw.len());
+        io::Error::new(io::ErrorKind::InvalidData, why)
+    })
+}
+
+/// Inverse of [`encode_vote`]; `None` if malformed.
+pub(crate) fn decode_vote(raw: &[u8]) -> Option<Vote> {
     if raw.len() != 17 || raw[16] > 1 {
-        let why = format!("vote file in {} is {} bytes, expected 17", log.dir().display(), raw.len());
-        return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+        return None;
     }
-    let mut b = &raw[..];
+    let mut b = raw;
     let (term, voted_for, committed) = (b.get_u64_le(), b.get_u64_le(), b.get_u8() == 1);
     let mut vote = Vote::new(term, voted_for);
     vote.committed = committed;
-    Ok(Some(vote))
+    Some(vote)
 }

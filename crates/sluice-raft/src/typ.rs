@@ -1,5 +1,5 @@
-//! The openraft type configuration for partition groups, and the command and reply types it
-//! carries. Everything else in the project names these aliases, never openraft's generics, so
+//! The openraft type configuration of every Raft group (partitions, the controller, and other
+//! replicated state machines), and the command and reply types it carries. Everything else in the project names these aliases, never openraft's generics, so
 //! an openraft upgrade touches this crate only.
 
 use std::fmt;
@@ -9,8 +9,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::codec::KIND_NORMAL;
 
 openraft::declare_raft_types!(
-    /// Type configuration of a partition's Raft group. Standard Raft leader ids (one leader per
-    /// term) make a log id exactly `(term, index)`, which is what a storage frame holds.
+    /// Type configuration of every Raft group: one type config means one transport and one entry
+    /// codec for all of them. Standard Raft leader ids (one leader per term) make a log id exactly
+    /// `(term, index)`, which is what a storage frame holds.
     pub PartitionConfig:
         D = Command,
         R = Reply,
@@ -112,6 +113,8 @@ pub enum Reply {
         /// What went wrong, for people.
         message: String,
     },
+    /// What an [`Fsm`](crate::Fsm) answered (controller and other replicated features).
+    Fsm(Bytes),
     /// The entry carried no command (blank or membership), or one with nothing to report.
     Done,
 }

@@ -15,20 +15,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
-use openraft::entry::RaftEntry as _;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf};
 use openraft::{EntryPayload, OptionalSend};
-use sluice_storage::{Log, read_state_file, write_state_file};
+use sluice_storage::Log;
 
 use super::command::PartitionCommand;
 use super::producers::Check;
 use super::snapshot::PartitionState;
-use crate::codec;
-use crate::typ::{LogId, PartitionConfig, RaftEntry, Reply, StoredMembership, log_id};
-
-/// Name of the state file holding the latest snapshot.
-const SNAPSHOT_FILE: &str = "snapshot";
+use crate::snapshot_file;
+use crate::typ::{LogId, PartitionConfig, RaftEntry, Reply, StoredMembership};
 
 /// Stable codes of [`Reply::Rejected`].
 pub mod reject {
@@ -60,8 +56,7 @@ impl PartitionStateMachine {
             membership: StoredMembership::default(),
             snapshot: None,
         };
-        if let Some(raw) = read_state_file(sm.log.dir(), SNAPSHOT_FILE)? {
-            let (meta, data) = decode_stored_snapshot(&raw).map_err(|e| invalid(sm.log.dir(), &e))?;
+        if let Some((meta, data)) = snapshot_file::load(sm.log.dir())? {
             sm.restore(&meta, &data)?;
             sm.snapshot = Some((meta, data));
         }
@@ -171,8 +166,8 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<SnapshotOf<PartitionConfig, Bytes>>> {
-        if let Some(raw) = read_state_file(self.log.dir(), SNAPSHOT_FILE)? {
-            self.snapshot = Some(decode_stored_snapshot(&raw).map_err(|e| invalid(self.log.dir(), &e))?);
+        if let Some(stored) = snapshot_file::load(self.log.dir())? {
+            self.snapshot = Some(stored);
         }
         Ok(self.snapshot.clone().map(|(meta, snapshot)| Snapshot { meta, snapshot }))
     }
@@ -197,47 +192,7 @@ impl RaftSnapshotBuilder<PartitionConfig> for SnapshotBuilder {
 /// Writes the snapshot durably, after making the log's indexes durable up to it.
 fn persist_snapshot(log: &Log, meta: &SnapshotMetaOf<PartitionConfig>, data: &Bytes) -> io::Result<()> {
     log.flush_indexes()?;
-    write_state_file(log.dir(), SNAPSHOT_FILE, &encode_stored_snapshot(meta, data))?;
-    Ok(())
-}
-
-/// `| last_log term u64 | last_log index u64 | has_last u8 | membership_len u32 | membership
-/// entry payload | data |`; the membership is stored as `codec` stores a membership entry.
-fn encode_stored_snapshot(meta: &SnapshotMetaOf<PartitionConfig>, data: &Bytes) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + data.len());
-    let last = meta.last_log_id;
-    out.extend_from_slice(&last.map_or(0, |l| l.leader_id.term).to_le_bytes());
-    out.extend_from_slice(&last.map_or(0, |l| l.index).to_le_bytes());
-    out.push(u8::from(last.is_some()));
-    let m_log = meta.last_membership.log_id().unwrap_or_else(|| log_id(0, 0));
-    let membership =
-        codec::encode(&RaftEntry::new(m_log, EntryPayload::Membership(meta.last_membership.membership().clone())));
-    out.extend_from_slice(&m_log.leader_id.term.to_le_bytes());
-    out.extend_from_slice(&m_log.index.to_le_bytes());
-    out.push(u8::from(meta.last_membership.log_id().is_some()));
-    out.extend_from_slice(&(membership.payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&membership.payload);
-    out.extend_from_slice(data);
-    out
-}
-
-fn decode_stored_snapshot(raw: &[u8]) -> Result<(SnapshotMetaOf<PartitionConfig>, Bytes), String> {
-    let cut = || "snapshot file cut short".to_string();
-    let u64_at = |at: usize| raw.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-    let last = (raw.get(16) == Some(&1)).then(|| Some(log_id(u64_at(0)?, u64_at(8)?))).flatten();
-    let m_log = log_id(u64_at(17).ok_or_else(cut)?, u64_at(25).ok_or_else(cut)?);
-    let has_m = raw.get(33).ok_or_else(cut)? == &1;
-    let len = raw.get(34..38).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize).ok_or_else(cut)?;
-    let payload = raw.get(38..38 + len).ok_or_else(cut)?;
-    let entry =
-        codec::decode(sluice_storage::Entry::new(m_log.index, m_log.leader_id.term, Bytes::copy_from_slice(payload)))
-            .map_err(|e| e.to_string())?;
-    let EntryPayload::Membership(m) = entry.payload else {
-        return Err("snapshot membership is not a membership".into());
-    };
-    let membership = StoredMembership::new(has_m.then_some(m_log), m);
-    let data = Bytes::copy_from_slice(&raw[38 + len..]);
-    Ok((SnapshotMeta { last_log_id: last, last_membership: membership }, data))
+    snapshot_file::store(log.dir(), meta, data)
 }
 
 fn invalid(dir: &std::path::Path, why: &str) -> io::Error {

@@ -24,7 +24,7 @@ use sluice_storage::{Flusher, Log, LogConfig};
 type C = PartitionConfig;
 
 /// A single voter never sends an RPC; every attempt fails as unreachable.
-struct NoPeers;
+pub struct NoPeers;
 
 fn unreachable() -> Unreachable<C> {
     Unreachable::new(&AnyError::error("single-node test group has no peers"))

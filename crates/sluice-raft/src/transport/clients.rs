@@ -1,0 +1,110 @@
+//! [`PeerClients`]: this node's one connection per peer node, shared by all its Raft groups.
+//!
+//! A channel is created on first use for a peer and connects lazily: creating it never blocks
+//! or fails on the network, and a broken connection is re-established by the next RPC. It is
+//! not a connection pool (HTTP/2 multiplexes every group's RPCs over the one connection) and it
+//! does not retry: openraft decides when to send again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tonic::transport::{Channel, Endpoint};
+
+use super::config::TransportConfig;
+use super::network::{GroupNetworkFactory, PeerNetwork};
+use super::pb::raft_peer_client::RaftPeerClient;
+use crate::typ::{Node, NodeId};
+
+/// One lazily connected gRPC channel per peer node, shared by every Raft group on this node.
+/// Cheap to clone (the clones share the channels).
+#[derive(Clone)]
+pub struct PeerClients {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node_id: NodeId,
+    config: TransportConfig,
+    /// Held only to look up or insert a channel, never across an await.
+    peers: Mutex<HashMap<NodeId, Peer>>,
+}
+
+struct Peer {
+    addr: String,
+    channel: Channel,
+}
+
+impl PeerClients {
+    /// Clients for node `node_id`, whose RPCs name it as their sender. `config` must be valid
+    /// ([`TransportConfig::validate`]).
+    pub fn new(node_id: NodeId, config: TransportConfig) -> PeerClients {
+        PeerClients { inner: Arc::new(Inner { node_id, config, peers: Mutex::new(HashMap::new()) }) }
+    }
+
+    /// The node these clients send from.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node_id
+    }
+
+    /// The transport settings.
+    pub fn config(&self) -> &TransportConfig {
+        &self.inner.config
+    }
+
+    /// The network factory to give openraft for group `group_id`.
+    pub fn network_factory(&self, group_id: u64) -> GroupNetworkFactory {
+        GroupNetworkFactory::new(group_id, self.clone())
+    }
+
+    /// A network to `target` (at `node.addr`) for one group. The address is taken as
+    /// `host:port` (plain HTTP/2) unless it carries a scheme.
+    pub fn network(&self, group_id: u64, target: NodeId, node: &Node) -> PeerNetwork {
+        let client = self.channel(target, &node.addr).map(|channel| self.client(channel));
+        PeerNetwork::new(group_id, target, self.clone(), client)
+    }
+
+    /// Drops the channel to `target` (a node that left the cluster); in-flight RPCs on it finish.
+    pub fn forget(&self, target: NodeId) {
+        self.inner.peers.lock().expect("peer map poisoned").remove(&target);
+    }
+
+    /// The channel to `target`, created if there is none or the peer's address changed. An
+    /// address that is not a valid URI is an error (reported as unreachable by the caller).
+    pub fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, String> {
+        let mut peers = self.inner.peers.lock().expect("peer map poisoned");
+        if let Some(peer) = peers.get(&target)
+            && peer.addr == addr
+        {
+            return Ok(peer.channel.clone());
+        }
+        let channel = self.endpoint(addr)?.connect_lazy();
+        peers.insert(target, Peer { addr: addr.to_owned(), channel: channel.clone() });
+        Ok(channel)
+    }
+
+    fn endpoint(&self, addr: &str) -> Result<Endpoint, String> {
+        let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+        let config = &self.inner.config;
+        let endpoint = Endpoint::from_shared(uri).map_err(|e| format!("bad peer address {addr:?}: {e}"))?;
+        Ok(endpoint
+            .connect_timeout(config.connect_timeout())
+            .tcp_nodelay(true)
+            .initial_stream_window_size(config.stream_window_bytes)
+            .initial_connection_window_size(config.connection_window_bytes)
+            .http2_keep_alive_interval(config.keepalive_interval())
+            .keep_alive_timeout(config.keepalive_timeout())
+            .keep_alive_while_idle(true))
+    }
+
+    fn client(&self, channel: Channel) -> RaftPeerClient<Channel> {
+        let max = self.inner.config.max_message_bytes;
+        RaftPeerClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max)
+    }
+}
+
+impl std::fmt::Debug for PeerClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let peers: Vec<NodeId> = self.inner.peers.lock().map(|p| p.keys().copied().collect()).unwrap_or_default();
+        f.debug_struct("PeerClients").field("node_id", &self.inner.node_id).field("peers", &peers).finish()
+    }
+}

@@ -1,0 +1,212 @@
+//! Pipelined replication, client side: openraft's stream of AppendEntries requests becomes one
+//! bidirectional gRPC `StreamAppend` call to the follower, and its responses come back in order.
+//!
+//! ```text
+//!  openraft requests ──► acquire in-flight slot ──► encode (group_id) ──► gRPC request stream
+//!  openraft results  ◄── release oldest slot   ◄── decode            ◄── gRPC response stream
+//! ```
+//!
+//! Deadlines: openraft passes `RPCOption` with `hard_ttl = heartbeat_interval` for a stream
+//! that may live much longer, so `soft_ttl()` bounds progress, not the stream: opening the call,
+//! and each unanswered request, which must be answered within `soft_ttl` of being sent or of
+//! the previous answer, whichever is later. An idle stream (nothing unanswered) has no deadline;
+//! HTTP/2 keepalive covers the connection meanwhile. At most `max_inflight_appends` requests
+//! are unanswered at once; the next waits for a slot, which bounds what a slow follower pins.
+//!
+//! The first request is awaited before the call is opened: openraft may hold it back (its
+//! backoff sleeps inside the request stream), and that wait must not count against the peer.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt, stream};
+use openraft::RPCTypes;
+use openraft::base::BoxStream;
+use openraft::errors::RPCError;
+use openraft::network::RPCOption;
+use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tonic::{Request, Streaming};
+
+use super::convert;
+use super::error::Call;
+use super::network::PeerNetwork;
+use super::pb;
+use crate::typ::PartitionConfig;
+
+type C = PartitionConfig;
+type Results<'s> = BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>;
+
+/// Opens the stream; see the module doc.
+pub(crate) async fn open<'s, S>(
+    net: &'s mut PeerNetwork,
+    input: S,
+    option: RPCOption,
+) -> Result<Results<'s>, RPCError<C>>
+where
+    S: Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static,
+{
+    let call = net.call(RPCTypes::AppendEntries);
+    let mut client = net.client(&call)?;
+    let deadline = option.soft_ttl();
+    let mut input = input;
+    let Some(first) = input.next().await else {
+        return Ok(Box::pin(stream::empty()));
+    };
+    let inflight = Inflight::new(net.clients().config().max_inflight_appends);
+    let requests = outbound(net.group_id(), first, input, inflight.clone());
+    let responses = match tokio::time::timeout(deadline, client.stream_append(Request::new(requests))).await {
+        Err(_elapsed) => return Err(call.timeout(deadline)),
+        Ok(Err(status)) => return Err(call.failed(&status, deadline)),
+        Ok(Ok(response)) => response.into_inner(),
+    };
+    Ok(results(responses, inflight, call, deadline))
+}
+
+/// The gRPC request stream: each request takes an in-flight slot before it is encoded.
+fn outbound<S>(
+    group_id: u64,
+    first: AppendEntriesRequest<C>,
+    rest: S,
+    inflight: Inflight,
+) -> impl Stream<Item = pb::AppendEntriesRequest> + Send + 'static
+where
+    S: Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static,
+{
+    stream::once(async { first }).chain(rest).then(move |req| {
+        let inflight = inflight.clone();
+        async move {
+            inflight.sending().await;
+            convert::append_request_to_pb(group_id, &req)
+        }
+    })
+}
+
+/// openraft's result stream. It ends after the first error or rejection (openraft stops
+/// reading there), or when the follower closes the stream with nothing unanswered.
+fn results<'s>(
+    responses: Streaming<pb::StreamAppendResponse>,
+    inflight: Inflight,
+    call: Call,
+    deadline: Duration,
+) -> Results<'s> {
+    let state = Some((responses, inflight));
+    Box::pin(stream::unfold(state, move |state| async move {
+        let (mut responses, inflight) = state?;
+        match next_result(&mut responses, &inflight, call, deadline).await {
+            None => None,
+            Some(Ok(result)) => {
+                let go_on = result.is_ok();
+                Some((Ok(result), go_on.then_some((responses, inflight))))
+            }
+            Some(Err(e)) => Some((Err(e), None)),
+        }
+    }))
+}
+
+async fn next_result(
+    responses: &mut Streaming<pb::StreamAppendResponse>,
+    inflight: &Inflight,
+    call: Call,
+    deadline: Duration,
+) -> Option<Result<StreamAppendResult<C>, RPCError<C>>> {
+    loop {
+        // With nothing unanswered, wake up every `deadline` to see whether that changed.
+        let wake_at = inflight.overdue_at(deadline).unwrap_or_else(|| Instant::now() + deadline);
+        let message = match tokio::time::timeout_at(wake_at, responses.message()).await {
+            Err(_elapsed) => {
+                if inflight.overdue_at(deadline).is_some_and(|at| at <= Instant::now()) {
+                    return Some(Err(call.timeout(deadline)));
+                }
+                continue;
+            }
+            Ok(message) => message,
+        };
+        return match message {
+            Ok(Some(response)) => {
+                if !inflight.answered() {
+                    return Some(Err(call.network("StreamAppend: a response without a request")));
+                }
+                Some(convert::stream_result_from_pb(response).map_err(|e| call.unreachable(e)))
+            }
+            Ok(None) => match inflight.unanswered() {
+                0 => None,
+                n => Some(Err(call.network(format!("StreamAppend closed with {n} requests unanswered")))),
+            },
+            Err(status) => Some(Err(call.failed(&status, deadline))),
+        };
+    }
+}
+
+/// Requests sent and not yet answered, oldest first, each holding one of the stream's slots.
+#[derive(Clone)]
+struct Inflight {
+    slots: Arc<Semaphore>,
+    sent: Arc<Mutex<Sent>>,
+}
+
+struct Sent {
+    queue: VecDeque<(Instant, OwnedSemaphorePermit)>,
+    last_answer: Instant,
+}
+
+impl Inflight {
+    fn new(max_inflight: usize) -> Inflight {
+        assert!(max_inflight > 0, "max_inflight_appends must be positive");
+        let sent = Sent { queue: VecDeque::with_capacity(max_inflight), last_answer: Instant::now() };
+        Inflight { slots: Arc::new(Semaphore::new(max_inflight)), sent: Arc::new(Mutex::new(sent)) }
+    }
+
+    /// Waits for a free slot and records a request as sent now.
+    async fn sending(&self) {
+        let permit = Arc::clone(&self.slots).acquire_owned().await.expect("the slot semaphore is never closed");
+        self.sent.lock().expect("in-flight queue poisoned").queue.push_back((Instant::now(), permit));
+    }
+
+    /// Records the answer to the oldest request; false if none was unanswered.
+    fn answered(&self) -> bool {
+        let mut sent = self.sent.lock().expect("in-flight queue poisoned");
+        let Some(_) = sent.queue.pop_front() else { return false };
+        sent.last_answer = Instant::now();
+        true
+    }
+
+    fn unanswered(&self) -> usize {
+        self.sent.lock().expect("in-flight queue poisoned").queue.len()
+    }
+
+    /// When the oldest unanswered request is overdue: `deadline` after it was sent or after the
+    /// previous answer, whichever is later. `None` with nothing unanswered.
+    fn overdue_at(&self, deadline: Duration) -> Option<Instant> {
+        let sent = self.sent.lock().expect("in-flight queue poisoned");
+        sent.queue.front().map(|(at, _)| (*at).max(sent.last_answer) + deadline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn slots_bound_the_unanswered_requests_and_time_the_oldest() {
+        let inflight = Inflight::new(2);
+        let deadline = Duration::from_millis(75);
+        assert_eq!(inflight.overdue_at(deadline), None, "nothing unanswered, no deadline");
+        let before = Instant::now();
+        inflight.sending().await;
+        let after = Instant::now();
+        inflight.sending().await;
+        let due = inflight.overdue_at(deadline).unwrap();
+        assert!(before + deadline <= due && due <= after + deadline, "the oldest request sets the deadline");
+        let third = tokio::time::timeout(Duration::from_millis(20), inflight.sending()).await;
+        assert!(third.is_err(), "a third request must wait for a slot");
+        let answered_at = Instant::now();
+        assert!(inflight.answered());
+        assert!(inflight.overdue_at(deadline).unwrap() >= answered_at + deadline, "the clock restarts at an answer");
+        inflight.sending().await;
+        assert_eq!(inflight.unanswered(), 2);
+        assert!(inflight.answered() && inflight.answered() && !inflight.answered());
+    }
+}
