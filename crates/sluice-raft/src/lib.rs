@@ -24,6 +24,7 @@
 pub mod codec;
 pub mod fsm;
 mod log_store;
+mod node_sm;
 pub mod partition;
 mod rocks_store;
 mod snapshot_file;
@@ -32,7 +33,8 @@ pub mod typ;
 
 pub use fsm::{Fsm, FsmHandle, FsmSnapshotBuilder, FsmStateMachine};
 pub use log_store::{MAX_REPLICATION_BYTES, PartitionLogReader, PartitionLogStore};
+pub use node_sm::{NodeSnapshotBuilder, NodeStateMachine};
 pub use partition::PartitionStateMachine;
-pub use rocks_store::RocksLogStore;
+pub use rocks_store::{ReleaseToken, RocksLogStore};
 pub use transport::{GroupNetworkFactory, PeerClients, PeerService, RaftRegistry, TransportConfig};
 pub use typ::{Command, PartitionConfig, Reply};

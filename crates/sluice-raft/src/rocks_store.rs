@@ -43,6 +43,12 @@ impl RocksLogStore {
         Ok(RocksLogStore { db: Arc::new(db) })
     }
 
+    /// A token that tells when every handle to this store (including the clones openraft's tasks
+    /// hold) has been dropped, so the same directory can be opened again in this process.
+    pub fn release_token(&self) -> ReleaseToken {
+        ReleaseToken(Arc::downgrade(&self.db))
+    }
+
     /// Writes `batch` durably on a blocking thread.
     async fn write(&self, batch: WriteBatch) -> io::Result<()> {
         let db = Arc::clone(&self.db);
@@ -76,6 +82,16 @@ impl RocksLogStore {
             out.push(decode_value(index, &value)?);
         }
         Ok(out)
+    }
+}
+
+/// See [`RocksLogStore::release_token`].
+pub struct ReleaseToken(std::sync::Weak<DB>);
+
+impl ReleaseToken {
+    /// Whether the store has been closed.
+    pub fn is_released(&self) -> bool {
+        self.0.strong_count() == 0
     }
 }
 

@@ -37,6 +37,11 @@ pub type Membership = openraft::Membership<NodeId, Node>;
 /// A membership and the log position it was recorded at.
 pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<PartitionConfig>;
 
+/// Raft timing and behaviour settings of one group.
+pub use openraft::Config as RaftConfig;
+/// A member's role in its group.
+pub use openraft::ServerState;
+
 /// Builds a log id from a term and an index.
 pub fn log_id(term: u64, index: u64) -> LogId {
     LogId::new_term_index(term, index)

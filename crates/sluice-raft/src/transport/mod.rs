@@ -46,3 +46,5 @@ pub use network::{GroupNetworkFactory, PeerNetwork};
 pub use registry::{GroupStateMachine, RaftRegistry};
 pub use server::{bind, serve};
 pub use service::PeerService;
+/// A bound peer listener, as [`bind`] returns it.
+pub use tonic::transport::server::TcpIncoming;

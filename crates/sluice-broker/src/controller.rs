@@ -1,0 +1,167 @@
+//! The controller group on this broker: every broker of the cluster is a voter of the metadata
+//! Raft group (group id 0), which replaces RocketMQ's NameServer (DESIGN §1).
+//!
+//! Forming needs no manual step: every broker initializes the group with the same voters (the
+//! `peers` of its configuration) if it has no Raft state yet; identical initial memberships are
+//! harmless, and a restarted broker finds its state on disk. Whichever broker leads registers
+//! the configured brokers whose registration is missing or out of date.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_controller::{CONTROLLER_GROUP_ID, ControllerCommand, ControllerReply, Metadata};
+use sluice_raft::typ::{Node, Raft};
+use sluice_raft::{
+    Command, FsmHandle, FsmStateMachine, GroupNetworkFactory, NodeStateMachine, PeerClients, RaftRegistry,
+    ReleaseToken, Reply, RocksLogStore,
+};
+use tokio::sync::watch;
+
+use crate::config::{BrokerConfig, PeerConfig};
+
+/// The state machine type of every group a broker hosts.
+pub type BrokerStateMachine = NodeStateMachine<Metadata>;
+
+/// How often the controller leader checks whether brokers need registering.
+const DUTY_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Why a proposal to the controller did not produce a reply.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// This broker is not the controller leader; `leader` is the one it knows of, if any.
+    #[error("not the controller leader (leader: {leader:?}); send the request to the leader")]
+    NotLeader {
+        /// The current leader's node id, if known.
+        leader: Option<u64>,
+    },
+    /// Raft failed to commit the command (the message says why).
+    #[error("controller write failed: {0}")]
+    Raft(String),
+    /// The reply could not be decoded: a bug or a version mismatch between brokers.
+    #[error("undecodable controller reply: {0}")]
+    Reply(String),
+}
+
+/// This broker's member of the controller group.
+pub struct ControllerGroup {
+    raft: Raft<BrokerStateMachine>,
+    metadata: FsmHandle<Metadata>,
+    release: ReleaseToken,
+}
+
+impl ControllerGroup {
+    /// Opens the controller's state under `data_dir/controller`, starts its Raft member and
+    /// registers it with the transport.
+    pub async fn start(
+        config: &BrokerConfig,
+        clients: PeerClients,
+        registry: &RaftRegistry<BrokerStateMachine>,
+    ) -> io::Result<ControllerGroup> {
+        let dir = config.data_dir.join("controller");
+        std::fs::create_dir_all(&dir)?;
+        let store = RocksLogStore::open(&dir.join("raft"))?;
+        let release = store.release_token();
+        let sm = FsmStateMachine::open(&dir, Metadata::new())?;
+        let metadata = sm.handle();
+        let raft_config = Arc::new(config.raft.controller().map_err(io::Error::other)?);
+        let network = GroupNetworkFactory::new(CONTROLLER_GROUP_ID, clients);
+        let raft = Raft::new(config.node_id, raft_config, network, store, NodeStateMachine::Fsm(sm))
+            .await
+            .map_err(io::Error::other)?;
+        registry.insert(CONTROLLER_GROUP_ID, raft.clone());
+        if !raft.is_initialized().await.map_err(io::Error::other)? {
+            let voters: BTreeMap<u64, Node> =
+                config.peers.iter().map(|p| (p.node_id, Node { addr: p.raft_addr.clone() })).collect();
+            // Another broker may have initialized the group and replicated to us first; that
+            // is the same cluster forming, not an error.
+            if let Err(e) = raft.initialize(voters).await {
+                tracing::info!("controller group already initialized elsewhere: {e}");
+            }
+        }
+        Ok(ControllerGroup { raft, metadata, release })
+    }
+
+    /// The metadata as this broker has applied it.
+    pub fn metadata(&self) -> &FsmHandle<Metadata> {
+        &self.metadata
+    }
+
+    /// Whether this broker leads the controller group.
+    pub fn is_leader(&self) -> bool {
+        self.raft.is_leader()
+    }
+
+    /// The controller leader this broker knows of.
+    pub async fn leader(&self) -> Option<u64> {
+        self.raft.current_leader().await
+    }
+
+    /// Commits `command` through the controller group (this broker must lead it) and returns
+    /// the state machine's reply.
+    pub async fn propose(&self, command: &ControllerCommand) -> Result<ControllerReply, ProposeError> {
+        match self.raft.client_write(Command::new(&command.encode())).await {
+            Ok(response) => match response.data {
+                Reply::Fsm(bytes) => ControllerReply::decode(&bytes).map_err(|e| ProposeError::Reply(e.to_string())),
+                other => Err(ProposeError::Reply(format!("expected a controller reply, got {other:?}"))),
+            },
+            Err(e) => match e.forward_to_leader() {
+                Some(f) => Err(ProposeError::NotLeader { leader: f.leader_id }),
+                None => Err(ProposeError::Raft(e.to_string())),
+            },
+        }
+    }
+
+    /// Runs the leader's duties until `stop` turns true: registering configured brokers.
+    pub async fn run_duties(self: Arc<Self>, peers: Vec<PeerConfig>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(DUTY_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            if self.is_leader() {
+                self.register_missing(&peers).await;
+            }
+        }
+    }
+
+    async fn register_missing(&self, peers: &[PeerConfig]) {
+        let stale: Vec<&PeerConfig> = self.metadata.read(|m| {
+            peers
+                .iter()
+                .filter(|p| {
+                    m.broker(sluice_common::NodeId(p.node_id))
+                        .is_none_or(|b| b.raft_addr != p.raft_addr || b.client_addr != p.client_addr)
+                })
+                .collect()
+        });
+        for p in stale {
+            let command = ControllerCommand::RegisterBroker {
+                node_id: sluice_common::NodeId(p.node_id),
+                raft_addr: p.raft_addr.clone(),
+                client_addr: p.client_addr.clone(),
+            };
+            match self.propose(&command).await {
+                Ok(reply) => tracing::info!(node_id = p.node_id, ?reply, "registered broker"),
+                Err(e) => tracing::debug!(node_id = p.node_id, "registering broker: {e}"),
+            }
+        }
+    }
+
+    /// Stops the Raft member and waits (bounded) until its store is closed, so the same data
+    /// directory can be opened again in this process.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("controller group shutdown: {e}");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self.release.is_released() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

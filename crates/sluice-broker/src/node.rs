@@ -1,0 +1,101 @@
+//! [`Broker`]: one running broker — its peer (Raft) service and the groups it hosts.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_raft::transport::{self, TcpIncoming};
+use sluice_raft::{PeerClients, RaftRegistry, TransportConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{BrokerConfig, ConfigError};
+use crate::controller::{BrokerStateMachine, ControllerGroup};
+
+/// Why a broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Binding the peer listener, or opening stored state, failed.
+    #[error("starting broker: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A running broker.
+pub struct Broker {
+    config: BrokerConfig,
+    raft_addr: SocketAddr,
+    controller: Arc<ControllerGroup>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Broker {
+    /// Starts a broker: binds its peer listener and joins (or forms) the controller group.
+    pub async fn start(config: BrokerConfig) -> Result<Broker, StartError> {
+        config.validate()?;
+        let addr = config.raft_listen().expect("validated");
+        let incoming = transport::bind(addr)?;
+        Broker::start_on(config, incoming).await
+    }
+
+    /// Like [`Broker::start`], on a listener the caller bound (tests bind port 0 first).
+    pub async fn start_on(config: BrokerConfig, incoming: TcpIncoming) -> Result<Broker, StartError> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        let raft_addr = incoming.local_addr()?;
+        let transport_config = TransportConfig::default();
+        let registry = Arc::new(RaftRegistry::<BrokerStateMachine>::new(config.node_id));
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let shutdown = wait_until_true(stopped.clone());
+        let serve = transport::serve(incoming, Arc::clone(&registry), transport_config.clone(), shutdown);
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!("peer service stopped: {e}");
+            }
+        }));
+        let clients = PeerClients::new(config.node_id, transport_config);
+        let controller = Arc::new(ControllerGroup::start(&config, clients, &registry).await?);
+        tasks.push(tokio::spawn(Arc::clone(&controller).run_duties(config.peers.clone(), stopped)));
+        tracing::info!(node_id = config.node_id, %raft_addr, "broker started");
+        Ok(Broker { config, raft_addr, controller, stop, tasks })
+    }
+
+    /// This broker's configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Where the peer service listens.
+    pub fn raft_addr(&self) -> SocketAddr {
+        self.raft_addr
+    }
+
+    /// This broker's member of the controller group.
+    pub fn controller(&self) -> &ControllerGroup {
+        &self.controller
+    }
+
+    /// Stops serving, stops the groups, and waits until their stored state is closed.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.controller.shutdown().await;
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::warn!("broker task ended badly: {e}");
+            }
+        }
+        tracing::info!(node_id = self.config.node_id, "broker stopped");
+    }
+}
+
+async fn wait_until_true(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
