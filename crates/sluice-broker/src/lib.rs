@@ -5,12 +5,17 @@
 //! the brokers' configuration files (`cluster-configs/`) with no manual step, and re-forms from
 //! stored state after a restart.
 //!
-//! Not yet here: hosting partition groups, the client API, metrics and the binary (they follow).
+//! Each broker hosts the partition replicas the controller assigns it ([`Partitions`]): one
+//! Raft group per partition, over the segment log, started and stopped as the metadata changes.
+//!
+//! Not yet here: the client API, leader reporting and balancing, metrics and the binary.
 
 mod config;
 mod controller;
 mod node;
+mod partitions;
 
 pub use config::{BrokerConfig, ConfigError, PeerConfig, RaftTimings};
 pub use controller::{BrokerStateMachine, ControllerGroup, ProposeError};
 pub use node::{Broker, StartError};
+pub use partitions::Partitions;

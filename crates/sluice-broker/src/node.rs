@@ -9,8 +9,16 @@ use sluice_raft::{PeerClients, RaftRegistry, TransportConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use sluice_storage::Flusher;
+
 use crate::config::{BrokerConfig, ConfigError};
 use crate::controller::{BrokerStateMachine, ControllerGroup};
+use crate::partitions::Partitions;
+
+/// How often the broker checks whether the metadata changed what it should host.
+const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// fsyncs of different partitions' logs run this many at a time in one group commit.
+const PARALLEL_SYNCS: usize = 4;
 
 /// Why a broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +36,7 @@ pub struct Broker {
     config: BrokerConfig,
     raft_addr: SocketAddr,
     controller: Arc<ControllerGroup>,
+    partitions: Arc<Partitions>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -58,10 +67,20 @@ impl Broker {
             }
         }));
         let clients = PeerClients::new(config.node_id, transport_config);
-        let controller = Arc::new(ControllerGroup::start(&config, clients, &registry).await?);
-        tasks.push(tokio::spawn(Arc::clone(&controller).run_duties(config.peers.clone(), stopped)));
+        let controller = Arc::new(ControllerGroup::start(&config, clients.clone(), &registry).await?);
+        tasks.push(tokio::spawn(Arc::clone(&controller).run_duties(config.peers.clone(), stopped.clone())));
+        let flusher = Arc::new(Flusher::start(&format!("node{}", config.node_id), PARALLEL_SYNCS));
+        let partitions = Arc::new(Partitions::new(
+            config.node_id,
+            config.data_dir.join("partitions"),
+            registry,
+            clients,
+            flusher,
+            config.raft.partition()?,
+        ));
+        tasks.push(tokio::spawn(reconcile_loop(Arc::clone(&controller), Arc::clone(&partitions), stopped)));
         tracing::info!(node_id = config.node_id, %raft_addr, "broker started");
-        Ok(Broker { config, raft_addr, controller, stop, tasks })
+        Ok(Broker { config, raft_addr, controller, partitions, stop, tasks })
     }
 
     /// This broker's configuration.
@@ -79,9 +98,15 @@ impl Broker {
         &self.controller
     }
 
+    /// The partition groups this broker hosts.
+    pub fn partitions(&self) -> &Partitions {
+        &self.partitions
+    }
+
     /// Stops serving, stops the groups, and waits until their stored state is closed.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.partitions.shutdown().await;
         self.controller.shutdown().await;
         for task in self.tasks {
             if let Err(e) = task.await {
@@ -89,6 +114,30 @@ impl Broker {
             }
         }
         tracing::info!(node_id = self.config.node_id, "broker stopped");
+    }
+}
+
+/// Starts and stops partition groups as the metadata changes, until `stop` turns true.
+async fn reconcile_loop(
+    controller: Arc<ControllerGroup>,
+    partitions: Arc<Partitions>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut seen = None;
+    let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let version = controller.metadata().read(|m| m.version());
+        if seen != Some(version) {
+            partitions.reconcile(controller.metadata()).await;
+            seen = Some(version);
+        }
     }
 }
 

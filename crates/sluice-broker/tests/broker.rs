@@ -1,6 +1,8 @@
 //! Brokers as a cluster, in one process over real gRPC on loopback: the controller group forms
 //! from the brokers' configurations with no manual step, registers every broker, creates topics
-//! with balanced assignments, and re-forms with its metadata after every broker restarts.
+//! with balanced assignments, and re-forms with its metadata after every broker restarts; the
+//! brokers host each partition's Raft group, which replicates batches with dense offsets,
+//! survives its leader's broker stopping, and goes away with its topic.
 
 #[path = "broker/cluster.rs"]
 mod cluster;
@@ -9,7 +11,10 @@ use std::time::Duration;
 
 use cluster::Cluster;
 use sluice_common::NodeId;
+use sluice_common::record::{BatchBuilder, ProducerStamp, Record};
 use sluice_controller::{Applied, ControllerCommand, TopicConfig, codes};
+use sluice_raft::Reply;
+use sluice_raft::partition::PartitionCommand;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_three_configs_the_cluster_forms_registers_brokers_and_reforms_after_a_full_restart() {
@@ -57,5 +62,93 @@ async fn given_three_configs_the_cluster_forms_registers_brokers_and_reforms_aft
         .await;
     let again = cluster.propose(&create).await.into_result().unwrap_err();
     assert_eq!(again.code, codes::TOPIC_EXISTS, "{again:?}");
+    cluster.shutdown().await;
+}
+
+fn batch(i: u64) -> bytes::Bytes {
+    let mut b = BatchBuilder::new(ProducerStamp::NONE, 128);
+    b.push(&Record::new(format!("event-{i}-a"), 1_000 + i as i64));
+    b.push(&Record::new(format!("event-{i}-b"), 1_000 + i as i64));
+    b.finish()
+}
+
+/// Produces through whichever broker leads `group`, retrying while a new leader settles.
+async fn produce(cluster: &Cluster, group: u64, batch: &[u8]) -> Reply {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        for b in &cluster.brokers {
+            let Some(raft) = b.partitions().raft(group) else { continue };
+            if let Ok(response) = raft.client_write(PartitionCommand::produce(batch)).await {
+                return response.data;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leader of group {group} accepted the batch");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_groups_form_replicate_fail_over_and_go_away_with_their_topic() {
+    let mut cluster = Cluster::start(3).await;
+    cluster
+        .wait_for(Duration::from_secs(20), "brokers registered", |c| {
+            c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.brokers().count() == 3))
+        })
+        .await;
+
+    tracing::info!("--- a 3-partition RF-3 topic: every broker hosts every partition's group");
+    let create = ControllerCommand::CreateTopic { name: "events".into(), config: TopicConfig::new(3, 3) };
+    let Applied::TopicCreated { partitions, .. } = cluster.propose(&create).await.into_result().unwrap() else {
+        panic!("expected TopicCreated")
+    };
+    let groups: Vec<u64> = partitions.iter().map(|p| p.group_id).collect();
+    cluster
+        .wait_for(Duration::from_secs(20), "every group hosted and led", |c| {
+            c.brokers.iter().all(|b| b.partitions().group_ids().len() == 3)
+                && groups
+                    .iter()
+                    .all(|g| c.brokers.iter().any(|b| b.partitions().raft(*g).is_some_and(|r| r.is_leader())))
+        })
+        .await;
+
+    tracing::info!("--- batches get dense offsets and reach every replica's log");
+    let group = groups[0];
+    for i in 0..50 {
+        assert_eq!(produce(&cluster, group, &batch(i)).await, Reply::Appended { base_offset: 2 * i, count: 2 });
+    }
+    cluster
+        .wait_for(Duration::from_secs(10), "all replicas indexed 100 messages", |c| {
+            c.brokers
+                .iter()
+                .all(|b| b.partitions().log(group).and_then(|l| l.indexed_end()).is_some_and(|e| e.next_offset == 100))
+        })
+        .await;
+
+    tracing::info!("--- the leader's broker stops; the others elect a leader and carry on");
+    let leader =
+        cluster.brokers.iter().position(|b| b.partitions().raft(group).is_some_and(|r| r.is_leader())).unwrap();
+    cluster.brokers.remove(leader).shutdown().await;
+    assert_eq!(produce(&cluster, group, &batch(50)).await, Reply::Appended { base_offset: 100, count: 2 });
+    for b in &cluster.brokers {
+        let log = b.partitions().log(group).unwrap();
+        cluster
+            .wait_for(Duration::from_secs(10), "survivors hold every message", |_| {
+                log.indexed_end().is_some_and(|e| e.next_offset == 102)
+            })
+            .await;
+        assert_eq!(log.find_offset(0).map(|l| l.base_offset), Some(0), "nothing committed was lost");
+    }
+
+    tracing::info!("--- deleting the topic stops its groups and deletes their data");
+    let dirs: Vec<std::path::PathBuf> = cluster.brokers.iter().map(|b| b.partitions().dir().to_owned()).collect();
+    cluster.propose(&ControllerCommand::DeleteTopic { name: "events".into() }).await.into_result().unwrap();
+    cluster
+        .wait_for(Duration::from_secs(20), "groups gone", |c| {
+            c.brokers.iter().all(|b| b.partitions().group_ids().is_empty())
+        })
+        .await;
+    for dir in dirs {
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{} still holds partition data", dir.display());
+    }
     cluster.shutdown().await;
 }

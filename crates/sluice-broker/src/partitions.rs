@@ -1,0 +1,166 @@
+//! The partition replicas a broker hosts: one Raft group each, started when the controller
+//! assigns the partition to this broker and stopped (its data deleted) when its topic is.
+//!
+//! The broker reconciles what it runs with what the metadata says whenever the metadata
+//! changes. Every replica initializes its group with the assigned replicas as voters (the same
+//! membership everywhere), so a new partition's group forms without coordination.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_controller::{HostedPartition, Metadata};
+use sluice_raft::typ::{Node, Raft, RaftConfig};
+use sluice_raft::{
+    FsmHandle, GroupNetworkFactory, NodeStateMachine, PartitionLogStore, PartitionStateMachine, PeerClients,
+    RaftRegistry,
+};
+use sluice_storage::{Flusher, Log, LogConfig, Retention};
+
+use crate::controller::BrokerStateMachine;
+
+/// One hosted partition replica.
+struct Hosted {
+    raft: Raft<BrokerStateMachine>,
+    log: Arc<Log>,
+    dir: PathBuf,
+}
+
+/// The partition groups this broker runs.
+pub struct Partitions {
+    node_id: u64,
+    dir: PathBuf,
+    registry: Arc<RaftRegistry<BrokerStateMachine>>,
+    clients: PeerClients,
+    flusher: Arc<Flusher>,
+    raft_config: Arc<RaftConfig>,
+    hosted: Mutex<HashMap<u64, Arc<Hosted>>>,
+}
+
+impl Partitions {
+    /// Partition data goes under `dir`; every log there shares `flusher`.
+    pub fn new(
+        node_id: u64,
+        dir: PathBuf,
+        registry: Arc<RaftRegistry<BrokerStateMachine>>,
+        clients: PeerClients,
+        flusher: Arc<Flusher>,
+        raft_config: RaftConfig,
+    ) -> Partitions {
+        let raft_config = Arc::new(raft_config);
+        Partitions { node_id, dir, registry, clients, flusher, raft_config, hosted: Mutex::new(HashMap::new()) }
+    }
+
+    /// The Raft group of partition group `group_id`, if hosted here.
+    pub fn raft(&self, group_id: u64) -> Option<Raft<BrokerStateMachine>> {
+        self.hosted.lock().expect("hosted lock").get(&group_id).map(|h| h.raft.clone())
+    }
+
+    /// The log of partition group `group_id`, if hosted here.
+    pub fn log(&self, group_id: u64) -> Option<Arc<Log>> {
+        self.hosted.lock().expect("hosted lock").get(&group_id).map(|h| Arc::clone(&h.log))
+    }
+
+    /// The group ids hosted here.
+    pub fn group_ids(&self) -> Vec<u64> {
+        self.hosted.lock().expect("hosted lock").keys().copied().collect()
+    }
+
+    /// Starts the groups `metadata` assigns to this broker and are not running, and stops (and
+    /// deletes) those running that it no longer assigns.
+    pub async fn reconcile(&self, metadata: &FsmHandle<Metadata>) {
+        let (wanted, addrs) = metadata.read(|m| {
+            let wanted = m.partitions_of(sluice_common::NodeId(self.node_id));
+            let addrs: BTreeMap<u64, String> = m.brokers().map(|b| (b.node_id.0, b.raft_addr.clone())).collect();
+            (wanted, addrs)
+        });
+        let running = self.group_ids();
+        for p in wanted.iter().filter(|p| !running.contains(&p.group_id)) {
+            let retention = metadata.read(|m| retention_of(m, p));
+            if let Err(e) = self.start_group(p, &addrs, retention).await {
+                tracing::error!(topic = %p.topic, partition = p.partition.0, "starting partition group: {e}");
+            }
+        }
+        for gid in running.into_iter().filter(|g| !wanted.iter().any(|p| p.group_id == *g)) {
+            // A group stays listed until it has stopped and its data is gone.
+            let hosted = self.hosted.lock().expect("hosted lock").get(&gid).cloned();
+            if let Some(h) = hosted {
+                self.registry.remove(gid);
+                stop(&h).await;
+                let dir = h.dir.clone();
+                self.hosted.lock().expect("hosted lock").remove(&gid);
+                // Ours was the last handle to the log (see `stop`): dropping it closes the log
+                // and releases its directory lock.
+                drop(h);
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::error!(dir = %dir.display(), "deleting a removed partition's data: {e}");
+                }
+            }
+        }
+    }
+
+    async fn start_group(
+        &self,
+        p: &HostedPartition,
+        addrs: &BTreeMap<u64, String>,
+        retention: Retention,
+    ) -> io::Result<()> {
+        let dir = self.dir.join(format!("{}-{}.g{}", p.topic, p.partition.0, p.group_id));
+        let config = LogConfig { retention, ..LogConfig::default() };
+        let log = Arc::new(Log::open(&dir, config)?);
+        let sm = PartitionStateMachine::open(Arc::clone(&log))?;
+        let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(&self.flusher));
+        let network = GroupNetworkFactory::new(p.group_id, self.clients.clone());
+        let raft =
+            Raft::new(self.node_id, Arc::clone(&self.raft_config), network, store, NodeStateMachine::Partition(sm))
+                .await
+                .map_err(io::Error::other)?;
+        self.registry.insert(p.group_id, raft.clone());
+        if !raft.is_initialized().await.map_err(io::Error::other)? {
+            let voters: BTreeMap<u64, Node> =
+                p.replicas.iter().map(|r| (r.0, Node { addr: addrs.get(&r.0).cloned().unwrap_or_default() })).collect();
+            if let Err(e) = raft.initialize(voters).await {
+                tracing::debug!(group = p.group_id, "partition group already initialized elsewhere: {e}");
+            }
+        }
+        tracing::info!(topic = %p.topic, partition = p.partition.0, group = p.group_id, "hosting partition");
+        self.hosted.lock().expect("hosted lock").insert(p.group_id, Arc::new(Hosted { raft, log, dir }));
+        Ok(())
+    }
+
+    /// Stops every group, keeping its data.
+    pub async fn shutdown(&self) {
+        let all: Vec<(u64, Arc<Hosted>)> = self.hosted.lock().expect("hosted lock").drain().collect();
+        for (gid, h) in all {
+            self.registry.remove(gid);
+            stop(&h).await;
+        }
+    }
+
+    /// Where partition data lives.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn retention_of(m: &Metadata, p: &HostedPartition) -> Retention {
+    let config = m.topic(p.topic.as_str()).map(|t| t.config.clone());
+    Retention {
+        max_age: config.as_ref().and_then(|c| c.retention_ms).map(Duration::from_millis),
+        max_bytes: config.and_then(|c| c.retention_bytes),
+    }
+}
+
+/// Shuts the group down and waits (bounded) until its log is closed everywhere it was shared.
+async fn stop(h: &Hosted) {
+    if let Err(e) = h.raft.shutdown().await {
+        tracing::warn!(dir = %h.dir.display(), "partition group shutdown: {e}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // The state machine and the log store hold the log until openraft's tasks have ended.
+    while Arc::strong_count(&h.log) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
