@@ -99,10 +99,16 @@ impl RaftLogStorage<PartitionConfig> for PartitionLogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
         // Appends submitted before this vote must not be reported durable after it (see the
-        // module doc), so they are made durable first. Votes change only at elections.
-        self.log.sync()?;
-        write_state_file(self.log.dir(), VOTE_FILE, &encode_vote(vote))?;
-        Ok(())
+        // module doc), so they are made durable first. Votes change only at elections, but then
+        // in many groups at once: the fsyncs run on a blocking thread, never on the runtime's.
+        let (log, bytes) = (Arc::clone(&self.log), encode_vote(vote));
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            log.sync()?;
+            write_state_file(log.dir(), VOTE_FILE, &bytes)?;
+            Ok(())
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<PartitionConfig>) -> io::Result<()>

@@ -11,6 +11,7 @@ use std::io;
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use openraft::storage::{IOFlushed, RaftLogStorage};
@@ -29,7 +30,31 @@ const KEY_PURGED: &[u8] = b"purged";
 /// A RocksDB-backed Raft log store; cheap to clone (the database is shared).
 #[derive(Clone)]
 pub struct RocksLogStore {
-    db: Arc<DB>,
+    db: Arc<Db>,
+}
+
+/// The open database, and a flag set once it is closed. The flag, not a `Weak`'s count, tells
+/// [`ReleaseToken`] holders: the count reads zero as soon as the last `Arc` starts dropping,
+/// before RocksDB has closed and released its `LOCK`, so a reopen racing that drop failed
+/// ("lock hold by current process") when a broker restarted in the same process.
+struct Db {
+    db: Option<DB>,
+    closed: Arc<AtomicBool>,
+}
+
+impl std::ops::Deref for Db {
+    type Target = DB;
+
+    fn deref(&self) -> &DB {
+        self.db.as_ref().expect("open until dropped")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        drop(self.db.take()); // closes the database, releasing its LOCK
+        self.closed.store(true, Ordering::Release);
+    }
 }
 
 impl RocksLogStore {
@@ -40,13 +65,14 @@ impl RocksLogStore {
         opts.create_missing_column_families(true);
         let cfs = [CF_LOG, CF_STATE].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| db_error("open", dir, e))?;
-        Ok(RocksLogStore { db: Arc::new(db) })
+        Ok(RocksLogStore { db: Arc::new(Db { db: Some(db), closed: Arc::new(AtomicBool::new(false)) }) })
     }
 
     /// A token that tells when every handle to this store (including the clones openraft's tasks
-    /// hold) has been dropped, so the same directory can be opened again in this process.
+    /// hold) has been dropped and the database closed, so the same directory can be opened again
+    /// in this process.
     pub fn release_token(&self) -> ReleaseToken {
-        ReleaseToken(Arc::downgrade(&self.db))
+        ReleaseToken(Arc::clone(&self.db.closed))
     }
 
     /// Writes `batch` durably on a blocking thread.
@@ -86,12 +112,12 @@ impl RocksLogStore {
 }
 
 /// See [`RocksLogStore::release_token`].
-pub struct ReleaseToken(std::sync::Weak<DB>);
+pub struct ReleaseToken(Arc<AtomicBool>);
 
 impl ReleaseToken {
     /// Whether the store has been closed.
     pub fn is_released(&self) -> bool {
-        self.0.strong_count() == 0
+        self.0.load(Ordering::Acquire)
     }
 }
 

@@ -41,6 +41,8 @@ pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<Par
 pub use openraft::Config as RaftConfig;
 /// A member's role in its group.
 pub use openraft::ServerState;
+/// Reads a group's metrics watch: `raft.metrics().borrow_watched()`.
+pub use openraft::async_runtime::WatchReceiver;
 
 /// Builds a log id from a term and an index.
 pub fn log_id(term: u64, index: u64) -> LogId {
@@ -122,4 +124,20 @@ pub enum Reply {
     Fsm(Bytes),
     /// The entry carried no command (blank or membership), or one with nothing to report.
     Done,
+}
+
+/// For a group's leader: how long ago each member last acknowledged it (`None`: never, since this
+/// member became leader). Empty when `raft` does not lead. Brokers judge peers' liveness by it.
+pub fn ack_ages<SM>(raft: &Raft<SM>) -> std::collections::BTreeMap<NodeId, Option<std::time::Duration>>
+where
+    SM: openraft::storage::RaftStateMachine<PartitionConfig>,
+{
+    use openraft::Instant as _;
+    use openraft::async_runtime::WatchReceiver as _;
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    m.heartbeat
+        .as_ref()
+        .map(|acks| acks.iter().map(|(id, at)| (*id, at.as_ref().map(|t| t.elapsed()))).collect())
+        .unwrap_or_default()
 }

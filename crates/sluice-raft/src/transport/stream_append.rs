@@ -15,6 +15,11 @@
 //!
 //! The first request is awaited before the call is opened: openraft may hold it back (its
 //! backoff sleeps inside the request stream), and that wait must not count against the peer.
+//!
+//! The request half ends when openraft drops the result stream (its session is over). openraft
+//! generates every session's requests from one shared state, so a call left sending after its
+//! session would take requests meant for the next one and deliver them on a stream nobody
+//! reads: the follower got entries out of order, lost one to a conflict, and stalled.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -26,7 +31,7 @@ use openraft::base::BoxStream;
 use openraft::errors::RPCError;
 use openraft::network::RPCOption;
 use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 use tonic::{Request, Streaming};
 
@@ -56,31 +61,52 @@ where
         return Ok(Box::pin(stream::empty()));
     };
     let inflight = Inflight::new(net.clients().config().max_inflight_appends);
-    let requests = outbound(net.group_id(), first, input, inflight.clone());
+    let (session, ended) = Session::new(inflight.clone());
+    let requests = outbound(net.group_id(), first, input, inflight.clone(), ended);
     let responses = match tokio::time::timeout(deadline, client.stream_append(Request::new(requests))).await {
         Err(_elapsed) => return Err(call.timeout(deadline)),
         Ok(Err(status)) => return Err(call.failed(&status, deadline)),
         Ok(Ok(response)) => response.into_inner(),
     };
-    Ok(results(responses, inflight, call, deadline))
+    Ok(results(responses, session, call, deadline))
 }
 
-/// The gRPC request stream: each request takes an in-flight slot before it is encoded.
+/// Held by the result stream; dropping it ends the request stream (see the module doc): the
+/// request stream takes nothing more from openraft, and one waiting for a slot gives up.
+struct Session {
+    inflight: Inflight,
+    _ended: oneshot::Sender<()>,
+}
+
+impl Session {
+    /// The session, and the future that resolves when it is dropped.
+    fn new(inflight: Inflight) -> (Session, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Session { inflight, _ended: tx }, rx)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.inflight.slots.close();
+    }
+}
+
+/// The gRPC request stream: each request takes an in-flight slot before it is encoded. It ends,
+/// without asking openraft for another request, once the session has `ended`.
 fn outbound<S>(
     group_id: u64,
     first: AppendEntriesRequest<C>,
     rest: S,
     inflight: Inflight,
+    ended: oneshot::Receiver<()>,
 ) -> impl Stream<Item = pb::AppendEntriesRequest> + Send + 'static
 where
     S: Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static,
 {
-    stream::once(async { first }).chain(rest).then(move |req| {
+    stream::once(async { first }).chain(rest).take_until(ended).filter_map(move |req| {
         let inflight = inflight.clone();
-        async move {
-            inflight.sending().await;
-            convert::append_request_to_pb(group_id, &req)
-        }
+        async move { inflight.sending().await.then(|| convert::append_request_to_pb(group_id, &req)) }
     })
 }
 
@@ -88,18 +114,18 @@ where
 /// reading there), or when the follower closes the stream with nothing unanswered.
 fn results<'s>(
     responses: Streaming<pb::StreamAppendResponse>,
-    inflight: Inflight,
+    session: Session,
     call: Call,
     deadline: Duration,
 ) -> Results<'s> {
-    let state = Some((responses, inflight));
+    let state = Some((responses, session));
     Box::pin(stream::unfold(state, move |state| async move {
-        let (mut responses, inflight) = state?;
-        match next_result(&mut responses, &inflight, call, deadline).await {
+        let (mut responses, session) = state?;
+        match next_result(&mut responses, &session.inflight, call, deadline).await {
             None => None,
             Some(Ok(result)) => {
                 let go_on = result.is_ok();
-                Some((Ok(result), go_on.then_some((responses, inflight))))
+                Some((Ok(result), go_on.then_some((responses, session))))
             }
             Some(Err(e)) => Some((Err(e), None)),
         }
@@ -159,10 +185,11 @@ impl Inflight {
         Inflight { slots: Arc::new(Semaphore::new(max_inflight)), sent: Arc::new(Mutex::new(sent)) }
     }
 
-    /// Waits for a free slot and records a request as sent now.
-    async fn sending(&self) {
-        let permit = Arc::clone(&self.slots).acquire_owned().await.expect("the slot semaphore is never closed");
+    /// Waits for a free slot and records a request as sent now; false if the session ended.
+    async fn sending(&self) -> bool {
+        let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else { return false };
         self.sent.lock().expect("in-flight queue poisoned").queue.push_back((Instant::now(), permit));
+        true
     }
 
     /// Records the answer to the oldest request; false if none was unanswered.

@@ -5,8 +5,9 @@
 //! replica through pipelined `StreamAppend` streams; leadership moves over `TransferLeader`;
 //! when a leader's node dies the survivors elect a new leader and keep accepting writes; a
 //! follower whose missing entries the leader has purged catches up from a snapshot streamed in
-//! 1 MiB chunks; and an RPC to a peer that is down, or does not answer, fails within its
-//! deadline (`Unreachable` or `Timeout`) instead of hanging. The stores are in-memory doubles;
+//! 1 MiB chunks; a `StreamAppend` call stops taking requests once openraft drops its results;
+//! and an RPC to a peer that is down, or does not answer, fails within its deadline
+//! (`Unreachable` or `Timeout`) instead of hanging. The stores are in-memory doubles;
 //! the network is real.
 
 #[path = "transport/cluster.rs"]
@@ -19,8 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster::{Cluster, GROUPS, commands, raft_config, wait_metrics};
-use futures_util::stream;
+use futures_util::{StreamExt, stream};
 use mem_store::MemSm;
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError};
 use openraft::network::{NetSnapshot, NetStreamAppend, NetVote, RPCOption, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
@@ -135,6 +137,35 @@ async fn given_a_follower_behind_a_purged_log_when_it_returns_should_catch_up_fr
     let last = cluster.write(group, tail.clone()).await;
     written.extend(tail);
     assert_eq!(cluster.replicated(group, last).await, written);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_stream_append_whose_results_are_dropped_should_stop_taking_requests() {
+    let cluster = Cluster::start(raft_config(|_| {})).await;
+    let group = GROUPS[0];
+    let leader = cluster.leader(group).await;
+    let follower = cluster.hosting(group).map(|n| n.id).find(|id| *id != leader).expect("a follower");
+    let metrics = cluster.nodes[&leader].raft(group).metrics().borrow_watched().clone();
+    let node = metrics.membership_config.membership().get_node(&follower).expect("follower's address").clone();
+
+    tracing::info!("--- a heartbeat as the leader's, which the follower accepts and keeps the stream open");
+    let (requests, rx) = tokio::sync::mpsc::channel(4);
+    let input = Box::pin(stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }));
+    let beat = AppendEntriesRequest { vote: metrics.vote, prev_log_id: None, entries: vec![], leader_commit: None };
+    requests.send(beat).await.expect("input open");
+    let clients = PeerClients::new(leader, TransportConfig::default());
+    let mut net = clients.network_factory(group).new_client(follower, &node).await;
+    let mut results = net.stream_append(input, RPCOption::new(Duration::from_secs(4))).await.expect("stream opens");
+    let answer = results.next().await.expect("an answer").expect("no RPC error");
+    assert!(answer.is_ok(), "the follower accepted the heartbeat: {answer:?}");
+
+    tracing::info!("--- openraft ends the session: the call must stop taking its requests");
+    // openraft makes every session's requests from one shared state; a call still taking them
+    // after its session would steal the next session's requests.
+    drop(results);
+    tokio::time::timeout(cluster::WAIT, requests.closed()).await.expect("the request stream was dropped");
+    drop(net);
     cluster.stop().await;
 }
 
