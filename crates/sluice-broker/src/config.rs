@@ -78,9 +78,14 @@ impl RaftTimings {
         raft_config("controller", self.controller_heartbeat_ms, self.controller_election_timeout_ms)
     }
 
-    /// The openraft settings of a partition group.
+    /// The openraft settings of a partition group. Snapshots never purge its log.
     pub fn partition(&self) -> Result<RaftConfig, ConfigError> {
-        raft_config("partition", self.partition_heartbeat_ms, self.partition_election_timeout_ms)
+        let config = raft_config("partition", self.partition_heartbeat_ms, self.partition_election_timeout_ms)?;
+        // A partition's Raft log is its message data (DESIGN D1) and its snapshot holds only the
+        // next offset and the producer table. openraft's default purges all but 1,000 entries
+        // after every snapshot (one per 5,000 entries), which deleted unexpired messages; the
+        // log start must move only by retention (or an explicit purge), never by a snapshot.
+        Ok(RaftConfig { max_in_snapshot_log_to_keep: u64::MAX, ..config })
     }
 }
 
@@ -97,6 +102,9 @@ fn raft_config(group: &str, heartbeat_ms: u64, [min, max]: [u64; 2]) -> Result<R
         election_timeout_max: max,
         // Installing a snapshot includes fsyncs on a slow disk: give it room.
         install_snapshot_timeout: 5_000,
+        // A member whose heartbeats arrive late (a slow disk, a busy runtime) asks first whether
+        // it could win, instead of raising the term and deposing a healthy leader.
+        enable_pre_vote: Some(true),
         ..RaftConfig::default()
     };
     config.validate().map_err(|e| ConfigError::Invalid(format!("raft.{group}_*: {e}")))
@@ -120,6 +128,14 @@ pub struct BrokerConfig {
     /// Raft timings. Default: see [`RaftTimings`].
     #[serde(default)]
     pub raft: RaftTimings,
+    /// A broker that has not acknowledged the controller leader for this long is marked dead
+    /// in the metadata (and live again when it answers). Default: 6000.
+    #[serde(default = "default_session_timeout_ms")]
+    pub broker_session_timeout_ms: u64,
+}
+
+fn default_session_timeout_ms() -> u64 {
+    6_000
 }
 
 impl BrokerConfig {
@@ -161,6 +177,12 @@ impl BrokerConfig {
         }
         self.raft.controller()?;
         self.raft.partition()?;
+        if self.broker_session_timeout_ms <= self.raft.controller_election_timeout_ms[1] {
+            return invalid(format!(
+                "broker_session_timeout_ms ({}) must exceed the controller election timeout max ({} ms)",
+                self.broker_session_timeout_ms, self.raft.controller_election_timeout_ms[1]
+            ));
+        }
         Ok(())
     }
 
@@ -199,6 +221,7 @@ mod tests {
         assert_eq!(c.raft_listen(), Some("127.0.0.1:9102".parse().unwrap()));
         assert_eq!(c.raft, RaftTimings::default());
         assert_eq!(c.raft.partition().unwrap().heartbeat_interval, 300);
+        assert_eq!(c.raft.partition().unwrap().max_in_snapshot_log_to_keep, u64::MAX, "snapshots never purge");
     }
 
     #[test]

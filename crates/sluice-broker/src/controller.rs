@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_controller::{CONTROLLER_GROUP_ID, ControllerCommand, ControllerReply, Metadata};
-use sluice_raft::typ::{Node, Raft};
+use sluice_raft::typ::{Node, Raft, ack_ages};
 use sluice_raft::{
     Command, FsmHandle, FsmStateMachine, GroupNetworkFactory, NodeStateMachine, PeerClients, RaftRegistry,
     ReleaseToken, Reply, RocksLogStore,
@@ -46,6 +46,7 @@ pub enum ProposeError {
 
 /// This broker's member of the controller group.
 pub struct ControllerGroup {
+    node_id: u64,
     raft: Raft<BrokerStateMachine>,
     metadata: FsmHandle<Metadata>,
     release: ReleaseToken,
@@ -80,7 +81,7 @@ impl ControllerGroup {
                 tracing::info!("controller group already initialized elsewhere: {e}");
             }
         }
-        Ok(ControllerGroup { raft, metadata, release })
+        Ok(ControllerGroup { node_id: config.node_id, raft, metadata, release })
     }
 
     /// The metadata as this broker has applied it.
@@ -113,9 +114,16 @@ impl ControllerGroup {
         }
     }
 
-    /// Runs the leader's duties until `stop` turns true: registering configured brokers.
-    pub async fn run_duties(self: Arc<Self>, peers: Vec<PeerConfig>, mut stop: watch::Receiver<bool>) {
+    /// Runs the leader's duties until `stop` turns true: registering configured brokers, and
+    /// recording brokers' liveness from how recently they acknowledged this leader.
+    pub async fn run_duties(
+        self: Arc<Self>,
+        peers: Vec<PeerConfig>,
+        session_timeout: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(DUTY_INTERVAL);
+        let mut leading_since: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -124,8 +132,36 @@ impl ControllerGroup {
             if *stop.borrow() {
                 return;
             }
-            if self.is_leader() {
-                self.register_missing(&peers).await;
+            if !self.is_leader() {
+                leading_since = None;
+                continue;
+            }
+            let since = *leading_since.get_or_insert_with(tokio::time::Instant::now);
+            self.register_missing(&peers).await;
+            // A new leader has heard from no one yet: judge only after a full session.
+            if since.elapsed() >= session_timeout {
+                self.update_liveness(session_timeout).await;
+            }
+        }
+    }
+
+    /// Proposes `SetBrokerLive` for each registered broker whose liveness changed.
+    async fn update_liveness(&self, session_timeout: Duration) {
+        let ages = ack_ages(&self.raft);
+        let me = self.node_id;
+        let changes: Vec<(sluice_common::NodeId, bool)> = self.metadata.read(|m| {
+            m.brokers()
+                .filter(|b| b.node_id.0 != me)
+                .filter_map(|b| {
+                    let live = ages.get(&b.node_id.0).copied().flatten().is_some_and(|age| age < session_timeout);
+                    (live != b.live).then_some((b.node_id, live))
+                })
+                .collect()
+        });
+        for (node_id, live) in changes {
+            match self.propose(&ControllerCommand::SetBrokerLive { node_id, live }).await {
+                Ok(_) => tracing::info!(node_id = node_id.0, live, "broker liveness changed"),
+                Err(e) => tracing::debug!(node_id = node_id.0, "recording liveness: {e}"),
             }
         }
     }

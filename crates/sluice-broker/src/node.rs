@@ -68,7 +68,8 @@ impl Broker {
         }));
         let clients = PeerClients::new(config.node_id, transport_config);
         let controller = Arc::new(ControllerGroup::start(&config, clients.clone(), &registry).await?);
-        tasks.push(tokio::spawn(Arc::clone(&controller).run_duties(config.peers.clone(), stopped.clone())));
+        let session = std::time::Duration::from_millis(config.broker_session_timeout_ms);
+        tasks.push(tokio::spawn(Arc::clone(&controller).run_duties(config.peers.clone(), session, stopped.clone())));
         let flusher = Arc::new(Flusher::start(&format!("node{}", config.node_id), PARALLEL_SYNCS));
         let partitions = Arc::new(Partitions::new(
             config.node_id,

@@ -89,14 +89,16 @@ impl Partitions {
             if let Some(h) = hosted {
                 self.registry.remove(gid);
                 stop(&h).await;
-                let dir = h.dir.clone();
+                // The data goes while the group is still listed: unlisting first let a caller
+                // see the group gone with its files still there. The stopped log writes nothing
+                // more, and its open files may be unlinked.
+                if let Err(e) = std::fs::remove_dir_all(&h.dir) {
+                    tracing::error!(dir = %h.dir.display(), "deleting a removed partition's data: {e}");
+                }
                 self.hosted.lock().expect("hosted lock").remove(&gid);
                 // Ours was the last handle to the log (see `stop`): dropping it closes the log
                 // and releases its directory lock.
                 drop(h);
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::error!(dir = %dir.display(), "deleting a removed partition's data: {e}");
-                }
             }
         }
     }

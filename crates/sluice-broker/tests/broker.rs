@@ -2,10 +2,15 @@
 //! from the brokers' configurations with no manual step, registers every broker, creates topics
 //! with balanced assignments, and re-forms with its metadata after every broker restarts; the
 //! brokers host each partition's Raft group, which replicates batches with dense offsets,
-//! survives its leader's broker stopping, and goes away with its topic.
+//! survives its leader's broker stopping, and goes away with its topic. A follower whose broker
+//! was down catches up from the others' logs, or by installing a snapshot (`catchup`).
 
+#[path = "broker/catchup.rs"]
+mod catchup;
 #[path = "broker/cluster.rs"]
 mod cluster;
+#[path = "broker/liveness.rs"]
+mod liveness;
 
 use std::time::Duration;
 

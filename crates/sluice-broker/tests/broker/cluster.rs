@@ -11,6 +11,8 @@ use tempfile::TempDir;
 pub struct Cluster {
     pub brokers: Vec<Broker>,
     configs: Vec<BrokerConfig>,
+    /// Brokers stopped by [`Cluster::stop_broker`]: their position in `brokers`, and config.
+    stopped: Vec<(usize, BrokerConfig)>,
     _data: TempDir,
 }
 
@@ -41,13 +43,14 @@ impl Cluster {
                 raft_listen: None,
                 peers: peers.clone(),
                 raft: timings.clone(),
+                broker_session_timeout_ms: 1_500,
             })
             .collect();
         let mut brokers = Vec::new();
         for (config, incoming) in configs.iter().zip(listeners) {
             brokers.push(Broker::start_on(config.clone(), incoming).await.expect("start broker"));
         }
-        Cluster { brokers, configs, _data: data }
+        Cluster { brokers, configs, stopped: Vec::new(), _data: data }
     }
 
     /// Waits until `done` holds, polling; panics with `what` after `limit`.
@@ -80,11 +83,27 @@ impl Cluster {
         for b in self.brokers.drain(..) {
             b.shutdown().await;
         }
+        self.stopped.clear();
         for config in &self.configs {
-            let addr = config.raft_listen().expect("raft address");
-            let incoming = transport::bind(addr).expect("rebind the old address");
-            self.brokers.push(Broker::start_on(config.clone(), incoming).await.expect("restart broker"));
+            self.brokers.push(relaunch(config).await);
         }
+    }
+
+    /// Stops `brokers[i]`, keeping its configuration and data for [`Cluster::start_broker`];
+    /// until then the brokers after it move up one place.
+    pub async fn stop_broker(&mut self, i: usize) {
+        let b = self.brokers.remove(i);
+        self.stopped.push((i, b.config().clone()));
+        b.shutdown().await;
+    }
+
+    /// Starts the broker [`Cluster::stop_broker`] stopped at position `i` again, on its old
+    /// address and data, and puts it back at `brokers[i]`.
+    pub async fn start_broker(&mut self, i: usize) {
+        let at = self.stopped.iter().position(|(pos, _)| *pos == i).expect("no broker stopped at that position");
+        let (_, config) = self.stopped.remove(at);
+        let broker = relaunch(&config).await;
+        self.brokers.insert(i, broker);
     }
 
     /// Stops every broker.
@@ -93,4 +112,11 @@ impl Cluster {
             b.shutdown().await;
         }
     }
+}
+
+/// Starts a broker again on the address and data of `config`.
+async fn relaunch(config: &BrokerConfig) -> Broker {
+    let addr = config.raft_listen().expect("raft address");
+    let incoming = transport::bind(addr).expect("rebind the old address");
+    Broker::start_on(config.clone(), incoming).await.expect("restart broker")
 }
