@@ -68,20 +68,6 @@ impl RaftLogReader<PartitionConfig> for PartitionLogReader {
     }
 }
 
-impl RaftLogReader<PartitionConfig> for PartitionLogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> io::Result<Vec<RaftEntry>> {
-        let (start, end) = bounds(&range);
-        read_entries(&self.log, start, end, usize::MAX)
-    }
-
-    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
-        read_vote(&self.log)
-    }
-}
-
 impl RaftLogStorage<PartitionConfig> for PartitionLogStore {
     type LogReader = PartitionLogReader;
 

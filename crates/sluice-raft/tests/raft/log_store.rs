@@ -54,10 +54,11 @@ async fn appends_are_reported_saved_only_once_fsynced_and_survive_a_reopen() {
     drop(store);
 
     let (mut store, _flusher) = open(dir.path());
-    assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new_committed(3, 2)));
+    let mut reader = store.get_log_reader().await;
+    assert_eq!(reader.read_vote().await.unwrap(), Some(Vote::new_committed(3, 2)));
     let state = store.get_log_state().await.unwrap();
     assert_eq!(state.last_log_id, Some(log_id(1, 100)));
-    let entries = store.try_get_log_entries(1..=100).await.unwrap();
+    let entries = reader.try_get_log_entries(1..=100).await.unwrap();
     assert_eq!(entries, commands(1..101));
 }
 
@@ -67,9 +68,9 @@ async fn reads_skip_a_purged_head_and_limited_reads_return_a_prefix() {
     let (mut store, _flusher) = open(dir.path());
     store.append(commands(1..51), IOFlushed::noop()).await.unwrap();
     store.purge(log_id(1, 20)).await.unwrap();
-    let entries = store.try_get_log_entries(0..51).await.unwrap();
-    assert_eq!(entries.first().map(|e| e.log_id.index), Some(21));
     let mut reader = store.get_log_reader().await;
+    let entries = reader.try_get_log_entries(0..51).await.unwrap();
+    assert_eq!(entries.first().map(|e| e.log_id.index), Some(21));
     let limited = reader.limited_get_log_entries(21, 51).await.unwrap();
     assert_eq!(limited, commands(21..51), "small entries all fit in one replication message");
     let state = store.get_log_state().await.unwrap();
