@@ -230,7 +230,7 @@ async fn failover(trials: u64) {
         "{:<34} {:>6} {:>8} {:>8} {:>8} {:>8} {:>12}",
         "timings", "trials", "min", "p50", "p99", "max", "stop p50 ms"
     );
-    failover_row("default (hb 300, elect 1200-2400)", RaftTimings::default(), trials).await;
+    failover_row("default (hb 250, elect 700-1400)", RaftTimings::default(), trials).await;
     failover_row("fast (hb 50, elect 300-600)", fast_timings(), trials).await;
     if let Some(t) = custom_timings() {
         let label = format!("custom (hb {}, elect {:?})", t.partition_heartbeat_ms, t.partition_election_timeout_ms);

@@ -55,9 +55,11 @@ pub struct RaftTimings {
     pub controller_heartbeat_ms: u64,
     /// Controller group election timeout range `[min, max]`, in ms. Default: [500, 1000].
     pub controller_election_timeout_ms: [u64; 2],
-    /// Partition group heartbeat, in ms. Default: 300.
+    /// Partition group heartbeat, in ms. Default: 250.
     pub partition_heartbeat_ms: u64,
-    /// Partition group election timeout range `[min, max]`, in ms. Default: [1200, 2400].
+    /// Partition group election timeout range `[min, max]`, in ms. Default: [700, 1400]. A
+    /// failed leader's partitions are writable again after about 1.6–2× the max (openraft's
+    /// leader lease equals it): measured p99 2.7 s with these defaults, 4.5 s with [1200, 2400].
     pub partition_election_timeout_ms: [u64; 2],
 }
 
@@ -66,8 +68,8 @@ impl Default for RaftTimings {
         RaftTimings {
             controller_heartbeat_ms: 100,
             controller_election_timeout_ms: [500, 1000],
-            partition_heartbeat_ms: 300,
-            partition_election_timeout_ms: [1200, 2400],
+            partition_heartbeat_ms: 250,
+            partition_election_timeout_ms: [700, 1400],
         }
     }
 }
@@ -220,7 +222,7 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.raft_listen(), Some("127.0.0.1:9102".parse().unwrap()));
         assert_eq!(c.raft, RaftTimings::default());
-        assert_eq!(c.raft.partition().unwrap().heartbeat_interval, 300);
+        assert_eq!(c.raft.partition().unwrap().heartbeat_interval, 250);
         assert_eq!(c.raft.partition().unwrap().max_in_snapshot_log_to_keep, u64::MAX, "snapshots never purge");
     }
 
