@@ -1,18 +1,16 @@
 //! The RocksDB log store with the generic state-machine adapter against openraft's conformance
 //! suite, and an `Fsm` replicated by a single-node group that restarts from its snapshot.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
-use openraft::{BasicNode, Config, ServerState, StorageError};
 use sluice_raft::typ::Raft;
 use sluice_raft::{Command, Fsm, FsmStateMachine, PartitionConfig, Reply, RocksLogStore};
 use tempfile::TempDir;
 
-use crate::partition::NoPeers;
+use crate::partition::single_node;
 
 /// A counter that sums the numbers it is sent: enough to see every command applied exactly once,
 /// in order, across snapshots and restarts.
@@ -83,14 +81,7 @@ async fn start(dir: &std::path::Path) -> (Raft<FsmStateMachine<Sum>>, sluice_raf
     let store = open_store(dir).await;
     let sm = FsmStateMachine::open(dir, Sum::default()).expect("open state machine");
     let handle = sm.handle();
-    let config =
-        Config { heartbeat_interval: 50, election_timeout_min: 150, election_timeout_max: 300, ..Default::default() };
-    let raft = Raft::new(1, Arc::new(config.validate().unwrap()), NoPeers, store, sm).await.expect("start raft");
-    if !raft.is_initialized().await.unwrap() {
-        raft.initialize(BTreeMap::from([(1, BasicNode::new("127.0.0.1:0"))])).await.expect("initialize");
-    }
-    raft.wait(Some(Duration::from_secs(10))).state(ServerState::Leader, "single node leads").await.expect("a leader");
-    (raft, handle)
+    (single_node(store, sm).await, handle)
 }
 
 async fn add(raft: &Raft<FsmStateMachine<Sum>>, n: u64) -> u64 {

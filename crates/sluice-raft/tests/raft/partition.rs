@@ -71,6 +71,17 @@ async fn start(dir: &Path) -> Node {
     let flusher = Arc::new(Flusher::start("test", 1));
     let sm = PartitionStateMachine::open(Arc::clone(&log)).expect("open state machine");
     let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(&flusher));
+    let raft = single_node(store, sm).await;
+    Node { raft, log, _flusher: flusher }
+}
+
+/// Starts node 1 as the only voter of a group over `store` and `sm`, initializing the group on
+/// first start, and waits until it leads.
+pub async fn single_node<LS, SM>(store: LS, sm: SM) -> Raft<SM>
+where
+    LS: openraft::storage::RaftLogStorage<C>,
+    SM: openraft::storage::RaftStateMachine<C, SnapshotData = Bytes>,
+{
     let config =
         Config { heartbeat_interval: 50, election_timeout_min: 150, election_timeout_max: 300, ..Default::default() };
     let raft = Raft::new(1, Arc::new(config.validate().unwrap()), NoPeers, store, sm).await.expect("start raft");
@@ -78,7 +89,7 @@ async fn start(dir: &Path) -> Node {
         raft.initialize(BTreeMap::from([(1, BasicNode::new("127.0.0.1:0"))])).await.expect("initialize");
     }
     raft.wait(Some(Duration::from_secs(10))).state(ServerState::Leader, "single node leads").await.expect("a leader");
-    Node { raft, log, _flusher: flusher }
+    raft
 }
 
 fn batch(producer: ProducerStamp, messages: usize, ts: i64) -> Bytes {
