@@ -165,15 +165,21 @@ fn given_all_position_indexes_deleted_when_reopened_should_rebuild_them_and_read
 /// they hold are rebuilt on open, and reads are correct.
 #[test]
 fn given_garbled_position_indexes_when_reopened_should_rebuild_them_and_read_correctly() {
+    assert_rebuilt_after(|i, raw| match i % 3 {
+        0 => raw.iter_mut().enumerate().for_each(|(k, b)| *b = (k as u8).wrapping_mul(151) ^ 0x5a),
+        1 => raw.truncate(20),
+        _ => raw[16..24].copy_from_slice(&u64::MAX.to_le_bytes()),
+    });
+}
+
+/// Writes a log, rewrites each position index file `i` with `garble(i, bytes)`, reopens, and
+/// checks that every entry reads back and the rebuilt indexes match the frames on disk.
+fn assert_rebuilt_after(garble: impl Fn(usize, &mut Vec<u8>)) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (entries, now_ms) = written(dir.path());
     for (i, path) in files_with_ext(dir.path(), "index").iter().enumerate() {
         let mut raw = fs::read(path).expect("read an index");
-        match i % 3 {
-            0 => raw.iter_mut().enumerate().for_each(|(k, b)| *b = (k as u8).wrapping_mul(151) ^ 0x5a),
-            1 => raw.truncate(20),
-            _ => raw[16..24].copy_from_slice(&u64::MAX.to_le_bytes()),
-        }
+        garble(i, &mut raw);
         fs::write(path, raw).expect("garble an index");
     }
     let log = reopen(dir.path(), now_ms);
@@ -187,19 +193,8 @@ fn given_garbled_position_indexes_when_reopened_should_rebuild_them_and_read_cor
 /// scrambled behind an intact header) are detected on open and rebuilt, so reads stay correct.
 #[test]
 fn given_position_records_garbled_behind_a_valid_header_when_reopened_should_rebuild_them() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (entries, now_ms) = written(dir.path());
-    for path in files_with_ext(dir.path(), "index") {
-        let mut raw = fs::read(&path).expect("read an index");
-        let records = &mut raw[32..];
-        records.reverse(); // every record now breaks the rising-order rule
-        fs::write(&path, raw).expect("garble records");
-    }
-    let log = reopen(dir.path(), now_ms);
-    assert_holds(&log, &entries);
-    assert_ranges_read_back(&log, &entries);
-    drop(log);
-    assert_indexes_match_frames(dir.path());
+    // Reversed, every record breaks the rising-order rule while the header stays valid.
+    assert_rebuilt_after(|_, raw| raw[32..].reverse());
 }
 
 /// Checks that a sealed segment whose header is damaged makes `Log::open` fail as `Corrupt`
