@@ -61,7 +61,9 @@ impl Log {
 
     /// The last indexed batch and the offset after it; `None` when nothing is indexed.
     pub fn indexed_end(&self) -> Option<IndexedEnd> {
-        self.segments().iter().rev().find_map(|seg| {
+        // Called for every applied batch: walk the segments under the read lock instead of
+        // cloning the list (lock order log → segment, as everywhere else).
+        self.shared().segments.iter().rev().find_map(|seg| {
             let m = seg.meta();
             (!m.offsets.is_empty()).then(|| {
                 let r = m.offsets.record(m.offsets.len() - 1);
@@ -87,8 +89,8 @@ impl Log {
     /// log start — purged — or not yet applied).
     pub fn find_offset(&self, offset: u64) -> Option<OffsetLocation> {
         let first = self.first_index();
-        let segments = self.segments();
-        for seg in segments.iter().rev() {
+        let shared = self.shared();
+        for seg in shared.segments.iter().rev() {
             let m = seg.meta();
             if m.offsets.is_empty() || u64_at(m.offsets.record(0), 0) > offset {
                 continue;
