@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_controller::{HostedPartition, Metadata};
-use sluice_raft::typ::{Node, Raft, RaftConfig};
+use sluice_raft::typ::{Node, Raft, RaftConfig, WatchReceiver};
 use sluice_raft::{
     FsmHandle, GroupNetworkFactory, NodeStateMachine, PartitionLogStore, PartitionStateMachine, PeerClients,
     RaftRegistry,
@@ -61,6 +61,15 @@ impl Partitions {
     /// The log of partition group `group_id`, if hosted here.
     pub fn log(&self, group_id: u64) -> Option<Arc<Log>> {
         self.hosted.lock().expect("hosted lock").get(&group_id).map(|h| Arc::clone(&h.log))
+    }
+
+    /// The leader of partition group `group_id` and its term, as this broker knows it: only for
+    /// groups hosted here.
+    pub fn leader_of(&self, group_id: u64) -> Option<(u64, u64)> {
+        let raft = self.raft(group_id)?;
+        let metrics = raft.metrics();
+        let m = metrics.borrow_watched();
+        m.current_leader.map(|leader| (leader, m.current_term))
     }
 
     /// The group ids hosted here.
