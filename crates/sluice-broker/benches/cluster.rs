@@ -1,7 +1,7 @@
 //! Cluster-level measurements of Sluice brokers: three [`Broker`]s in this one process, talking
 //! gRPC over loopback and storing on the real disk (every broker's group-commit flusher fsyncs
-//! before a write is acknowledged). These are not micro-benchmarks: a plain `main` runs one
-//! scenario and prints a table.
+//! before a write is acknowledged, unless the topic sets `flush_interval_ms`). These are not
+//! micro-benchmarks: a plain `main` runs one scenario and prints a table.
 //!
 //! - `failover`: one RF-3 partition; per trial, stop the broker leading it
 //!   ([`Broker::shutdown`]) and time from the stop until another broker's group ACCEPTS a write
@@ -11,8 +11,10 @@
 //!   `SLUICE_BENCH_TIMINGS=heartbeat,min,max` if set. p50 / p99 / max in ms.
 //! - `throughput`: RF 3, 1 partition then 12; producers call `client_write` on each partition's
 //!   leader directly (no client protocol), batches of 100 messages of 100 B (one Raft entry
-//!   each), 64 batches in flight for 1 partition, 16 per partition for 12. 2 s warm-up, then 10 s
-//!   measured: msgs/s, MB/s (payload), batch-ack latency p50 / p99, process CPU.
+//!   each), 1 batch in flight (the bare ack latency), 64 in flight for 1 partition, 16 per
+//!   partition for 12. Each shape runs under both flush policies: fsync before ack (the default)
+//!   and the topic setting `flush_interval_ms` (100 ms, or `SLUICE_BENCH_FLUSH_MS`). 2 s warm-up,
+//!   then 10 s measured: msgs/s, MB/s (payload), batch-ack latency p50 / p99, process CPU.
 //! - `idle`: N partitions (default 300 and 1000) RF 3 on the three brokers of this process, default
 //!   timings; once every group has a leader, the process's CPU over 10 idle seconds as % of one
 //!   core (all three brokers together: divide by 3 for one broker), per-thread-name breakdown,
@@ -81,6 +83,8 @@ fn fast_timings() -> RaftTimings {
         controller_election_timeout_ms: [300, 600],
         partition_heartbeat_ms: 50,
         partition_election_timeout_ms: [300, 600],
+        node_heartbeat_ms: 50,
+        node_timeout_ms: 400,
     }
 }
 
@@ -127,7 +131,13 @@ impl Cluster {
 
     /// Creates an RF-3 topic through the controller leader; returns its partitions' group ids.
     async fn create_topic(&self, name: &str, partitions: u32) -> Vec<u64> {
-        let command = ControllerCommand::CreateTopic { name: name.into(), config: TopicConfig::new(partitions, 3) };
+        self.create_topic_with(name, TopicConfig::new(partitions, 3)).await
+    }
+
+    /// Creates topic `name` with `config` through the controller leader; returns its
+    /// partitions' group ids.
+    async fn create_topic_with(&self, name: &str, config: TopicConfig) -> Vec<u64> {
+        let command = ControllerCommand::CreateTopic { name: name.into(), config };
         for _ in 0..400 {
             for b in self.live() {
                 match b.controller().propose(&command).await {
@@ -230,8 +240,8 @@ async fn failover(trials: u64) {
         "{:<34} {:>6} {:>8} {:>8} {:>8} {:>8} {:>12}",
         "timings", "trials", "min", "p50", "p99", "max", "stop p50 ms"
     );
-    failover_row("default (hb 250, elect 700-1400)", RaftTimings::default(), trials).await;
-    failover_row("fast (hb 50, elect 300-600)", fast_timings(), trials).await;
+    failover_row("default (node 100/800, elect 500-1000)", RaftTimings::default(), trials).await;
+    failover_row("fast (node 50/400, elect 300-600)", fast_timings(), trials).await;
     if let Some(t) = custom_timings() {
         let label = format!("custom (hb {}, elect {:?})", t.partition_heartbeat_ms, t.partition_election_timeout_ms);
         failover_row(&label, t, trials).await;
@@ -333,13 +343,18 @@ async fn write_anywhere(
 // ---------------------------------------------------------------- throughput
 
 async fn throughput(seconds: u64) {
-    println!("\n== throughput: RF 3, 100 B messages, 100 per batch (one Raft entry), fsync before ack");
+    let relaxed = std::env::var("SLUICE_BENCH_FLUSH_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    println!("\n== throughput: RF 3, 100 B messages, 100 per batch (one Raft entry)");
+    println!("   flush: `ack` = fsync on a majority before ack; `N ms` = ack from memory, fsync every N ms");
     println!(
-        "{:>10} {:>9} {:>11} {:>8} {:>11} {:>11} {:>7} {:>9}  leaders",
-        "partitions", "in flight", "msgs/s", "MB/s", "ack p50 ms", "ack p99 ms", "errors", "CPU %core"
+        "{:>10} {:>9} {:>7} {:>11} {:>8} {:>11} {:>11} {:>7} {:>9}  leaders",
+        "partitions", "in flight", "flush", "msgs/s", "MB/s", "ack p50 ms", "ack p99 ms", "errors", "CPU %core"
     );
-    throughput_row(1, 64, seconds).await;
-    throughput_row(12, 16, seconds).await;
+    for (partitions, per_partition) in [(1, 1), (1, 64), (12, 16)] {
+        for flush in [None, Some(relaxed)] {
+            throughput_row(partitions, per_partition, flush, seconds).await;
+        }
+    }
 }
 
 struct Produced {
@@ -347,9 +362,10 @@ struct Produced {
     errors: u64,
 }
 
-async fn throughput_row(partitions: u32, per_partition: usize, seconds: u64) {
+async fn throughput_row(partitions: u32, per_partition: usize, flush_interval_ms: Option<u64>, seconds: u64) {
     let cluster = Cluster::start(RaftTimings::default()).await;
-    let groups = cluster.create_topic("throughput", partitions).await;
+    let config = TopicConfig { flush_interval_ms, ..TopicConfig::new(partitions, 3) };
+    let groups = cluster.create_topic_with("throughput", config).await;
     let all_led = |c: &Cluster| groups.iter().all(|g| c.leader_of(*g).is_some());
     assert!(cluster.wait_for(Duration::from_secs(60), all_led).await.is_some(), "partitions never got leaders");
     let mut leaders = [0usize; 3];
@@ -382,8 +398,9 @@ async fn throughput_row(partitions: u32, per_partition: usize, seconds: u64) {
     let cpu_pct = (process_ticks() - cpu) as f64 / TICKS_PER_SEC / window * 100.0;
     let lat = sorted(all.latencies_us);
     let msgs = lat.len() as f64 * 100.0 / window;
+    let flush = flush_interval_ms.map_or_else(|| "ack".to_owned(), |ms| format!("{ms} ms"));
     println!(
-        "{partitions:>10} {:>9} {msgs:>11.0} {:>8.1} {:>11.1} {:>11.1} {:>7} {cpu_pct:>9.0}  {leaders:?}",
+        "{partitions:>10} {:>9} {flush:>7} {msgs:>11.0} {:>8.1} {:>11.1} {:>11.1} {:>7} {cpu_pct:>9.0}  {leaders:?}",
         per_partition * rafts.len(),
         msgs * 100.0 / 1e6,
         quantile(&lat, 0.5) / 1e3,
@@ -413,7 +430,7 @@ async fn produce(raft: GroupRaft, one: Bytes, warm: Instant, end: Instant) -> Pr
 // ---------------------------------------------------------------- idle
 
 async fn idle(sizes: Vec<u64>) {
-    println!("\n== idle: 3 brokers in one process, RF 3, default timings (hb 300 ms), 10 s idle after forming");
+    println!("\n== idle: 3 brokers in one process, RF 3, default timings, 10 s idle after forming");
     println!("(CPU counts all three brokers: divide by 3 for one broker)");
     for n in sizes {
         idle_row(n).await;

@@ -5,9 +5,18 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use sluice_raft::typ::RaftConfig;
+use sluice_storage::LogConfig;
+
+/// Where `--dev` keeps its data: relative, so under the working directory.
+pub const DEV_DATA_DIR: &str = "sluice-dev-data";
+/// `--dev`'s client API address.
+pub const DEV_CLIENT_ADDR: &str = "127.0.0.1:9091";
+/// `--dev`'s peer (Raft) address.
+pub const DEV_RAFT_ADDR: &str = "127.0.0.1:9101";
 
 /// Why a configuration cannot be used. The message names the field and says what is expected.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +55,9 @@ pub struct PeerConfig {
     pub client_addr: String,
 }
 
-/// Raft timings. The controller group is small and keeps fast timers; partition groups are many,
-/// so theirs are slower (each group's heartbeats cost CPU even when idle; docs/adr/0002).
+/// Raft timings. The controller group is one group with its own fast timers. Partition groups
+/// are many and quiescent (docs/adr/0004): they exchange nothing while idle, and brokers detect
+/// each other's failure through one node heartbeat per broker pair instead.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftTimings {
@@ -55,12 +65,21 @@ pub struct RaftTimings {
     pub controller_heartbeat_ms: u64,
     /// Controller group election timeout range `[min, max]`, in ms. Default: [500, 1000].
     pub controller_election_timeout_ms: [u64; 2],
-    /// Partition group heartbeat, in ms. Default: 250.
+    /// Partition groups' Raft deadline, in ms: a replication request must be answered within
+    /// it, and a just-elected leader heartbeats at this interval until its followers hear of it
+    /// through node heartbeats. Default: 250.
     pub partition_heartbeat_ms: u64,
-    /// Partition group election timeout range `[min, max]`, in ms. Default: [700, 1400]. A
-    /// failed leader's partitions are writable again after about 1.6–2× the max (openraft's
-    /// leader lease equals it): measured p99 2.7 s with these defaults, 4.5 s with [1200, 2400].
+    /// Partition group election timeout range `[min, max]`, in ms, used only while a group has
+    /// no live leader; the max is also openraft's leader lease, which a partition's followers
+    /// wait out before electing a new leader. Shorter timeouts make elections collide when the
+    /// machine is starved of CPU, as when many groups form at once. Default: [500, 1000].
     pub partition_election_timeout_ms: [u64; 2],
+    /// How often a broker sends every other broker its node heartbeat, in ms. Default: 100.
+    pub node_heartbeat_ms: u64,
+    /// A broker not heard from for this long is down, and its partitions' followers start
+    /// electing, in ms. A failed broker's partitions are writable again after about this plus
+    /// the partition election timeout. Default: 800.
+    pub node_timeout_ms: u64,
 }
 
 impl Default for RaftTimings {
@@ -69,7 +88,9 @@ impl Default for RaftTimings {
             controller_heartbeat_ms: 100,
             controller_election_timeout_ms: [500, 1000],
             partition_heartbeat_ms: 250,
-            partition_election_timeout_ms: [700, 1400],
+            partition_election_timeout_ms: [500, 1000],
+            node_heartbeat_ms: 100,
+            node_timeout_ms: 800,
         }
     }
 }
@@ -77,12 +98,26 @@ impl Default for RaftTimings {
 impl RaftTimings {
     /// The openraft settings of the controller group.
     pub fn controller(&self) -> Result<RaftConfig, ConfigError> {
-        raft_config("controller", self.controller_heartbeat_ms, self.controller_election_timeout_ms)
+        raft_config("controller", self.controller_heartbeat_ms, 2, self.controller_election_timeout_ms)
     }
 
-    /// The openraft settings of a partition group. Snapshots never purge its log.
+    /// The node heartbeat interval and timeout, checked.
+    pub fn node_liveness(&self) -> Result<(Duration, Duration), ConfigError> {
+        let (beat, timeout) = (self.node_heartbeat_ms, self.node_timeout_ms);
+        if beat == 0 || timeout < 3 * beat {
+            return Err(ConfigError::Invalid(format!(
+                "raft.node_*: need node_heartbeat_ms ({beat}) > 0 and node_timeout_ms ({timeout}) at least 3 \
+                 heartbeats, so that one late heartbeat does not make a broker look down"
+            )));
+        }
+        Ok((Duration::from_millis(beat), Duration::from_millis(timeout)))
+    }
+
+    /// The openraft settings of a partition group. Snapshots never purge its log. Its
+    /// heartbeat may be close to its election timeout: a partition follower only runs its
+    /// election timer while no live broker claims to lead the group.
     pub fn partition(&self) -> Result<RaftConfig, ConfigError> {
-        let config = raft_config("partition", self.partition_heartbeat_ms, self.partition_election_timeout_ms)?;
+        let config = raft_config("partition", self.partition_heartbeat_ms, 1, self.partition_election_timeout_ms)?;
         // A partition's Raft log is its message data (DESIGN D1) and its snapshot holds only the
         // next offset and the producer table. openraft's default purges all but 1,000 entries
         // after every snapshot (one per 5,000 entries), which deleted unexpired messages; the
@@ -91,10 +126,12 @@ impl RaftTimings {
     }
 }
 
-fn raft_config(group: &str, heartbeat_ms: u64, [min, max]: [u64; 2]) -> Result<RaftConfig, ConfigError> {
-    if heartbeat_ms == 0 || min <= heartbeat_ms * 2 || max <= min {
+/// openraft settings; `ratio` is how many heartbeats must fit in the minimum election timeout.
+fn raft_config(group: &str, heartbeat_ms: u64, ratio: u64, [min, max]: [u64; 2]) -> Result<RaftConfig, ConfigError> {
+    if heartbeat_ms == 0 || min <= heartbeat_ms * ratio || max <= min {
         return Err(ConfigError::Invalid(format!(
-            "raft.{group}_*: need 0 < heartbeat ({heartbeat_ms} ms) < election min / 2 ({min} ms) and min < max ({max} ms)"
+            "raft.{group}_*: need 0 < heartbeat ({heartbeat_ms} ms) < election min / {ratio} ({min} ms) and min < \
+             max ({max} ms)"
         )));
     }
     let config = RaftConfig {
@@ -124,6 +161,10 @@ pub struct BrokerConfig {
     /// `peers`.
     #[serde(default)]
     pub raft_listen: Option<SocketAddr>,
+    /// Address the client API binds, `ip:port`. Default: this node's `client_addr` in `peers`
+    /// (set this when that is a host name, or to listen on `0.0.0.0`).
+    #[serde(default)]
+    pub client_listen: Option<SocketAddr>,
     /// Every broker of the cluster, this one included. They are the controller group's voters:
     /// a new cluster forms from them without a manual init step. Required, at least one.
     pub peers: Vec<PeerConfig>,
@@ -134,10 +175,25 @@ pub struct BrokerConfig {
     /// in the metadata (and live again when it answers). Default: 6000.
     #[serde(default = "default_session_timeout_ms")]
     pub broker_session_timeout_ms: u64,
+    /// The largest record batch a produce request may carry, in bytes; larger ones are refused
+    /// with MESSAGE_TOO_LARGE. At most the partition log's entry limit less 2 bytes (16 MiB - 2).
+    /// Default: 8388608 (8 MiB).
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: u32,
 }
 
 fn default_session_timeout_ms() -> u64 {
     6_000
+}
+
+fn default_max_batch_bytes() -> u32 {
+    8 * 1024 * 1024
+}
+
+/// The largest `max_batch_bytes` accepted: a batch is one partition log entry, behind two bytes
+/// of entry kind and command tag.
+pub fn max_batch_bytes_limit() -> u32 {
+    LogConfig::default().max_entry_bytes - 2
 }
 
 impl BrokerConfig {
@@ -149,6 +205,26 @@ impl BrokerConfig {
             toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The single-node configuration of `sluice-broker --dev`: node 1, data in
+    /// [`DEV_DATA_DIR`] under the working directory, clients on [`DEV_CLIENT_ADDR`], peers on
+    /// [`DEV_RAFT_ADDR`], every other setting at its default.
+    pub fn dev() -> BrokerConfig {
+        BrokerConfig {
+            node_id: 1,
+            data_dir: PathBuf::from(DEV_DATA_DIR),
+            raft_listen: None,
+            client_listen: None,
+            peers: vec![PeerConfig {
+                node_id: 1,
+                raft_addr: DEV_RAFT_ADDR.into(),
+                client_addr: DEV_CLIENT_ADDR.into(),
+            }],
+            raft: RaftTimings::default(),
+            broker_session_timeout_ms: default_session_timeout_ms(),
+            max_batch_bytes: default_max_batch_bytes(),
+        }
     }
 
     /// Checks the whole configuration; the error names the field at fault.
@@ -177,8 +253,19 @@ impl BrokerConfig {
                 self.me().raft_addr
             ));
         }
+        if self.client_listen().is_none() {
+            return invalid(format!(
+                "client_listen: not set and this node's client_addr ({}) is not ip:port",
+                self.me().client_addr
+            ));
+        }
+        let limit = max_batch_bytes_limit();
+        if self.max_batch_bytes == 0 || self.max_batch_bytes > limit {
+            return invalid(format!("max_batch_bytes is {}; use 1 to {limit}", self.max_batch_bytes));
+        }
         self.raft.controller()?;
         self.raft.partition()?;
+        self.raft.node_liveness()?;
         if self.broker_session_timeout_ms <= self.raft.controller_election_timeout_ms[1] {
             return invalid(format!(
                 "broker_session_timeout_ms ({}) must exceed the controller election timeout max ({} ms)",
@@ -196,6 +283,11 @@ impl BrokerConfig {
     /// The address the peer service binds.
     pub fn raft_listen(&self) -> Option<SocketAddr> {
         self.raft_listen.or_else(|| self.me().raft_addr.parse().ok())
+    }
+
+    /// The address the client API binds.
+    pub fn client_listen(&self) -> Option<SocketAddr> {
+        self.client_listen.or_else(|| self.me().client_addr.parse().ok())
     }
 }
 
@@ -221,6 +313,8 @@ mod tests {
         let c: BrokerConfig = toml::from_str(THREE).unwrap();
         c.validate().unwrap();
         assert_eq!(c.raft_listen(), Some("127.0.0.1:9102".parse().unwrap()));
+        assert_eq!(c.client_listen(), Some("127.0.0.1:9092".parse().unwrap()));
+        assert_eq!(c.max_batch_bytes, 8 * 1024 * 1024);
         assert_eq!(c.raft, RaftTimings::default());
         assert_eq!(c.raft.partition().unwrap().heartbeat_interval, 250);
         assert_eq!(c.raft.partition().unwrap().max_in_snapshot_log_to_keep, u64::MAX, "snapshots never purge");
@@ -247,5 +341,25 @@ mod tests {
         let mut c: BrokerConfig = toml::from_str(THREE).unwrap();
         c.raft.partition_election_timeout_ms = [100, 50];
         assert!(c.validate().unwrap_err().to_string().contains("raft.partition"));
+        let mut c: BrokerConfig = toml::from_str(THREE).unwrap();
+        c.raft.node_timeout_ms = 2 * c.raft.node_heartbeat_ms;
+        assert!(c.validate().unwrap_err().to_string().contains("raft.node_"));
+        let mut c: BrokerConfig = toml::from_str(THREE).unwrap();
+        c.peers[1].client_addr = "broker-2.internal:9092".into();
+        assert!(c.validate().unwrap_err().to_string().contains("client_listen"));
+        c.client_listen = Some("0.0.0.0:9092".parse().unwrap());
+        c.validate().unwrap();
+        c.max_batch_bytes = max_batch_bytes_limit() + 1;
+        assert!(c.validate().unwrap_err().to_string().contains("max_batch_bytes"));
+    }
+
+    #[test]
+    fn the_dev_config_is_one_valid_node_under_the_working_directory() {
+        let c = BrokerConfig::dev();
+        c.validate().unwrap();
+        assert_eq!((c.node_id, c.peers.len()), (1, 1));
+        assert!(c.data_dir.is_relative());
+        assert_eq!(c.client_listen(), Some(DEV_CLIENT_ADDR.parse().unwrap()));
+        assert_eq!(c.raft_listen(), Some(DEV_RAFT_ADDR.parse().unwrap()));
     }
 }

@@ -8,8 +8,12 @@
 //! Each broker hosts the partition replicas the controller assigns it ([`Partitions`]): one
 //! Raft group per partition, over the segment log, started and stopped as the metadata changes.
 //!
-//! Not yet here: the client API, leader reporting and balancing, metrics and the binary.
+//! Clients reach a broker through the [`client`] API (`sluice-proto`'s gRPC service) on its
+//! client address. The `sluice-broker` binary parses its flags and calls [`run`].
+//!
+//! Not yet here: leader balancing and metrics.
 
+pub mod client;
 mod config;
 mod controller;
 mod node;
@@ -19,3 +23,16 @@ pub use config::{BrokerConfig, ConfigError, PeerConfig, RaftTimings};
 pub use controller::{BrokerStateMachine, ControllerGroup, ProposeError};
 pub use node::{Broker, StartError};
 pub use partitions::Partitions;
+
+/// Runs a broker with `config` until `shutdown` resolves, then stops it gracefully. Returns an
+/// error if it cannot start (invalid configuration, an address in use, unreadable state).
+pub async fn run(config: BrokerConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
+    config.validate()?;
+    tracing::info!(?config, "effective configuration");
+    let broker = Broker::start(config).await?;
+    tracing::info!(node_id = broker.config().node_id, client = %broker.client_addr(), raft = %broker.raft_addr(), "serving");
+    shutdown.await;
+    tracing::info!("shutting down");
+    broker.shutdown().await;
+    Ok(())
+}

@@ -4,13 +4,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sluice_raft::transport::{self, TcpIncoming};
-use sluice_raft::{PeerClients, RaftRegistry, TransportConfig};
+use sluice_controller::CONTROLLER_GROUP_ID;
+use sluice_raft::transport::{self, Faults, TcpIncoming};
+use sluice_raft::{Liveness, LivenessConfig, LivenessDriver, PeerClients, RaftRegistry, TransportConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use sluice_storage::Flusher;
 
+use crate::client::{self, ClientService};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::controller::{BrokerStateMachine, ControllerGroup};
 use crate::partitions::Partitions;
@@ -26,7 +28,7 @@ pub enum StartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Binding the peer listener, or opening stored state, failed.
+    /// Binding the peer or client listener, or opening stored state, failed.
     #[error("starting broker: {0}")]
     Io(#[from] io::Error),
 }
@@ -35,8 +37,10 @@ pub enum StartError {
 pub struct Broker {
     config: BrokerConfig,
     raft_addr: SocketAddr,
+    client_addr: SocketAddr,
     controller: Arc<ControllerGroup>,
     partitions: Arc<Partitions>,
+    faults: Faults,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -50,11 +54,24 @@ impl Broker {
         Broker::start_on(config, incoming).await
     }
 
-    /// Like [`Broker::start`], on a listener the caller bound (tests bind port 0 first).
+    /// Like [`Broker::start`], on a peer listener the caller bound (tests bind port 0 first);
+    /// the client listener is bound on the configured address.
     pub async fn start_on(config: BrokerConfig, incoming: TcpIncoming) -> Result<Broker, StartError> {
+        config.validate()?;
+        let client_incoming = client::bind(config.client_listen().expect("validated"))?;
+        Broker::start_on_listeners(config, incoming, client_incoming).await
+    }
+
+    /// Like [`Broker::start`], on a peer and a client listener the caller bound.
+    pub async fn start_on_listeners(
+        config: BrokerConfig,
+        incoming: TcpIncoming,
+        client_incoming: TcpIncoming,
+    ) -> Result<Broker, StartError> {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)?;
         let raft_addr = incoming.local_addr()?;
+        let client_addr = client_incoming.local_addr()?;
         let transport_config = TransportConfig::default();
         let registry = Arc::new(RaftRegistry::<BrokerStateMachine>::new(config.node_id));
         let (stop, stopped) = watch::channel(false);
@@ -67,9 +84,12 @@ impl Broker {
             }
         }));
         let clients = PeerClients::new(config.node_id, transport_config);
+        let faults = clients.faults().clone();
         let controller = Arc::new(ControllerGroup::start(&config, clients.clone(), &registry).await?);
         let session = std::time::Duration::from_millis(config.broker_session_timeout_ms);
         tasks.push(tokio::spawn(Arc::clone(&controller).run_duties(config.peers.clone(), session, stopped.clone())));
+        let (liveness, driver) = liveness(&config, &registry, &clients);
+        tasks.push(tokio::spawn(driver.run(wait_until_true(stopped.clone()))));
         let flusher = Arc::new(Flusher::start(&format!("node{}", config.node_id), PARALLEL_SYNCS));
         let partitions = Arc::new(Partitions::new(
             config.node_id,
@@ -78,10 +98,18 @@ impl Broker {
             clients,
             flusher,
             config.raft.partition()?,
+            liveness,
         ));
+        let service = ClientService::new(&config, Arc::clone(&controller), Arc::clone(&partitions), stopped.clone());
+        let serve_clients = client::serve(client_incoming, service, wait_until_true(stopped.clone()));
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = serve_clients.await {
+                tracing::error!("client service stopped: {e}");
+            }
+        }));
         tasks.push(tokio::spawn(reconcile_loop(Arc::clone(&controller), Arc::clone(&partitions), stopped)));
-        tracing::info!(node_id = config.node_id, %raft_addr, "broker started");
-        Ok(Broker { config, raft_addr, controller, partitions, stop, tasks })
+        tracing::info!(node_id = config.node_id, %raft_addr, %client_addr, "broker started");
+        Ok(Broker { config, raft_addr, client_addr, controller, partitions, faults, stop, tasks })
     }
 
     /// This broker's configuration.
@@ -94,6 +122,11 @@ impl Broker {
         self.raft_addr
     }
 
+    /// Where the client API listens.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
     /// This broker's member of the controller group.
     pub fn controller(&self) -> &ControllerGroup {
         &self.controller
@@ -102,6 +135,12 @@ impl Broker {
     /// The partition groups this broker hosts.
     pub fn partitions(&self) -> &Partitions {
         &self.partitions
+    }
+
+    /// The fault plan of this broker's outgoing peer traffic, for failure testing: empty, and
+    /// free, unless a test cuts links or loses messages through it.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// Stops serving, stops the groups, and waits until their stored state is closed.
@@ -116,6 +155,32 @@ impl Broker {
         }
         tracing::info!(node_id = self.config.node_id, "broker stopped");
     }
+}
+
+/// This broker's liveness view, fed by its peer service, and the driver that heartbeats its
+/// peers and wakes partition groups for elections (docs/adr/0004). Followers of a leaderless
+/// group campaign one partition election timeout (plus a heartbeat, for the news to spread)
+/// apart.
+fn liveness(
+    config: &BrokerConfig,
+    registry: &Arc<RaftRegistry<BrokerStateMachine>>,
+    clients: &PeerClients,
+) -> (Arc<Liveness>, LivenessDriver<BrokerStateMachine>) {
+    let (interval, timeout) = config.raft.node_liveness().expect("validated");
+    let liveness = Arc::new(Liveness::new(config.node_id, timeout));
+    registry.set_liveness(Arc::clone(&liveness));
+    let peers = config.peers.iter().map(|p| (p.node_id, p.raft_addr.clone())).collect();
+    let stagger = std::time::Duration::from_millis(config.raft.partition_election_timeout_ms[1]) + interval;
+    let driver_config = LivenessConfig { interval, campaign_stagger: stagger };
+    let driver = LivenessDriver::new(
+        Arc::clone(&liveness),
+        Arc::clone(registry),
+        clients.clone(),
+        peers,
+        vec![CONTROLLER_GROUP_ID],
+        driver_config,
+    );
+    (liveness, driver)
 }
 
 /// Starts and stops partition groups as the metadata changes, until `stop` turns true.

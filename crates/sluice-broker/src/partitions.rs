@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_controller::{HostedPartition, Metadata};
-use sluice_raft::typ::{Node, Raft, RaftConfig, WatchReceiver};
+use sluice_raft::typ::{Node, Raft, RaftConfig, ServerState, WatchReceiver};
 use sluice_raft::{
-    FsmHandle, GroupNetworkFactory, NodeStateMachine, PartitionLogStore, PartitionStateMachine, PeerClients,
+    FsmHandle, GroupNetworkFactory, Liveness, NodeStateMachine, PartitionLogStore, PartitionStateMachine, PeerClients,
     RaftRegistry,
 };
-use sluice_storage::{Flusher, Log, LogConfig, Retention};
+use sluice_storage::{FlushPolicy, Flusher, Log, LogConfig, Retention};
 
 use crate::controller::BrokerStateMachine;
 
@@ -36,11 +36,14 @@ pub struct Partitions {
     clients: PeerClients,
     flusher: Arc<Flusher>,
     raft_config: Arc<RaftConfig>,
+    liveness: Arc<Liveness>,
     hosted: Mutex<HashMap<u64, Arc<Hosted>>>,
 }
 
 impl Partitions {
-    /// Partition data goes under `dir`; every log there shares `flusher`.
+    /// Partition data goes under `dir`; every log there shares `flusher`. Groups start with
+    /// openraft's ticker off: the node's liveness driver turns it on when a group needs an
+    /// election (see `sluice_raft::liveness`), and `liveness` tells where other groups' leaders are.
     pub fn new(
         node_id: u64,
         dir: PathBuf,
@@ -48,9 +51,11 @@ impl Partitions {
         clients: PeerClients,
         flusher: Arc<Flusher>,
         raft_config: RaftConfig,
+        liveness: Arc<Liveness>,
     ) -> Partitions {
-        let raft_config = Arc::new(raft_config);
-        Partitions { node_id, dir, registry, clients, flusher, raft_config, hosted: Mutex::new(HashMap::new()) }
+        let raft_config = Arc::new(RaftConfig { enable_tick: false, ..raft_config });
+        let hosted = Mutex::new(HashMap::new());
+        Partitions { node_id, dir, registry, clients, flusher, raft_config, liveness, hosted }
     }
 
     /// The Raft group of partition group `group_id`, if hosted here.
@@ -63,13 +68,18 @@ impl Partitions {
         self.hosted.lock().expect("hosted lock").get(&group_id).map(|h| Arc::clone(&h.log))
     }
 
-    /// The leader of partition group `group_id` and its term, as this broker knows it: only for
-    /// groups hosted here.
+    /// The leader of partition group `group_id` and its term, as this broker knows it: itself
+    /// if it leads the group, else the live broker claiming it in the highest term. Any group of
+    /// the cluster, hosted here or not.
     pub fn leader_of(&self, group_id: u64) -> Option<(u64, u64)> {
-        let raft = self.raft(group_id)?;
-        let metrics = raft.metrics();
-        let m = metrics.borrow_watched();
-        m.current_leader.map(|leader| (leader, m.current_term))
+        if let Some(raft) = self.raft(group_id) {
+            let metrics = raft.metrics();
+            let m = metrics.borrow_watched();
+            if m.state == ServerState::Leader {
+                return Some((self.node_id, m.current_term));
+            }
+        }
+        self.liveness.claimed_leader(group_id).map(|c| (c.node_id, c.term))
     }
 
     /// The group ids hosted here.
@@ -87,8 +97,8 @@ impl Partitions {
         });
         let running = self.group_ids();
         for p in wanted.iter().filter(|p| !running.contains(&p.group_id)) {
-            let retention = metadata.read(|m| retention_of(m, p));
-            if let Err(e) = self.start_group(p, &addrs, retention).await {
+            let (retention, policy) = metadata.read(|m| (retention_of(m, p), flush_policy_of(m, p)));
+            if let Err(e) = self.start_group(p, &addrs, retention, policy).await {
                 tracing::error!(topic = %p.topic, partition = p.partition.0, "starting partition group: {e}");
             }
         }
@@ -97,6 +107,7 @@ impl Partitions {
             let hosted = self.hosted.lock().expect("hosted lock").get(&gid).cloned();
             if let Some(h) = hosted {
                 self.registry.remove(gid);
+                self.liveness.set_preferred_leader(gid, None);
                 stop(&h).await;
                 // The data goes while the group is still listed: unlisting first let a caller
                 // see the group gone with its files still there. The stopped log writes nothing
@@ -117,17 +128,18 @@ impl Partitions {
         p: &HostedPartition,
         addrs: &BTreeMap<u64, String>,
         retention: Retention,
+        policy: FlushPolicy,
     ) -> io::Result<()> {
         let dir = self.dir.join(format!("{}-{}.g{}", p.topic, p.partition.0, p.group_id));
         let config = LogConfig { retention, ..LogConfig::default() };
         let log = Arc::new(Log::open(&dir, config)?);
         let sm = PartitionStateMachine::open(Arc::clone(&log))?;
-        let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(&self.flusher));
+        let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(&self.flusher)).with_flush_policy(policy);
         let network = GroupNetworkFactory::new(p.group_id, self.clients.clone());
-        let raft =
-            Raft::new(self.node_id, Arc::clone(&self.raft_config), network, store, NodeStateMachine::Partition(sm))
-                .await
-                .map_err(io::Error::other)?;
+        let raft = Raft::new(self.node_id, self.group_config(policy), network, store, NodeStateMachine::Partition(sm))
+            .await
+            .map_err(io::Error::other)?;
+        self.liveness.set_preferred_leader(p.group_id, p.replicas.first().map(|r| r.0));
         self.registry.insert(p.group_id, raft.clone());
         if !raft.is_initialized().await.map_err(io::Error::other)? {
             let voters: BTreeMap<u64, Node> =
@@ -139,6 +151,18 @@ impl Partitions {
         tracing::info!(topic = %p.topic, partition = p.partition.0, group = p.group_id, "hosting partition");
         self.hosted.lock().expect("hosted lock").insert(p.group_id, Arc::new(Hosted { raft, log, dir }));
         Ok(())
+    }
+
+    /// The Raft config of a group under `policy`. A replica under a relaxed policy can come back
+    /// from an OS crash with less log than it acknowledged; its leader must then search for the
+    /// match again and resend, which openraft treats as a bug unless `allow_log_reversion` is set.
+    fn group_config(&self, policy: FlushPolicy) -> Arc<RaftConfig> {
+        match policy {
+            FlushPolicy::EveryAppend => Arc::clone(&self.raft_config),
+            FlushPolicy::Interval(_) => {
+                Arc::new(RaftConfig { allow_log_reversion: Some(true), ..(*self.raft_config).clone() })
+            }
+        }
     }
 
     /// Stops every group, keeping its data.
@@ -162,6 +186,11 @@ fn retention_of(m: &Metadata, p: &HostedPartition) -> Retention {
         max_age: config.as_ref().and_then(|c| c.retention_ms).map(Duration::from_millis),
         max_bytes: config.and_then(|c| c.retention_bytes),
     }
+}
+
+/// The topic's flush policy: fsync before every acknowledgement unless it sets an interval.
+fn flush_policy_of(m: &Metadata, p: &HostedPartition) -> FlushPolicy {
+    FlushPolicy::from_interval_ms(m.topic(p.topic.as_str()).and_then(|t| t.config.flush_interval_ms))
 }
 
 /// Shuts the group down and waits (bounded) until its log is closed everywhere it was shared.

@@ -3,14 +3,27 @@
 //! with balanced assignments, and re-forms with its metadata after every broker restarts; the
 //! brokers host each partition's Raft group, which replicates batches with dense offsets,
 //! survives its leader's broker stopping, and goes away with its topic. A follower whose broker
-//! was down catches up from the others' logs, or by installing a snapshot (`catchup`).
+//! was down catches up from the others' logs, or by installing a snapshot (`catchup`). Clients
+//! reach all of it through the client API (`client`).
+//! Partitions and message loss keep a majority committing and lose no acknowledged write
+//! (`faults`); 300 partition groups form, commit and go away on three brokers (`scale`). A
+//! topic's `flush_interval_ms` decides whether a write is acknowledged before or after its
+//! fsync (`flush_policy`).
 
 #[path = "broker/catchup.rs"]
 mod catchup;
+#[path = "broker/client.rs"]
+mod client;
 #[path = "broker/cluster.rs"]
 mod cluster;
+#[path = "broker/faults.rs"]
+mod faults;
+#[path = "broker/flush_policy.rs"]
+mod flush_policy;
 #[path = "broker/liveness.rs"]
 mod liveness;
+#[path = "broker/scale.rs"]
+mod scale;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@ use crate::broker::Broker;
 use crate::command::ControllerCommand;
 use crate::config::TopicConfig;
 use crate::error::ControllerError;
-use crate::limits::{MAX_BROKERS, MAX_CLUSTER_PARTITIONS};
+use crate::limits::{MAX_BROKERS, MAX_CLUSTER_PARTITIONS, MAX_PRODUCER_ID};
 use crate::metadata::{Metadata, check_address};
 use crate::reply::{Applied, PartitionAssignment};
 use crate::topic::{Partition, Topic};
@@ -25,7 +25,19 @@ impl Metadata {
             ControllerCommand::ReportLeader { topic, partition, group_id, leader, term } => {
                 self.report_leader(&topic, partition, group_id, leader, term)
             }
+            ControllerCommand::AllocateProducerId => self.allocate_producer_id(),
         }
+    }
+
+    fn allocate_producer_id(&mut self) -> Result<Applied, ControllerError> {
+        let producer_id = self.next_producer_id;
+        if producer_id > MAX_PRODUCER_ID {
+            return Err(ControllerError::LimitExceeded(format!(
+                "all {MAX_PRODUCER_ID} producer ids have been handed out; use non-idempotent producers"
+            )));
+        }
+        self.next_producer_id += 1;
+        Ok(Applied::ProducerIdAllocated { producer_id })
     }
 
     fn register_broker(

@@ -60,6 +60,9 @@ pub enum ControllerCommand {
         /// The Raft term it leads in.
         term: u64,
     },
+    /// Allocates the next producer id for an idempotent producer: ids start at 1, grow by one
+    /// per allocation and are never handed out twice.
+    AllocateProducerId,
 }
 
 /// Why bytes are not a controller command (or reply, or snapshot).
@@ -118,6 +121,7 @@ mod tests {
                 leader: NodeId(3),
                 term: 7,
             },
+            ControllerCommand::AllocateProducerId,
         ]
     }
 

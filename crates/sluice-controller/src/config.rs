@@ -16,6 +16,12 @@ pub struct TopicConfig {
     pub retention_bytes: Option<u64>,
     /// The largest message accepted, 1 to [`MAX_MESSAGE_BYTES_LIMIT`] bytes.
     pub max_message_bytes: u32,
+    /// `None` (the default): a replica reports a write saved only once it is fsynced, so an
+    /// acknowledged write is on the disk of a majority. `Some(ms)`, 1 to
+    /// [`TopicConfig::MAX_FLUSH_INTERVAL_MS`]: a replica reports it saved once it is in the
+    /// operating system's page cache, and fsyncs at least every `ms`; an acknowledged write is
+    /// then in the memory of a majority (docs/DURABILITY.md says what a crash can lose).
+    pub flush_interval_ms: Option<u64>,
 }
 
 impl TopicConfig {
@@ -28,8 +34,12 @@ impl TopicConfig {
             retention_ms: None,
             retention_bytes: None,
             max_message_bytes: 1024 * 1024,
+            flush_interval_ms: None,
         }
     }
+
+    /// The longest `flush_interval_ms`: one hour (the storage layer's limit too).
+    pub const MAX_FLUSH_INTERVAL_MS: u64 = 3_600_000;
 
     /// Checks every setting's range (not whether enough brokers are live: that depends on the
     /// cluster). The controller leader may call this before proposing; the state machine does
@@ -52,6 +62,12 @@ impl TopicConfig {
         if self.retention_bytes == Some(0) {
             return bad("retention_bytes is 0, which would delete every message; omit it for the broker default".into());
         }
+        if let Some(ms) = self.flush_interval_ms.filter(|&ms| ms == 0 || ms > Self::MAX_FLUSH_INTERVAL_MS) {
+            let max = Self::MAX_FLUSH_INTERVAL_MS;
+            return bad(format!(
+                "flush_interval_ms is {ms}; use 1 to {max} (one hour), or omit it to fsync before every acknowledgement"
+            ));
+        }
         Ok(())
     }
 }
@@ -73,7 +89,9 @@ mod tests {
         c.max_message_bytes = MAX_MESSAGE_BYTES_LIMIT;
         c.retention_ms = Some(1);
         c.retention_bytes = Some(1);
+        c.flush_interval_ms = Some(TopicConfig::MAX_FLUSH_INTERVAL_MS);
         assert_eq!(c.validate(), Ok(()));
+        assert_eq!(TopicConfig { flush_interval_ms: Some(1), ..TopicConfig::new(1, 3) }.validate(), Ok(()));
         assert_eq!(TopicConfig { max_message_bytes: 1, ..TopicConfig::new(1, 3) }.validate(), Ok(()));
     }
 
@@ -89,5 +107,10 @@ mod tests {
         assert!(rejected(TopicConfig { retention_ms: Some(0), ..TopicConfig::new(1, 1) }).contains("retention_ms"));
         let bytes = TopicConfig { retention_bytes: Some(0), ..TopicConfig::new(1, 1) };
         assert!(rejected(bytes).contains("retention_bytes"));
+        let never = rejected(TopicConfig { flush_interval_ms: Some(0), ..TopicConfig::new(1, 1) });
+        assert!(never.contains("flush_interval_ms is 0") && never.contains("omit it"), "{never}");
+        let long =
+            TopicConfig { flush_interval_ms: Some(TopicConfig::MAX_FLUSH_INTERVAL_MS + 1), ..TopicConfig::new(1, 1) };
+        assert!(rejected(long).contains("use 1 to 3600000"));
     }
 }

@@ -4,10 +4,11 @@
 //! [`Metadata`] implements [`sluice_raft::Fsm`]. Its state: the registered [`Broker`]s (addresses,
 //! liveness, registration index), the [`Topic`]s (their [`TopicConfig`] and [`Partition`]s: replica
 //! list with the preferred leader first, the reported leader and its term, and a Raft group id
-//! unique in the cluster forever). It changes only by applying a [`ControllerCommand`]
-//! (`RegisterBroker`, `SetBrokerLive`, `CreateTopic`, `DeleteTopic`, `ReportLeader`), which is
-//! answered with a [`ControllerReply`]: what was done, or a [`Rejection`] with a stable code from
-//! [`codes`] and a message saying what to do. Queries — [`Metadata::routes`],
+//! unique in the cluster forever), and the next idempotent-producer id. It changes only by
+//! applying a [`ControllerCommand`] (`RegisterBroker`, `SetBrokerLive`, `CreateTopic`,
+//! `DeleteTopic`, `ReportLeader`, `AllocateProducerId`), which is answered with a
+//! [`ControllerReply`]: what was done, or a [`Rejection`] with a stable code from [`codes`] and a
+//! message saying what to do. Queries — [`Metadata::routes`],
 //! [`Metadata::partitions_of`], [`Metadata::topic`], [`Metadata::brokers`] — serve clients and
 //! brokers; [`Metadata::version`] tells a cached route table apart from a newer one.
 //!
@@ -44,4 +45,4 @@ pub use error::ControllerError;
 pub use metadata::Metadata;
 pub use reply::{Applied, ControllerReply, PartitionAssignment, Rejection};
 pub use routes::{HostedPartition, LeaderRoute, PartitionRoute, ReplicaRoute, Routes, TopicRoute};
-pub use topic::{CONTROLLER_GROUP_ID, FIRST_PARTITION_GROUP_ID, Partition, Topic};
+pub use topic::{CONTROLLER_GROUP_ID, FIRST_PARTITION_GROUP_ID, FIRST_PRODUCER_ID, Partition, Topic};

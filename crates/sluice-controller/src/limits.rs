@@ -14,5 +14,9 @@ pub const MAX_BROKERS: usize = 1_000;
 /// The largest `max_message_bytes` a topic may set: 64 MiB.
 pub const MAX_MESSAGE_BYTES_LIMIT: u32 = 64 * 1024 * 1024;
 
+/// The largest producer id the controller hands out: record batches carry the id as an `i64`
+/// (-1 meaning "not idempotent"), so ids stay within its positive range.
+pub const MAX_PRODUCER_ID: u64 = i64::MAX as u64;
+
 /// The longest broker address accepted, in bytes (a DNS name is at most 253, plus a port).
 pub const MAX_ADDRESS_LEN: usize = 261;

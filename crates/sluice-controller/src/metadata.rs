@@ -10,9 +10,9 @@ use crate::assignment::{BrokerLoad, Loads};
 use crate::broker::Broker;
 use crate::command::ControllerCommand;
 use crate::error::ControllerError;
-use crate::limits::{MAX_ADDRESS_LEN, MAX_BROKERS, MAX_CLUSTER_PARTITIONS};
+use crate::limits::{MAX_ADDRESS_LEN, MAX_BROKERS, MAX_CLUSTER_PARTITIONS, MAX_PRODUCER_ID};
 use crate::reply::ControllerReply;
-use crate::topic::{FIRST_PARTITION_GROUP_ID, Partition, Topic};
+use crate::topic::{FIRST_PARTITION_GROUP_ID, FIRST_PRODUCER_ID, Partition, Topic};
 use crate::wire::snapshot;
 
 /// The cluster's metadata: brokers, topics, partition assignments and leaders.
@@ -26,6 +26,8 @@ pub struct Metadata {
     pub(crate) topics: BTreeMap<TopicName, Topic>,
     /// The group id the next partition gets; only ever grows.
     pub(crate) next_group_id: u64,
+    /// The producer id the next `AllocateProducerId` hands out; starts at 1, only ever grows.
+    pub(crate) next_producer_id: u64,
     /// Log index of the last applied command.
     pub(crate) version: u64,
     /// Replicas and preferred leaderships per broker, derived from `topics`.
@@ -45,6 +47,7 @@ impl Metadata {
             brokers: BTreeMap::new(),
             topics: BTreeMap::new(),
             next_group_id: FIRST_PARTITION_GROUP_ID,
+            next_producer_id: FIRST_PRODUCER_ID,
             version: 0,
             loads: Loads::default(),
         }
@@ -91,6 +94,11 @@ impl Metadata {
         self.next_group_id
     }
 
+    /// The producer id the next allocation will hand out.
+    pub fn next_producer_id(&self) -> u64 {
+        self.next_producer_id
+    }
+
     /// Partitions in the cluster, over all topics.
     pub fn partition_count(&self) -> u64 {
         self.topics.values().map(|t| t.partitions.len() as u64).sum()
@@ -103,6 +111,9 @@ impl Metadata {
             return Err(format!("{} brokers; the limit is {MAX_BROKERS}", self.brokers.len()));
         }
         self.brokers.iter().try_for_each(|(id, b)| check_broker(*id, b))?;
+        if !(FIRST_PRODUCER_ID..=MAX_PRODUCER_ID + 1).contains(&self.next_producer_id) {
+            return Err(format!("next producer id {} is out of range", self.next_producer_id));
+        }
         if self.partition_count() > MAX_CLUSTER_PARTITIONS {
             return Err(format!("{} partitions; the limit is {MAX_CLUSTER_PARTITIONS}", self.partition_count()));
         }

@@ -63,6 +63,11 @@ pub enum Applied {
         /// The recorded term after this command.
         term: u64,
     },
+    /// A producer id was allocated.
+    ProducerIdAllocated {
+        /// The id: at least 1, never allocated before.
+        producer_id: u64,
+    },
 }
 
 /// Where one partition's replicas are.
@@ -154,6 +159,7 @@ mod tests {
             }),
             ControllerReply::Applied(Applied::TopicDeleted { topic, partitions: vec![assignment(0, 1, &[1])] }),
             ControllerReply::Applied(Applied::LeaderReported { accepted: false, leader: NodeId(3), term: 4 }),
+            ControllerReply::Applied(Applied::ProducerIdAllocated { producer_id: 42 }),
         ];
         for reply in replies {
             assert_eq!(ControllerReply::decode(&reply.encode()), Ok(reply));

@@ -11,6 +11,10 @@ pub const CONTROLLER_GROUP_ID: u64 = 0;
 /// and an id is never reused, not even after its topic is deleted.
 pub const FIRST_PARTITION_GROUP_ID: u64 = 1;
 
+/// The first producer id ever allocated. 0 is never handed out, so a zeroed field can never be
+/// mistaken for an allocated id.
+pub const FIRST_PRODUCER_ID: u64 = 1;
+
 /// A topic: its settings and its partitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topic {

@@ -327,6 +327,22 @@ fn given_an_index_not_after_the_last_then_apply_asserts() {
     meta.apply(1, &register(3).encode());
 }
 
+#[test]
+fn given_allocations_then_producer_ids_start_at_one_never_repeat_and_survive_a_snapshot() {
+    let mut meta = cluster(1);
+    let allocate = |meta: &mut Metadata| match ok(meta, ControllerCommand::AllocateProducerId) {
+        Applied::ProducerIdAllocated { producer_id } => producer_id,
+        other => panic!("expected ProducerIdAllocated, got {other:?}"),
+    };
+    let first: Vec<u64> = (0..3).map(|_| allocate(&mut meta)).collect();
+    assert_eq!(first, [1, 2, 3], "ids start at 1 (0 is never handed out) and grow by one");
+    ok(&mut meta, create("t", 1, 1));
+    let mut restored = Metadata::new();
+    restored.restore(&meta.snapshot()).unwrap();
+    assert_eq!(allocate(&mut restored), 4, "a restored controller carries on after the last id");
+    assert_eq!(restored.next_producer_id(), 5);
+}
+
 /// A random but plausible command: small id and name pools so that commands interact.
 fn command() -> impl Strategy<Value = ControllerCommand> {
     let name = prop::sample::select(vec!["a", "b", "c", "bad name", ""]);
@@ -336,6 +352,7 @@ fn command() -> impl Strategy<Value = ControllerCommand> {
         (name.clone(), 0u32..=4, 0u32..=4).prop_map(|(n, p, rf)| create(n, p, rf)),
         name.clone().prop_map(delete),
         (name, 0u32..=4, 1u64..=12, 1u64..=5, 0u64..=6).prop_map(|(n, p, g, l, t)| report(n, p, g, l, t)),
+        Just(ControllerCommand::AllocateProducerId),
     ]
 }
 

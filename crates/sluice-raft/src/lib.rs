@@ -23,6 +23,7 @@
 
 pub mod codec;
 pub mod fsm;
+pub mod liveness;
 mod log_store;
 mod node_sm;
 pub mod partition;
@@ -32,6 +33,7 @@ pub mod transport;
 pub mod typ;
 
 pub use fsm::{Fsm, FsmHandle, FsmSnapshotBuilder, FsmStateMachine};
+pub use liveness::{Liveness, LivenessConfig, LivenessDriver};
 pub use log_store::{MAX_REPLICATION_BYTES, PartitionLogReader, PartitionLogStore};
 pub use node_sm::{NodeSnapshotBuilder, NodeStateMachine};
 pub use partition::PartitionStateMachine;

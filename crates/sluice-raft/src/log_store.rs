@@ -6,16 +6,23 @@
 //! group commit that covers them has fsynced. The vote is fsynced before `save_vote` returns,
 //! and only after every earlier append is durable too: openraft treats a completed I/O as
 //! proof that all I/O submitted before it completed.
+//!
+//! Under a relaxed [`FlushPolicy::Interval`] (a topic's `flush_interval_ms`) openraft is told the
+//! entries are saved once they are written to the operating system, and the flusher fsyncs them
+//! within the interval; so a leader commits what a majority holds in memory. The vote is still
+//! fsynced (with the log before it) before `save_vote` returns, and a store closed cleanly
+//! fsyncs its log. `docs/DURABILITY.md` says what this can lose.
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut};
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
-use sluice_storage::{EntryId, Flusher, Log, read_state_file, write_state_file};
+use sluice_storage::{EntryId, FlushPolicy, Flusher, Log, read_state_file, write_state_file};
 
 use crate::codec;
 use crate::typ::{LogId, PartitionConfig, RaftEntry, Vote, log_id};
@@ -30,6 +37,8 @@ pub const MAX_REPLICATION_BYTES: usize = 4 * 1024 * 1024;
 pub struct PartitionLogStore {
     log: Arc<Log>,
     flusher: Arc<Flusher>,
+    /// `Some` under a relaxed policy: appends count as saved once written, fsynced within this.
+    relaxed: Option<Duration>,
 }
 
 /// A reader of the same log, for openraft's replication tasks; cheap to clone.
@@ -39,9 +48,21 @@ pub struct PartitionLogReader {
 }
 
 impl PartitionLogStore {
-    /// A store over `log`, made durable by `flusher` (shared by every log on the data directory).
+    /// A store over `log`, made durable by `flusher` (shared by every log on the data directory),
+    /// that reports an append saved only once fsynced ([`FlushPolicy::EveryAppend`]).
     pub fn new(log: Arc<Log>, flusher: Arc<Flusher>) -> PartitionLogStore {
-        PartitionLogStore { log, flusher }
+        PartitionLogStore { log, flusher, relaxed: None }
+    }
+
+    /// The same store under `policy`: when appends are reported saved to openraft.
+    pub fn with_flush_policy(mut self, policy: FlushPolicy) -> PartitionLogStore {
+        self.relaxed = policy.interval();
+        self
+    }
+
+    /// The policy the store reports appends saved by.
+    pub fn flush_policy(&self) -> FlushPolicy {
+        self.relaxed.map_or(FlushPolicy::EveryAppend, FlushPolicy::Interval)
     }
 
     /// The underlying log (the partition state machine reads and indexes it).
@@ -104,7 +125,18 @@ impl RaftLogStorage<PartitionConfig> for PartitionLogStore {
     {
         let batch: Vec<sluice_storage::Entry> = entries.into_iter().map(|e| codec::encode(&e)).collect();
         self.log.append(&batch)?;
-        self.flusher.request(&self.log, Box::new(move |result| callback.io_completed(result.map_err(io::Error::from))));
+        match self.relaxed {
+            None => self
+                .flusher
+                .request(&self.log, Box::new(move |result| callback.io_completed(result.map_err(io::Error::from)))),
+            Some(within) => {
+                // In the page cache is enough under this policy; the fsync follows within the
+                // interval. Reported only after `sync_within` succeeded, so entries written
+                // after the flusher stopped are never claimed saved.
+                self.flusher.sync_within(&self.log, within)?;
+                callback.io_completed(Ok(()));
+            }
+        }
         Ok(())
     }
 
@@ -117,6 +149,19 @@ impl RaftLogStorage<PartitionConfig> for PartitionLogStore {
     async fn purge(&mut self, upto: LogId) -> io::Result<()> {
         self.log.purge_to(EntryId::new(upto.index, upto.leader_id.term))?;
         Ok(())
+    }
+}
+
+impl Drop for PartitionLogStore {
+    /// A relaxed store's unsynced tail is fsynced when it closes (the broker stops or the group is
+    /// removed), so a clean stop followed by a power loss loses nothing. openraft drops the store
+    /// once, when the group shuts down; the one fsync it may block for is the price of that.
+    fn drop(&mut self) {
+        if self.relaxed.is_some()
+            && let Err(e) = self.log.sync()
+        {
+            tracing::error!(dir = %self.log.dir().display(), "fsync of a closing partition log: {e}");
+        }
     }
 }
 

@@ -6,11 +6,19 @@
 //! parallel across logs, since fsyncs of different files overlap in the device and the journal),
 //! and then completes every request of the round. So under load one fsync covers every append
 //! queued before it, and a caller waits at most for the fsync in flight plus its own.
+//!
+//! Logs under a relaxed [`FlushPolicy`](crate::FlushPolicy) do not wait: [`Flusher::sync_within`]
+//! records a deadline instead, and the same thread fsyncs the log when the deadline comes (its
+//! condition-variable wait is the timer: no thread or task per log). The deadline is set by the
+//! first write after the log's last fsync and never pushed back by later ones, so under steady
+//! writes the log is still fsynced once per interval.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::error::{Result, StorageError};
 use crate::log::Log;
@@ -33,7 +41,18 @@ struct Queue {
 #[derive(Default)]
 struct QueueState {
     requests: Vec<(Arc<Log>, FlushCallback)>,
+    /// Logs with writes to fsync by a deadline, by the address of their `Log` (stable while the
+    /// `Weak` keeps the allocation). Weak, so a pending deadline never keeps a closed log open.
+    deferred: HashMap<usize, (Weak<Log>, Instant)>,
+    /// The earliest deadline in `deferred`: when the thread must wake up next.
+    next_deadline: Option<Instant>,
     stopping: bool,
+}
+
+/// What one round fsyncs: logs with waiters, and logs whose deadline has come.
+struct Round {
+    requests: Vec<(Arc<Log>, FlushCallback)>,
+    due: Vec<Arc<Log>>,
 }
 
 impl Flusher {
@@ -53,10 +72,10 @@ impl Flusher {
     /// Asks for everything `log` has accepted so far to be made durable; `done` is called when it
     /// is. After [`Flusher::stop`] the request fails at once.
     pub fn request(&self, log: &Arc<Log>, done: FlushCallback) {
-        let mut q = self.shared.state.lock().expect("flusher lock poisoned");
+        let mut q = self.shared.lock();
         if q.stopping {
             drop(q);
-            done(Err(StorageError::Failed { path: log.dir().to_owned(), reason: "the flusher has stopped".into() }));
+            done(Err(stopped(log)));
             return;
         }
         q.requests.push((Arc::clone(log), done));
@@ -71,9 +90,36 @@ impl Flusher {
         rx.recv().expect("the flusher always completes a request")
     }
 
-    /// Completes the queued requests and stops the thread.
+    /// Promises that everything `log` has accepted so far is fsynced within `within`, and returns
+    /// at once. Cheap when a deadline is already pending for the log (the usual case under load):
+    /// that earlier fsync covers these writes too. Nobody is told when the fsync has run; a
+    /// failed one stops the log ([`StorageError::Failed`] from its next call). After
+    /// [`Flusher::stop`] it fails at once.
+    pub fn sync_within(&self, log: &Arc<Log>, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        let mut q = self.shared.lock();
+        if q.stopping {
+            return Err(stopped(log));
+        }
+        match q.deferred.entry(Arc::as_ptr(log) as usize) {
+            Entry::Occupied(mut pending) if deadline < pending.get().1 => pending.get_mut().1 = deadline,
+            Entry::Occupied(_) => return Ok(()),
+            Entry::Vacant(slot) => {
+                slot.insert((Arc::downgrade(log), deadline));
+            }
+        }
+        if q.next_deadline.is_none_or(|next| deadline < next) {
+            q.next_deadline = Some(deadline);
+            drop(q);
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Completes the queued requests, fsyncs every log with a pending deadline, and stops the
+    /// thread.
     pub fn stop(&mut self) {
-        self.shared.state.lock().expect("flusher lock poisoned").stopping = true;
+        self.shared.lock().stopping = true;
         self.shared.wake.notify_one();
         if let Some(t) = self.thread.take() {
             t.join().expect("flusher thread panicked");
@@ -87,27 +133,70 @@ impl Drop for Flusher {
     }
 }
 
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().expect("flusher lock poisoned")
+    }
+}
+
+impl QueueState {
+    /// Removes and returns the live logs whose deadline is at or before `now` (every one when
+    /// `all`), and moves `next_deadline` to the earliest deadline left.
+    fn take_due(&mut self, now: Instant, all: bool) -> Vec<Arc<Log>> {
+        if !all && self.next_deadline.is_none_or(|next| next > now) {
+            return Vec::new();
+        }
+        let mut due = Vec::new();
+        self.deferred.retain(|_, (log, deadline)| {
+            if !all && *deadline > now {
+                return true;
+            }
+            // A log closed meanwhile needs nothing: its owner synced it or it was deleted.
+            due.extend(log.upgrade());
+            false
+        });
+        self.next_deadline = self.deferred.values().map(|(_, deadline)| *deadline).min();
+        due
+    }
+}
+
 fn run(queue: &Queue, parallel: usize) {
+    while let Some(next) = next_round(queue) {
+        round(next, parallel);
+    }
+}
+
+/// Waits until there are requests or a deadline has come; `None` once stopping with nothing
+/// left to do.
+fn next_round(queue: &Queue) -> Option<Round> {
+    let mut q = queue.lock();
     loop {
-        let batch = {
-            let mut q = queue.state.lock().expect("flusher lock poisoned");
-            while q.requests.is_empty() && !q.stopping {
-                q = queue.wake.wait(q).expect("flusher lock poisoned");
+        let now = Instant::now();
+        let stopping = q.stopping;
+        let due = q.take_due(now, stopping);
+        if !q.requests.is_empty() || !due.is_empty() {
+            return Some(Round { requests: std::mem::take(&mut q.requests), due });
+        }
+        if stopping {
+            return None;
+        }
+        q = match q.next_deadline {
+            Some(next) => {
+                queue.wake.wait_timeout(q, next.saturating_duration_since(now)).expect("flusher lock poisoned").0
             }
-            if q.requests.is_empty() {
-                return;
-            }
-            std::mem::take(&mut q.requests)
+            None => queue.wake.wait(q).expect("flusher lock poisoned"),
         };
-        round(batch, parallel);
     }
 }
 
 /// One group commit: fsync each distinct log once, then complete every request.
-fn round(batch: Vec<(Arc<Log>, FlushCallback)>, parallel: usize) {
+fn round(next: Round, parallel: usize) {
     let mut by_log: HashMap<*const Log, (Arc<Log>, Vec<FlushCallback>)> = HashMap::new();
-    for (log, done) in batch {
+    for (log, done) in next.requests {
         by_log.entry(Arc::as_ptr(&log)).or_insert_with(|| (log, Vec::new())).1.push(done);
+    }
+    for log in next.due {
+        by_log.entry(Arc::as_ptr(&log)).or_insert_with(|| (log, Vec::new()));
     }
     let (logs, callbacks): (Vec<Arc<Log>>, Vec<Vec<FlushCallback>>) = by_log.into_values().unzip();
     let results: Vec<std::result::Result<(), String>> = if logs.len() == 1 || parallel == 1 {
@@ -131,4 +220,104 @@ fn round(batch: Vec<(Arc<Log>, FlushCallback)>, parallel: usize) {
 
 fn sync_one(log: &Log) -> std::result::Result<(), String> {
     log.sync().map(drop).map_err(|e| e.to_string())
+}
+
+fn stopped(log: &Log) -> StorageError {
+    StorageError::Failed { path: log.dir().to_owned(), reason: "the flusher has stopped".into() }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The relaxed path: writes are durable within the interval, not before it, and not later
+    //! under steady writes; a stop fsyncs what is pending. Timings are generous (the machine may
+    //! be busy), and every wait is bounded.
+
+    use std::thread::sleep;
+
+    use super::*;
+    use crate::{Entry, LogConfig};
+
+    const INTERVAL: Duration = Duration::from_millis(300);
+    /// How late a due fsync may run on a busy machine before a test calls it missing.
+    const SLACK: Duration = Duration::from_millis(700);
+
+    fn open() -> (tempfile::TempDir, Arc<Log>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = Arc::new(Log::open(dir.path(), LogConfig::default()).expect("open log"));
+        (dir, log)
+    }
+
+    fn append(log: &Log, index: u64) {
+        log.append(&[Entry::new(index, 1, vec![7u8; 100])]).expect("append");
+    }
+
+    /// Polls (bounded by `limit`) until `log` has `index` durable; how long that took.
+    fn wait_synced(log: &Log, index: u64, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if log.synced_index() >= Some(index) {
+                return Some(start.elapsed());
+            }
+            sleep(Duration::from_millis(2));
+        }
+        None
+    }
+
+    #[test]
+    fn given_a_deadline_the_write_is_fsynced_when_it_comes_and_not_before() {
+        let (_dir, log) = open();
+        let flusher = Flusher::start("test", 1);
+        append(&log, 1);
+        flusher.sync_within(&log, INTERVAL).expect("sync_within");
+        assert_eq!(log.synced_index(), None, "sync_within must not wait for an fsync");
+        let took = wait_synced(&log, 1, INTERVAL + SLACK).expect("no fsync within the interval");
+        assert!(took + Duration::from_millis(20) >= INTERVAL, "fsynced after {took:?}, before the deadline");
+    }
+
+    #[test]
+    fn given_steady_writes_the_deadline_is_not_pushed_back() {
+        let (_dir, log) = open();
+        let flusher = Flusher::start("test", 1);
+        let interval = Duration::from_millis(100);
+        let start = Instant::now();
+        let mut written: Vec<(u64, Instant)> = Vec::new();
+        for index in 1..=25 {
+            append(&log, index);
+            flusher.sync_within(&log, interval).expect("sync_within");
+            written.push((index, Instant::now()));
+            sleep(Duration::from_millis(40));
+            // Every write older than the interval (plus slack) must be durable by now.
+            let old = written.iter().rev().find(|(_, at)| at.elapsed() > interval + SLACK);
+            if let Some(&(old, _)) = old {
+                assert!(log.synced_index() >= Some(old), "entry {old} not fsynced after {:?}", start.elapsed());
+            }
+        }
+        assert!(log.synced_index() >= Some(10), "steady writes were never fsynced");
+    }
+
+    #[test]
+    fn given_pending_deadlines_stop_fsyncs_them_and_later_calls_fail() {
+        let (_dir, log) = open();
+        let mut flusher = Flusher::start("test", 2);
+        append(&log, 1);
+        flusher.sync_within(&log, Duration::from_secs(3600)).expect("sync_within");
+        assert_eq!(Arc::strong_count(&log), 1, "a pending deadline must not keep the log open");
+        flusher.stop();
+        assert_eq!(log.synced_index(), Some(1), "stop left a pending write unsynced");
+        let err = flusher.sync_within(&log, INTERVAL).expect_err("after stop");
+        assert!(err.to_string().contains("flusher has stopped"), "{err}");
+    }
+
+    #[test]
+    fn given_a_closed_log_its_deadline_is_dropped_and_others_still_run() {
+        let (_dir_a, closed) = open();
+        let (_dir_b, open_log) = open();
+        let flusher = Flusher::start("test", 1);
+        append(&closed, 1);
+        append(&open_log, 1);
+        flusher.sync_within(&closed, Duration::from_millis(50)).expect("sync_within");
+        flusher.sync_within(&open_log, Duration::from_millis(80)).expect("sync_within");
+        drop(closed);
+        assert!(wait_synced(&open_log, 1, INTERVAL + SLACK).is_some(), "the live log was not fsynced");
+    }
 }

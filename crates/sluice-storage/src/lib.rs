@@ -9,7 +9,8 @@
 //!   one buffer, `truncate_from` (Raft conflicts), `purge_to` (snapshots, retention), segment
 //!   rolling by size and age, crash recovery on open, and a `LOCK` file per directory.
 //! - [`Flusher`]: group commit. Appends return before they are durable; a flusher shared by all
-//!   logs of a data directory fsyncs each log once per round and tells every waiter (D3).
+//!   logs of a data directory fsyncs each log once per round and tells every waiter (D3). Under
+//!   a relaxed [`FlushPolicy`] it instead fsyncs a log within an interval of its writes.
 //! - Secondary indexes written at apply time: message offset → entry and timestamp → offset
 //!   ([`Log::index_batch`], [`Log::find_offset`], [`Log::find_timestamp`]).
 //! - [`write_state_file`] / [`read_state_file`]: small atomically replaced files (Raft's vote).
@@ -20,6 +21,7 @@ mod clock;
 mod config;
 mod entry;
 mod error;
+mod flush_policy;
 mod flusher;
 pub mod format;
 mod index;
@@ -35,6 +37,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{LogConfig, Retention};
 pub use entry::{Entry, EntryId, IndexedEnd, OffsetLocation};
 pub use error::{Result, StorageError};
+pub use flush_policy::{FlushPolicy, MAX_FLUSH_INTERVAL_MS};
 pub use flusher::{FlushCallback, Flusher};
 pub use lock::DirLock;
 pub use log::Log;

@@ -25,9 +25,9 @@ use crate::cluster::Cluster;
 /// Produce requests in flight at once: one sequential idempotent producer per lane.
 const LANES: u64 = 64;
 /// Messages per batch.
-const PER_BATCH: u64 = 2;
+pub(crate) const PER_BATCH: u64 = 2;
 /// Bound on every wait for the cluster to settle or a follower to catch up.
-const SETTLE: Duration = Duration::from_secs(60);
+pub(crate) const SETTLE: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_follower_down_for_10000_entries_when_it_restarts_it_catches_up() {
@@ -112,7 +112,7 @@ async fn assert_follower_agrees(cluster: &Cluster, group: u64, follower: usize, 
 
 /// Creates topic `name` with one RF-3 partition and waits until every broker hosts its group
 /// and one leads it; returns the group id.
-async fn one_partition_topic(cluster: &Cluster, name: &str) -> u64 {
+pub(crate) async fn one_partition_topic(cluster: &Cluster, name: &str) -> u64 {
     cluster
         .wait_for(SETTLE, "brokers registered", |c| {
             c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.brokers().count() == 3))
@@ -132,7 +132,7 @@ async fn one_partition_topic(cluster: &Cluster, name: &str) -> u64 {
 }
 
 /// The position in `brokers` of the broker leading `group`, if one does.
-fn leader_of(cluster: &Cluster, group: u64) -> Option<usize> {
+pub(crate) fn leader_of(cluster: &Cluster, group: u64) -> Option<usize> {
     cluster.brokers.iter().position(|b| b.partitions().raft(group).is_some_and(|r| r.is_leader()))
 }
 
@@ -144,12 +144,12 @@ fn follower_of(cluster: &Cluster, group: u64) -> usize {
 
 /// The log of `group` on `brokers[i]`. Callers drop it before that broker stops: a stopping
 /// broker waits for the last handle to its logs.
-fn log(cluster: &Cluster, i: usize, group: u64) -> Arc<Log> {
+pub(crate) fn log(cluster: &Cluster, i: usize, group: u64) -> Arc<Log> {
     cluster.brokers[i].partitions().log(group).expect("the broker hosts the group")
 }
 
 /// Batch `i`: `PER_BATCH` messages from producer `i % LANES`, its `i / LANES`-th batch.
-fn batch(i: u64) -> Bytes {
+pub(crate) fn batch(i: u64) -> Bytes {
     let producer = ProducerStamp {
         producer_id: (i % LANES) as i64 + 1,
         epoch: 0,
@@ -207,7 +207,7 @@ async fn write(rafts: &[Raft<BrokerStateMachine>], i: u64) -> u64 {
 
 /// Asserts the batches got consecutive, non-overlapping offsets from `start` on: each batch was
 /// written exactly once.
-fn assert_dense(offsets: &BTreeMap<u64, u64>, start: u64) {
+pub(crate) fn assert_dense(offsets: &BTreeMap<u64, u64>, start: u64) {
     let mut bases: Vec<u64> = offsets.values().copied().collect();
     bases.sort_unstable();
     let expected: Vec<u64> = (0..offsets.len() as u64).map(|k| start + k * PER_BATCH).collect();
@@ -239,7 +239,7 @@ async fn snapshot_and_purge(cluster: &Cluster, group: u64) -> (u64, u64) {
 /// Waits until every replica of `group` has the same last entry and has indexed as far (a
 /// restarted broker hosts its groups again once it has re-applied the metadata); returns
 /// another replica's position, its log and `brokers[follower]`'s log.
-async fn agreeing_logs(cluster: &Cluster, group: u64, follower: usize) -> (usize, Arc<Log>, Arc<Log>) {
+pub(crate) async fn agreeing_logs(cluster: &Cluster, group: u64, follower: usize) -> (usize, Arc<Log>, Arc<Log>) {
     let agree = |c: &Cluster| {
         let logs: Option<Vec<Arc<Log>>> = c.brokers.iter().map(|b| b.partitions().log(group)).collect();
         let ends: Vec<_> = logs.unwrap_or_default().iter().map(|l| (l.last_id(), l.indexed_end())).collect();
@@ -284,7 +284,7 @@ fn describe(cluster: &Cluster, group: u64) -> String {
 
 /// Asserts `ours` holds exactly the entries of `theirs`, from our first index to the last entry
 /// both hold.
-fn assert_same_entries(theirs: &Log, ours: &Log) {
+pub(crate) fn assert_same_entries(theirs: &Log, ours: &Log) {
     let last = |l: &Log| l.last_id().expect("entries").index;
     let end = last(theirs).min(last(ours)) + 1;
     let mut next = ours.first_index();
@@ -301,7 +301,7 @@ fn assert_same_entries(theirs: &Log, ours: &Log) {
 
 /// Asserts every message of the batches in `offsets` is found at its offset in both logs, in the
 /// same entry, and spot-checks that this entry holds that batch.
-fn assert_same_offsets(theirs: &Log, ours: &Log, offsets: &BTreeMap<u64, u64>) {
+pub(crate) fn assert_same_offsets(theirs: &Log, ours: &Log, offsets: &BTreeMap<u64, u64>) {
     for (&i, &base) in offsets {
         for offset in base..base + PER_BATCH {
             let at = ours.find_offset(offset);

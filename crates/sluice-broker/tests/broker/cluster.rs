@@ -4,8 +4,13 @@ use std::time::Duration;
 
 use sluice_broker::{Broker, BrokerConfig, PeerConfig, ProposeError, RaftTimings};
 use sluice_controller::{ControllerCommand, ControllerReply};
+use sluice_proto::v1::sluice_client::SluiceClient;
 use sluice_raft::transport;
 use tempfile::TempDir;
+use tonic::transport::Channel;
+
+/// The batch limit of test brokers: small, so that a test can exceed it cheaply.
+pub const TEST_MAX_BATCH_BYTES: u32 = 256 * 1024;
 
 /// The brokers, their configurations and their data.
 pub struct Cluster {
@@ -19,36 +24,48 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` brokers with fast test timings.
     pub async fn start(n: u64) -> Cluster {
-        let data = tempfile::tempdir().expect("temp dir");
-        let listeners: Vec<_> =
-            (0..n).map(|_| transport::bind("127.0.0.1:0".parse().unwrap()).expect("bind")).collect();
-        let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().expect("local addr").to_string()).collect();
-        let peers: Vec<PeerConfig> = (1..=n)
-            .map(|id| PeerConfig {
-                node_id: id,
-                raft_addr: addrs[id as usize - 1].clone(),
-                client_addr: format!("127.0.0.1:{}", 19_000 + id),
-            })
-            .collect();
         let timings = RaftTimings {
             controller_heartbeat_ms: 50,
             controller_election_timeout_ms: [300, 600],
             partition_heartbeat_ms: 50,
             partition_election_timeout_ms: [300, 600],
+            node_heartbeat_ms: 50,
+            node_timeout_ms: 400,
         };
+        Cluster::start_with(n, timings).await
+    }
+
+    /// Starts `n` brokers with Raft timings `timings`.
+    pub async fn start_with(n: u64, timings: RaftTimings) -> Cluster {
+        let data = tempfile::tempdir().expect("temp dir");
+        let listeners: Vec<_> =
+            (0..n).map(|_| transport::bind("127.0.0.1:0".parse().unwrap()).expect("bind")).collect();
+        let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().expect("local addr").to_string()).collect();
+        let client_listeners: Vec<_> = (0..n)
+            .map(|_| sluice_broker::client::bind("127.0.0.1:0".parse().unwrap()).expect("bind client listener"))
+            .collect();
+        let peers: Vec<PeerConfig> = (1..=n)
+            .map(|id| PeerConfig {
+                node_id: id,
+                raft_addr: addrs[id as usize - 1].clone(),
+                client_addr: client_listeners[id as usize - 1].local_addr().expect("local addr").to_string(),
+            })
+            .collect();
         let configs: Vec<BrokerConfig> = (1..=n)
             .map(|id| BrokerConfig {
                 node_id: id,
                 data_dir: data.path().join(format!("node{id}")),
                 raft_listen: None,
+                client_listen: None,
                 peers: peers.clone(),
                 raft: timings.clone(),
                 broker_session_timeout_ms: 1_500,
+                max_batch_bytes: TEST_MAX_BATCH_BYTES,
             })
             .collect();
         let mut brokers = Vec::new();
-        for (config, incoming) in configs.iter().zip(listeners) {
-            brokers.push(Broker::start_on(config.clone(), incoming).await.expect("start broker"));
+        for ((config, incoming), client) in configs.iter().zip(listeners).zip(client_listeners) {
+            brokers.push(Broker::start_on_listeners(config.clone(), incoming, client).await.expect("start broker"));
         }
         Cluster { brokers, configs, stopped: Vec::new(), _data: data }
     }
@@ -60,6 +77,11 @@ impl Cluster {
             assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// A client API connection to `brokers[i]`, accepting responses as large as fetches may be.
+    pub async fn client(&self, i: usize) -> SluiceClient<Channel> {
+        connect(&self.brokers[i].client_addr().to_string()).await
     }
 
     /// Proposes through whichever broker leads the controller, retrying while leadership moves.
@@ -76,6 +98,48 @@ impl Cluster {
             assert!(tokio::time::Instant::now() < deadline, "no controller leader accepted {command:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Like [`Cluster::propose`], through `brokers[i]` for each `i` of `among` only, each attempt
+    /// bounded by `attempt`: a leader cut off from its quorum never answers.
+    pub async fn propose_among(
+        &self,
+        among: &[usize],
+        command: &ControllerCommand,
+        attempt: Duration,
+    ) -> ControllerReply {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            for b in among.iter().map(|i| &self.brokers[*i]) {
+                match tokio::time::timeout(attempt, b.controller().propose(command)).await {
+                    Ok(Ok(reply)) => return reply,
+                    Ok(Err(ProposeError::NotLeader { .. })) => {}
+                    Ok(Err(e)) => tracing::info!("proposal failed, retrying: {e}"),
+                    Err(_elapsed) => tracing::info!("no answer to the proposal within {attempt:?}, retrying"),
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no controller leader among {among:?} accepted {command:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Cuts every link between the brokers at positions `side` and the others, both ways.
+    pub fn partition(&self, side: &[usize]) {
+        for (i, a) in self.brokers.iter().enumerate() {
+            for (j, b) in self.brokers.iter().enumerate() {
+                if side.contains(&i) != side.contains(&j) {
+                    a.faults().isolate(b.config().node_id);
+                }
+            }
+        }
+    }
+
+    /// Restores every link [`Cluster::partition`] cut.
+    pub fn heal(&self) {
+        self.brokers.iter().for_each(|b| b.faults().heal_all());
     }
 
     /// Stops every broker, then starts each again on its old address and data.
@@ -112,6 +176,12 @@ impl Cluster {
             b.shutdown().await;
         }
     }
+}
+
+/// A client API connection to `addr` (`host:port`).
+pub async fn connect(addr: &str) -> SluiceClient<Channel> {
+    let client = SluiceClient::connect(format!("http://{addr}")).await.expect("connect to the client API");
+    client.max_decoding_message_size(64 * 1024 * 1024)
 }
 
 /// Starts a broker again on the address and data of `config`.

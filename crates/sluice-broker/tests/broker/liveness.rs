@@ -1,9 +1,14 @@
 //! Broker liveness: the controller leader marks a broker dead in the metadata once it has not
 //! acknowledged the leader for `broker_session_timeout_ms`, and live again when it returns.
+//! Partition groups are quiescent (ADR 0004): idle, they exchange no Raft messages, and a
+//! broker's restart elects new leaders only for the groups it led.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sluice_common::NodeId;
+use sluice_controller::{Applied, ControllerCommand, TopicConfig};
+use sluice_raft::typ::{ServerState, WatchReceiver};
 
 use super::cluster::Cluster;
 
@@ -33,5 +38,83 @@ async fn a_stopped_broker_is_marked_dead_and_live_again_when_it_returns() {
     cluster
         .wait_for(Duration::from_secs(20), "live again", |c| live_on_all(c, node).iter().all(|l| *l == Some(true)))
         .await;
+    cluster.shutdown().await;
+}
+
+/// Every group's leader and term as the broker hosting its leader reports it, by group id;
+/// `None` until every group of `groups` has one that all brokers agree on.
+fn agreed_leaders(cluster: &Cluster, groups: &[u64]) -> Option<BTreeMap<u64, (u64, u64)>> {
+    groups
+        .iter()
+        .map(|&g| {
+            let seen: Vec<Option<(u64, u64)>> = cluster.brokers.iter().map(|b| b.partitions().leader_of(g)).collect();
+            let first = seen[0]?;
+            seen.iter().all(|s| *s == Some(first)).then_some((g, first))
+        })
+        .collect()
+}
+
+/// The leader-side record of follower acknowledgements of every group led by a broker: it only
+/// changes when Raft messages flow.
+fn heartbeat_acks(cluster: &Cluster, groups: &[u64]) -> Vec<String> {
+    let mut acks = Vec::new();
+    for b in &cluster.brokers {
+        for &g in groups {
+            if let Some(raft) = b.partitions().raft(g) {
+                let m = raft.metrics().borrow_watched().clone();
+                if m.state == ServerState::Leader {
+                    acks.push(format!("{g}: {:?}", m.heartbeat));
+                }
+            }
+        }
+    }
+    acks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_groups_exchange_no_raft_messages_and_a_restart_moves_only_the_restarted_brokers_leaders() {
+    let mut cluster = Cluster::start(3).await;
+    cluster
+        .wait_for(Duration::from_secs(20), "brokers registered and live", |c| {
+            c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.brokers().filter(|x| x.live).count() == 3))
+        })
+        .await;
+    let create = ControllerCommand::CreateTopic { name: "quiet".into(), config: TopicConfig::new(12, 3) };
+    let reply = cluster.propose(&create).await.into_result().expect("topic created");
+    let Applied::TopicCreated { partitions, .. } = reply else { panic!("unexpected reply {reply:?}") };
+    let groups: Vec<u64> = partitions.iter().map(|p| p.group_id).collect();
+    cluster
+        .wait_for(Duration::from_secs(20), "every broker knows every group's leader", |c| {
+            agreed_leaders(c, &groups).is_some()
+        })
+        .await;
+
+    tracing::info!("--- idle: leaders send no heartbeats, so no follower acknowledges anything");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = heartbeat_acks(&cluster, &groups);
+    let leaders = agreed_leaders(&cluster, &groups).expect("leaders still agreed");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(heartbeat_acks(&cluster, &groups), before, "an idle group exchanged Raft messages");
+    assert_eq!(agreed_leaders(&cluster, &groups).as_ref(), Some(&leaders), "an idle group changed leader");
+
+    tracing::info!("--- one broker restarts: only the groups it led get new leaders");
+    let victim = 1;
+    let victim_id = cluster.brokers[victim].config().node_id;
+    cluster.stop_broker(victim).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.start_broker(victim).await;
+    cluster
+        .wait_for(Duration::from_secs(20), "every group led again, agreed by all", |c| {
+            agreed_leaders(c, &groups).is_some()
+        })
+        .await;
+    let after = agreed_leaders(&cluster, &groups).expect("agreed");
+    for (g, (leader, term)) in &leaders {
+        if *leader == victim_id {
+            assert_ne!(after[g].0, victim_id, "group {g}: its leader's broker restarted, so another leads");
+        } else {
+            assert_eq!(after[g], (*leader, *term), "group {g}: a follower's restart disturbed its leader");
+        }
+    }
     cluster.shutdown().await;
 }

@@ -9,6 +9,7 @@
 //!     TopicPartitionsMsg   topic_created     = 4;
 //!     TopicPartitionsMsg   topic_deleted     = 5;
 //!     LeaderReportedMsg    leader_reported   = 6;
+//!     ProducerIdMsg        producer_id_allocated = 7;
 //!   }
 //! }
 //! message RejectionMsg        { uint32 code = 1; string message = 2; }
@@ -17,6 +18,7 @@
 //! message TopicPartitionsMsg  { string topic = 1; repeated AssignmentMsg partitions = 2; }
 //! message AssignmentMsg       { uint32 partition = 1; uint64 group_id = 2; repeated uint64 replicas = 3; }
 //! message LeaderReportedMsg   { bool accepted = 1; uint64 leader = 2; uint64 term = 3; }
+//! message ProducerIdMsg       { uint64 producer_id = 1; }
 //! ```
 
 use sluice_common::{NodeId, PartitionId};
@@ -29,7 +31,7 @@ use crate::reply::{Applied, ControllerReply, PartitionAssignment, Rejection};
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct ReplyMsg {
     /// Which reply; `None` when empty or of a kind this build does not know.
-    #[prost(oneof = "Outcome", tags = "1, 2, 3, 4, 5, 6")]
+    #[prost(oneof = "Outcome", tags = "1, 2, 3, 4, 5, 6, 7")]
     pub outcome: Option<Outcome>,
 }
 
@@ -54,6 +56,9 @@ pub(crate) enum Outcome {
     /// See [`Applied::LeaderReported`].
     #[prost(message, tag = "6")]
     LeaderReported(LeaderReportedMsg),
+    /// See [`Applied::ProducerIdAllocated`].
+    #[prost(message, tag = "7")]
+    ProducerIdAllocated(ProducerIdMsg),
 }
 
 /// A refusal.
@@ -118,6 +123,13 @@ pub(crate) struct LeaderReportedMsg {
     pub term: u64,
 }
 
+/// An allocated producer id.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct ProducerIdMsg {
+    #[prost(uint64, tag = "1")]
+    pub producer_id: u64,
+}
+
 impl From<&ControllerReply> for ReplyMsg {
     fn from(reply: &ControllerReply) -> ReplyMsg {
         let outcome = match reply {
@@ -146,6 +158,9 @@ fn applied_msg(applied: &Applied) -> Outcome {
         Applied::TopicDeleted { topic, partitions } => Outcome::TopicDeleted(topic_msg(topic.as_str(), partitions)),
         Applied::LeaderReported { accepted, leader, term } => {
             Outcome::LeaderReported(LeaderReportedMsg { accepted: *accepted, leader: leader.0, term: *term })
+        }
+        Applied::ProducerIdAllocated { producer_id } => {
+            Outcome::ProducerIdAllocated(ProducerIdMsg { producer_id: *producer_id })
         }
     }
 }
@@ -185,6 +200,7 @@ impl TryFrom<ReplyMsg> for ControllerReply {
             Outcome::LeaderReported(m) => {
                 Applied::LeaderReported { accepted: m.accepted, leader: NodeId(m.leader), term: m.term }
             }
+            Outcome::ProducerIdAllocated(m) => Applied::ProducerIdAllocated { producer_id: m.producer_id },
         };
         Ok(ControllerReply::Applied(applied))
     }

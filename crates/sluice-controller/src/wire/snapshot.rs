@@ -9,14 +9,17 @@
 //!   uint64 next_group_id = 3;
 //!   repeated BrokerMsg brokers = 4;     // ascending node id
 //!   repeated TopicMsg topics = 5;       // ascending name
+//!   uint64 next_producer_id = 6;        // 0 (absent) in snapshots from before producer ids: 1
 //!   fixed32 end = 15;                   // END_MARKER, written last: a cut snapshot lacks it
 //! }
 //! message BrokerMsg { uint64 node_id = 1; string raft_addr = 2; string client_addr = 3;
 //!                     bool live = 4; uint64 registered_at_index = 5; }
 //! message TopicMsg  { string name = 1; uint32 replication_factor = 2; optional uint64 retention_ms = 3;
 //!                     optional uint64 retention_bytes = 4; uint32 max_message_bytes = 5;
-//!                     uint64 created_at_index = 6; repeated PartitionMsg partitions = 7; }
-//!                     // the partition count is the length of `partitions`
+//!                     uint64 created_at_index = 6; repeated PartitionMsg partitions = 7;
+//!                     optional uint64 flush_interval_ms = 8; }
+//!                     // the partition count is the length of `partitions`; flush_interval_ms
+//!                     // is absent in snapshots from before flush policies: fsync before ack
 //! message PartitionMsg { uint64 group_id = 1; repeated uint64 replicas = 2;
 //!                        optional uint64 leader = 3; uint64 leader_term = 4; }
 //! ```
@@ -36,7 +39,7 @@ use crate::assignment::Loads;
 use crate::broker::Broker;
 use crate::config::TopicConfig;
 use crate::metadata::Metadata;
-use crate::topic::{Partition, Topic};
+use crate::topic::{FIRST_PRODUCER_ID, Partition, Topic};
 
 /// The first bytes of every controller snapshot.
 pub(crate) const MAGIC: &[u8; 4] = b"SLCM";
@@ -61,6 +64,8 @@ pub(crate) struct SnapshotMsg {
     pub brokers: Vec<BrokerMsg>,
     #[prost(message, repeated, tag = "5")]
     pub topics: Vec<TopicMsg>,
+    #[prost(uint64, tag = "6")]
+    pub next_producer_id: u64,
     #[prost(fixed32, tag = "15")]
     pub end: u32,
 }
@@ -97,6 +102,8 @@ pub(crate) struct TopicMsg {
     pub created_at_index: u64,
     #[prost(message, repeated, tag = "7")]
     pub partitions: Vec<PartitionMsg>,
+    #[prost(uint64, optional, tag = "8")]
+    pub flush_interval_ms: Option<u64>,
 }
 
 /// One partition.
@@ -120,6 +127,7 @@ pub(crate) fn encode(meta: &Metadata) -> Bytes {
         next_group_id: meta.next_group_id,
         brokers: meta.brokers.values().map(broker_msg).collect(),
         topics: meta.topics.values().map(topic_msg).collect(),
+        next_producer_id: meta.next_producer_id,
         end: END_MARKER,
     };
     let mut b = BytesMut::with_capacity(MAGIC.len() + msg.encoded_len());
@@ -156,7 +164,9 @@ pub(crate) fn decode(raw: &[u8]) -> Result<Metadata, String> {
     }
     let mut loads = Loads::default();
     topics.values().flat_map(|t: &Topic| &t.partitions).for_each(|p| loads.add(&p.replicas));
-    Ok(Metadata { brokers, topics, next_group_id: msg.next_group_id, version: msg.version, loads })
+    // A snapshot written before producer ids existed has none: no id was ever handed out.
+    let next_producer_id = msg.next_producer_id.max(FIRST_PRODUCER_ID);
+    Ok(Metadata { brokers, topics, next_group_id: msg.next_group_id, next_producer_id, version: msg.version, loads })
 }
 
 fn broker_msg(b: &Broker) -> BrokerMsg {
@@ -188,6 +198,7 @@ fn topic_msg(t: &Topic) -> TopicMsg {
         max_message_bytes: t.config.max_message_bytes,
         created_at_index: t.created_at_index,
         partitions: t.partitions.iter().map(partition_msg).collect(),
+        flush_interval_ms: t.config.flush_interval_ms,
     }
 }
 
@@ -200,6 +211,7 @@ fn topic_from(m: TopicMsg) -> Result<Topic, String> {
         retention_ms: m.retention_ms,
         retention_bytes: m.retention_bytes,
         max_message_bytes: m.max_message_bytes,
+        flush_interval_ms: m.flush_interval_ms,
     };
     let partitions = m.partitions.into_iter().map(partition_from).collect();
     Ok(Topic { name, config, created_at_index: m.created_at_index, partitions })
@@ -293,5 +305,38 @@ mod tests {
         refused(&meta, &with(&|m| m.topics[0].partitions[0].leader = Some(99)), "not a replica");
         refused(&meta, &with(&|m| m.topics[0].partitions.clear()), "partitions is 0");
         refused(&meta, &with(&|m| m.brokers[0].client_addr.clear()), "empty");
+        refused(&meta, &with(&|m| m.next_producer_id = u64::MAX), "next producer id");
+    }
+
+    #[test]
+    fn the_producer_id_counter_survives_a_snapshot_and_old_snapshots_start_it_at_one() {
+        let mut meta = sample(3);
+        for _ in 0..3 {
+            crate::testing::apply_ok(&mut meta, crate::ControllerCommand::AllocateProducerId);
+        }
+        let mut restored = Metadata::new();
+        restored.restore(&meta.snapshot()).unwrap();
+        assert_eq!(restored.next_producer_id(), 4);
+        let old = SnapshotMsg { next_producer_id: 0, ..msg_of(&meta) };
+        let mut from_old = Metadata::new();
+        from_old.restore(&raw(&old)).unwrap();
+        assert_eq!(from_old.next_producer_id(), FIRST_PRODUCER_ID);
+    }
+
+    #[test]
+    fn a_topics_flush_interval_survives_a_snapshot_and_old_snapshots_mean_fsync_before_ack() {
+        let mut meta = sample(3);
+        let config = TopicConfig { flush_interval_ms: Some(250), ..TopicConfig::new(1, 3) };
+        crate::testing::apply_ok(&mut meta, crate::ControllerCommand::CreateTopic { name: "fast".into(), config });
+        let mut restored = Metadata::new();
+        restored.restore(&meta.snapshot()).unwrap();
+        assert_eq!(restored.topic("fast").unwrap().config.flush_interval_ms, Some(250));
+        assert_eq!(restored.topic("a").unwrap().config.flush_interval_ms, None);
+        // A snapshot written before the field existed has no tag 8 at all.
+        let mut old = msg_of(&meta);
+        old.topics.iter_mut().for_each(|t| t.flush_interval_ms = None);
+        let mut from_old = Metadata::new();
+        from_old.restore(&raw(&old)).unwrap();
+        assert_eq!(from_old.topic("fast").unwrap().config.flush_interval_ms, None);
     }
 }

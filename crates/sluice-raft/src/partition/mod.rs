@@ -1,12 +1,20 @@
 //! A partition's replicated state: the commands its log carries, the idempotent-producer table,
-//! the snapshot, and the state machine that applies committed entries.
+//! the snapshot, the state machine that applies committed entries and publishes the high
+//! watermark, writing commands through the leader, and reading committed batches back for
+//! consumers.
 
 mod command;
 mod producers;
+mod read;
 mod snapshot;
 mod state_machine;
+mod watermark;
+mod write;
 
-pub use command::{CommandError, PartitionCommand};
+pub use command::{CommandError, PartitionCommand, produce_batch};
 pub use producers::{Check, DEDUP_WINDOW, ProducerTable, WrittenBatch};
+pub use read::{CommittedBatch, read_committed};
 pub use snapshot::PartitionState;
 pub use state_machine::{PartitionStateMachine, SnapshotBuilder, reject};
+pub use watermark::high_watermark_of;
+pub use write::{WriteError, write};

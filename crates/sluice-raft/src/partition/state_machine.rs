@@ -9,6 +9,10 @@
 //! - **Snapshots** hold only [`PartitionState`]; they are written to a state file in the log's
 //!   directory. Before one is written, the log's indexes are flushed, so the offset index always
 //!   reaches at least the snapshot's position.
+//! - **High watermark.** After each applied run of entries the state machine publishes its next
+//!   offset on a `tokio::sync::watch` ([`PartitionStateMachine::high_watermark`]): everything
+//!   below it is applied, hence committed, and may be served; a fetch waiting for new data waits
+//!   on the watch instead of polling.
 
 use std::io;
 use std::sync::Arc;
@@ -19,6 +23,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, S
 use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf};
 use openraft::{EntryPayload, OptionalSend};
 use sluice_storage::Log;
+use tokio::sync::watch;
 
 use super::command::PartitionCommand;
 use super::producers::Check;
@@ -43,6 +48,8 @@ pub struct PartitionStateMachine {
     last_applied: Option<LogId>,
     membership: StoredMembership,
     snapshot: Option<(SnapshotMetaOf<PartitionConfig>, Bytes)>,
+    /// `state.next_offset` as of the last applied run of entries.
+    high_watermark: watch::Sender<u64>,
 }
 
 impl PartitionStateMachine {
@@ -55,6 +62,7 @@ impl PartitionStateMachine {
             last_applied: None,
             membership: StoredMembership::default(),
             snapshot: None,
+            high_watermark: watch::Sender::new(0),
         };
         if let Some((meta, data)) = snapshot_file::load(sm.log.dir())? {
             sm.restore(&meta, &data)?;
@@ -68,6 +76,23 @@ impl PartitionStateMachine {
         self.state.next_offset
     }
 
+    /// A watch of the high watermark: the offset after the last applied (so committed) message.
+    /// It is updated after each run of applied entries, and closed when the state machine is
+    /// dropped (its group stopped).
+    pub fn high_watermark(&self) -> watch::Receiver<u64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Publishes `next_offset` to the high watermark watch if it moved.
+    fn publish_high_watermark(&self) {
+        let next = self.state.next_offset;
+        self.high_watermark.send_if_modified(|hw| {
+            let moved = *hw != next;
+            *hw = next;
+            moved
+        });
+    }
+
     /// The log the state machine indexes.
     pub fn log(&self) -> &Arc<Log> {
         &self.log
@@ -77,6 +102,7 @@ impl PartitionStateMachine {
         self.state = PartitionState::decode(data).map_err(|e| invalid(self.log.dir(), &e))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        self.publish_high_watermark();
         Ok(())
     }
 
@@ -141,13 +167,19 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
     where
         S: Stream<Item = io::Result<EntryResponder<PartitionConfig>>> + Unpin + OptionalSend,
     {
-        while let Some((entry, responder)) = entries.try_next().await? {
-            let reply = self.apply_one(entry)?;
-            if let Some(r) = responder {
-                r.send(reply);
+        let applied = async {
+            while let Some((entry, responder)) = entries.try_next().await? {
+                let reply = self.apply_one(entry)?;
+                if let Some(r) = responder {
+                    r.send(reply);
+                }
             }
+            io::Result::Ok(())
         }
-        Ok(())
+        .await;
+        // Also after a failure part-way: what was applied before it is committed all the same.
+        self.publish_high_watermark();
+        applied
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
@@ -191,6 +223,9 @@ impl RaftSnapshotBuilder<PartitionConfig> for SnapshotBuilder {
 
 /// Writes the snapshot durably, after making the log's indexes durable up to it.
 fn persist_snapshot(log: &Log, meta: &SnapshotMetaOf<PartitionConfig>, data: &Bytes) -> io::Result<()> {
+    // Under a relaxed flush policy the entries a snapshot covers may not be fsynced yet; a
+    // snapshot that survived a crash the log did not would stand ahead of the log.
+    log.sync()?;
     log.flush_indexes()?;
     snapshot_file::store(log.dir(), meta, data)
 }

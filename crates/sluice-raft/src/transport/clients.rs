@@ -4,6 +4,9 @@
 //! or fails on the network, and a broken connection is re-established by the next RPC. It is
 //! not a connection pool (HTTP/2 multiplexes every group's RPCs over the one connection) and it
 //! does not retry: openraft decides when to send again.
+//!
+//! It also holds the node's fault plan ([`Faults`], for failure testing): group RPCs consult it
+//! per message in `PeerNetwork`, and every other RPC when it takes its channel here, per call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use tonic::transport::{Channel, Endpoint};
 
 use super::config::TransportConfig;
+use super::faults::Faults;
 use super::network::{GroupNetworkFactory, PeerNetwork};
 use super::pb::raft_peer_client::RaftPeerClient;
 use crate::typ::{Node, NodeId};
@@ -25,6 +29,7 @@ pub struct PeerClients {
 struct Inner {
     node_id: NodeId,
     config: TransportConfig,
+    faults: Faults,
     /// Held only to look up or insert a channel, never across an await.
     peers: Mutex<HashMap<NodeId, Peer>>,
 }
@@ -36,9 +41,10 @@ struct Peer {
 
 impl PeerClients {
     /// Clients for node `node_id`, whose RPCs name it as their sender. `config` must be valid
-    /// ([`TransportConfig::validate`]).
+    /// ([`TransportConfig::validate`]). Their fault plan is empty, its losses seeded by `node_id`.
     pub fn new(node_id: NodeId, config: TransportConfig) -> PeerClients {
-        PeerClients { inner: Arc::new(Inner { node_id, config, peers: Mutex::new(HashMap::new()) }) }
+        let faults = Faults::new(node_id);
+        PeerClients { inner: Arc::new(Inner { node_id, config, faults, peers: Mutex::new(HashMap::new()) }) }
     }
 
     /// The node these clients send from.
@@ -51,6 +57,11 @@ impl PeerClients {
         &self.inner.config
     }
 
+    /// The fault plan every outgoing RPC consults; empty (and free) unless a test sets faults.
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
     /// The network factory to give openraft for group `group_id`.
     pub fn network_factory(&self, group_id: u64) -> GroupNetworkFactory {
         GroupNetworkFactory::new(group_id, self.clone())
@@ -59,7 +70,8 @@ impl PeerClients {
     /// A network to `target` (at `node.addr`) for one group. The address is taken as
     /// `host:port` (plain HTTP/2) unless it carries a scheme.
     pub fn network(&self, group_id: u64, target: NodeId, node: &Node) -> PeerNetwork {
-        let client = self.channel(target, &node.addr).map(|channel| self.client(channel));
+        // The network consults the fault plan per message, not once here.
+        let client = self.shared_channel(target, &node.addr).map(|channel| self.client(channel));
         PeerNetwork::new(group_id, target, self.clone(), client)
     }
 
@@ -68,9 +80,15 @@ impl PeerClients {
         self.inner.peers.lock().expect("peer map poisoned").remove(&target);
     }
 
-    /// The channel to `target`, created if there is none or the peer's address changed. An
-    /// address that is not a valid URI is an error (reported as unreachable by the caller).
+    /// The channel for one RPC to `target`, created if there is none or the peer's address
+    /// changed. An address that is not a valid URI is an error (reported as unreachable by the
+    /// caller), and so is a message the fault plan stops: call this per RPC, not once.
     pub fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, String> {
+        self.inner.faults.check(target).map_err(|fault| format!("RPC to node {target}: {fault}"))?;
+        self.shared_channel(target, addr)
+    }
+
+    fn shared_channel(&self, target: NodeId, addr: &str) -> Result<Channel, String> {
         let mut peers = self.inner.peers.lock().expect("peer map poisoned");
         if let Some(peer) = peers.get(&target)
             && peer.addr == addr
@@ -80,6 +98,12 @@ impl PeerClients {
         let channel = self.endpoint(addr)?.connect_lazy();
         peers.insert(target, Peer { addr: addr.to_owned(), channel: channel.clone() });
         Ok(channel)
+    }
+
+    /// A `RaftPeer` client to `target` at `addr`, over the shared channel (for node-level RPCs
+    /// that belong to no group).
+    pub(crate) fn raft_client(&self, target: NodeId, addr: &str) -> Result<RaftPeerClient<Channel>, String> {
+        self.channel(target, addr).map(|channel| self.client(channel))
     }
 
     fn endpoint(&self, addr: &str) -> Result<Endpoint, String> {

@@ -26,6 +26,7 @@ mod clients;
 mod config;
 mod convert;
 mod error;
+mod faults;
 mod network;
 mod registry;
 mod server;
@@ -42,6 +43,7 @@ pub mod pb {
 pub use clients::PeerClients;
 pub use config::{TransportConfig, TransportConfigError};
 pub use error::WireError;
+pub use faults::{Fault, FaultCounts, Faults};
 pub use network::{GroupNetworkFactory, PeerNetwork};
 pub use registry::{GroupStateMachine, RaftRegistry};
 pub use server::{bind, serve};

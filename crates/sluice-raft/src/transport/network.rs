@@ -7,6 +7,9 @@
 //! as a whole (and the same deadline is sent as `grpc-timeout`, so the peer drops stale work),
 //! streams per unanswered request and per snapshot chunk. It does not retry; openraft does,
 //! after the backoff this network supplies for unreachable peers.
+//!
+//! Every request, stream message and snapshot chunk first passes the node's fault plan
+//! ([`Faults`](super::Faults)), which costs one atomic load when no fault is set.
 
 use std::future::Future;
 
@@ -30,6 +33,7 @@ use tonic::{Request, Response, Status};
 use super::clients::PeerClients;
 use super::convert;
 use super::error::Call;
+use super::faults::Fault;
 use super::pb::raft_peer_client::RaftPeerClient;
 use super::{snapshot, stream_append};
 use crate::typ::{Node, NodeId, PartitionConfig, Vote};
@@ -101,7 +105,12 @@ impl PeerNetwork {
         Call { from: self.clients.node_id(), target: self.target, group_id: self.group_id, action }
     }
 
+    /// The client for one call; unreachable if there is no channel or the fault plan cut the
+    /// link.
     pub(crate) fn client(&self, call: &Call) -> Result<RaftPeerClient<Channel>, RPCError<C>> {
+        if self.clients.faults().is_cut(self.target) {
+            return Err(Fault::Cut.rpc_error(call));
+        }
         self.client.clone().map_err(|why| call.unreachable(why))
     }
 
@@ -120,12 +129,18 @@ impl PeerNetwork {
     {
         let call = self.call(action);
         let client = self.client(&call)?;
+        let fault = self.clients.faults().check(self.target).err();
+        if let Some(fault) = fault.filter(|f| *f != Fault::LostResponse) {
+            return Err(fault.rpc_error(&call));
+        }
         let deadline = option.soft_ttl();
         let mut request = Request::new(message);
         request.set_timeout(deadline);
         match tokio::time::timeout(deadline, send(client, request)).await {
             Err(_elapsed) => Err(call.timeout(deadline)),
             Ok(Err(status)) => Err(call.failed(&status, deadline)),
+            // The peer acted on the request; the plan loses its answer.
+            Ok(Ok(_)) if fault.is_some() => Err(Fault::LostResponse.rpc_error(&call)),
             Ok(Ok(response)) => Ok(response.into_inner()),
         }
     }

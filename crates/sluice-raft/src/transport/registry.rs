@@ -5,11 +5,13 @@
 //! is ever held while a group works, so one slow group never delays another's RPCs.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use openraft::storage::RaftStateMachine;
 
+use crate::liveness::Liveness;
 use crate::typ::{NodeId, PartitionConfig, Raft};
 
 /// What a state machine must be for its group to be served by the peer transport: snapshots
@@ -22,12 +24,21 @@ impl<SM> GroupStateMachine for SM where SM: RaftStateMachine<PartitionConfig, Sn
 pub struct RaftRegistry<SM: GroupStateMachine> {
     node_id: NodeId,
     groups: RwLock<HashMap<u64, Raft<SM>>>,
+    /// Grows on every insert and remove.
+    generation: AtomicU64,
+    /// Where incoming node heartbeats are recorded, once the node runs a liveness driver.
+    liveness: OnceLock<Arc<Liveness>>,
 }
 
 impl<SM: GroupStateMachine> RaftRegistry<SM> {
     /// An empty registry of node `node_id`.
     pub fn new(node_id: NodeId) -> RaftRegistry<SM> {
-        RaftRegistry { node_id, groups: RwLock::new(HashMap::new()) }
+        RaftRegistry {
+            node_id,
+            groups: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            liveness: OnceLock::new(),
+        }
     }
 
     /// The node whose groups these are.
@@ -37,7 +48,9 @@ impl<SM: GroupStateMachine> RaftRegistry<SM> {
 
     /// Starts routing RPCs for `group_id` to `raft`; returns the handle it replaces, if any.
     pub fn insert(&self, group_id: u64, raft: Raft<SM>) -> Option<Raft<SM>> {
-        self.groups.write().expect("registry poisoned").insert(group_id, raft)
+        let replaced = self.groups.write().expect("registry poisoned").insert(group_id, raft);
+        self.generation.fetch_add(1, Ordering::Release);
+        replaced
     }
 
     /// Stops routing new RPCs for `group_id` (they are answered `NotFound` from now on) and
@@ -45,12 +58,34 @@ impl<SM: GroupStateMachine> RaftRegistry<SM> {
     /// until the stream ends or the Raft shuts down; shutting the Raft down is the caller's
     /// business.
     pub fn remove(&self, group_id: u64) -> Option<Raft<SM>> {
-        self.groups.write().expect("registry poisoned").remove(&group_id)
+        let removed = self.groups.write().expect("registry poisoned").remove(&group_id);
+        self.generation.fetch_add(1, Ordering::Release);
+        removed
+    }
+
+    /// A number that grows whenever a group is inserted or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Every hosted group with its Raft, in no particular order.
+    pub fn groups(&self) -> Vec<(u64, Raft<SM>)> {
+        self.groups.read().expect("registry poisoned").iter().map(|(&id, raft)| (id, raft.clone())).collect()
     }
 
     /// The Raft of `group_id`, if hosted here.
     pub fn get(&self, group_id: u64) -> Option<Raft<SM>> {
         self.groups.read().expect("registry poisoned").get(&group_id).cloned()
+    }
+
+    /// Records incoming node heartbeats in `liveness` from now on. Only the first call counts.
+    pub fn set_liveness(&self, liveness: Arc<Liveness>) {
+        let _ = self.liveness.set(liveness);
+    }
+
+    /// Where node heartbeats go, if anywhere.
+    pub fn liveness(&self) -> Option<&Arc<Liveness>> {
+        self.liveness.get()
     }
 
     /// The hosted group ids, in no particular order.

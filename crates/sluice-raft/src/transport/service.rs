@@ -176,6 +176,27 @@ impl<SM: GroupStateMachine> RaftPeer for PeerService<SM> {
             raft.handle_transfer_leader(rpc).await.map_err(|fatal| raft_stopped(group_id, self.node_id(), &fatal))?;
         Ok(Response::new(convert::transfer_response_to_pb(&response)))
     }
+
+    async fn node_heartbeat(
+        &self,
+        request: Request<pb::NodeHeartbeatRequest>,
+    ) -> Result<Response<pb::NodeHeartbeatAck>, Status> {
+        let beat = request.into_inner();
+        if beat.led_groups.len() != beat.led_terms.len() {
+            return Err(Status::invalid_argument(format!(
+                "node heartbeat from {} lists {} groups but {} terms",
+                beat.from,
+                beat.led_groups.len(),
+                beat.led_terms.len()
+            )));
+        }
+        let Some(liveness) = self.registry.liveness() else {
+            return Err(Status::unimplemented(format!("node {} does not track liveness", self.node_id())));
+        };
+        let pb::NodeHeartbeatRequest { from, incarnation, claims_version, led_groups, led_terms } = beat;
+        liveness.record(from, incarnation, claims_version, || led_groups.into_iter().zip(led_terms).collect());
+        Ok(Response::new(pb::NodeHeartbeatAck { node_id: self.node_id(), incarnation: liveness.incarnation() }))
+    }
 }
 
 /// The rest of a `StreamAppend` call's requests, after the first.

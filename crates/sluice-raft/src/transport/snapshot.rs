@@ -11,6 +11,8 @@
 //! a single chunk as is and concatenates several once. The send is bounded by progress, not
 //! total time: each chunk must be taken by the transport, and the answer must arrive, within
 //! `soft_ttl` of the previous step. `cancel` (openraft stopping the replication) ends it at once.
+//! A chunk the fault plan stops (failure testing) ends the stream short, and the send fails
+//! with that fault whatever the receiver made of it.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,7 @@ use tonic::Request;
 use super::config::MAX_SNAPSHOT_CHUNK_BYTES;
 use super::convert;
 use super::error::WireError;
+use super::faults::Fault;
 use super::network::PeerNetwork;
 use super::pb::{self, snapshot_chunk::Chunk};
 use crate::typ::{PartitionConfig, Vote};
@@ -52,7 +55,15 @@ pub(crate) async fn send(
     let header = convert::snapshot_header_to_pb(net.group_id(), &vote, &snapshot.meta, data.len() as u64);
     let progress = Arc::new(Mutex::new(Instant::now()));
     let touched = Arc::clone(&progress);
+    let (faults, target) = (net.clients().faults().clone(), call.target);
+    let broken: Arc<Mutex<Option<Fault>>> = Arc::default();
+    let breaks = Arc::clone(&broken);
     let requests = stream::iter(chunks(header, data, chunk_bytes))
+        .take_while(move |_| {
+            let fault = faults.check(target).err();
+            *breaks.lock().expect("fault slot poisoned") = fault;
+            std::future::ready(fault.is_none())
+        })
         .inspect(move |_| *touched.lock().expect("progress poisoned") = Instant::now());
     let rpc = client.install_snapshot(Request::new(requests));
     tokio::pin!(rpc, cancel);
@@ -61,6 +72,9 @@ pub(crate) async fn send(
         tokio::select! {
             closed = &mut cancel => return Err(StreamingError::Closed(closed)),
             result = &mut rpc => {
+                if let Some(fault) = *broken.lock().expect("fault slot poisoned") {
+                    return Err(fault.rpc_error(&call).into());
+                }
                 let response = result.map_err(|status| call.failed(&status, deadline))?;
                 let response = convert::snapshot_response_from_pb(response.into_inner());
                 return response.map_err(|e| call.unreachable(e).into());

@@ -9,8 +9,9 @@
 //! Deadlines: openraft passes `RPCOption` with `hard_ttl = heartbeat_interval` for a stream
 //! that may live much longer, so `soft_ttl()` bounds progress, not the stream: opening the call,
 //! and each unanswered request, which must be answered within `soft_ttl` of being sent or of
-//! the previous answer, whichever is later. An idle stream (nothing unanswered) has no deadline;
-//! HTTP/2 keepalive covers the connection meanwhile. At most `max_inflight_appends` requests
+//! the previous answer, whichever is later. An idle stream (nothing unanswered) has no deadline
+//! and no timer — with thousands of quiescent groups, most streams are idle — and HTTP/2
+//! keepalive covers the connection meanwhile. At most `max_inflight_appends` requests
 //! are unanswered at once; the next waits for a slot, which bounds what a slow follower pins.
 //!
 //! The first request is awaited before the call is opened: openraft may hold it back (its
@@ -20,6 +21,11 @@
 //! generates every session's requests from one shared state, so a call left sending after its
 //! session would take requests meant for the next one and deliver them on a stream nobody
 //! reads: the follower got entries out of order, lost one to a conflict, and stalled.
+//!
+//! Faults (failure testing, `faults.rs`): each request passes the fault plan before it is sent.
+//! One the plan stops ends the request half, and the results end with its error after the
+//! answers to the requests before it. A cut link also ends the results at the next answer, or,
+//! while a fault plan is armed, within `soft_ttl` while the stream is idle.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -31,12 +37,13 @@ use openraft::base::BoxStream;
 use openraft::errors::RPCError;
 use openraft::network::RPCOption;
 use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 use tonic::{Request, Streaming};
 
 use super::convert;
 use super::error::Call;
+use super::faults::{Fault, Faults};
 use super::network::PeerNetwork;
 use super::pb;
 use crate::typ::PartitionConfig;
@@ -60,15 +67,38 @@ where
     let Some(first) = input.next().await else {
         return Ok(Box::pin(stream::empty()));
     };
+    let faults = net.clients().faults().clone();
+    faults.check(call.target).map_err(|fault| fault.rpc_error(&call))?;
     let inflight = Inflight::new(net.clients().config().max_inflight_appends);
     let (session, ended) = Session::new(inflight.clone());
-    let requests = outbound(net.group_id(), first, input, inflight.clone(), ended);
+    let rest = passing(input, faults.clone(), call.target, inflight.clone());
+    let requests = outbound(net.group_id(), first, rest, inflight.clone(), ended);
     let responses = match tokio::time::timeout(deadline, client.stream_append(Request::new(requests))).await {
         Err(_elapsed) => return Err(call.timeout(deadline)),
         Ok(Err(status)) => return Err(call.failed(&status, deadline)),
         Ok(Ok(response)) => response.into_inner(),
     };
-    Ok(results(responses, session, call, deadline))
+    Ok(results(responses, session, call, deadline, faults))
+}
+
+/// `input` up to the first request the fault plan stops, which ends it and is recorded as the
+/// reason the stream broke.
+fn passing<S>(
+    input: S,
+    faults: Faults,
+    target: u64,
+    inflight: Inflight,
+) -> impl Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static
+where
+    S: Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static,
+{
+    input.take_while(move |_| {
+        let fault = faults.check(target).err();
+        if let Some(fault) = fault {
+            inflight.sent.lock().expect("in-flight queue poisoned").broken = Some(fault);
+        }
+        std::future::ready(fault.is_none())
+    })
 }
 
 /// Held by the result stream; dropping it ends the request stream (see the module doc): the
@@ -117,15 +147,16 @@ fn results<'s>(
     session: Session,
     call: Call,
     deadline: Duration,
+    faults: Faults,
 ) -> Results<'s> {
-    let state = Some((responses, session));
+    let state = Some((responses, session, faults));
     Box::pin(stream::unfold(state, move |state| async move {
-        let (mut responses, session) = state?;
-        match next_result(&mut responses, &session.inflight, call, deadline).await {
+        let (mut responses, session, faults) = state?;
+        match next_result(&mut responses, &session.inflight, call, deadline, &faults).await {
             None => None,
             Some(Ok(result)) => {
                 let go_on = result.is_ok();
-                Some((Ok(result), go_on.then_some((responses, session))))
+                Some((Ok(result), go_on.then_some((responses, session, faults))))
             }
             Some(Err(e)) => Some((Err(e), None)),
         }
@@ -137,26 +168,44 @@ async fn next_result(
     inflight: &Inflight,
     call: Call,
     deadline: Duration,
+    faults: &Faults,
 ) -> Option<Result<StreamAppendResult<C>, RPCError<C>>> {
     loop {
-        // With nothing unanswered, wake up every `deadline` to see whether that changed.
-        let wake_at = inflight.overdue_at(deadline).unwrap_or_else(|| Instant::now() + deadline);
-        let message = match tokio::time::timeout_at(wake_at, responses.message()).await {
-            Err(_elapsed) => {
-                if inflight.overdue_at(deadline).is_some_and(|at| at <= Instant::now()) {
-                    return Some(Err(call.timeout(deadline)));
+        // With nothing unanswered there is no deadline, and no timer: an idle stream (most of
+        // them, with thousands of quiescent groups) costs no wake-ups until a request is sent.
+        // Only while a fault plan is armed does it look every `deadline` for a cut link.
+        let wake_at = match inflight.overdue_at(deadline) {
+            Some(at) => Some(at),
+            None if faults.is_armed() => Some(Instant::now() + deadline),
+            None => None,
+        };
+        let message = match wake_at {
+            Some(at) => match tokio::time::timeout_at(at, responses.message()).await {
+                Err(_elapsed) => {
+                    if faults.is_cut(call.target) {
+                        return Some(Err(Fault::Cut.rpc_error(&call)));
+                    }
+                    if inflight.overdue_at(deadline).is_some_and(|at| at <= Instant::now()) {
+                        return Some(Err(call.timeout(deadline)));
+                    }
+                    continue;
                 }
-                continue;
-            }
-            Ok(message) => message,
+                Ok(message) => message,
+            },
+            None => tokio::select! {
+                message = responses.message() => message,
+                () = inflight.sent_signal.notified() => continue,
+            },
         };
         return match message {
+            Ok(Some(_)) if faults.is_cut(call.target) => Some(Err(Fault::Cut.rpc_error(&call))),
             Ok(Some(response)) => {
                 if !inflight.answered() {
                     return Some(Err(call.network("StreamAppend: a response without a request")));
                 }
                 Some(convert::stream_result_from_pb(response).map_err(|e| call.unreachable(e)))
             }
+            Ok(None) if let Some(fault) = inflight.broken() => Some(Err(fault.rpc_error(&call))),
             Ok(None) => match inflight.unanswered() {
                 0 => None,
                 n => Some(Err(call.network(format!("StreamAppend closed with {n} requests unanswered")))),
@@ -171,24 +220,30 @@ async fn next_result(
 struct Inflight {
     slots: Arc<Semaphore>,
     sent: Arc<Mutex<Sent>>,
+    /// Signalled on every request sent, to start an idle response reader's deadline.
+    sent_signal: Arc<Notify>,
 }
 
 struct Sent {
     queue: VecDeque<(Instant, OwnedSemaphorePermit)>,
     last_answer: Instant,
+    /// The fault that ended the request half, if one did.
+    broken: Option<Fault>,
 }
 
 impl Inflight {
     fn new(max_inflight: usize) -> Inflight {
         assert!(max_inflight > 0, "max_inflight_appends must be positive");
-        let sent = Sent { queue: VecDeque::with_capacity(max_inflight), last_answer: Instant::now() };
-        Inflight { slots: Arc::new(Semaphore::new(max_inflight)), sent: Arc::new(Mutex::new(sent)) }
+        let sent = Sent { queue: VecDeque::with_capacity(max_inflight), last_answer: Instant::now(), broken: None };
+        let slots = Arc::new(Semaphore::new(max_inflight));
+        Inflight { slots, sent: Arc::new(Mutex::new(sent)), sent_signal: Arc::new(Notify::new()) }
     }
 
     /// Waits for a free slot and records a request as sent now; false if the session ended.
     async fn sending(&self) -> bool {
         let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else { return false };
         self.sent.lock().expect("in-flight queue poisoned").queue.push_back((Instant::now(), permit));
+        self.sent_signal.notify_one();
         true
     }
 
@@ -198,6 +253,10 @@ impl Inflight {
         let Some(_) = sent.queue.pop_front() else { return false };
         sent.last_answer = Instant::now();
         true
+    }
+
+    fn broken(&self) -> Option<Fault> {
+        self.sent.lock().expect("in-flight queue poisoned").broken
     }
 
     fn unanswered(&self) -> usize {

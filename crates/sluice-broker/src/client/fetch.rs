@@ -1,0 +1,158 @@
+//! `Fetch` and `ListOffsets`: reads of committed data, served by the partition's leader.
+//!
+//! The high watermark is the partition state machine's next offset, published on a watch after
+//! every applied run of entries: everything below it is committed and indexed. A fetch at the
+//! high watermark waits on that watch (no polling) for at most its `max_wait_ms`, then reads
+//! whole batches from the log as stored (`sluice_raft::partition::read_committed`).
+
+use std::time::Duration;
+
+use sluice_proto::v1::list_offsets_request::At;
+use sluice_proto::v1::{FetchRequest, FetchResponse, FetchedBatch, ListOffsetsRequest, ListOffsetsResponse};
+use sluice_proto::{Error, ErrorCode};
+use sluice_raft::partition::{high_watermark_of, read_committed};
+use sluice_storage::{Log, StorageError};
+use tokio::sync::watch;
+
+use super::errors::error;
+use super::route::Led;
+use super::{ClientService, DEFAULT_FETCH_MAX_BYTES, MAX_FETCH_MAX_BYTES, MAX_FETCH_WAIT};
+
+/// What a partition holds: the first offset still stored and the high watermark.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    log_start: u64,
+    high_watermark: u64,
+}
+
+impl Bounds {
+    fn of(log: &Log, high_watermark: u64) -> Bounds {
+        // Nothing indexed: empty, or everything trimmed by retention.
+        let log_start = log.first_indexed_offset().unwrap_or(high_watermark).min(high_watermark);
+        Bounds { log_start, high_watermark }
+    }
+
+    fn out_of_range(self, led: &Led, offset: u64) -> FetchResponse {
+        let Bounds { log_start, high_watermark } = self;
+        let message = format!(
+            "offset {offset} is outside {}/{}'s offsets {log_start}..={high_watermark}; fetch from {log_start} \
+             (earliest) or {high_watermark} (latest)",
+            led.topic, led.partition
+        );
+        FetchResponse {
+            error: Some(error(ErrorCode::OffsetOutOfRange, message)),
+            batches: Vec::new(),
+            high_watermark,
+            log_start_offset: log_start,
+        }
+    }
+}
+
+impl ClientService {
+    pub(super) async fn handle_fetch(&self, request: FetchRequest) -> FetchResponse {
+        let failed = |e: Error| FetchResponse { error: Some(e), ..FetchResponse::default() };
+        let led = match self.led_partition(&request.topic, request.partition) {
+            Ok(led) => led,
+            Err(e) => return failed(e),
+        };
+        let mut watermark = match self.watermark(&led).await {
+            Ok(w) => w,
+            Err(e) => return failed(e),
+        };
+        let offset = request.offset;
+        let mut bounds = Bounds::of(&led.log, *watermark.borrow_and_update());
+        if offset < bounds.log_start || offset > bounds.high_watermark {
+            return bounds.out_of_range(&led, offset);
+        }
+        if offset == bounds.high_watermark && request.max_wait_ms > 0 {
+            let wait = Duration::from_millis(u64::from(request.max_wait_ms)).min(MAX_FETCH_WAIT);
+            bounds = Bounds::of(&led.log, self.wait_past(&mut watermark, offset, wait).await);
+        }
+        let max_bytes = match request.max_bytes {
+            0 => DEFAULT_FETCH_MAX_BYTES,
+            n => (n as usize).min(MAX_FETCH_MAX_BYTES),
+        };
+        match read_committed(&led.log, offset, bounds.high_watermark, max_bytes) {
+            Ok(batches) => FetchResponse {
+                error: Some(Error::ok()),
+                batches: batches
+                    .into_iter()
+                    .map(|b| FetchedBatch { base_offset: b.base_offset, batch: b.batch })
+                    .collect(),
+                high_watermark: bounds.high_watermark,
+                log_start_offset: bounds.log_start,
+            },
+            // Retention trimmed the offset away while it was being read.
+            Err(StorageError::Purged { .. }) => Bounds::of(&led.log, bounds.high_watermark).out_of_range(&led, offset),
+            Err(e) => failed(read_failed(&led, offset, &e)),
+        }
+    }
+
+    pub(super) async fn handle_list_offsets(&self, request: ListOffsetsRequest) -> ListOffsetsResponse {
+        match self.list_offset(request).await {
+            Ok(offset) => ListOffsetsResponse { error: Some(Error::ok()), offset },
+            Err(e) => ListOffsetsResponse { error: Some(e), offset: 0 },
+        }
+    }
+
+    async fn list_offset(&self, request: ListOffsetsRequest) -> Result<u64, Error> {
+        let Some(at) = request.at else {
+            return Err(error(ErrorCode::InvalidRequest, "set one of earliest, latest or timestamp_ms"));
+        };
+        let led = self.led_partition(&request.topic, request.partition)?;
+        let high_watermark = *self.watermark(&led).await?.borrow();
+        let bounds = Bounds::of(&led.log, high_watermark);
+        Ok(match at {
+            At::Earliest(_) => bounds.log_start,
+            At::Latest(_) => bounds.high_watermark,
+            // The time index starts a batch at its newest timestamp: the batch found may hold
+            // older messages too, which a consumer skips.
+            At::TimestampMs(ts) => led
+                .log
+                .find_timestamp(ts)
+                .map_or(bounds.high_watermark, |o| o.clamp(bounds.log_start, bounds.high_watermark)),
+        })
+    }
+
+    /// The high watermark watch of `led`'s partition, kept per group so that only the first
+    /// read of a partition asks its state machine for it.
+    async fn watermark(&self, led: &Led) -> Result<watch::Receiver<u64>, Error> {
+        let cached = self.watermarks.lock().expect("watermarks lock").get(&led.group_id).cloned();
+        // A closed watch belongs to a group that stopped (and may have been started again).
+        if let Some(w) = cached.filter(|w| w.has_changed().is_ok()) {
+            return Ok(w);
+        }
+        let Some(w) = high_watermark_of(&led.raft).await else {
+            return Err(error(
+                ErrorCode::Unavailable,
+                format!("{}/{} is stopping on broker {}; retry shortly", led.topic, led.partition, self.node_id),
+            ));
+        };
+        let mut all = self.watermarks.lock().expect("watermarks lock");
+        all.retain(|_, w| w.has_changed().is_ok());
+        all.insert(led.group_id, w.clone());
+        Ok(w)
+    }
+
+    /// Waits until the high watermark passes `offset`, for at most `wait`, or until the broker
+    /// stops; returns the high watermark then.
+    async fn wait_past(&self, watermark: &mut watch::Receiver<u64>, offset: u64, wait: Duration) -> u64 {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            _ = tokio::time::timeout(wait, watermark.wait_for(|hw| *hw > offset)) => {}
+            _ = stop.wait_for(|stopped| *stopped) => {}
+        }
+        *watermark.borrow()
+    }
+}
+
+fn read_failed(led: &Led, offset: u64, e: &StorageError) -> Error {
+    error(
+        ErrorCode::Internal,
+        format!(
+            "reading {}/{} from offset {offset} failed: {e}; retry later (if it persists, this broker's storage \
+             needs attention)",
+            led.topic, led.partition
+        ),
+    )
+}

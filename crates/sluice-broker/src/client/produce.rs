@@ -1,0 +1,209 @@
+//! `Produce`: one record batch, checked, then committed as one entry of the partition's Raft log.
+//!
+//! The batch is checked here — its checksum and every record parsed, each message's size against
+//! the topic's limit, the batch's against the broker's — so a bad batch never reaches the log.
+//! The batch bytes are copied once, into the Raft entry that the log stores and peers receive.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_common::record::{RecordBatch, RecordView};
+use sluice_proto::v1::{ProduceRequest, ProduceResponse};
+use sluice_proto::{Error, ErrorCode};
+use sluice_raft::Reply;
+use sluice_raft::partition::{PartitionCommand, WriteError, reject, write};
+use sluice_raft::typ::ack_ages;
+
+use super::errors::error;
+use super::route::Led;
+use super::{ClientService, DEFAULT_PRODUCE_TIMEOUT, MAX_PRODUCE_TIMEOUT};
+
+impl ClientService {
+    pub(super) async fn handle_produce(&self, request: ProduceRequest) -> ProduceResponse {
+        self.produce(request).await.unwrap_or_else(|e| ProduceResponse { error: Some(e), ..ProduceResponse::default() })
+    }
+
+    async fn produce(&self, request: ProduceRequest) -> Result<ProduceResponse, Error> {
+        let led = self.led_partition(&request.topic, request.partition)?;
+        check_batch(&request.batch, led.max_message_bytes, self.max_batch_bytes)?;
+        let timeout = match request.timeout_ms {
+            0 => DEFAULT_PRODUCE_TIMEOUT,
+            ms => Duration::from_millis(u64::from(ms)).min(MAX_PRODUCE_TIMEOUT),
+        };
+        let command = PartitionCommand::produce(&request.batch);
+        // The command holds the only copy needed from here on: free the receive buffer now
+        // rather than after the commit wait.
+        drop(request);
+        match tokio::time::timeout(timeout, write(&led.raft, command)).await {
+            Ok(Ok(reply)) => answer(reply),
+            Ok(Err(WriteError::NotLeader { leader })) => Err(self.not_leader(&led.topic, led.partition, leader)),
+            Ok(Err(WriteError::Raft(e))) => {
+                Err(error(ErrorCode::Unavailable, format!("{}/{}: {e}; retry", led.topic, led.partition)))
+            }
+            Err(_elapsed) => Err(self.timed_out(&led, timeout)),
+        }
+    }
+
+    /// A commit wait ran out: `NOT_ENOUGH_REPLICAS` if too few replicas have acknowledged the
+    /// leader lately to make a majority, else `TIMEOUT`. Either way the batch may still commit.
+    fn timed_out(&self, led: &Led, after: Duration) -> Error {
+        let window = self.replica_ack_window;
+        let ages = ack_ages(&led.raft);
+        let others = ages.iter().filter(|(node, age)| **node != self.node_id && age.is_some_and(|a| a < window));
+        let acked = 1 + others.count();
+        let majority = led.replicas / 2 + 1;
+        let (topic, partition) = (&led.topic, led.partition);
+        let retry = "it may still be committed: retry (an idempotent producer's retry is acknowledged once)";
+        if acked < majority {
+            let message = format!(
+                "{topic}/{partition}: only {acked} of its {} replicas acknowledged the leader in the last \
+                 {window:?}, and a majority ({majority}) must hold the batch to commit it; {retry}",
+                led.replicas
+            );
+            return error(ErrorCode::NotEnoughReplicas, message);
+        }
+        error(ErrorCode::Timeout, format!("{topic}/{partition}: the batch was not committed within {after:?}; {retry}"))
+    }
+}
+
+/// The response for what applying the batch answered.
+fn answer(reply: Reply) -> Result<ProduceResponse, Error> {
+    let ok = Some(Error::ok());
+    match reply {
+        Reply::Appended { base_offset, count } => {
+            Ok(ProduceResponse { error: ok, base_offset, count, duplicate: false })
+        }
+        Reply::Duplicate { base_offset, count } => {
+            Ok(ProduceResponse { error: ok, base_offset, count, duplicate: true })
+        }
+        Reply::Rejected { code: reject::INVALID_BATCH, message } => {
+            Err(error(ErrorCode::InvalidRequest, format!("{message}; rebuild the batch (docs/FORMAT.md)")))
+        }
+        Reply::Rejected { code: reject::PRODUCER_FENCED, message } => Err(error(
+            ErrorCode::ProducerFenced,
+            format!("{message}: a newer instance of this producer took over; stop this one"),
+        )),
+        Reply::Rejected { code: reject::OUT_OF_ORDER_SEQUENCE, message } => Err(error(
+            ErrorCode::OutOfOrderSequence,
+            format!("{message}: a batch before this one is missing; resend from the expected sequence"),
+        )),
+        other => Err(error(ErrorCode::Internal, format!("the partition answered {other:?} to a produce"))),
+    }
+}
+
+/// Checks `batch` before it is proposed: size, checksum, header fields, every record, and each
+/// message against `max_message_bytes`.
+fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> Result<(), Error> {
+    if batch.len() > max_batch_bytes as usize {
+        return Err(error(
+            ErrorCode::MessageTooLarge,
+            format!(
+                "the batch is {} bytes; this broker accepts batches of at most {max_batch_bytes} bytes \
+                 (max_batch_bytes): split it into smaller batches",
+                batch.len()
+            ),
+        ));
+    }
+    let invalid = |what: String| error(ErrorCode::InvalidRequest, what);
+    let parsed = RecordBatch::parse(batch.clone())
+        .map_err(|e| invalid(format!("{e}; build batches as docs/FORMAT.md describes (the SDK does)")))?;
+    let h = parsed.header();
+    if h.count == 0 {
+        return Err(invalid("the batch holds no records; send at least one".into()));
+    }
+    if h.transactional || h.control {
+        return Err(invalid("transactional and control batches are not supported yet; send plain batches".into()));
+    }
+    let p = h.producer;
+    let plain = p.producer_id == -1;
+    if p.producer_id < -1 || (!plain && (p.epoch < 0 || p.base_sequence < 0)) {
+        return Err(invalid(format!(
+            "producer id {}, epoch {}, base sequence {}: an idempotent batch needs an id from InitProducer, \
+             an epoch and a sequence of at least 0; a plain batch has producer id -1",
+            p.producer_id, p.epoch, p.base_sequence
+        )));
+    }
+    for (i, record) in parsed.records().enumerate() {
+        let record = record.map_err(|e| invalid(format!("{e}; the batch is damaged")))?;
+        let size = message_bytes(&record);
+        if size > max_message_bytes as usize {
+            return Err(error(
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "message {i} of the batch is {size} bytes (key, value, tag and properties); the topic \
+                     accepts at most {max_message_bytes} (max_message_bytes): shrink the message, or create \
+                     the topic with a larger max_message_bytes"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A message's size as its topic's `max_message_bytes` counts it: key, value, tag and
+/// properties (names and values), without the framing.
+fn message_bytes(r: &RecordView) -> usize {
+    let properties: usize = r.properties().map(|(k, v)| k.len() + v.len()).sum();
+    r.key.as_ref().map_or(0, Bytes::len) + r.value.len() + r.tag().map_or(0, str::len) + properties
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_common::record::{BatchBuilder, ProducerStamp, Record};
+
+    use super::*;
+
+    fn batch(stamp: ProducerStamp, records: &[Record]) -> Bytes {
+        let mut b = BatchBuilder::new(stamp, 256);
+        records.iter().for_each(|r| b.push(r));
+        b.finish()
+    }
+
+    fn code(result: Result<(), Error>) -> ErrorCode {
+        result.unwrap_err().error_code()
+    }
+
+    #[test]
+    fn messages_count_key_value_tag_and_properties() {
+        let r = Record {
+            key: Some(Bytes::from_static(b"kk")),
+            value: Bytes::from_static(b"vvvv"),
+            tag: Some("t".into()),
+            properties: vec![("a".into(), "bcd".into())],
+            timestamp_ms: 5,
+        };
+        let b = batch(ProducerStamp::NONE, std::slice::from_ref(&r));
+        assert_eq!(check_batch(&b, 11, 1024), Ok(()));
+        let e = check_batch(&b, 10, 1024).unwrap_err();
+        assert_eq!(e.error_code(), ErrorCode::MessageTooLarge);
+        assert!(e.message.contains("11 bytes") && e.message.contains("at most 10"), "{}", e.message);
+    }
+
+    #[test]
+    fn oversize_corrupt_empty_and_badly_stamped_batches_are_refused() {
+        let b = batch(ProducerStamp::NONE, &[Record::new("x".repeat(100), 1)]);
+        let e = check_batch(&b, 1024, 64).unwrap_err();
+        assert_eq!(e.error_code(), ErrorCode::MessageTooLarge);
+        assert!(e.message.contains("at most 64 bytes"), "{}", e.message);
+        let mut damaged = b.to_vec();
+        *damaged.last_mut().unwrap() ^= 1;
+        assert_eq!(code(check_batch(&Bytes::from(damaged), 1024, 1024)), ErrorCode::InvalidRequest);
+        assert_eq!(code(check_batch(&batch(ProducerStamp::NONE, &[]), 1024, 1024)), ErrorCode::InvalidRequest);
+        let stamp = ProducerStamp { producer_id: 3, epoch: 0, base_sequence: -5 };
+        assert_eq!(code(check_batch(&batch(stamp, &[Record::new("v", 1)]), 1024, 1024)), ErrorCode::InvalidRequest);
+        let ok = ProducerStamp { producer_id: 3, epoch: 0, base_sequence: 0 };
+        assert_eq!(check_batch(&batch(ok, &[Record::new("v", 1)]), 1024, 1024), Ok(()));
+    }
+
+    #[test]
+    fn state_machine_replies_map_to_client_codes() {
+        let dup = answer(Reply::Duplicate { base_offset: 4, count: 2 }).unwrap();
+        assert_eq!((dup.base_offset, dup.count, dup.duplicate), (4, 2, true));
+        let rejected = |code| answer(Reply::Rejected { code, message: "m".into() }).unwrap_err().error_code();
+        assert_eq!(rejected(reject::INVALID_BATCH), ErrorCode::InvalidRequest);
+        assert_eq!(rejected(reject::PRODUCER_FENCED), ErrorCode::ProducerFenced);
+        assert_eq!(rejected(reject::OUT_OF_ORDER_SEQUENCE), ErrorCode::OutOfOrderSequence);
+        assert_eq!(rejected(99), ErrorCode::Internal);
+        assert_eq!(answer(Reply::Done).unwrap_err().error_code(), ErrorCode::Internal);
+    }
+}

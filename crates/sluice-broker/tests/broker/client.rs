@@ -1,0 +1,424 @@
+//! The client API over real gRPC, as an SDK would call it: admin writes find the controller
+//! through `NOT_CONTROLLER` hints, batches produced to partition leaders come back from fetches
+//! with their offsets and contents in order, followers redirect with `NOT_LEADER`, fetches
+//! long-poll, offsets are listed by position and time, idempotent retries are acknowledged once,
+//! and bad requests get the code that says what is wrong. A single-node cluster serves RF-1
+//! topics, and the `sluice-broker` binary starts from a config file and stops on SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice_common::record::{BatchBuilder, ProducerStamp, Record, RecordBatch};
+use sluice_proto::v1::list_offsets_request::At;
+use sluice_proto::v1::sluice_client::SluiceClient;
+use sluice_proto::v1::{
+    CreateTopicRequest, DeleteTopicRequest, Empty, FetchRequest, FetchResponse, InitProducerRequest,
+    ListOffsetsRequest, MetadataRequest, ProduceRequest, ProduceResponse, TopicConfig,
+};
+use sluice_proto::{Error, ErrorCode, error_of};
+use tonic::transport::Channel;
+
+use super::cluster::{Cluster, TEST_MAX_BATCH_BYTES, connect};
+
+type Client = SluiceClient<Channel>;
+
+fn code(error: Option<&Error>) -> ErrorCode {
+    error_of(error).error_code()
+}
+
+/// A batch of `values`, the i-th stamped `ts + i`.
+fn batch(stamp: ProducerStamp, values: &[String], ts: i64) -> Bytes {
+    let mut b = BatchBuilder::new(stamp, 256);
+    for (i, v) in (0i64..).zip(values) {
+        b.push(&Record::new(v.clone(), ts + i));
+    }
+    b.finish()
+}
+
+fn values(p: u32, i: u64) -> Vec<String> {
+    vec![format!("p{p}-b{i}-a"), format!("p{p}-b{i}-b")]
+}
+
+fn produce_request(topic: &str, partition: u32, batch: Bytes) -> ProduceRequest {
+    ProduceRequest { topic: topic.into(), partition, batch, timeout_ms: 10_000 }
+}
+
+fn fetch_request(topic: &str, partition: u32, offset: u64, max_wait_ms: u32) -> FetchRequest {
+    FetchRequest { topic: topic.into(), partition, offset, max_bytes: 0, max_wait_ms }
+}
+
+/// Sends an admin write to broker 0, following `NOT_CONTROLLER` hints (and retrying while the
+/// controller elects a leader) until it is answered; returns the final answer's error and
+/// whatever else `call` took from it.
+async fn admin<T, F, Fut>(cluster: &Cluster, mut call: F) -> (Error, T)
+where
+    F: FnMut(Client) -> Fut,
+    Fut: std::future::Future<Output = (Error, T)>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut client = cluster.client(0).await;
+    loop {
+        let (e, answer) = call(client.clone()).await;
+        match (e.error_code(), &e.leader) {
+            (ErrorCode::NotController, Some(leader)) => client = connect(&leader.client_address).await,
+            (ErrorCode::NotController | ErrorCode::Unavailable, _) => {}
+            _ => return (e, answer),
+        }
+        assert!(Instant::now() < deadline, "no controller leader answered: {e:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn create_topic(cluster: &Cluster, name: &str, config: TopicConfig) -> Error {
+    admin(cluster, |mut c| {
+        let request = CreateTopicRequest { name: name.into(), config: Some(config) };
+        async move { (error_of(c.create_topic(request).await.expect("rpc").get_ref().error.as_ref()), ()) }
+    })
+    .await
+    .0
+}
+
+/// Index into `cluster.brokers` of the leader of `topic`/`partition`, once every broker's
+/// metadata names the same one.
+async fn leader_of(cluster: &Cluster, topic: &str, partition: u32) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut seen = Vec::new();
+        for i in 0..cluster.brokers.len() {
+            let request = MetadataRequest { topics: vec![topic.into()] };
+            let m = cluster.client(i).await.metadata(request).await.expect("metadata").into_inner();
+            seen.push(m.topics.first().and_then(|t| t.partitions.get(partition as usize)).and_then(|p| p.leader));
+        }
+        if let Some(Some(leader)) = seen.first().filter(|l| seen.iter().all(|s| s == *l)) {
+            return cluster.brokers.iter().position(|b| b.config().node_id == *leader).expect("a running broker");
+        }
+        assert!(Instant::now() < deadline, "{topic}/{partition} has no agreed leader: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Produces to the leader of `topic`/`partition`, following `NOT_LEADER` while it settles.
+async fn produce(cluster: &Cluster, topic: &str, partition: u32, batch: Bytes) -> ProduceResponse {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut client = cluster.client(leader_of(cluster, topic, partition).await).await;
+        let r = client.produce(produce_request(topic, partition, batch.clone())).await.expect("rpc").into_inner();
+        match code(r.error.as_ref()) {
+            ErrorCode::NotLeader | ErrorCode::Unavailable if Instant::now() < deadline => {}
+            _ => return r,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The values of every message in `response`'s batches at or after `from`, with their offsets.
+fn messages(response: &FetchResponse, from: u64) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    for b in &response.batches {
+        let parsed = RecordBatch::parse(b.batch.clone()).expect("fetched batches are intact");
+        for (offset, r) in (b.base_offset..).zip(parsed.records()) {
+            let value = String::from_utf8(r.expect("record").value.to_vec()).expect("utf-8");
+            if offset >= from {
+                out.push((offset, value));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_three_broker_cluster_the_client_api_creates_produces_fetches_and_refuses_what_it_must() {
+    let cluster = Cluster::start(3).await;
+    cluster
+        .wait_for(Duration::from_secs(20), "brokers registered and live", |c| {
+            c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.live_brokers().len() == 3))
+        })
+        .await;
+
+    tracing::info!("--- admin writes reach the controller leader through NOT_CONTROLLER hints");
+    assert_eq!(
+        create_topic(&cluster, "orders", TopicConfig { partitions: 3, replication_factor: 3, ..Default::default() })
+            .await,
+        Error::ok()
+    );
+    let small =
+        TopicConfig { partitions: 1, replication_factor: 3, max_message_bytes: Some(100), ..Default::default() };
+    assert_eq!(create_topic(&cluster, "small", small).await, Error::ok());
+    let again =
+        create_topic(&cluster, "orders", TopicConfig { partitions: 1, replication_factor: 1, ..Default::default() })
+            .await;
+    assert_eq!(again.error_code(), ErrorCode::TopicExists, "{again:?}");
+    let bad =
+        create_topic(&cluster, "no spaces", TopicConfig { partitions: 1, replication_factor: 1, ..Default::default() })
+            .await;
+    assert_eq!(bad.error_code(), ErrorCode::InvalidTopicName, "{bad:?}");
+    assert!(bad.message.contains("[a-zA-Z0-9._-]"), "the message says what is allowed: {}", bad.message);
+    let too_many =
+        create_topic(&cluster, "wide", TopicConfig { partitions: 1, replication_factor: 4, ..Default::default() })
+            .await;
+    assert_eq!(too_many.error_code(), ErrorCode::NotEnoughReplicas, "{too_many:?}");
+
+    produce_and_fetch(&cluster).await;
+    redirects_and_bad_requests(&cluster).await;
+    long_polls(&cluster).await;
+    list_offsets(&cluster).await;
+    idempotent_retries(&cluster).await;
+
+    tracing::info!("--- a deleted topic is gone");
+    let delete = |name: &'static str| {
+        admin(&cluster, move |mut c| async move {
+            let request = DeleteTopicRequest { name: name.into() };
+            (error_of(c.delete_topic(request).await.expect("rpc").get_ref().error.as_ref()), ())
+        })
+    };
+    let delete = async |name| delete(name).await.0;
+    assert_eq!(delete("small").await, Error::ok());
+    assert_eq!(delete("small").await.error_code(), ErrorCode::UnknownTopic);
+    cluster.shutdown().await;
+}
+
+async fn produce_and_fetch(cluster: &Cluster) {
+    tracing::info!("--- batches produced to each partition's leader get dense offsets");
+    for p in 0..3 {
+        for i in 0..5u64 {
+            let r = produce(cluster, "orders", p, batch(ProducerStamp::NONE, &values(p, i), 1_000 * i as i64)).await;
+            assert_eq!(error_of(r.error.as_ref()), Error::ok());
+            assert_eq!((r.base_offset, r.count, r.duplicate), (2 * i, 2, false), "partition {p} batch {i}");
+        }
+    }
+
+    tracing::info!("--- fetches return them whole, in order, with their base offsets");
+    for p in 0..3 {
+        let mut leader = cluster.client(leader_of(cluster, "orders", p).await).await;
+        let all = leader.fetch(fetch_request("orders", p, 0, 0)).await.expect("rpc").into_inner();
+        assert_eq!(error_of(all.error.as_ref()), Error::ok());
+        assert_eq!((all.high_watermark, all.log_start_offset), (10, 0));
+        let bases: Vec<u64> = all.batches.iter().map(|b| b.base_offset).collect();
+        assert_eq!(bases, [0, 2, 4, 6, 8]);
+        let expected: Vec<(u64, String)> = (0..5).flat_map(|i| (2 * i..).zip(values(p, i))).collect();
+        assert_eq!(messages(&all, 0), expected);
+
+        let middle = leader.fetch(fetch_request("orders", p, 3, 0)).await.expect("rpc").into_inner();
+        assert_eq!(middle.batches[0].base_offset, 2, "the batch holding offset 3 starts before it");
+        assert_eq!(messages(&middle, 3)[0], (3, format!("p{p}-b1-b")));
+        let one = FetchRequest { max_bytes: 1, ..fetch_request("orders", p, 0, 0) };
+        let one = leader.fetch(one).await.expect("rpc").into_inner();
+        assert_eq!(one.batches.len(), 1, "at least one batch, even over max_bytes");
+        let past = leader.fetch(fetch_request("orders", p, 11, 0)).await.expect("rpc").into_inner();
+        assert_eq!(code(past.error.as_ref()), ErrorCode::OffsetOutOfRange);
+        assert_eq!((past.high_watermark, past.log_start_offset), (10, 0), "says what exists");
+    }
+}
+
+async fn redirects_and_bad_requests(cluster: &Cluster) {
+    tracing::info!("--- a follower answers NOT_LEADER naming the leader's client address");
+    let leader = leader_of(cluster, "orders", 0).await;
+    let follower = (leader + 1) % cluster.brokers.len();
+    let mut f = cluster.client(follower).await;
+    let r = f.produce(produce_request("orders", 0, batch(ProducerStamp::NONE, &values(0, 99), 1))).await;
+    let e = error_of(r.expect("rpc").get_ref().error.as_ref());
+    assert_eq!(e.error_code(), ErrorCode::NotLeader, "{e:?}");
+    let hint = e.leader.expect("the leader is named");
+    assert_eq!(hint.node_id, cluster.brokers[leader].config().node_id);
+    assert_eq!(hint.client_address, cluster.brokers[leader].client_addr().to_string());
+    let fetched = f.fetch(fetch_request("orders", 0, 0, 0)).await.expect("rpc").into_inner();
+    assert_eq!(code(fetched.error.as_ref()), ErrorCode::NotLeader, "fetches too");
+
+    tracing::info!("--- unknown topics and partitions, bad names, oversize and corrupt batches");
+    let plain = batch(ProducerStamp::NONE, &["v".to_owned()], 1);
+    let mut l = cluster.client(leader).await;
+    let mut refused = async |topic: &str, partition: u32, batch: Bytes| {
+        let r = l.produce(produce_request(topic, partition, batch)).await.expect("rpc").into_inner();
+        assert_eq!((r.base_offset, r.count), (0, 0), "nothing acknowledged");
+        error_of(r.error.as_ref())
+    };
+    assert_eq!(refused("nope", 0, plain.clone()).await.error_code(), ErrorCode::UnknownTopic);
+    assert_eq!(refused("orders", 7, plain.clone()).await.error_code(), ErrorCode::UnknownPartition);
+    assert_eq!(refused("bad/name", 0, plain.clone()).await.error_code(), ErrorCode::InvalidTopicName);
+    let big = batch(ProducerStamp::NONE, &vec!["x".repeat(120 * 1024); 3], 1);
+    let e = refused("orders", 0, big).await;
+    assert_eq!(e.error_code(), ErrorCode::MessageTooLarge, "{e:?}");
+    assert!(e.message.contains(&format!("at most {TEST_MAX_BATCH_BYTES} bytes")), "{}", e.message);
+    let mut corrupt = plain.to_vec();
+    *corrupt.last_mut().unwrap() ^= 0xff;
+    assert_eq!(refused("orders", 0, Bytes::from(corrupt)).await.error_code(), ErrorCode::InvalidRequest);
+
+    let small_leader = leader_of(cluster, "small", 0).await;
+    let mut s = cluster.client(small_leader).await;
+    let r = s.produce(produce_request("small", 0, batch(ProducerStamp::NONE, &["y".repeat(101)], 1))).await;
+    let e = error_of(r.expect("rpc").get_ref().error.as_ref());
+    assert_eq!(e.error_code(), ErrorCode::MessageTooLarge, "{e:?}");
+    assert!(e.message.contains("101 bytes") && e.message.contains("max_message_bytes"), "{}", e.message);
+
+    let m = l.metadata(MetadataRequest { topics: vec!["orders".into(), "nope".into()] }).await.expect("rpc");
+    let names: Vec<(&str, ErrorCode)> =
+        m.get_ref().topics.iter().map(|t| (t.name.as_str(), code(t.error.as_ref()))).collect();
+    assert_eq!(names, [("nope", ErrorCode::UnknownTopic), ("orders", ErrorCode::Ok)], "in name order");
+    assert_eq!(m.get_ref().brokers.iter().filter(|b| b.live).count(), 3);
+    assert!(m.get_ref().controller_id.is_some());
+}
+
+async fn long_polls(cluster: &Cluster) {
+    tracing::info!("--- a fetch at the high watermark waits for data and returns when it arrives");
+    let mut leader = cluster.client(leader_of(cluster, "orders", 0).await).await;
+    let mut waiting = {
+        let mut c = leader.clone();
+        tokio::spawn(async move { c.fetch(fetch_request("orders", 0, 10, 15_000)).await.expect("rpc").into_inner() })
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting).await.is_err(),
+        "the fetch waits while there is nothing new"
+    );
+    let started = Instant::now();
+    let r = produce(cluster, "orders", 0, batch(ProducerStamp::NONE, &values(0, 5), 5_000)).await;
+    assert_eq!(r.base_offset, 10, "{r:?}");
+    let woke = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("woken by the produce").unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "woken by the data, not the wait running out");
+    assert_eq!(messages(&woke, 10), (10..).zip(values(0, 5)).collect::<Vec<_>>());
+    assert_eq!(woke.high_watermark, 12);
+
+    tracing::info!("--- one with nothing to wait for answers empty when its wait runs out");
+    let started = Instant::now();
+    let empty = leader.fetch(fetch_request("orders", 0, 12, 300)).await.expect("rpc").into_inner();
+    assert_eq!(error_of(empty.error.as_ref()), Error::ok());
+    assert!(empty.batches.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(250), "it waited: {:?}", started.elapsed());
+}
+
+async fn list_offsets(cluster: &Cluster) {
+    tracing::info!("--- offsets by position and by time");
+    let mut leader = cluster.client(leader_of(cluster, "orders", 0).await).await;
+    let mut at = async |at: Option<At>| {
+        let request = ListOffsetsRequest { topic: "orders".into(), partition: 0, at };
+        let r = leader.list_offsets(request).await.expect("rpc").into_inner();
+        (code(r.error.as_ref()), r.offset)
+    };
+    assert_eq!(at(Some(At::Earliest(Empty {}))).await, (ErrorCode::Ok, 0));
+    assert_eq!(at(Some(At::Latest(Empty {}))).await, (ErrorCode::Ok, 12));
+    // Batch i of partition 0 holds offsets 2i and 2i+1, stamped 1000i and 1000i + 1.
+    assert_eq!(at(Some(At::TimestampMs(3_000))).await, (ErrorCode::Ok, 6));
+    assert_eq!(at(Some(At::TimestampMs(2_500))).await, (ErrorCode::Ok, 6));
+    assert_eq!(at(Some(At::TimestampMs(0))).await, (ErrorCode::Ok, 0));
+    assert_eq!(at(Some(At::TimestampMs(99_000))).await, (ErrorCode::Ok, 12), "none that late: the latest");
+    assert_eq!(at(None).await.0, ErrorCode::InvalidRequest);
+}
+
+async fn idempotent_retries(cluster: &Cluster) {
+    tracing::info!("--- producer ids are unique; a retried idempotent batch is acknowledged once");
+    let init = async || {
+        let (e, id) = admin(cluster, |mut c| async move {
+            let r = c.init_producer(InitProducerRequest {}).await.expect("rpc").into_inner();
+            (error_of(r.error.as_ref()), (r.producer_id, r.epoch))
+        })
+        .await;
+        assert_eq!(e, Error::ok());
+        id
+    };
+    let (first, second) = (init().await, init().await);
+    assert!(first.0 >= 1 && second.0 > first.0, "{first:?} {second:?}");
+    assert_eq!(first.1, 0, "a new producer starts at epoch 0");
+
+    let stamp = ProducerStamp { producer_id: first.0 as i64, epoch: 0, base_sequence: 0 };
+    let b = batch(stamp, &values(1, 9), 9_000);
+    let original = produce(cluster, "orders", 1, b.clone()).await;
+    assert_eq!((code(original.error.as_ref()), original.base_offset, original.duplicate), (ErrorCode::Ok, 10, false));
+    let retry = produce(cluster, "orders", 1, b).await;
+    assert_eq!(code(retry.error.as_ref()), ErrorCode::Ok);
+    assert_eq!((retry.base_offset, retry.count, retry.duplicate), (10, 2, true), "the original offsets");
+    let mut leader = cluster.client(leader_of(cluster, "orders", 1).await).await;
+    let all = leader.fetch(fetch_request("orders", 1, 0, 0)).await.expect("rpc").into_inner();
+    assert_eq!(all.high_watermark, 12, "written once");
+    assert_eq!(all.batches.len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_single_broker_rf1_topics_are_written_and_read() {
+    let cluster = Cluster::start(1).await;
+    cluster
+        .wait_for(Duration::from_secs(20), "the broker registered", |c| {
+            c.brokers[0].controller().metadata().read(|m| m.live_brokers().len() == 1)
+        })
+        .await;
+    let config = TopicConfig { partitions: 2, replication_factor: 1, ..Default::default() };
+    assert_eq!(create_topic(&cluster, "solo", config).await, Error::ok());
+    for p in 0..2 {
+        let r = produce(&cluster, "solo", p, batch(ProducerStamp::NONE, &values(p, 0), 7)).await;
+        assert_eq!((code(r.error.as_ref()), r.base_offset, r.count), (ErrorCode::Ok, 0, 2));
+        let fetched = cluster.client(0).await.fetch(fetch_request("solo", p, 0, 0)).await.expect("rpc").into_inner();
+        assert_eq!(messages(&fetched, 0), (0..).zip(values(p, 0)).collect::<Vec<_>>());
+    }
+    cluster.shutdown().await;
+}
+
+/// A broker process, killed if the test ends before it stops.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A free loopback port: bound to port 0, then released for the broker process to take.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_refuses_a_bad_config_and_stops_gracefully_on_sigterm() {
+    let bin = env!("CARGO_BIN_EXE_sluice-broker");
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    tracing::info!("--- an invalid config is reported, with a non-zero exit");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "node_id = 7\ndata_dir = \"d\"\n[[peers]]\nnode_id = 1\nraft_addr = \"127.0.0.1:1\"\nclient_addr = \"127.0.0.1:2\"\n").unwrap();
+    let out = Command::new(bin).arg("--config").arg(&bad).output().expect("run the broker");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("node_id 7 is not among peers"), "{stderr}");
+    let neither = Command::new(bin).output().expect("run the broker");
+    assert!(!neither.status.success(), "--config or --dev is required");
+
+    tracing::info!("--- a valid one serves clients until SIGTERM, then exits cleanly");
+    let client_addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("node.toml");
+    let text = format!(
+        "node_id = 1\ndata_dir = {:?}\n[[peers]]\nnode_id = 1\nraft_addr = \"127.0.0.1:{}\"\nclient_addr = {client_addr:?}\n",
+        dir.path().join("data").display().to_string(),
+        free_port()
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut child = Process(
+        Command::new(bin).arg("--config").arg(&config).stderr(Stdio::null()).spawn().expect("start the broker"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answered = match SluiceClient::connect(format!("http://{client_addr}")).await {
+            Ok(mut c) => {
+                c.metadata(MetadataRequest::default()).await.is_ok_and(|m| m.get_ref().controller_id.is_some())
+            }
+            Err(_) => false,
+        };
+        if answered {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the broker never answered on {client_addr}");
+        assert!(child.0.try_wait().expect("poll child").is_none(), "the broker exited early");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let killed = Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status().expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("poll child") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the broker did not stop after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "graceful stop exits 0: {status:?}");
+}

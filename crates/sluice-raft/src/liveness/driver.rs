@@ -1,0 +1,318 @@
+//! [`LivenessDriver`]: the loop that sends this node's heartbeats and decides, group by group,
+//! whether openraft's ticker runs.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use openraft::async_runtime::WatchReceiver;
+use openraft::metrics::RaftServerMetrics;
+use openraft::type_config::alias::WatchReceiverOf;
+
+use super::Liveness;
+use crate::transport::pb;
+use crate::transport::{GroupStateMachine, PeerClients, RaftRegistry};
+use crate::typ::{NodeId, PartitionConfig, Raft, StoredMembership};
+
+/// Timings of the liveness loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LivenessConfig {
+    /// How often heartbeats go out and groups are checked. A node is considered down after the
+    /// [`Liveness`] timeout, which should be several intervals.
+    pub interval: Duration,
+    /// How long the follower ranked `n` in a leaderless group waits after the one ranked `n - 1`
+    /// before it may campaign: long enough for one election to finish and be heard of.
+    pub campaign_stagger: Duration,
+}
+
+/// A managed group as the driver tracks it between rounds.
+struct Tracked<SM: GroupStateMachine> {
+    raft: Raft<SM>,
+    /// The group's state, vote and membership.
+    metrics: ServerMetricsWatch,
+    /// Whether `state`, `term` and `voters` have been read yet.
+    read: bool,
+    state: ServerState,
+    term: u64,
+    voters: Vec<NodeId>,
+    membership: Arc<StoredMembership>,
+    /// The ticker setting last given to openraft (`None`: never set by the driver).
+    ticking: Option<bool>,
+    /// Since when no live node has claimed the group (while this node follows it).
+    leaderless_since: Option<Instant>,
+}
+
+type ServerMetricsWatch = WatchReceiverOf<PartitionConfig, RaftServerMetrics<PartitionConfig>>;
+
+impl<SM: GroupStateMachine> Tracked<SM> {
+    fn new(raft: Raft<SM>) -> Tracked<SM> {
+        let metrics = raft.server_metrics();
+        let membership = Arc::clone(&metrics.borrow_watched().membership_config);
+        let voters = membership.membership().voter_ids().collect();
+        Tracked {
+            raft,
+            metrics,
+            read: false,
+            state: ServerState::Follower,
+            term: 0,
+            voters,
+            membership,
+            ticking: None,
+            leaderless_since: None,
+        }
+    }
+
+    /// Re-reads the group's state; says whether it changed since the last call. Reading the
+    /// watched value is a read lock and a few compares; the voters are copied only when the
+    /// membership changed (a new `Arc`).
+    fn refresh(&mut self) -> bool {
+        let m = self.metrics.borrow_watched();
+        let term = m.vote.leader_id.term;
+        let membership_changed = !Arc::ptr_eq(&m.membership_config, &self.membership);
+        if self.read && m.state == self.state && term == self.term && !membership_changed {
+            return false;
+        }
+        self.state = m.state;
+        self.term = term;
+        if membership_changed {
+            self.membership = Arc::clone(&m.membership_config);
+            self.voters = m.membership_config.membership().voter_ids().collect();
+        }
+        self.read = true;
+        true
+    }
+
+    fn tick(&mut self, on: bool) {
+        if self.ticking != Some(on) {
+            self.raft.runtime_config().tick(on);
+            self.ticking = Some(on);
+        }
+    }
+}
+
+/// Sends this node's heartbeats and turns managed groups' tickers on and off (see the module
+/// documentation of [`crate::liveness`]). An idle round costs a few atomic loads per group.
+pub struct LivenessDriver<SM: GroupStateMachine> {
+    liveness: Arc<Liveness>,
+    registry: Arc<RaftRegistry<SM>>,
+    clients: PeerClients,
+    /// Every other node of the cluster: id and peer address.
+    peers: Vec<(NodeId, String)>,
+    peer_ids: Vec<NodeId>,
+    /// Groups left to openraft's own timers (the controller group).
+    unmanaged: Vec<u64>,
+    config: LivenessConfig,
+    groups: HashMap<u64, Tracked<SM>>,
+    /// The registry generation `groups` reflects.
+    registry_generation: Option<u64>,
+    /// The liveness view as of the last round: generation, live peers, settled.
+    view: (u64, Vec<NodeId>, bool),
+    /// The claims last sent, and their version.
+    claims: (Vec<(u64, u64)>, u64),
+}
+
+impl<SM: GroupStateMachine> LivenessDriver<SM> {
+    /// A driver for the groups in `registry`, except `unmanaged`, heartbeating to `peers`
+    /// (node id and peer address; this node may be among them and is skipped).
+    pub fn new(
+        liveness: Arc<Liveness>,
+        registry: Arc<RaftRegistry<SM>>,
+        clients: PeerClients,
+        peers: Vec<(NodeId, String)>,
+        unmanaged: Vec<u64>,
+        config: LivenessConfig,
+    ) -> LivenessDriver<SM> {
+        let me = liveness.node_id();
+        let peers: Vec<(NodeId, String)> = peers.into_iter().filter(|(id, _)| *id != me).collect();
+        let peer_ids = peers.iter().map(|(id, _)| *id).collect();
+        LivenessDriver {
+            liveness,
+            registry,
+            clients,
+            peers,
+            peer_ids,
+            unmanaged,
+            config,
+            groups: HashMap::new(),
+            registry_generation: None,
+            view: (0, Vec::new(), false),
+            claims: (Vec::new(), 0),
+        }
+    }
+
+    /// Runs rounds every interval until `stop` resolves.
+    pub async fn run(mut self, stop: impl Future<Output = ()>) {
+        let mut stop = std::pin::pin!(stop);
+        let mut ticker = tokio::time::interval(self.config.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = &mut stop => return,
+            }
+            self.sync_groups();
+            let to_heartbeat = self.check_groups();
+            for raft in to_heartbeat {
+                if let Err(e) = raft.trigger().heartbeat().await {
+                    tracing::debug!("heartbeat to a restarted or stale peer: {e}");
+                }
+            }
+            self.send_heartbeats().await;
+        }
+    }
+
+    /// Tracks the registry's groups (only when it changed).
+    fn sync_groups(&mut self) {
+        let generation = self.registry.generation();
+        if self.registry_generation == Some(generation) {
+            return;
+        }
+        self.registry_generation = Some(generation);
+        let hosted: HashMap<u64, Raft<SM>> =
+            self.registry.groups().into_iter().filter(|(g, _)| !self.unmanaged.contains(g)).collect();
+        self.groups.retain(|g, _| hosted.contains_key(g));
+        for (group, raft) in hosted {
+            self.groups.entry(group).or_insert_with(|| Tracked::new(raft));
+        }
+    }
+
+    /// Sets tickers, collects this node's claims, and returns the leaders that should send a
+    /// Raft heartbeat now: to a follower that restarted (so it learns its leader and catches
+    /// up) or to a peer still claiming the group in an older term (so that one steps down).
+    fn check_groups(&mut self) -> Vec<Raft<SM>> {
+        let view = (self.liveness.generation(), self.liveness.live_peers(), self.liveness.settled(&self.peer_ids));
+        let view_changed = view != self.view;
+        self.view = view;
+        let restarted = self.liveness.take_restarted();
+        let mut claims = Vec::with_capacity(self.claims.0.len());
+        let mut to_heartbeat = Vec::new();
+        for (&group, t) in &mut self.groups {
+            let changed = t.refresh();
+            match t.state {
+                ServerState::Leader => {
+                    claims.push((group, t.term));
+                    // A leader needs no ticker: followers hear of it through node heartbeats.
+                    t.tick(false);
+                    t.leaderless_since = None;
+                    let restarted = t.voters.iter().any(|v| restarted.contains(v));
+                    let stale = (changed || view_changed)
+                        && self.liveness.claimed_leader(group).is_some_and(|c| c.term < t.term);
+                    if restarted || stale {
+                        to_heartbeat.push(t.raft.clone());
+                    }
+                }
+                ServerState::Shutdown => {}
+                _ if changed || view_changed || t.leaderless_since.is_some() => {
+                    follow(&self.liveness, &self.config, self.view.2, group, t);
+                }
+                _ => {}
+            }
+        }
+        claims.sort_unstable();
+        if claims != self.claims.0 {
+            self.claims = (claims, self.claims.1 + 1);
+        }
+        to_heartbeat
+    }
+
+    /// Sends this node's heartbeat to every peer at once; each is bounded by the interval, so a
+    /// dead peer delays the next round by at most that.
+    async fn send_heartbeats(&self) {
+        let (led_groups, led_terms) = self.claims.0.iter().copied().unzip();
+        let beat = pb::NodeHeartbeatRequest {
+            from: self.liveness.node_id(),
+            incarnation: self.liveness.incarnation(),
+            led_groups,
+            led_terms,
+            claims_version: self.claims.1,
+        };
+        let sends = self.peers.iter().map(|(peer, addr)| {
+            let beat = beat.clone();
+            async move {
+                let sent = match self.clients.raft_client(*peer, addr) {
+                    Ok(mut client) => tokio::time::timeout(self.config.interval, client.node_heartbeat(beat))
+                        .await
+                        .map_err(|_elapsed| format!("no answer within {:?}", self.config.interval)),
+                    Err(e) => Err(e),
+                };
+                match sent {
+                    Ok(Ok(_ack)) => {}
+                    Ok(Err(status)) => tracing::trace!(peer, "node heartbeat failed: {status}"),
+                    Err(e) => tracing::trace!(peer, "node heartbeat failed: {e}"),
+                }
+            }
+        });
+        futures_util::future::join_all(sends).await;
+    }
+}
+
+/// A follower's ticker (and so its election timer) runs only while no live node claims the
+/// group at this node's term or later, and then only from its turn on.
+fn follow<SM: GroupStateMachine>(
+    liveness: &Liveness,
+    config: &LivenessConfig,
+    settled: bool,
+    group: u64,
+    t: &mut Tracked<SM>,
+) {
+    let led = liveness.claimed_leader(group).is_some_and(|c| c.term >= t.term);
+    if led || !settled {
+        t.leaderless_since = None;
+        t.tick(false);
+        return;
+    }
+    let since = *t.leaderless_since.get_or_insert_with(Instant::now);
+    let live: Vec<NodeId> = t.voters.iter().copied().filter(|&v| liveness.is_live(v)).collect();
+    let rank = campaign_rank(group, liveness.node_id(), &live, liveness.preferred_leader(group));
+    let turn = since + config.campaign_stagger * rank;
+    t.tick(Instant::now() >= turn);
+}
+
+/// Where `node` stands among `live` voters in the order they campaign for `group`: the
+/// preferred leader first if it is live, then by a hash of group and node, so each group has its
+/// own order and a dead leader's groups spread over the survivors.
+fn campaign_rank(group: u64, node: NodeId, live: &[NodeId], preferred: Option<NodeId>) -> u32 {
+    let preferred = preferred.filter(|p| live.contains(p));
+    let key = |n: NodeId| (Some(n) != preferred, mix(group ^ mix(n)));
+    let mine = key(node);
+    live.iter().filter(|&&v| v != node && key(v) < mine).count() as u32
+}
+
+/// SplitMix64's finalizer: a cheap, well-spread 64-bit mix.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::campaign_rank;
+
+    #[test]
+    fn every_live_voter_has_its_own_rank() {
+        for group in 0..100 {
+            for preferred in [None, Some(2), Some(9)] {
+                let mut ranks: Vec<u32> =
+                    [1, 2, 3].iter().map(|&n| campaign_rank(group, n, &[1, 2, 3], preferred)).collect();
+                ranks.sort_unstable();
+                assert_eq!(ranks, [0, 1, 2], "group {group}");
+            }
+            assert_eq!(campaign_rank(group, 2, &[1, 2, 3], Some(2)), 0, "the live preferred leader is first");
+        }
+    }
+
+    #[test]
+    fn first_campaigners_spread_over_nodes() {
+        let mut firsts = [0u32; 3];
+        for group in 0..300 {
+            let first =
+                [1u64, 2].into_iter().find(|&n| campaign_rank(group, n, &[1, 2], Some(3)) == 0).expect("a first");
+            firsts[first as usize] += 1;
+        }
+        assert!(firsts[1] > 100 && firsts[2] > 100, "first campaigners {firsts:?}");
+    }
+}
