@@ -1,0 +1,264 @@
+//! The command line, as clap parses it, and the parsers for values clap cannot read alone
+//! (`--from`, `--property`, durations).
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice_client::{DEFAULT_BOOTSTRAP, SeekTo};
+
+/// Command-line client for a Sluice cluster.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Brokers to bootstrap from: comma-separated host:port client addresses.
+    #[arg(long, env = "SLUICE_BOOTSTRAP", default_value = DEFAULT_BOOTSTRAP, global = true)]
+    pub bootstrap: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Send messages: the VALUEs given, or each line of standard input.
+    Produce(ProduceArgs),
+    /// Print messages from a topic.
+    Consume(ConsumeArgs),
+    /// The cluster's brokers and leaders.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Measure produce or consume throughput and latency.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// How a read command prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Output {
+    /// For people: tables and plain values.
+    #[default]
+    Plain,
+    /// For scripts: JSON (one object per line for `consume`).
+    Json,
+}
+
+/// The `--output` flag of read commands.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct OutputArg {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Plain)]
+    pub output: Output,
+}
+
+/// `sluice topic ...`
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic and wait until its partitions have leaders.
+    Create(CreateArgs),
+    /// List topics.
+    List(OutputArg),
+    /// Show a topic's settings, partitions, leaders and offsets.
+    Describe {
+        /// The topic.
+        name: String,
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Delete a topic and its data.
+    Delete {
+        /// The topic.
+        name: String,
+    },
+}
+
+/// `sluice topic create`
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The topic's name: 1 to 249 characters from [A-Za-z0-9._-].
+    pub name: String,
+    /// Number of partitions.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub partitions: u32,
+    /// Replicas per partition (at most the number of brokers).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replication_factor: u32,
+    /// Delete messages older than this many milliseconds (default: keep everything).
+    #[arg(long)]
+    pub retention_ms: Option<u64>,
+    /// Refuse messages larger than this many bytes (default: 1 MiB).
+    #[arg(long)]
+    pub max_message_bytes: Option<u32>,
+    /// Acknowledge writes once they are in the memory of a majority of replicas, each fsyncing
+    /// at least every MS milliseconds (1 to 3600000). Faster; but if a majority of a partition's
+    /// replicas lose power at once, up to MS of acknowledged writes can be lost. Default: fsync
+    /// on a majority before every acknowledgement.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub flush_interval_ms: Option<u64>,
+}
+
+/// `sluice produce`
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// The topic.
+    pub topic: String,
+    /// Key of every message (messages with one key go to one partition).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Tag of every message.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Send to this partition instead of by key or in turn.
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// A string header `name=value`; repeat for more.
+    #[arg(long = "property", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+    /// Messages to send, one per argument. Without any, each line of standard input is one.
+    pub values: Vec<String>,
+}
+
+/// `sluice consume`
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// The topic.
+    pub topic: String,
+    /// Read only this partition (default: all).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Where to start: earliest, latest, an offset, or an RFC 3339 time (2024-05-01T12:00:00Z).
+    #[arg(long, default_value = "earliest", value_parser = parse_from)]
+    pub from: SeekTo,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub max: Option<u64>,
+    /// Keep waiting for new messages (default: stop at what the topic held at the start).
+    #[arg(long)]
+    pub follow: bool,
+    /// Output format: the value per line, or one JSON object per message.
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+/// `sluice cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Brokers, liveness, the controller leader and partition leaders per broker.
+    Status(OutputArg),
+}
+
+/// `sluice bench ...`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Send messages as fast as the cluster acknowledges them.
+    Produce(BenchProduceArgs),
+    /// Read a topic as fast as the cluster serves it.
+    Consume(BenchConsumeArgs),
+}
+
+/// How long a benchmark runs, and where.
+#[derive(Debug, Clone, Args)]
+pub struct BenchRun {
+    /// The topic (created if missing, with --partitions and --replication-factor).
+    #[arg(long, default_value = "sluice-bench")]
+    pub topic: String,
+    /// Stop after this many messages. Default for produce: 100000 unless --duration is
+    /// given; for consume: what the topic holds at the start.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this long, e.g. 30s, 500ms, 2m.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Output format of the summary.
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+/// `sluice bench produce`
+#[derive(Debug, Args)]
+pub struct BenchProduceArgs {
+    /// Topic, count or duration, output.
+    #[command(flatten)]
+    pub run: BenchRun,
+    /// Bytes of each message's value.
+    #[arg(long, default_value_t = 100)]
+    pub message_bytes: usize,
+    /// Producers sending at once, each with its own batches and producer id.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub producers: u32,
+    /// A batch is sent once it holds this many bytes.
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub batch_bytes: usize,
+    /// How long a batch waits for more messages, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    /// Partitions of the topic if it has to be created.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: u32,
+    /// Replication factor of the topic if it has to be created.
+    #[arg(long, default_value_t = 3)]
+    pub replication_factor: u32,
+}
+
+/// `sluice bench consume`
+#[derive(Debug, Args)]
+pub struct BenchConsumeArgs {
+    /// Topic, count or duration, output.
+    #[command(flatten)]
+    pub run: BenchRun,
+    /// Where to start reading.
+    #[arg(long, default_value = "earliest", value_parser = parse_from)]
+    pub from: SeekTo,
+}
+
+/// Parses `--from`: `earliest`, `latest`, an offset, or an RFC 3339 time.
+pub fn parse_from(text: &str) -> Result<SeekTo, String> {
+    match text {
+        "earliest" => return Ok(SeekTo::Earliest),
+        "latest" => return Ok(SeekTo::Latest),
+        _ => {}
+    }
+    if let Ok(offset) = text.parse::<u64>() {
+        return Ok(SeekTo::Offset(offset));
+    }
+    match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(time) => Ok(SeekTo::Timestamp(time.timestamp_millis())),
+        Err(e) => Err(format!(
+            "{text:?} is not earliest, latest, an offset, or an RFC 3339 time such as 2024-05-01T12:00:00Z ({e})"
+        )),
+    }
+}
+
+/// Parses `name=value`.
+pub fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not name=value")),
+    }
+}
+
+/// Parses a duration such as `500ms`, `30s`, `2m` or `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 500ms, 30s or 2m"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" | "" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number * 60),
+        "h" => Duration::from_secs(number * 3600),
+        _ => return Err(format!("{text:?} has unit {unit:?}; use ms, s, m or h")),
+    };
+    if duration.is_zero() {
+        return Err("the duration must be greater than zero".into());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+#[path = "args_tests.rs"]
+mod tests;

@@ -1,0 +1,190 @@
+//! The command line parses as documented, and refuses bad input with a reason.
+
+use clap::{CommandFactory, Parser};
+
+use super::*;
+
+fn parse(args: &[&str]) -> Cli {
+    let mut full = vec!["sluice"];
+    full.extend_from_slice(args);
+    Cli::try_parse_from(full).unwrap_or_else(|e| panic!("{args:?} should parse: {e}"))
+}
+
+fn refuse(args: &[&str]) -> String {
+    let mut full = vec!["sluice"];
+    full.extend_from_slice(args);
+    Cli::try_parse_from(full).expect_err("should be refused").to_string()
+}
+
+#[test]
+fn the_command_definition_is_consistent() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn bootstrap_defaults_to_the_local_cluster_and_is_global() {
+    if std::env::var_os("SLUICE_BOOTSTRAP").is_none() {
+        assert_eq!(parse(&["topic", "list"]).bootstrap, DEFAULT_BOOTSTRAP);
+    }
+    assert_eq!(parse(&["topic", "list", "--bootstrap", "h:1"]).bootstrap, "h:1");
+    assert_eq!(parse(&["--bootstrap", "h:2", "cluster", "status"]).bootstrap, "h:2");
+}
+
+#[test]
+fn topic_create_needs_partitions_and_replication_factor() {
+    let cli = parse(&[
+        "topic",
+        "create",
+        "orders",
+        "--partitions",
+        "6",
+        "--replication-factor",
+        "3",
+        "--retention-ms",
+        "60000",
+        "--max-message-bytes",
+        "1024",
+        "--flush-interval-ms",
+        "200",
+    ]);
+    let Command::Topic(TopicCommand::Create(c)) = cli.command else { panic!("{:?}", cli.command) };
+    assert_eq!((c.name.as_str(), c.partitions, c.replication_factor), ("orders", 6, 3));
+    assert_eq!((c.retention_ms, c.max_message_bytes, c.flush_interval_ms), (Some(60000), Some(1024), Some(200)));
+    let plain = parse(&["topic", "create", "o", "--partitions", "1", "--replication-factor", "1"]);
+    let Command::Topic(TopicCommand::Create(c)) = plain.command else { panic!("{:?}", plain.command) };
+    assert_eq!(c.flush_interval_ms, None, "fsync before ack unless asked");
+    let zero = ["topic", "create", "o", "--partitions", "1", "--replication-factor", "1", "--flush-interval-ms", "0"];
+    assert!(refuse(&zero).contains("--flush-interval-ms"), "{}", refuse(&zero));
+    let hour =
+        ["topic", "create", "o", "--partitions", "1", "--replication-factor", "1", "--flush-interval-ms", "3600001"];
+    assert!(refuse(&hour).contains("3600001"), "{}", refuse(&hour));
+    assert!(refuse(&["topic", "create", "orders", "--partitions", "3"]).contains("--replication-factor"));
+    assert!(refuse(&["topic", "create", "o", "--partitions", "0", "--replication-factor", "1"]).contains("0"));
+}
+
+#[test]
+fn read_commands_take_output_json() {
+    let cli = parse(&["topic", "describe", "orders", "--output", "json"]);
+    let Command::Topic(TopicCommand::Describe { name, output }) = cli.command else { panic!() };
+    assert_eq!((name.as_str(), output.output), ("orders", Output::Json));
+    let Command::Topic(TopicCommand::List(o)) = parse(&["topic", "list"]).command else { panic!() };
+    assert_eq!(o.output, Output::Plain);
+    let Command::Cluster(ClusterCommand::Status(o)) = parse(&["cluster", "status", "--output", "json"]).command else {
+        panic!()
+    };
+    assert_eq!(o.output, Output::Json);
+    assert!(refuse(&["topic", "list", "--output", "yaml"]).contains("yaml"));
+    assert!(refuse(&["topic", "delete", "orders", "--output", "json"]).contains("--output"), "writes have no output");
+}
+
+#[test]
+fn produce_takes_repeated_properties_and_values() {
+    let cli = parse(&[
+        "produce",
+        "orders",
+        "--key",
+        "k",
+        "--tag",
+        "t",
+        "--partition",
+        "2",
+        "--property",
+        "a=1",
+        "--property",
+        "b=x=y",
+        "v1",
+        "v2",
+    ]);
+    let Command::Produce(p) = cli.command else { panic!() };
+    assert_eq!((p.key.as_deref(), p.tag.as_deref(), p.partition), (Some("k"), Some("t"), Some(2)));
+    assert_eq!(p.properties, [("a".to_owned(), "1".to_owned()), ("b".to_owned(), "x=y".to_owned())]);
+    assert_eq!(p.values, ["v1", "v2"]);
+    let Command::Produce(p) = parse(&["produce", "orders"]).command else { panic!() };
+    assert!(p.values.is_empty(), "no values: read standard input");
+    assert!(refuse(&["produce", "orders", "--property", "novalue"]).contains("not name=value"));
+}
+
+#[test]
+fn consume_defaults_to_everything_from_the_earliest() {
+    let Command::Consume(c) = parse(&["consume", "orders"]).command else { panic!() };
+    assert_eq!(
+        (c.from, c.partition, c.max, c.follow, c.output.output),
+        (SeekTo::Earliest, None, None, false, Output::Plain)
+    );
+    let cli = parse(&[
+        "consume",
+        "orders",
+        "--partition",
+        "1",
+        "--from",
+        "42",
+        "--max",
+        "10",
+        "--follow",
+        "--output",
+        "json",
+    ]);
+    let Command::Consume(c) = cli.command else { panic!() };
+    assert_eq!(
+        (c.from, c.partition, c.max, c.follow, c.output.output),
+        (SeekTo::Offset(42), Some(1), Some(10), true, Output::Json)
+    );
+    assert!(refuse(&["consume", "orders", "--from", "yesterday"]).contains("RFC 3339"));
+}
+
+#[test]
+fn from_accepts_names_offsets_and_rfc3339_times() {
+    assert_eq!(parse_from("earliest"), Ok(SeekTo::Earliest));
+    assert_eq!(parse_from("latest"), Ok(SeekTo::Latest));
+    assert_eq!(parse_from("0"), Ok(SeekTo::Offset(0)));
+    assert_eq!(parse_from("18446744073709551615"), Ok(SeekTo::Offset(u64::MAX)));
+    assert_eq!(parse_from("1970-01-01T00:00:01Z"), Ok(SeekTo::Timestamp(1000)));
+    assert_eq!(parse_from("2024-05-01T12:00:00.250Z"), Ok(SeekTo::Timestamp(1_714_564_800_250)));
+    assert_eq!(parse_from("2024-05-01T14:00:00+02:00"), Ok(SeekTo::Timestamp(1_714_564_800_000)));
+    for bad in ["", "-1", "Earliest", "2024-05-01", "2024-05-01 12:00:00", "12:00"] {
+        let e = parse_from(bad).expect_err(bad);
+        assert!(e.contains("RFC 3339"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn durations_take_units() {
+    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert!(parse_duration("0s").is_err());
+    assert!(parse_duration("5d").unwrap_err().contains("use ms, s, m or h"));
+    assert!(parse_duration("fast").is_err());
+}
+
+#[test]
+fn bench_takes_size_count_duration_and_batching() {
+    let cli = parse(&[
+        "bench",
+        "produce",
+        "--message-bytes",
+        "1000",
+        "--count",
+        "5000",
+        "--producers",
+        "4",
+        "--batch-bytes",
+        "65536",
+        "--linger-ms",
+        "2",
+        "--output",
+        "json",
+    ]);
+    let Command::Bench(BenchCommand::Produce(b)) = cli.command else { panic!() };
+    assert_eq!(
+        (b.message_bytes, b.run.count, b.producers, b.batch_bytes, b.linger_ms),
+        (1000, Some(5000), 4, 65536, 2)
+    );
+    assert_eq!((b.run.topic.as_str(), b.run.output.output), ("sluice-bench", Output::Json));
+    let Command::Bench(BenchCommand::Consume(b)) = parse(&["bench", "consume", "--duration", "10s"]).command else {
+        panic!()
+    };
+    assert_eq!((b.run.duration, b.from), (Some(Duration::from_secs(10)), SeekTo::Earliest));
+    assert!(refuse(&["bench", "produce", "--producers", "0"]).contains("0"));
+}

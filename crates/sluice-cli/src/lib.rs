@@ -1,0 +1,51 @@
+//! The `sluice` command-line client, as a library so tests drive the same code the binary
+//! runs: [`args::Cli`] is the command line, [`run`] carries it out against a cluster.
+//!
+//! Commands: `topic create|list|describe|delete`, `produce`, `consume`, `cluster status`,
+//! `bench produce|consume`. Read commands take `--output json`. Every command bootstraps from
+//! `--bootstrap` or `SLUICE_BOOTSTRAP`, defaulting to the local three-node cluster.
+
+pub mod args;
+mod bench;
+mod consume;
+mod manage;
+pub mod output;
+mod produce;
+
+use std::io::Write;
+
+use anyhow::Result;
+use sluice_client::{Client, ClientConfig, parse_bootstrap};
+
+use crate::args::{Cli, Command};
+
+/// Carries out one command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let client = Client::connect(ClientConfig::new(parse_bootstrap(&cli.bootstrap))).await?;
+    match cli.command {
+        Command::Topic(command) => manage::topic(&client, command).await,
+        Command::Cluster(command) => manage::cluster(&client, command).await,
+        Command::Produce(args) => produce::run(&client, args).await,
+        Command::Consume(args) => consume::run(&client, args).await,
+        Command::Bench(command) => bench::run(&client, command).await,
+    }
+}
+
+/// Whether `error` is standard output's reader going away (`| head`).
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// Writes `text` to standard output and flushes it.
+fn print(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Writes `value` as one line of JSON to standard output.
+fn print_json(value: &serde_json::Value) -> std::io::Result<()> {
+    print(&format!("{value}\n"))
+}

@@ -1,0 +1,352 @@
+//! What the read commands print: one JSON shape per command (`--output json`, stable for
+//! scripts) and plain tables for people.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use sluice_client::{ClusterStatus, ConsumedRecord, TopicConfig, TopicDescription, TopicInfo};
+
+/// A topic's settings in JSON.
+#[derive(Debug, Serialize)]
+pub struct ConfigJson {
+    partitions: u32,
+    replication_factor: u32,
+    retention_ms: Option<u64>,
+    retention_bytes: Option<u64>,
+    max_message_bytes: Option<u32>,
+    /// `null`: fsync before every acknowledgement.
+    flush_interval_ms: Option<u64>,
+}
+
+impl From<&TopicConfig> for ConfigJson {
+    fn from(c: &TopicConfig) -> ConfigJson {
+        ConfigJson {
+            partitions: c.partitions,
+            replication_factor: c.replication_factor,
+            retention_ms: c.retention_ms,
+            retention_bytes: c.retention_bytes,
+            max_message_bytes: c.max_message_bytes,
+            flush_interval_ms: c.flush_interval_ms,
+        }
+    }
+}
+
+/// One topic in `topic list --output json` (the output is an array of these).
+#[derive(Debug, Serialize)]
+pub struct TopicJson {
+    name: String,
+    #[serde(flatten)]
+    config: ConfigJson,
+}
+
+/// `topic list --output json`.
+pub fn topic_list_json(topics: &[std::sync::Arc<TopicInfo>]) -> serde_json::Value {
+    let list: Vec<TopicJson> =
+        topics.iter().map(|t| TopicJson { name: t.name.clone(), config: ConfigJson::from(&t.config) }).collect();
+    serde_json::to_value(list).expect("plain data serializes")
+}
+
+/// `topic list` for people.
+pub fn topic_list_plain(topics: &[std::sync::Arc<TopicInfo>]) -> String {
+    let mut out = format!("{:<40} {:>10} {:>18}\n", "TOPIC", "PARTITIONS", "REPLICATION-FACTOR");
+    for t in topics {
+        let _ = writeln!(out, "{:<40} {:>10} {:>18}", t.name, t.config.partitions, t.config.replication_factor);
+    }
+    out
+}
+
+#[derive(Debug, Serialize)]
+struct PartitionJson<'a> {
+    partition: u32,
+    leader: Option<u64>,
+    leader_term: u64,
+    replicas: &'a [u64],
+    log_start_offset: Option<u64>,
+    log_end_offset: Option<u64>,
+    /// Why the offsets are missing, if they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offsets_error: Option<&'a str>,
+}
+
+/// `topic describe --output json`.
+pub fn describe_json(d: &TopicDescription) -> serde_json::Value {
+    let partitions: Vec<PartitionJson<'_>> = d
+        .partitions
+        .iter()
+        .map(|p| PartitionJson {
+            partition: p.partition,
+            leader: p.leader,
+            leader_term: p.leader_term,
+            replicas: &p.replicas,
+            log_start_offset: p.log_start_offset.as_ref().ok().copied(),
+            log_end_offset: p.log_end_offset.as_ref().ok().copied(),
+            offsets_error: p.log_start_offset.as_ref().err().or(p.log_end_offset.as_ref().err()).map(String::as_str),
+        })
+        .collect();
+    serde_json::json!({ "name": d.name, "config": ConfigJson::from(&d.config), "partitions": partitions })
+}
+
+/// A flush policy for people: what an acknowledgement waits for.
+fn flush_plain(flush_interval_ms: Option<u64>) -> String {
+    match flush_interval_ms {
+        None => "before every ack".to_owned(),
+        Some(ms) => format!("every {ms} ms (acks from memory)"),
+    }
+}
+
+/// `topic describe` for people.
+pub fn describe_plain(d: &TopicDescription) -> String {
+    let c = &d.config;
+    let mut out = format!(
+        "topic {}: {} partitions, replication factor {}, retention {}, max message {}, flush {}\n",
+        d.name,
+        c.partitions,
+        c.replication_factor,
+        c.retention_ms.map_or_else(|| "forever".to_owned(), |ms| format!("{ms} ms")),
+        c.max_message_bytes.map_or_else(|| "default".to_owned(), |b| format!("{b} bytes")),
+        flush_plain(c.flush_interval_ms),
+    );
+    let _ = writeln!(
+        out,
+        "{:>9} {:>7} {:>6} {:<16} {:>14} {:>14}",
+        "PARTITION", "LEADER", "TERM", "REPLICAS", "START", "END"
+    );
+    let mut errors = Vec::new();
+    for p in &d.partitions {
+        let leader = p.leader.map_or_else(|| "none".to_owned(), |l| l.to_string());
+        let replicas = p.replicas.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+        let offset = |o: &Result<u64, String>| o.as_ref().map_or_else(|_| "?".to_owned(), u64::to_string);
+        let _ = writeln!(
+            out,
+            "{:>9} {:>7} {:>6} {:<16} {:>14} {:>14}",
+            p.partition,
+            leader,
+            p.leader_term,
+            replicas,
+            offset(&p.log_start_offset),
+            offset(&p.log_end_offset)
+        );
+        if let Some(e) = p.log_start_offset.as_ref().err().or(p.log_end_offset.as_ref().err()) {
+            errors.push(format!("partition {}: offsets unavailable: {e}", p.partition));
+        }
+    }
+    for e in errors {
+        let _ = writeln!(out, "{e}");
+    }
+    out
+}
+
+#[derive(Debug, Serialize)]
+struct BrokerJson<'a> {
+    node_id: u64,
+    address: &'a str,
+    live: bool,
+    controller: bool,
+    partition_leaders: usize,
+}
+
+/// `cluster status --output json`.
+pub fn status_json(s: &ClusterStatus) -> serde_json::Value {
+    let brokers: Vec<BrokerJson<'_>> = s
+        .brokers
+        .iter()
+        .map(|b| BrokerJson {
+            node_id: b.broker.node_id,
+            address: &b.broker.address,
+            live: b.broker.live,
+            controller: b.is_controller,
+            partition_leaders: b.partition_leaders,
+        })
+        .collect();
+    serde_json::json!({
+        "controller_id": s.controller_id,
+        "metadata_version": s.metadata_version,
+        "topics": s.topics,
+        "leaderless_partitions": s.leaderless_partitions,
+        "brokers": brokers,
+    })
+}
+
+/// `cluster status` for people.
+pub fn status_plain(s: &ClusterStatus) -> String {
+    let controller = s.controller_id.map_or_else(|| "none (electing?)".to_owned(), |id| format!("node {id}"));
+    let mut out = format!(
+        "controller: {controller}; {} topics; {} partitions without a leader; metadata version {}\n",
+        s.topics, s.leaderless_partitions, s.metadata_version
+    );
+    let _ = writeln!(out, "{:>6} {:<24} {:>5} {:>10} {:>8}", "NODE", "ADDRESS", "LIVE", "CONTROLLER", "LEADERS");
+    for b in &s.brokers {
+        let yes = |v: bool| if v { "yes" } else { "no" };
+        let _ = writeln!(
+            out,
+            "{:>6} {:<24} {:>5} {:>10} {:>8}",
+            b.broker.node_id,
+            b.broker.address,
+            yes(b.broker.live),
+            yes(b.is_controller),
+            b.partition_leaders
+        );
+    }
+    out
+}
+
+/// One consumed message in `consume --output json`: key and value as UTF-8 text (invalid
+/// bytes become U+FFFD), the timestamp in ms since the Unix epoch, properties as an object.
+#[derive(Debug, Serialize)]
+pub struct RecordJson<'a> {
+    /// The partition.
+    pub partition: u32,
+    /// The offset.
+    pub offset: u64,
+    /// The key, if any.
+    pub key: Option<std::borrow::Cow<'a, str>>,
+    /// The value.
+    pub value: std::borrow::Cow<'a, str>,
+    /// The tag, if any.
+    pub tag: Option<&'a str>,
+    /// Create time, ms since the Unix epoch.
+    pub timestamp: i64,
+    /// String headers.
+    pub properties: Properties<'a>,
+}
+
+/// Properties serialized as a JSON object, in their order.
+#[derive(Debug)]
+pub struct Properties<'a>(pub Vec<(&'a str, &'a str)>);
+
+impl Serialize for Properties<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'a> From<&'a ConsumedRecord> for RecordJson<'a> {
+    fn from(r: &'a ConsumedRecord) -> RecordJson<'a> {
+        RecordJson {
+            partition: r.partition(),
+            offset: r.offset(),
+            key: r.key().map(|k| String::from_utf8_lossy(k)),
+            value: String::from_utf8_lossy(r.value()),
+            tag: r.tag(),
+            timestamp: r.timestamp_ms(),
+            properties: Properties(r.properties().collect()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use sluice_client::{BrokerInfo, BrokerStatus, PartitionDescription};
+
+    use super::*;
+
+    #[test]
+    fn consumed_records_are_one_flat_object() {
+        let record = RecordJson {
+            partition: 2,
+            offset: 41,
+            key: Some("k".into()),
+            value: "hello".into(),
+            tag: None,
+            timestamp: 1_714_564_800_000,
+            properties: Properties(vec![("source", "web"), ("trace", "abc")]),
+        };
+        let line = serde_json::to_string(&record).unwrap();
+        assert!(!line.contains('\n'), "one object per line");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+            json!({
+                "partition": 2, "offset": 41, "key": "k", "value": "hello", "tag": null,
+                "timestamp": 1_714_564_800_000i64, "properties": {"source": "web", "trace": "abc"}
+            })
+        );
+    }
+
+    #[test]
+    fn topic_list_is_an_array_of_flat_topics() {
+        let topic =
+            TopicInfo { name: "orders".into(), config: TopicConfig::new(3, 2).retention_ms(1000), partitions: vec![] };
+        assert_eq!(
+            topic_list_json(&[Arc::new(topic.clone())]),
+            json!([{
+                "name": "orders", "partitions": 3, "replication_factor": 2, "retention_ms": 1000,
+                "retention_bytes": null, "max_message_bytes": null, "flush_interval_ms": null
+            }])
+        );
+        assert!(topic_list_plain(&[Arc::new(topic)]).lines().nth(1).unwrap().starts_with("orders "));
+    }
+
+    #[test]
+    fn describe_reports_offsets_or_why_not() {
+        let d = TopicDescription {
+            name: "orders".into(),
+            config: TopicConfig::new(2, 3),
+            partitions: vec![
+                PartitionDescription {
+                    partition: 0,
+                    replicas: vec![1, 2, 3],
+                    leader: Some(1),
+                    leader_term: 4,
+                    log_start_offset: Ok(0),
+                    log_end_offset: Ok(17),
+                },
+                PartitionDescription {
+                    partition: 1,
+                    replicas: vec![2, 3, 1],
+                    leader: None,
+                    leader_term: 0,
+                    log_start_offset: Err("no leader".into()),
+                    log_end_offset: Err("no leader".into()),
+                },
+            ],
+        };
+        let v = describe_json(&d);
+        assert_eq!(v["name"], "orders");
+        assert_eq!(v["config"]["partitions"], 2);
+        assert_eq!(
+            v["partitions"][0],
+            json!({"partition": 0, "leader": 1, "leader_term": 4, "replicas": [1, 2, 3], "log_start_offset": 0, "log_end_offset": 17})
+        );
+        assert_eq!(v["partitions"][1]["leader"], json!(null));
+        assert_eq!(v["partitions"][1]["offsets_error"], "no leader");
+        let plain = describe_plain(&d);
+        assert!(plain.contains("partition 1: offsets unavailable: no leader"), "{plain}");
+        assert!(plain.lines().next().unwrap().ends_with("flush before every ack"), "{plain}");
+        assert_eq!(v["config"]["flush_interval_ms"], json!(null));
+        let relaxed = TopicDescription { config: TopicConfig::new(2, 3).flush_interval_ms(250), ..d };
+        assert_eq!(describe_json(&relaxed)["config"]["flush_interval_ms"], 250);
+        let plain = describe_plain(&relaxed);
+        assert!(plain.lines().next().unwrap().ends_with("flush every 250 ms (acks from memory)"), "{plain}");
+    }
+
+    #[test]
+    fn status_lists_brokers_with_roles() {
+        let s = ClusterStatus {
+            brokers: vec![BrokerStatus {
+                broker: BrokerInfo { node_id: 1, address: "127.0.0.1:9091".into(), live: true },
+                is_controller: true,
+                partition_leaders: 5,
+            }],
+            controller_id: Some(1),
+            topics: 2,
+            leaderless_partitions: 0,
+            metadata_version: 12,
+        };
+        assert_eq!(
+            status_json(&s),
+            json!({
+                "controller_id": 1, "metadata_version": 12, "topics": 2, "leaderless_partitions": 0,
+                "brokers": [{"node_id": 1, "address": "127.0.0.1:9091", "live": true, "controller": true, "partition_leaders": 5}]
+            })
+        );
+        assert!(status_plain(&s).starts_with("controller: node 1;"));
+    }
+}

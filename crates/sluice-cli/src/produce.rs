@@ -1,0 +1,145 @@
+//! `sluice produce`: sends the VALUEs given, or each line of standard input, batched by the
+//! SDK's producer, and reports on standard error how many were acknowledged.
+
+use std::collections::VecDeque;
+use std::io::BufRead;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use sluice_client::{Client, Delivery, ProducerConfig, ProducerRecord};
+use tokio::sync::mpsc;
+
+use crate::args::ProduceArgs;
+
+/// Lines read ahead of the producer.
+const STDIN_QUEUE_LINES: usize = 4096;
+
+pub(crate) async fn run(client: &Client, args: ProduceArgs) -> Result<()> {
+    let producer = client.producer(ProducerConfig::default()).await?;
+    let template = Template::new(&args);
+    let mut acks = Acks::default();
+    let outcome = if args.values.is_empty() {
+        send_stdin(&producer, &template, &mut acks).await
+    } else {
+        send_values(&producer, &template, args.values, &mut acks).await
+    };
+    producer.flush().await;
+    acks.wait_all().await;
+    if acks.sent > 0 || outcome.is_ok() {
+        eprintln!("{} of {} messages acknowledged by {}", acks.acknowledged, acks.sent, args.topic);
+    }
+    outcome?;
+    if let Some(error) = acks.first_error {
+        bail!("{} messages were not acknowledged: {error}", acks.sent - acks.acknowledged);
+    }
+    Ok(())
+}
+
+async fn send_values(
+    producer: &sluice_client::Producer,
+    template: &Template,
+    values: Vec<String>,
+    acks: &mut Acks,
+) -> Result<()> {
+    for value in values {
+        acks.push(producer.enqueue(template.record(value.into())).await?);
+    }
+    Ok(())
+}
+
+async fn send_stdin(producer: &sluice_client::Producer, template: &Template, acks: &mut Acks) -> Result<()> {
+    let (lines_tx, mut lines) = mpsc::channel(STDIN_QUEUE_LINES);
+    // A plain thread: a blocked read of standard input must not keep the runtime from exiting.
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            if lines_tx.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(line) = lines.recv().await {
+        let line = line.context("cannot read standard input")?;
+        acks.push(producer.enqueue(template.record(line.into())).await?);
+        acks.reap();
+    }
+    Ok(())
+}
+
+/// Everything but the value, the same for every message.
+struct Template {
+    topic: Arc<str>,
+    key: Option<Bytes>,
+    tag: Option<String>,
+    partition: Option<u32>,
+    properties: Vec<(String, String)>,
+}
+
+impl Template {
+    fn new(args: &ProduceArgs) -> Template {
+        Template {
+            topic: Arc::from(args.topic.as_str()),
+            key: args.key.clone().map(Bytes::from),
+            tag: args.tag.clone(),
+            partition: args.partition,
+            properties: args.properties.clone(),
+        }
+    }
+
+    fn record(&self, value: Bytes) -> ProducerRecord {
+        let mut record = ProducerRecord::new(Arc::clone(&self.topic), value);
+        if let Some(key) = &self.key {
+            record = record.key(key.clone());
+        }
+        if let Some(tag) = &self.tag {
+            record = record.tag(tag.clone());
+        }
+        if let Some(partition) = self.partition {
+            record = record.partition(partition);
+        }
+        for (name, value) in &self.properties {
+            record = record.property(name.clone(), value.clone());
+        }
+        record
+    }
+}
+
+/// Counts acknowledgements without keeping finished deliveries around.
+#[derive(Default)]
+struct Acks {
+    pending: VecDeque<Delivery>,
+    sent: u64,
+    acknowledged: u64,
+    first_error: Option<sluice_client::Error>,
+}
+
+impl Acks {
+    fn push(&mut self, delivery: Delivery) {
+        self.sent += 1;
+        self.pending.push_back(delivery);
+    }
+
+    /// Counts the deliveries at the front that have finished.
+    fn reap(&mut self) {
+        while let Some(result) = self.pending.front().and_then(Delivery::try_result) {
+            self.pending.pop_front();
+            self.count(result);
+        }
+    }
+
+    async fn wait_all(&mut self) {
+        while let Some(delivery) = self.pending.pop_front() {
+            let result = delivery.wait().await;
+            self.count(result);
+        }
+    }
+
+    fn count(&mut self, result: sluice_client::Result<sluice_client::RecordMetadata>) {
+        match result {
+            Ok(_) => self.acknowledged += 1,
+            Err(e) => {
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The Rust SDK for Sluice: produce to, consume from and administer a Sluice cluster over its
+//! client protocol (`sluice-proto`, `proto/client.proto`).
+//!
+//! It is async (tokio) and talks gRPC to the brokers; it never links server code. Its main
+//! types:
+//!
+//! - [`Client`]: the connection, made from a [`ClientConfig`]. It keeps a metadata cache
+//!   (brokers, controller, partition leaders), refreshed when a broker says it is not the
+//!   leader and on a timer, and one lazily connected channel per broker.
+//! - [`Producer`]: batches records per partition (linger, batch size, bounded buffer memory),
+//!   sends each batch to the partition's leader and retries it idempotently.
+//! - [`Consumer`]: reads assigned partitions from a position ([`SeekTo`]) with long-poll
+//!   fetches that follow leader changes.
+//! - [`Admin`]: creates, deletes, lists and describes topics; reports the cluster's status.
+//! - [`Error`]: every failure, with the broker's code and message kept.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use sluice_client::{Client, ClientConfig, ConsumerConfig, ProducerConfig, ProducerRecord, SeekTo, TopicConfig};
+//!
+//! # async fn run() -> sluice_client::Result<()> {
+//! // Bootstrap from SLUICE_BOOTSTRAP, or the local three-node cluster.
+//! let client = Client::connect(ClientConfig::from_env()).await?;
+//! client.admin().create_topic("orders", &TopicConfig::new(3, 3)).await?;
+//! client.admin().wait_for_leaders("orders", Duration::from_secs(10)).await?;
+//!
+//! let producer = client.producer(ProducerConfig::default()).await?;
+//! let written = producer.send(ProducerRecord::new("orders", "order 17 placed").key("customer-4")).await?;
+//! println!("written to partition {} at offset {}", written.partition, written.offset);
+//!
+//! let mut consumer = client.consumer(ConsumerConfig::default())?;
+//! consumer.assign("orders", &[written.partition]).await?;
+//! consumer.seek(written.partition, SeekTo::Offset(written.offset)).await?;
+//! for record in consumer.poll(Duration::from_secs(1)).await? {
+//!     println!("{} {:?}", record.offset(), record.value());
+//! }
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod client;
+mod config;
+mod consumer;
+mod error;
+mod metadata;
+pub mod partitioner;
+mod producer;
+mod record;
+
+pub use admin::{Admin, BrokerStatus, ClusterStatus, PartitionDescription, TopicDescription};
+pub use client::Client;
+pub use config::{
+    BOOTSTRAP_ENV, ClientConfig, ConsumerConfig, DEFAULT_BOOTSTRAP, ProducerConfig, SeekTo, parse_bootstrap,
+};
+pub use consumer::Consumer;
+pub use error::{Error, Result};
+pub use metadata::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicConfig, TopicInfo};
+pub use producer::{Delivery, Producer};
+pub use record::{ConsumedRecord, ProducerRecord, RecordMetadata};
+pub use sluice_proto::ErrorCode;

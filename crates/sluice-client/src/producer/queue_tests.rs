@@ -1,0 +1,207 @@
+//! Batching rules of one partition, driven with made-up instants.
+
+use std::time::{Duration, Instant};
+
+use sluice_common::record::{ProducerStamp, Record, RecordBatch, parse_header};
+
+use super::*;
+
+const LINGER: Duration = Duration::from_millis(5);
+const MAX: usize = 1024;
+
+fn record(value_len: usize) -> Record {
+    Record::new(vec![b'x'; value_len], 1_700_000_000_000)
+}
+
+fn known() -> Identity {
+    Identity::Known { producer_id: 7, epoch: 0 }
+}
+
+fn send(q: &mut PartitionQueue, now: Instant) -> PendingBatch {
+    match q.next(now, LINGER) {
+        Next::Send(batch) => batch,
+        other => panic!("expected a batch to send, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_batch_waits_for_its_linger_then_goes() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue::new(Identity::Off);
+    assert!(matches!(q.next(t0, LINGER), Next::Idle));
+    let first = q.append(&record(10), 30, t0, MAX).unwrap();
+    assert!(first.wake, "a new batch starts its linger timer");
+    let second = q.append(&record(10), 30, t0 + Duration::from_millis(1), MAX).unwrap();
+    assert!(!second.wake, "appending to an open batch needs no wake-up");
+    assert_eq!((first.index, second.index), (0, 1));
+    assert!(Arc::ptr_eq(&first.outcome, &second.outcome), "both records share the batch's outcome");
+    match q.next(t0 + Duration::from_millis(4), LINGER) {
+        Next::WaitUntil(at) => assert_eq!(at, t0 + LINGER),
+        other => panic!("expected to wait for the linger, got {other:?}"),
+    }
+    let batch = send(&mut q, t0 + LINGER);
+    assert_eq!(batch.count(), 2);
+    assert_eq!(batch.reserved_bytes, 60);
+    q.finished(batch.count(), true);
+    assert!(matches!(q.next(t0 + LINGER, LINGER), Next::Idle), "nothing more is ready");
+}
+
+#[test]
+fn a_full_batch_is_sealed_and_sent_without_lingering() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue::new(Identity::Off);
+    let mut sealed_at = None;
+    for i in 0..20 {
+        let appended = q.append(&record(100), 110, t0, MAX).unwrap();
+        if appended.index == 0 && i > 0 {
+            sealed_at.get_or_insert(i);
+        }
+    }
+    let per_batch = sealed_at.expect("twenty 100-byte records do not fit in 1 KiB");
+    assert!((8..=10).contains(&per_batch), "{per_batch} records per 1 KiB batch");
+    let first = send(&mut q, t0);
+    assert_eq!(first.count(), per_batch);
+    let (bytes, done) = first.encode(ProducerStamp::NONE);
+    assert!(bytes.len() <= MAX, "a batch stays within max_batch_bytes: {}", bytes.len());
+    assert_eq!(done.count, per_batch);
+    q.finished(done.count, true);
+    let second = send(&mut q, t0);
+    assert_eq!(second.count(), per_batch, "the second full batch is sealed too");
+}
+
+#[test]
+fn a_record_larger_than_a_batch_travels_alone() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue::new(Identity::Off);
+    q.append(&record(10), 20, t0, MAX).unwrap();
+    let big = q.append(&record(4 * MAX), 4 * MAX + 20, t0, MAX).unwrap();
+    assert_eq!(big.index, 0, "the big record starts a batch of its own");
+    assert!(big.wake);
+    let small = send(&mut q, t0);
+    assert_eq!(small.count(), 1);
+    q.finished(1, true);
+    let alone = send(&mut q, t0);
+    assert_eq!(alone.count(), 1);
+    assert_eq!(alone.reserved_bytes, 4 * MAX + 20);
+}
+
+#[test]
+fn idempotent_batches_carry_consecutive_sequences() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue::new(known());
+    for _ in 0..3 {
+        q.append(&record(10), 20, t0, MAX).unwrap();
+    }
+    q.flush();
+    for _ in 0..2 {
+        q.append(&record(10), 20, t0, MAX).unwrap();
+    }
+    let first = send(&mut q, t0);
+    assert_eq!(q.expected_stamp(), ProducerStamp { producer_id: 7, epoch: 0, base_sequence: 0 });
+    let (bytes, done) = first.encode(q.expected_stamp());
+    assert_eq!(parse_header(&bytes).unwrap().producer.base_sequence, 0);
+    q.finished(done.count, true);
+    let second = send(&mut q, t0 + LINGER);
+    let (bytes, _) = second.encode(q.expected_stamp());
+    let header = parse_header(&bytes).unwrap();
+    assert_eq!(header.producer, ProducerStamp { producer_id: 7, epoch: 0, base_sequence: 3 });
+    assert_eq!(header.count, 2);
+}
+
+#[test]
+fn a_failed_batch_loses_the_identity_and_later_batches_are_restamped() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue::new(known());
+    for _ in 0..4 {
+        q.append(&record(10), 20, t0, MAX).unwrap();
+        q.flush();
+    }
+    let failed = send(&mut q, t0);
+    let (_, done) = failed.encode(q.expected_stamp());
+    q.finished(done.count, false);
+    assert_eq!(q.identity(), Identity::Lost);
+    // The sender fetches a new producer id before the next batch goes out.
+    let next = send(&mut q, t0);
+    q.install(99, 0, next.count());
+    let (bytes, done) = next.encode(q.expected_stamp());
+    let batch = RecordBatch::parse(bytes).expect("a restamped batch has a valid checksum");
+    assert_eq!(batch.header().producer, ProducerStamp { producer_id: 99, epoch: 0, base_sequence: 0 });
+    assert_eq!(batch.records().count(), 1, "the records survive restamping");
+    q.finished(done.count, true);
+    // Later batches continue the new identity's sequence.
+    let third = send(&mut q, t0);
+    let (bytes, done) = third.encode(q.expected_stamp());
+    assert_eq!(parse_header(&bytes).unwrap().producer.base_sequence, 1);
+    q.finished(done.count, true);
+    let fourth = send(&mut q, t0);
+    let (bytes, done) = fourth.encode(q.expected_stamp());
+    assert_eq!(parse_header(&bytes).unwrap().producer.base_sequence, 2);
+    q.finished(done.count, true);
+    q.append(&record(10), 20, t0, MAX).unwrap();
+    let last = send(&mut q, t0 + LINGER);
+    assert_eq!(
+        last.stamp,
+        ProducerStamp { producer_id: 99, epoch: 0, base_sequence: 3 },
+        "opened with the right guess"
+    );
+}
+
+#[test]
+fn flush_seals_the_open_batch_and_reports_everything_unfinished() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue::new(Identity::Off);
+    q.append(&record(10), 20, t0, MAX).unwrap();
+    q.flush();
+    let in_flight = send(&mut q, t0);
+    q.append(&record(10), 20, t0, MAX).unwrap();
+    let outcomes = q.flush();
+    assert_eq!(outcomes.len(), 2, "the batch in flight and the one just sealed");
+    assert!(Arc::ptr_eq(&outcomes[0], &in_flight.outcome));
+    assert!(!q.is_empty());
+}
+
+#[test]
+fn a_closed_queue_refuses_records_and_drains_what_it_holds() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue::new(Identity::Off);
+    q.append(&record(10), 20, t0, MAX).unwrap();
+    q.close();
+    assert!(matches!(q.append(&record(10), 20, t0, MAX), Err(Error::Closed)));
+    let batch = send(&mut q, t0);
+    let (_, done) = batch.encode(ProducerStamp::NONE);
+    q.finished(done.count, true);
+    assert!(matches!(q.next(t0, LINGER), Next::Finished));
+    assert!(q.is_empty());
+}
+
+#[tokio::test]
+async fn every_waiter_sees_the_outcome() {
+    let outcome = Arc::new(BatchOutcome::default());
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let outcome = Arc::clone(&outcome);
+            tokio::spawn(async move { outcome.wait().await.clone().ok() })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    outcome.complete(Ok(41));
+    outcome.complete(Ok(99));
+    for waiter in waiters {
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("woken").expect("no panic");
+        assert_eq!(got, Some(41), "the first result wins");
+    }
+    assert!(outcome.get().is_some());
+}
+
+#[test]
+fn running_out_of_sequence_numbers_asks_for_a_new_identity() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue::new(known());
+    q.install(7, 0, 0);
+    q.acked_sequence = i32::MAX - 1;
+    q.append(&record(10), 20, t0, MAX).unwrap();
+    q.append(&record(10), 20, t0, MAX).unwrap();
+    let batch = send(&mut q, t0 + LINGER);
+    q.finished(batch.count(), true);
+    assert_eq!(q.identity(), Identity::Lost, "sequence {} + 2 does not fit", i32::MAX - 1);
+}
