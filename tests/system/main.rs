@@ -1,0 +1,20 @@
+//! Sluice as an operator runs it: `sluice-broker` processes on loopback, spoken to by the SDK
+//! and the `sluice` CLI (docs/TESTING.md).
+//!
+//! - `sdk`: 100,000 keyed messages through three brokers come back once each, in dense
+//!   per-partition offsets.
+//! - `failover`: a partition leader SIGKILLed mid-write loses no acknowledged message and
+//!   duplicates none; restarted, it catches up to replicas identical to the others'.
+//! - `cli`: `topic create`, `produce`, `consume`, `topic describe` and `cluster status` round
+//!   trip with JSON output.
+//! - `bad_input`: unknown topics, invalid names, oversize messages and unreachable brokers give
+//!   a clear error and a non-zero exit.
+//! - `scripts`: `scripts/start-cluster.sh` starts one cluster, once; `scripts/stop-cluster.sh`
+//!   stops exactly it. It uses the fixed ports of `cluster-configs/`; every other test uses
+//!   free ports.
+
+mod bad_input;
+mod cli;
+mod failover;
+mod scripts;
+mod sdk;

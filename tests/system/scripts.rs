@@ -1,0 +1,147 @@
+//! `scripts/start-cluster.sh` and `scripts/stop-cluster.sh` with this run's binaries
+//! (`SLUICE_BIN_DIR`) and a temporary data directory (`SLUICE_DATA_DIR`): the cluster comes up
+//! and serves, a second start starts nothing, and the stop script ends exactly the brokers
+//! the start script recorded.
+//!
+//! The scripts use the fixed ports of `cluster-configs/` (9091-9093, 9101-9103): this is the
+//! one test that does, and it checks first that nothing else holds them.
+
+use std::ffi::OsStr;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use sluice_system_tests::cli::{Output, run, sluice};
+use sluice_system_tests::{binaries, within, workspace_root};
+
+const PORTS: [u16; 6] = [9091, 9092, 9093, 9101, 9102, 9103];
+const BOOTSTRAP: &str = "127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093";
+const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
+const LIMIT: Duration = Duration::from_secs(150);
+
+/// Stops whatever the start script left running if the test fails half way.
+struct StopOnDrop {
+    data: PathBuf,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for n in 1..=3 {
+                let log = std::fs::read_to_string(self.data.join(format!("node{n}.log"))).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!(
+                    "----- node{n}.log, last 40 lines -----\n{}",
+                    lines[lines.len().saturating_sub(40)..].join("\n")
+                );
+            }
+        }
+        if pids(&self.data).is_empty() {
+            return;
+        }
+        let script = workspace_root().join("scripts/stop-cluster.sh");
+        let _ = std::process::Command::new(script)
+            .env("SLUICE_DATA_DIR", &self.data)
+            .env("SLUICE_STOP_TIMEOUT", "10")
+            .status();
+        for pid in pids(&self.data).into_iter().filter(|&pid| alive(pid)) {
+            let _ = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_cluster_starts_one_cluster_once_and_stop_cluster_stops_exactly_it() {
+    let bin_dir = binaries().dir.clone();
+    for port in PORTS {
+        if let Err(e) = TcpListener::bind(("127.0.0.1", port)) {
+            panic!("port {port} of cluster-configs/ is in use ({e}): stop what holds it (scripts/stop-cluster.sh?)");
+        }
+    }
+    let data = tempfile::Builder::new().prefix("sluice-scripts-").tempdir().expect("a temporary directory");
+    let _stop = StopOnDrop { data: data.path().to_owned() };
+    let env = [("SLUICE_BIN_DIR", bin_dir.as_os_str()), ("SLUICE_DATA_DIR", data.path().as_os_str())];
+    let script = |name: &str| workspace_root().join("scripts").join(name);
+    let run_script = |name: &str| {
+        let path = script(name);
+        async move { run(&path, &[] as &[&str], &env, None, SCRIPT_LIMIT).await }
+    };
+
+    within(LIMIT, "the cluster scripts test", async {
+        let started = run_script("start-cluster.sh").await;
+        started.assert_success("start-cluster.sh");
+        assert!(started.stdout.contains(BOOTSTRAP) && started.stdout.contains("sluice cluster status"), "{started:?}");
+        let first = pids(data.path());
+        assert_eq!(first.len(), 3, "three PID files: {first:?}");
+        assert_eq!(brokers_under(data.path()), first, "the PID files name the running brokers");
+        assert_serving().await;
+
+        let again = run_script("start-cluster.sh").await;
+        again.assert_success("a second start-cluster.sh");
+        assert!(again.stdout.contains("already running"), "{again:?}");
+        assert_eq!(pids(data.path()), first, "the PID files are unchanged");
+        assert_eq!(brokers_under(data.path()), first, "no broker was started a second time");
+        assert_serving().await;
+
+        let stopped = run_script("stop-cluster.sh").await;
+        stopped.assert_success("stop-cluster.sh");
+        assert!(stopped.stdout.contains("stopped: node1 node2 node3"), "{stopped:?}");
+        for pid in &first {
+            assert!(!alive(*pid), "broker pid {pid} still runs after stop-cluster.sh");
+        }
+        assert!(pids(data.path()).is_empty(), "the PID files are removed");
+        assert!(brokers_under(data.path()).is_empty(), "no broker of this cluster runs");
+        let down = sluice(BOOTSTRAP, &["cluster", "status"], None, SCRIPT_LIMIT).await;
+        down.assert_failure("cluster status after the stop", &["cannot reach any bootstrap broker"]);
+        let idle = run_script("stop-cluster.sh").await;
+        idle.assert_success("stop-cluster.sh with nothing running");
+        for n in 1..=3 {
+            let log = std::fs::read_to_string(data.path().join(format!("node{n}.log"))).expect("a broker log");
+            assert!(log.contains("SIGTERM received"), "node {n} stopped gracefully:\n{log}");
+        }
+    })
+    .await;
+}
+
+async fn assert_serving() {
+    let status = sluice(BOOTSTRAP, &["cluster", "status", "--output", "json"], None, SCRIPT_LIMIT).await;
+    let status: &Output = status.assert_success("cluster status");
+    let json: Value = serde_json::from_str(status.stdout.trim()).expect("cluster status JSON");
+    let live = json["brokers"].as_array().expect("brokers").iter().filter(|b| b["live"] == true).count();
+    assert_eq!(live, 3, "three live brokers: {json}");
+}
+
+/// The process ids in the data directory's PID files, in increasing order.
+fn pids(data: &Path) -> Vec<u32> {
+    let mut pids: Vec<u32> = (1..=3)
+        .filter_map(|n| std::fs::read_to_string(data.join(format!("node{n}.pid"))).ok())
+        .map(|text| text.trim().parse().unwrap_or_else(|e| panic!("a PID file holds {text:?}: {e}")))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Whether a process runs (and is not a zombie: an orphaned broker is reaped by init).
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    state.is_some_and(|s| s != 'Z')
+}
+
+/// The running sluice-broker processes whose config lies in `data`, in increasing pid order.
+fn brokers_under(data: &Path) -> Vec<u32> {
+    let mut found: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("list /proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmdline);
+            let mut args = text.split('\0');
+            let is_broker = args.next().is_some_and(|a| Path::new(a).file_name() == Some(OsStr::new("sluice-broker")));
+            is_broker && args.any(|a| Path::new(a).starts_with(data)) && alive(pid)
+        })
+        .collect();
+    found.sort_unstable();
+    found
+}
