@@ -85,6 +85,7 @@ fn fast_timings() -> RaftTimings {
         partition_election_timeout_ms: [300, 600],
         node_heartbeat_ms: 50,
         node_timeout_ms: 400,
+        leader_rebalance_delay_ms: 1_000,
     }
 }
 

@@ -17,6 +17,8 @@ pub const DEV_DATA_DIR: &str = "sluice-dev-data";
 pub const DEV_CLIENT_ADDR: &str = "127.0.0.1:9091";
 /// `--dev`'s peer (Raft) address.
 pub const DEV_RAFT_ADDR: &str = "127.0.0.1:9101";
+/// `--dev`'s metrics endpoint address.
+pub const DEV_METRICS_ADDR: &str = "127.0.0.1:9190";
 
 /// Why a configuration cannot be used. The message names the field and says what is expected.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,10 @@ pub struct RaftTimings {
     /// electing, in ms. A failed broker's partitions are writable again after about this plus
     /// the partition election timeout. Default: 800.
     pub node_timeout_ms: u64,
+    /// Once a broker has been live this long, partitions it is the preferred leader of (the
+    /// controller spreads those evenly) hand their leadership back to it, in ms; 0 never does.
+    /// Default: 10000.
+    pub leader_rebalance_delay_ms: u64,
 }
 
 impl Default for RaftTimings {
@@ -91,6 +97,7 @@ impl Default for RaftTimings {
             partition_election_timeout_ms: [500, 1000],
             node_heartbeat_ms: 100,
             node_timeout_ms: 800,
+            leader_rebalance_delay_ms: 10_000,
         }
     }
 }
@@ -165,6 +172,10 @@ pub struct BrokerConfig {
     /// (set this when that is a host name, or to listen on `0.0.0.0`).
     #[serde(default)]
     pub client_listen: Option<SocketAddr>,
+    /// Address the Prometheus metrics endpoint (`GET /metrics`, docs/METRICS.md) binds,
+    /// `ip:port`; port 0 picks a free one. Default: none, and no endpoint is served.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Every broker of the cluster, this one included. They are the controller group's voters:
     /// a new cluster forms from them without a manual init step. Required, at least one.
     pub peers: Vec<PeerConfig>,
@@ -209,13 +220,14 @@ impl BrokerConfig {
 
     /// The single-node configuration of `sluice-broker --dev`: node 1, data in
     /// [`DEV_DATA_DIR`] under the working directory, clients on [`DEV_CLIENT_ADDR`], peers on
-    /// [`DEV_RAFT_ADDR`], every other setting at its default.
+    /// [`DEV_RAFT_ADDR`], metrics on [`DEV_METRICS_ADDR`], every other setting at its default.
     pub fn dev() -> BrokerConfig {
         BrokerConfig {
             node_id: 1,
             data_dir: PathBuf::from(DEV_DATA_DIR),
             raft_listen: None,
             client_listen: None,
+            metrics_listen: Some(DEV_METRICS_ADDR.parse().expect("a valid address")),
             peers: vec![PeerConfig {
                 node_id: 1,
                 raft_addr: DEV_RAFT_ADDR.into(),
@@ -258,6 +270,14 @@ impl BrokerConfig {
                 "client_listen: not set and this node's client_addr ({}) is not ip:port",
                 self.me().client_addr
             ));
+        }
+        if let Some(metrics) = self.metrics_listen.filter(|a| a.port() != 0) {
+            let taken = [("client", self.client_listen()), ("peer (raft)", self.raft_listen())];
+            if let Some((which, _)) = taken.iter().find(|(_, a)| *a == Some(metrics)) {
+                return invalid(format!(
+                    "metrics_listen {metrics} is also this broker's {which} address; pick another"
+                ));
+            }
         }
         let limit = max_batch_bytes_limit();
         if self.max_batch_bytes == 0 || self.max_batch_bytes > limit {
@@ -315,6 +335,7 @@ mod tests {
         assert_eq!(c.raft_listen(), Some("127.0.0.1:9102".parse().unwrap()));
         assert_eq!(c.client_listen(), Some("127.0.0.1:9092".parse().unwrap()));
         assert_eq!(c.max_batch_bytes, 8 * 1024 * 1024);
+        assert_eq!(c.metrics_listen, None, "no metrics endpoint unless configured");
         assert_eq!(c.raft, RaftTimings::default());
         assert_eq!(c.raft.partition().unwrap().heartbeat_interval, 250);
         assert_eq!(c.raft.partition().unwrap().max_in_snapshot_log_to_keep, u64::MAX, "snapshots never purge");
@@ -328,6 +349,7 @@ mod tests {
         for (i, c) in configs.iter().enumerate() {
             assert_eq!(c.node_id, i as u64 + 1);
             assert_eq!(c.peers, configs[0].peers, "every broker lists the same peers");
+            assert_eq!(c.metrics_listen, Some(format!("127.0.0.1:{}", 9191 + i).parse().unwrap()));
         }
     }
 
@@ -351,6 +373,10 @@ mod tests {
         c.validate().unwrap();
         c.max_batch_bytes = max_batch_bytes_limit() + 1;
         assert!(c.validate().unwrap_err().to_string().contains("max_batch_bytes"));
+        let mut c: BrokerConfig = toml::from_str(&format!("metrics_listen = \"127.0.0.1:9092\"\n{THREE}")).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("metrics_listen 127.0.0.1:9092 is also"));
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.validate().unwrap();
     }
 
     #[test]
@@ -361,5 +387,6 @@ mod tests {
         assert!(c.data_dir.is_relative());
         assert_eq!(c.client_listen(), Some(DEV_CLIENT_ADDR.parse().unwrap()));
         assert_eq!(c.raft_listen(), Some(DEV_RAFT_ADDR.parse().unwrap()));
+        assert_eq!(c.metrics_listen, Some(DEV_METRICS_ADDR.parse().unwrap()));
     }
 }

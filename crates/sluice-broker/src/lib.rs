@@ -11,11 +11,15 @@
 //! Clients reach a broker through the [`client`] API (`sluice-proto`'s gRPC service) on its
 //! client address. The `sluice-broker` binary parses its flags and calls [`run`].
 //!
-//! Not yet here: leader balancing and metrics.
+//! With `metrics_listen` set, a broker serves Prometheus [`metrics`] over HTTP
+//! (docs/METRICS.md).
+//!
+//! Not yet here: leader balancing.
 
 pub mod client;
 mod config;
 mod controller;
+pub mod metrics;
 mod node;
 mod partitions;
 
@@ -30,7 +34,13 @@ pub async fn run(config: BrokerConfig, shutdown: impl std::future::Future<Output
     config.validate()?;
     tracing::info!(?config, "effective configuration");
     let broker = Broker::start(config).await?;
-    tracing::info!(node_id = broker.config().node_id, client = %broker.client_addr(), raft = %broker.raft_addr(), "serving");
+    tracing::info!(
+        node_id = broker.config().node_id,
+        client = %broker.client_addr(),
+        raft = %broker.raft_addr(),
+        metrics = ?broker.metrics_addr(),
+        "serving"
+    );
     shutdown.await;
     tracing::info!("shutting down");
     broker.shutdown().await;

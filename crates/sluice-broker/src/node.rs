@@ -15,6 +15,7 @@ use sluice_storage::Flusher;
 use crate::client::{self, ClientService};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::controller::{BrokerStateMachine, ControllerGroup};
+use crate::metrics::{self, BrokerCollector, Exporter, RequestMetrics};
 use crate::partitions::Partitions;
 
 /// How often the broker checks whether the metadata changed what it should host.
@@ -28,7 +29,7 @@ pub enum StartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Binding the peer or client listener, or opening stored state, failed.
+    /// Binding the peer, client or metrics listener, or opening stored state, failed.
     #[error("starting broker: {0}")]
     Io(#[from] io::Error),
 }
@@ -38,6 +39,7 @@ pub struct Broker {
     config: BrokerConfig,
     raft_addr: SocketAddr,
     client_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     controller: Arc<ControllerGroup>,
     partitions: Arc<Partitions>,
     faults: Faults,
@@ -62,7 +64,8 @@ impl Broker {
         Broker::start_on_listeners(config, incoming, client_incoming).await
     }
 
-    /// Like [`Broker::start`], on a peer and a client listener the caller bound.
+    /// Like [`Broker::start`], on a peer and a client listener the caller bound. The metrics
+    /// endpoint, if configured, is bound here on `metrics_listen` (tests give port 0).
     pub async fn start_on_listeners(
         config: BrokerConfig,
         incoming: TcpIncoming,
@@ -72,6 +75,9 @@ impl Broker {
         std::fs::create_dir_all(&config.data_dir)?;
         let raft_addr = incoming.local_addr()?;
         let client_addr = client_incoming.local_addr()?;
+        // Bound before anything starts, so that an address in use fails the start cleanly.
+        let metrics_listener = config.metrics_listen.map(metrics::bind).transpose()?;
+        let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let transport_config = TransportConfig::default();
         let registry = Arc::new(RaftRegistry::<BrokerStateMachine>::new(config.node_id));
         let (stop, stopped) = watch::channel(false);
@@ -98,18 +104,31 @@ impl Broker {
             clients,
             flusher,
             config.raft.partition()?,
-            liveness,
+            Arc::clone(&liveness),
         ));
-        let service = ClientService::new(&config, Arc::clone(&controller), Arc::clone(&partitions), stopped.clone());
+        let requests = Arc::new(RequestMetrics::new());
+        let service = ClientService::new(&config, Arc::clone(&controller), Arc::clone(&partitions), stopped.clone())
+            .with_metrics(Arc::clone(&requests));
         let serve_clients = client::serve(client_incoming, service, wait_until_true(stopped.clone()));
         tasks.push(tokio::spawn(async move {
             if let Err(e) = serve_clients.await {
                 tracing::error!("client service stopped: {e}");
             }
         }));
+        if let Some(listener) = metrics_listener {
+            let collector = BrokerCollector::new(
+                config.node_id,
+                Arc::clone(&controller),
+                Arc::clone(&partitions),
+                liveness,
+                Arc::clone(&requests),
+            );
+            let exporter = Exporter::new(&requests, collector);
+            tasks.push(tokio::spawn(metrics::serve(listener, exporter, wait_until_true(stopped.clone()))));
+        }
         tasks.push(tokio::spawn(reconcile_loop(Arc::clone(&controller), Arc::clone(&partitions), stopped)));
-        tracing::info!(node_id = config.node_id, %raft_addr, %client_addr, "broker started");
-        Ok(Broker { config, raft_addr, client_addr, controller, partitions, faults, stop, tasks })
+        tracing::info!(node_id = config.node_id, %raft_addr, %client_addr, ?metrics_addr, "broker started");
+        Ok(Broker { config, raft_addr, client_addr, metrics_addr, controller, partitions, faults, stop, tasks })
     }
 
     /// This broker's configuration.
@@ -125,6 +144,11 @@ impl Broker {
     /// Where the client API listens.
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
+    }
+
+    /// Where the metrics endpoint (`GET /metrics`) listens; `None` unless `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// This broker's member of the controller group.
@@ -171,7 +195,9 @@ fn liveness(
     registry.set_liveness(Arc::clone(&liveness));
     let peers = config.peers.iter().map(|p| (p.node_id, p.raft_addr.clone())).collect();
     let stagger = std::time::Duration::from_millis(config.raft.partition_election_timeout_ms[1]) + interval;
-    let driver_config = LivenessConfig { interval, campaign_stagger: stagger };
+    let rebalance = config.raft.leader_rebalance_delay_ms;
+    let rebalance_after = (rebalance > 0).then(|| std::time::Duration::from_millis(rebalance));
+    let driver_config = LivenessConfig { interval, campaign_stagger: stagger, rebalance_after };
     let driver = LivenessDriver::new(
         Arc::clone(&liveness),
         Arc::clone(registry),

@@ -8,7 +8,8 @@
 //! Partitions and message loss keep a majority committing and lose no acknowledged write
 //! (`faults`); 300 partition groups form, commit and go away on three brokers (`scale`). A
 //! topic's `flush_interval_ms` decides whether a write is acknowledged before or after its
-//! fsync (`flush_policy`).
+//! fsync (`flush_policy`). Each broker's Prometheus endpoint counts what clients sent and shows
+//! each replica's Raft state (`metrics`).
 
 #[path = "broker/catchup.rs"]
 mod catchup;
@@ -22,6 +23,8 @@ mod faults;
 mod flush_policy;
 #[path = "broker/liveness.rs"]
 mod liveness;
+#[path = "broker/metrics.rs"]
+mod metrics;
 #[path = "broker/scale.rs"]
 mod scale;
 

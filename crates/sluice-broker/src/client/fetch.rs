@@ -5,7 +5,7 @@
 //! high watermark waits on that watch (no polling) for at most its `max_wait_ms`, then reads
 //! whole batches from the log as stored (`sluice_raft::partition::read_committed`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_proto::v1::list_offsets_request::At;
 use sluice_proto::v1::{FetchRequest, FetchResponse, FetchedBatch, ListOffsetsRequest, ListOffsetsResponse};
@@ -50,6 +50,16 @@ impl Bounds {
 
 impl ClientService {
     pub(super) async fn handle_fetch(&self, request: FetchRequest) -> FetchResponse {
+        let started = Instant::now();
+        let mut waited = Duration::ZERO;
+        let response = self.fetch(request, &mut waited).await;
+        let code = response.error.as_ref().map_or(ErrorCode::Ok, Error::error_code);
+        self.metrics.fetch_answered(code, started.elapsed().saturating_sub(waited));
+        response
+    }
+
+    /// Serves one fetch; `waited` is set to how long it waited for new data.
+    async fn fetch(&self, request: FetchRequest, waited: &mut Duration) -> FetchResponse {
         let failed = |e: Error| FetchResponse { error: Some(e), ..FetchResponse::default() };
         let led = match self.led_partition(&request.topic, request.partition) {
             Ok(led) => led,
@@ -66,22 +76,30 @@ impl ClientService {
         }
         if offset == bounds.high_watermark && request.max_wait_ms > 0 {
             let wait = Duration::from_millis(u64::from(request.max_wait_ms)).min(MAX_FETCH_WAIT);
+            let wait_started = Instant::now();
             bounds = Bounds::of(&led.log, self.wait_past(&mut watermark, offset, wait).await);
+            *waited = wait_started.elapsed();
         }
         let max_bytes = match request.max_bytes {
             0 => DEFAULT_FETCH_MAX_BYTES,
             n => (n as usize).min(MAX_FETCH_MAX_BYTES),
         };
         match read_committed(&led.log, offset, bounds.high_watermark, max_bytes) {
-            Ok(batches) => FetchResponse {
-                error: Some(Error::ok()),
-                batches: batches
-                    .into_iter()
-                    .map(|b| FetchedBatch { base_offset: b.base_offset, batch: b.batch })
-                    .collect(),
-                high_watermark: bounds.high_watermark,
-                log_start_offset: bounds.log_start,
-            },
+            Ok(batches) => {
+                let bytes: usize = batches.iter().map(|b| b.batch.len()).sum();
+                if bytes > 0 {
+                    self.metrics.fetched(led.group_id, bytes, || self.partitions.group_ids());
+                }
+                FetchResponse {
+                    error: Some(Error::ok()),
+                    batches: batches
+                        .into_iter()
+                        .map(|b| FetchedBatch { base_offset: b.base_offset, batch: b.batch })
+                        .collect(),
+                    high_watermark: bounds.high_watermark,
+                    log_start_offset: bounds.log_start,
+                }
+            }
             // Retention trimmed the offset away while it was being read.
             Err(StorageError::Purged { .. }) => Bounds::of(&led.log, bounds.high_watermark).out_of_range(&led, offset),
             Err(e) => failed(read_failed(&led, offset, &e)),

@@ -42,6 +42,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::{BrokerConfig, PeerConfig};
 use crate::controller::ControllerGroup;
+use crate::metrics::RequestMetrics;
 use crate::partitions::Partitions;
 
 /// How long a produce waits for its batch to commit when the request does not say.
@@ -103,6 +104,8 @@ pub struct ClientService {
     watermarks: Mutex<HashMap<u64, watch::Receiver<u64>>>,
     /// Turns true when the broker stops: waiting fetches answer at once.
     stop: watch::Receiver<bool>,
+    /// Produce and fetch counters and latencies, recorded once per request.
+    metrics: Arc<RequestMetrics>,
 }
 
 impl ClientService {
@@ -123,7 +126,14 @@ impl ClientService {
             partitions,
             watermarks: Mutex::new(HashMap::new()),
             stop,
+            metrics: Arc::new(RequestMetrics::new()),
         }
+    }
+
+    /// Records produce and fetch metrics in `metrics` (the broker's exported ones) instead of
+    /// in a private set.
+    pub(crate) fn with_metrics(self, metrics: Arc<RequestMetrics>) -> ClientService {
+        ClientService { metrics, ..self }
     }
 }
 

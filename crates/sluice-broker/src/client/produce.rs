@@ -4,7 +4,7 @@
 //! the topic's limit, the batch's against the broker's — so a bad batch never reaches the log.
 //! The batch bytes are copied once, into the Raft entry that the log stores and peers receive.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_common::record::{RecordBatch, RecordView};
@@ -20,7 +20,14 @@ use super::{ClientService, DEFAULT_PRODUCE_TIMEOUT, MAX_PRODUCE_TIMEOUT};
 
 impl ClientService {
     pub(super) async fn handle_produce(&self, request: ProduceRequest) -> ProduceResponse {
-        self.produce(request).await.unwrap_or_else(|e| ProduceResponse { error: Some(e), ..ProduceResponse::default() })
+        let started = Instant::now();
+        let response = self
+            .produce(request)
+            .await
+            .unwrap_or_else(|e| ProduceResponse { error: Some(e), ..ProduceResponse::default() });
+        let code = response.error.as_ref().map_or(ErrorCode::Ok, Error::error_code);
+        self.metrics.produce_answered(code, started.elapsed());
+        response
     }
 
     async fn produce(&self, request: ProduceRequest) -> Result<ProduceResponse, Error> {
@@ -31,11 +38,17 @@ impl ClientService {
             ms => Duration::from_millis(u64::from(ms)).min(MAX_PRODUCE_TIMEOUT),
         };
         let command = PartitionCommand::produce(&request.batch);
+        let batch_bytes = request.batch.len();
         // The command holds the only copy needed from here on: free the receive buffer now
         // rather than after the commit wait.
         drop(request);
         match tokio::time::timeout(timeout, write(&led.raft, command)).await {
-            Ok(Ok(reply)) => answer(reply),
+            Ok(Ok(reply)) => {
+                if let Reply::Appended { count, .. } = reply {
+                    self.metrics.produced(led.group_id, count, batch_bytes, || self.partitions.group_ids());
+                }
+                answer(reply)
+            }
             Ok(Err(WriteError::NotLeader { leader })) => Err(self.not_leader(&led.topic, led.partition, leader)),
             Ok(Err(WriteError::Raft(e))) => {
                 Err(error(ErrorCode::Unavailable, format!("{}/{}: {e}; retry", led.topic, led.partition)))

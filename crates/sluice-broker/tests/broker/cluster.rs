@@ -19,7 +19,13 @@ pub struct Cluster {
     /// Brokers stopped by [`Cluster::stop_broker`]: their position in `brokers`, and config.
     stopped: Vec<(usize, BrokerConfig)>,
     _data: TempDir,
+    /// Held for the cluster's life: clusters of this test binary run one at a time. Three
+    /// brokers already keep two cores busy; two clusters at once starve each other's elections
+    /// and timers, and a test then measures the machine, not the brokers.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Cluster {
     /// Starts `n` brokers with fast test timings.
@@ -31,12 +37,14 @@ impl Cluster {
             partition_election_timeout_ms: [300, 600],
             node_heartbeat_ms: 50,
             node_timeout_ms: 400,
+            leader_rebalance_delay_ms: 1_000,
         };
         Cluster::start_with(n, timings).await
     }
 
     /// Starts `n` brokers with Raft timings `timings`.
     pub async fn start_with(n: u64, timings: RaftTimings) -> Cluster {
+        let serial = ONE_CLUSTER_AT_A_TIME.lock().await;
         let data = tempfile::tempdir().expect("temp dir");
         let listeners: Vec<_> =
             (0..n).map(|_| transport::bind("127.0.0.1:0".parse().unwrap()).expect("bind")).collect();
@@ -57,6 +65,8 @@ impl Cluster {
                 data_dir: data.path().join(format!("node{id}")),
                 raft_listen: None,
                 client_listen: None,
+                // Every test broker serves metrics, on a free port (`Broker::metrics_addr`).
+                metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
                 peers: peers.clone(),
                 raft: timings.clone(),
                 broker_session_timeout_ms: 1_500,
@@ -67,7 +77,7 @@ impl Cluster {
         for ((config, incoming), client) in configs.iter().zip(listeners).zip(client_listeners) {
             brokers.push(Broker::start_on_listeners(config.clone(), incoming, client).await.expect("start broker"));
         }
-        Cluster { brokers, configs, stopped: Vec::new(), _data: data }
+        Cluster { brokers, configs, stopped: Vec::new(), _data: data, _serial: serial }
     }
 
     /// Waits until `done` holds, polling; panics with `what` after `limit`.

@@ -12,6 +12,7 @@ use openraft::metrics::RaftServerMetrics;
 use openraft::type_config::alias::WatchReceiverOf;
 
 use super::Liveness;
+use super::rebalance::{self, Transfer};
 use crate::transport::pb;
 use crate::transport::{GroupStateMachine, PeerClients, RaftRegistry};
 use crate::typ::{NodeId, PartitionConfig, Raft, StoredMembership};
@@ -25,19 +26,33 @@ pub struct LivenessConfig {
     /// How long the follower ranked `n` in a leaderless group waits after the one ranked `n - 1`
     /// before it may campaign: long enough for one election to finish and be heard of.
     pub campaign_stagger: Duration,
+    /// A group's preferred leader takes leadership back once it has been live this long
+    /// (`None`: never; see [`crate::liveness`]'s rebalancing).
+    pub rebalance_after: Option<Duration>,
+}
+
+/// How many leadership transfers one round may start: rebalancing moves groups a few at a time.
+const TRANSFERS_PER_ROUND: usize = 8;
+
+/// What a round decided to do once it has looked at every group.
+struct Actions<SM: GroupStateMachine> {
+    heartbeat: Vec<Raft<SM>>,
+    transfer: Vec<(u64, Raft<SM>, NodeId)>,
 }
 
 /// A managed group as the driver tracks it between rounds.
-struct Tracked<SM: GroupStateMachine> {
-    raft: Raft<SM>,
+pub(super) struct Tracked<SM: GroupStateMachine> {
+    pub(super) raft: Raft<SM>,
     /// The group's state, vote and membership.
     metrics: ServerMetricsWatch,
     /// Whether `state`, `term` and `voters` have been read yet.
     read: bool,
     state: ServerState,
-    term: u64,
-    voters: Vec<NodeId>,
+    pub(super) term: u64,
+    pub(super) voters: Vec<NodeId>,
     membership: Arc<StoredMembership>,
+    /// The leadership transfer this node started, while it leads.
+    pub(super) transfer: Option<Transfer>,
     /// The ticker setting last given to openraft (`None`: never set by the driver).
     ticking: Option<bool>,
     /// Since when no live node has claimed the group (while this node follows it).
@@ -59,6 +74,7 @@ impl<SM: GroupStateMachine> Tracked<SM> {
             term: 0,
             voters,
             membership,
+            transfer: None,
             ticking: None,
             leaderless_since: None,
         }
@@ -153,10 +169,16 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
                 () = &mut stop => return,
             }
             self.sync_groups();
-            let to_heartbeat = self.check_groups();
-            for raft in to_heartbeat {
+            let actions = self.check_groups();
+            for raft in actions.heartbeat {
                 if let Err(e) = raft.trigger().heartbeat().await {
                     tracing::debug!("heartbeat to a restarted or stale peer: {e}");
+                }
+            }
+            for (group, raft, to) in actions.transfer {
+                tracing::info!(group, to, "handing leadership back to the preferred leader");
+                if let Err(e) = raft.trigger().transfer_leader(to).await {
+                    tracing::debug!(group, "leadership transfer: {e}");
                 }
             }
             self.send_heartbeats().await;
@@ -178,34 +200,46 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
         }
     }
 
-    /// Sets tickers, collects this node's claims, and returns the leaders that should send a
-    /// Raft heartbeat now: to a follower that restarted (so it learns its leader and catches
-    /// up) or to a peer still claiming the group in an older term (so that one steps down).
-    fn check_groups(&mut self) -> Vec<Raft<SM>> {
+    /// Sets tickers, collects this node's claims, and returns what to do next: the leaders
+    /// that should send a Raft heartbeat now (to a follower that restarted, so it learns its
+    /// leader and catches up, or to a peer still claiming the group in an older term, so that
+    /// one steps down), and the groups to hand to their preferred leader.
+    fn check_groups(&mut self) -> Actions<SM> {
         let view = (self.liveness.generation(), self.liveness.live_peers(), self.liveness.settled(&self.peer_ids));
         let view_changed = view != self.view;
         self.view = view;
         let restarted = self.liveness.take_restarted();
         let mut claims = Vec::with_capacity(self.claims.0.len());
-        let mut to_heartbeat = Vec::new();
+        let mut actions = Actions { heartbeat: Vec::new(), transfer: Vec::new() };
+        let running = self.groups.values().filter(|t| t.ticking == Some(true) && t.state != ServerState::Leader);
+        let mut campaigns = Campaigns { running: running.count() };
         for (&group, t) in &mut self.groups {
             let changed = t.refresh();
             match t.state {
                 ServerState::Leader => {
-                    claims.push((group, t.term));
                     // A leader needs no ticker: followers hear of it through node heartbeats.
                     t.tick(false);
                     t.leaderless_since = None;
+                    if !rebalance::abandoned(&self.liveness, &self.config, t) {
+                        claims.push((group, t.term));
+                    }
                     let restarted = t.voters.iter().any(|v| restarted.contains(v));
                     let stale = (changed || view_changed)
                         && self.liveness.claimed_leader(group).is_some_and(|c| c.term < t.term);
                     if restarted || stale {
-                        to_heartbeat.push(t.raft.clone());
+                        actions.heartbeat.push(t.raft.clone());
+                    }
+                    if actions.transfer.len() < TRANSFERS_PER_ROUND
+                        && let Some(to) = rebalance::due(&self.liveness, &self.config, group, t)
+                    {
+                        t.transfer = Some(Transfer { to, started: Instant::now(), term: t.term });
+                        actions.transfer.push((group, t.raft.clone(), to));
                     }
                 }
                 ServerState::Shutdown => {}
                 _ if changed || view_changed || t.leaderless_since.is_some() => {
-                    follow(&self.liveness, &self.config, self.view.2, group, t);
+                    t.transfer = None;
+                    follow(&self.liveness, &self.config, self.view.2, group, t, &mut campaigns);
                 }
                 _ => {}
             }
@@ -214,7 +248,7 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
         if claims != self.claims.0 {
             self.claims = (claims, self.claims.1 + 1);
         }
-        to_heartbeat
+        actions
     }
 
     /// Sends this node's heartbeat to every peer at once; each is bounded by the interval, so a
@@ -256,18 +290,48 @@ fn follow<SM: GroupStateMachine>(
     settled: bool,
     group: u64,
     t: &mut Tracked<SM>,
+    campaigns: &mut Campaigns,
 ) {
     let led = liveness.claimed_leader(group).is_some_and(|c| c.term >= t.term);
     if led || !settled {
         t.leaderless_since = None;
-        t.tick(false);
+        campaigns.set(t, false);
         return;
     }
     let since = *t.leaderless_since.get_or_insert_with(Instant::now);
     let live: Vec<NodeId> = t.voters.iter().copied().filter(|&v| liveness.is_live(v)).collect();
     let rank = campaign_rank(group, liveness.node_id(), &live, liveness.preferred_leader(group));
     let turn = since + config.campaign_stagger * rank;
-    t.tick(Instant::now() >= turn);
+    campaigns.set(t, Instant::now() >= turn);
+}
+
+/// How many groups one node campaigns for at once. Every vote costs each voter an fsync; when
+/// hundreds of groups elect together (a cluster forming, a broker dying) on a busy machine, the
+/// votes queue behind each other past the election timeout, candidates give up and start over
+/// in a new term, and nobody wins. A bounded number of campaigns at a time finish quickly and
+/// make room for the next.
+const MAX_CAMPAIGNS: usize = 32;
+
+/// The campaigns (followers with their ticker on) running on this node.
+struct Campaigns {
+    running: usize,
+}
+
+impl Campaigns {
+    /// Turns `t`'s ticker on or off; on only if a campaign slot is free (otherwise the group
+    /// stays leaderless and asks again next round).
+    fn set<SM: GroupStateMachine>(&mut self, t: &mut Tracked<SM>, on: bool) {
+        let was = t.ticking == Some(true);
+        if on && !was {
+            if self.running >= MAX_CAMPAIGNS {
+                return;
+            }
+            self.running += 1;
+        } else if !on && was {
+            self.running = self.running.saturating_sub(1);
+        }
+        t.tick(on);
+    }
 }
 
 /// Where `node` stands among `live` voters in the order they campaign for `group`: the

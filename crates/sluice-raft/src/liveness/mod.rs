@@ -19,6 +19,9 @@
 //! - When a peer restarts (its incarnation changes), the leaders of groups it is in send it a
 //!   heartbeat at once, so it learns its leaders and catches up without an election.
 //!
+//! - Leadership goes back to a group's preferred leader once that broker has been live for a
+//!   while (`rebalance.rs`), so a broker that returns from a failure leads its share again.
+//!
 //! Safety is Raft's and untouched: this only decides when elections may start. The cost is one
 //! small RPC per node pair per interval, whatever the number of groups; the claims also give
 //! every broker the leader of every group in the cluster, which is what clients are routed by.
@@ -26,6 +29,7 @@
 //! [`Liveness`] is the shared view (fed by the peer service); [`LivenessDriver`] runs the loop.
 
 mod driver;
+mod rebalance;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -52,6 +56,8 @@ pub struct Liveness {
 
 struct PeerView {
     last_heard: Instant,
+    /// Since when the peer has been heard without a gap of `timeout`, in this incarnation.
+    live_since: Instant,
     incarnation: u64,
     claims_version: u64,
     /// Set when the incarnation changed; taken by the driver.
@@ -105,6 +111,9 @@ impl Liveness {
         let mut peers = self.peers.write().expect("liveness lock poisoned");
         let now = Instant::now();
         if let Some(peer) = peers.get_mut(&from) {
+            if now.duration_since(peer.last_heard) >= self.timeout || peer.incarnation != incarnation {
+                peer.live_since = now;
+            }
             peer.last_heard = now;
             if peer.incarnation == incarnation && peer.claims_version == claims_version {
                 return;
@@ -117,7 +126,9 @@ impl Liveness {
             // A peer first heard of counts as restarted: its groups may need to hear from their
             // leaders here to catch up.
             let claims = claims();
-            peers.insert(from, PeerView { last_heard: now, incarnation, claims_version, restarted: true, claims });
+            let view =
+                PeerView { last_heard: now, live_since: now, incarnation, claims_version, restarted: true, claims };
+            peers.insert(from, view);
         }
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -158,6 +169,17 @@ impl Liveness {
         }
         let peers = self.peers.read().expect("liveness lock poisoned");
         peers.get(&node).is_some_and(|p| p.last_heard.elapsed() < self.timeout)
+    }
+
+    /// How long `node` has been live without interruption (in its current incarnation); `None`
+    /// if it is not live. This node has been live since it started.
+    pub fn live_for(&self, node: NodeId) -> Option<Duration> {
+        if node == self.node_id {
+            return Some(self.started.elapsed());
+        }
+        let peers = self.peers.read().expect("liveness lock poisoned");
+        let peer = peers.get(&node).filter(|p| p.last_heard.elapsed() < self.timeout)?;
+        Some(peer.live_since.elapsed())
     }
 
     /// The live peer claiming `group` in the highest term, if any. This node's own leadership

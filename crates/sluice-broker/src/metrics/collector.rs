@@ -1,0 +1,306 @@
+//! Broker and partition state read at scrape time: nothing here runs on the request path.
+//!
+//! Each partition group's Raft metrics are one watch `borrow`; high watermarks come from the
+//! partition state machines' watches, fetched once per group through its state machine task
+//! ([`BrokerCollector::refresh`], before encoding) and kept.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use sluice_common::NodeId;
+use sluice_raft::Liveness;
+use sluice_raft::partition::high_watermark_of;
+use sluice_raft::typ::{Raft, ServerState, WatchReceiver};
+use tokio::sync::watch;
+
+use super::requests::{PartitionTraffic, RequestMetrics};
+use crate::controller::{BrokerStateMachine, ControllerGroup};
+use crate::partitions::Partitions;
+
+/// How long a scrape waits, in all, for groups' state machines to hand over their high
+/// watermark watches; a group not reached in time shows no watermark until a later scrape.
+const WATERMARK_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The Raft roles, each a value of the `role` label of `sluice_partition_raft_role`.
+const ROLES: [(ServerState, &str); 5] = [
+    (ServerState::Leader, "leader"),
+    (ServerState::Follower, "follower"),
+    (ServerState::Candidate, "candidate"),
+    (ServerState::Learner, "learner"),
+    (ServerState::Shutdown, "shutdown"),
+];
+
+/// One partition group's Raft state on this broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    /// This member's role.
+    pub role: ServerState,
+    /// Its current term.
+    pub term: u64,
+    /// The index of its last log entry; `None` before the group is initialized.
+    pub last_log_index: Option<u64>,
+    /// The index of the last entry it knows committed.
+    pub committed_index: Option<u64>,
+    /// The index of the last entry its state machine applied.
+    pub applied_index: Option<u64>,
+    /// On the leader: each follower's node id and how many entries of the leader's log it is
+    /// not known to hold. Empty elsewhere.
+    pub follower_lag_entries: Vec<(u64, u64)>,
+}
+
+impl GroupView {
+    /// Reads the group's Raft metrics as member `node_id` sees them.
+    pub fn of(raft: &Raft<BrokerStateMachine>, node_id: u64) -> GroupView {
+        let metrics = raft.metrics();
+        let m = metrics.borrow_watched();
+        // Entries up to and including an index: log indexes start at 0.
+        let entries = |index: Option<u64>| index.map_or(0, |i| i + 1);
+        let have = entries(m.last_log_index);
+        let follower_lag_entries = m
+            .replication
+            .iter()
+            .flatten()
+            .filter(|(id, _)| **id != node_id)
+            .map(|(id, matched)| (*id, have.saturating_sub(entries(matched.map(|l| l.index)))))
+            .collect();
+        GroupView {
+            role: m.state,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            committed_index: m.local_committed.map(|l| l.index),
+            applied_index: m.last_applied.map(|l| l.index),
+            follower_lag_entries,
+        }
+    }
+}
+
+/// A hosted partition at scrape time.
+struct PartitionView {
+    topic: String,
+    partition: u32,
+    group: GroupView,
+    high_watermark: Option<u64>,
+    traffic: Option<Arc<PartitionTraffic>>,
+}
+
+/// The `topic` and `partition` labels, and optionally one more.
+struct PartitionLabels<'a> {
+    topic: &'a str,
+    partition: u32,
+    extra: Option<(&'static str, LabelValue<'a>)>,
+}
+
+enum LabelValue<'a> {
+    Str(&'a str),
+    Node(u64),
+}
+
+impl EncodeLabelSet for PartitionLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> fmt::Result {
+        ("topic", self.topic).encode(encoder.encode_label())?;
+        ("partition", self.partition).encode(encoder.encode_label())?;
+        match self.extra {
+            Some((key, LabelValue::Str(v))) => (key, v).encode(encoder.encode_label()),
+            Some((key, LabelValue::Node(v))) => (key, v).encode(encoder.encode_label()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<'a> PartitionLabels<'a> {
+    fn of(p: &'a PartitionView) -> PartitionLabels<'a> {
+        PartitionLabels { topic: &p.topic, partition: p.partition, extra: None }
+    }
+}
+
+/// Encodes the broker-wide gauges and every hosted partition's Raft state and traffic.
+pub struct BrokerCollector {
+    node_id: u64,
+    controller: Arc<ControllerGroup>,
+    partitions: Arc<Partitions>,
+    liveness: Arc<Liveness>,
+    requests: Arc<RequestMetrics>,
+    /// High watermark watches by group id, of groups hosted at the last refresh.
+    watermarks: Mutex<HashMap<u64, watch::Receiver<u64>>>,
+}
+
+impl fmt::Debug for BrokerCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerCollector").field("node_id", &self.node_id).finish_non_exhaustive()
+    }
+}
+
+impl BrokerCollector {
+    /// The collector of broker `node_id`.
+    pub fn new(
+        node_id: u64,
+        controller: Arc<ControllerGroup>,
+        partitions: Arc<Partitions>,
+        liveness: Arc<Liveness>,
+        requests: Arc<RequestMetrics>,
+    ) -> BrokerCollector {
+        let watermarks = Mutex::new(HashMap::new());
+        BrokerCollector { node_id, controller, partitions, liveness, requests, watermarks }
+    }
+
+    /// Fetches the high watermark watch of every hosted group that has none yet (or a closed
+    /// one: the group restarted), and forgets those of groups no longer hosted.
+    pub async fn refresh(&self) {
+        let hosted: HashSet<u64> = self.partitions.group_ids().into_iter().collect();
+        let missing: Vec<u64> = {
+            let mut known = self.watermarks.lock().expect("watermarks lock");
+            known.retain(|g, w| hosted.contains(g) && w.has_changed().is_ok());
+            hosted.iter().copied().filter(|g| !known.contains_key(g)).collect()
+        };
+        let deadline = tokio::time::Instant::now() + WATERMARK_LOOKUP_TIMEOUT;
+        for gid in missing {
+            let Some(raft) = self.partitions.raft(gid) else { continue };
+            match tokio::time::timeout_at(deadline, high_watermark_of(&raft)).await {
+                Ok(Some(w)) => {
+                    self.watermarks.lock().expect("watermarks lock").insert(gid, w);
+                }
+                // Stopping, or its state machine is busy: this scrape shows no watermark for it.
+                Ok(None) | Err(_) => tracing::debug!(group = gid, "no high watermark for this scrape"),
+            }
+        }
+    }
+
+    /// The hosted partitions the metadata names, with their state now.
+    fn partitions_now(&self) -> Vec<PartitionView> {
+        let assigned = self.controller.metadata().read(|m| m.partitions_of(NodeId(self.node_id)));
+        let watermarks = self.watermarks.lock().expect("watermarks lock").clone();
+        let traffic = self.requests.traffic_by_group();
+        let mut views: Vec<PartitionView> = assigned
+            .into_iter()
+            .filter_map(|p| {
+                let raft = self.partitions.raft(p.group_id)?;
+                Some(PartitionView {
+                    topic: p.topic.as_str().to_owned(),
+                    partition: p.partition.0,
+                    group: GroupView::of(&raft, self.node_id),
+                    high_watermark: watermarks.get(&p.group_id).map(|w| *w.borrow()),
+                    traffic: traffic.get(&p.group_id).cloned(),
+                })
+            })
+            .collect();
+        views.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        views
+    }
+
+    fn encode_node(&self, encoder: &mut DescriptorEncoder, hosted: usize, led: usize) -> fmt::Result {
+        let leader = u64::from(self.controller.is_leader());
+        let live = self.liveness.live_peers().len() as u64;
+        for (name, help, value) in [
+            ("sluice_controller_leader", "1 if this broker leads the controller group, else 0.", leader),
+            ("sluice_live_peers", "Other brokers this broker has heard from within node_timeout_ms.", live),
+            ("sluice_partitions_hosted", "Partition replicas this broker hosts.", hosted as u64),
+            ("sluice_partitions_led", "Partition replicas this broker hosts and leads.", led as u64),
+        ] {
+            ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for BrokerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let parts = self.partitions_now();
+        let hosted = self.partitions.group_ids();
+        let led = hosted.iter().filter(|g| self.partitions.raft(**g).is_some_and(|r| r.is_leader())).count();
+        self.encode_node(&mut encoder, hosted.len(), led)?;
+        encode_roles(&mut encoder, &parts)?;
+        encode_raft_positions(&mut encoder, &parts)?;
+        encode_lags(&mut encoder, &parts)?;
+        encode_traffic(&mut encoder, &parts)
+    }
+}
+
+fn encode_roles(encoder: &mut DescriptorEncoder, parts: &[PartitionView]) -> fmt::Result {
+    let help = "1 for this replica's Raft role in the partition group (label role), 0 for the others.";
+    let mut metric = encoder.encode_descriptor("sluice_partition_raft_role", help, None, MetricType::Gauge)?;
+    for p in parts {
+        for (role, name) in ROLES {
+            let labels = PartitionLabels { extra: Some(("role", LabelValue::Str(name))), ..PartitionLabels::of(p) };
+            ConstGauge::new(u64::from(p.group.role == role)).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// A per-partition gauge; partitions for which `value` is `None` get no sample.
+type Position = fn(&PartitionView) -> Option<u64>;
+
+fn encode_raft_positions(encoder: &mut DescriptorEncoder, parts: &[PartitionView]) -> fmt::Result {
+    let gauges: [(&str, &str, Position); 5] = [
+        ("sluice_partition_raft_term", "The replica's current Raft term.", |p| Some(p.group.term)),
+        ("sluice_partition_raft_last_log_index", "Index of the last entry in the replica's Raft log.", |p| {
+            p.group.last_log_index
+        }),
+        ("sluice_partition_raft_committed_index", "Index of the last entry the replica knows committed.", |p| {
+            p.group.committed_index
+        }),
+        ("sluice_partition_raft_applied_index", "Index of the last entry the replica applied.", |p| {
+            p.group.applied_index
+        }),
+        (
+            "sluice_partition_high_watermark_offset",
+            "The replica's high watermark: the offset the next committed message gets.",
+            |p| p.high_watermark,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for p in parts {
+            if let Some(v) = value(p) {
+                ConstGauge::new(v).encode(metric.encode_family(&PartitionLabels::of(p))?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn encode_lags(encoder: &mut DescriptorEncoder, parts: &[PartitionView]) -> fmt::Result {
+    let help = "On the partition leader: entries of its log each follower is not known to hold.";
+    let mut metric =
+        encoder.encode_descriptor("sluice_partition_follower_lag_entries", help, None, MetricType::Gauge)?;
+    for p in parts {
+        for (follower, lag) in &p.group.follower_lag_entries {
+            let labels =
+                PartitionLabels { extra: Some(("follower", LabelValue::Node(*follower))), ..PartitionLabels::of(p) };
+            ConstGauge::new(*lag).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_traffic(encoder: &mut DescriptorEncoder, parts: &[PartitionView]) -> fmt::Result {
+    type Field = fn(&PartitionTraffic) -> u64;
+    let counters: [(&str, &str, Field); 3] = [
+        ("sluice_produce_messages", "Messages appended by produce requests to the partition led here.", |t| {
+            t.produced_messages.load(Ordering::Relaxed)
+        }),
+        ("sluice_produce_bytes", "Record batch bytes appended by produce requests to the partition led here.", |t| {
+            t.produced_bytes.load(Ordering::Relaxed)
+        }),
+        ("sluice_fetch_bytes", "Record batch bytes returned by fetches of the partition led here.", |t| {
+            t.fetched_bytes.load(Ordering::Relaxed)
+        }),
+    ];
+    for (name, help, value) in counters {
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for p in parts {
+            if let Some(t) = &p.traffic {
+                ConstCounter::new(value(t)).encode(metric.encode_family(&PartitionLabels::of(p))?)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! The broker's Prometheus metrics (docs/METRICS.md lists every one), served over HTTP on
+//! `metrics_listen` when it is configured.
+//!
+//! Two sources, so that the request path does as little as possible:
+//!
+//! - [`RequestMetrics`]: the client API records each produce and fetch once — a counter by
+//!   outcome code, a latency observation, and per-partition message and byte counts added per
+//!   batch, never per message.
+//! - [`BrokerCollector`]: everything else (Raft role and positions of each hosted partition,
+//!   follower lag, high watermarks, controller leadership, live peers) is read when scraped.
+//!
+//! [`Exporter`] joins them in one `prometheus-client` registry; [`serve`] answers scrapes.
+
+mod collector;
+mod http;
+mod requests;
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+
+pub use collector::{BrokerCollector, GroupView};
+pub use http::{METRICS_PATH, OPENMETRICS_CONTENT_TYPE, bind};
+pub use requests::{LATENCY_BUCKETS_SECONDS, PartitionTraffic, RequestMetrics};
+
+/// Renders the exposition of one broker.
+#[derive(Debug)]
+pub struct Exporter {
+    registry: Registry,
+    collector: Arc<BrokerCollector>,
+}
+
+impl Exporter {
+    /// The exposition of `requests` and of what `collector` reads at scrape time.
+    pub fn new(requests: &RequestMetrics, collector: BrokerCollector) -> Exporter {
+        let mut registry = Registry::default();
+        requests.register(&mut registry);
+        let collector = Arc::new(collector);
+        registry.register_collector(Box::new(Arc::clone(&collector)));
+        Exporter { registry, collector }
+    }
+
+    /// The whole exposition now, in the OpenMetrics text format (ending in `# EOF`).
+    pub async fn render(&self) -> String {
+        self.collector.refresh().await;
+        let mut text = String::with_capacity(16 * 1024);
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// Serves `exporter` on `listener` until `shutdown` resolves.
+pub async fn serve(listener: tokio::net::TcpListener, exporter: Exporter, shutdown: impl Future<Output = ()>) {
+    let exporter = Arc::new(exporter);
+    let render = move || {
+        let exporter = Arc::clone(&exporter);
+        async move { exporter.render().await }
+    };
+    http::serve(listener, render, shutdown).await;
+}
