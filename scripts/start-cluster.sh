@@ -91,6 +91,10 @@ for n in "${nodes[@]}"; do
       die "node $n's $key $addr is already in use by another process (another cluster, or sluice-broker --dev?)"
     fi
   done
+  metrics="$(awk '$1 == "metrics_listen" { gsub(/"/, "", $3); print $3; exit }' "$source_config")"
+  if [ -n "$metrics" ] && listening "$metrics"; then
+    die "node $n's metrics_listen $metrics is already in use by another process"
+  fi
   to_start+=("$n")
 done
 

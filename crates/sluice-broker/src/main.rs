@@ -26,7 +26,8 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Run a single-node cluster with built-in defaults: data in ./sluice-dev-data, clients on
-    /// 127.0.0.1:9091, peers on 127.0.0.1:9101. For trying Sluice out, not for keeping data.
+    /// 127.0.0.1:9091, peers on 127.0.0.1:9101, metrics on 127.0.0.1:9190. For trying Sluice out,
+    /// not for keeping data.
     #[arg(long)]
     dev: bool,
 }
@@ -70,7 +71,9 @@ fn init_logging() {
         }),
         Err(_) => EnvFilter::new("info"),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour only on a terminal: logs redirected to a file stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -100,6 +100,17 @@ fn batch(producer: ProducerStamp, messages: usize, ts: i64) -> Bytes {
     b.finish()
 }
 
+/// Shuts the node down and waits (bounded) until openraft's tasks have let go of the log: its
+/// shutdown returns before they end, and the log's directory lock lasts as long as they hold it.
+async fn stop(node: Node) {
+    node.raft.shutdown().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while Arc::strong_count(&node.log) > 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the log is still held 10 s after shutdown");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn produce(node: &Node, batch: &[u8]) -> Reply {
     node.raft.client_write(PartitionCommand::produce(batch)).await.expect("client_write").data
 }
@@ -147,8 +158,7 @@ async fn offsets_are_dense_retries_are_applied_once_and_state_survives_a_snapsho
     node.raft.wait(Some(Duration::from_secs(10))).metrics(covered, "snapshot taken").await.unwrap();
     assert_eq!(produce(&node, &batch(stamp(1, 1), 2, 6_000)).await, Reply::Appended { base_offset: next, count: 2 });
     next += 2;
-    node.raft.shutdown().await.unwrap();
-    drop(node);
+    stop(node).await;
 
     let node = start(dir.path()).await;
     let retried = produce(&node, &batch(stamp(1, 1), 2, 6_000)).await;
