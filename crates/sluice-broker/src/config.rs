@@ -191,10 +191,30 @@ pub struct BrokerConfig {
     /// Default: 8388608 (8 MiB).
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: u32,
+    /// How often the broker applies retention, in ms: for each partition it leads, it asks
+    /// the log which whole segments the topic's `retention_ms` / `retention_bytes` let go and
+    /// proposes trimming them through Raft; every replica then purges its own log. Default:
+    /// 30000.
+    #[serde(default = "default_retention_check_ms")]
+    pub retention_check_ms: u64,
+    /// A partition's active log segment is rolled (sealed, a new one started) once it holds
+    /// entries and is this old, in ms, besides rolling at 128 MiB. Retention deletes whole
+    /// sealed segments only, so this bounds how long data outlives `retention_ms` on a quiet
+    /// partition. Default: 604800000 (7 days).
+    #[serde(default = "default_segment_roll_ms")]
+    pub segment_roll_ms: u64,
 }
 
 fn default_session_timeout_ms() -> u64 {
     6_000
+}
+
+fn default_retention_check_ms() -> u64 {
+    30_000
+}
+
+fn default_segment_roll_ms() -> u64 {
+    7 * 24 * 3_600_000
 }
 
 fn default_max_batch_bytes() -> u32 {
@@ -236,6 +256,8 @@ impl BrokerConfig {
             raft: RaftTimings::default(),
             broker_session_timeout_ms: default_session_timeout_ms(),
             max_batch_bytes: default_max_batch_bytes(),
+            retention_check_ms: default_retention_check_ms(),
+            segment_roll_ms: default_segment_roll_ms(),
         }
     }
 
@@ -282,6 +304,12 @@ impl BrokerConfig {
         let limit = max_batch_bytes_limit();
         if self.max_batch_bytes == 0 || self.max_batch_bytes > limit {
             return invalid(format!("max_batch_bytes is {}; use 1 to {limit}", self.max_batch_bytes));
+        }
+        if self.retention_check_ms == 0 || self.segment_roll_ms == 0 {
+            return invalid(format!(
+                "retention_check_ms ({}) and segment_roll_ms ({}) must be at least 1",
+                self.retention_check_ms, self.segment_roll_ms
+            ));
         }
         self.raft.controller()?;
         self.raft.partition()?;
@@ -335,6 +363,7 @@ mod tests {
         assert_eq!(c.raft_listen(), Some("127.0.0.1:9102".parse().unwrap()));
         assert_eq!(c.client_listen(), Some("127.0.0.1:9092".parse().unwrap()));
         assert_eq!(c.max_batch_bytes, 8 * 1024 * 1024);
+        assert_eq!((c.retention_check_ms, c.segment_roll_ms), (30_000, 604_800_000));
         assert_eq!(c.metrics_listen, None, "no metrics endpoint unless configured");
         assert_eq!(c.raft, RaftTimings::default());
         assert_eq!(c.raft.partition().unwrap().heartbeat_interval, 250);
@@ -373,6 +402,10 @@ mod tests {
         c.validate().unwrap();
         c.max_batch_bytes = max_batch_bytes_limit() + 1;
         assert!(c.validate().unwrap_err().to_string().contains("max_batch_bytes"));
+        let mut c: BrokerConfig = toml::from_str(&format!("retention_check_ms = 0\n{THREE}")).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("retention_check_ms (0)"));
+        c.retention_check_ms = 1;
+        c.validate().unwrap();
         let mut c: BrokerConfig = toml::from_str(&format!("metrics_listen = \"127.0.0.1:9092\"\n{THREE}")).unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("metrics_listen 127.0.0.1:9092 is also"));
         c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());

@@ -11,6 +11,9 @@
 //! Clients reach a broker through the [`client`] API (`sluice-proto`'s gRPC service) on its
 //! client address. The `sluice-broker` binary parses its flags and calls [`run`].
 //!
+//! Retention runs on each partition's leader, which proposes trimming whole expired segments
+//! through Raft so that every replica deletes the same entries (`retention`).
+//!
 //! With `metrics_listen` set, a broker serves Prometheus [`metrics`] over HTTP
 //! (docs/METRICS.md).
 //!
@@ -22,6 +25,7 @@ mod controller;
 pub mod metrics;
 mod node;
 mod partitions;
+mod retention;
 
 pub use config::{BrokerConfig, ConfigError, PeerConfig, RaftTimings};
 pub use controller::{BrokerStateMachine, ControllerGroup, ProposeError};

@@ -17,6 +17,7 @@ use crate::config::{BrokerConfig, ConfigError};
 use crate::controller::{BrokerStateMachine, ControllerGroup};
 use crate::metrics::{self, BrokerCollector, Exporter, RequestMetrics};
 use crate::partitions::Partitions;
+use crate::retention;
 
 /// How often the broker checks whether the metadata changed what it should host.
 const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -97,15 +98,18 @@ impl Broker {
         let (liveness, driver) = liveness(&config, &registry, &clients);
         tasks.push(tokio::spawn(driver.run(wait_until_true(stopped.clone()))));
         let flusher = Arc::new(Flusher::start(&format!("node{}", config.node_id), PARALLEL_SYNCS));
-        let partitions = Arc::new(Partitions::new(
-            config.node_id,
-            config.data_dir.join("partitions"),
-            registry,
-            clients,
-            flusher,
-            config.raft.partition()?,
-            Arc::clone(&liveness),
-        ));
+        let partitions = Arc::new(
+            Partitions::new(
+                config.node_id,
+                config.data_dir.join("partitions"),
+                registry,
+                clients,
+                flusher,
+                config.raft.partition()?,
+                Arc::clone(&liveness),
+            )
+            .with_segment_roll(std::time::Duration::from_millis(config.segment_roll_ms)),
+        );
         let requests = Arc::new(RequestMetrics::new());
         let service = ClientService::new(&config, Arc::clone(&controller), Arc::clone(&partitions), stopped.clone())
             .with_metrics(Arc::clone(&requests));
@@ -126,6 +130,8 @@ impl Broker {
             let exporter = Exporter::new(&requests, collector);
             tasks.push(tokio::spawn(metrics::serve(listener, exporter, wait_until_true(stopped.clone()))));
         }
+        let retention_check = std::time::Duration::from_millis(config.retention_check_ms);
+        tasks.push(tokio::spawn(retention::run(Arc::clone(&partitions), retention_check, stopped.clone())));
         tasks.push(tokio::spawn(reconcile_loop(Arc::clone(&controller), Arc::clone(&partitions), stopped)));
         tracing::info!(node_id = config.node_id, %raft_addr, %client_addr, ?metrics_addr, "broker started");
         Ok(Broker { config, raft_addr, client_addr, metrics_addr, controller, partitions, faults, stop, tasks })

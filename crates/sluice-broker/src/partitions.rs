@@ -37,6 +37,8 @@ pub struct Partitions {
     flusher: Arc<Flusher>,
     raft_config: Arc<RaftConfig>,
     liveness: Arc<Liveness>,
+    /// Active segments roll once this old (`LogConfig::max_segment_age`).
+    segment_roll: Duration,
     hosted: Mutex<HashMap<u64, Arc<Hosted>>>,
 }
 
@@ -55,7 +57,14 @@ impl Partitions {
     ) -> Partitions {
         let raft_config = Arc::new(RaftConfig { enable_tick: false, ..raft_config });
         let hosted = Mutex::new(HashMap::new());
-        Partitions { node_id, dir, registry, clients, flusher, raft_config, liveness, hosted }
+        let segment_roll = LogConfig::default().max_segment_age.expect("the default rolls by age");
+        Partitions { node_id, dir, registry, clients, flusher, raft_config, liveness, segment_roll, hosted }
+    }
+
+    /// Rolls the active segment of logs opened from now on once it is `age` old (retention
+    /// deletes whole sealed segments only).
+    pub fn with_segment_roll(self, age: Duration) -> Partitions {
+        Partitions { segment_roll: age, ..self }
     }
 
     /// The Raft group of partition group `group_id`, if hosted here.
@@ -131,7 +140,7 @@ impl Partitions {
         policy: FlushPolicy,
     ) -> io::Result<()> {
         let dir = self.dir.join(format!("{}-{}.g{}", p.topic, p.partition.0, p.group_id));
-        let config = LogConfig { retention, ..LogConfig::default() };
+        let config = LogConfig { retention, max_segment_age: Some(self.segment_roll), ..LogConfig::default() };
         let log = Arc::new(Log::open(&dir, config)?);
         let sm = PartitionStateMachine::open(Arc::clone(&log))?;
         let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(&self.flusher)).with_flush_policy(policy);

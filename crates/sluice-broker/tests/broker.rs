@@ -9,7 +9,8 @@
 //! (`faults`); 300 partition groups form, commit and go away on three brokers (`scale`). A
 //! topic's `flush_interval_ms` decides whether a write is acknowledged before or after its
 //! fsync (`flush_policy`). Each broker's Prometheus endpoint counts what clients sent and shows
-//! each replica's Raft state (`metrics`).
+//! each replica's Raft state (`metrics`). Retention trims every replica at the index its
+//! leader proposed, and a follower down meanwhile catches up by snapshot (`retention`).
 
 #[path = "broker/catchup.rs"]
 mod catchup;
@@ -25,6 +26,8 @@ mod flush_policy;
 mod liveness;
 #[path = "broker/metrics.rs"]
 mod metrics;
+#[path = "broker/retention.rs"]
+mod retention;
 #[path = "broker/scale.rs"]
 mod scale;
 

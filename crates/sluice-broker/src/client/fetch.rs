@@ -4,13 +4,17 @@
 //! every applied run of entries: everything below it is committed and indexed. A fetch at the
 //! high watermark waits on that watch (no polling) for at most its `max_wait_ms`, then reads
 //! whole batches from the log as stored (`sluice_raft::partition::read_committed`).
+//!
+//! The log start is the later of the first offset the log still holds and the one retention
+//! set through Raft (published on the state machine's log start watch): between a trim being
+//! applied and the replica purging its log, the trimmed offsets are already out of range.
 
 use std::time::{Duration, Instant};
 
 use sluice_proto::v1::list_offsets_request::At;
 use sluice_proto::v1::{FetchRequest, FetchResponse, FetchedBatch, ListOffsetsRequest, ListOffsetsResponse};
 use sluice_proto::{Error, ErrorCode};
-use sluice_raft::partition::{high_watermark_of, read_committed};
+use sluice_raft::partition::{LogStart, high_watermark_of, log_start_of, read_committed};
 use sluice_storage::{Log, StorageError};
 use tokio::sync::watch;
 
@@ -25,11 +29,26 @@ struct Bounds {
     high_watermark: u64,
 }
 
+/// A partition's watches, kept per group so that only its first read asks its state machine.
+#[derive(Debug, Clone)]
+pub(super) struct Watches {
+    high_watermark: watch::Receiver<u64>,
+    log_start: watch::Receiver<LogStart>,
+}
+
+impl Watches {
+    /// Whether the group they belong to still runs: a stopped group closes them.
+    fn open(&self) -> bool {
+        self.high_watermark.has_changed().is_ok() && self.log_start.has_changed().is_ok()
+    }
+}
+
 impl Bounds {
-    fn of(log: &Log, high_watermark: u64) -> Bounds {
+    /// `retained` is the log start retention set (see the module doc).
+    fn of(log: &Log, high_watermark: u64, retained: u64) -> Bounds {
         // Nothing indexed: empty, or everything trimmed by retention.
-        let log_start = log.first_indexed_offset().unwrap_or(high_watermark).min(high_watermark);
-        Bounds { log_start, high_watermark }
+        let held = log.first_indexed_offset().unwrap_or(high_watermark);
+        Bounds { log_start: held.max(retained).min(high_watermark), high_watermark }
     }
 
     fn out_of_range(self, led: &Led, offset: u64) -> FetchResponse {
@@ -65,19 +84,23 @@ impl ClientService {
             Ok(led) => led,
             Err(e) => return failed(e),
         };
-        let mut watermark = match self.watermark(&led).await {
+        let Watches { high_watermark: mut watermark, log_start } = match self.watches(&led).await {
             Ok(w) => w,
             Err(e) => return failed(e),
         };
+        let retained = || log_start.borrow().offset;
         let offset = request.offset;
-        let mut bounds = Bounds::of(&led.log, *watermark.borrow_and_update());
+        let mut bounds = Bounds::of(&led.log, *watermark.borrow_and_update(), retained());
         if offset < bounds.log_start || offset > bounds.high_watermark {
             return bounds.out_of_range(&led, offset);
         }
         if offset == bounds.high_watermark && request.max_wait_ms > 0 {
             let wait = Duration::from_millis(u64::from(request.max_wait_ms)).min(MAX_FETCH_WAIT);
             let wait_started = Instant::now();
-            bounds = Bounds::of(&led.log, self.wait_past(&mut watermark, offset, wait).await);
+            bounds = Bounds::of(&led.log, self.wait_past(&mut watermark, offset, wait).await, retained());
+            if offset < bounds.log_start {
+                return bounds.out_of_range(&led, offset);
+            }
             *waited = wait_started.elapsed();
         }
         let max_bytes = match request.max_bytes {
@@ -101,7 +124,9 @@ impl ClientService {
                 }
             }
             // Retention trimmed the offset away while it was being read.
-            Err(StorageError::Purged { .. }) => Bounds::of(&led.log, bounds.high_watermark).out_of_range(&led, offset),
+            Err(StorageError::Purged { .. }) => {
+                Bounds::of(&led.log, bounds.high_watermark, retained()).out_of_range(&led, offset)
+            }
             Err(e) => failed(read_failed(&led, offset, &e)),
         }
     }
@@ -118,8 +143,9 @@ impl ClientService {
             return Err(error(ErrorCode::InvalidRequest, "set one of earliest, latest or timestamp_ms"));
         };
         let led = self.led_partition(&request.topic, request.partition)?;
-        let high_watermark = *self.watermark(&led).await?.borrow();
-        let bounds = Bounds::of(&led.log, high_watermark);
+        let watches = self.watches(&led).await?;
+        let high_watermark = *watches.high_watermark.borrow();
+        let bounds = Bounds::of(&led.log, high_watermark, watches.log_start.borrow().offset);
         Ok(match at {
             At::Earliest(_) => bounds.log_start,
             At::Latest(_) => bounds.high_watermark,
@@ -132,22 +158,28 @@ impl ClientService {
         })
     }
 
-    /// The high watermark watch of `led`'s partition, kept per group so that only the first
-    /// read of a partition asks its state machine for it.
-    async fn watermark(&self, led: &Led) -> Result<watch::Receiver<u64>, Error> {
+    /// The high watermark and log start watches of `led`'s partition, kept per group so that
+    /// only the first read of a partition asks its state machine for them.
+    async fn watches(&self, led: &Led) -> Result<Watches, Error> {
         let cached = self.watermarks.lock().expect("watermarks lock").get(&led.group_id).cloned();
         // A closed watch belongs to a group that stopped (and may have been started again).
-        if let Some(w) = cached.filter(|w| w.has_changed().is_ok()) {
+        if let Some(w) = cached.filter(Watches::open) {
             return Ok(w);
         }
-        let Some(w) = high_watermark_of(&led.raft).await else {
+        let found = match high_watermark_of(&led.raft).await {
+            Some(high_watermark) => {
+                log_start_of(&led.raft).await.map(|log_start| Watches { high_watermark, log_start })
+            }
+            None => None,
+        };
+        let Some(w) = found else {
             return Err(error(
                 ErrorCode::Unavailable,
                 format!("{}/{} is stopping on broker {}; retry shortly", led.topic, led.partition, self.node_id),
             ));
         };
         let mut all = self.watermarks.lock().expect("watermarks lock");
-        all.retain(|_, w| w.has_changed().is_ok());
+        all.retain(|_, w| w.open());
         all.insert(led.group_id, w.clone());
         Ok(w)
     }

@@ -100,8 +100,8 @@ pub struct ClientService {
     replica_ack_window: Duration,
     controller: Arc<ControllerGroup>,
     partitions: Arc<Partitions>,
-    /// High watermark watches of the partitions read from, by group id.
-    watermarks: Mutex<HashMap<u64, watch::Receiver<u64>>>,
+    /// High watermark and log start watches of the partitions read from, by group id.
+    watermarks: Mutex<HashMap<u64, fetch::Watches>>,
     /// Turns true when the broker stops: waiting fetches answer at once.
     stop: watch::Receiver<bool>,
     /// Produce and fetch counters and latencies, recorded once per request.

@@ -30,6 +30,11 @@ static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const
 impl Cluster {
     /// Starts `n` brokers with fast test timings.
     pub async fn start(n: u64) -> Cluster {
+        Cluster::start_adjusted(n, |_| {}).await
+    }
+
+    /// Like [`Cluster::start`], with each broker's configuration changed by `adjust` first.
+    pub async fn start_adjusted(n: u64, adjust: fn(&mut BrokerConfig)) -> Cluster {
         let timings = RaftTimings {
             controller_heartbeat_ms: 50,
             controller_election_timeout_ms: [300, 600],
@@ -39,11 +44,16 @@ impl Cluster {
             node_timeout_ms: 400,
             leader_rebalance_delay_ms: 1_000,
         };
-        Cluster::start_with(n, timings).await
+        Cluster::start_configured(n, timings, adjust).await
     }
 
     /// Starts `n` brokers with Raft timings `timings`.
     pub async fn start_with(n: u64, timings: RaftTimings) -> Cluster {
+        Cluster::start_configured(n, timings, |_| {}).await
+    }
+
+    /// Starts `n` brokers with Raft timings `timings`, each configuration changed by `adjust`.
+    pub async fn start_configured(n: u64, timings: RaftTimings, adjust: fn(&mut BrokerConfig)) -> Cluster {
         let serial = ONE_CLUSTER_AT_A_TIME.lock().await;
         let data = tempfile::tempdir().expect("temp dir");
         let listeners: Vec<_> =
@@ -71,6 +81,12 @@ impl Cluster {
                 raft: timings.clone(),
                 broker_session_timeout_ms: 1_500,
                 max_batch_bytes: TEST_MAX_BATCH_BYTES,
+                retention_check_ms: 30_000,
+                segment_roll_ms: 7 * 24 * 3_600_000,
+            })
+            .map(|mut config| {
+                adjust(&mut config);
+                config
             })
             .collect();
         let mut brokers = Vec::new();

@@ -2,20 +2,25 @@
 //!
 //! ```text
 //! produce   | 1 | record batch (sluice_common::record format) |
+//! trim      | 2 | up_to_index u64 LE | log_start_offset u64 LE |      (17 bytes)
 //! ```
 //! A command is decoded the same way on every replica, so an undecodable one is rejected the
-//! same way everywhere (deterministic apply).
+//! same way everywhere (deterministic apply). Tags are never reused: a broker that predates a
+//! tag refuses its commands as [`CommandError::UnknownTag`] and changes nothing.
 //!
 //! Stored in the log behind the Raft entry kind byte, a produce entry's payload is
 //! `| KIND_NORMAL | 1 | batch |`: [`produce_batch`] finds the batch in it again for fetches.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use sluice_common::record::{BatchError, BatchHeader, parse_header};
 
 use crate::codec::KIND_NORMAL;
 use crate::typ::Command;
 
 const TAG_PRODUCE: u8 = 1;
+const TAG_TRIM: u8 = 2;
+/// Bytes of a trim command's body: the tag and two `u64`s.
+const TRIM_LEN: usize = 17;
 
 /// A decoded partition command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +31,15 @@ pub enum PartitionCommand {
         header: BatchHeader,
         /// The whole batch, as the producer sent it.
         batch: Bytes,
+    },
+    /// Retention: the entries up to and including `up_to_index` are deleted on every replica,
+    /// and the partition's log start becomes `log_start_offset`. The leader decides both (see
+    /// the broker's retention task); replicas apply them as given, so all trim alike.
+    Trim {
+        /// The last Raft log index that may go.
+        up_to_index: u64,
+        /// The first offset after the trimmed entries: the new log start.
+        log_start_offset: u64,
     },
 }
 
@@ -40,6 +54,16 @@ impl PartitionCommand {
         Command::from_stored(stored.freeze()).expect("starts with the normal kind byte")
     }
 
+    /// Encodes a trim command (see [`PartitionCommand::Trim`]).
+    pub fn trim(up_to_index: u64, log_start_offset: u64) -> Command {
+        let mut stored = BytesMut::with_capacity(1 + TRIM_LEN);
+        stored.put_u8(KIND_NORMAL);
+        stored.put_u8(TAG_TRIM);
+        stored.put_u64_le(up_to_index);
+        stored.put_u64_le(log_start_offset);
+        Command::from_stored(stored.freeze()).expect("starts with the normal kind byte")
+    }
+
     /// Decodes a command; a batch header that fails its checks is reported as such.
     pub fn decode(command: &Command) -> Result<PartitionCommand, CommandError> {
         let body = command.body();
@@ -48,6 +72,13 @@ impl PartitionCommand {
                 let batch = body.slice(1..);
                 let header = parse_header(&batch).map_err(CommandError::Batch)?;
                 Ok(PartitionCommand::Produce { header, batch })
+            }
+            Some(&TAG_TRIM) => {
+                if body.len() != TRIM_LEN {
+                    return Err(CommandError::BadLength { tag: TAG_TRIM, len: body.len(), expected: TRIM_LEN });
+                }
+                let mut fields = &body[1..];
+                Ok(PartitionCommand::Trim { up_to_index: fields.get_u64_le(), log_start_offset: fields.get_u64_le() })
             }
             other => Err(CommandError::UnknownTag(other.copied())),
         }
@@ -70,6 +101,16 @@ pub enum CommandError {
     /// The record batch is malformed.
     #[error("invalid record batch: {0}")]
     Batch(BatchError),
+    /// A fixed-size command has the wrong size.
+    #[error("partition command tag {tag} is {len} bytes long; expected {expected}")]
+    BadLength {
+        /// The command's tag.
+        tag: u8,
+        /// Its length, tag included.
+        len: usize,
+        /// The length its tag requires.
+        expected: usize,
+    },
 }
 
 #[cfg(test)]
@@ -84,10 +125,30 @@ mod tests {
         b.push(&Record::new("v", 10));
         let batch = b.finish();
         let decoded = PartitionCommand::decode(&PartitionCommand::produce(&batch)).unwrap();
-        let PartitionCommand::Produce { header, batch: got } = decoded;
+        let PartitionCommand::Produce { header, batch: got } = decoded else { panic!("not a produce: {decoded:?}") };
         assert_eq!((header.count, header.producer.producer_id, got), (1, 4, batch.clone()));
         assert_eq!(PartitionCommand::decode(&Command::new(&[9])), Err(CommandError::UnknownTag(Some(9))));
         assert!(matches!(PartitionCommand::decode(&Command::new(&[1, 2, 3])), Err(CommandError::Batch(_))));
+    }
+
+    #[test]
+    fn trim_has_a_stable_encoding_and_a_wrong_size_is_rejected() {
+        let command = PartitionCommand::trim(0x0102_0304_0506_0708, 42);
+        let mut expected = vec![KIND_NORMAL, 2, 8, 7, 6, 5, 4, 3, 2, 1];
+        expected.extend_from_slice(&42u64.to_le_bytes());
+        assert_eq!(command.stored().as_ref(), expected.as_slice(), "the stored bytes never change");
+        assert_eq!(
+            PartitionCommand::decode(&command),
+            Ok(PartitionCommand::Trim { up_to_index: 0x0102_0304_0506_0708, log_start_offset: 42 })
+        );
+        assert_eq!(produce_batch(command.stored()), None, "a trim is not data");
+        for cut in 1..expected.len() - 1 {
+            let err = PartitionCommand::decode(&Command::new(&expected[1..=cut])).unwrap_err();
+            assert_eq!(err, CommandError::BadLength { tag: 2, len: cut, expected: 17 }, "cut at {cut}");
+        }
+        let mut long = expected[1..].to_vec();
+        long.push(0);
+        assert!(PartitionCommand::decode(&Command::new(&long)).unwrap_err().to_string().contains("18 bytes"));
     }
 
     #[test]

@@ -16,5 +16,5 @@ pub use producers::{Check, DEDUP_WINDOW, ProducerTable, WrittenBatch};
 pub use read::{CommittedBatch, read_committed};
 pub use snapshot::PartitionState;
 pub use state_machine::{PartitionStateMachine, SnapshotBuilder, reject};
-pub use watermark::high_watermark_of;
+pub use watermark::{LogStart, high_watermark_of, log_start_of};
 pub use write::{WriteError, write};

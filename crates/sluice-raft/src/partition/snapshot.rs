@@ -1,13 +1,16 @@
 //! The partition snapshot: what a replica needs to carry on from a log position without the
-//! entries before it. It is small — the next offset and the producer table — because message
-//! data is never in it: a follower behind the log start installs it and then receives entries
-//! from the log start on.
+//! entries before it. It is small — the next offset, the log start retention left and the
+//! producer table — because message data is never in it: a follower behind the log start
+//! installs it and then receives entries from the log start on.
 //!
 //! ```text
-//! | magic "SLPS" | version u16 = 1 | next_offset u64 | producer_count u32 |
+//! | magic "SLPS" | version u16 = 2 | next_offset u64 | log_start_offset u64 | trimmed_before u64 |
+//! | producer_count u32 |
 //! | (producer_id i64 | epoch i16 | batch_count u8 | (base_sequence i32 | count u32 | base_offset u64)*)* |
 //! | crc u32 |      crc = crc32(everything before it)
 //! ```
+//! Version 1 (written before retention) lacks `log_start_offset` and `trimmed_before`; it is
+//! still read, with both 0.
 
 use std::collections::VecDeque;
 
@@ -16,13 +19,20 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::producers::{DEDUP_WINDOW, ProducerEntry, ProducerTable, WrittenBatch};
 
 const MAGIC: &[u8; 4] = b"SLPS";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
+/// The version before retention, still read.
+const VERSION_1: u16 = 1;
 
 /// The replicated state of a partition, besides its log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionState {
     /// The offset the next appended message gets.
     pub next_offset: u64,
+    /// The first offset retention kept: offsets below it are gone on every replica (whether or
+    /// not this replica has purged its log yet). Never moves backwards.
+    pub log_start_offset: u64,
+    /// Retention trimmed every Raft log entry below this index (0: none). Never moves backwards.
+    pub trimmed_before: u64,
     /// Idempotent producers' recent batches.
     pub producers: ProducerTable,
 }
@@ -34,6 +44,8 @@ impl PartitionState {
         b.put_slice(MAGIC);
         b.put_u16_le(VERSION);
         b.put_u64_le(self.next_offset);
+        b.put_u64_le(self.log_start_offset);
+        b.put_u64_le(self.trimmed_before);
         b.put_u32_le(self.producers.producers.len() as u32);
         for (id, p) in &self.producers.producers {
             b.put_i64_le(*id);
@@ -61,10 +73,21 @@ impl PartitionState {
         }
         let mut b = &body[4..];
         let version = b.get_u16_le();
-        if version != VERSION {
-            return Err(format!("partition snapshot version {version}; this build reads {VERSION}"));
+        let fixed = match version {
+            VERSION => 28,
+            VERSION_1 => 12,
+            _ => {
+                return Err(format!(
+                    "partition snapshot version {version}; this build reads {VERSION_1} and {VERSION}"
+                ));
+            }
+        };
+        if b.len() < fixed {
+            return Err("partition snapshot cut short".into());
         }
         let next_offset = b.get_u64_le();
+        let (log_start_offset, trimmed_before) =
+            if version == VERSION { (b.get_u64_le(), b.get_u64_le()) } else { (0, 0) };
         let mut producers = ProducerTable::default();
         for _ in 0..b.get_u32_le() {
             let (id, entry) = decode_producer(&mut b).ok_or("partition snapshot cut short")?;
@@ -73,7 +96,12 @@ impl PartitionState {
         if !b.is_empty() {
             return Err("trailing bytes in partition snapshot".into());
         }
-        Ok(PartitionState { next_offset, producers })
+        if log_start_offset > next_offset {
+            return Err(format!(
+                "partition snapshot log start {log_start_offset} is past its next offset {next_offset}"
+            ));
+        }
+        Ok(PartitionState { next_offset, log_start_offset, trimmed_before, producers })
     }
 }
 
@@ -99,7 +127,12 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_damage() {
-        let mut state = PartitionState { next_offset: 12_345, ..PartitionState::default() };
+        let mut state = PartitionState {
+            next_offset: 12_345,
+            log_start_offset: 6_000,
+            trimmed_before: 77,
+            ..PartitionState::default()
+        };
         for pid in 0..3 {
             for seq in 0..7 {
                 state.producers.record(&ProducerStamp { producer_id: pid, epoch: 2, base_sequence: seq }, 1, 100);
@@ -113,5 +146,24 @@ mod tests {
         let mut bad = raw.to_vec();
         bad[10] ^= 1;
         assert!(PartitionState::decode(&bad).unwrap_err().contains("checksum"));
+    }
+
+    #[test]
+    fn a_version_1_snapshot_reads_with_nothing_trimmed() {
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(MAGIC);
+        v1.extend_from_slice(&1u16.to_le_bytes());
+        v1.extend_from_slice(&500u64.to_le_bytes());
+        v1.extend_from_slice(&0u32.to_le_bytes());
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        let state = PartitionState::decode(&v1).unwrap();
+        assert_eq!((state.next_offset, state.log_start_offset, state.trimmed_before), (500, 0, 0));
+    }
+
+    #[test]
+    fn a_log_start_past_the_next_offset_is_rejected() {
+        let state = PartitionState { next_offset: 5, log_start_offset: 6, ..PartitionState::default() };
+        assert!(PartitionState::decode(&state.encode()).unwrap_err().contains("past its next offset"));
     }
 }

@@ -13,6 +13,10 @@
 //!   offset on a `tokio::sync::watch` ([`PartitionStateMachine::high_watermark`]): everything
 //!   below it is applied, hence committed, and may be served; a fetch waiting for new data waits
 //!   on the watch instead of polling.
+//! - **Retention.** A [`PartitionCommand::Trim`] moves the log start (offset, and the Raft
+//!   index below which entries may go) forward, never back, and publishes it on a second watch
+//!   ([`PartitionStateMachine::log_start`]). Apply only records it: the broker purges the log
+//!   afterwards, outside apply, when it sees the watch move.
 
 use std::io;
 use std::sync::Arc;
@@ -28,6 +32,7 @@ use tokio::sync::watch;
 use super::command::PartitionCommand;
 use super::producers::Check;
 use super::snapshot::PartitionState;
+use super::watermark::LogStart;
 use crate::snapshot_file;
 use crate::typ::{LogId, PartitionConfig, RaftEntry, Reply, StoredMembership};
 
@@ -50,6 +55,8 @@ pub struct PartitionStateMachine {
     snapshot: Option<(SnapshotMetaOf<PartitionConfig>, Bytes)>,
     /// `state.next_offset` as of the last applied run of entries.
     high_watermark: watch::Sender<u64>,
+    /// `state`'s log start as of the last applied run of entries.
+    log_start: watch::Sender<LogStart>,
 }
 
 impl PartitionStateMachine {
@@ -63,6 +70,7 @@ impl PartitionStateMachine {
             membership: StoredMembership::default(),
             snapshot: None,
             high_watermark: watch::Sender::new(0),
+            log_start: watch::Sender::new(LogStart::default()),
         };
         if let Some((meta, data)) = snapshot_file::load(sm.log.dir())? {
             sm.restore(&meta, &data)?;
@@ -83,14 +91,18 @@ impl PartitionStateMachine {
         self.high_watermark.subscribe()
     }
 
-    /// Publishes `next_offset` to the high watermark watch if it moved.
-    fn publish_high_watermark(&self) {
-        let next = self.state.next_offset;
-        self.high_watermark.send_if_modified(|hw| {
-            let moved = *hw != next;
-            *hw = next;
-            moved
-        });
+    /// A watch of the log start retention left: updated after each run of applied entries
+    /// that moved it, and closed when the state machine is dropped.
+    pub fn log_start(&self) -> watch::Receiver<LogStart> {
+        self.log_start.subscribe()
+    }
+
+    /// Publishes `next_offset` to the high watermark watch and the log start to its watch, each
+    /// if it moved.
+    fn publish(&self) {
+        publish_if_moved(&self.high_watermark, self.state.next_offset);
+        let start = LogStart { offset: self.state.log_start_offset, trimmed_before: self.state.trimmed_before };
+        publish_if_moved(&self.log_start, start);
     }
 
     /// The log the state machine indexes.
@@ -102,7 +114,7 @@ impl PartitionStateMachine {
         self.state = PartitionState::decode(data).map_err(|e| invalid(self.log.dir(), &e))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.publish_high_watermark();
+        self.publish();
         Ok(())
     }
 
@@ -117,6 +129,9 @@ impl PartitionStateMachine {
             }
             EntryPayload::Normal(command) => match PartitionCommand::decode(&command) {
                 Ok(PartitionCommand::Produce { header, .. }) => self.apply_produce(index, &header),
+                Ok(PartitionCommand::Trim { up_to_index, log_start_offset }) => {
+                    Ok(self.apply_trim(index, up_to_index, log_start_offset))
+                }
                 Err(e) => Ok(Reply::Rejected { code: reject::INVALID_BATCH, message: e.to_string() }),
             },
         }
@@ -155,6 +170,31 @@ impl PartitionStateMachine {
     }
 }
 
+impl PartitionStateMachine {
+    /// Records a trim decided by the leader. The values come from the command, so every replica
+    /// records the same; a trim behind an earlier one changes nothing, and one reaching the
+    /// trim entry itself (only a faulty leader proposes it) is refused on every replica alike.
+    fn apply_trim(&mut self, index: u64, up_to_index: u64, log_start_offset: u64) -> Reply {
+        if up_to_index >= index {
+            let message = format!("trim up to entry {up_to_index} in entry {index}: only earlier entries may go");
+            return Reply::Rejected { code: reject::INVALID_BATCH, message };
+        }
+        self.state.trimmed_before = self.state.trimmed_before.max(up_to_index + 1);
+        // Never past the data: a log start beyond the next offset would hide later messages.
+        let start = log_start_offset.min(self.state.next_offset);
+        self.state.log_start_offset = self.state.log_start_offset.max(start);
+        Reply::Done
+    }
+}
+
+fn publish_if_moved<T: PartialEq>(watch: &watch::Sender<T>, value: T) {
+    watch.send_if_modified(|current| {
+        let moved = *current != value;
+        *current = value;
+        moved
+    });
+}
+
 impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
     type SnapshotData = Bytes;
     type SnapshotBuilder = SnapshotBuilder;
@@ -178,7 +218,7 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
         }
         .await;
         // Also after a failure part-way: what was applied before it is committed all the same.
-        self.publish_high_watermark();
+        self.publish();
         applied
     }
 
@@ -232,4 +272,30 @@ fn persist_snapshot(log: &Log, meta: &SnapshotMetaOf<PartitionConfig>, data: &By
 
 fn invalid(dir: &std::path::Path, why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("partition state in {}: {why}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_storage::LogConfig;
+
+    use super::*;
+
+    #[test]
+    fn a_trim_moves_the_log_start_forward_only_and_never_past_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm =
+            PartitionStateMachine::open(Arc::new(Log::open(dir.path(), LogConfig::default()).unwrap())).unwrap();
+        sm.state.next_offset = 100;
+        let starts = sm.log_start();
+        assert_eq!(sm.apply_trim(50, 10, 40), Reply::Done);
+        sm.publish();
+        assert_eq!(*starts.borrow(), LogStart { offset: 40, trimmed_before: 11 });
+        assert_eq!(sm.apply_trim(60, 5, 20), Reply::Done, "an older trim is applied as a no-op");
+        assert_eq!((sm.state.log_start_offset, sm.state.trimmed_before), (40, 11));
+        sm.apply_trim(70, 30, 500);
+        assert_eq!((sm.state.log_start_offset, sm.state.trimmed_before), (100, 31), "clamped to the next offset");
+        let refused = sm.apply_trim(80, 80, 100);
+        assert!(matches!(refused, Reply::Rejected { code: reject::INVALID_BATCH, .. }), "{refused:?}");
+        assert_eq!(sm.state.trimmed_before, 31, "a refused trim changes nothing");
+    }
 }

@@ -1,0 +1,211 @@
+//! Retention trims every replica of a partition at the same Raft index, decided by its leader
+//! and applied through Raft: once a topic's `retention_bytes` lets whole sealed segments go,
+//! every replica's log start moves to the same entry and offset, fetches below it answer
+//! OFFSET_OUT_OF_RANGE naming it, `ListOffsets` earliest is it, and every message after it is
+//! still there. A follower that was down during the trim catches up by installing the snapshot,
+//! which carries the log start, and then agrees with the others on every later entry.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_broker::BrokerConfig;
+use sluice_common::record::{BatchBuilder, ProducerStamp, Record};
+use sluice_controller::{Applied, ControllerCommand, TopicConfig};
+use sluice_proto::v1::list_offsets_request::At;
+use sluice_proto::v1::{Empty, FetchRequest, ListOffsetsRequest};
+use sluice_proto::{ErrorCode, error_of};
+use sluice_raft::Reply;
+use sluice_raft::partition::{LogStart, PartitionCommand, log_start_of};
+
+use crate::catchup::{SETTLE, agreeing_logs, assert_same_entries, leader_of, log};
+use crate::cluster::Cluster;
+
+/// Active segments roll this often, so a few seconds of writes fill many segments.
+const SEGMENT_ROLL_MS: u64 = 150;
+/// The topic's `retention_bytes`: a few segments' worth.
+const RETENTION_BYTES: u64 = 8_000;
+const TOPIC: &str = "retained";
+
+fn fast_retention(config: &mut BrokerConfig) {
+    config.retention_check_ms = 100;
+    config.segment_roll_ms = SEGMENT_ROLL_MS;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_retention_bytes_when_segments_roll_every_replica_trims_at_the_leaders_index() {
+    let mut cluster = Cluster::start_adjusted(3, fast_retention).await;
+    let group = create_topic(&cluster).await;
+
+    tracing::info!("--- a follower stops; 200 batches roll many segments past retention_bytes");
+    let follower = (0..3).find(|i| Some(*i) != leader_of(&cluster, group)).expect("a follower");
+    cluster.stop_broker(follower).await;
+    let produced = produce(&cluster, group, 0..200).await;
+
+    tracing::info!("--- the two running replicas trim at the same index and purge their logs to it");
+    let start = settled_log_start(&cluster, group).await;
+    assert!(start.offset > 0 && start.trimmed_before > 0, "nothing was trimmed: {start:?}");
+    assert!(produced.contains_key(&start.offset), "the log starts at a batch: {start:?}");
+    for i in 0..cluster.brokers.len() {
+        let l = log(&cluster, i, group);
+        assert_eq!(l.first_index(), start.trimmed_before, "broker {i} purged exactly the trimmed entries");
+        assert_eq!(l.find_offset(start.offset - 1), None, "broker {i} holds no trimmed offset");
+        assert_eq!(l.find_offset(start.offset).map(|at| at.base_offset), Some(start.offset));
+        assert!(l.size_bytes() >= RETENTION_BYTES, "broker {i} keeps at least retention_bytes");
+    }
+
+    tracing::info!("--- clients see the new log start; everything after it is intact");
+    assert_client_view(&cluster, group, start, &produced).await;
+
+    tracing::info!("--- the follower restarts behind the log start and installs the snapshot");
+    cluster.start_broker(follower).await;
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let hosted = cluster.brokers[follower].partitions().raft(group);
+        let theirs = match hosted {
+            Some(raft) => log_start_of(&raft).await.map(|w| *w.borrow()),
+            None => None,
+        };
+        let purged =
+            cluster.brokers[follower].partitions().log(group).is_some_and(|l| l.first_index() >= start.trimmed_before);
+        if theirs == Some(start) && purged {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the follower never caught up: {theirs:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The snapshot carries the log start but no messages: the follower's log starts after the
+    // snapshot's index, so it holds the retained messages written before that only once
+    // retention has moved past them (docs/DURABILITY.md, "Retention").
+    assert_eq!(log(&cluster, follower, group).find_offset(start.offset - 1), None, "no trimmed offset returned");
+
+    tracing::info!("--- writes after it agree on every replica");
+    let more = produce(&cluster, group, 200..220).await;
+    let (_, theirs, ours) = agreeing_logs(&cluster, group, follower).await;
+    assert_same_entries(&theirs, &ours);
+    for base in more.keys() {
+        assert_eq!(ours.find_offset(*base), theirs.find_offset(*base), "offset {base}");
+    }
+    drop((theirs, ours));
+    cluster.shutdown().await;
+}
+
+/// Creates [`TOPIC`] with one RF-3 partition and [`RETENTION_BYTES`], waits until every running
+/// broker hosts its group and one leads it; returns the group id.
+async fn create_topic(cluster: &Cluster) -> u64 {
+    let n = cluster.brokers.len();
+    cluster
+        .wait_for(SETTLE, "brokers registered", |c| {
+            c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.brokers().count() == n))
+        })
+        .await;
+    let config = TopicConfig { retention_bytes: Some(RETENTION_BYTES), ..TopicConfig::new(1, 3) };
+    let create = ControllerCommand::CreateTopic { name: TOPIC.into(), config };
+    let Applied::TopicCreated { partitions, .. } = cluster.propose(&create).await.into_result().unwrap() else {
+        panic!("expected TopicCreated")
+    };
+    let group = partitions[0].group_id;
+    cluster
+        .wait_for(SETTLE, "the group hosted everywhere and led", |c| {
+            c.brokers.iter().all(|b| b.partitions().raft(group).is_some()) && leader_of(c, group).is_some()
+        })
+        .await;
+    group
+}
+
+/// Batch `i`: two messages of about 100 bytes.
+fn batch(i: u64) -> Bytes {
+    let mut b = BatchBuilder::new(ProducerStamp::NONE, 256);
+    for k in 0..2 {
+        b.push(&Record::new(format!("{i:06}-{k}-{}", "x".repeat(90)), 1_000 + i as i64));
+    }
+    b.finish()
+}
+
+/// Writes `batches` one at a time through the leader of `group`, a few ms apart so that
+/// segments roll by age in between; returns each written batch by base offset.
+async fn produce(cluster: &Cluster, group: u64, batches: std::ops::Range<u64>) -> BTreeMap<u64, Bytes> {
+    let mut written = BTreeMap::new();
+    for i in batches {
+        let b = batch(i);
+        let command = PartitionCommand::produce(&b);
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        loop {
+            let leader = leader_of(cluster, group).and_then(|l| cluster.brokers[l].partitions().raft(group));
+            if let Some(raft) = leader {
+                match raft.client_write(command.clone()).await.map(|r| r.data) {
+                    Ok(Reply::Appended { base_offset, .. }) => {
+                        written.insert(base_offset, b);
+                        break;
+                    }
+                    Ok(other) => panic!("batch {i} was refused: {other:?}"),
+                    Err(e) => tracing::info!("batch {i} not written, retrying: {e}"),
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no leader accepted batch {i}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    written
+}
+
+/// Waits until retention has nothing more to do on the running replicas of `group`: they agree
+/// on a log start, have purged up to it, and the leader's log allows no further trim.
+async fn settled_log_start(cluster: &Cluster, group: u64) -> LogStart {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let mut starts = Vec::new();
+        for b in &cluster.brokers {
+            let Some(raft) = b.partitions().raft(group) else { break };
+            starts.extend(log_start_of(&raft).await.map(|w| *w.borrow()));
+        }
+        let agreed = starts.len() == cluster.brokers.len() && starts.iter().all(|s| *s == starts[0]);
+        if agreed && starts[0].trimmed_before > 0 {
+            let start = starts[0];
+            let purged = cluster
+                .brokers
+                .iter()
+                .all(|b| b.partitions().log(group).is_some_and(|l| l.first_index() == start.trimmed_before));
+            let done = leader_of(cluster, group)
+                .and_then(|l| cluster.brokers[l].partitions().log(group))
+                .is_some_and(|l| l.retention_point().is_none());
+            if purged && done {
+                return start;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "retention never settled: {starts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Checks what the leader's client API says about `start`, and that it serves every batch of
+/// `produced` from `start` on, as written.
+async fn assert_client_view(cluster: &Cluster, group: u64, start: LogStart, produced: &BTreeMap<u64, Bytes>) {
+    let mut client = cluster.client(leader_of(cluster, group).expect("a leader")).await;
+    let fetch = |offset| FetchRequest { topic: TOPIC.into(), partition: 0, offset, max_bytes: 0, max_wait_ms: 0 };
+
+    let below = client.fetch(fetch(0)).await.expect("rpc").into_inner();
+    assert_eq!(error_of(below.error.as_ref()).error_code(), ErrorCode::OffsetOutOfRange);
+    assert_eq!(below.log_start_offset, start.offset, "the answer names the log start");
+    let just_below = client.fetch(fetch(start.offset - 1)).await.expect("rpc").into_inner();
+    assert_eq!(error_of(just_below.error.as_ref()).error_code(), ErrorCode::OffsetOutOfRange);
+
+    let earliest = ListOffsetsRequest { topic: TOPIC.into(), partition: 0, at: Some(At::Earliest(Empty {})) };
+    let earliest = client.list_offsets(earliest).await.expect("rpc").into_inner();
+    assert_eq!((error_of(earliest.error.as_ref()).error_code(), earliest.offset), (ErrorCode::Ok, start.offset));
+
+    let expected: Vec<(u64, Bytes)> = produced.range(start.offset..).map(|(o, b)| (*o, b.clone())).collect();
+    let end = produced.last_key_value().map(|(o, _)| o + 2).expect("batches written");
+    let mut fetched = Vec::new();
+    let mut next = start.offset;
+    while next < end {
+        let r = client.fetch(fetch(next)).await.expect("rpc").into_inner();
+        assert_eq!(error_of(r.error.as_ref()).error_code(), ErrorCode::Ok, "fetch from {next}");
+        assert_eq!(r.log_start_offset, start.offset);
+        assert!(!r.batches.is_empty(), "no batch at {next} below the high watermark {}", r.high_watermark);
+        fetched.extend(r.batches.into_iter().map(|b| (b.base_offset, b.batch)));
+        next = fetched.last().map(|(o, _)| o + 2).expect("a batch");
+    }
+    assert!(fetched == expected, "the batches after the log start differ from those written");
+}
