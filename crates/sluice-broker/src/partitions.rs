@@ -77,6 +77,11 @@ impl Partitions {
         self.hosted.lock().expect("hosted lock").get(&group_id).map(|h| Arc::clone(&h.log))
     }
 
+    /// Whether broker `node` is live, as this broker's node heartbeats say.
+    pub fn is_live(&self, node: u64) -> bool {
+        self.liveness.is_live(node)
+    }
+
     /// The leader of partition group `group_id` and its term, as this broker knows it: itself
     /// if it leads the group, else the live broker claiming it in the highest term. Any group of
     /// the cluster, hosted here or not.

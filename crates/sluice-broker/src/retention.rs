@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_raft::partition::{LogStart, PartitionCommand, high_watermark_of, log_start_of};
+use sluice_raft::partition::{LogStart, PartitionCommand, high_watermark_of, log_start_of, write};
 use sluice_raft::typ::{LogId, Raft, WatchReceiver};
 use sluice_storage::Log;
 use tokio::sync::watch;
@@ -60,7 +60,7 @@ async fn pass(partitions: &Partitions) {
         let Some(start) = log_start_of(&raft).await.map(|w| *w.borrow()) else { continue };
         purge_trimmed(group, &raft, &log, start).await;
         if raft.is_leader() {
-            propose_trim(group, &raft, &log, start).await;
+            propose_trim(partitions, group, &raft, &log, start).await;
         }
     }
 }
@@ -92,9 +92,20 @@ async fn purge_trimmed(group: u64, raft: &Raft<BrokerStateMachine>, log: &Log, s
 }
 
 /// On the leader: proposes trimming up to the log's retention point if it moved past the last
-/// trim and every entry up to it is applied (so the offset index maps it).
-async fn propose_trim(group: u64, raft: &Raft<BrokerStateMachine>, log: &Log, start: LogStart) {
+/// trim and every entry up to it is applied (so the offset index maps it). It waits until every
+/// live follower holds the entries it would trim: that follower would have to install a snapshot to catch up, and
+/// a snapshot carries no messages, so it would miss those still retained before the snapshot.
+async fn propose_trim(
+    partitions: &Partitions,
+    group: u64,
+    raft: &Raft<BrokerStateMachine>,
+    log: &Log,
+    start: LogStart,
+) {
     let Some(point) = log.retention_point().map(|p| p.index) else { return };
+    if live_followers_hold(partitions, raft).is_none_or(|held| held < point) {
+        return;
+    }
     if point < start.trimmed_before {
         return;
     }
@@ -106,11 +117,24 @@ async fn propose_trim(group: u64, raft: &Raft<BrokerStateMachine>, log: &Log, st
     let Some(high_watermark) = high_watermark_of(raft).await.map(|w| *w.borrow()) else { return };
     let log_start_offset = first_offset_after(log, point, high_watermark).max(start.offset);
     let trim = PartitionCommand::trim(point, log_start_offset);
-    match tokio::time::timeout(STEP_TIMEOUT, raft.client_write(trim)).await {
+    // `write` renews a lapsed leader lease first: an idle partition's leader sends no heartbeats.
+    match tokio::time::timeout(STEP_TIMEOUT, write(raft, trim)).await {
         Ok(Ok(_)) => tracing::info!(group, up_to_index = point, log_start_offset, "retention: trimmed"),
         Ok(Err(e)) => tracing::debug!(group, "retention: trim not written: {e}"),
         Err(_elapsed) => tracing::debug!(group, "retention: trim not committed within {STEP_TIMEOUT:?}"),
     }
+}
+
+/// The last entry every live follower of the group holds (`u64::MAX` when there is none to
+/// wait for). A follower that is down does not hold retention back: a partition would otherwise
+/// keep everything for as long as one broker stays away.
+fn live_followers_hold(partitions: &Partitions, raft: &Raft<BrokerStateMachine>) -> Option<u64> {
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    let replication = m.replication.as_ref()?;
+    let live = replication.iter().filter(|(node, _)| **node != m.id && partitions.is_live(**node));
+    live.map(|(_, matched)| matched.as_ref().map(|id| id.index))
+        .try_fold(u64::MAX, |floor, held| Some(floor.min(held?)))
 }
 
 /// The first offset whose batch lies after entry `up_to`, or `high_watermark` when none does:
