@@ -196,6 +196,11 @@ pub struct BenchProduceArgs {
     /// How long a batch waits for more messages, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
+    /// Messages each producer may have offered and not yet seen acknowledged before it waits
+    /// for an acknowledgement. Default: as many as the producer's 32 MiB buffer holds, so at
+    /// saturation latency is mostly time spent waiting in that buffer.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: Option<u32>,
     /// Partitions of the topic if it has to be created.
     #[arg(long, default_value_t = 3)]
     pub partitions: u32,

@@ -173,6 +173,8 @@ fn bench_takes_size_count_duration_and_batching() {
         "65536",
         "--linger-ms",
         "2",
+        "--max-in-flight",
+        "256",
         "--output",
         "json",
     ]);
@@ -182,9 +184,13 @@ fn bench_takes_size_count_duration_and_batching() {
         (1000, Some(5000), 4, 65536, 2)
     );
     assert_eq!((b.run.topic.as_str(), b.run.output.output), ("sluice-bench", Output::Json));
+    assert_eq!(b.max_in_flight, Some(256));
     let Command::Bench(BenchCommand::Consume(b)) = parse(&["bench", "consume", "--duration", "10s"]).command else {
         panic!()
     };
     assert_eq!((b.run.duration, b.from), (Some(Duration::from_secs(10)), SeekTo::Earliest));
     assert!(refuse(&["bench", "produce", "--producers", "0"]).contains("0"));
+    assert!(refuse(&["bench", "produce", "--max-in-flight", "0"]).contains("0"));
+    let Command::Bench(BenchCommand::Produce(b)) = parse(&["bench", "produce"]).command else { panic!() };
+    assert_eq!(b.max_in_flight, None, "unbounded unless asked");
 }

@@ -1,8 +1,9 @@
 //! `sluice bench produce|consume`: throughput and latency against a running cluster.
 //!
 //! - produce: `--producers` producers, each with its own batches and producer id, send
-//!   `--message-bytes` values as fast as they are acknowledged. Latency is from offering a
-//!   message (`enqueue`, buffer waits included) to its acknowledgement.
+//!   `--message-bytes` values as fast as they are acknowledged, each with at most
+//!   `--max-in-flight` unacknowledged if given. Latency is from offering a message (`enqueue`,
+//!   buffer waits included) to its acknowledgement.
 //! - consume: reads every partition from `--from`. Latency is end to end: the time a message
 //!   is received minus its create timestamp (ms resolution), meaningful while a producer writes
 //!   at the same time.
@@ -137,6 +138,7 @@ async fn produce(client: &Client, args: BenchProduceArgs) -> Result<Summary> {
                 config: config.clone(),
                 record: ProducerRecord::new(Arc::clone(&topic), payload.clone()),
                 limit: Limit { count: share, ..limit.clone() },
+                max_in_flight: args.max_in_flight.map_or(usize::MAX, |m| m as usize),
                 progress: Arc::clone(&progress),
             };
             tokio::spawn(worker.run())
@@ -159,6 +161,8 @@ struct Worker {
     config: ProducerConfig,
     record: ProducerRecord,
     limit: Limit,
+    /// Offered and not yet acknowledged messages at which the worker stops offering.
+    max_in_flight: usize,
     progress: Arc<Progress>,
 }
 
@@ -188,7 +192,7 @@ impl Worker {
                 Some((latency, result)) = pending.next(), if !pending.is_empty() => {
                     outcome.count(latency, result, &self.progress, value_bytes);
                 }
-                delivery = producer.enqueue(self.record.clone()), if more => {
+                delivery = producer.enqueue(self.record.clone()), if more && pending.len() < self.max_in_flight => {
                     pending.push(timed(delivery?, offered_at));
                     offered += 1;
                 }

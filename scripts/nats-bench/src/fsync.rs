@@ -1,7 +1,7 @@
 //! The disk's own fsync latency: what an fsync-before-ack broker pays at least once per ack.
 //!
-//! Appends `--block-bytes` to a new file and fdatasyncs it, `--count` times, timing each
-//! append plus fdatasync. The file grows with every append, as a log segment does, so each
+//! Appends `--block-bytes` to a new file and fdatasyncs it, `--count` times (`--interval`
+//! apart), timing each append plus fdatasync. The file grows with every append, as a log segment does, so each
 //! fdatasync also writes the file's new size: the same work as a broker's log append.
 
 use std::fs::{File, OpenOptions};
@@ -44,6 +44,9 @@ pub fn run(args: &FsyncArgs) -> Result<Summary> {
         record(&mut summary.latency_us, began.elapsed());
         summary.messages += 1;
         summary.bytes += args.block_bytes;
+        if !args.interval.is_zero() {
+            std::thread::sleep(args.interval);
+        }
     }
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
@@ -73,6 +76,7 @@ mod tests {
             dir: dir.clone(),
             count: 5,
             block_bytes: 512,
+            interval: Duration::from_millis(1),
             max_duration: Duration::from_secs(30),
             output: Output::Json,
         };
@@ -89,6 +93,7 @@ mod tests {
             dir: "/nonexistent/nats-bench".into(),
             count: 1,
             block_bytes: 1,
+            interval: Duration::ZERO,
             max_duration: Duration::from_secs(1),
             output: Output::Plain,
         };

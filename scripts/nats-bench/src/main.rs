@@ -60,6 +60,9 @@ pub struct ProduceArgs {
     /// Create the stream (file storage, --replicas) if it does not exist.
     #[arg(long)]
     pub create_stream: bool,
+    /// Delete the stream (and its data) when the run ends.
+    #[arg(long)]
+    pub delete_stream: bool,
     /// Replicas of the stream if it has to be created.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=5))]
     pub replicas: u32,
@@ -102,6 +105,10 @@ pub struct FsyncArgs {
     /// Bytes appended before each fdatasync.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     pub block_bytes: u64,
+    /// Pause between one fdatasync's end and the next append, e.g. 10ms: a light probe that
+    /// can run beside a broker's load. Default: none, back to back.
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub interval: Duration,
     /// Stop early after this long, whatever --count says.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub max_duration: Duration,

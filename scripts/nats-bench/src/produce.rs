@@ -69,7 +69,22 @@ pub async fn run(args: ProduceArgs) -> Result<Summary> {
     }
     ticker.abort();
     summary.seconds = start.elapsed().as_secs_f64();
+    if args.delete_stream {
+        delete_stream(&args).await?;
+    }
     Ok(summary)
+}
+
+/// Deletes the stream, so that runs one after another do not fill the disk.
+async fn delete_stream(args: &ProduceArgs) -> Result<()> {
+    let first = args.servers.first().context("--servers names no server")?;
+    let jetstream = jetstream::new(connect(first).await?);
+    tokio::time::timeout(SETUP_TIMEOUT, jetstream.delete_stream(&args.stream))
+        .await
+        .with_context(|| format!("deleting stream {} took longer than {SETUP_TIMEOUT:?}", args.stream))?
+        .with_context(|| format!("cannot delete stream {}", args.stream))?;
+    eprintln!("deleted stream {}", args.stream);
+    Ok(())
 }
 
 /// Creates the stream if asked, and returns the URL producers connect to.
