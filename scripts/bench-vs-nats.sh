@@ -96,10 +96,16 @@ bin="$run/bin"
 
 # --- clean-up: only the processes this run started, always ---------------------------------
 nats_pids=()
+load_pids=()
 sluice_started=0
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  # A load run or probe still going (interrupted): `timeout` passes the TERM on to its command.
+  if [ ${#load_pids[@]} -gt 0 ]; then
+    kill -TERM "${load_pids[@]}" 2>/dev/null || true
+    wait "${load_pids[@]}" 2>/dev/null || true
+  fi
   stop_nats
   [ "$sluice_started" = 1 ] && stop_sluice
   sluice_started=0
@@ -161,15 +167,20 @@ fsync_probe() {
 }
 
 # Runs "$@" (a load run named $1 after shifting) while a light probe (one 4 KiB append+fdatasync
-# every 10 ms) measures what an fdatasync costs on the same disk meanwhile.
+# every 10 ms) measures what an fdatasync costs on the same disk meanwhile. Both run in the
+# background and are waited for, so that Ctrl-C interrupts the wait at once and the clean-up
+# stops them (background commands of a script ignore SIGINT themselves).
 with_disk_probe() {
-  local name=$1 probe status=0
+  local name=$1 status=0
   shift
   "$bin/nats-bench" fsync --dir "$run" --count 1000000 --block-bytes 4096 --interval 10ms \
     --max-duration "$duration" --output json >"$run/results/$name.disk.json" 2>&1 &
-  probe=$!
-  "$@" || status=$?
-  wait "$probe" || die "the fdatasync probe beside $name failed: see $run/results/$name.disk.json"
+  load_pids=($!)
+  "$@" &
+  load_pids+=($!)
+  wait "${load_pids[1]}" || status=$?
+  wait "${load_pids[0]}" || die "the fdatasync probe beside $name failed: see $run/results/$name.disk.json"
+  load_pids=()
   return "$status"
 }
 
