@@ -12,12 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_controller::{HostedPartition, Metadata};
+use sluice_raft::partition::LogStart;
 use sluice_raft::typ::{Node, Raft, RaftConfig, ServerState, WatchReceiver};
 use sluice_raft::{
     FsmHandle, GroupNetworkFactory, Liveness, NodeStateMachine, PartitionLogStore, PartitionStateMachine, PeerClients,
     RaftRegistry,
 };
 use sluice_storage::{FlushPolicy, Flusher, Log, LogConfig, Retention};
+use tokio::sync::watch;
 
 use crate::controller::BrokerStateMachine;
 
@@ -26,6 +28,10 @@ struct Hosted {
     raft: Raft<BrokerStateMachine>,
     log: Arc<Log>,
     dir: PathBuf,
+    /// The state machine's watches, subscribed before openraft took it: reading them never
+    /// goes through the state machine's task.
+    high_watermark: watch::Receiver<u64>,
+    log_start: watch::Receiver<LogStart>,
 }
 
 /// The partition groups this broker runs.
@@ -96,6 +102,16 @@ impl Partitions {
         self.liveness.claimed_leader(group_id).map(|c| (c.node_id, c.term))
     }
 
+    /// The high watermark watch of partition group `group_id`, if hosted here.
+    pub fn high_watermark(&self, group_id: u64) -> Option<watch::Receiver<u64>> {
+        self.hosted.lock().expect("hosted lock").get(&group_id).map(|h| h.high_watermark.clone())
+    }
+
+    /// The log start watch of partition group `group_id`, if hosted here.
+    pub fn log_start(&self, group_id: u64) -> Option<watch::Receiver<LogStart>> {
+        self.hosted.lock().expect("hosted lock").get(&group_id).map(|h| h.log_start.clone())
+    }
+
     /// The group ids hosted here.
     pub fn group_ids(&self) -> Vec<u64> {
         self.hosted.lock().expect("hosted lock").keys().copied().collect()
@@ -148,6 +164,7 @@ impl Partitions {
         let config = LogConfig { retention, max_segment_age: Some(self.segment_roll), ..LogConfig::default() };
         let log = Arc::new(Log::open(&dir, config)?);
         let sm = PartitionStateMachine::open(Arc::clone(&log))?;
+        let (high_watermark, log_start) = (sm.high_watermark(), sm.log_start());
         let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(&self.flusher)).with_flush_policy(policy);
         let network = GroupNetworkFactory::new(p.group_id, self.clients.clone());
         let raft = Raft::new(self.node_id, self.group_config(policy), network, store, NodeStateMachine::Partition(sm))
@@ -163,7 +180,10 @@ impl Partitions {
             }
         }
         tracing::info!(topic = %p.topic, partition = p.partition.0, group = p.group_id, "hosting partition");
-        self.hosted.lock().expect("hosted lock").insert(p.group_id, Arc::new(Hosted { raft, log, dir }));
+        self.hosted
+            .lock()
+            .expect("hosted lock")
+            .insert(p.group_id, Arc::new(Hosted { raft, log, dir, high_watermark, log_start }));
         Ok(())
     }
 

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_raft::partition::{LogStart, PartitionCommand, high_watermark_of, log_start_of, write};
+use sluice_raft::partition::{LogStart, PartitionCommand, write};
 use sluice_raft::typ::{LogId, Raft, WatchReceiver};
 use sluice_storage::Log;
 use tokio::sync::watch;
@@ -57,7 +57,7 @@ pub(crate) async fn run(partitions: Arc<Partitions>, interval: Duration, mut sto
 async fn pass(partitions: &Partitions) {
     for group in partitions.group_ids() {
         let Some((raft, log)) = partitions.raft(group).zip(partitions.log(group)) else { continue };
-        let Some(start) = log_start_of(&raft).await.map(|w| *w.borrow()) else { continue };
+        let Some(start) = partitions.log_start(group).map(|w| *w.borrow()) else { continue };
         purge_trimmed(group, &raft, &log, start).await;
         if raft.is_leader() {
             propose_trim(partitions, group, &raft, &log, start).await;
@@ -114,7 +114,7 @@ async fn propose_trim(
         return;
     }
     // Read after `applied`: it covers every batch up to `point`.
-    let Some(high_watermark) = high_watermark_of(raft).await.map(|w| *w.borrow()) else { return };
+    let Some(high_watermark) = partitions.high_watermark(group).map(|w| *w.borrow()) else { return };
     let log_start_offset = first_offset_after(log, point, high_watermark).max(start.offset);
     let trim = PartitionCommand::trim(point, log_start_offset);
     // `write` renews a lapsed leader lease first: an idle partition's leader sends no heartbeats.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use sluice_proto::v1::list_offsets_request::At;
 use sluice_proto::v1::{FetchRequest, FetchResponse, FetchedBatch, ListOffsetsRequest, ListOffsetsResponse};
 use sluice_proto::{Error, ErrorCode};
-use sluice_raft::partition::{LogStart, high_watermark_of, log_start_of, read_committed};
+use sluice_raft::partition::{LogStart, read_committed};
 use sluice_storage::{Log, StorageError};
 use tokio::sync::watch;
 
@@ -29,18 +29,10 @@ struct Bounds {
     high_watermark: u64,
 }
 
-/// A partition's watches, kept per group so that only its first read asks its state machine.
-#[derive(Debug, Clone)]
-pub(super) struct Watches {
+/// A partition's high watermark and log start watches.
+struct Watches {
     high_watermark: watch::Receiver<u64>,
     log_start: watch::Receiver<LogStart>,
-}
-
-impl Watches {
-    /// Whether the group they belong to still runs: a stopped group closes them.
-    fn open(&self) -> bool {
-        self.high_watermark.has_changed().is_ok() && self.log_start.has_changed().is_ok()
-    }
 }
 
 impl Bounds {
@@ -84,7 +76,7 @@ impl ClientService {
             Ok(led) => led,
             Err(e) => return failed(e),
         };
-        let Watches { high_watermark: mut watermark, log_start } = match self.watches(&led).await {
+        let Watches { high_watermark: mut watermark, log_start } = match self.watches(&led) {
             Ok(w) => w,
             Err(e) => return failed(e),
         };
@@ -143,7 +135,7 @@ impl ClientService {
             return Err(error(ErrorCode::InvalidRequest, "set one of earliest, latest or timestamp_ms"));
         };
         let led = self.led_partition(&request.topic, request.partition)?;
-        let watches = self.watches(&led).await?;
+        let watches = self.watches(&led)?;
         let high_watermark = *watches.high_watermark.borrow();
         let bounds = Bounds::of(&led.log, high_watermark, watches.log_start.borrow().offset);
         Ok(match at {
@@ -158,30 +150,16 @@ impl ClientService {
         })
     }
 
-    /// The high watermark and log start watches of `led`'s partition, kept per group so that
-    /// only the first read of a partition asks its state machine for them.
-    async fn watches(&self, led: &Led) -> Result<Watches, Error> {
-        let cached = self.watermarks.lock().expect("watermarks lock").get(&led.group_id).cloned();
-        // A closed watch belongs to a group that stopped (and may have been started again).
-        if let Some(w) = cached.filter(Watches::open) {
-            return Ok(w);
-        }
-        let found = match high_watermark_of(&led.raft).await {
-            Some(high_watermark) => {
-                log_start_of(&led.raft).await.map(|log_start| Watches { high_watermark, log_start })
-            }
-            None => None,
-        };
-        let Some(w) = found else {
+    /// The high watermark and log start watches of `led`'s partition, as its broker keeps them.
+    fn watches(&self, led: &Led) -> Result<Watches, Error> {
+        let found = self.partitions.high_watermark(led.group_id).zip(self.partitions.log_start(led.group_id));
+        let Some((high_watermark, log_start)) = found else {
             return Err(error(
                 ErrorCode::Unavailable,
                 format!("{}/{} is stopping on broker {}; retry shortly", led.topic, led.partition, self.node_id),
             ));
         };
-        let mut all = self.watermarks.lock().expect("watermarks lock");
-        all.retain(|_, w| w.open());
-        all.insert(led.group_id, w.clone());
-        Ok(w)
+        Ok(Watches { high_watermark, log_start })
     }
 
     /// Waits until the high watermark passes `offset`, for at most `wait`, or until the broker

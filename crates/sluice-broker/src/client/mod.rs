@@ -22,11 +22,10 @@ mod metadata;
 mod produce;
 mod route;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_proto::v1::sluice_server::{Sluice, SluiceServer};
@@ -100,8 +99,6 @@ pub struct ClientService {
     replica_ack_window: Duration,
     controller: Arc<ControllerGroup>,
     partitions: Arc<Partitions>,
-    /// High watermark and log start watches of the partitions read from, by group id.
-    watermarks: Mutex<HashMap<u64, fetch::Watches>>,
     /// Turns true when the broker stops: waiting fetches answer at once.
     stop: watch::Receiver<bool>,
     /// Produce and fetch counters and latencies, recorded once per request.
@@ -124,7 +121,6 @@ impl ClientService {
             replica_ack_window: Duration::from_millis(2 * config.raft.partition_election_timeout_ms[1]),
             controller,
             partitions,
-            watermarks: Mutex::new(HashMap::new()),
             stop,
             metrics: Arc::new(RequestMetrics::new()),
         }

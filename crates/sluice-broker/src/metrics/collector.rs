@@ -1,14 +1,11 @@
 //! Broker and partition state read at scrape time: nothing here runs on the request path.
 //!
-//! Each partition group's Raft metrics are one watch `borrow`; high watermarks come from the
-//! partition state machines' watches, fetched once per group through its state machine task
-//! ([`BrokerCollector::refresh`], before encoding) and kept.
+//! Each partition group's Raft metrics are one watch `borrow`; high watermarks are a `borrow` of
+//! the watch the broker keeps per hosted partition.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder};
@@ -17,17 +14,11 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use sluice_common::NodeId;
 use sluice_raft::Liveness;
-use sluice_raft::partition::high_watermark_of;
 use sluice_raft::typ::{Raft, ServerState, WatchReceiver};
-use tokio::sync::watch;
 
 use super::requests::{PartitionTraffic, RequestMetrics};
 use crate::controller::{BrokerStateMachine, ControllerGroup};
 use crate::partitions::Partitions;
-
-/// How long a scrape waits, in all, for groups' state machines to hand over their high
-/// watermark watches; a group not reached in time shows no watermark until a later scrape.
-const WATERMARK_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The Raft roles, each a value of the `role` label of `sluice_partition_raft_role`.
 const ROLES: [(ServerState, &str); 5] = [
@@ -128,8 +119,6 @@ pub struct BrokerCollector {
     partitions: Arc<Partitions>,
     liveness: Arc<Liveness>,
     requests: Arc<RequestMetrics>,
-    /// High watermark watches by group id, of groups hosted at the last refresh.
-    watermarks: Mutex<HashMap<u64, watch::Receiver<u64>>>,
 }
 
 impl fmt::Debug for BrokerCollector {
@@ -147,36 +136,12 @@ impl BrokerCollector {
         liveness: Arc<Liveness>,
         requests: Arc<RequestMetrics>,
     ) -> BrokerCollector {
-        let watermarks = Mutex::new(HashMap::new());
-        BrokerCollector { node_id, controller, partitions, liveness, requests, watermarks }
-    }
-
-    /// Fetches the high watermark watch of every hosted group that has none yet (or a closed
-    /// one: the group restarted), and forgets those of groups no longer hosted.
-    pub async fn refresh(&self) {
-        let hosted: HashSet<u64> = self.partitions.group_ids().into_iter().collect();
-        let missing: Vec<u64> = {
-            let mut known = self.watermarks.lock().expect("watermarks lock");
-            known.retain(|g, w| hosted.contains(g) && w.has_changed().is_ok());
-            hosted.iter().copied().filter(|g| !known.contains_key(g)).collect()
-        };
-        let deadline = tokio::time::Instant::now() + WATERMARK_LOOKUP_TIMEOUT;
-        for gid in missing {
-            let Some(raft) = self.partitions.raft(gid) else { continue };
-            match tokio::time::timeout_at(deadline, high_watermark_of(&raft)).await {
-                Ok(Some(w)) => {
-                    self.watermarks.lock().expect("watermarks lock").insert(gid, w);
-                }
-                // Stopping, or its state machine is busy: this scrape shows no watermark for it.
-                Ok(None) | Err(_) => tracing::debug!(group = gid, "no high watermark for this scrape"),
-            }
-        }
+        BrokerCollector { node_id, controller, partitions, liveness, requests }
     }
 
     /// The hosted partitions the metadata names, with their state now.
     fn partitions_now(&self) -> Vec<PartitionView> {
         let assigned = self.controller.metadata().read(|m| m.partitions_of(NodeId(self.node_id)));
-        let watermarks = self.watermarks.lock().expect("watermarks lock").clone();
         let traffic = self.requests.traffic_by_group();
         let mut views: Vec<PartitionView> = assigned
             .into_iter()
@@ -186,7 +151,7 @@ impl BrokerCollector {
                     topic: p.topic.as_str().to_owned(),
                     partition: p.partition.0,
                     group: GroupView::of(&raft, self.node_id),
-                    high_watermark: watermarks.get(&p.group_id).map(|w| *w.borrow()),
+                    high_watermark: self.partitions.high_watermark(p.group_id).map(|w| *w.borrow()),
                     traffic: traffic.get(&p.group_id).cloned(),
                 })
             })

@@ -28,7 +28,6 @@ pub use requests::{LATENCY_BUCKETS_SECONDS, PartitionTraffic, RequestMetrics};
 #[derive(Debug)]
 pub struct Exporter {
     registry: Registry,
-    collector: Arc<BrokerCollector>,
 }
 
 impl Exporter {
@@ -36,14 +35,12 @@ impl Exporter {
     pub fn new(requests: &RequestMetrics, collector: BrokerCollector) -> Exporter {
         let mut registry = Registry::default();
         requests.register(&mut registry);
-        let collector = Arc::new(collector);
-        registry.register_collector(Box::new(Arc::clone(&collector)));
-        Exporter { registry, collector }
+        registry.register_collector(Box::new(collector));
+        Exporter { registry }
     }
 
     /// The whole exposition now, in the OpenMetrics text format (ending in `# EOF`).
-    pub async fn render(&self) -> String {
-        self.collector.refresh().await;
+    pub fn render(&self) -> String {
         let mut text = String::with_capacity(16 * 1024);
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
@@ -55,7 +52,7 @@ pub async fn serve(listener: tokio::net::TcpListener, exporter: Exporter, shutdo
     let exporter = Arc::new(exporter);
     let render = move || {
         let exporter = Arc::clone(&exporter);
-        async move { exporter.render().await }
+        async move { exporter.render() }
     };
     http::serve(listener, render, shutdown).await;
 }
