@@ -334,6 +334,35 @@ impl Client {
         }
     }
 
+    /// The broker `route` leads to now, refreshing metadata (and pausing between attempts)
+    /// while it has no known broker, until `deadline`. For callers that keep a stream open to
+    /// the route instead of making routed calls.
+    pub(crate) async fn route_address(&self, route: Route<'_>, deadline: Instant) -> Result<String> {
+        let started = Instant::now();
+        let mut backoff = self.inner.config.retry_backoff_min;
+        loop {
+            let attempted_at = Instant::now();
+            let error = match self.target(route) {
+                Target::Address(address) => return Ok(address),
+                Target::Missing(error) if self.metadata().fetched_at > started => return Err(error),
+                Target::Missing(error) => error,
+                Target::Unknown => no_route(route),
+            };
+            if let Err(e) = self.refresh_after(attempted_at).await {
+                tracing::debug!(error = %e, "metadata refresh failed; retrying on the old metadata");
+            }
+            if !matches!(self.target(route), Target::Unknown) {
+                continue;
+            }
+            if Instant::now() + backoff >= deadline {
+                let operation = describe(&self.call("opening a stream", route));
+                return Err(Error::Timeout { operation, elapsed: started.elapsed(), last: Box::new(error) });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.inner.config.retry_backoff_max);
+        }
+    }
+
     /// The channel to `address`, created (unconnected) on first use.
     pub(crate) fn rpc(&self, address: &str) -> Result<Rpc> {
         let mut channels = self.inner.channels.lock().expect("channel map lock");

@@ -180,6 +180,14 @@ fn hint(code: ErrorCode) -> &'static str {
         ErrorCode::InvalidConfig => "fix the setting the message names",
         ErrorCode::Unavailable => "the broker is starting, stopping or electing a leader; retry shortly",
         ErrorCode::Internal => "a broker failed internally; see its log",
+        ErrorCode::NotCoordinator | ErrorCode::CoordinatorLoading => "the group's coordinator is moving; retry shortly",
+        ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch => {
+            "the member lost its place in the group; it rejoins and its partitions may have moved"
+        }
+        ErrorCode::InvalidGroupId => "use 1 to 249 characters from [A-Za-z0-9._-]",
+        ErrorCode::GroupNotEmpty => "stop the group's consumers first (`sluice group describe` lists them)",
+        ErrorCode::UnreleasedInstanceId => "another running member uses this instance id; give each member its own",
+        ErrorCode::GroupNotFound => "check the group name with `sluice group list`",
     }
 }
 

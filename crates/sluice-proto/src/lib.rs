@@ -38,7 +38,8 @@ impl Error {
 
 impl ErrorCode {
     /// Whether a client should retry the same request (after refreshing metadata for
-    /// [`ErrorCode::NotLeader`] and [`ErrorCode::NotController`]).
+    /// [`ErrorCode::NotLeader`] and [`ErrorCode::NotController`], finding the coordinator again
+    /// after [`ErrorCode::NotCoordinator`]).
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
@@ -48,6 +49,8 @@ impl ErrorCode {
                 | ErrorCode::Timeout
                 | ErrorCode::Unavailable
                 | ErrorCode::Internal
+                | ErrorCode::NotCoordinator
+                | ErrorCode::CoordinatorLoading
         )
     }
 }

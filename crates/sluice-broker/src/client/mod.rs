@@ -20,6 +20,7 @@ mod errors;
 mod fetch;
 mod metadata;
 mod produce;
+mod produce_stream;
 mod route;
 
 use std::future::Future;
@@ -88,7 +89,8 @@ pub async fn serve(
         .await
 }
 
-/// The client API of one broker.
+/// The client API of one broker. Clones share everything but the small settings.
+#[derive(Clone)]
 pub struct ClientService {
     node_id: u64,
     /// Configured brokers: their client addresses until they have registered.
@@ -97,6 +99,9 @@ pub struct ClientService {
     /// A replica that has not acknowledged its partition leader for this long counts as
     /// unreachable when a produce times out (`NOT_ENOUGH_REPLICAS` rather than `TIMEOUT`).
     replica_ack_window: Duration,
+    /// A produce stream pipelines a batch only if a majority acknowledged the partition's
+    /// leader within this long (half its lease), so the write is not refused for a lapsed lease.
+    pipeline_lease_window: Duration,
     controller: Arc<ControllerGroup>,
     partitions: Arc<Partitions>,
     /// Turns true when the broker stops: waiting fetches answer at once.
@@ -119,6 +124,7 @@ impl ClientService {
             peers: config.peers.clone(),
             max_batch_bytes: config.max_batch_bytes,
             replica_ack_window: Duration::from_millis(2 * config.raft.partition_election_timeout_ms[1]),
+            pipeline_lease_window: Duration::from_millis(config.raft.partition_election_timeout_ms[1] / 2),
             controller,
             partitions,
             stop,
@@ -173,5 +179,14 @@ impl Sluice for ClientService {
         request: Request<ListOffsetsRequest>,
     ) -> Result<Response<ListOffsetsResponse>, Status> {
         Ok(Response::new(self.handle_list_offsets(request.into_inner()).await))
+    }
+
+    type ProduceStreamStream = produce_stream::Answers;
+
+    async fn produce_stream(
+        &self,
+        request: Request<tonic::Streaming<ProduceRequest>>,
+    ) -> Result<Response<Self::ProduceStreamStream>, Status> {
+        Ok(Response::new(self.serve_produce_stream(request.into_inner())))
     }
 }

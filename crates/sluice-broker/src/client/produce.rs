@@ -31,18 +31,34 @@ impl ClientService {
     }
 
     async fn produce(&self, request: ProduceRequest) -> Result<ProduceResponse, Error> {
+        let prepared = self.prepare_produce(request)?;
+        let outcome = tokio::time::timeout(prepared.timeout, write(&prepared.led.raft, prepared.command)).await;
+        self.conclude_produce(&prepared.led, prepared.batch_bytes, prepared.timeout, outcome)
+    }
+
+    /// Finds the led partition and checks the batch: everything before the batch is proposed.
+    pub(super) fn prepare_produce(&self, request: ProduceRequest) -> Result<PreparedProduce, Error> {
         let led = self.led_partition(&request.topic, request.partition)?;
         check_batch(&request.batch, led.max_message_bytes, self.max_batch_bytes)?;
         let timeout = match request.timeout_ms {
             0 => DEFAULT_PRODUCE_TIMEOUT,
             ms => Duration::from_millis(u64::from(ms)).min(MAX_PRODUCE_TIMEOUT),
         };
+        // The command holds the only copy needed from here on; the request (and its receive
+        // buffer) is dropped on return rather than after the commit wait.
         let command = PartitionCommand::produce(&request.batch);
-        let batch_bytes = request.batch.len();
-        // The command holds the only copy needed from here on: free the receive buffer now
-        // rather than after the commit wait.
-        drop(request);
-        match tokio::time::timeout(timeout, write(&led.raft, command)).await {
+        Ok(PreparedProduce { batch_bytes: request.batch.len(), led, timeout, command })
+    }
+
+    /// The answer to a produce whose write ended with `outcome` (or did not end in `timeout`).
+    pub(super) fn conclude_produce(
+        &self,
+        led: &Led,
+        batch_bytes: usize,
+        timeout: Duration,
+        outcome: Result<Result<Reply, WriteError>, tokio::time::error::Elapsed>,
+    ) -> Result<ProduceResponse, Error> {
+        match outcome {
             Ok(Ok(reply)) => {
                 if let Reply::Appended { count, .. } = reply {
                     self.metrics.produced(led.group_id, count, batch_bytes, || self.partitions.group_ids());
@@ -50,10 +66,14 @@ impl ClientService {
                 answer(reply)
             }
             Ok(Err(WriteError::NotLeader { leader })) => Err(self.not_leader(&led.topic, led.partition, leader)),
+            Ok(Err(WriteError::LeaseExpired)) => Err(error(
+                ErrorCode::Unavailable,
+                format!("{}/{}: the leader is renewing its lease; retry", led.topic, led.partition),
+            )),
             Ok(Err(WriteError::Raft(e))) => {
                 Err(error(ErrorCode::Unavailable, format!("{}/{}: {e}; retry", led.topic, led.partition)))
             }
-            Err(_elapsed) => Err(self.timed_out(&led, timeout)),
+            Err(_elapsed) => Err(self.timed_out(led, timeout)),
         }
     }
 
@@ -77,6 +97,15 @@ impl ClientService {
         }
         error(ErrorCode::Timeout, format!("{topic}/{partition}: the batch was not committed within {after:?}; {retry}"))
     }
+}
+
+/// A checked produce request, ready to be proposed.
+pub(super) struct PreparedProduce {
+    pub led: Led,
+    pub command: sluice_raft::Command,
+    pub batch_bytes: usize,
+    /// How long the commit may take before the answer is `TIMEOUT`.
+    pub timeout: Duration,
 }
 
 /// The response for what applying the batch answered.

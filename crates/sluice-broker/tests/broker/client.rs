@@ -164,6 +164,7 @@ async fn given_a_three_broker_cluster_the_client_api_creates_produces_fetches_an
     long_polls(&cluster).await;
     list_offsets(&cluster).await;
     idempotent_retries(&cluster).await;
+    pipelined_stream(&cluster).await;
 
     tracing::info!("--- a deleted topic is gone");
     let delete = |name: &'static str| {
@@ -330,6 +331,52 @@ async fn idempotent_retries(cluster: &Cluster) {
     let all = leader.fetch(fetch_request("orders", 1, 0, 0)).await.expect("rpc").into_inner();
     assert_eq!(all.high_watermark, 12, "written once");
     assert_eq!(all.batches.len(), 6);
+}
+
+async fn pipelined_stream(cluster: &Cluster) {
+    tracing::info!("--- a produce stream keeps many batches in flight, in order; a resent window is deduplicated");
+    let config = TopicConfig { partitions: 1, replication_factor: 3, ..Default::default() };
+    assert_eq!(create_topic(cluster, "streamed", config).await, Error::ok());
+    let (e, producer_id) = admin(cluster, |mut c| async move {
+        let r = c.init_producer(InitProducerRequest {}).await.expect("rpc").into_inner();
+        (error_of(r.error.as_ref()), r.producer_id)
+    })
+    .await;
+    assert_eq!(e, Error::ok());
+    let batches: Vec<Bytes> = (0..40)
+        .map(|i| {
+            let stamp = ProducerStamp { producer_id: producer_id as i64, epoch: 0, base_sequence: 2 * i };
+            batch(stamp, &values(9, i as u64), 1_000)
+        })
+        .collect();
+    let stream = async |batches: Vec<Bytes>| {
+        let mut leader = cluster.client(leader_of(cluster, "streamed", 0).await).await;
+        let requests = futures_util::stream::iter(batches.into_iter().map(|b| produce_request("streamed", 0, b)));
+        let mut answers = leader.produce_stream(requests).await.expect("stream").into_inner();
+        let mut got = Vec::new();
+        while let Some(answer) = answers.message().await.expect("answer") {
+            got.push(answer);
+        }
+        got
+    };
+    // Sent back to back: the stream's requests do not wait for each other's answers.
+    let answers = stream(batches.clone()).await;
+    assert_eq!(answers.len(), 40, "one answer per batch");
+    for (i, a) in (0u64..).zip(&answers) {
+        assert_eq!(code(a.error.as_ref()), ErrorCode::Ok, "batch {i}: {a:?}");
+        assert_eq!((a.base_offset, a.count, a.duplicate), (2 * i, 2, false), "batch {i} in order");
+    }
+    // A producer resending its last five batches after a lost answer gets the original offsets.
+    let resent = stream(batches[35..].to_vec()).await;
+    let offsets: Vec<_> = resent.iter().map(|a| (code(a.error.as_ref()), a.base_offset, a.duplicate)).collect();
+    assert_eq!(offsets, (35..40).map(|i| (ErrorCode::Ok, 2 * i, true)).collect::<Vec<_>>());
+    // A batch that skips a sequence is refused, and so are those behind it; nothing is written.
+    let gap = ProducerStamp { producer_id: producer_id as i64, epoch: 0, base_sequence: 90 };
+    let refused = stream(vec![batch(gap, &values(9, 99), 1_000)]).await;
+    assert_eq!(code(refused[0].error.as_ref()), ErrorCode::OutOfOrderSequence);
+    let mut leader = cluster.client(leader_of(cluster, "streamed", 0).await).await;
+    let all = leader.fetch(fetch_request("streamed", 0, 0, 0)).await.expect("rpc").into_inner();
+    assert_eq!(all.high_watermark, 80, "every batch written once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

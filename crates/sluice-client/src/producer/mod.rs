@@ -11,9 +11,10 @@
 //! [`Error::is_retriable`]) may nevertheless have been written; records enqueued after it are
 //! sent under a new producer id, so they are never mistaken for duplicates.
 //!
-//! Each partition has one batch in flight at a time (see `sender.rs` for why); while it is
-//! in flight the next batch fills, so under load batches approach `max_batch_bytes` and
-//! partitions are written in parallel.
+//! Each partition keeps up to five batches in flight on one ordered stream to its leader (see
+//! `sender.rs`). A batch goes as soon as nothing of its partition is in flight, and otherwise
+//! when it is full or has lingered `linger`: under load batches grow while earlier ones are
+//! on their way, and partitions are written in parallel.
 
 mod queue;
 mod sender;

@@ -2,8 +2,9 @@
 //! sent, and the idempotence bookkeeping (identity and sequence numbers). Pure state, no I/O,
 //! so the batching rules are tested with made-up clocks.
 //!
-//! Life of a batch: *open* (records are appended) → *sealed* (full, lingered long enough, or
-//! flushed) → *in flight* (its sender owns it; one per partition) → acknowledged or failed.
+//! Life of a batch: *open* (records are appended) → *sealed* (full, lingered long enough, the
+//! partition has nothing in flight, or flushed) → *in flight* (its sender owns it; a few per
+//! partition, see `sender.rs`) → acknowledged or failed.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
@@ -158,10 +159,12 @@ pub(crate) enum Next {
 pub(crate) struct PartitionQueue {
     open: Option<PendingBatch>,
     sealed: VecDeque<PendingBatch>,
-    in_flight: Option<Arc<BatchOutcome>>,
+    /// Outcomes of the batches in flight, oldest first (for `flush`).
+    in_flight: VecDeque<Arc<BatchOutcome>>,
     identity: Identity,
-    /// The sequence the broker expects next from `identity`.
-    acked_sequence: i32,
+    /// The sequence the next batch handed to the sender starts at: the broker expects it once
+    /// every batch in flight is written.
+    sent_sequence: i32,
     /// The sequence the open batch (or the next one opened) starts at, if every batch before
     /// it is acknowledged in order.
     open_sequence: i32,
@@ -174,9 +177,9 @@ impl PartitionQueue {
         PartitionQueue {
             open: None,
             sealed: VecDeque::new(),
-            in_flight: None,
+            in_flight: VecDeque::new(),
             identity,
-            acked_sequence: 0,
+            sent_sequence: 0,
             open_sequence: 0,
             closed: false,
         }
@@ -218,15 +221,20 @@ impl PartitionQueue {
     }
 
     /// The next batch to send, if any is ready at `now`. The returned batch is in flight
-    /// until [`PartitionQueue::finished`] is called.
+    /// until [`PartitionQueue::finished`] is called for it (batches finish in the order they
+    /// were sent).
+    ///
+    /// The open batch goes when its linger is over, or at once if nothing is in flight (as
+    /// Nagle's rule sends when nothing is unacknowledged): lingering only pays while an
+    /// earlier batch's round trip gives records time to accumulate.
     pub(crate) fn next(&mut self, now: Instant, linger: Duration) -> Next {
-        debug_assert!(self.in_flight.is_none(), "one batch in flight per partition");
         let lingered = self.open.as_ref().map(|b| b.created + linger);
-        if self.sealed.is_empty() && (self.closed || lingered.is_some_and(|at| at <= now)) {
+        let idle = self.in_flight.is_empty();
+        if self.sealed.is_empty() && (self.closed || idle || lingered.is_some_and(|at| at <= now)) {
             self.seal_open();
         }
         if let Some(batch) = self.sealed.pop_front() {
-            self.in_flight = Some(Arc::clone(&batch.outcome));
+            self.in_flight.push_back(Arc::clone(&batch.outcome));
             return Next::Send(batch);
         }
         match lingered {
@@ -240,7 +248,7 @@ impl PartitionQueue {
     /// batch's outcome (for `flush`).
     pub(crate) fn flush(&mut self) -> Vec<Arc<BatchOutcome>> {
         self.seal_open();
-        self.in_flight.iter().cloned().chain(self.sealed.iter().map(|b| Arc::clone(&b.outcome))).collect()
+        self.in_flight.iter().chain(self.sealed.iter().map(|b| &b.outcome)).cloned().collect()
     }
 
     /// Refuses new records; what is buffered is still sent.
@@ -248,18 +256,12 @@ impl PartitionQueue {
         self.closed = true;
     }
 
-    /// The in-flight batch of `count` records finished. A success moves the sequence on; a
-    /// failure loses the identity, because the broker's sequence is no longer known. So does
-    /// running out of sequence numbers (brokers refuse negative ones): a new producer id
-    /// starts again at 0.
-    pub(crate) fn finished(&mut self, count: u32, success: bool) {
-        self.in_flight = None;
-        if let Identity::Known { .. } = self.identity {
-            let next = i32::try_from(count).ok().and_then(|c| self.acked_sequence.checked_add(c));
-            match next {
-                Some(next) if success => self.acked_sequence = next,
-                _ => self.identity = Identity::Lost,
-            }
+    /// The oldest batch in flight finished. A failure loses the identity, because the
+    /// broker's sequence is no longer known: a new producer id starts again at 0.
+    pub(crate) fn finished(&mut self, success: bool) {
+        self.in_flight.pop_front();
+        if !success && matches!(self.identity, Identity::Known { .. }) {
+            self.identity = Identity::Lost;
         }
     }
 
@@ -268,29 +270,43 @@ impl PartitionQueue {
         self.identity
     }
 
-    /// Starts a fresh identity (a new producer id) just before the in-flight batch of
-    /// `in_flight_count` records is sent: sequences restart at 0 with that batch.
-    pub(crate) fn install(&mut self, producer_id: i64, epoch: i16, in_flight_count: u32) {
+    /// Starts a fresh identity (a new producer id) just before a batch is stamped, with
+    /// nothing in flight: sequences restart at 0 with that batch. `taken_count` is the records
+    /// of the batch just taken for sending (no longer among the sealed ones).
+    pub(crate) fn install(&mut self, producer_id: i64, epoch: i16, taken_count: u32) {
         self.identity = Identity::Known { producer_id, epoch };
-        self.acked_sequence = 0;
+        self.sent_sequence = 0;
         let waiting: u32 = self.sealed.iter().map(PendingBatch::count).sum();
-        self.open_sequence = in_flight_count.wrapping_add(waiting) as i32;
+        self.open_sequence = taken_count.wrapping_add(waiting) as i32;
     }
 
-    /// The stamp the next batch to send must carry.
-    pub(crate) fn expected_stamp(&self) -> ProducerStamp {
+    /// The stamp for the batch of `count` records about to be sent, which moves the sequence
+    /// on. `None` if the identity is lost, or would run out of sequence numbers (brokers refuse
+    /// negative ones): the sender gets a new producer id first.
+    pub(crate) fn stamp_next(&mut self, count: u32) -> Option<ProducerStamp> {
         match self.identity {
+            Identity::Off => Some(ProducerStamp::NONE),
+            Identity::Lost => None,
             Identity::Known { producer_id, epoch } => {
-                ProducerStamp { producer_id, epoch, base_sequence: self.acked_sequence }
+                let base_sequence = self.sent_sequence;
+                match i32::try_from(count).ok().and_then(|c| base_sequence.checked_add(c)) {
+                    Some(next) => {
+                        self.sent_sequence = next;
+                        Some(ProducerStamp { producer_id, epoch, base_sequence })
+                    }
+                    None => {
+                        self.identity = Identity::Lost;
+                        None
+                    }
+                }
             }
-            Identity::Off | Identity::Lost => ProducerStamp::NONE,
         }
     }
 
     /// Whether nothing is buffered or in flight.
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.open.is_none() && self.sealed.is_empty() && self.in_flight.is_none()
+        self.open.is_none() && self.sealed.is_empty() && self.in_flight.is_empty()
     }
 
     fn stamp_for_next(&self) -> ProducerStamp {

@@ -25,25 +25,53 @@ fn send(q: &mut PartitionQueue, now: Instant) -> PendingBatch {
 }
 
 #[test]
-fn a_batch_waits_for_its_linger_then_goes() {
+fn a_batch_goes_at_once_when_nothing_is_in_flight() {
     let t0 = Instant::now();
     let mut q = PartitionQueue::new(Identity::Off);
     assert!(matches!(q.next(t0, LINGER), Next::Idle));
     let first = q.append(&record(10), 30, t0, MAX).unwrap();
-    assert!(first.wake, "a new batch starts its linger timer");
-    let second = q.append(&record(10), 30, t0 + Duration::from_millis(1), MAX).unwrap();
+    assert!(first.wake, "a new batch wakes the sender");
+    let batch = send(&mut q, t0);
+    assert_eq!(batch.count(), 1, "no linger with nothing in flight");
+    q.finished(true);
+    assert!(matches!(q.next(t0, LINGER), Next::Idle), "nothing more is ready");
+}
+
+#[test]
+fn a_batch_lingers_while_another_is_in_flight() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue::new(Identity::Off);
+    q.append(&record(10), 30, t0, MAX).unwrap();
+    let in_flight = send(&mut q, t0);
+    let t1 = t0 + Duration::from_millis(1);
+    let first = q.append(&record(10), 30, t1, MAX).unwrap();
+    let second = q.append(&record(10), 30, t1, MAX).unwrap();
     assert!(!second.wake, "appending to an open batch needs no wake-up");
     assert_eq!((first.index, second.index), (0, 1));
     assert!(Arc::ptr_eq(&first.outcome, &second.outcome), "both records share the batch's outcome");
-    match q.next(t0 + Duration::from_millis(4), LINGER) {
-        Next::WaitUntil(at) => assert_eq!(at, t0 + LINGER),
+    assert!(!Arc::ptr_eq(&first.outcome, &in_flight.outcome));
+    match q.next(t1 + Duration::from_millis(4), LINGER) {
+        Next::WaitUntil(at) => assert_eq!(at, t1 + LINGER),
         other => panic!("expected to wait for the linger, got {other:?}"),
     }
-    let batch = send(&mut q, t0 + LINGER);
+    let batch = send(&mut q, t1 + LINGER);
     assert_eq!(batch.count(), 2);
     assert_eq!(batch.reserved_bytes, 60);
-    q.finished(batch.count(), true);
-    assert!(matches!(q.next(t0 + LINGER, LINGER), Next::Idle), "nothing more is ready");
+    q.finished(true);
+    q.finished(true);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn an_acknowledgement_releases_a_lingering_batch() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue::new(Identity::Off);
+    q.append(&record(10), 30, t0, MAX).unwrap();
+    let _in_flight = send(&mut q, t0);
+    q.append(&record(10), 30, t0, MAX).unwrap();
+    assert!(matches!(q.next(t0, LINGER), Next::WaitUntil(_)));
+    q.finished(true);
+    assert_eq!(send(&mut q, t0).count(), 1, "nothing in flight any more: it goes before its linger ends");
 }
 
 #[test]
@@ -64,7 +92,7 @@ fn a_full_batch_is_sealed_and_sent_without_lingering() {
     let (bytes, done) = first.encode(ProducerStamp::NONE);
     assert!(bytes.len() <= MAX, "a batch stays within max_batch_bytes: {}", bytes.len());
     assert_eq!(done.count, per_batch);
-    q.finished(done.count, true);
+    q.finished(true);
     let second = send(&mut q, t0);
     assert_eq!(second.count(), per_batch, "the second full batch is sealed too");
 }
@@ -79,14 +107,14 @@ fn a_record_larger_than_a_batch_travels_alone() {
     assert!(big.wake);
     let small = send(&mut q, t0);
     assert_eq!(small.count(), 1);
-    q.finished(1, true);
+    q.finished(true);
     let alone = send(&mut q, t0);
     assert_eq!(alone.count(), 1);
     assert_eq!(alone.reserved_bytes, 4 * MAX + 20);
 }
 
 #[test]
-fn idempotent_batches_carry_consecutive_sequences() {
+fn idempotent_batches_carry_consecutive_sequences_while_several_are_in_flight() {
     let t0 = Instant::now();
     let mut q = PartitionQueue::new(known());
     for _ in 0..3 {
@@ -97,15 +125,17 @@ fn idempotent_batches_carry_consecutive_sequences() {
         q.append(&record(10), 20, t0, MAX).unwrap();
     }
     let first = send(&mut q, t0);
-    assert_eq!(q.expected_stamp(), ProducerStamp { producer_id: 7, epoch: 0, base_sequence: 0 });
-    let (bytes, done) = first.encode(q.expected_stamp());
+    let stamp = q.stamp_next(first.count()).unwrap();
+    assert_eq!(stamp, ProducerStamp { producer_id: 7, epoch: 0, base_sequence: 0 });
+    let (bytes, _) = first.encode(stamp);
     assert_eq!(parse_header(&bytes).unwrap().producer.base_sequence, 0);
-    q.finished(done.count, true);
+    // The first is not acknowledged yet; the second follows it at once.
     let second = send(&mut q, t0 + LINGER);
-    let (bytes, _) = second.encode(q.expected_stamp());
+    let (bytes, _) = second.encode(q.stamp_next(2).unwrap());
     let header = parse_header(&bytes).unwrap();
     assert_eq!(header.producer, ProducerStamp { producer_id: 7, epoch: 0, base_sequence: 3 });
     assert_eq!(header.count, 2);
+    assert_eq!(q.flush().len(), 2, "both are in flight");
 }
 
 #[test]
@@ -117,26 +147,24 @@ fn a_failed_batch_loses_the_identity_and_later_batches_are_restamped() {
         q.flush();
     }
     let failed = send(&mut q, t0);
-    let (_, done) = failed.encode(q.expected_stamp());
-    q.finished(done.count, false);
+    let _ = failed.encode(q.stamp_next(1).unwrap());
+    q.finished(false);
     assert_eq!(q.identity(), Identity::Lost);
+    assert_eq!(q.stamp_next(1), None, "no stamp without an identity");
     // The sender fetches a new producer id before the next batch goes out.
     let next = send(&mut q, t0);
     q.install(99, 0, next.count());
-    let (bytes, done) = next.encode(q.expected_stamp());
+    let (bytes, _) = next.encode(q.stamp_next(1).unwrap());
     let batch = RecordBatch::parse(bytes).expect("a restamped batch has a valid checksum");
     assert_eq!(batch.header().producer, ProducerStamp { producer_id: 99, epoch: 0, base_sequence: 0 });
     assert_eq!(batch.records().count(), 1, "the records survive restamping");
-    q.finished(done.count, true);
     // Later batches continue the new identity's sequence.
     let third = send(&mut q, t0);
-    let (bytes, done) = third.encode(q.expected_stamp());
+    let (bytes, _) = third.encode(q.stamp_next(1).unwrap());
     assert_eq!(parse_header(&bytes).unwrap().producer.base_sequence, 1);
-    q.finished(done.count, true);
     let fourth = send(&mut q, t0);
-    let (bytes, done) = fourth.encode(q.expected_stamp());
+    let (bytes, _) = fourth.encode(q.stamp_next(1).unwrap());
     assert_eq!(parse_header(&bytes).unwrap().producer.base_sequence, 2);
-    q.finished(done.count, true);
     q.append(&record(10), 20, t0, MAX).unwrap();
     let last = send(&mut q, t0 + LINGER);
     assert_eq!(
@@ -168,8 +196,8 @@ fn a_closed_queue_refuses_records_and_drains_what_it_holds() {
     q.close();
     assert!(matches!(q.append(&record(10), 20, t0, MAX), Err(Error::Closed)));
     let batch = send(&mut q, t0);
-    let (_, done) = batch.encode(ProducerStamp::NONE);
-    q.finished(done.count, true);
+    let _ = batch.encode(ProducerStamp::NONE);
+    q.finished(true);
     assert!(matches!(q.next(t0, LINGER), Next::Finished));
     assert!(q.is_empty());
 }
@@ -198,10 +226,10 @@ fn running_out_of_sequence_numbers_asks_for_a_new_identity() {
     let t0 = Instant::now();
     let mut q = PartitionQueue::new(known());
     q.install(7, 0, 0);
-    q.acked_sequence = i32::MAX - 1;
+    q.sent_sequence = i32::MAX - 1;
     q.append(&record(10), 20, t0, MAX).unwrap();
     q.append(&record(10), 20, t0, MAX).unwrap();
     let batch = send(&mut q, t0 + LINGER);
-    q.finished(batch.count(), true);
+    assert_eq!(q.stamp_next(batch.count()), None);
     assert_eq!(q.identity(), Identity::Lost, "sequence {} + 2 does not fit", i32::MAX - 1);
 }

@@ -1,24 +1,33 @@
-//! The sender: one task per partition the producer writes to. It takes the partition's next
-//! ready batch, sends it to the partition's leader and retries it (same bytes, same sequence)
-//! until it is acknowledged, refused for good, or out of time.
+//! The sender: one task per partition the producer writes to. It takes the partition's ready
+//! batches, sends them to the partition's leader on one `ProduceStream`, and resends them
+//! (same bytes, same sequences) until each is acknowledged, refused for good, or out of time.
 //!
-//! Exactly one batch per partition is in flight. The broker assigns offsets in the order it
-//! *commits* batches, and two requests on one connection are not guaranteed to reach the
-//! partition's Raft log in the order they were sent; a second batch overtaking the first would
-//! be refused as out of order (or, without idempotence, reorder the records). One in flight
-//! keeps records in send order through every retry, and needs no more than one slot of the
-//! broker's five-batch deduplication window. Throughput comes from batches: while one is in
-//! flight the next fills up to `max_batch_bytes`, and partitions are sent in parallel.
+//! Up to [`MAX_IN_FLIGHT`] batches are in flight at once. The stream is what keeps them in
+//! order: the broker submits a stream's batches to the Raft log in the order they arrive, so
+//! batch n+1 never overtakes batch n, and answers them in that order. After a retriable failure
+//! the whole window is resent, in order, on a new stream; the broker's deduplication window
+//! (five batches per producer, as Kafka's) recognises the ones already written, which is why
+//! the window is no larger. A batch refused for good loses the producer id (the broker's
+//! sequence is no longer known): the batches behind it are *orphaned*; those the broker refused
+//! as out of order were not written and are resent first under a new producer id.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use sluice_proto::v1;
+use bytes::Bytes;
+use sluice_common::record::ProducerStamp;
+use sluice_proto::{ErrorCode, error_of, v1};
+use tokio::sync::mpsc;
 
 use super::Shared;
-use super::queue::{BatchDone, Identity, Next, PartitionQueue, PendingBatch};
+use super::queue::{BatchDone, Identity, Next, PartitionQueue, restamp};
 use crate::client::{Call, Route};
 use crate::error::{Error, Result};
+
+/// Batches in flight per partition: the broker's deduplication window, so that resending the
+/// whole window after a failure cannot write any of it twice.
+pub(crate) const MAX_IN_FLIGHT: usize = 5;
 
 /// One partition's queue and the signal that wakes its sender.
 #[derive(Debug)]
@@ -39,90 +48,378 @@ impl Slot {
     }
 }
 
-/// Sends the slot's batches until the producer is closed and the slot drained.
-pub(crate) async fn run(shared: Arc<Shared>, slot: Arc<Slot>) {
-    while let Some(batch) = next_batch(&shared, &slot).await {
-        deliver(&shared, &slot, batch).await;
-    }
+/// A batch taken from the queue and not yet finished.
+struct InFlight {
+    /// The batch as it was (or will be) sent.
+    bytes: Bytes,
+    done: BatchDone,
+    /// When delivery gives up (`delivery_timeout` after the batch was opened).
+    deadline: Instant,
+    /// When it was last sent; no answer within `request_timeout` breaks the stream.
+    sent_at: Instant,
+    /// Sent under a producer id that a failure since lost.
+    orphaned: bool,
 }
 
-async fn next_batch(shared: &Shared, slot: &Slot) -> Option<PendingBatch> {
-    loop {
-        let next = slot.lock().next(Instant::now(), shared.config.linger);
-        match next {
-            Next::Send(batch) => return Some(batch),
-            Next::Finished => return None,
-            // `notify_one` keeps a permit when nobody waits, so a wake-up sent between the
-            // check above and the wait below is not lost.
-            Next::Idle => slot.wake.notified().await,
-            Next::WaitUntil(at) => {
-                tokio::select! {
-                    () = slot.wake.notified() => {}
-                    () = tokio::time::sleep_until(at.into()) => {}
+/// An open `ProduceStream` to the partition's leader.
+struct Stream {
+    requests: mpsc::UnboundedSender<v1::ProduceRequest>,
+    answers: tonic::Streaming<v1::ProduceResponse>,
+    address: String,
+}
+
+/// How getting a new producer id went.
+enum Renewal {
+    Renewed,
+    /// No batch needs one yet.
+    NothingToSend,
+    /// It could not be had in time; the batches waiting for it failed.
+    Failed,
+}
+
+/// What made the sender look again.
+enum Event {
+    Answer(v1::ProduceResponse),
+    Broken(Error),
+    /// A new batch may be ready (woken, or a linger ended).
+    Look,
+}
+
+struct Sender {
+    shared: Arc<Shared>,
+    slot: Arc<Slot>,
+    /// Sent, or to be sent on the next stream, oldest first.
+    window: VecDeque<InFlight>,
+    /// Waiting for a producer id before they are (re)stamped and sent: batches the broker
+    /// refused as out of order after their producer id was lost, and batches taken while it was.
+    unsent: VecDeque<InFlight>,
+    stream: Option<Stream>,
+    /// When the open batch's linger ends.
+    linger_until: Option<Instant>,
+    /// The queue is closed and drained.
+    drained: bool,
+    /// The pause before the next reconnection; `None` while the last attempt worked.
+    backoff: Option<Duration>,
+    last_error: Option<Error>,
+}
+
+/// Sends the slot's batches until the producer is closed and the slot drained.
+pub(crate) async fn run(shared: Arc<Shared>, slot: Arc<Slot>) {
+    let mut sender = Sender {
+        shared,
+        slot,
+        window: VecDeque::new(),
+        unsent: VecDeque::new(),
+        stream: None,
+        linger_until: None,
+        drained: false,
+        backoff: None,
+        last_error: None,
+    };
+    sender.run().await;
+}
+
+impl Sender {
+    async fn run(&mut self) {
+        loop {
+            self.fill().await;
+            if self.window.is_empty() && self.unsent.is_empty() && self.drained {
+                return;
+            }
+            if !self.window.is_empty() && self.stream.is_none() {
+                self.connect().await;
+                continue;
+            }
+            match self.next_event().await {
+                Event::Answer(answer) => self.on_answer(answer),
+                Event::Broken(error) => self.on_broken(error),
+                Event::Look => {}
+            }
+        }
+    }
+
+    /// Moves ready batches into the window while it has room.
+    async fn fill(&mut self) {
+        while self.window.len() < MAX_IN_FLIGHT {
+            let lost = self.slot.lock().identity() == Identity::Lost;
+            if lost || !self.unsent.is_empty() {
+                // Orphans still in the window may yet be refused and go ahead of these.
+                if !self.window.is_empty() {
+                    return;
+                }
+                if lost {
+                    match self.renew_identity().await {
+                        Renewal::Renewed => {}
+                        Renewal::Failed => continue,
+                        Renewal::NothingToSend => return,
+                    }
+                }
+                if !self.send_unsent() {
+                    return;
+                }
+                continue;
+            }
+            let next = self.slot.lock().next(Instant::now(), self.shared.config.linger);
+            self.linger_until = None;
+            match next {
+                Next::Send(batch) => {
+                    let deadline = batch.created + self.shared.config.delivery_timeout;
+                    let stamp = self.slot.lock().stamp_next(batch.count());
+                    let (bytes, done) = batch.encode(stamp.unwrap_or(ProducerStamp::NONE));
+                    let item = InFlight { bytes, done, deadline, sent_at: Instant::now(), orphaned: false };
+                    match stamp {
+                        Some(_) => self.send(item),
+                        None => self.unsent.push_back(item),
+                    }
+                }
+                Next::WaitUntil(at) => {
+                    self.linger_until = Some(at);
+                    return;
+                }
+                Next::Idle => return,
+                Next::Finished => {
+                    self.drained = true;
+                    return;
                 }
             }
         }
     }
-}
 
-/// Sends one batch with retries and reports its outcome to every record in it.
-async fn deliver(shared: &Shared, slot: &Slot, batch: PendingBatch) {
-    let deadline = batch.created + shared.config.delivery_timeout;
-    let count = batch.count();
-    let (result, done) = match stamp(shared, slot, count, deadline).await {
-        Ok(stamp) => {
-            let (bytes, done) = batch.encode(stamp);
-            (produce(shared, slot, bytes, deadline).await, done)
-        }
-        Err(e) => (Err(e), batch.encode(sluice_common::record::ProducerStamp::NONE).1),
-    };
-    finish(shared, slot, done, result);
-}
-
-/// The stamp the batch must carry, after getting a new producer id if the partition lost
-/// its identity.
-async fn stamp(
-    shared: &Shared,
-    slot: &Slot,
-    count: u32,
-    deadline: Instant,
-) -> Result<sluice_common::record::ProducerStamp> {
-    if slot.lock().identity() == Identity::Lost {
-        let (producer_id, epoch) = init_producer(&shared.client, deadline).await?;
-        slot.lock().install(producer_id, epoch, count);
-    }
-    Ok(slot.lock().expected_stamp())
-}
-
-async fn produce(shared: &Shared, slot: &Slot, batch: bytes::Bytes, deadline: Instant) -> Result<u64> {
-    let call = Call {
-        kind: "Produce",
-        route: Route::Leader { topic: &slot.topic, partition: slot.partition },
-        deadline,
-        attempt_timeout: shared.client.config().request_timeout,
-    };
-    let answer = shared
-        .client
-        .execute(call, |mut rpc| {
-            let request = v1::ProduceRequest {
-                topic: slot.topic.to_string(),
-                partition: slot.partition,
-                batch: batch.clone(),
-                timeout_ms: 0,
+    /// Gets a new producer id for the unsent batches (taking the next ready batch if there is
+    /// none); if it cannot be had before the oldest one's deadline, they fail.
+    async fn renew_identity(&mut self) -> Renewal {
+        if self.unsent.is_empty() {
+            let next = self.slot.lock().next(Instant::now(), self.shared.config.linger);
+            let batch = match next {
+                Next::Send(batch) => batch,
+                Next::WaitUntil(at) => {
+                    self.linger_until = Some(at);
+                    return Renewal::NothingToSend;
+                }
+                Next::Idle => return Renewal::NothingToSend,
+                Next::Finished => {
+                    self.drained = true;
+                    return Renewal::NothingToSend;
+                }
             };
-            async move { rpc.produce(request).await }
-        })
-        .await?;
-    Ok(answer.base_offset)
+            let deadline = batch.created + self.shared.config.delivery_timeout;
+            let (bytes, done) = batch.encode(ProducerStamp::NONE);
+            self.unsent.push_back(InFlight { bytes, done, deadline, sent_at: Instant::now(), orphaned: false });
+        }
+        let deadline = self.unsent.front().map_or_else(Instant::now, |b| b.deadline);
+        match init_producer(&self.shared.client, deadline).await {
+            Ok((producer_id, epoch)) => {
+                let count = self.unsent.iter().map(|b| b.done.count).sum();
+                self.slot.lock().install(producer_id, epoch, count);
+                Renewal::Renewed
+            }
+            Err(e) => {
+                for item in std::mem::take(&mut self.unsent) {
+                    self.finish(item, Err(e.clone()));
+                }
+                Renewal::Failed
+            }
+        }
+    }
+
+    /// Stamps and sends unsent batches while the window has room. False if the identity was
+    /// lost again (sequence numbers ran out).
+    fn send_unsent(&mut self) -> bool {
+        while self.window.len() < MAX_IN_FLIGHT {
+            let Some(mut item) = self.unsent.pop_front() else { return true };
+            let Some(stamp) = self.slot.lock().stamp_next(item.done.count) else {
+                self.unsent.push_front(item);
+                return false;
+            };
+            item.bytes = restamp(&item.bytes, stamp);
+            item.orphaned = false;
+            self.send(item);
+        }
+        true
+    }
+
+    /// Adds `item` to the window and sends it if a stream is open (otherwise the next stream
+    /// sends the whole window).
+    fn send(&mut self, mut item: InFlight) {
+        item.sent_at = Instant::now();
+        if let Some(stream) = &self.stream {
+            // A send fails only if the stream ended; its answers then say why, and the window
+            // is resent on the next one.
+            let _ = stream.requests.send(self.request(&item));
+        }
+        self.window.push_back(item);
+    }
+
+    fn request(&self, item: &InFlight) -> v1::ProduceRequest {
+        v1::ProduceRequest {
+            topic: self.slot.topic.to_string(),
+            partition: self.slot.partition,
+            batch: item.bytes.clone(),
+            timeout_ms: 0,
+        }
+    }
+
+    async fn next_event(&mut self) -> Event {
+        let room = self.window.len() < MAX_IN_FLIGHT && !self.drained;
+        let linger = self.linger_until;
+        let request_timeout = self.shared.client.config().request_timeout;
+        let answer_due = self.window.front().map(|b| b.sent_at + request_timeout);
+        let address = self.address();
+        let connected = self.stream.is_some();
+        let slot = Arc::clone(&self.slot);
+        let answers = async {
+            match self.stream.as_mut() {
+                Some(stream) => stream.answers.message().await,
+                None => std::future::pending().await,
+            }
+        };
+        let broken =
+            |code, message: String| Event::Broken(Error::Transport { address: address.clone(), code, message });
+        tokio::select! {
+            answer = answers => match answer {
+                Ok(Some(answer)) => Event::Answer(answer),
+                Ok(None) => broken(tonic::Code::Unavailable, "the broker ended the stream".into()),
+                Err(status) => Event::Broken(Error::from_status(&address, &status)),
+            },
+            () = slot.wake.notified(), if room => Event::Look,
+            () = sleep_until(linger), if room && linger.is_some() => Event::Look,
+            () = sleep_until(answer_due), if answer_due.is_some() && connected => {
+                broken(tonic::Code::DeadlineExceeded, format!("no answer within {} ms", request_timeout.as_millis()))
+            }
+        }
+    }
+
+    fn on_answer(&mut self, answer: v1::ProduceResponse) {
+        let Some(front) = self.window.pop_front() else {
+            let broken = self.transport_error(tonic::Code::Internal, "an answer came for no batch in flight");
+            return self.on_broken(broken);
+        };
+        let error = error_of(answer.error.as_ref());
+        if error.is_ok() {
+            self.backoff = None;
+            return self.finish(front, Ok(answer.base_offset));
+        }
+        let code = error.error_code();
+        let error = Error::from_proto(&error);
+        if front.orphaned {
+            // Refused as out of order: never written, so it can go again under the new id.
+            if code == ErrorCode::OutOfOrderSequence {
+                self.unsent.push_back(front);
+            } else {
+                self.finish(front, Err(error));
+            }
+            return;
+        }
+        if code.is_retriable() {
+            self.window.push_front(front);
+            return self.on_broken(error);
+        }
+        self.finish(front, Err(error));
+        if self.shared.config.idempotence {
+            self.window.iter_mut().for_each(|b| b.orphaned = true);
+        }
+    }
+
+    /// The stream can no longer be trusted: drop it; the window is resent on a new one.
+    /// Orphans cannot be resent (whether they were written is unknown) and fail.
+    fn on_broken(&mut self, error: Error) {
+        tracing::debug!(topic = %self.slot.topic, partition = self.slot.partition, %error, "produce stream broke");
+        self.stream = None;
+        while self.window.front().is_some_and(|b| b.orphaned) {
+            let item = self.window.pop_front().expect("checked above");
+            self.finish(item, Err(error.clone()));
+        }
+        self.last_error = Some(error);
+    }
+
+    /// Opens a stream to the partition's leader and sends the window on it, after a pause if
+    /// the last attempt failed; fails the window once its oldest batch is out of time.
+    async fn connect(&mut self) {
+        let deadline = self.window.front().map_or_else(Instant::now, |b| b.deadline);
+        if let Some(pause) = self.backoff {
+            if Instant::now() + pause >= deadline {
+                return self.expire_window();
+            }
+            tokio::time::sleep(pause).await;
+            let _ = self.shared.client.refresh_after(Instant::now() - pause).await;
+        }
+        let config = self.shared.client.config();
+        let (min, max) = (config.retry_backoff_min, config.retry_backoff_max);
+        self.backoff = Some(self.backoff.map_or(min, |b| (b * 2).min(max)));
+        match self.open(deadline).await {
+            Ok(stream) => {
+                for item in &mut self.window {
+                    item.sent_at = Instant::now();
+                }
+                let requests: Vec<_> = self.window.iter().map(|item| self.request(item)).collect();
+                for request in requests {
+                    let _ = stream.requests.send(request);
+                }
+                self.stream = Some(stream);
+            }
+            Err(e) if e.is_retriable() => self.last_error = Some(e),
+            Err(e) => {
+                for item in std::mem::take(&mut self.window) {
+                    self.finish(item, Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    async fn open(&self, deadline: Instant) -> Result<Stream> {
+        let route = Route::Leader { topic: &self.slot.topic, partition: self.slot.partition };
+        let address = self.shared.client.route_address(route, deadline).await?;
+        let mut rpc = self.shared.client.rpc(&address)?;
+        let (requests, outbound) = mpsc::unbounded_channel();
+        let outbound = futures_util::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+        let limit = self.shared.client.config().request_timeout;
+        let answers = match tokio::time::timeout(limit, rpc.produce_stream(outbound)).await {
+            Ok(Ok(response)) => response.into_inner(),
+            Ok(Err(status)) => return Err(Error::from_status(&address, &status)),
+            Err(_) => {
+                let message = format!("no answer within {} ms", limit.as_millis());
+                return Err(Error::Transport { address, code: tonic::Code::DeadlineExceeded, message });
+            }
+        };
+        Ok(Stream { requests, answers, address })
+    }
+
+    /// The oldest batch ran out of time: every batch in the window fails with the last error
+    /// (each may or may not have been written).
+    fn expire_window(&mut self) {
+        let last = self.last_error.take().unwrap_or_else(|| self.transport_error(tonic::Code::Unavailable, "unsent"));
+        let elapsed = self.shared.config.delivery_timeout;
+        let operation = format!("produce to {}/{}", self.slot.topic, self.slot.partition);
+        let error = Error::Timeout { operation, elapsed, last: Box::new(last) };
+        for item in std::mem::take(&mut self.window) {
+            self.finish(item, Err(error.clone()));
+        }
+        self.backoff = None;
+    }
+
+    fn finish(&self, item: InFlight, result: Result<u64>) {
+        if let Err(e) = &result {
+            tracing::debug!(topic = %self.slot.topic, partition = self.slot.partition, error = %e, ambiguous = e.is_ambiguous(), "batch failed");
+        }
+        self.slot.lock().finished(result.is_ok());
+        item.done.outcome.complete(result);
+        self.shared.memory.add_permits(item.done.reserved_bytes);
+    }
+
+    fn address(&self) -> String {
+        self.stream.as_ref().map_or_else(String::new, |s| s.address.clone())
+    }
+
+    fn transport_error(&self, code: tonic::Code, message: &str) -> Error {
+        Error::Transport { address: self.address(), code, message: message.to_owned() }
+    }
 }
 
-fn finish(shared: &Shared, slot: &Slot, done: BatchDone, result: Result<u64>) {
-    if let Err(e) = &result {
-        tracing::debug!(topic = %slot.topic, partition = slot.partition, error = %e, ambiguous = e.is_ambiguous(), "batch failed");
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
-    slot.lock().finished(done.count, result.is_ok());
-    done.outcome.complete(result);
-    shared.memory.add_permits(done.reserved_bytes);
 }
 
 /// Asks the controller for a fresh producer id and epoch.

@@ -5,17 +5,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::Stream;
 use sluice_common::record::RecordBatch;
 use sluice_proto::v1::sluice_server::{Sluice, SluiceServer};
 use sluice_proto::v1::{self, list_offsets_request::At};
 use sluice_proto::{Error, ErrorCode};
 use tokio::sync::Notify;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 /// What the fake cluster holds and how it misbehaves.
 #[derive(Default)]
@@ -112,6 +114,31 @@ fn error(code: ErrorCode, message: &str) -> Option<Error> {
 }
 
 impl FakeBroker {
+    /// What a broker answers to one produce request.
+    async fn answer_produce(&self, r: v1::ProduceRequest) -> v1::ProduceResponse {
+        while self.shared.state.lock().unwrap().stall_produce {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut state = self.shared.state.lock().unwrap();
+        state.produce_requests += 1;
+        let lose = state.lose_acks > 0;
+        let outcome = self.led(&mut state, &r.topic, r.partition).and_then(|p| append(p, r.batch.clone()));
+        let answer = match outcome {
+            Ok(_) if lose => {
+                state.lose_acks -= 1;
+                v1::ProduceResponse { error: error(ErrorCode::Timeout, "commit timed out"), ..Default::default() }
+            }
+            Ok((base_offset, duplicate)) => {
+                let count = RecordBatch::parse(r.batch).map_or(0, |b| b.header().count);
+                v1::ProduceResponse { error: Some(Error::ok()), base_offset, count, duplicate }
+            }
+            Err(e) => v1::ProduceResponse { error: Some(e), ..Default::default() },
+        };
+        drop(state);
+        self.shared.appended.notify_waiters();
+        answer
+    }
+
     fn hint(&self, node_id: u64) -> Error {
         let address = self.shared.addresses.lock().unwrap()[node_id as usize - 1].clone();
         let leader = Some(v1::BrokerAddress { node_id, client_address: address });
@@ -252,28 +279,29 @@ impl Sluice for FakeBroker {
     }
 
     async fn produce(&self, r: Request<v1::ProduceRequest>) -> Result<Response<v1::ProduceResponse>, Status> {
-        let r = r.into_inner();
-        while self.shared.state.lock().unwrap().stall_produce {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let mut state = self.shared.state.lock().unwrap();
-        state.produce_requests += 1;
-        let lose = state.lose_acks > 0;
-        let outcome = self.led(&mut state, &r.topic, r.partition).and_then(|p| append(p, r.batch.clone()));
-        let answer = match outcome {
-            Ok(_) if lose => {
-                state.lose_acks -= 1;
-                v1::ProduceResponse { error: error(ErrorCode::Timeout, "commit timed out"), ..Default::default() }
+        Ok(Response::new(self.answer_produce(r.into_inner()).await))
+    }
+
+    type ProduceStreamStream = Pin<Box<dyn Stream<Item = Result<v1::ProduceResponse, Status>> + Send>>;
+
+    /// Answers a stream's batches one after another, in order (a real broker overlaps their
+    /// commits, which the client cannot tell apart).
+    async fn produce_stream(
+        &self,
+        r: Request<Streaming<v1::ProduceRequest>>,
+    ) -> Result<Response<Self::ProduceStreamStream>, Status> {
+        let mut requests = r.into_inner();
+        let broker = self.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Ok(Some(request)) = requests.message().await {
+                if tx.send(Ok(broker.answer_produce(request).await)).await.is_err() {
+                    return;
+                }
             }
-            Ok((base_offset, duplicate)) => {
-                let count = RecordBatch::parse(r.batch).map_or(0, |b| b.header().count);
-                v1::ProduceResponse { error: Some(Error::ok()), base_offset, count, duplicate }
-            }
-            Err(e) => v1::ProduceResponse { error: Some(e), ..Default::default() },
-        };
-        drop(state);
-        self.shared.appended.notify_waiters();
-        Ok(Response::new(answer))
+        });
+        let answers = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|a| (a, rx)) });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn fetch(&self, r: Request<v1::FetchRequest>) -> Result<Response<v1::FetchResponse>, Status> {

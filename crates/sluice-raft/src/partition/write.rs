@@ -1,9 +1,14 @@
 //! Writing a command through a partition group's leader, hiding openraft's error types.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
-use openraft::errors::ForwardReason;
+use openraft::async_runtime::WatchReceiver as _;
+use openraft::errors::{ClientWriteError, ForwardReason};
+use openraft::impls::ProgressResponder;
 use openraft::storage::RaftStateMachine;
+use openraft::{Instant as _, TryAsRef as _};
 
 use crate::typ::{Command, PartitionConfig, Raft, Reply};
 
@@ -25,6 +30,57 @@ pub enum WriteError {
     /// Raft failed (the group is stopping, or its storage failed); the message says why.
     #[error("{0}")]
     Raft(String),
+    /// A [`submit`]ted write found the leader's quorum lease lapsed and was not written.
+    #[error("the leader's lease lapsed; renew it and retry")]
+    LeaseExpired,
+}
+
+/// A [`submit`]ted write: resolves to what applying it answered once it is committed.
+pub type PendingWrite = Pin<Box<dyn Future<Output = Result<Reply, WriteError>> + Send>>;
+
+/// Submits `command` to the log of `raft`, which should lead its group, and returns once it is
+/// queued, with a future for its outcome. Writes submitted one after another reach the log in
+/// that order, so a caller can keep several in flight and still have them applied in sequence.
+///
+/// Unlike [`write`], a write refused because the leader's lease lapsed is not retried here:
+/// retrying would let writes submitted after it overtake it. It fails with
+/// [`WriteError::LeaseExpired`]; callers check [`lease_fresh`] before pipelining and fall back
+/// to [`write`] when it is not.
+pub async fn submit<SM>(raft: &Raft<SM>, command: Command) -> Result<PendingWrite, WriteError>
+where
+    SM: RaftStateMachine<PartitionConfig>,
+{
+    // The commit notification is not needed: the answer comes once the write is applied.
+    let (responder, _committed, answer) = ProgressResponder::new();
+    raft.client_write_ff(command, Some(responder)).await.map_err(|fatal| WriteError::Raft(fatal.to_string()))?;
+    Ok(Box::pin(async move {
+        match answer.await {
+            Ok(Ok(written)) => Ok(written.data),
+            Ok(Err(e)) => Err(refused(&e)),
+            Err(_) => Err(WriteError::Raft("the group stopped before answering the write".into())),
+        }
+    }))
+}
+
+fn refused(e: &ClientWriteError<PartitionConfig>) -> WriteError {
+    let forward: Option<&openraft::errors::ForwardToLeader<PartitionConfig>> = e.try_as_ref();
+    match forward {
+        Some(f) if matches!(f.reason, ForwardReason::LeaseExpired) => WriteError::LeaseExpired,
+        Some(f) => WriteError::NotLeader { leader: f.leader_id },
+        None => WriteError::Raft(e.to_string()),
+    }
+}
+
+/// Whether a majority acknowledged `raft`'s leadership less than `within` ago: its lease (the
+/// group's longest election timeout) then has at least that much left minus `within`, so a
+/// write submitted now is not refused for a lapsed lease.
+pub fn lease_fresh<SM>(raft: &Raft<SM>, within: Duration) -> bool
+where
+    SM: RaftStateMachine<PartitionConfig>,
+{
+    let metrics = raft.metrics();
+    let acked = metrics.borrow_watched().last_quorum_acked;
+    acked.is_some_and(|at| at.elapsed() < within)
 }
 
 /// Writes `command` through `raft`, which should lead its group, and returns what applying it
