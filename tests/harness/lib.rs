@@ -10,12 +10,15 @@
 //! - [`cli`] runs the `sluice` binary with a time limit and captures what it printed.
 //! - [`replicas`] reads a stopped broker's partition logs from its data directory.
 //! - [`read_topic`] reads a whole topic back with the SDK consumer; [`within`] bounds a test.
+//! - [`groups`] runs consumer-group members as tasks that can be closed or crashed, and
+//!   [`groups::eventually`] waits for a condition.
 //!
 //! docs/TESTING.md says what the tests cover and how to run them.
 
 mod binaries;
 pub mod cli;
 mod cluster;
+pub mod groups;
 mod ports;
 pub mod replicas;
 mod sdk;

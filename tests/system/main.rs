@@ -7,6 +7,9 @@
 //!   duplicates none; restarted, it catches up to replicas identical to the others'.
 //! - `cli`: `topic create`, `produce`, `consume`, `topic describe` and `cluster status` round
 //!   trip with JSON output.
+//! - `groups`: consumer groups — members share partitions exactly once, hand them over when
+//!   one closes or crashes (redelivering only what was not committed), static members come
+//!   back without a rebalance, zombies cannot commit, and the CLI's `group` commands.
 //! - `bad_input`: unknown topics, invalid names, oversize messages and unreachable brokers give
 //!   a clear error and a non-zero exit.
 //! - `scripts`: `scripts/start-cluster.sh` starts one cluster, once; `scripts/stop-cluster.sh`
@@ -16,5 +19,6 @@
 mod bad_input;
 mod cli;
 mod failover;
+mod groups;
 mod scripts;
 mod sdk;

@@ -156,6 +156,76 @@ fn raft_config(group: &str, heartbeat_ms: u64, ratio: u64, [min, max]: [u64; 2])
     config.validate().map_err(|e| ConfigError::Invalid(format!("raft.{group}_*: {e}")))
 }
 
+/// Consumer groups (docs/adr/0005-consumer-groups.md): the internal `__consumer_offsets` topic
+/// and the defaults of members that do not choose their own timeouts. The `[groups]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupConfig {
+    /// Partitions of `__consumer_offsets`, which the controller leader creates on the first
+    /// `FindCoordinator`; a group lives in one of them. Read only then: changing it later does
+    /// not repartition the topic (groups would move). Default: 12.
+    pub offsets_partitions: u32,
+    /// A member that sends no heartbeat for this long is removed, when it does not choose its
+    /// own, in ms. Default: 10000.
+    pub session_timeout_ms: u32,
+    /// How long a member may keep partitions it was asked to give up, when it does not choose
+    /// its own, in ms. Default: 60000.
+    pub rebalance_timeout_ms: u32,
+    /// How often members are told to heartbeat, in ms. Default: 1000.
+    pub heartbeat_interval_ms: u32,
+    /// After this many group records have been written to an offsets partition since its last
+    /// checkpoint, its coordinator writes a new one (the records that rebuild every group of
+    /// the partition), and the log before it may be trimmed. Default: 10000.
+    pub checkpoint_interval_records: u64,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            offsets_partitions: 12,
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 60_000,
+            heartbeat_interval_ms: 1_000,
+            checkpoint_interval_records: 10_000,
+        }
+    }
+}
+
+impl GroupConfig {
+    /// The fewest records between checkpoints: a checkpoint holds every group's records, so
+    /// writing one more often than this would grow the log rather than shrink it.
+    pub const MIN_CHECKPOINT_INTERVAL_RECORDS: u64 = 100;
+
+    /// Checks every field; the error names the one at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(format!("groups.{m}")));
+        let max = sluice_controller::limits::MAX_PARTITIONS_PER_TOPIC;
+        if self.offsets_partitions == 0 || self.offsets_partitions > max {
+            return invalid(format!("offsets_partitions is {}; use 1 to {max}", self.offsets_partitions));
+        }
+        let (beat, session) = (self.heartbeat_interval_ms, self.session_timeout_ms);
+        if beat == 0 || session < 3 * beat {
+            return invalid(format!(
+                "heartbeat_interval_ms ({beat}) must be at least 1 and session_timeout_ms ({session}) at least 3 \
+                 heartbeats, so that one late heartbeat does not remove a member"
+            ));
+        }
+        if self.rebalance_timeout_ms == 0 {
+            return invalid(
+                "rebalance_timeout_ms is 0; members need time to give partitions up (60000 is usual)".into(),
+            );
+        }
+        let min = Self::MIN_CHECKPOINT_INTERVAL_RECORDS;
+        if self.checkpoint_interval_records < min {
+            return invalid(format!(
+                "checkpoint_interval_records is {}; use at least {min}",
+                self.checkpoint_interval_records
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A broker's whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,6 +273,9 @@ pub struct BrokerConfig {
     /// partition. Default: 604800000 (7 days).
     #[serde(default = "default_segment_roll_ms")]
     pub segment_roll_ms: u64,
+    /// Consumer groups. Default: see [`GroupConfig`].
+    #[serde(default)]
+    pub groups: GroupConfig,
 }
 
 fn default_session_timeout_ms() -> u64 {
@@ -258,6 +331,7 @@ impl BrokerConfig {
             max_batch_bytes: default_max_batch_bytes(),
             retention_check_ms: default_retention_check_ms(),
             segment_roll_ms: default_segment_roll_ms(),
+            groups: GroupConfig::default(),
         }
     }
 
@@ -311,6 +385,7 @@ impl BrokerConfig {
                 self.retention_check_ms, self.segment_roll_ms
             ));
         }
+        self.groups.validate()?;
         self.raft.controller()?;
         self.raft.partition()?;
         self.raft.node_liveness()?;
@@ -368,6 +443,28 @@ mod tests {
         assert_eq!(c.raft, RaftTimings::default());
         assert_eq!(c.raft.partition().unwrap().heartbeat_interval, 250);
         assert_eq!(c.raft.partition().unwrap().max_in_snapshot_log_to_keep, u64::MAX, "snapshots never purge");
+        assert_eq!(c.groups, GroupConfig::default());
+        assert_eq!(c.groups.offsets_partitions, 12);
+        assert_eq!((c.groups.session_timeout_ms, c.groups.rebalance_timeout_ms), (10_000, 60_000));
+    }
+
+    #[test]
+    fn group_settings_parse_and_are_checked() {
+        let c: BrokerConfig = toml::from_str(&format!("{THREE}\n[groups]\noffsets_partitions = 3")).unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.groups.offsets_partitions, c.groups.heartbeat_interval_ms), (3, 1_000));
+        let error = |change: fn(&mut GroupConfig)| {
+            let mut c: BrokerConfig = toml::from_str(THREE).unwrap();
+            change(&mut c.groups);
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(error(|g| g.offsets_partitions = 0).contains("groups.offsets_partitions is 0"));
+        assert!(error(|g| g.session_timeout_ms = 2_999).contains("groups.heartbeat_interval_ms"));
+        assert!(error(|g| g.heartbeat_interval_ms = 0).contains("groups.heartbeat_interval_ms (0)"));
+        assert!(error(|g| g.rebalance_timeout_ms = 0).contains("groups.rebalance_timeout_ms"));
+        assert!(error(|g| g.checkpoint_interval_records = 1).contains("groups.checkpoint_interval_records"));
+        let unknown = toml::from_str::<BrokerConfig>(&format!("{THREE}\n[groups]\nbogus = 1")).unwrap_err();
+        assert!(unknown.to_string().contains("bogus"), "{unknown}");
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //! Retention runs on each partition's leader, which proposes trimming whole expired segments
 //! through Raft so that every replica deletes the same entries (`retention`).
 //!
+//! Consumer [`groups`] are coordinated by the leaders of the internal `__consumer_offsets`
+//! topic's partitions, whose logs hold every group's state (docs/adr/0005-consumer-groups.md).
+//!
 //! With `metrics_listen` set, a broker serves Prometheus [`metrics`] over HTTP
 //! (docs/METRICS.md).
 //!
@@ -22,12 +25,13 @@
 pub mod client;
 mod config;
 mod controller;
+pub mod groups;
 pub mod metrics;
 mod node;
 mod partitions;
 mod retention;
 
-pub use config::{BrokerConfig, ConfigError, PeerConfig, RaftTimings};
+pub use config::{BrokerConfig, ConfigError, GroupConfig, PeerConfig, RaftTimings};
 pub use controller::{BrokerStateMachine, ControllerGroup, ProposeError};
 pub use node::{Broker, StartError};
 pub use partitions::Partitions;

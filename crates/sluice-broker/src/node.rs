@@ -1,4 +1,5 @@
-//! [`Broker`]: one running broker — its peer (Raft) service and the groups it hosts.
+//! [`Broker`]: one running broker — its peer (Raft) service and the groups it hosts, its client
+//! API (with the consumer groups service) and its metrics endpoint.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use sluice_storage::Flusher;
 use crate::client::{self, ClientService};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::controller::{BrokerStateMachine, ControllerGroup};
+use crate::groups::GroupsService;
 use crate::metrics::{self, BrokerCollector, Exporter, RequestMetrics};
 use crate::partitions::Partitions;
 use crate::retention;
@@ -113,7 +115,10 @@ impl Broker {
         let requests = Arc::new(RequestMetrics::new());
         let service = ClientService::new(&config, Arc::clone(&controller), Arc::clone(&partitions), stopped.clone())
             .with_metrics(Arc::clone(&requests));
-        let serve_clients = client::serve(client_incoming, service, wait_until_true(stopped.clone()));
+        let (groups, coordinators) =
+            GroupsService::start(&config, Arc::clone(&controller), Arc::clone(&partitions), stopped.clone());
+        tasks.push(coordinators);
+        let serve_clients = client::serve(client_incoming, service, groups.clone(), wait_until_true(stopped.clone()));
         tasks.push(tokio::spawn(async move {
             if let Err(e) = serve_clients.await {
                 tracing::error!("client service stopped: {e}");
@@ -127,7 +132,7 @@ impl Broker {
                 liveness,
                 Arc::clone(&requests),
             );
-            let exporter = Exporter::new(&requests, collector);
+            let exporter = Exporter::new(&requests, collector).with_groups(groups);
             tasks.push(tokio::spawn(metrics::serve(listener, exporter, wait_until_true(stopped.clone()))));
         }
         let retention_check = std::time::Duration::from_millis(config.retention_check_ms);

@@ -11,6 +11,8 @@
 //! fsync (`flush_policy`). Each broker's Prometheus endpoint counts what clients sent and shows
 //! each replica's Raft state (`metrics`). Retention trims every replica at the index its
 //! leader proposed, and a follower down meanwhile catches up by snapshot (`retention`).
+//! Consumer groups are coordinated by the leaders of `__consumer_offsets`, share a topic's
+//! partitions, commit offsets and survive their coordinator's broker stopping (`groups`).
 
 #[path = "broker/catchup.rs"]
 mod catchup;
@@ -22,6 +24,8 @@ mod cluster;
 mod faults;
 #[path = "broker/flush_policy.rs"]
 mod flush_policy;
+#[path = "broker/groups.rs"]
+mod groups;
 #[path = "broker/liveness.rs"]
 mod liveness;
 #[path = "broker/metrics.rs"]

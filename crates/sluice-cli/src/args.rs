@@ -26,12 +26,15 @@ pub enum Command {
     Topic(TopicCommand),
     /// Send messages: the VALUEs given, or each line of standard input.
     Produce(ProduceArgs),
-    /// Print messages from a topic.
+    /// Print messages from a topic, alone or as a member of a consumer group.
     Consume(ConsumeArgs),
+    /// List, describe and reset consumer groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// The cluster's brokers and leaders.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Measure produce or consume throughput and latency.
+    /// Measure produce, consume and consumer-group commit throughput and latency, and rebalance times.
     #[command(subcommand)]
     Bench(BenchCommand),
 }
@@ -128,11 +131,18 @@ pub struct ConsumeArgs {
     /// The topic.
     pub topic: String,
     /// Read only this partition (default: all).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "group")]
     pub partition: Option<u32>,
     /// Where to start: earliest, latest, an offset, or an RFC 3339 time (2024-05-01T12:00:00Z).
+    /// With --group: where the group has committed nothing (earliest or latest).
     #[arg(long, default_value = "earliest", value_parser = parse_from)]
     pub from: SeekTo,
+    /// Read as a member of this consumer group: share the topic's partitions with the
+    /// group's other members, start where the group committed, and commit each message once
+    /// it is printed. Without --follow, stop once the partitions this member was given reach
+    /// the end offsets they had at the start.
+    #[arg(long)]
+    pub group: Option<String>,
     /// Stop after this many messages.
     #[arg(long)]
     pub max: Option<u64>,
@@ -142,6 +152,39 @@ pub struct ConsumeArgs {
     /// Output format: the value per line, or one JSON object per message.
     #[command(flatten)]
     pub output: OutputArg,
+}
+
+/// `sluice group ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List the consumer groups: state and number of members.
+    List(OutputArg),
+    /// Show a group's members and assignment, and per partition the committed offset, the
+    /// end offset and the lag in messages and seconds.
+    Describe {
+        /// The group.
+        group: String,
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Set a group's committed offsets of a topic. Refused while any consumer of the group
+    /// runs: stop them first.
+    Reset(ResetArgs),
+}
+
+/// `sluice group reset`
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The group.
+    pub group: String,
+    /// The topic whose partitions' offsets are set (all of its partitions).
+    #[arg(long)]
+    pub topic: String,
+    /// The new position: earliest, latest, an offset (kept within what each partition
+    /// holds), or an RFC 3339 time (the first message at or after it).
+    #[arg(long, value_parser = parse_from)]
+    pub to: SeekTo,
 }
 
 /// `sluice cluster ...`
@@ -158,6 +201,10 @@ pub enum BenchCommand {
     Produce(BenchProduceArgs),
     /// Read a topic as fast as the cluster serves it.
     Consume(BenchConsumeArgs),
+    /// Commit consumer-group offsets as fast as the groups' coordinators store them.
+    Commit(BenchCommitArgs),
+    /// Time consumer-group rebalances: a member joining, one crashing, one leaving.
+    Rebalance(BenchRebalanceArgs),
 }
 
 /// How long a benchmark runs, and where.
@@ -218,6 +265,77 @@ pub struct BenchConsumeArgs {
     /// Where to start reading.
     #[arg(long, default_value = "earliest", value_parser = parse_from)]
     pub from: SeekTo,
+}
+
+/// `sluice bench commit`
+#[derive(Debug, Args)]
+pub struct BenchCommitArgs {
+    /// The topic the members subscribe to (created if missing, with --partitions and
+    /// --replication-factor). No message is read or written: only offsets are committed.
+    #[arg(long, default_value = "sluice-bench-groups")]
+    pub topic: String,
+    /// Groups committing at once, each with one member that owns every partition and commits
+    /// all of them in each CommitOffsets call.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub groups: u32,
+    /// Stop after this many commits in total (over all groups).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Stop after this long, e.g. 30s, 500ms, 2m. Default: 10s unless --count is given.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Partitions of the topic if it has to be created.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..))]
+    pub partitions: u32,
+    /// Replication factor of the topic if it has to be created.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replication_factor: u32,
+    /// Output format of the summary.
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+/// A rebalance that `sluice bench rebalance` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum RebalanceScenario {
+    /// A third member joins a group of two: until it reads a partition it was given.
+    Join,
+    /// One of three members stops heartbeating without leaving: until each of its partitions
+    /// has delivered a message to another member.
+    Crash,
+    /// One of three members closes (leaves the group): the same.
+    Leave,
+}
+
+/// `sluice bench rebalance`
+#[derive(Debug, Args)]
+pub struct BenchRebalanceArgs {
+    /// The topic (created if missing, with --partitions and --replication-factor).
+    #[arg(long, default_value = "sluice-bench-rebalance")]
+    pub topic: String,
+    /// Times each scenario is repeated, each time with a new group.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub trials: u32,
+    /// The scenarios to run, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [RebalanceScenario::Join, RebalanceScenario::Crash, RebalanceScenario::Leave])]
+    pub scenarios: Vec<RebalanceScenario>,
+    /// The members' session timeout, e.g. 10s, 3s: how long a crashed member keeps its
+    /// partitions.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub session_timeout: Duration,
+    /// Messages per second the background producer writes, spread evenly over the
+    /// partitions, so that every partition has something to deliver.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: u32,
+    /// Partitions of the topic if it has to be created (at least 3: one per member).
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(3..))]
+    pub partitions: u32,
+    /// Replication factor of the topic if it has to be created.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replication_factor: u32,
+    /// Output format of the summary.
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 /// Parses `--from`: `earliest`, `latest`, an offset, or an RFC 3339 time.

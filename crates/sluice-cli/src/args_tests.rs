@@ -130,6 +130,41 @@ fn consume_defaults_to_everything_from_the_earliest() {
         (SeekTo::Offset(42), Some(1), Some(10), true, Output::Json)
     );
     assert!(refuse(&["consume", "orders", "--from", "yesterday"]).contains("RFC 3339"));
+    assert_eq!(c.group, None);
+}
+
+#[test]
+fn consume_takes_a_group_but_not_with_a_partition() {
+    let cli = parse(&["consume", "orders", "--group", "billing", "--follow", "--from", "latest"]);
+    let Command::Consume(c) = cli.command else { panic!() };
+    assert_eq!((c.group.as_deref(), c.follow, c.from), (Some("billing"), true, SeekTo::Latest));
+    let both = refuse(&["consume", "orders", "--group", "billing", "--partition", "1"]);
+    assert!(both.contains("--partition") && both.contains("--group"), "{both}");
+}
+
+#[test]
+fn group_commands_list_describe_and_reset() {
+    let Command::Group(GroupCommand::List(o)) = parse(&["group", "list", "--output", "json"]).command else { panic!() };
+    assert_eq!(o.output, Output::Json);
+    let Command::Group(GroupCommand::Describe { group, output }) = parse(&["group", "describe", "billing"]).command
+    else {
+        panic!()
+    };
+    assert_eq!((group.as_str(), output.output), ("billing", Output::Plain));
+    for (to, expected) in [
+        ("earliest", SeekTo::Earliest),
+        ("latest", SeekTo::Latest),
+        ("17", SeekTo::Offset(17)),
+        ("1970-01-01T00:00:02Z", SeekTo::Timestamp(2000)),
+    ] {
+        let cli = parse(&["group", "reset", "billing", "--topic", "orders", "--to", to]);
+        let Command::Group(GroupCommand::Reset(r)) = cli.command else { panic!() };
+        assert_eq!((r.group.as_str(), r.topic.as_str(), r.to), ("billing", "orders", expected));
+    }
+    assert!(refuse(&["group", "reset", "billing", "--topic", "orders"]).contains("--to"));
+    assert!(refuse(&["group", "reset", "billing", "--to", "earliest"]).contains("--topic"));
+    assert!(refuse(&["group", "reset", "billing", "--topic", "o", "--to", "soon"]).contains("RFC 3339"));
+    assert!(refuse(&["group", "reset", "g", "--topic", "o", "--to", "0", "--output", "json"]).contains("--output"));
 }
 
 #[test]
@@ -193,4 +228,52 @@ fn bench_takes_size_count_duration_and_batching() {
     assert!(refuse(&["bench", "produce", "--max-in-flight", "0"]).contains("0"));
     let Command::Bench(BenchCommand::Produce(b)) = parse(&["bench", "produce"]).command else { panic!() };
     assert_eq!(b.max_in_flight, None, "unbounded unless asked");
+}
+
+#[test]
+fn bench_commit_takes_groups_count_or_duration() {
+    let Command::Bench(BenchCommand::Commit(b)) = parse(&["bench", "commit"]).command else { panic!() };
+    assert_eq!((b.topic.as_str(), b.groups, b.count, b.duration), ("sluice-bench-groups", 8, None, None));
+    assert_eq!((b.partitions, b.replication_factor, b.output.output), (12, 3, Output::Plain));
+    let cli = parse(&["bench", "commit", "--groups", "2", "--count", "500", "--topic", "t", "--output", "json"]);
+    let Command::Bench(BenchCommand::Commit(b)) = cli.command else { panic!() };
+    assert_eq!((b.topic.as_str(), b.groups, b.count, b.output.output), ("t", 2, Some(500), Output::Json));
+    let Command::Bench(BenchCommand::Commit(b)) = parse(&["bench", "commit", "--duration", "3s"]).command else {
+        panic!()
+    };
+    assert_eq!(b.duration, Some(Duration::from_secs(3)));
+    assert!(refuse(&["bench", "commit", "--groups", "0"]).contains("0"));
+    assert!(refuse(&["bench", "commit", "--groups", "257"]).contains("257"));
+    assert!(refuse(&["bench", "commit", "--count", "0"]).contains("0"));
+    assert!(refuse(&["bench", "commit", "--duration", "0s"]).contains("greater than zero"));
+}
+
+#[test]
+fn bench_rebalance_takes_trials_scenarios_and_a_session_timeout() {
+    let Command::Bench(BenchCommand::Rebalance(b)) = parse(&["bench", "rebalance"]).command else { panic!() };
+    assert_eq!((b.trials, b.session_timeout, b.rate, b.partitions), (10, Duration::from_secs(10), 600, 12));
+    let all = [RebalanceScenario::Join, RebalanceScenario::Crash, RebalanceScenario::Leave];
+    assert_eq!((b.scenarios.as_slice(), b.topic.as_str()), (&all[..], "sluice-bench-rebalance"));
+    let cli = parse(&[
+        "bench",
+        "rebalance",
+        "--trials",
+        "3",
+        "--scenarios",
+        "crash,leave",
+        "--session-timeout",
+        "3s",
+        "--rate",
+        "120",
+        "--output",
+        "json",
+    ]);
+    let Command::Bench(BenchCommand::Rebalance(b)) = cli.command else { panic!() };
+    assert_eq!((b.trials, b.session_timeout, b.rate), (3, Duration::from_secs(3), 120));
+    assert_eq!((b.scenarios.as_slice(), b.output.output), (&all[1..], Output::Json));
+    assert!(refuse(&["bench", "rebalance", "--trials", "0"]).contains("0"));
+    assert!(refuse(&["bench", "rebalance", "--scenarios", "split"]).contains("split"));
+    assert!(refuse(&["bench", "rebalance", "--partitions", "2"]).contains("2"));
+    assert!(refuse(&["bench", "rebalance", "--session-timeout", "3x"]).contains("unit"));
+    assert!(refuse(&["bench", "rebalance", "--rate", "0"]).contains("0"));
 }

@@ -36,6 +36,8 @@ pub(crate) async fn run(client: &Client, command: BenchCommand) -> Result<()> {
     let summary = match command {
         BenchCommand::Produce(args) => produce(client, args).await?,
         BenchCommand::Consume(args) => consume(client, args).await?,
+        BenchCommand::Commit(args) => return crate::bench_commit::run(client, args).await,
+        BenchCommand::Rebalance(args) => return crate::bench_rebalance::run(client, args).await,
     };
     match summary.output {
         Output::Json => print_json(&summary.json())?,

@@ -1,6 +1,6 @@
 //! `sluice consume`: prints a topic's messages, from `--from` up to what the topic held when
 //! the command started (its partitions' latest offsets, read first), or forever with
-//! `--follow`.
+//! `--follow`. With `--group`, as a member of a consumer group (`consume_group.rs`).
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
@@ -13,9 +13,12 @@ use crate::args::{ConsumeArgs, Output};
 use crate::output::RecordJson;
 
 /// How long one poll waits; also how quickly Ctrl-C is noticed between polls.
-const POLL_WAIT: Duration = Duration::from_millis(500);
+pub(crate) const POLL_WAIT: Duration = Duration::from_millis(500);
 
 pub(crate) async fn run(client: &Client, args: ConsumeArgs) -> Result<()> {
+    if let Some(group) = args.group.clone() {
+        return crate::consume_group::run(client, args, &group).await;
+    }
     let mut consumer = client.consumer(ConsumerConfig { start: args.from, ..ConsumerConfig::default() })?;
     let partitions: Vec<u32> = args.partition.into_iter().collect();
     consumer.assign(&args.topic, &partitions).await?;
@@ -56,11 +59,11 @@ fn caught_up(consumer: &Consumer, ends: Option<&BTreeMap<u32, u64>>) -> bool {
     ends.is_some_and(|ends| ends.iter().all(|(&p, &end)| consumer.position(p).is_some_and(|pos| pos >= end)))
 }
 
-fn before_end(record: &ConsumedRecord, ends: Option<&BTreeMap<u32, u64>>) -> bool {
+pub(crate) fn before_end(record: &ConsumedRecord, ends: Option<&BTreeMap<u32, u64>>) -> bool {
     ends.is_none_or(|ends| ends.get(&record.partition()).is_some_and(|&end| record.offset() < end))
 }
 
-fn write_record(out: &mut impl Write, record: &ConsumedRecord, format: Output) -> std::io::Result<()> {
+pub(crate) fn write_record(out: &mut impl Write, record: &ConsumedRecord, format: Output) -> std::io::Result<()> {
     match format {
         Output::Plain => {
             out.write_all(record.value())?;

@@ -1,13 +1,20 @@
 //! The `sluice` command-line client, as a library so tests drive the same code the binary
 //! runs: [`args::Cli`] is the command line, [`run`] carries it out against a cluster.
 //!
-//! Commands: `topic create|list|describe|delete`, `produce`, `consume`, `cluster status`,
-//! `bench produce|consume`. Read commands take `--output json`. Every command bootstraps from
-//! `--bootstrap` or `SLUICE_BOOTSTRAP`, defaulting to the local three-node cluster.
+//! Commands: `topic create|list|describe|delete`, `produce`, `consume` (alone, or with
+//! `--group` as a member of a consumer group), `group list|describe|reset`, `cluster status`,
+//! `bench produce|consume|commit|rebalance`. Read commands take `--output json`. Every command
+//! bootstraps from `--bootstrap` or `SLUICE_BOOTSTRAP`, defaulting to the local three-node
+//! cluster.
 
 pub mod args;
 mod bench;
+mod bench_commit;
+mod bench_rebalance;
+mod bench_rebalance_member;
 mod consume;
+mod consume_group;
+pub mod group;
 mod manage;
 pub mod output;
 mod produce;
@@ -27,6 +34,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Cluster(command) => manage::cluster(&client, command).await,
         Command::Produce(args) => produce::run(&client, args).await,
         Command::Consume(args) => consume::run(&client, args).await,
+        Command::Group(command) => group::run(&client, command).await,
         Command::Bench(command) => bench::run(&client, command).await,
     }
 }

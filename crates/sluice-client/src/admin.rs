@@ -1,4 +1,4 @@
-//! [`Admin`]: topics and the cluster's state.
+//! [`Admin`]: topics and the cluster's state (consumer groups: `group/admin.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +16,8 @@ use crate::metadata::{BrokerInfo, ClusterMetadata, TopicConfig, TopicInfo};
 /// How often `wait_for_leaders` looks again.
 const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Creates, deletes and describes topics, and reports the cluster's state.
+/// Creates, deletes and describes topics, reports the cluster's state, and lists, describes
+/// and resets consumer groups.
 #[derive(Clone)]
 pub struct Admin {
     client: Client,
@@ -79,6 +80,11 @@ pub struct ClusterStatus {
 impl Admin {
     pub(crate) fn new(client: Client) -> Admin {
         Admin { client }
+    }
+
+    /// The client the calls go through.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Creates a topic. Returns once the controller committed it; its partitions may still be

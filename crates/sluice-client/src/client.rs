@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use sluice_proto::v1::{self, sluice_client::SluiceClient};
+use sluice_proto::v1::{self, groups_client::GroupsClient, sluice_client::SluiceClient};
 use sluice_proto::{ErrorCode, error_of};
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
@@ -20,6 +20,9 @@ use crate::{Admin, Consumer, Producer};
 
 /// The generated gRPC client over one broker's channel.
 pub(crate) type Rpc = SluiceClient<Channel>;
+
+/// The generated consumer-group gRPC client over the same channel as a broker's [`Rpc`].
+pub(crate) type GroupsRpc = GroupsClient<Channel>;
 
 /// The largest gRPC message accepted or sent: a fetch returns at least one whole batch even if
 /// it is larger than asked for, so this is well above any batch a producer builds.
@@ -41,6 +44,8 @@ struct Inner {
     config: ClientConfig,
     metadata: RwLock<Arc<ClusterMetadata>>,
     channels: Mutex<HashMap<String, Rpc>>,
+    /// The `Groups` service of each broker in `channels`, over the same connection.
+    groups: Mutex<HashMap<String, GroupsRpc>>,
     /// Held while a metadata refresh runs, so concurrent callers share one.
     refresh_lock: tokio::sync::Mutex<()>,
     refresher: Mutex<Option<JoinHandle<()>>>,
@@ -128,6 +133,7 @@ impl Client {
             config,
             metadata: RwLock::new(Arc::new(ClusterMetadata::empty())),
             channels: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
             refresh_lock: tokio::sync::Mutex::new(()),
             refresher: Mutex::new(None),
         });
@@ -378,11 +384,23 @@ impl Client {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
-        let rpc = SluiceClient::new(endpoint.connect_lazy())
+        let channel = endpoint.connect_lazy();
+        let rpc = SluiceClient::new(channel.clone())
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
         channels.insert(address.to_owned(), rpc.clone());
+        let groups = GroupsClient::new(channel).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        self.inner.groups.lock().expect("groups map lock").insert(address.to_owned(), groups);
         Ok(rpc)
+    }
+
+    /// The consumer-group client of the broker at `address`, sharing its channel.
+    pub(crate) fn groups_rpc(&self, address: &str) -> Result<GroupsRpc> {
+        if let Some(rpc) = self.inner.groups.lock().expect("groups map lock").get(address) {
+            return Ok(rpc.clone());
+        }
+        self.rpc(address)?;
+        Ok(self.inner.groups.lock().expect("groups map lock").get(address).cloned().expect("rpc() adds both clients"))
     }
 
     /// Refreshes metadata unless someone else already did after `seen`.

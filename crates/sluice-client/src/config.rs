@@ -201,6 +201,164 @@ impl ConsumerConfig {
     }
 }
 
+/// Where a [`GroupConsumer`](crate::GroupConsumer) starts reading a partition for which its
+/// group has no committed offset (or whose committed offset the partition no longer holds).
+///
+/// ```
+/// use sluice_client::{GroupConsumerConfig, OffsetReset};
+/// let config = GroupConsumerConfig { auto_offset_reset: OffsetReset::Earliest, ..GroupConsumerConfig::new("audit") };
+/// assert_eq!(GroupConsumerConfig::new("g").auto_offset_reset, OffsetReset::Latest);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// The first offset still stored: everything the partition holds.
+    Earliest,
+    /// The offset after the last committed message: only new messages. The default, as in
+    /// Kafka.
+    #[default]
+    Latest,
+}
+
+impl OffsetReset {
+    /// The same position as a [`SeekTo`].
+    ///
+    /// ```
+    /// use sluice_client::{OffsetReset, SeekTo};
+    /// assert_eq!(OffsetReset::Earliest.seek_to(), SeekTo::Earliest);
+    /// ```
+    pub fn seek_to(self) -> SeekTo {
+        match self {
+            OffsetReset::Earliest => SeekTo::Earliest,
+            OffsetReset::Latest => SeekTo::Latest,
+        }
+    }
+}
+
+/// The longest group id or group instance id accepted, in bytes (as for topic names).
+///
+/// ```
+/// use sluice_client::{GroupConsumerConfig, MAX_GROUP_ID_LEN};
+/// assert!(GroupConsumerConfig::new("g".repeat(MAX_GROUP_ID_LEN + 1)).validate().is_err());
+/// ```
+pub const MAX_GROUP_ID_LEN: usize = 249;
+
+/// How a [`GroupConsumer`](crate::GroupConsumer) takes part in its group, commits and fetches.
+///
+/// ```
+/// use std::time::Duration;
+/// use sluice_client::{GroupConsumerConfig, OffsetReset};
+///
+/// let config = GroupConsumerConfig {
+///     instance_id: Some("billing-1".into()),
+///     auto_offset_reset: OffsetReset::Earliest,
+///     session_timeout: Duration::from_secs(30),
+///     ..GroupConsumerConfig::new("billing")
+/// };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConsumerConfig {
+    /// The group: members of one group share the partitions of the topics they subscribe to,
+    /// and its committed offsets say where each partition is to be read from next. 1 to 249
+    /// characters from `[A-Za-z0-9._-]`. No default.
+    pub group: String,
+    /// Set: a *static* member. When it closes it keeps its partitions (and the rest of the
+    /// group keeps theirs) for `session_timeout`; a consumer started with the same id within
+    /// that time takes them over without a rebalance. Give each process its own, stable id
+    /// (a host name, a pod name). Default: `None` (a dynamic member, whose partitions move at
+    /// once when it closes).
+    pub instance_id: Option<String>,
+    /// A member the coordinator hears nothing from for this long is removed from the group
+    /// and its partitions move to others. Heartbeats are sent in the background, so this
+    /// bounds how long a crashed process holds its partitions. Default: 10 s.
+    pub session_timeout: Duration,
+    /// How long the member may take to give up partitions the coordinator asks it to revoke
+    /// (revocation happens inside [`poll`](crate::GroupConsumer::poll), so this also bounds
+    /// the time between two polls during a rebalance). Default: 60 s.
+    pub rebalance_timeout: Duration,
+    /// Commit in the background of `poll`, every `auto_commit_interval`, the positions of
+    /// records the application has finished with (those returned by the poll before the
+    /// last), and commit the positions of revoked partitions before giving them up and of
+    /// every partition on [`close`](crate::GroupConsumer::close). Default: true.
+    pub auto_commit: bool,
+    /// How often auto-commit commits. Default: 5 s.
+    pub auto_commit_interval: Duration,
+    /// Where a partition with no committed offset starts. Default: [`OffsetReset::Latest`].
+    pub auto_offset_reset: OffsetReset,
+    /// Bytes asked for per partition per fetch; a larger batch still arrives whole.
+    /// Default: 1 MiB.
+    pub fetch_max_bytes: u32,
+    /// How long a broker holds a fetch open when there is nothing new (long poll).
+    /// Default: 500 ms.
+    pub fetch_max_wait: Duration,
+}
+
+impl GroupConsumerConfig {
+    /// Defaults, for a member of `group`.
+    ///
+    /// ```
+    /// let config = sluice_client::GroupConsumerConfig::new("billing");
+    /// assert!(config.auto_commit && config.instance_id.is_none());
+    /// ```
+    pub fn new(group: impl Into<String>) -> GroupConsumerConfig {
+        GroupConsumerConfig {
+            group: group.into(),
+            instance_id: None,
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(60),
+            auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            auto_offset_reset: OffsetReset::Latest,
+            fetch_max_bytes: 1024 * 1024,
+            fetch_max_wait: Duration::from_millis(500),
+        }
+    }
+
+    /// Checks that the settings can work; the error names the field.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluice_client::GroupConsumerConfig;
+    /// let bad = GroupConsumerConfig { session_timeout: Duration::ZERO, ..GroupConsumerConfig::new("g") };
+    /// assert!(bad.validate().unwrap_err().to_string().contains("session_timeout"));
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        check_group_id("group", &self.group)?;
+        if let Some(id) = &self.instance_id {
+            check_group_id("instance_id", id)?;
+        }
+        for (name, value, min) in [
+            ("session_timeout", self.session_timeout, Duration::from_millis(100)),
+            ("rebalance_timeout", self.rebalance_timeout, Duration::from_millis(100)),
+            ("auto_commit_interval", self.auto_commit_interval, Duration::from_millis(1)),
+        ] {
+            if value < min {
+                return Err(invalid(format!("{name} must be at least {} ms", min.as_millis())));
+            }
+            if u32::try_from(value.as_millis()).is_err() {
+                return Err(invalid(format!("{name} is too long")));
+            }
+        }
+        ConsumerConfig {
+            start: SeekTo::Latest,
+            fetch_max_bytes: self.fetch_max_bytes,
+            fetch_max_wait: self.fetch_max_wait,
+        }
+        .validate()
+    }
+}
+
+/// Checks a group id or instance id: 1 to 249 characters from `[A-Za-z0-9._-]`.
+pub(crate) fn check_group_id(what: &str, id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_GROUP_ID_LEN {
+        return Err(invalid(format!("{what} must be 1 to {MAX_GROUP_ID_LEN} characters long, not {}", id.len())));
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(invalid(format!("{what} {id:?} contains {c:?}; only [A-Za-z0-9._-] are allowed")));
+    }
+    Ok(())
+}
+
 fn invalid(message: impl Into<String>) -> Error {
     Error::InvalidArgument(message.into())
 }
@@ -228,5 +386,25 @@ mod tests {
         assert!(p.validate().unwrap_err().to_string().contains("buffer_memory_bytes"));
         assert!(ProducerConfig::default().validate().is_ok());
         assert!(ConsumerConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn group_settings_are_checked_field_by_field() {
+        let ok = GroupConsumerConfig::new("billing.v2_eu-1");
+        assert!(ok.validate().is_ok());
+        assert_eq!((ok.auto_commit, ok.auto_offset_reset), (true, OffsetReset::Latest));
+        let bad = |config: GroupConsumerConfig| config.validate().unwrap_err().to_string();
+        assert!(bad(GroupConsumerConfig::new("")).contains("group must be 1 to 249"));
+        assert!(bad(GroupConsumerConfig::new("a b")).contains("contains ' '"));
+        assert!(bad(GroupConsumerConfig::new("g".repeat(250))).contains("not 250"));
+        let instance = GroupConsumerConfig { instance_id: Some("x/y".into()), ..ok.clone() };
+        assert!(bad(instance).starts_with("instance_id \"x/y\""));
+        let session = GroupConsumerConfig { session_timeout: Duration::ZERO, ..ok.clone() };
+        assert!(bad(session).contains("session_timeout must be at least"));
+        let interval = GroupConsumerConfig { auto_commit_interval: Duration::from_secs(u64::MAX / 2000), ..ok.clone() };
+        assert!(bad(interval).contains("auto_commit_interval is too long"));
+        let fetch = GroupConsumerConfig { fetch_max_bytes: 0, ..ok };
+        assert!(bad(fetch).contains("fetch_max_bytes"));
+        assert_eq!(OffsetReset::Earliest.seek_to(), SeekTo::Earliest);
     }
 }

@@ -11,7 +11,11 @@
 //!   sends each batch to the partition's leader and retries it idempotently.
 //! - [`Consumer`]: reads assigned partitions from a position ([`SeekTo`]) with long-poll
 //!   fetches that follow leader changes.
-//! - [`Admin`]: creates, deletes, lists and describes topics; reports the cluster's status.
+//! - [`GroupConsumer`]: a member of a consumer group — subscribes to topics, reads the
+//!   partitions the group's coordinator assigns it from the group's committed offsets, and
+//!   commits its progress; [`RebalanceListener`] hears about partitions coming and going.
+//! - [`Admin`]: creates, deletes, lists and describes topics; reports the cluster's status;
+//!   lists, describes and resets consumer groups.
 //! - [`Error`]: every failure, with the broker's code and message kept.
 //!
 //! # Example
@@ -44,19 +48,28 @@ mod client;
 mod config;
 mod consumer;
 mod error;
+mod fetcher;
+mod group;
 mod metadata;
 pub mod partitioner;
 mod producer;
 mod record;
+mod topic_partition;
 
 pub use admin::{Admin, BrokerStatus, ClusterStatus, PartitionDescription, TopicDescription};
 pub use client::Client;
 pub use config::{
-    BOOTSTRAP_ENV, ClientConfig, ConsumerConfig, DEFAULT_BOOTSTRAP, ProducerConfig, SeekTo, parse_bootstrap,
+    BOOTSTRAP_ENV, ClientConfig, ConsumerConfig, DEFAULT_BOOTSTRAP, GroupConsumerConfig, MAX_GROUP_ID_LEN, OffsetReset,
+    ProducerConfig, SeekTo, parse_bootstrap,
 };
 pub use consumer::Consumer;
 pub use error::{Error, Result};
+pub use group::{
+    GroupConsumer, GroupContext, GroupDescription, GroupListing, GroupMemberDescription, NoRebalanceListener,
+    PartitionLag, RebalanceListener,
+};
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicConfig, TopicInfo};
 pub use producer::{Delivery, Producer};
 pub use record::{ConsumedRecord, ProducerRecord, RecordMetadata};
 pub use sluice_proto::ErrorCode;
+pub use topic_partition::TopicPartition;

@@ -12,6 +12,13 @@ pub mod v1 {
     tonic::include_proto!("sluice.client.v1");
 }
 
+/// Generated records of `proto/internal.proto` (package `sluice.internal.v1`): what brokers
+/// store in internal topics such as `__consumer_offsets` (`GroupRecord`). Never sent to clients.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod internal {
+    tonic::include_proto!("sluice.internal.v1");
+}
+
 pub use v1::{Error, ErrorCode};
 
 impl Error {

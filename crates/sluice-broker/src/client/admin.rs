@@ -1,4 +1,5 @@
 //! Admin writes — `CreateTopic`, `DeleteTopic`, `InitProducer` — proposed to the controller group.
+//! Clients may neither create nor delete internal topics (names starting with `__`).
 //! Requests are checked here first, so a bad one is answered without a Raft round (the state
 //! machine checks again when it applies, as every controller must refuse alike).
 
@@ -13,6 +14,8 @@ use sluice_proto::{Error, ErrorCode};
 use super::errors::{error, rejected};
 use super::{ADMIN_TIMEOUT, ClientService};
 
+/// Topic names starting with this are the brokers' own.
+const INTERNAL_PREFIX: &str = "__";
 /// A topic's largest message when `CreateTopic` does not say.
 const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
 
@@ -21,6 +24,9 @@ impl ClientService {
         let failed = |e: Error| CreateTopicResponse { error: Some(e), topic: None };
         if let Err(e) = TopicName::new(request.name.as_str()) {
             return failed(error(ErrorCode::InvalidTopicName, e.to_string()));
+        }
+        if let Err(e) = not_internal(&request.name, "created") {
+            return failed(e);
         }
         let config = match topic_config(request.config) {
             Ok(c) => c,
@@ -41,6 +47,9 @@ impl ClientService {
     pub(super) async fn handle_delete_topic(&self, request: DeleteTopicRequest) -> DeleteTopicResponse {
         if let Err(e) = TopicName::new(request.name.as_str()) {
             return DeleteTopicResponse { error: Some(error(ErrorCode::InvalidTopicName, e.to_string())) };
+        }
+        if let Err(e) = not_internal(&request.name, "deleted") {
+            return DeleteTopicResponse { error: Some(e) };
         }
         let what = format!("the deletion of topic {:?}", request.name);
         let outcome = self.propose(&ControllerCommand::DeleteTopic { name: request.name }, &what).await;
@@ -72,6 +81,22 @@ impl ClientService {
             Err(_elapsed) => Err(self.propose_failed(None, what)),
         }
     }
+}
+
+/// `INVALID_TOPIC_NAME` for a name starting with `__`: those are the brokers' own topics
+/// (`__consumer_offsets` holds every consumer group), which clients may read but neither create
+/// nor delete.
+fn not_internal(name: &str, what: &str) -> Result<(), Error> {
+    if !name.starts_with(INTERNAL_PREFIX) {
+        return Ok(());
+    }
+    Err(error(
+        ErrorCode::InvalidTopicName,
+        format!(
+            "topic {name:?} cannot be {what} by a client: names starting with {INTERNAL_PREFIX:?} are reserved for \
+             the brokers' internal topics; choose another name"
+        ),
+    ))
 }
 
 /// The controller's topic config from the request's; `INVALID_REQUEST` for a missing required
@@ -129,6 +154,16 @@ mod tests {
         assert!(zero.message.contains("flush_interval_ms"), "{}", zero.message);
         // The controller accepts no interval the storage layer would shorten.
         assert_eq!(TopicConfig::MAX_FLUSH_INTERVAL_MS, sluice_storage::MAX_FLUSH_INTERVAL_MS);
+    }
+
+    #[test]
+    fn internal_names_are_refused_with_a_clear_message() {
+        let e = not_internal("__consumer_offsets", "created").unwrap_err();
+        assert_eq!(e.error_code(), ErrorCode::InvalidTopicName);
+        assert!(e.message.contains("cannot be created") && e.message.contains("reserved"), "{}", e.message);
+        assert_eq!(not_internal("__x", "deleted").unwrap_err().error_code(), ErrorCode::InvalidTopicName);
+        assert_eq!(not_internal("_single", "created"), Ok(()));
+        assert_eq!(not_internal("orders__v2", "created"), Ok(()));
     }
 
     #[test]

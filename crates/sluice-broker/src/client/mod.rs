@@ -29,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_proto::v1::groups_server::GroupsServer;
 use sluice_proto::v1::sluice_server::{Sluice, SluiceServer};
 use sluice_proto::v1::{
     CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, FetchRequest, FetchResponse,
@@ -42,6 +43,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::{BrokerConfig, PeerConfig};
 use crate::controller::ControllerGroup;
+use crate::groups::GroupsService;
 use crate::metrics::RequestMetrics;
 use crate::partitions::Partitions;
 
@@ -70,12 +72,13 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpIncoming> {
     Ok(TcpIncoming::bind(addr)?.with_nodelay(Some(true)))
 }
 
-/// Serves `service` on `incoming` until `shutdown` resolves; then stops accepting, lets the
-/// calls in flight finish (waiting fetches end at once: they watch the same stop signal as the
-/// service) and returns.
+/// Serves `service` and the consumer `groups` service on `incoming` until `shutdown` resolves;
+/// then stops accepting, lets the calls in flight finish (waiting fetches end at once: they
+/// watch the same stop signal as the service) and returns.
 pub async fn serve(
     incoming: TcpIncoming,
     service: ClientService,
+    groups: GroupsService,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let max_request = service.max_batch_bytes as usize + REQUEST_OVERHEAD_BYTES;
@@ -85,6 +88,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(SluiceServer::new(service).max_decoding_message_size(max_request))
+        .add_service(GroupsServer::new(groups))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

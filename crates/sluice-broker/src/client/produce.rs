@@ -38,6 +38,14 @@ impl ClientService {
 
     /// Finds the led partition and checks the batch: everything before the batch is proposed.
     pub(super) fn prepare_produce(&self, request: ProduceRequest) -> Result<PreparedProduce, Error> {
+        if request.topic.starts_with("__") {
+            let message = format!(
+                "{} is an internal topic, written only by the brokers (names starting with `__` are reserved); \
+                 produce to a topic of your own",
+                request.topic
+            );
+            return Err(error(ErrorCode::InvalidTopicName, message));
+        }
         let led = self.led_partition(&request.topic, request.partition)?;
         check_batch(&request.batch, led.max_message_bytes, self.max_batch_bytes)?;
         let timeout = match request.timeout_ms {

@@ -9,9 +9,13 @@
 //! - [`BrokerCollector`]: everything else (Raft role and positions of each hosted partition,
 //!   follower lag, high watermarks, controller leadership, live peers) is read when scraped.
 //!
+//! - The consumer lag of the groups this broker coordinates, gathered when a scrape comes in
+//!   (`groups`: some of it is asked of other brokers).
+//!
 //! [`Exporter`] joins them in one `prometheus-client` registry; [`serve`] answers scrapes.
 
 mod collector;
+mod groups;
 mod http;
 mod requests;
 
@@ -20,7 +24,10 @@ use std::sync::Arc;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
+use crate::groups::GroupsService;
+
 pub use collector::{BrokerCollector, GroupView};
+use groups::{LagCollector, LagRows};
 pub use http::{METRICS_PATH, OPENMETRICS_CONTENT_TYPE, bind};
 pub use requests::{LATENCY_BUCKETS_SECONDS, PartitionTraffic, RequestMetrics};
 
@@ -28,6 +35,8 @@ pub use requests::{LATENCY_BUCKETS_SECONDS, PartitionTraffic, RequestMetrics};
 #[derive(Debug)]
 pub struct Exporter {
     registry: Registry,
+    /// The groups service and the lag rows its collector encodes, if group lag is exported.
+    groups: Option<(GroupsService, LagRows)>,
 }
 
 impl Exporter {
@@ -36,7 +45,23 @@ impl Exporter {
         let mut registry = Registry::default();
         requests.register(&mut registry);
         registry.register_collector(Box::new(collector));
-        Exporter { registry }
+        Exporter { registry, groups: None }
+    }
+
+    /// Also exports the consumer lag of the groups `groups` coordinates, gathered by
+    /// [`Exporter::refresh`].
+    pub fn with_groups(mut self, groups: GroupsService) -> Exporter {
+        let rows = LagRows::default();
+        self.registry.register_collector(Box::new(LagCollector(rows.clone())));
+        self.groups = Some((groups, rows));
+        self
+    }
+
+    /// Gathers what is not read at render time (group lag), within a bounded time.
+    pub async fn refresh(&self) {
+        if let Some((groups, rows)) = &self.groups {
+            rows.refresh(groups).await;
+        }
     }
 
     /// The whole exposition now, in the OpenMetrics text format (ending in `# EOF`).
@@ -52,7 +77,10 @@ pub async fn serve(listener: tokio::net::TcpListener, exporter: Exporter, shutdo
     let exporter = Arc::new(exporter);
     let render = move || {
         let exporter = Arc::clone(&exporter);
-        async move { exporter.render() }
+        async move {
+            exporter.refresh().await;
+            exporter.render()
+        }
     };
     http::serve(listener, render, shutdown).await;
 }

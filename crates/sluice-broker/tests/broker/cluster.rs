@@ -83,6 +83,7 @@ impl Cluster {
                 max_batch_bytes: TEST_MAX_BATCH_BYTES,
                 retention_check_ms: 30_000,
                 segment_roll_ms: 7 * 24 * 3_600_000,
+                groups: Default::default(),
             })
             .map(|mut config| {
                 adjust(&mut config);

@@ -1,0 +1,144 @@
+//! Consumer groups, broker side: the `sluice.client.v1.Groups` gRPC service every broker serves
+//! beside `Sluice` on its client address (docs/adr/0005-consumer-groups.md explains the design,
+//! docs/PROTOCOL.md the calls).
+//!
+//! A group's state is the replay of its records in one partition of the internal topic
+//! `__consumer_offsets` (partition `crc32(group) % partitions`); the Raft leader of that
+//! partition is the group's *coordinator*. The pure part — records, replay, planning heartbeats
+//! and commits, assignment — is `state`, `records` and `assignor`: no I/O, no clocks. This
+//! module is everything around it:
+//!
+//! - `find`: `FindCoordinator`, answered by any broker, which also has the controller leader
+//!   create `__consumer_offsets` on first use.
+//! - `coordinators`: watches the Raft role of every offsets partition hosted here and keeps one
+//!   [`Coordinator`](coordinator::Coordinator) per partition this broker leads.
+//! - `load`: a new coordinator replays the partition's committed records before it answers
+//!   (`COORDINATOR_LOADING` until then).
+//! - `coordinator`: one writer per group at a time — validate against the state, write the
+//!   records the request implies through Raft, apply them once committed, answer.
+//! - `timers`: session and rebalance deadlines (not replicated: a new coordinator gives every
+//!   member a full session), one task per coordinator sleeping until the earliest.
+//! - `lag`: end offsets and the age of the first unconsumed message, for `DescribeGroup` and the
+//!   metrics.
+//! - `checkpoint`: every `checkpoint_interval_records`, one batch that rebuilds every group of
+//!   the partition, after which the log before it is trimmed.
+
+mod assignor;
+mod checkpoint;
+mod context;
+mod coordinator;
+mod coordinators;
+mod find;
+mod lag;
+mod load;
+mod records;
+mod requests;
+mod state;
+mod timers;
+
+use std::sync::Arc;
+
+use sluice_proto::v1::groups_server::Groups;
+use sluice_proto::v1::{
+    CommitOffsetsRequest, CommitOffsetsResponse, DescribeGroupRequest, DescribeGroupResponse, FetchOffsetsRequest,
+    FetchOffsetsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupHeartbeatRequest,
+    GroupHeartbeatResponse, ListGroupsRequest, ListGroupsResponse,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::{Request, Response, Status};
+
+use crate::config::BrokerConfig;
+use crate::controller::ControllerGroup;
+use crate::partitions::Partitions;
+
+pub use lag::GroupLag;
+
+/// The internal topic holding every group's records.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// The `Groups` service of one broker: cheap to clone, every clone serves the same
+/// coordinators.
+#[derive(Clone)]
+pub struct GroupsService {
+    coordinators: Arc<coordinators::Coordinators>,
+}
+
+impl std::fmt::Debug for GroupsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupsService").finish_non_exhaustive()
+    }
+}
+
+impl GroupsService {
+    /// The service of the broker configured by `config`, and the task that starts and stops
+    /// coordinators as this broker gains and loses the leadership of offsets partitions, until
+    /// `stop` turns true.
+    pub fn start(
+        config: &BrokerConfig,
+        controller: Arc<ControllerGroup>,
+        partitions: Arc<Partitions>,
+        stop: watch::Receiver<bool>,
+    ) -> (GroupsService, JoinHandle<()>) {
+        let context = Arc::new(context::Context::new(config, controller, partitions, stop));
+        let coordinators = Arc::new(coordinators::Coordinators::new(context));
+        let task = tokio::spawn(Arc::clone(&coordinators).run());
+        (GroupsService { coordinators }, task)
+    }
+
+    /// The lag of every group this broker coordinates, per partition with a committed offset
+    /// (for the metrics endpoint). Partitions hosted elsewhere are asked of their leaders; what
+    /// is not known within `limit` is left out.
+    pub async fn lag(&self, limit: std::time::Duration) -> Vec<GroupLag> {
+        self.coordinators.lag(limit).await
+    }
+}
+
+/// The address gRPC saw the request come from, as a member's `client_host`.
+fn client_host<T>(request: &Request<T>) -> String {
+    request.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl Groups for GroupsService {
+    async fn find_coordinator(
+        &self,
+        request: Request<FindCoordinatorRequest>,
+    ) -> Result<Response<FindCoordinatorResponse>, Status> {
+        let forwarded = find::is_forwarded(&request);
+        Ok(Response::new(self.coordinators.find_coordinator(request.into_inner(), forwarded).await))
+    }
+
+    async fn group_heartbeat(
+        &self,
+        request: Request<GroupHeartbeatRequest>,
+    ) -> Result<Response<GroupHeartbeatResponse>, Status> {
+        let host = client_host(&request);
+        Ok(Response::new(self.coordinators.heartbeat(request.into_inner(), &host).await))
+    }
+
+    async fn commit_offsets(
+        &self,
+        request: Request<CommitOffsetsRequest>,
+    ) -> Result<Response<CommitOffsetsResponse>, Status> {
+        Ok(Response::new(self.coordinators.commit(request.into_inner()).await))
+    }
+
+    async fn fetch_offsets(
+        &self,
+        request: Request<FetchOffsetsRequest>,
+    ) -> Result<Response<FetchOffsetsResponse>, Status> {
+        Ok(Response::new(self.coordinators.fetch_offsets(request.into_inner()).await))
+    }
+
+    async fn list_groups(&self, _request: Request<ListGroupsRequest>) -> Result<Response<ListGroupsResponse>, Status> {
+        Ok(Response::new(self.coordinators.list_groups()))
+    }
+
+    async fn describe_group(
+        &self,
+        request: Request<DescribeGroupRequest>,
+    ) -> Result<Response<DescribeGroupResponse>, Status> {
+        Ok(Response::new(self.coordinators.describe(request.into_inner()).await))
+    }
+}

@@ -1,0 +1,206 @@
+//! The group calls a coordinator serves: `GroupHeartbeat`, `CommitOffsets`, `FetchOffsets`,
+//! `ListGroups`, `DescribeGroup`. Each finds the group's coordinator on this broker (or answers
+//! `NOT_COORDINATOR` naming it), and changes go through the group's turn (see `coordinator`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use sluice_proto::v1::{
+    CommitOffsetsRequest, CommitOffsetsResponse, DescribeGroupRequest, DescribeGroupResponse, FetchOffsetsRequest,
+    FetchOffsetsResponse, GroupHeartbeatRequest, GroupHeartbeatResponse, ListGroupsResponse, PartitionLag,
+};
+use sluice_proto::{Error, ErrorCode};
+use tokio::time::Instant;
+
+use super::context::now_ms;
+use super::coordinator::{Coordinator, refused};
+use super::coordinators::Coordinators;
+use super::lag::{GroupLag, Position};
+use super::state::{GroupView, HeartbeatPlan, LeaveKind};
+use super::timers::Deadline;
+
+/// How long `DescribeGroup` waits for a partition's leader to say where the partition stands.
+const POSITION_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Coordinators {
+    pub async fn heartbeat(&self, request: GroupHeartbeatRequest, client_host: &str) -> GroupHeartbeatResponse {
+        let answer = match self.route(&request.group) {
+            Ok(c) => heartbeat(&c, &request, client_host).await,
+            Err(e) => Err(e),
+        };
+        answer.unwrap_or_else(|e| GroupHeartbeatResponse { error: Some(e), ..GroupHeartbeatResponse::default() })
+    }
+
+    pub async fn commit(&self, request: CommitOffsetsRequest) -> CommitOffsetsResponse {
+        let outcome = match self.route(&request.group) {
+            Ok(c) => commit(&c, &request).await,
+            Err(e) => Err(e),
+        };
+        CommitOffsetsResponse { error: Some(outcome.err().unwrap_or_else(Error::ok)) }
+    }
+
+    pub async fn fetch_offsets(&self, request: FetchOffsetsRequest) -> FetchOffsetsResponse {
+        let offsets = self.route(&request.group).and_then(|c| c.state().fetch_offsets(&request).map_err(refused));
+        match offsets {
+            Ok(offsets) => FetchOffsetsResponse { error: Some(Error::ok()), offsets },
+            Err(e) => FetchOffsetsResponse { error: Some(e), offsets: Vec::new() },
+        }
+    }
+
+    pub fn list_groups(&self) -> ListGroupsResponse {
+        let mut groups: Vec<_> = self.active().iter().flat_map(|c| c.state().list()).collect();
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        ListGroupsResponse { error: Some(Error::ok()), groups }
+    }
+
+    pub async fn describe(&self, request: DescribeGroupRequest) -> DescribeGroupResponse {
+        let failed = |e: Error| DescribeGroupResponse { error: Some(e), ..DescribeGroupResponse::default() };
+        let coordinator = match self.route(&request.group) {
+            Ok(c) => c,
+            Err(e) => return failed(e),
+        };
+        let Some(view) = coordinator.state().describe(&request.group) else {
+            return failed(Error::new(
+                ErrorCode::GroupNotFound,
+                format!("group {:?} does not exist (it has no members and no committed offsets)", request.group),
+            ));
+        };
+        let partitions = self.partition_lags(&view, POSITION_TIMEOUT).await.into_iter().map(|(row, _)| row).collect();
+        DescribeGroupResponse {
+            error: Some(Error::ok()),
+            group: view.group,
+            state: view.state.as_str().to_owned(),
+            group_epoch: view.group_epoch,
+            coordinator: self.ctx.broker_address(self.ctx.node_id),
+            members: view.members,
+            partitions,
+        }
+    }
+
+    /// Every partition of the group's subscribed topics and every partition it committed an
+    /// offset for, with its owner, committed offset and lag, and where the partition stands
+    /// (`None` if that could not be learnt within `limit`: the row has no lag then).
+    async fn partition_lags(&self, view: &GroupView, limit: Duration) -> Vec<(PartitionLag, Option<Position>)> {
+        let mut rows: BTreeMap<(String, u32), PartitionLag> = BTreeMap::new();
+        for topic in &view.topics {
+            for partition in 0..self.ctx.partition_count(topic).unwrap_or(0) {
+                let row = PartitionLag { topic: topic.clone(), partition, ..PartitionLag::default() };
+                rows.insert((topic.clone(), partition), row);
+            }
+        }
+        for o in &view.offsets {
+            let row = rows.entry((o.topic.clone(), o.partition)).or_insert_with(|| PartitionLag {
+                topic: o.topic.clone(),
+                partition: o.partition,
+                ..PartitionLag::default()
+            });
+            row.committed_offset = o.offset;
+        }
+        for m in &view.members {
+            for tp in &m.assigned {
+                for p in &tp.partitions {
+                    if let Some(row) = rows.get_mut(&(tp.topic.clone(), *p)) {
+                        row.member_id = Some(m.member_id.clone());
+                    }
+                }
+            }
+        }
+        let positions = rows.values().map(|r| self.ctx.position(&r.topic, r.partition, r.committed_offset, limit));
+        let positions = join_all(positions).await;
+        rows.into_values()
+            .zip(positions)
+            .map(|(row, position)| match position {
+                Some(p) => {
+                    let row = PartitionLag {
+                        end_offset: p.end_offset,
+                        lag_messages: p.lag_messages,
+                        lag_ms: p.lag_ms,
+                        ..row
+                    };
+                    (row, position)
+                }
+                None => (row, None),
+            })
+            .collect()
+    }
+
+    /// The lag of every group coordinated here, per partition with a committed offset (all
+    /// asked at once: a scrape waits for the slowest partition, not for their sum).
+    pub async fn lag(&self, limit: Duration) -> Vec<GroupLag> {
+        let views: Vec<GroupView> = self
+            .active()
+            .iter()
+            .flat_map(|c| {
+                let state = c.state();
+                state.list().into_iter().filter_map(|g| state.describe(&g.group)).collect::<Vec<_>>()
+            })
+            // Only partitions with a committed offset: no subscribed-topic expansion.
+            .map(|view| GroupView { topics: Vec::new(), ..view })
+            .collect();
+        let lags = join_all(views.iter().map(|view| self.partition_lags(view, limit))).await;
+        let rows = views.iter().zip(lags).flat_map(|(view, rows)| rows.into_iter().map(move |row| (view, row)));
+        rows.filter_map(|(view, (row, position))| {
+            let p = position?;
+            Some(GroupLag {
+                group: view.group.clone(),
+                topic: row.topic,
+                partition: row.partition,
+                messages: p.lag_messages,
+                seconds: p.lag_ms as f64 / 1000.0,
+            })
+        })
+        .collect()
+    }
+}
+
+async fn heartbeat(
+    c: &Arc<Coordinator>,
+    request: &GroupHeartbeatRequest,
+    client_host: &str,
+) -> Result<GroupHeartbeatResponse, Error> {
+    let turn = c.turn(&request.group).await?;
+    let defaults = c.ctx.defaults();
+    let plan = c.state().heartbeat(request, client_host, &|t| c.ctx.partition_count(t), &defaults).map_err(refused)?;
+    c.write(&request.group, &plan.records).await?;
+    track(c, request, &plan);
+    drop(turn);
+    let mut response = plan.response;
+    response.error.get_or_insert_with(Error::ok);
+    Ok(response)
+}
+
+/// Moves the member's deadlines after a heartbeat was answered.
+fn track(c: &Coordinator, request: &GroupHeartbeatRequest, plan: &HeartbeatPlan) {
+    let defaults = c.ctx.defaults();
+    let or_default = |ms: u32, default: u32| Duration::from_millis(u64::from(if ms == 0 { default } else { ms }));
+    let session = or_default(request.session_timeout_ms, defaults.session_timeout_ms);
+    let rebalance = or_default(request.rebalance_timeout_ms, defaults.rebalance_timeout_ms);
+    let id = if plan.response.member_id.is_empty() { &request.member_id } else { &plan.response.member_id };
+    let member = (request.group.clone(), id.clone());
+    let now = Instant::now();
+    match plan.left {
+        LeaveKind::Left => c.timers.clear_member(&member),
+        LeaveKind::StaticLeft => {
+            c.timers.clear(Deadline::Rebalance, &member);
+            c.timers.set(Deadline::Session, member, now + session);
+        }
+        LeaveKind::None => {
+            c.timers.set(Deadline::Session, member.clone(), now + session);
+            if plan.revoking {
+                c.timers.set_if_unset(Deadline::Rebalance, member, now + rebalance);
+            } else {
+                c.timers.clear(Deadline::Rebalance, &member);
+            }
+        }
+    }
+}
+
+async fn commit(c: &Arc<Coordinator>, request: &CommitOffsetsRequest) -> Result<(), Error> {
+    let turn = c.turn(&request.group).await?;
+    let records = c.state().commit(request, now_ms()).map_err(refused)?;
+    c.write(&request.group, &records).await?;
+    drop(turn);
+    Ok(())
+}

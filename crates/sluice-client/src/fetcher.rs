@@ -1,0 +1,331 @@
+//! [`Fetcher`]: the read path shared by both consumers — the assign-mode
+//! [`Consumer`](crate::Consumer) and the [`GroupConsumer`](crate::GroupConsumer). It keeps one
+//! cursor per partition it reads and long-polls the partitions' leaders.
+//!
+//! Each partition has at most one fetch in flight, started as soon as the previous one
+//! returned, so the next records are usually on their way while the caller processes the
+//! current ones. A fetch follows leader changes by itself (NOT_LEADER → metadata refresh →
+//! retry); an error it cannot get past pauses the partition until the caller has seen it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_common::record::RecordBatch;
+use sluice_proto::{ErrorCode, error_of, v1};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::client::{Call, Client, Route};
+use crate::error::{Error, Result};
+use crate::record::ConsumedRecord;
+use crate::topic_partition::TopicPartition;
+
+/// Reads a set of partitions, each from its own position.
+pub(crate) struct Fetcher {
+    client: Client,
+    max_bytes: u32,
+    max_wait: Duration,
+    cursors: BTreeMap<TopicPartition, Cursor>,
+    results: mpsc::UnboundedSender<Fetched>,
+    arrivals: mpsc::UnboundedReceiver<Fetched>,
+    /// An error found while other partitions had records: returned by the next `fetch`.
+    pending_error: Option<Error>,
+}
+
+/// One partition being read.
+#[derive(Debug, Default)]
+struct Cursor {
+    /// The next offset to return; `None` until the owner resolves it.
+    position: Option<u64>,
+    /// Bumped by every seek, so a fetch started before it is recognised and dropped.
+    generation: u64,
+    in_flight: Option<JoinHandle<()>>,
+    /// The last fetch failed; wait for the caller to have seen the error before fetching again.
+    paused: bool,
+}
+
+impl Cursor {
+    fn cancel(&mut self) {
+        if let Some(task) = self.in_flight.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A finished fetch, as its task reports it.
+struct Fetched {
+    tp: TopicPartition,
+    generation: u64,
+    result: Result<v1::FetchResponse>,
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        self.cursors.values_mut().for_each(Cursor::cancel);
+    }
+}
+
+impl Fetcher {
+    /// A fetcher asking for `max_bytes` per partition and fetch, holding each fetch open for
+    /// up to `max_wait` on the broker.
+    pub(crate) fn new(client: Client, max_bytes: u32, max_wait: Duration) -> Fetcher {
+        let (results, arrivals) = mpsc::unbounded_channel();
+        Fetcher { client, max_bytes, max_wait, cursors: BTreeMap::new(), results, arrivals, pending_error: None }
+    }
+
+    /// Starts reading `tp` from a position to be set with [`Fetcher::seek`] (nothing is
+    /// fetched until then). A partition already read keeps its position.
+    pub(crate) fn insert(&mut self, tp: TopicPartition) {
+        self.cursors.entry(tp).or_default();
+    }
+
+    /// Stops reading `tp`; records of a fetch in flight are dropped. Returns its position.
+    pub(crate) fn remove(&mut self, tp: &TopicPartition) -> Option<u64> {
+        let mut cursor = self.cursors.remove(tp)?;
+        cursor.cancel();
+        cursor.position
+    }
+
+    /// Stops reading every partition and forgets any pending error.
+    pub(crate) fn clear(&mut self) {
+        self.cursors.values_mut().for_each(Cursor::cancel);
+        self.cursors.clear();
+        self.pending_error = None;
+    }
+
+    /// Whether `tp` is being read.
+    pub(crate) fn contains(&self, tp: &TopicPartition) -> bool {
+        self.cursors.contains_key(tp)
+    }
+
+    /// The partitions being read, in order.
+    pub(crate) fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.cursors.keys()
+    }
+
+    /// The partitions whose position is not set yet.
+    pub(crate) fn unresolved(&self) -> Vec<TopicPartition> {
+        self.cursors.iter().filter(|(_, c)| c.position.is_none()).map(|(tp, _)| tp.clone()).collect()
+    }
+
+    /// The next offset `fetch` returns from `tp`, once it is set.
+    pub(crate) fn position(&self, tp: &TopicPartition) -> Option<u64> {
+        self.cursors.get(tp).and_then(|c| c.position)
+    }
+
+    /// Moves `tp` to `offset`; records fetched from the old position are dropped. Returns
+    /// false if `tp` is not being read.
+    pub(crate) fn seek(&mut self, tp: &TopicPartition, offset: u64) -> bool {
+        let Some(cursor) = self.cursors.get_mut(tp) else { return false };
+        cursor.cancel();
+        cursor.generation += 1;
+        cursor.position = Some(offset);
+        cursor.paused = false;
+        true
+    }
+
+    /// An error kept from an earlier fetch, if any.
+    pub(crate) fn take_error(&mut self) -> Option<Error> {
+        self.pending_error.take()
+    }
+
+    /// Returns the records that arrive before `deadline`: as soon as any partition has some,
+    /// or empty when none does in time or when `interrupt` is notified first. Records of a
+    /// partition come in offset order from its position, which moves past them. Partitions
+    /// paused by an earlier error are fetched again.
+    ///
+    /// A failure is returned if no partition had records; otherwise it is kept for the next
+    /// call.
+    pub(crate) async fn fetch(&mut self, deadline: Instant, interrupt: Option<&Notify>) -> Result<Vec<ConsumedRecord>> {
+        if let Some(error) = self.pending_error.take() {
+            return Err(error);
+        }
+        self.cursors.values_mut().for_each(|c| c.paused = false);
+        self.start_fetches();
+        let mut records = Vec::new();
+        while records.is_empty() && self.pending_error.is_none() {
+            let arrival = tokio::select! {
+                arrival = tokio::time::timeout_at(deadline.into(), self.arrivals.recv()) => arrival,
+                () = wait_for(interrupt) => break,
+            };
+            let Ok(first) = arrival else { break };
+            self.absorb(first.expect("the fetcher holds a sender"), &mut records);
+            while let Ok(more) = self.arrivals.try_recv() {
+                self.absorb(more, &mut records);
+            }
+            self.start_fetches();
+        }
+        match self.pending_error.take() {
+            Some(error) if records.is_empty() => Err(error),
+            other => {
+                self.pending_error = other;
+                Ok(records)
+            }
+        }
+    }
+
+    fn start_fetches(&mut self) {
+        for (tp, cursor) in &mut self.cursors {
+            let Some(offset) = cursor.position else { continue };
+            if cursor.in_flight.is_some() || cursor.paused {
+                continue;
+            }
+            let request = v1::FetchRequest {
+                topic: tp.topic().to_owned(),
+                partition: tp.partition(),
+                offset,
+                max_bytes: self.max_bytes,
+                max_wait_ms: u32::try_from(self.max_wait.as_millis()).unwrap_or(u32::MAX),
+            };
+            let (client, results, generation, tp) =
+                (self.client.clone(), self.results.clone(), cursor.generation, tp.clone());
+            let wait = self.max_wait;
+            cursor.in_flight = Some(tokio::spawn(async move {
+                let result = fetch(&client, request, wait).await;
+                // The fetcher may be gone; then nobody wants the answer.
+                let _ = results.send(Fetched { tp, generation, result });
+            }));
+        }
+    }
+
+    /// Takes a finished fetch's records (skipping any below the position) and moves the
+    /// position past them, or keeps its error for the caller.
+    fn absorb(&mut self, fetched: Fetched, out: &mut Vec<ConsumedRecord>) {
+        let Some(cursor) = self.cursors.get_mut(&fetched.tp) else { return };
+        if cursor.generation != fetched.generation {
+            return; // started before a seek or a reassignment
+        }
+        cursor.in_flight = None;
+        let position = cursor.position.expect("fetches start from a known position");
+        let (topic, partition) = (fetched.tp.topic_arc(), fetched.tp.partition());
+        let outcome = fetched.result.and_then(|response| decode(topic, partition, position, response, out));
+        match outcome {
+            Ok(next) => cursor.position = Some(next),
+            Err(error) => {
+                cursor.paused = true;
+                self.pending_error.get_or_insert(error);
+            }
+        }
+    }
+}
+
+/// Resolves when `interrupt` is notified; never without one.
+async fn wait_for(interrupt: Option<&Notify>) {
+    match interrupt {
+        Some(notify) => notify.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One fetch from the partition's leader, following leader changes.
+async fn fetch(client: &Client, request: v1::FetchRequest, wait: Duration) -> Result<v1::FetchResponse> {
+    let (topic, partition, offset) = (request.topic.clone(), request.partition, request.offset);
+    let mut call = client.call("Fetch", Route::Leader { topic: &topic, partition });
+    call = Call { attempt_timeout: call.attempt_timeout + wait, ..call };
+    let answer = client
+        .execute_answer(call, |mut rpc| {
+            let request = request.clone();
+            async move { rpc.fetch(request).await }
+        })
+        .await?;
+    let error = error_of(answer.error.as_ref());
+    match error.error_code() {
+        ErrorCode::Ok => Ok(answer),
+        ErrorCode::OffsetOutOfRange => Err(Error::OffsetOutOfRange {
+            topic,
+            partition,
+            offset,
+            log_start_offset: answer.log_start_offset,
+            high_watermark: answer.high_watermark,
+        }),
+        _ => Err(Error::from_proto(&error)),
+    }
+}
+
+/// Appends the records at or after `position` to `out`; returns the next position.
+fn decode(
+    topic: &Arc<str>,
+    partition: u32,
+    mut position: u64,
+    response: v1::FetchResponse,
+    out: &mut Vec<ConsumedRecord>,
+) -> Result<u64> {
+    for fetched in response.batches {
+        let base_offset = fetched.base_offset;
+        let corrupt = |source| Error::CorruptBatch { topic: topic.to_string(), partition, base_offset, source };
+        let batch = RecordBatch::parse(fetched.batch).map_err(corrupt)?;
+        let end = base_offset + u64::from(batch.header().count);
+        if end <= position {
+            continue; // wholly before the position: nothing to decode
+        }
+        if !batch.header().control {
+            for (offset, record) in (base_offset..).zip(batch.records()) {
+                let view = record.map_err(corrupt)?;
+                if offset >= position {
+                    out.push(ConsumedRecord { topic: Arc::clone(topic), partition, offset, view });
+                }
+            }
+        }
+        position = end;
+    }
+    Ok(position)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use sluice_common::record::{BatchBuilder, ProducerStamp, Record};
+
+    use super::*;
+
+    fn batch(base_offset: u64, values: &[&str]) -> v1::FetchedBatch {
+        let mut builder = BatchBuilder::new(ProducerStamp::NONE, 256);
+        for v in values {
+            let mut record = Record::new(Bytes::copy_from_slice(v.as_bytes()), 1_000);
+            record.tag = Some("t".into());
+            record.properties = vec![("k".into(), "v".into())];
+            builder.push(&record);
+        }
+        v1::FetchedBatch { base_offset, batch: builder.finish() }
+    }
+
+    fn response(batches: Vec<v1::FetchedBatch>) -> v1::FetchResponse {
+        v1::FetchResponse { error: None, batches, high_watermark: 0, log_start_offset: 0 }
+    }
+
+    #[test]
+    fn records_below_the_position_in_the_first_batch_are_skipped() {
+        let topic: Arc<str> = Arc::from("t");
+        let mut out = Vec::new();
+        let batches = vec![batch(10, &["a", "b", "c"]), batch(13, &["d"])];
+        let next = decode(&topic, 2, 11, response(batches), &mut out).unwrap();
+        assert_eq!(next, 14);
+        let seen: Vec<(u64, &[u8])> = out.iter().map(|r| (r.offset(), &r.value()[..])).collect();
+        assert_eq!(seen, [(11, &b"b"[..]), (12, b"c"), (13, b"d")]);
+        let first = &out[0];
+        assert_eq!((first.topic(), first.partition(), first.tag()), ("t", 2, Some("t")));
+        assert_eq!(first.properties().collect::<Vec<_>>(), [("k", "v")]);
+        assert_eq!(first.timestamp_ms(), 1_000);
+    }
+
+    #[test]
+    fn batches_wholly_behind_the_position_are_ignored_and_empty_fetches_keep_it() {
+        let topic: Arc<str> = Arc::from("t");
+        let mut out = Vec::new();
+        assert_eq!(decode(&topic, 0, 5, response(vec![batch(0, &["a", "b"])]), &mut out).unwrap(), 5);
+        assert_eq!(decode(&topic, 0, 5, response(vec![]), &mut out).unwrap(), 5);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_batch_is_reported_with_its_place() {
+        let topic: Arc<str> = Arc::from("t");
+        let mut good = batch(7, &["a"]);
+        let mut bytes = good.batch.to_vec();
+        *bytes.last_mut().unwrap() ^= 0xff;
+        good.batch = Bytes::from(bytes);
+        let error = decode(&topic, 1, 7, response(vec![good]), &mut Vec::new()).unwrap_err();
+        assert!(matches!(error, Error::CorruptBatch { partition: 1, base_offset: 7, .. }), "{error}");
+    }
+}
