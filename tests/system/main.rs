@@ -10,6 +10,9 @@
 //! - `groups`: consumer groups — members share partitions exactly once, hand them over when
 //!   one closes or crashes (redelivering only what was not committed), static members come
 //!   back without a rebalance, zombies cannot commit, and the CLI's `group` commands.
+//! - `groups_kill`: a group member process and then the group's coordinator broker are
+//!   SIGKILLed; partitions move to the survivors, the same members and committed offsets carry
+//!   on under a new coordinator, and every message is consumed.
 //! - `bad_input`: unknown topics, invalid names, oversize messages and unreachable brokers give
 //!   a clear error and a non-zero exit.
 //! - `scripts`: `scripts/start-cluster.sh` starts one cluster, once; `scripts/stop-cluster.sh`
@@ -20,5 +23,6 @@ mod bad_input;
 mod cli;
 mod failover;
 mod groups;
+mod groups_kill;
 mod scripts;
 mod sdk;
