@@ -1,0 +1,199 @@
+//! The history of a run: every client operation recorded when it is invoked and when it
+//! completes, plus the faults and the final reads, one JSON object per line
+//! (`history.jsonl` in the run directory). The checker reads nothing else, so a history
+//! written by hand (the checker's own tests) is checked exactly as a real one.
+//!
+//! Completion types follow Jepsen: `ok` (it happened), `fail` (it certainly did not happen)
+//! and `info` (unknown: a timeout or a lost connection; a send may or may not have been
+//! written).
+//!
+//! Per-partition data are lists of `(partition, …)` pairs rather than maps: JSON object keys
+//! are strings, which serde's tagged enums cannot read back as numbers.
+
+use std::io::{self, BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// One line of the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the history (0, 1, 2, …): the order events were recorded in.
+    pub index: u64,
+    /// Nanoseconds since the run started (monotonic).
+    pub time_ns: u64,
+    /// The client process the operation belongs to (a producer, a group member, a reader);
+    /// `u32::MAX` for the runner itself (faults, final reads).
+    pub process: u32,
+    /// Invocation or completion.
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    /// What was done, and (on completion) what came of it.
+    pub op: Op,
+}
+
+/// Whether an event starts an operation or says how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The operation starts.
+    Invoke,
+    /// It happened.
+    Ok,
+    /// It certainly did not happen.
+    Fail,
+    /// Unknown whether it happened.
+    Info,
+}
+
+/// The operations of the workload. A completion repeats its invocation's operation with the
+/// results filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "snake_case")]
+pub enum Op {
+    /// Produce one unique `value` (its partition is chosen by the producer). On `ok`:
+    /// where it was written.
+    Send {
+        /// Unique in the whole run.
+        value: String,
+        /// The partition it was acknowledged in.
+        partition: Option<u32>,
+        /// The offset it was acknowledged at.
+        offset: Option<u64>,
+    },
+    /// One poll of a consumer (group member or assign-mode reader). On `ok`: per partition,
+    /// the (offset, value) pairs returned, in order.
+    Poll {
+        /// The group the consumer is a member of; `None` for an assign-mode reader.
+        group: Option<String>,
+        /// Per partition (ascending), what the poll returned.
+        reads: Vec<(u32, Vec<(u64, String)>)>,
+    },
+    /// A consumer's partitions changed (a group rebalance, or an assign-mode seek): later
+    /// polls of these partitions may legitimately restart from another offset.
+    Assign {
+        /// The group, for a member.
+        group: Option<String>,
+        /// The partitions it owns from now on.
+        partitions: Vec<u32>,
+        /// Where it will read each from next, per partition (ascending).
+        positions: Vec<(u32, u64)>,
+    },
+    /// A group member commits offsets (the next offset to read, per partition).
+    Commit {
+        /// The group.
+        group: String,
+        /// (partition, next offset to read), ascending.
+        offsets: Vec<(u32, u64)>,
+    },
+    /// A fault starts or heals (process `u32::MAX`, kinds `info`).
+    Fault {
+        /// The fault's name, e.g. `kill`, `pause`, `partition-leader`.
+        name: String,
+        /// `start` or `heal`.
+        phase: String,
+        /// Nodes it affects.
+        nodes: Vec<u64>,
+    },
+    /// The final drain: everything partition `partition` holds, read from its start after
+    /// every fault healed.
+    FinalRead {
+        /// The partition.
+        partition: u32,
+        /// Every (offset, value), in order.
+        reads: Vec<(u64, String)>,
+    },
+    /// One node's local copy of a partition, read from its data directory after the run.
+    NodeLog {
+        /// The node.
+        node: u64,
+        /// The partition.
+        partition: u32,
+        /// Every (offset, value) it holds, in order.
+        entries: Vec<(u64, String)>,
+    },
+    /// The group's committed offsets after the run, from its coordinator.
+    FinalCommitted {
+        /// The group.
+        group: String,
+        /// (partition, committed offset), ascending.
+        offsets: Vec<(u32, u64)>,
+    },
+}
+
+/// Appends events to a history file as they happen, numbering them.
+#[derive(Debug)]
+pub struct Recorder<W: Write> {
+    out: W,
+    next: u64,
+    started: std::time::Instant,
+}
+
+impl<W: Write> Recorder<W> {
+    /// A recorder writing to `out`, with time 0 now.
+    pub fn new(out: W) -> Recorder<W> {
+        Recorder { out, next: 0, started: std::time::Instant::now() }
+    }
+
+    /// Records one event and returns its index.
+    pub fn record(&mut self, process: u32, kind: Kind, op: Op) -> io::Result<u64> {
+        let index = self.next;
+        let time_ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let event = Event { index, time_ns, process, kind, op };
+        serde_json::to_writer(&mut self.out, &event)?;
+        self.out.write_all(b"\n")?;
+        self.next += 1;
+        Ok(index)
+    }
+
+    /// Flushes what is buffered.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Reads a history written by a [`Recorder`] (or by hand); a malformed line is an error
+/// naming its line number.
+pub fn read(input: impl BufRead) -> io::Result<Vec<Event>> {
+    let mut events = Vec::new();
+    for (n, line) in input.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = serde_json::from_str(&line).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("history line {}: {e}", n + 1))
+        })?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_json_lines() {
+        let mut recorder = Recorder::new(Vec::new());
+        let send = Op::Send { value: "v1".into(), partition: None, offset: None };
+        recorder.record(0, Kind::Invoke, send).unwrap();
+        let done = Op::Send { value: "v1".into(), partition: Some(2), offset: Some(7) };
+        recorder.record(0, Kind::Ok, done.clone()).unwrap();
+        let reads = vec![(2, vec![(7, "v1".to_owned())])];
+        recorder.record(1, Kind::Ok, Op::Poll { group: Some("g".into()), reads }).unwrap();
+        let buffer = recorder.out;
+        let text = String::from_utf8(buffer.clone()).unwrap();
+        assert!(text.lines().next().unwrap().contains(r#""type":"invoke""#), "{text}");
+        assert!(text.contains(r#""f":"send""#), "{text}");
+        let events = read(&buffer[..]).unwrap();
+        assert_eq!(events.len(), 3);
+        assert_eq!((events[1].index, events[1].kind, &events[1].op), (1, Kind::Ok, &done));
+    }
+
+    #[test]
+    fn a_malformed_line_is_reported_with_its_number() {
+        let text = "{\"index\":0}\n";
+        let e = read(text.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("history line 1"), "{e}");
+    }
+}

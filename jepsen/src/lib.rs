@@ -1,0 +1,6 @@
+//! Sluice's failure-injection suite (`jepsen/README.md`): a runner that starts a three-node
+//! cluster from the project's binaries, drives a workload through the SDK while a seeded
+//! schedule of faults is injected, heals, drains, and checks the recorded history for lost,
+//! duplicated, reordered or diverging messages.
+
+pub mod history;
