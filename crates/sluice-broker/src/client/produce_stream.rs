@@ -32,6 +32,12 @@ use super::produce::PreparedProduce;
 /// one is answered (HTTP/2 flow control then holds the producer back).
 const MAX_IN_FLIGHT_PER_STREAM: usize = 32;
 
+/// Resolves once the broker is stopping (or its stop signal is gone).
+async fn stopping(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it here, not across an await.
+    let _ = stop.wait_for(|stopped| *stopped).await.map(|_| ());
+}
+
 /// The answers of a produce stream, in request order.
 pub(super) type Answers = Pin<Box<dyn Stream<Item = Result<ProduceResponse, Status>> + Send>>;
 
@@ -48,6 +54,9 @@ impl ClientService {
 
     async fn pump(self, mut requests: Streaming<ProduceRequest>, answers: mpsc::Sender<ProduceResponse>) {
         let mut in_flight: FuturesOrdered<Answer> = FuturesOrdered::new();
+        // A stopping broker ends its streams (after answering what they submitted), or a
+        // graceful shutdown would wait for producers to hang up.
+        let mut stop = self.stop.clone();
         loop {
             tokio::select! {
                 // Answers first: they free room in the window and reach the producer sooner.
@@ -65,6 +74,7 @@ impl ClientService {
                         break;
                     }
                 },
+                () = stopping(&mut stop) => break,
             }
         }
         while let Some(answer) = in_flight.next().await {

@@ -176,7 +176,15 @@ async fn given_a_three_broker_cluster_the_client_api_creates_produces_fetches_an
     let delete = async |name| delete(name).await.0;
     assert_eq!(delete("small").await, Error::ok());
     assert_eq!(delete("small").await.error_code(), ErrorCode::UnknownTopic);
-    cluster.shutdown().await;
+
+    tracing::info!("--- an idle produce stream does not hold up a graceful shutdown");
+    let mut leader = cluster.client(leader_of(&cluster, "orders", 0).await).await;
+    let (_keep_open, requests) = tokio::sync::mpsc::unbounded_channel::<ProduceRequest>();
+    let idle = futures_util::stream::unfold(requests, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+    let mut answers = leader.produce_stream(idle).await.expect("a stream").into_inner();
+    tokio::time::timeout(Duration::from_secs(30), cluster.shutdown()).await.expect("the brokers stop");
+    let ended = tokio::time::timeout(Duration::from_secs(5), answers.message()).await.expect("the stream ends");
+    assert!(!matches!(ended, Ok(Some(_))), "no answer to nothing: {ended:?}");
 }
 
 async fn produce_and_fetch(cluster: &Cluster) {
