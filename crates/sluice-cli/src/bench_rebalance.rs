@@ -15,6 +15,10 @@
 //!   member's session times out (`--session-timeout`).
 //! - leave: the same, but the member closes (commits, leaves the group).
 //!
+//! Members join, and the measured event happens, at random points within a second (the
+//! default heartbeat interval) of the step before, so that trials sample the members'
+//! heartbeat phases rather than always catching them in step.
+//!
 //! Each trial is printed to standard error as it ends; the summary has p50, p99 and max per
 //! measure, and every trial (`--output json` for one JSON object).
 
@@ -41,6 +45,11 @@ const MEASURE_TIMEOUT: Duration = Duration::from_secs(60);
 const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the members' views are checked while waiting for a group to settle.
 const SETTLE_CHECK: Duration = Duration::from_millis(20);
+/// Members join, and the measured event happens, each after a random pause of up to this
+/// (the brokers' default heartbeat interval): each member heartbeats every interval from its
+/// join, so members started back to back would heartbeat in step with each other and with an
+/// event that follows the group settling, and every trial would see the same phase.
+const PHASE_SPREAD: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(client: &Client, args: BenchRebalanceArgs) -> Result<()> {
     ensure_topic(client, &args.topic, args.partitions, args.replication_factor).await?;
@@ -148,9 +157,11 @@ impl Bench<'_> {
         let mut members = Vec::new();
         let measured = async {
             for index in 0..before {
+                tokio::time::sleep(jitter(PHASE_SPREAD)).await;
                 members.push(self.start(group, index, &events).await?);
             }
             self.settle(&members).await?;
+            tokio::time::sleep(jitter(PHASE_SPREAD)).await;
             match scenario {
                 RebalanceScenario::Join => {
                     let started = Instant::now();
@@ -271,6 +282,15 @@ fn describe(views: &[View]) -> String {
     views.iter().enumerate().map(one).collect::<Vec<_>>().join("; ")
 }
 
+/// A random duration in `[0, max)`: the standard library's randomly keyed hasher as the
+/// source (each `RandomState` has fresh keys), which is enough to spread phases.
+fn jitter(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX).max(1);
+    Duration::from_nanos(random % nanos)
+}
+
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
@@ -375,12 +395,12 @@ impl Summary<'_> {
             self.fed.errors,
             self.fed.skipped
         );
-        out.push_str(&format!("{:<52} {:>6} {:>9} {:>9} {:>9}\n", "measure (ms)", "trials", "p50", "p99", "max"));
+        out.push_str(&format!("{:<56} {:>6} {:>9} {:>9} {:>9}\n", "measure (ms)", "trials", "p50", "p99", "max"));
         for result in &self.results {
             for (_, label, pick) in measures(result.scenario) {
                 let values = Self::values(result, pick);
                 out.push_str(&format!(
-                    "{:<52} {:>6} {:>9.0} {:>9.0} {:>9.0}\n",
+                    "{:<56} {:>6} {:>9.0} {:>9.0} {:>9.0}\n",
                     format!("{}: {label}", name(result.scenario)),
                     values.len(),
                     quantile(&values, 0.5),

@@ -30,6 +30,15 @@ fn quantiles_use_the_nearest_rank() {
 }
 
 #[test]
+fn jitter_stays_below_its_bound_and_varies() {
+    let bound = Duration::from_millis(1000);
+    let samples: BTreeSet<Duration> = (0..100).map(|_| jitter(bound)).collect();
+    assert!(samples.iter().all(|d| *d < bound));
+    assert!(samples.len() > 90, "100 draws from a nanosecond range are nearly all distinct");
+    assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
+}
+
+#[test]
 fn a_group_is_settled_when_balanced_complete_and_delivering() {
     let halves = [view(&[0, 1, 2], &[0, 1, 2]), view(&[3, 4, 5], &[3, 4, 5])];
     assert!(settled(&halves, 6));

@@ -18,7 +18,7 @@ use super::context::now_ms;
 use super::coordinator::{Coordinator, refused};
 use super::coordinators::Coordinators;
 use super::lag::{GroupLag, Position};
-use super::state::{GroupView, HeartbeatPlan, LeaveKind};
+use super::state::{GroupDefaults, GroupView, HeartbeatPlan, LeaveKind};
 use super::timers::Deadline;
 
 /// How long `DescribeGroup` waits for a partition's leader to say where the partition stands.
@@ -160,8 +160,9 @@ async fn heartbeat(
     request: &GroupHeartbeatRequest,
     client_host: &str,
 ) -> Result<GroupHeartbeatResponse, Error> {
-    let turn = c.turn(&request.group).await?;
     let defaults = c.ctx.defaults();
+    check_timeouts(request, &defaults)?;
+    let turn = c.turn(&request.group).await?;
     let plan = c.state().heartbeat(request, client_host, &|t| c.ctx.partition_count(t), &defaults).map_err(refused)?;
     c.write(&request.group, &plan.records).await?;
     track(c, request, &plan);
@@ -169,6 +170,30 @@ async fn heartbeat(
     let mut response = plan.response;
     response.error.get_or_insert_with(Error::ok);
     Ok(response)
+}
+
+/// The longest session or rebalance timeout a member may ask for (Kafka's upper bound).
+const MAX_MEMBER_TIMEOUT_MS: u32 = 30 * 60 * 1000;
+
+/// Refuses timeouts a member cannot live with: a session shorter than three heartbeat
+/// intervals would expire between heartbeats delayed by one slow round trip, and a rebalance
+/// timeout shorter than one interval before the member has even heard what to revoke.
+fn check_timeouts(request: &GroupHeartbeatRequest, defaults: &GroupDefaults) -> Result<(), Error> {
+    let beat = defaults.heartbeat_interval_ms;
+    let fields = [
+        ("session_timeout_ms", request.session_timeout_ms, beat.saturating_mul(3)),
+        ("rebalance_timeout_ms", request.rebalance_timeout_ms, beat),
+    ];
+    for (name, value, min) in fields {
+        if value != 0 && !(min..=MAX_MEMBER_TIMEOUT_MS).contains(&value) {
+            let message = format!(
+                "{name} {value} is out of range: with heartbeats every {beat} ms it must be 0 (the broker's \
+                 default) or {min} to {MAX_MEMBER_TIMEOUT_MS}"
+            );
+            return Err(Error::new(ErrorCode::InvalidRequest, message));
+        }
+    }
+    Ok(())
 }
 
 /// Moves the member's deadlines after a heartbeat was answered.
@@ -203,4 +228,31 @@ async fn commit(c: &Arc<Coordinator>, request: &CommitOffsetsRequest) -> Result<
     c.write(&request.group, &records).await?;
     drop(turn);
     Ok(())
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+
+    #[test]
+    fn member_timeouts_must_span_three_heartbeats_and_at_most_half_an_hour() {
+        let defaults =
+            GroupDefaults { session_timeout_ms: 10_000, rebalance_timeout_ms: 60_000, heartbeat_interval_ms: 1_000 };
+        let with = |session, rebalance| GroupHeartbeatRequest {
+            session_timeout_ms: session,
+            rebalance_timeout_ms: rebalance,
+            ..GroupHeartbeatRequest::default()
+        };
+        assert!(check_timeouts(&with(0, 0), &defaults).is_ok(), "0 takes the defaults");
+        assert!(check_timeouts(&with(3_000, 1_000), &defaults).is_ok());
+        let short = check_timeouts(&with(2_999, 0), &defaults).unwrap_err();
+        assert_eq!(short.error_code(), ErrorCode::InvalidRequest);
+        assert!(
+            short.message.contains("session_timeout_ms 2999") && short.message.contains("3000"),
+            "{}",
+            short.message
+        );
+        assert!(check_timeouts(&with(0, 999), &defaults).is_err());
+        assert!(check_timeouts(&with(MAX_MEMBER_TIMEOUT_MS + 1, 0), &defaults).is_err());
+    }
 }

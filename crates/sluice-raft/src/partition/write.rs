@@ -50,10 +50,13 @@ pub async fn submit<SM>(raft: &Raft<SM>, command: Command) -> Result<PendingWrit
 where
     SM: RaftStateMachine<PartitionConfig>,
 {
-    // The commit notification is not needed: the answer comes once the write is applied.
-    let (responder, _committed, answer) = ProgressResponder::new();
+    let (responder, committed, answer) = ProgressResponder::new();
     raft.client_write_ff(command, Some(responder)).await.map_err(|fatal| WriteError::Raft(fatal.to_string()))?;
     Ok(Box::pin(async move {
+        // The commit notification is not needed (the answer comes once the write is applied),
+        // but its receiver lives until then: openraft warns of every notification it cannot
+        // deliver, which on a busy partition is a log line per write.
+        let _committed = committed;
         match answer.await {
             Ok(Ok(written)) => Ok(written.data),
             Ok(Err(e)) => Err(refused(&e)),
