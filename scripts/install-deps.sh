@@ -5,7 +5,10 @@ set -euo pipefail
 
 # Debian packages the build needs beyond the Rust toolchain and a C compiler:
 # RocksDB (linked, not compiled: docs/adr/0003) and libclang for its bindings generator.
-apt_packages=(librocksdb-dev libclang-dev)
+# The failure-injection suite (jepsen/README.md) also needs iproute2 (network namespaces),
+# nftables (partitions), faketime (the clock fault's libfaketime) and fiu-utils (libfiu, for
+# the planned fsync-EIO fault).
+apt_packages=(librocksdb-dev libclang-dev iproute2 nftables faketime fiu-utils)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -160,9 +160,8 @@ pub fn read(input: impl BufRead) -> io::Result<Vec<Event>> {
         if line.trim().is_empty() {
             continue;
         }
-        let event = serde_json::from_str(&line).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("history line {}: {e}", n + 1))
-        })?;
+        let event = serde_json::from_str(&line)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("history line {}: {e}", n + 1)))?;
         events.push(event);
     }
     Ok(events)

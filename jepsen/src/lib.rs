@@ -3,4 +3,13 @@
 //! schedule of faults is injected, heals, drains, and checks the recorded history for lost,
 //! duplicated, reordered or diverging messages.
 
+pub mod checker;
 pub mod history;
+pub mod report;
+
+pub mod faults;
+pub mod net;
+pub mod nodes;
+pub mod run;
+pub mod schedule;
+pub mod workload;

@@ -1,0 +1,123 @@
+//! One pass over the history that gathers what the write and group checks share: every send
+//! with its outcome, and every read (poll or final drain) flattened to (partition, offset,
+//! value).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::Found;
+use crate::history::{Event, Kind, Op};
+use crate::report::Anomaly;
+
+/// How one send (one unique value) ended.
+#[derive(Debug, Default)]
+pub(crate) struct Send<'a> {
+    /// The value.
+    pub value: &'a str,
+    /// The producer process.
+    pub process: u32,
+    /// Every `ok` completion: (partition, offset, event index). More than one is a bug the
+    /// duplicate check reports if they disagree.
+    pub acks: Vec<(u32, u64, u64)>,
+    /// The `fail` completion, if any.
+    pub fail: Option<u64>,
+}
+
+/// One (partition, offset, value) returned by a poll or the final drain.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Read<'a> {
+    /// The event that returned it.
+    pub event: u64,
+    /// Where.
+    pub partition: u32,
+    /// Where.
+    pub offset: u64,
+    /// What.
+    pub value: &'a str,
+}
+
+/// The sends and reads of a history.
+#[derive(Debug, Default)]
+pub(crate) struct Index<'a> {
+    /// Every send, in the order they were invoked.
+    pub sends: Vec<Send<'a>>,
+    /// Position in `sends` of each value.
+    pub by_value: HashMap<&'a str, usize>,
+    /// Every read, in history order.
+    pub reads: Vec<Read<'a>>,
+    /// The highest offset anyone read, per partition.
+    pub highest_read: BTreeMap<u32, u64>,
+}
+
+impl<'a> Index<'a> {
+    /// Indexes `events`, reporting sends it cannot make sense of as malformed.
+    pub fn build(events: &'a [Event], found: &mut Found) -> Index<'a> {
+        let mut index = Index::default();
+        for event in events {
+            match &event.op {
+                Op::Send { value, partition, offset } => {
+                    index.add_send(event, value, *partition, *offset, found);
+                }
+                Op::Poll { reads, .. } if event.kind == Kind::Ok => {
+                    for (partition, entries) in reads {
+                        index.add_reads(event.index, *partition, entries);
+                    }
+                }
+                Op::FinalRead { partition, reads } => index.add_reads(event.index, *partition, reads),
+                _ => {}
+            }
+        }
+        index
+    }
+
+    /// The send of `value`, if the history invoked one.
+    pub fn send(&self, value: &str) -> Option<&Send<'a>> {
+        self.by_value.get(value).map(|&i| &self.sends[i])
+    }
+
+    /// Every acknowledgement: (partition, offset, value, event index), in send order.
+    pub fn acks(&self) -> impl Iterator<Item = (u32, u64, &'a str, u64)> + '_ {
+        self.sends.iter().flat_map(|s| s.acks.iter().map(move |&(p, o, e)| (p, o, s.value, e)))
+    }
+
+    fn add_send(
+        &mut self,
+        event: &Event,
+        value: &'a str,
+        partition: Option<u32>,
+        offset: Option<u64>,
+        found: &mut Found,
+    ) {
+        let malformed = |reason: &str| Anomaly::Malformed { event: event.index, reason: reason.to_owned() };
+        if event.kind == Kind::Invoke {
+            if self.by_value.contains_key(value) {
+                found.push(malformed(&format!("value {value:?} is sent twice; values must be unique")));
+                return;
+            }
+            self.by_value.insert(value, self.sends.len());
+            self.sends.push(Send { value, process: event.process, ..Send::default() });
+            return;
+        }
+        let Some(&i) = self.by_value.get(value) else {
+            found.push(malformed(&format!("send of {value:?} completes without an invocation")));
+            return;
+        };
+        let send = &mut self.sends[i];
+        match (event.kind, partition, offset) {
+            (Kind::Ok, Some(p), Some(o)) => send.acks.push((p, o, event.index)),
+            (Kind::Ok, _, _) => found.push(malformed(&format!("ok send of {value:?} without partition and offset"))),
+            (Kind::Fail, _, _) => send.fail = Some(event.index),
+            _ => {}
+        }
+        if !send.acks.is_empty() && send.fail.is_some() {
+            found.push(malformed(&format!("send of {value:?} completes both ok and fail")));
+        }
+    }
+
+    fn add_reads(&mut self, event: u64, partition: u32, entries: &'a [(u64, String)]) {
+        for (offset, value) in entries {
+            self.reads.push(Read { event, partition, offset: *offset, value });
+            let highest = self.highest_read.entry(partition).or_insert(*offset);
+            *highest = (*highest).max(*offset);
+        }
+    }
+}

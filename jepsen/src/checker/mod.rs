@@ -1,0 +1,104 @@
+//! The history checker: reads a run's [`Event`]s and reports every anomaly Jepsen's Kafka
+//! workload looks for (`notes/FAULTS.md`), with evidence, plus availability per fault window.
+//! Pure code: no I/O, no clock; the same history always gives the same report.
+//!
+//! The checks, by family:
+//! - `writes`: lost and unseen writes, duplicates, inconsistent offsets, aborted reads and
+//!   nonmonotonic sends — everything decided by comparing acknowledgements with reads;
+//! - `polls`: each consumer's successive reads of a partition, which must be contiguous
+//!   unless an `assign` (rebalance or seek) came between;
+//! - `groups`: offsets a group committed past without any member receiving them, and
+//!   redelivery counts;
+//! - `replicas`: the nodes' local logs compared with each other and with the acks;
+//! - `availability`: gaps between acknowledged sends, per fault window.
+
+mod availability;
+mod groups;
+mod index;
+mod polls;
+mod replicas;
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;
+mod writes;
+
+use std::collections::BTreeMap;
+
+use crate::history::{Event, Kind, Op};
+use crate::report::{Anomaly, AnomalyKind, Findings, OpTotals, Report};
+
+/// Checks `events` (a whole history, in recorded order) and reports what it found.
+pub fn check(events: &[Event]) -> Report {
+    let mut found = Found::default();
+    let index = index::Index::build(events, &mut found);
+    writes::check(&index, &mut found);
+    polls::check(events, &mut found);
+    let groups = groups::check(events, &index, &mut found);
+    replicas::check(events, &index, &mut found);
+    let availability = availability::measure(events, &mut found);
+    Report { events: events.len() as u64, totals: totals(events), anomalies: found.0, groups, availability }
+}
+
+/// The findings so far, one entry per [`AnomalyKind`] (all present, so a clean kind shows 0).
+#[derive(Debug)]
+pub(crate) struct Found(BTreeMap<AnomalyKind, Findings>);
+
+impl Default for Found {
+    fn default() -> Found {
+        Found(AnomalyKind::ALL.into_iter().map(|k| (k, Findings::default())).collect())
+    }
+}
+
+impl Found {
+    /// Counts one instance, keeping it as evidence while there is room.
+    pub fn push(&mut self, anomaly: Anomaly) {
+        self.findings(anomaly.kind()).push(anomaly);
+    }
+
+    /// Counts `n` more instances of `kind` whose evidence is not kept (the examples are full).
+    pub fn count_more(&mut self, kind: AnomalyKind, n: u64) {
+        self.findings(kind).count += n;
+    }
+
+    fn findings(&mut self, kind: AnomalyKind) -> &mut Findings {
+        self.0.entry(kind).or_default()
+    }
+}
+
+/// The history's name for an operation kind.
+fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Send { .. } => "send",
+        Op::Poll { .. } => "poll",
+        Op::Assign { .. } => "assign",
+        Op::Commit { .. } => "commit",
+        Op::Fault { .. } => "fault",
+        Op::FinalRead { .. } => "final_read",
+        Op::NodeLog { .. } => "node_log",
+        Op::FinalCommitted { .. } => "final_committed",
+    }
+}
+
+/// Invocations and completions per operation kind, in the order kinds first appear.
+fn totals(events: &[Event]) -> Vec<OpTotals> {
+    let mut totals: Vec<OpTotals> = Vec::new();
+    for event in events {
+        let name = op_name(&event.op);
+        let i = match totals.iter().position(|t| t.op == name) {
+            Some(i) => i,
+            None => {
+                totals.push(OpTotals { op: name.to_owned(), ..OpTotals::default() });
+                totals.len() - 1
+            }
+        };
+        let t = &mut totals[i];
+        match event.kind {
+            Kind::Invoke => t.invoked += 1,
+            Kind::Ok => t.ok += 1,
+            Kind::Fail => t.fail += 1,
+            Kind::Info => t.info += 1,
+        }
+    }
+    totals
+}

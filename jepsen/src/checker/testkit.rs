@@ -1,0 +1,140 @@
+//! Builds histories by hand for the checker's tests: one call per operation, with invocation
+//! and completion recorded as a real run would, one millisecond apart unless told otherwise.
+
+use crate::history::{Event, Kind, Op};
+use crate::report::{Anomaly, AnomalyKind, Report};
+
+/// The process number the runner records faults and final reads under.
+const RUNNER: u32 = u32::MAX;
+
+/// A history under construction.
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    /// The events so far.
+    pub events: Vec<Event>,
+    time_ns: u64,
+}
+
+impl History {
+    pub fn new() -> History {
+        History::default()
+    }
+
+    /// Sets the clock: the next event happens at `ms` milliseconds.
+    pub fn at_ms(&mut self, ms: u64) -> &mut History {
+        self.time_ns = ms * 1_000_000;
+        self
+    }
+
+    /// The index of the last event recorded.
+    pub fn last(&self) -> u64 {
+        self.events.len() as u64 - 1
+    }
+
+    fn push(&mut self, process: u32, kind: Kind, op: Op) -> &mut History {
+        let index = self.events.len() as u64;
+        self.events.push(Event { index, time_ns: self.time_ns, process, kind, op });
+        self.time_ns += 1_000_000;
+        self
+    }
+
+    fn send(&mut self, process: u32, value: &str, kind: Kind, at: Option<(u32, u64)>) -> &mut History {
+        let invoke = Op::Send { value: value.into(), partition: None, offset: None };
+        self.push(process, Kind::Invoke, invoke);
+        let done = Op::Send { value: value.into(), partition: at.map(|a| a.0), offset: at.map(|a| a.1) };
+        self.push(process, kind, done)
+    }
+
+    /// A send acknowledged at (`partition`, `offset`).
+    pub fn send_ok(&mut self, process: u32, value: &str, partition: u32, offset: u64) -> &mut History {
+        self.send(process, value, Kind::Ok, Some((partition, offset)))
+    }
+
+    /// The invocation of a send whose completion comes later ([`History::send_ack`]): a
+    /// producer with several sends in flight.
+    pub fn send_invoke(&mut self, process: u32, value: &str) -> &mut History {
+        self.push(process, Kind::Invoke, Op::Send { value: value.into(), partition: None, offset: None })
+    }
+
+    /// The acknowledgement of a send invoked by [`History::send_invoke`].
+    pub fn send_ack(&mut self, process: u32, value: &str, partition: u32, offset: u64) -> &mut History {
+        let op = Op::Send { value: value.into(), partition: Some(partition), offset: Some(offset) };
+        self.push(process, Kind::Ok, op)
+    }
+
+    /// A send that certainly failed.
+    pub fn send_fail(&mut self, process: u32, value: &str) -> &mut History {
+        self.send(process, value, Kind::Fail, None)
+    }
+
+    /// A send whose outcome is unknown.
+    pub fn send_info(&mut self, process: u32, value: &str) -> &mut History {
+        self.send(process, value, Kind::Info, None)
+    }
+
+    /// A poll that returned `reads`: per partition, (offset, value) pairs.
+    pub fn poll(&mut self, process: u32, group: Option<&str>, reads: &[(u32, &[(u64, &str)])]) -> &mut History {
+        let group = group.map(str::to_owned);
+        self.push(process, Kind::Invoke, Op::Poll { group: group.clone(), reads: Vec::new() });
+        let reads = reads.iter().map(|(p, entries)| (*p, owned(entries))).collect();
+        self.push(process, Kind::Ok, Op::Poll { group, reads })
+    }
+
+    /// A poll that timed out: it may have consumed records nobody saw.
+    pub fn poll_info(&mut self, process: u32, group: Option<&str>) -> &mut History {
+        let group = group.map(str::to_owned);
+        self.push(process, Kind::Invoke, Op::Poll { group: group.clone(), reads: Vec::new() });
+        self.push(process, Kind::Info, Op::Poll { group, reads: Vec::new() })
+    }
+
+    /// A rebalance or seek: the consumer owns the partitions of `positions` and reads each from
+    /// the position given.
+    pub fn assign(&mut self, process: u32, group: Option<&str>, positions: &[(u32, u64)]) -> &mut History {
+        let partitions = positions.iter().map(|p| p.0).collect();
+        let op = Op::Assign { group: group.map(str::to_owned), partitions, positions: positions.to_vec() };
+        self.push(process, Kind::Ok, op)
+    }
+
+    /// A group member's commit.
+    pub fn commit(&mut self, process: u32, group: &str, offsets: &[(u32, u64)]) -> &mut History {
+        let op = Op::Commit { group: group.into(), offsets: offsets.to_vec() };
+        self.push(process, Kind::Invoke, op.clone());
+        self.push(process, Kind::Ok, op)
+    }
+
+    /// A fault's `start` or `heal`.
+    pub fn fault(&mut self, name: &str, phase: &str, nodes: &[u64]) -> &mut History {
+        let op = Op::Fault { name: name.into(), phase: phase.into(), nodes: nodes.to_vec() };
+        self.push(RUNNER, Kind::Info, op)
+    }
+
+    /// The final drain of one partition.
+    pub fn final_read(&mut self, partition: u32, reads: &[(u64, &str)]) -> &mut History {
+        self.push(RUNNER, Kind::Ok, Op::FinalRead { partition, reads: owned(reads) })
+    }
+
+    /// One node's copy of a partition.
+    pub fn node_log(&mut self, node: u64, partition: u32, entries: &[(u64, &str)]) -> &mut History {
+        self.push(RUNNER, Kind::Ok, Op::NodeLog { node, partition, entries: owned(entries) })
+    }
+
+    /// A group's committed offsets after the run.
+    pub fn final_committed(&mut self, group: &str, offsets: &[(u32, u64)]) -> &mut History {
+        let op = Op::FinalCommitted { group: group.into(), offsets: offsets.to_vec() };
+        self.push(RUNNER, Kind::Ok, op)
+    }
+}
+
+fn owned(entries: &[(u64, &str)]) -> Vec<(u64, String)> {
+    entries.iter().map(|(o, v)| (*o, (*v).to_owned())).collect()
+}
+
+/// Asserts that `report` found exactly `count` instances of `kind` and nothing else, and
+/// returns their examples.
+pub(crate) fn only(report: &Report, kind: AnomalyKind, count: u64) -> Vec<Anomaly> {
+    for other in AnomalyKind::ALL {
+        let expected = if other == kind { count } else { 0 };
+        assert_eq!(report.count(other), expected, "{} in\n{}", other.name(), report.to_json());
+    }
+    report.anomalies[&kind].examples.clone()
+}

@@ -1,0 +1,230 @@
+//! The nemesis: plays a [`Schedule`] against a [`Cluster`] — starts each window's fault,
+//! holds it, heals it, waits out the quiet time — and reports every start and heal to a
+//! [`FaultLog`] (the history's `fault` events).
+//!
+//! Healing undoes exactly what the start did: a killed broker is restarted, a paused one is
+//! continued, a node's nftables table is deleted, a skewed clock is set back to `+0`.
+//! [`Nemesis::heal_everything`] does all of it for every node, whatever the schedule left.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use crate::net::Direction;
+use crate::nodes::Cluster;
+use crate::schedule::{FLAP_MS, Fault, Schedule, SplitMix64};
+
+/// Where fault starts and heals are recorded.
+pub trait FaultLog {
+    /// A fault `name` entered `phase` (`start` or `heal`) on `nodes`.
+    fn fault(&self, name: &str, phase: &str, nodes: &[u64]) -> Result<()>;
+}
+
+/// What a started fault did, so that its heal undoes exactly that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Undo {
+    Restart(Vec<u64>),
+    Resume(Vec<u64>),
+    Reconnect,
+    ResetClock(u64),
+}
+
+/// A fault in force.
+#[derive(Debug, Clone)]
+struct Active {
+    fault: Fault,
+    nodes: Vec<u64>,
+    undo: Undo,
+}
+
+/// Starts and heals faults; finds leaders through the SDK's metadata.
+pub struct Nemesis {
+    client: sluice_client::Client,
+    topic: String,
+    rng: SplitMix64,
+}
+
+impl std::fmt::Debug for Nemesis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nemesis").field("topic", &self.topic).finish_non_exhaustive()
+    }
+}
+
+impl Nemesis {
+    /// A nemesis finding leaders among the partitions of `topic`, through `client`; `seed`
+    /// chooses among several leaders the same way on every run with the same metadata.
+    pub fn new(client: sluice_client::Client, topic: impl Into<String>, seed: u64) -> Nemesis {
+        Nemesis { client, topic: topic.into(), rng: SplitMix64::new(seed ^ 0x6e65_6d65_7369_7321) }
+    }
+
+    /// Plays every window of `schedule`, timed from `started`, until the schedule ends or
+    /// `until` passes. A fault that cannot be started is reported and skipped; one that
+    /// cannot be healed is an error (the run must not go on with an unknown cluster).
+    pub async fn play(
+        &mut self,
+        cluster: &mut Cluster,
+        schedule: &Schedule,
+        started: Instant,
+        until: Instant,
+        log: &dyn FaultLog,
+    ) -> Result<()> {
+        for window in &schedule.windows {
+            let at = started + window.at;
+            if at + window.hold > until {
+                break;
+            }
+            tokio::time::sleep_until(at.into()).await;
+            let active = match self.start(cluster, window.fault).await {
+                Ok(active) => active,
+                Err(e) => {
+                    tracing::warn!("could not start {}: {e:#}", window.fault);
+                    continue;
+                }
+            };
+            tracing::info!("fault {} started on {:?}", window.fault, active.nodes);
+            log.fault(active.fault.name(), "start", &active.nodes)?;
+            self.hold(cluster, &active, at + window.hold).await?;
+            self.heal(cluster, &active)?;
+            tracing::info!("fault {} healed", window.fault);
+            log.fault(active.fault.name(), "heal", &active.nodes)?;
+        }
+        Ok(())
+    }
+
+    /// Undoes every fault there may be: continues paused brokers, restarts stopped ones,
+    /// removes every cut, sets every clock back.
+    pub fn heal_everything(&mut self, cluster: &mut Cluster) -> Result<()> {
+        cluster.net().heal_all()?;
+        for node in cluster.node_ids() {
+            if cluster.is_paused(node) {
+                cluster.resume(node)?;
+            }
+            if !cluster.is_running(node) {
+                cluster.restart(node)?;
+            }
+            let clock = cluster.clock_file(node)?;
+            std::fs::write(clock, "+0\n").with_context(|| format!("resetting {}", clock.display()))?;
+        }
+        Ok(())
+    }
+
+    async fn start(&mut self, cluster: &mut Cluster, fault: Fault) -> Result<Active> {
+        let all = cluster.node_ids();
+        let (nodes, undo) = match fault {
+            Fault::KillOne(n) => {
+                cluster.kill(n)?;
+                (vec![n], Undo::Restart(vec![n]))
+            }
+            Fault::KillLeader => {
+                let n = self.leader(cluster).await;
+                cluster.kill(n)?;
+                (vec![n], Undo::Restart(vec![n]))
+            }
+            Fault::KillAll => {
+                for &n in &all {
+                    cluster.kill(n)?;
+                }
+                (all.clone(), Undo::Restart(all))
+            }
+            Fault::PauseOne(n) => {
+                cluster.pause(n)?;
+                (vec![n], Undo::Resume(vec![n]))
+            }
+            Fault::PauseLeader => {
+                let n = self.leader(cluster).await;
+                cluster.pause(n)?;
+                (vec![n], Undo::Resume(vec![n]))
+            }
+            Fault::IsolateOne(n) | Fault::Flap(n) => {
+                isolate(cluster, n, Direction::Both)?;
+                (vec![n], Undo::Reconnect)
+            }
+            Fault::IsolateLeader => {
+                let n = self.leader(cluster).await;
+                isolate(cluster, n, Direction::Both)?;
+                (vec![n], Undo::Reconnect)
+            }
+            Fault::OneWay(n) => {
+                isolate(cluster, n, Direction::InboundOnly)?;
+                (vec![n], Undo::Reconnect)
+            }
+            Fault::Bridge(bridge) => {
+                let ends: Vec<u64> = all.iter().copied().filter(|&n| n != bridge).collect();
+                for &n in &ends {
+                    let others: Vec<u64> = ends.iter().copied().filter(|&m| m != n).collect();
+                    cluster.net().cut(n, &others, Direction::Both)?;
+                }
+                (ends, Undo::Reconnect)
+            }
+            Fault::ClockSkew(n, secs) => {
+                let clock = cluster.clock_file(n)?;
+                std::fs::write(clock, format!("{secs:+}\n")).with_context(|| format!("writing {}", clock.display()))?;
+                (vec![n], Undo::ResetClock(n))
+            }
+        };
+        Ok(Active { fault, nodes, undo })
+    }
+
+    /// Waits until `end`; a flapping partition heals and cuts again every [`FLAP_MS`].
+    async fn hold(&mut self, cluster: &mut Cluster, active: &Active, end: Instant) -> Result<()> {
+        let Fault::Flap(node) = active.fault else {
+            tokio::time::sleep_until(end.into()).await;
+            return Ok(());
+        };
+        let mut cut = true;
+        loop {
+            let next = Instant::now() + Duration::from_millis(FLAP_MS);
+            if next >= end {
+                tokio::time::sleep_until(end.into()).await;
+                return Ok(());
+            }
+            tokio::time::sleep_until(next.into()).await;
+            if cut {
+                cluster.net().heal(node)?;
+            } else {
+                isolate(cluster, node, Direction::Both)?;
+            }
+            cut = !cut;
+        }
+    }
+
+    fn heal(&mut self, cluster: &mut Cluster, active: &Active) -> Result<()> {
+        match &active.undo {
+            Undo::Restart(nodes) => nodes.iter().try_for_each(|&n| cluster.restart(n)),
+            Undo::Resume(nodes) => nodes.iter().try_for_each(|&n| cluster.resume(n)),
+            Undo::Reconnect => cluster.net().heal_all(),
+            Undo::ResetClock(n) => {
+                let clock = cluster.clock_file(*n)?;
+                std::fs::write(clock, "+0\n").with_context(|| format!("resetting {}", clock.display()))
+            }
+        }
+    }
+
+    /// The leader of a random partition of the topic, among running brokers; the controller
+    /// leader if no partition has one; a random running node if the metadata cannot be had.
+    async fn leader(&mut self, cluster: &Cluster) -> u64 {
+        let candidates: Vec<u64> =
+            cluster.node_ids().into_iter().filter(|&n| cluster.is_running(n) && !cluster.is_paused(n)).collect();
+        let fallback = if candidates.is_empty() { 1 } else { self.rng.pick(&candidates) };
+        let fresh = tokio::time::timeout(Duration::from_secs(5), self.client.refresh_metadata()).await;
+        let Ok(Ok(metadata)) = fresh else {
+            tracing::warn!("no metadata to find a leader with; picking node {fallback}");
+            return fallback;
+        };
+        let leaders: Vec<u64> = metadata
+            .topics
+            .get(&self.topic)
+            .map(|t| t.partitions.iter().filter_map(|p| p.leader).filter(|l| candidates.contains(l)).collect())
+            .unwrap_or_default();
+        if !leaders.is_empty() {
+            return self.rng.pick(&leaders);
+        }
+        metadata.controller_id.filter(|c| candidates.contains(c)).unwrap_or(fallback)
+    }
+}
+
+/// Cuts `node` off from every other node.
+fn isolate(cluster: &Cluster, node: u64, direction: Direction) -> Result<()> {
+    let others: Vec<u64> = cluster.node_ids().into_iter().filter(|&n| n != node).collect();
+    cluster.net().cut(node, &others, direction)
+}

@@ -1,0 +1,160 @@
+//! `sluice-jepsen`: runs Sluice's failure-injection suite (`run`), checks a recorded history
+//! again (`check`), or removes what a crashed run left behind (`clean`). See jepsen/README.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use sluice_jepsen::run::{self, RunOptions};
+use sluice_jepsen::schedule::parse_families;
+use sluice_jepsen::workload::WorkloadConfig;
+use sluice_jepsen::{net, nodes};
+
+/// Sluice's failure-injection suite.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a three-node cluster in network namespaces, run the workload under a seeded
+    /// fault schedule, check the history; exits 1 on any anomaly.
+    Run(RunArgs),
+    /// Check a recorded history (history.jsonl) again and print the summary; exits 1 on any
+    /// anomaly.
+    Check {
+        /// The history file.
+        history: PathBuf,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Kill processes in the suite's namespaces and delete the namespaces (after a crash).
+    Clean,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The schedule's seed; a random one (printed) when not given.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// How long the workload runs, in seconds.
+    #[arg(long, default_value_t = 60)]
+    time_limit: u64,
+    /// Fault families, comma-separated: kill, pause, partition, clock; `none` for no faults.
+    #[arg(long, default_value = "kill,partition,pause")]
+    faults: String,
+    /// The directory holding sluice-broker (default: this workspace's newer of
+    /// target/release and target/debug).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Where the run's files go (default: jepsen/runs/<UTC time>-<seed>).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Partitions of the workload's topic.
+    #[arg(long, default_value_t = 6)]
+    partitions: u32,
+    /// Producer processes.
+    #[arg(long, default_value_t = 2)]
+    producers: u32,
+    /// Consumer group member processes.
+    #[arg(long, default_value_t = 2)]
+    members: u32,
+    /// Assign-mode reader processes.
+    #[arg(long, default_value_t = 1)]
+    readers: u32,
+    /// Sends per second of each producer.
+    #[arg(long, default_value_t = 200)]
+    rate: u32,
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run_command(args),
+        Command::Check { history, report } => check_command(&history, report.as_deref()),
+        Command::Clean => net::require_root().and_then(|()| net::cleanup_leftovers()).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("sluice-jepsen: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Returns whether the run was clean.
+fn run_command(args: RunArgs) -> Result<bool> {
+    let families = parse_families(&args.faults)?;
+    if args.time_limit == 0 {
+        bail!("--time-limit must be at least 1 second");
+    }
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let workload = WorkloadConfig {
+        partitions: args.partitions,
+        producers: args.producers,
+        members: args.members,
+        readers: args.readers,
+        sends_per_second: args.rate,
+        ..WorkloadConfig::default()
+    };
+    workload.validate()?;
+    let bin_dir = match args.bin_dir {
+        Some(dir) => dir,
+        None => nodes::default_bin_dir()?,
+    };
+    let run_dir = args.run_dir.unwrap_or_else(|| run::default_run_dir(seed));
+    let options = RunOptions {
+        seed,
+        time_limit: Duration::from_secs(args.time_limit),
+        families,
+        bin_dir,
+        run_dir: run_dir.clone(),
+        workload,
+    };
+    eprintln!("sluice-jepsen: seed {seed}, run directory {}", run_dir.display());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    let outcome = runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+        // Dropping the run's future drops its cluster guard: brokers killed, namespaces gone.
+        tokio::select! {
+            outcome = run::run(options) => outcome,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted (Ctrl-C); the cluster was torn down"),
+            _ = term.recv() => bail!("terminated (SIGTERM); the cluster was torn down"),
+        }
+    })?;
+    print!("{}", run::summary(&outcome, seed));
+    println!("files: {} (report.json, history.jsonl, node logs)", run_dir.display());
+    println!("reproduce: sluice-jepsen run --seed {seed} --time-limit {} --faults {}", args.time_limit, args.faults);
+    Ok(outcome.is_clean())
+}
+
+/// Returns whether the history was clean.
+fn check_command(history: &std::path::Path, report_path: Option<&std::path::Path>) -> Result<bool> {
+    let report = run::check_file(history)?;
+    if let Some(path) = report_path {
+        report.write_json(path)?;
+    }
+    print!("{}", report.summary(None));
+    Ok(report.is_clean())
+}
+
+/// A seed from the clock and the process id, for runs that do not name one.
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut rng = sluice_jepsen::schedule::SplitMix64::new((nanos as u64) ^ u64::from(std::process::id()));
+    // Small enough to type back in.
+    rng.next_u64() % 1_000_000
+}

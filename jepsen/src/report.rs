@@ -1,0 +1,294 @@
+//! What the checker found in a history: every anomaly counted in full with up to
+//! [`EXAMPLES_PER_KIND`] examples each carrying its evidence (values, partitions, offsets,
+//! event indexes), per-group delivery figures, availability per fault window, and operation
+//! totals. Written as `report.json` next to the history, and summarised for a human by
+//! [`Report::summary`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+mod anomaly;
+
+pub use anomaly::{Anomaly, Place, Sighting};
+
+/// How many examples of one anomaly kind a report keeps; the count is always complete.
+pub const EXAMPLES_PER_KIND: usize = 20;
+
+/// The result of checking one history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// How many events the history held.
+    pub events: u64,
+    /// Per operation kind (`send`, `poll`, …): how many were invoked and how they ended.
+    pub totals: Vec<OpTotals>,
+    /// Every anomaly kind, found or not (a kind with count 0 was checked and is clean).
+    pub anomalies: BTreeMap<AnomalyKind, Findings>,
+    /// Per consumer group: what its members received, and what it committed at the end.
+    pub groups: Vec<GroupStats>,
+    /// How long the cluster went without acknowledging a send, per fault window and overall.
+    pub availability: Availability,
+}
+
+/// The anomalies the checker looks for (see `notes/FAULTS.md` for their origin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnomalyKind {
+    /// An acknowledged value at or below the highest offset read in its partition, never read.
+    LostWrite,
+    /// An acknowledged value above everything read in its partition, never read even by the
+    /// final drain.
+    Unseen,
+    /// One value at two places (partition, offset).
+    Duplicate,
+    /// One place holding two values.
+    InconsistentOffsets,
+    /// A value whose send definitely failed was read (G1a).
+    AbortedRead,
+    /// A consumer read a partition backwards without a seek or rebalance in between.
+    NonmonotonicPoll,
+    /// A consumer skipped offsets of a partition without a seek or rebalance in between.
+    PollSkip,
+    /// A producer's later acknowledged send landed below an earlier one in the same partition.
+    NonmonotonicSend,
+    /// An offset below a group's final committed offset that no member of the group received.
+    GroupLost,
+    /// Replicas of a partition disagree, or one misses an acknowledged value below its end.
+    Divergence,
+    /// An event the checker cannot interpret (e.g. an `ok` send without its offset): the
+    /// history itself is broken, so the other verdicts may be incomplete.
+    Malformed,
+}
+
+impl AnomalyKind {
+    /// Every kind, in report order.
+    pub const ALL: [AnomalyKind; 11] = [
+        AnomalyKind::LostWrite,
+        AnomalyKind::Unseen,
+        AnomalyKind::Duplicate,
+        AnomalyKind::InconsistentOffsets,
+        AnomalyKind::AbortedRead,
+        AnomalyKind::NonmonotonicPoll,
+        AnomalyKind::PollSkip,
+        AnomalyKind::NonmonotonicSend,
+        AnomalyKind::GroupLost,
+        AnomalyKind::Divergence,
+        AnomalyKind::Malformed,
+    ];
+
+    /// The kind's name as the report prints it (`lost-write`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            AnomalyKind::LostWrite => "lost-write",
+            AnomalyKind::Unseen => "unseen",
+            AnomalyKind::Duplicate => "duplicate",
+            AnomalyKind::InconsistentOffsets => "inconsistent-offsets",
+            AnomalyKind::AbortedRead => "aborted-read",
+            AnomalyKind::NonmonotonicPoll => "nonmonotonic-poll",
+            AnomalyKind::PollSkip => "poll-skip",
+            AnomalyKind::NonmonotonicSend => "nonmonotonic-send",
+            AnomalyKind::GroupLost => "group-lost",
+            AnomalyKind::Divergence => "divergence",
+            AnomalyKind::Malformed => "malformed",
+        }
+    }
+}
+
+/// All instances of one anomaly kind: the full count, and the first few with evidence.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Findings {
+    /// How many instances were found.
+    pub count: u64,
+    /// The first [`EXAMPLES_PER_KIND`] of them.
+    pub examples: Vec<Anomaly>,
+}
+
+impl Findings {
+    /// Counts one instance, keeping it as an example while there is room.
+    pub fn push(&mut self, anomaly: Anomaly) {
+        self.count += 1;
+        if self.examples.len() < EXAMPLES_PER_KIND {
+            self.examples.push(anomaly);
+        }
+    }
+}
+
+/// How the operations of one kind ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpTotals {
+    /// The operation kind, as in the history (`send`, `poll`, `fault`, …).
+    pub op: String,
+    /// Invocations.
+    pub invoked: u64,
+    /// `ok` completions.
+    pub ok: u64,
+    /// `fail` completions.
+    pub fail: u64,
+    /// `info` completions (outcome unknown).
+    pub info: u64,
+}
+
+/// What one consumer group received.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStats {
+    /// The group.
+    pub group: String,
+    /// Distinct (partition, offset) pairs its members received.
+    pub delivered: u64,
+    /// Deliveries beyond the first of the same (partition, offset): at-least-once redelivery,
+    /// allowed.
+    pub redeliveries: u64,
+    /// Its final committed offset per partition (empty if the history has none).
+    pub committed: Vec<(u32, u64)>,
+}
+
+/// Availability figures, from the times of `ok` send completions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Availability {
+    /// The longest stretch of the run without an acknowledged send (from the first send's
+    /// invocation to the last send's completion).
+    pub longest_gap_ns: u64,
+    /// When that stretch began (ns since the run started).
+    pub longest_gap_from_ns: u64,
+    /// One entry per fault, in the order they started.
+    pub windows: Vec<FaultWindow>,
+}
+
+/// Availability during one fault, from its start to its heal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultWindow {
+    /// The fault's name.
+    pub name: String,
+    /// The nodes it affected.
+    pub nodes: Vec<u64>,
+    /// When it started (ns since the run started).
+    pub start_ns: u64,
+    /// When it healed; `None` if the history never heals it.
+    pub heal_ns: Option<u64>,
+    /// The longest gap between successive acknowledged sends that overlaps the window.
+    pub longest_gap_ns: u64,
+    /// From the heal to the first acknowledged send after it; `None` if none came (or no heal).
+    pub recovery_ns: Option<u64>,
+    /// Sends completed `ok` inside the window.
+    pub sends_ok: u64,
+    /// Sends completed `fail` inside the window.
+    pub sends_failed: u64,
+    /// Sends completed `info` inside the window.
+    pub sends_unknown: u64,
+}
+
+impl Report {
+    /// Whether no anomaly of any kind was found.
+    pub fn is_clean(&self) -> bool {
+        self.anomalies.values().all(|f| f.count == 0)
+    }
+
+    /// How many instances of `kind` were found.
+    pub fn count(&self, kind: AnomalyKind) -> u64 {
+        self.anomalies.get(&kind).map_or(0, |f| f.count)
+    }
+
+    /// The report as pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        // A report holds only strings, integers, lists and maps keyed by unit enum variants,
+        // all of which serde_json can represent: failure here is a programming error.
+        serde_json::to_string_pretty(self).expect("a report always serializes to JSON")
+    }
+
+    /// Reads a report written by [`Report::write_json`].
+    pub fn from_json(text: &str) -> io::Result<Report> {
+        serde_json::from_str(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("report: {e}")))
+    }
+
+    /// Writes the report as JSON to `path` (conventionally `report.json` in the run directory).
+    pub fn write_json(&self, path: &Path) -> io::Result<()> {
+        std::fs::write(path, self.to_json() + "\n")
+            .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
+    }
+
+    /// A summary readable at a glance: the verdict, counts per anomaly with a first example,
+    /// send outcomes, per-group figures, and the availability table. `seed` is the run's
+    /// schedule seed, printed so a failing run can be replayed.
+    pub fn summary(&self, seed: Option<u64>) -> String {
+        let mut out = String::new();
+        let verdict = if self.is_clean() { "CLEAN" } else { "ANOMALIES FOUND" };
+        let seed = seed.map_or_else(|| "none".to_owned(), |s| s.to_string());
+        let _ = writeln!(out, "{verdict}  (seed {seed}, {} events)", self.events);
+        self.write_ops(&mut out);
+        self.write_anomalies(&mut out);
+        self.write_groups(&mut out);
+        self.write_availability(&mut out);
+        out
+    }
+
+    fn write_ops(&self, out: &mut String) {
+        if let Some(send) = self.totals.iter().find(|t| t.op == "send") {
+            let _ = writeln!(
+                out,
+                "sends: {} invoked, {} acknowledged, {} failed, {} unknown",
+                send.invoked, send.ok, send.fail, send.info
+            );
+        }
+        let _ = writeln!(out, "{:<16} {:>8} {:>8} {:>8} {:>8}", "op", "invoked", "ok", "fail", "info");
+        for t in &self.totals {
+            let _ = writeln!(out, "{:<16} {:>8} {:>8} {:>8} {:>8}", t.op, t.invoked, t.ok, t.fail, t.info);
+        }
+    }
+
+    fn write_anomalies(&self, out: &mut String) {
+        let _ = writeln!(out, "anomalies:");
+        for kind in AnomalyKind::ALL {
+            let findings = self.anomalies.get(&kind).cloned().unwrap_or_default();
+            let first = findings.examples.first().map(|a| format!("  e.g. {}", a.describe()));
+            let _ = writeln!(out, "  {:<22} {:>6}{}", kind.name(), findings.count, first.unwrap_or_default());
+        }
+    }
+
+    fn write_groups(&self, out: &mut String) {
+        for g in &self.groups {
+            let _ = writeln!(
+                out,
+                "group {}: {} delivered, {} redelivered, committed {:?}",
+                g.group, g.delivered, g.redeliveries, g.committed
+            );
+        }
+    }
+
+    fn write_availability(&self, out: &mut String) {
+        let a = &self.availability;
+        let _ =
+            writeln!(out, "longest gap without an ack: {} (from {})", ms(a.longest_gap_ns), ms(a.longest_gap_from_ns));
+        if a.windows.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "{:<20} {:<10} {:>10} {:>10} {:>11} {:>11} {:>5} {:>5} {:>5}",
+            "fault", "nodes", "start", "heal", "longest gap", "recovery", "ok", "fail", "info"
+        );
+        for w in &a.windows {
+            let nodes = w.nodes.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+            let _ = writeln!(
+                out,
+                "{:<20} {:<10} {:>10} {:>10} {:>11} {:>11} {:>5} {:>5} {:>5}",
+                w.name,
+                nodes,
+                ms(w.start_ns),
+                w.heal_ns.map_or_else(|| "never".to_owned(), ms),
+                ms(w.longest_gap_ns),
+                w.recovery_ns.map_or_else(|| "none".to_owned(), ms),
+                w.sends_ok,
+                w.sends_failed,
+                w.sends_unknown
+            );
+        }
+    }
+}
+
+/// Nanoseconds as milliseconds with one decimal, e.g. `1234.5ms`.
+fn ms(ns: u64) -> String {
+    format!("{}.{}ms", ns / 1_000_000, (ns % 1_000_000) / 100_000)
+}

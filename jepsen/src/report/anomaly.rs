@@ -1,0 +1,250 @@
+//! One anomaly instance and the evidence that shows it: the values, partitions, offsets and
+//! event indexes a reader needs to find it in `history.jsonl`.
+
+use serde::{Deserialize, Serialize};
+
+use super::AnomalyKind;
+
+/// One anomaly instance and its evidence. Event indexes are [`crate::history::Event::index`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Anomaly {
+    /// An acknowledged value nobody read although later offsets of its partition were read.
+    LostWrite {
+        /// The value.
+        value: String,
+        /// Where it was acknowledged.
+        partition: u32,
+        /// Where it was acknowledged.
+        offset: u64,
+        /// The `ok` completion of its send.
+        ack_event: u64,
+        /// The highest offset anyone read in the partition.
+        highest_read: u64,
+    },
+    /// An acknowledged value nobody ever read, above everything read in its partition.
+    Unseen {
+        /// The value.
+        value: String,
+        /// Where it was acknowledged.
+        partition: u32,
+        /// Where it was acknowledged.
+        offset: u64,
+        /// The `ok` completion of its send.
+        ack_event: u64,
+        /// The highest offset anyone read in the partition, if anything was.
+        highest_read: Option<u64>,
+    },
+    /// A value seen at more than one place.
+    Duplicate {
+        /// The value.
+        value: String,
+        /// Every place it was acknowledged or read at, with the first event showing it.
+        places: Vec<Place>,
+    },
+    /// A place seen with more than one value.
+    InconsistentOffsets {
+        /// The partition.
+        partition: u32,
+        /// The offset.
+        offset: u64,
+        /// Each value seen there, with the first event showing it.
+        values: Vec<Sighting>,
+    },
+    /// A value whose send failed, read anyway.
+    AbortedRead {
+        /// The value.
+        value: String,
+        /// The `fail` completion of its send.
+        fail_event: u64,
+        /// Where it was read.
+        partition: u32,
+        /// Where it was read.
+        offset: u64,
+        /// The read that returned it.
+        read_event: u64,
+    },
+    /// A consumer's read of a partition started below where its previous read ended.
+    NonmonotonicPoll {
+        /// The consumer process.
+        process: u32,
+        /// The partition.
+        partition: u32,
+        /// The offset the read should have started at.
+        expected: u64,
+        /// The offset it returned instead.
+        got: u64,
+        /// The event that set the expectation (the previous poll, or an assign).
+        previous_event: u64,
+        /// The poll that went backwards.
+        event: u64,
+    },
+    /// A consumer's read of a partition jumped past offsets it never received.
+    PollSkip {
+        /// The consumer process.
+        process: u32,
+        /// The partition.
+        partition: u32,
+        /// The offset the read should have started at.
+        expected: u64,
+        /// The offset it returned instead.
+        got: u64,
+        /// The event that set the expectation (the previous poll, or an assign).
+        previous_event: u64,
+        /// The poll that skipped.
+        event: u64,
+    },
+    /// A producer's acknowledged sends to one partition went backwards.
+    NonmonotonicSend {
+        /// The producer process.
+        process: u32,
+        /// The partition.
+        partition: u32,
+        /// The earlier send's value and offset.
+        earlier_value: String,
+        /// The earlier send's offset.
+        earlier_offset: u64,
+        /// The earlier send's `ok` completion.
+        earlier_event: u64,
+        /// The later send's value.
+        later_value: String,
+        /// The later send's (lower) offset.
+        later_offset: u64,
+        /// The later send's `ok` completion.
+        later_event: u64,
+    },
+    /// An offset a group committed past that none of its members received.
+    GroupLost {
+        /// The group.
+        group: String,
+        /// The partition.
+        partition: u32,
+        /// The offset never delivered.
+        offset: u64,
+        /// The group's final committed offset in the partition.
+        committed: u64,
+        /// What the partition holds there, if anyone read it.
+        value: Option<String>,
+    },
+    /// Two or more replicas hold different values at one offset.
+    ReplicaMismatch {
+        /// The partition.
+        partition: u32,
+        /// The offset.
+        offset: u64,
+        /// (node, value) for every replica holding the offset.
+        replicas: Vec<(u64, String)>,
+    },
+    /// A replica lacks an acknowledged value at an offset below its end.
+    ReplicaMissing {
+        /// The node.
+        node: u64,
+        /// The partition.
+        partition: u32,
+        /// The acknowledged offset.
+        offset: u64,
+        /// The acknowledged value.
+        value: String,
+        /// What the replica holds there instead (`None`: a hole).
+        found: Option<String>,
+        /// The replica's `node_log` event.
+        event: u64,
+    },
+    /// An event the checker cannot interpret.
+    Malformed {
+        /// The event.
+        event: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Where a value was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Place {
+    /// The partition.
+    pub partition: u32,
+    /// The offset.
+    pub offset: u64,
+    /// The first event (ack or read) showing it there.
+    pub event: u64,
+}
+
+/// A value seen at a place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sighting {
+    /// The value.
+    pub value: String,
+    /// The first event (ack or read) showing it there.
+    pub event: u64,
+}
+
+impl Anomaly {
+    /// One line describing the instance and its evidence.
+    pub fn describe(&self) -> String {
+        match self {
+            Anomaly::LostWrite { value, partition, offset, ack_event, highest_read } => format!(
+                "{value:?} acked at p{partition}@{offset} (event {ack_event}) never read; p{partition} was read up to {highest_read}"
+            ),
+            Anomaly::Unseen { value, partition, offset, ack_event, highest_read } => format!(
+                "{value:?} acked at p{partition}@{offset} (event {ack_event}) never read; highest read {highest_read:?}"
+            ),
+            Anomaly::Duplicate { value, places } => {
+                let at: Vec<String> =
+                    places.iter().map(|p| format!("p{}@{} (event {})", p.partition, p.offset, p.event)).collect();
+                format!("{value:?} at {}", at.join(", "))
+            }
+            Anomaly::InconsistentOffsets { partition, offset, values } => {
+                let seen: Vec<String> = values.iter().map(|s| format!("{:?} (event {})", s.value, s.event)).collect();
+                format!("p{partition}@{offset} holds {}", seen.join(", "))
+            }
+            Anomaly::AbortedRead { value, fail_event, partition, offset, read_event } => {
+                format!("{value:?} failed (event {fail_event}) but read at p{partition}@{offset} (event {read_event})")
+            }
+            Anomaly::NonmonotonicPoll { process, partition, expected, got, previous_event, event }
+            | Anomaly::PollSkip { process, partition, expected, got, previous_event, event } => format!(
+                "process {process} p{partition}: expected offset {expected} (after event {previous_event}), got {got} (event {event})"
+            ),
+            Anomaly::NonmonotonicSend {
+                process,
+                partition,
+                earlier_value,
+                earlier_offset,
+                earlier_event,
+                later_value,
+                later_offset,
+                later_event,
+            } => format!(
+                "process {process} p{partition}: {earlier_value:?}@{earlier_offset} (event {earlier_event}) then {later_value:?}@{later_offset} (event {later_event})"
+            ),
+            Anomaly::GroupLost { group, partition, offset, committed, value } => format!(
+                "group {group} committed p{partition} to {committed} but never received offset {offset} ({value:?})"
+            ),
+            Anomaly::ReplicaMismatch { partition, offset, replicas } => {
+                format!("p{partition}@{offset}: replicas hold {replicas:?}")
+            }
+            Anomaly::ReplicaMissing { node, partition, offset, value, found, event } => {
+                let holds = found.as_ref().map_or_else(|| "nothing".to_owned(), |v| format!("{v:?}"));
+                format!("node {node} p{partition}@{offset} (event {event}) holds {holds}, acked {value:?}")
+            }
+            Anomaly::Malformed { event, reason } => format!("event {event}: {reason}"),
+        }
+    }
+
+    /// The kind this instance is counted under.
+    pub fn kind(&self) -> AnomalyKind {
+        match self {
+            Anomaly::LostWrite { .. } => AnomalyKind::LostWrite,
+            Anomaly::Unseen { .. } => AnomalyKind::Unseen,
+            Anomaly::Duplicate { .. } => AnomalyKind::Duplicate,
+            Anomaly::InconsistentOffsets { .. } => AnomalyKind::InconsistentOffsets,
+            Anomaly::AbortedRead { .. } => AnomalyKind::AbortedRead,
+            Anomaly::NonmonotonicPoll { .. } => AnomalyKind::NonmonotonicPoll,
+            Anomaly::PollSkip { .. } => AnomalyKind::PollSkip,
+            Anomaly::NonmonotonicSend { .. } => AnomalyKind::NonmonotonicSend,
+            Anomaly::GroupLost { .. } => AnomalyKind::GroupLost,
+            Anomaly::ReplicaMismatch { .. } | Anomaly::ReplicaMissing { .. } => AnomalyKind::Divergence,
+            Anomaly::Malformed { .. } => AnomalyKind::Malformed,
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The workload: what the suite does to the cluster while faults are injected, recorded in the
+//! history (`crate::history`) as it happens.
+//!
+//! - **Producers** (process ids `0..producers`): each has its own client and idempotent
+//!   [`Producer`](sluice_client::Producer) and sends unique values `"{process}-{n}"` at a bounded
+//!   rate with a few records in flight. A send is recorded when invoked (before `enqueue`) and
+//!   when its delivery resolves: `ok` with its partition and offset, `fail` only when the SDK
+//!   says it certainly was not written, `info` otherwise (see `outcome.rs`).
+//! - **Group members** (the next `members` process ids): [`GroupConsumer`](sluice_client::GroupConsumer)s
+//!   of one group with a short session timeout and auto-commit, recording every poll and an
+//!   `Assign` whenever their partitions changed. Auto-commit is invisible to the application, so
+//!   no `Commit` events are recorded; the group's committed offsets are read once at the end
+//!   (`FinalCommitted`).
+//! - **Readers** (the next `readers` process ids): assign-mode consumers reading every partition
+//!   from the earliest offset, recording every poll and an `Assign` after each (re)seek.
+//!
+//! Afterwards, [`Workload::drain`] reads every partition whole (`FinalRead`) and the group's
+//! committed offsets (`FinalCommitted`), and [`record_node_logs`] records each stopped broker's
+//! own copy of every partition (`NodeLog`). Those three, being observations of the final state
+//! rather than operations that can fail, are single `ok` events of process `u32::MAX`; so is an
+//! `Assign`, which records a change seen by its process (inside a poll, for a group member)
+//! rather than an operation of its own. Every other operation is an `invoke` followed by one
+//! completion of the same process.
+
+mod drain;
+mod member;
+mod node_log;
+mod outcome;
+mod producer;
+mod reader;
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use sluice_client::{
+    Client, ClientConfig, ConsumedRecord, ErrorCode, GroupConsumerConfig, TopicConfig, parse_bootstrap,
+};
+use sluice_common::TopicName;
+use tokio::time::Instant;
+
+use crate::history::{Kind, Op, Recorder};
+
+pub use self::node_log::record_node_logs;
+
+/// The history being written, shared by every task of the workload and the runner.
+pub type SharedRecorder = Arc<Mutex<Recorder<BufWriter<File>>>>;
+
+/// The process id of the runner itself: final reads, committed offsets and node logs.
+pub const RUNNER_PROCESS: u32 = u32::MAX;
+
+/// The highest send rate a producer may be given, per second.
+pub const MAX_SENDS_PER_SECOND: u32 = 10_000;
+
+/// The replication factor of the workload's topic.
+const REPLICATION_FACTOR: u32 = 3;
+
+/// How long `setup` waits for every partition of the new topic to elect a leader.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// How long one poll of a consumer waits for records.
+const POLL_WAIT: Duration = Duration::from_millis(500);
+
+/// The longest one poll may take in all (a group member's poll may also commit and rebalance);
+/// beyond it the poll is abandoned (which loses nothing in the SDK) and recorded as failed.
+const POLL_LIMIT: Duration = Duration::from_secs(15);
+
+/// How far past the end of the run a poll begun before it may go on.
+const POLL_OVERRUN: Duration = Duration::from_secs(1);
+
+/// When a poll begun now must be abandoned: after [`POLL_LIMIT`], and shortly after `until`.
+fn poll_deadline(until: Instant) -> Instant {
+    (Instant::now() + POLL_LIMIT).min(until + POLL_OVERRUN)
+}
+
+/// The pause after a failed operation before the next attempt, so that an unavailable cluster
+/// is not asked in a tight loop.
+const ERROR_PAUSE: Duration = Duration::from_millis(200);
+
+/// What the workload does: its topic, group and how many clients of each kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadConfig {
+    /// The topic written and read; created by [`Workload::setup`] with replication factor 3.
+    pub topic: String,
+    /// The topic's partitions.
+    pub partitions: u32,
+    /// Producer processes.
+    pub producers: u32,
+    /// The consumer group the members join.
+    pub group: String,
+    /// Group member processes.
+    pub members: u32,
+    /// Assign-mode reader processes.
+    pub readers: u32,
+    /// Sends per second of each producer, 1 to [`MAX_SENDS_PER_SECOND`].
+    pub sends_per_second: u32,
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> WorkloadConfig {
+        WorkloadConfig {
+            topic: "jepsen".into(),
+            partitions: 6,
+            producers: 2,
+            group: "jepsen-group".into(),
+            members: 2,
+            readers: 1,
+            sends_per_second: 200,
+        }
+    }
+}
+
+impl WorkloadConfig {
+    /// Checks that the configuration can run; the error names the field.
+    pub fn validate(&self) -> Result<(), WorkloadError> {
+        TopicName::new(&self.topic).map_err(|e| WorkloadError::Config(format!("topic: {e}")))?;
+        GroupConsumerConfig::new(self.group.as_str()).validate().map_err(|e| WorkloadError::Config(e.to_string()))?;
+        if self.partitions == 0 {
+            return Err(WorkloadError::Config("partitions must be at least 1".into()));
+        }
+        if !(1..=MAX_SENDS_PER_SECOND).contains(&self.sends_per_second) {
+            return Err(WorkloadError::Config(format!(
+                "sends_per_second must be 1 to {MAX_SENDS_PER_SECOND}, not {}",
+                self.sends_per_second
+            )));
+        }
+        let processes = u64::from(self.producers) + u64::from(self.members) + u64::from(self.readers);
+        if processes == 0 || processes >= u64::from(RUNNER_PROCESS) {
+            return Err(WorkloadError::Config(format!(
+                "producers + members + readers must be at least 1 and below {RUNNER_PROCESS}, not {processes}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// How many client processes the workload runs.
+    fn processes(&self) -> u32 {
+        self.producers + self.members + self.readers
+    }
+}
+
+/// Why the workload could not set up, drain or record.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// The configuration cannot run.
+    #[error("invalid workload configuration: {0}")]
+    Config(String),
+    /// The cluster refused or did not answer a call the workload cannot do without.
+    #[error("{what}: {source}")]
+    Cluster {
+        /// What was being done.
+        what: String,
+        /// What the SDK said.
+        #[source]
+        source: sluice_client::Error,
+    },
+    /// Writing the history failed; it is incomplete and cannot be checked.
+    #[error("writing the history failed: {0}")]
+    History(String),
+    /// A retried phase did not finish in its time.
+    #[error("{what} did not finish within {} ms; last error: {last}", limit.as_millis())]
+    Incomplete {
+        /// What was being done.
+        what: String,
+        /// The time it had.
+        limit: Duration,
+        /// The last error seen.
+        last: String,
+    },
+    /// A broker's data directory could not be read.
+    #[error("node {node}'s copy of topic {topic} in {dir}: {message}")]
+    NodeLog {
+        /// The node.
+        node: u64,
+        /// The topic.
+        topic: String,
+        /// Its data directory.
+        dir: String,
+        /// What went wrong, per partition.
+        message: String,
+    },
+}
+
+impl WorkloadError {
+    fn cluster(what: impl Into<String>, source: sluice_client::Error) -> WorkloadError {
+        WorkloadError::Cluster { what: what.into(), source }
+    }
+}
+
+/// A connected workload, its topic created: [`Workload::run`] it, then [`Workload::drain`] it.
+pub struct Workload {
+    config: Arc<WorkloadConfig>,
+    /// For the topic, the drain and the group's offsets.
+    admin: Client,
+    /// One per process, so that each has its own connections and metadata.
+    clients: Vec<Client>,
+    /// The first failure to write the history during `run` (which cannot return it); `drain`
+    /// reports it.
+    history_failure: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workload").field("config", &self.config).field("clients", &self.clients.len()).finish()
+    }
+}
+
+impl Workload {
+    /// Connects (bootstrap `"host:port,..."`), creates the topic (RF 3) and waits for leaders.
+    ///
+    /// An existing topic of the same shape is accepted, since a creation retried after a lost
+    /// answer finds the topic it created.
+    pub async fn setup(bootstrap: &str, config: WorkloadConfig) -> Result<Workload, WorkloadError> {
+        config.validate()?;
+        let client_config = ClientConfig {
+            request_timeout: Duration::from_secs(5),
+            operation_timeout: Duration::from_secs(10),
+            metadata_max_age: Duration::from_secs(2),
+            ..ClientConfig::new(parse_bootstrap(bootstrap))
+        };
+        client_config.validate().map_err(|e| WorkloadError::Config(e.to_string()))?;
+        let connect = || async {
+            Client::connect(client_config.clone()).await.map_err(|e| WorkloadError::cluster("connecting", e))
+        };
+        let admin = connect().await?;
+        create_topic(&admin, &config).await?;
+        let mut clients = Vec::with_capacity(config.processes() as usize);
+        for _ in 0..config.processes() {
+            clients.push(connect().await?);
+        }
+        Ok(Workload { config: Arc::new(config), admin, clients, history_failure: Mutex::new(None) })
+    }
+
+    /// The configuration it runs.
+    pub fn config(&self) -> &WorkloadConfig {
+        &self.config
+    }
+
+    /// Drives producers, group members and assign-mode readers until `until`, recording every
+    /// operation at invoke and completion; never panics on cluster errors (they become
+    /// fail/info). Returns shortly after `until`: deliveries still unresolved a moment after it
+    /// are recorded as `info`, and members leave their group.
+    ///
+    /// If the history cannot be written, the processes stop and [`Workload::drain`] reports it.
+    pub async fn run(&self, recorder: SharedRecorder, until: Instant) {
+        let config = &self.config;
+        let mut tasks = Vec::with_capacity(self.clients.len());
+        for (process, client) in (0u32..).zip(&self.clients) {
+            let history = History { recorder: Arc::clone(&recorder), process };
+            let (client, config) = (client.clone(), Arc::clone(config));
+            let task = if process < config.producers {
+                tokio::spawn(producer::run(client, history, config, until))
+            } else if process < config.producers + config.members {
+                tokio::spawn(member::run(client, history, config, until))
+            } else {
+                tokio::spawn(reader::run(client, history, config, until))
+            };
+            tasks.push(task);
+        }
+        for task in tasks {
+            let failure = match task.await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("a workload process failed: {e}"),
+            };
+            tracing::error!(%failure, "workload process stopped");
+            self.history_failure.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(failure);
+        }
+        if let Err(e) = recorder.lock().unwrap_or_else(PoisonError::into_inner).flush() {
+            let failure = format!("flushing the history: {e}");
+            self.history_failure.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(failure);
+        }
+    }
+
+    /// After every fault healed: reads every partition from the start (`FinalRead` events) and
+    /// the group's committed offsets (`FinalCommitted`), retrying until it succeeds or `limit`
+    /// passes. Fails if `run` could not write the history, or if something could not be read
+    /// in time (what was read is recorded).
+    pub async fn drain(&self, recorder: SharedRecorder, limit: Duration) -> Result<(), WorkloadError> {
+        if let Some(failure) = self.history_failure.lock().unwrap_or_else(PoisonError::into_inner).clone() {
+            return Err(WorkloadError::History(failure));
+        }
+        let history = History { recorder, process: RUNNER_PROCESS };
+        let result = drain::run(&self.admin, &history, &self.config, Instant::now() + limit).await;
+        history.flush()?;
+        result
+    }
+}
+
+/// Creates the topic, or accepts an existing one of the same shape, and waits for its leaders.
+async fn create_topic(admin: &Client, config: &WorkloadConfig) -> Result<(), WorkloadError> {
+    let topic = &config.topic;
+    let wanted = TopicConfig::new(config.partitions, REPLICATION_FACTOR);
+    match admin.admin().create_topic(topic, &wanted).await {
+        Ok(_) => {}
+        Err(e) if e.code() == Some(ErrorCode::TopicExists) => {}
+        Err(e) => return Err(WorkloadError::cluster(format!("creating topic {topic}"), e)),
+    }
+    let info = admin
+        .admin()
+        .wait_for_leaders(topic, LEADER_WAIT)
+        .await
+        .map_err(|e| WorkloadError::cluster(format!("waiting for the leaders of {topic}"), e))?;
+    let shape = (info.partition_count(), info.config.replication_factor);
+    if shape != (config.partitions, REPLICATION_FACTOR) {
+        return Err(WorkloadError::Config(format!(
+            "topic {topic} exists with {} partitions and replication factor {}; the workload needs {} and \
+             {REPLICATION_FACTOR}: delete it or choose another topic",
+            shape.0, shape.1, config.partitions
+        )));
+    }
+    Ok(())
+}
+
+/// One process's view of the history: records its events.
+#[derive(Clone)]
+struct History {
+    recorder: SharedRecorder,
+    process: u32,
+}
+
+impl History {
+    /// Records one event of this process.
+    fn record(&self, kind: Kind, op: Op) -> Result<(), WorkloadError> {
+        let mut recorder = self.recorder.lock().unwrap_or_else(PoisonError::into_inner);
+        recorder
+            .record(self.process, kind, op)
+            .map(drop)
+            .map_err(|e| WorkloadError::History(format!("process {}: {e}", self.process)))
+    }
+
+    fn flush(&self) -> Result<(), WorkloadError> {
+        let mut recorder = self.recorder.lock().unwrap_or_else(PoisonError::into_inner);
+        recorder.flush().map_err(|e| WorkloadError::History(format!("flushing: {e}")))
+    }
+}
+
+/// A poll's records as the history lists them: per partition (ascending), (offset, value) in
+/// the order they were returned.
+fn poll_reads(records: &[ConsumedRecord]) -> Vec<(u32, Vec<(u64, String)>)> {
+    group_reads(records.iter().map(|r| (r.partition(), r.offset(), &r.value()[..])))
+}
+
+/// Groups (partition, offset, value) triples per partition, ascending, keeping their order
+/// within each partition.
+fn group_reads<'a>(records: impl IntoIterator<Item = (u32, u64, &'a [u8])>) -> Vec<(u32, Vec<(u64, String)>)> {
+    let mut reads: Vec<(u32, Vec<(u64, String)>)> = Vec::new();
+    for (partition, offset, value) in records {
+        let read = (offset, value_text(value));
+        match reads.iter_mut().find(|(p, _)| *p == partition) {
+            Some((_, list)) => list.push(read),
+            None => reads.push((partition, vec![read])),
+        }
+    }
+    reads.sort_by_key(|(p, _)| *p);
+    reads
+}
+
+/// A record's value as the history holds it (the workload only writes UTF-8; anything else
+/// is kept recognisably rather than dropped).
+fn value_text(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
+}
+
+/// An empty poll, as invoked, or as failed.
+fn empty_poll(group: Option<&str>) -> Op {
+    Op::Poll { group: group.map(str::to_owned), reads: Vec::new() }
+}
+
+#[cfg(test)]
+mod tests;
