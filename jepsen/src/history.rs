@@ -29,6 +29,9 @@ pub struct Event {
     pub kind: Kind,
     /// What was done, and (on completion) what came of it.
     pub op: Op,
+    /// Why an operation completed `fail` or `info`, as the client reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Whether an event starts an operation or says how it ended.
@@ -136,9 +139,14 @@ impl<W: Write> Recorder<W> {
 
     /// Records one event and returns its index.
     pub fn record(&mut self, process: u32, kind: Kind, op: Op) -> io::Result<u64> {
+        self.record_error(process, kind, op, None)
+    }
+
+    /// Records one event with the error the client reported, and returns its index.
+    pub fn record_error(&mut self, process: u32, kind: Kind, op: Op, error: Option<String>) -> io::Result<u64> {
         let index = self.next;
         let time_ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let event = Event { index, time_ns, process, kind, op };
+        let event = Event { index, time_ns, process, kind, op, error };
         serde_json::to_writer(&mut self.out, &event)?;
         self.out.write_all(b"\n")?;
         self.next += 1;

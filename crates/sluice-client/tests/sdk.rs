@@ -106,6 +106,31 @@ async fn a_lost_acknowledgement_is_retried_and_written_once() {
     });
 }
 
+/// A retry refused UNKNOWN_TOPIC may follow an attempt that was written (a restarted leader's
+/// metadata lags): the batch is retried, not failed as certainly unwritten. Found by
+/// `sluice-jepsen` (jepsen/FINDINGS.md, F1).
+#[tokio::test]
+async fn an_unknown_topic_answer_to_a_retry_is_retried_not_reported_as_unwritten() {
+    let cluster = FakeCluster::start(1).await;
+    cluster.create("t", 1, 1);
+    let client = connect(&cluster).await;
+    let producer = client.producer(ProducerConfig::default()).await.unwrap();
+    cluster.with(|s| {
+        s.lose_acks = 1;
+        s.unknown_after_lost_ack = 2;
+    });
+    let sent = tokio::time::timeout(WAIT, producer.send(ProducerRecord::new("t", "a"))).await.unwrap();
+    assert_eq!(sent.expect("written once, acknowledged by the last retry").offset, 0);
+    cluster.with(|s| {
+        assert_eq!(s.produce_requests, 4, "the written attempt, two refusals, the deduplicated retry");
+        assert_eq!(s.topics["t"].partitions[0].end, 1, "nothing was written twice");
+    });
+    // A batch that was never sent before is refused for good.
+    cluster.with(|s| s.unknown_answers = 1);
+    let refused = tokio::time::timeout(WAIT, producer.send(ProducerRecord::new("t", "b"))).await.unwrap();
+    assert_eq!(refused.unwrap_err().code(), Some(ErrorCode::UnknownTopic));
+}
+
 #[tokio::test]
 async fn producers_and_consumers_follow_a_moved_leader() {
     let cluster = FakeCluster::start(3).await;

@@ -33,7 +33,7 @@ impl History {
 
     fn push(&mut self, process: u32, kind: Kind, op: Op) -> &mut History {
         let index = self.events.len() as u64;
-        self.events.push(Event { index, time_ns: self.time_ns, process, kind, op });
+        self.events.push(Event { index, time_ns: self.time_ns, process, kind, op, error: None });
         self.time_ns += 1_000_000;
         self
     }

@@ -323,9 +323,14 @@ struct History {
 impl History {
     /// Records one event of this process.
     fn record(&self, kind: Kind, op: Op) -> Result<(), WorkloadError> {
+        self.record_error(kind, op, None)
+    }
+
+    /// Records one event of this process with the error that ended the operation.
+    fn record_error(&self, kind: Kind, op: Op, error: Option<String>) -> Result<(), WorkloadError> {
         let mut recorder = self.recorder.lock().unwrap_or_else(PoisonError::into_inner);
         recorder
-            .record(self.process, kind, op)
+            .record_error(self.process, kind, op, error)
             .map(drop)
             .map_err(|e| WorkloadError::History(format!("process {}: {e}", self.process)))
     }

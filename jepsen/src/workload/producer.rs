@@ -63,7 +63,7 @@ pub(super) async fn run(
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(%value, error = %e, "enqueue failed");
-                        history.record(enqueue_failure(&e), send(&value, None))?;
+                        history.record_error(enqueue_failure(&e), send(&value, None), Some(e.to_string()))?;
                     }
                     Err(_) => history.record(Kind::Info, send(&value, None))?,
                 }
@@ -108,7 +108,7 @@ fn complete(
         Ok(at) => history.record(Kind::Ok, send(&value, Some(at))),
         Err(e) => {
             tracing::debug!(%value, error = %e, "delivery failed");
-            history.record(delivery_failure(&e), send(&value, None))
+            history.record_error(delivery_failure(&e), send(&value, None), Some(e.to_string()))
         }
     }
 }

@@ -59,6 +59,9 @@ struct InFlight {
     sent_at: Instant,
     /// Sent under a producer id that a failure since lost.
     orphaned: bool,
+    /// How many times it went out on a stream. Once it has, it may be written, so a later
+    /// refusal that only says "not here" cannot prove it was not (see [`Sender::settles`]).
+    attempts: u32,
 }
 
 /// An open `ProduceStream` to the partition's leader.
@@ -166,7 +169,8 @@ impl Sender {
                     let deadline = batch.created + self.shared.config.delivery_timeout;
                     let stamp = self.slot.lock().stamp_next(batch.count());
                     let (bytes, done) = batch.encode(stamp.unwrap_or(ProducerStamp::NONE));
-                    let item = InFlight { bytes, done, deadline, sent_at: Instant::now(), orphaned: false };
+                    let item =
+                        InFlight { bytes, done, deadline, sent_at: Instant::now(), orphaned: false, attempts: 0 };
                     match stamp {
                         Some(_) => self.send(item),
                         None => self.unsent.push_back(item),
@@ -204,7 +208,14 @@ impl Sender {
             };
             let deadline = batch.created + self.shared.config.delivery_timeout;
             let (bytes, done) = batch.encode(ProducerStamp::NONE);
-            self.unsent.push_back(InFlight { bytes, done, deadline, sent_at: Instant::now(), orphaned: false });
+            self.unsent.push_back(InFlight {
+                bytes,
+                done,
+                deadline,
+                sent_at: Instant::now(),
+                orphaned: false,
+                attempts: 0,
+            });
         }
         let deadline = self.unsent.front().map_or_else(Instant::now, |b| b.deadline);
         match init_producer(&self.shared.client, deadline).await {
@@ -246,6 +257,7 @@ impl Sender {
             // A send fails only if the stream ended; its answers then say why, and the window
             // is resent on the next one.
             let _ = stream.requests.send(self.request(&item));
+            item.attempts += 1;
         }
         self.window.push_back(item);
     }
@@ -310,7 +322,7 @@ impl Sender {
             }
             return;
         }
-        if code.is_retriable() {
+        if code.is_retriable() || !Self::settles(code, front.attempts) {
             self.window.push_front(front);
             return self.on_broken(error);
         }
@@ -350,6 +362,7 @@ impl Sender {
             Ok(stream) => {
                 for item in &mut self.window {
                     item.sent_at = Instant::now();
+                    item.attempts += 1;
                 }
                 let requests: Vec<_> = self.window.iter().map(|item| self.request(item)).collect();
                 for request in requests {
@@ -357,7 +370,9 @@ impl Sender {
                 }
                 self.stream = Some(stream);
             }
-            Err(e) if e.is_retriable() => self.last_error = Some(e),
+            Err(e) if e.is_retriable() || self.window.iter().any(|b| !Self::settles_error(&e, b.attempts + 1)) => {
+                self.last_error = Some(e);
+            }
             Err(e) => {
                 for item in std::mem::take(&mut self.window) {
                     self.finish(item, Err(e.clone()));
@@ -382,6 +397,19 @@ impl Sender {
             }
         };
         Ok(Stream { requests, answers, address })
+    }
+
+    /// Whether a non-retriable refusal `code` of a batch's `attempts`-th sending proves that it
+    /// was never written, so it can fail for good. `UNKNOWN_TOPIC` and `UNKNOWN_PARTITION` do
+    /// only on the first sending: after that an earlier sending may have been written, and the
+    /// refusal may come from a broker whose metadata has not caught up yet (a restarted one), so
+    /// the batch is resent until its delivery timeout, as Kafka retries them.
+    fn settles(code: ErrorCode, attempts: u32) -> bool {
+        attempts <= 1 || !matches!(code, ErrorCode::UnknownTopic | ErrorCode::UnknownPartition)
+    }
+
+    fn settles_error(error: &Error, attempts: u32) -> bool {
+        error.code().is_none_or(|code| Self::settles(code, attempts))
     }
 
     /// The oldest batch ran out of time: every batch in the window fails with the last error

@@ -27,6 +27,11 @@ pub struct State {
     pub topics: BTreeMap<String, Topic>,
     /// Commit the next N produce requests but answer TIMEOUT (a lost acknowledgement).
     pub lose_acks: u32,
+    /// After each lost acknowledgement, answer this many produce requests UNKNOWN_TOPIC without
+    /// writing (a restarted leader whose metadata has not caught up yet).
+    pub unknown_after_lost_ack: u32,
+    /// UNKNOWN_TOPIC answers still to give.
+    pub unknown_answers: u32,
     /// Hold produce requests until cleared (a slow cluster).
     pub stall_produce: bool,
     /// Produce requests received, duplicates included.
@@ -121,11 +126,19 @@ impl FakeBroker {
         }
         let mut state = self.shared.state.lock().unwrap();
         state.produce_requests += 1;
+        if state.unknown_answers > 0 {
+            state.unknown_answers -= 1;
+            return v1::ProduceResponse {
+                error: error(ErrorCode::UnknownTopic, "no such topic here yet"),
+                ..Default::default()
+            };
+        }
         let lose = state.lose_acks > 0;
         let outcome = self.led(&mut state, &r.topic, r.partition).and_then(|p| append(p, r.batch.clone()));
         let answer = match outcome {
             Ok(_) if lose => {
                 state.lose_acks -= 1;
+                state.unknown_answers = state.unknown_after_lost_ack;
                 v1::ProduceResponse { error: error(ErrorCode::Timeout, "commit timed out"), ..Default::default() }
             }
             Ok((base_offset, duplicate)) => {
