@@ -50,6 +50,8 @@ pub struct ControllerGroup {
     raft: Raft<BrokerStateMachine>,
     metadata: FsmHandle<Metadata>,
     release: ReleaseToken,
+    /// Set once [`ControllerGroup::caught_up`] first held; it stays set.
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 impl ControllerGroup {
@@ -81,12 +83,36 @@ impl ControllerGroup {
                 tracing::info!("controller group already initialized elsewhere: {e}");
             }
         }
-        Ok(ControllerGroup { node_id: config.node_id, raft, metadata, release })
+        let caught_up = std::sync::atomic::AtomicBool::new(false);
+        Ok(ControllerGroup { node_id: config.node_id, raft, metadata, release, caught_up })
     }
 
     /// The metadata as this broker has applied it.
     pub fn metadata(&self) -> &FsmHandle<Metadata> {
         &self.metadata
+    }
+
+    /// Whether this broker's metadata has, since it started, caught up with what the controller
+    /// group had committed: a leader is known and everything the cluster committed is applied
+    /// here. Until then the metadata may be arbitrarily old (a restarted member applies its log
+    /// only once a leader commits it again), so "no such topic" is not a fact yet (jepsen
+    /// finding F1). Once true it stays true: later lag is the usual replication delay.
+    pub fn caught_up(&self) -> bool {
+        use std::sync::atomic::Ordering;
+
+        use sluice_raft::typ::WatchReceiver as _;
+        if self.caught_up.load(Ordering::Relaxed) {
+            return true;
+        }
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let applied = m.last_applied.map(|l| l.index);
+        let committed = m.cluster_committed.map(|l| l.index);
+        let done = m.current_leader.is_some() && committed.is_some() && applied >= committed;
+        if done {
+            self.caught_up.store(true, Ordering::Relaxed);
+        }
+        done
     }
 
     /// Whether this broker leads the controller group.

@@ -70,6 +70,15 @@ impl ClientService {
         Error { leader: hint, ..error(ErrorCode::NotLeader, message) }
     }
 
+    /// `UNAVAILABLE` while this broker's metadata may be behind the controller's (just started).
+    pub(super) fn catching_up(&self) -> Error {
+        let message = format!(
+            "broker {} has just started and is catching up with the cluster's metadata; retry, or ask another broker",
+            self.node_id
+        );
+        error(ErrorCode::Unavailable, message)
+    }
+
     /// `NOT_CONTROLLER`, naming the controller leader if known.
     fn not_controller(&self, leader: Option<u64>) -> Error {
         let hint = leader.filter(|l| *l != self.node_id).and_then(|l| self.broker_address(l));

@@ -12,6 +12,10 @@ use super::errors::{error, unknown_topic};
 
 impl ClientService {
     pub(super) async fn handle_metadata(&self, request: MetadataRequest) -> MetadataResponse {
+        // Stale metadata would tell clients that topics do not exist: they ask another broker.
+        if !self.controller.caught_up() {
+            return MetadataResponse { error: Some(self.catching_up()), ..MetadataResponse::default() };
+        }
         let controller_id = self.controller.leader().await;
         // Requested names, deduplicated and in name order; none means every topic.
         let wanted: BTreeSet<String> = request.topics.into_iter().collect();

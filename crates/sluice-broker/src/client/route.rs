@@ -89,6 +89,9 @@ impl ClientService {
                 None => Err(t.config.partitions),
             })
         });
+        if !matches!(found, Some(Ok(_))) && !self.controller.caught_up() {
+            return Err(self.catching_up());
+        }
         match found {
             None => Err(unknown_topic(topic)),
             Some(Ok(assigned)) => Ok(assigned),

@@ -408,6 +408,49 @@ async fn pipelined_stream(cluster: &Cluster) {
     assert_eq!(all.high_watermark, 80, "every batch written once");
 }
 
+/// A broker that restarts answers from metadata that may be behind until it has heard from a
+/// controller leader and applied what the cluster committed; meanwhile it says UNAVAILABLE,
+/// never "no such topic" (jepsen finding F1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_broker_answers_unavailable_until_its_metadata_caught_up() {
+    let mut cluster = Cluster::start(3).await;
+    cluster
+        .wait_for(Duration::from_secs(20), "brokers registered and live", |c| {
+            c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.live_brokers().len() == 3))
+        })
+        .await;
+    let config = TopicConfig { partitions: 1, replication_factor: 3, ..Default::default() };
+    assert_eq!(create_topic(&cluster, "kept", config).await, Error::ok());
+    for i in (0..3).rev() {
+        cluster.stop_broker(i).await;
+    }
+    // Alone, it can hear from no controller leader: its metadata cannot be trusted yet.
+    cluster.start_broker(0).await;
+    let mut alone = cluster.client(0).await;
+    let m = alone.metadata(MetadataRequest { topics: vec!["kept".into()] }).await.expect("rpc").into_inner();
+    let e = error_of(m.error.as_ref());
+    assert_eq!(e.error_code(), ErrorCode::Unavailable, "{e:?}");
+    assert!(e.message.contains("catching up"), "{}", e.message);
+    let r = alone.produce(produce_request("nope", 0, batch(ProducerStamp::NONE, &values(0, 1), 1))).await;
+    let e = error_of(r.expect("rpc").get_ref().error.as_ref());
+    assert_eq!(e.error_code(), ErrorCode::Unavailable, "not UNKNOWN_TOPIC before catching up: {e:?}");
+    // With the others back, it catches up and answers from its metadata again.
+    cluster.start_broker(1).await;
+    cluster.start_broker(2).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = cluster.client(0).await.metadata(MetadataRequest { topics: vec!["kept".into()] }).await;
+        let m = m.expect("rpc").into_inner();
+        if error_of(m.error.as_ref()).is_ok() {
+            assert_eq!(code(m.topics[0].error.as_ref()), ErrorCode::Ok, "the topic is there");
+            break;
+        }
+        assert!(Instant::now() < deadline, "broker 0 never caught up: {:?}", m.error);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_single_broker_rf1_topics_are_written_and_read() {
     let cluster = Cluster::start(1).await;
