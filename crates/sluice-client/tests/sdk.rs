@@ -131,6 +131,37 @@ async fn an_unknown_topic_answer_to_a_retry_is_retried_not_reported_as_unwritten
     assert_eq!(refused.unwrap_err().code(), Some(ErrorCode::UnknownTopic));
 }
 
+/// A leader that stops answering (paused, or cut off one way) does not break the stream; the
+/// producer notices the new leader in metadata within about a second, well before its request
+/// timeout, and the batch is written once.
+#[tokio::test]
+async fn a_silent_leader_is_left_for_the_new_one_before_the_request_timeout() {
+    let cluster = FakeCluster::start(2).await;
+    cluster.create("t", 1, 1);
+    let config =
+        ClientConfig { request_timeout: Duration::from_secs(30), ..ClientConfig::new([cluster.addresses[0].clone()]) };
+    let client = Client::connect(config).await.unwrap();
+    let producer = client.producer(ProducerConfig::default()).await.unwrap();
+    producer.send(ProducerRecord::new("t", "before")).await.unwrap();
+    let leader = cluster.with(|s| s.topics["t"].partitions[0].leader);
+    cluster.with(|s| s.stall_node = Some(leader));
+    let started = std::time::Instant::now();
+    let delivery = producer.enqueue(ProducerRecord::new("t", "during")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other = if leader == 1 { 2 } else { 1 };
+    cluster.with(|s| {
+        let p = &mut s.topics.get_mut("t").unwrap().partitions[0];
+        p.leader = other;
+        p.term += 1;
+    });
+    let written = tokio::time::timeout(WAIT, delivery).await.expect("delivered").expect("written");
+    let took = started.elapsed();
+    assert_eq!(written.offset, 1);
+    assert!(took < Duration::from_secs(5), "moved to the new leader after {took:?}, not the 30 s request timeout");
+    cluster.with(|s| s.stall_node = None);
+    cluster.with(|s| assert_eq!(s.topics["t"].partitions[0].end, 2, "written once"));
+}
+
 #[tokio::test]
 async fn producers_and_consumers_follow_a_moved_leader() {
     let cluster = FakeCluster::start(3).await;

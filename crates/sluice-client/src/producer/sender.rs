@@ -29,6 +29,12 @@ use crate::error::{Error, Result};
 /// whole window after a failure cannot write any of it twice.
 pub(crate) const MAX_IN_FLIGHT: usize = 5;
 
+/// While the oldest batch waits this long for its answer, the partition's leader is looked up
+/// again (and again as often): a leader that stopped answering — paused, or cut off in one
+/// direction — does not break the stream, and waiting for `request_timeout` would keep the
+/// partition stalled long after another broker took over.
+const LEADER_RECHECK: Duration = Duration::from_secs(1);
+
 /// One partition's queue and the signal that wakes its sender.
 #[derive(Debug)]
 pub(crate) struct Slot {
@@ -86,6 +92,8 @@ enum Event {
     Broken(Error),
     /// A new batch may be ready (woken, or a linger ended).
     Look,
+    /// The oldest batch has waited [`LEADER_RECHECK`]: see whether the leader moved.
+    Recheck,
 }
 
 struct Sender {
@@ -103,6 +111,8 @@ struct Sender {
     drained: bool,
     /// The pause before the next reconnection; `None` while the last attempt worked.
     backoff: Option<Duration>,
+    /// When to look up the partition's leader again while an answer is overdue.
+    recheck_at: Option<Instant>,
     last_error: Option<Error>,
 }
 
@@ -117,6 +127,7 @@ pub(crate) async fn run(shared: Arc<Shared>, slot: Arc<Slot>) {
         linger_until: None,
         drained: false,
         backoff: None,
+        recheck_at: None,
         last_error: None,
     };
     sender.run().await;
@@ -134,9 +145,13 @@ impl Sender {
                 continue;
             }
             match self.next_event().await {
-                Event::Answer(answer) => self.on_answer(answer),
+                Event::Answer(answer) => {
+                    self.recheck_at = None;
+                    self.on_answer(answer);
+                }
                 Event::Broken(error) => self.on_broken(error),
                 Event::Look => {}
+                Event::Recheck => self.recheck_leader().await,
             }
         }
     }
@@ -276,6 +291,7 @@ impl Sender {
         let linger = self.linger_until;
         let request_timeout = self.shared.client.config().request_timeout;
         let answer_due = self.window.front().map(|b| b.sent_at + request_timeout);
+        let recheck = self.window.front().map(|b| self.recheck_at.unwrap_or(b.sent_at + LEADER_RECHECK));
         let address = self.address();
         let connected = self.stream.is_some();
         let slot = Arc::clone(&self.slot);
@@ -295,9 +311,32 @@ impl Sender {
             },
             () = slot.wake.notified(), if room => Event::Look,
             () = sleep_until(linger), if room && linger.is_some() => Event::Look,
+            () = sleep_until(recheck), if recheck.is_some() && connected => Event::Recheck,
             () = sleep_until(answer_due), if answer_due.is_some() && connected => {
                 broken(tonic::Code::DeadlineExceeded, format!("no answer within {} ms", request_timeout.as_millis()))
             }
+        }
+    }
+
+    /// The oldest batch's answer is overdue: if metadata (refreshed) now names another leader,
+    /// the stream is given up and the window resent there at once.
+    async fn recheck_leader(&mut self) {
+        let seen = Instant::now();
+        self.recheck_at = Some(seen + LEADER_RECHECK);
+        if let Err(e) = self.shared.client.refresh_after(seen).await {
+            tracing::debug!(error = %e, "metadata refresh failed while an answer was overdue");
+            return;
+        }
+        let route = Route::Leader { topic: &self.slot.topic, partition: self.slot.partition };
+        let Ok(leader) = self.shared.client.route_address(route, seen).await else { return };
+        let Some(stream) = &self.stream else { return };
+        if leader != stream.address {
+            let message = format!("no answer from {}, and {leader} leads the partition now", stream.address);
+            let moved = self.transport_error(tonic::Code::Unavailable, &message);
+            self.recheck_at = None;
+            self.on_broken(moved);
+            // The new leader is known: go there without the usual pause.
+            self.backoff = None;
         }
     }
 
@@ -337,6 +376,7 @@ impl Sender {
     fn on_broken(&mut self, error: Error) {
         tracing::debug!(topic = %self.slot.topic, partition = self.slot.partition, %error, "produce stream broke");
         self.stream = None;
+        self.recheck_at = None;
         while self.window.front().is_some_and(|b| b.orphaned) {
             let item = self.window.pop_front().expect("checked above");
             self.finish(item, Err(error.clone()));

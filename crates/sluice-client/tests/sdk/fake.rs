@@ -32,6 +32,8 @@ pub struct State {
     pub unknown_after_lost_ack: u32,
     /// UNKNOWN_TOPIC answers still to give.
     pub unknown_answers: u32,
+    /// Hold produce requests sent to this broker until cleared (a paused leader).
+    pub stall_node: Option<u64>,
     /// Hold produce requests until cleared (a slow cluster).
     pub stall_produce: bool,
     /// Produce requests received, duplicates included.
@@ -121,7 +123,7 @@ fn error(code: ErrorCode, message: &str) -> Option<Error> {
 impl FakeBroker {
     /// What a broker answers to one produce request.
     async fn answer_produce(&self, r: v1::ProduceRequest) -> v1::ProduceResponse {
-        while self.shared.state.lock().unwrap().stall_produce {
+        while self.shared.state.lock().map(|s| s.stall_produce || s.stall_node == Some(self.node_id)).unwrap() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mut state = self.shared.state.lock().unwrap();
