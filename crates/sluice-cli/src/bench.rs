@@ -30,7 +30,7 @@ use crate::{print, print_json};
 /// Messages a produce benchmark sends when neither `--count` nor `--duration` is given.
 const DEFAULT_PRODUCE_COUNT: u64 = 100_000;
 /// Latencies above this (an hour, in µs) are clamped: the histogram's upper bound.
-const MAX_LATENCY_US: u64 = 3_600_000_000;
+pub(crate) const MAX_LATENCY_US: u64 = 3_600_000_000;
 
 pub(crate) async fn run(client: &Client, command: BenchCommand) -> Result<()> {
     let summary = match command {
@@ -100,12 +100,7 @@ impl Limit {
 
     /// Stops the run on Ctrl-C, reporting what was measured until then.
     fn stop_on_ctrl_c(&self) {
-        let interrupted = Arc::clone(&self.interrupted);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupted.store(true, Ordering::Relaxed);
-            }
-        });
+        stop_on_ctrl_c(&self.interrupted);
     }
 
     fn allows(&self, done: u64) -> bool {
@@ -217,7 +212,7 @@ impl Outcome {
             Ok(_) => {
                 self.acknowledged += 1;
                 progress.add(1, bytes);
-                self.latency_us.saturating_record(latency.as_micros().min(u128::from(MAX_LATENCY_US)) as u64);
+                record_latency(&mut self.latency_us, latency);
             }
             Err(e) => {
                 self.errors += 1;
@@ -270,7 +265,7 @@ async fn consume(client: &Client, args: BenchConsumeArgs) -> Result<Summary> {
 }
 
 /// Creates the benchmark topic unless it exists, and waits for its leaders.
-async fn ensure_topic(client: &Client, topic: &str, partitions: u32, replication_factor: u32) -> Result<()> {
+pub(crate) async fn ensure_topic(client: &Client, topic: &str, partitions: u32, replication_factor: u32) -> Result<()> {
     let admin = client.admin();
     match admin.create_topic(topic, &TopicConfig::new(partitions, replication_factor)).await {
         Ok(_) => eprintln!("created topic {topic}: {partitions} partitions, replication factor {replication_factor}"),
@@ -282,13 +277,34 @@ async fn ensure_topic(client: &Client, topic: &str, partitions: u32, replication
 }
 
 /// Milliseconds since the Unix epoch.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn new_histogram() -> Result<Histogram<u64>> {
+/// A latency histogram in µs, up to [`MAX_LATENCY_US`].
+pub(crate) fn new_histogram() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).context("cannot create the latency histogram")
+}
+
+/// Records `latency` in `histogram`, clamped to its upper bound.
+pub(crate) fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
+    histogram.saturating_record(latency.as_micros().min(u128::from(MAX_LATENCY_US)) as u64);
+}
+
+/// The `q` quantile of `histogram` in µs; 0 when it is empty.
+pub(crate) fn percentile_us(histogram: &Histogram<u64>, q: f64) -> u64 {
+    if histogram.is_empty() { 0 } else { histogram.value_at_quantile(q) }
+}
+
+/// Sets `stop` on Ctrl-C, so a run reports what it measured until then.
+pub(crate) fn stop_on_ctrl_c(stop: &Arc<AtomicBool>) {
+    let stop = Arc::clone(stop);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
 }
 
 /// A benchmark's result.
@@ -334,7 +350,7 @@ impl Summary {
     }
 
     fn percentile_us(&self, q: f64) -> u64 {
-        if self.latency_us.is_empty() { 0 } else { self.latency_us.value_at_quantile(q) }
+        percentile_us(&self.latency_us, q)
     }
 
     fn json(&self) -> serde_json::Value {

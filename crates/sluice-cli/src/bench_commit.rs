@@ -19,22 +19,21 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures_util::future::join_all;
 use hdrhistogram::Histogram;
-use sluice_client::{Client, ErrorCode, GroupConsumer, GroupConsumerConfig, TopicConfig, TopicPartition};
+use sluice_client::{Client, GroupConsumer, GroupConsumerConfig, TopicPartition};
 
 use crate::args::{BenchCommitArgs, Output};
+use crate::bench::{ensure_topic, new_histogram, now_ms, percentile_us, record_latency, stop_on_ctrl_c};
 use crate::{print, print_json};
 
 /// How long the benchmark runs when neither `--count` nor `--duration` is given.
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// How long a member may take to join and be given its partitions.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Latencies above this (an hour, in µs) are clamped: the histogram's upper bound.
-const MAX_LATENCY_US: u64 = 3_600_000_000;
 
 pub(crate) async fn run(client: &Client, args: BenchCommitArgs) -> Result<()> {
     ensure_topic(client, &args.topic, args.partitions, args.replication_factor).await?;
     let partitions = client.admin().describe_topic(&args.topic).await?.partitions.len();
-    let run_id = unix_ms();
+    let run_id = now_ms();
     eprintln!("joining {} groups (sluice-bench-commit-{run_id}-N) to {}", args.groups, args.topic);
     let joins = (0..args.groups).map(|i| join(client, &args.topic, format!("sluice-bench-commit-{run_id}-{i}")));
     let members = join_all(joins).await.into_iter().collect::<Result<Vec<_>>>()?;
@@ -90,33 +89,6 @@ pub(crate) async fn run(client: &Client, args: BenchCommitArgs) -> Result<()> {
         bail!("{} commits failed; the first error: {}", summary.errors, summary.first_error.unwrap_or_default());
     }
     Ok(())
-}
-
-/// Creates the benchmark topic unless it exists, and waits for its leaders.
-pub(crate) async fn ensure_topic(client: &Client, topic: &str, partitions: u32, replication_factor: u32) -> Result<()> {
-    let admin = client.admin();
-    match admin.create_topic(topic, &TopicConfig::new(partitions, replication_factor)).await {
-        Ok(_) => eprintln!("created topic {topic}: {partitions} partitions, replication factor {replication_factor}"),
-        Err(e) if e.code() == Some(ErrorCode::TopicExists) => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot create the benchmark topic {topic}")),
-    }
-    admin.wait_for_leaders(topic, Duration::from_secs(15)).await?;
-    Ok(())
-}
-
-/// Milliseconds since the Unix epoch: tells the groups of one run from another's.
-pub(crate) fn unix_ms() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()
-}
-
-/// Sets `stop` on Ctrl-C, so the run reports what it measured until then.
-fn stop_on_ctrl_c(stop: &Arc<AtomicBool>) {
-    let stop = Arc::clone(stop);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stop.store(true, Ordering::Relaxed);
-        }
-    });
 }
 
 /// Prints the commits per second to standard error every second until aborted.
@@ -191,8 +163,7 @@ impl Member {
             let started = Instant::now();
             match self.consumer.commit_offsets(&self.offsets).await {
                 Ok(()) => {
-                    let us = started.elapsed().as_micros().min(u128::from(MAX_LATENCY_US)) as u64;
-                    outcome.latency_us.saturating_record(us);
+                    record_latency(&mut outcome.latency_us, started.elapsed());
                     outcome.commits += 1;
                     progress.fetch_add(1, Ordering::Relaxed);
                     next += 1;
@@ -206,10 +177,6 @@ impl Member {
         }
         (self, Ok(outcome))
     }
-}
-
-fn new_histogram() -> Result<Histogram<u64>> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).context("cannot create the latency histogram")
 }
 
 /// The benchmark's result.
@@ -254,7 +221,7 @@ impl Summary {
     }
 
     fn percentile_us(&self, q: f64) -> u64 {
-        if self.latency_us.is_empty() { 0 } else { self.latency_us.value_at_quantile(q) }
+        percentile_us(&self.latency_us, q)
     }
 
     fn json(&self) -> serde_json::Value {

@@ -33,7 +33,7 @@ use sluice_client::Client;
 use tokio::sync::mpsc;
 
 use crate::args::{BenchRebalanceArgs, Output, RebalanceScenario};
-use crate::bench_commit::{ensure_topic, unix_ms};
+use crate::bench::{ensure_topic, now_ms};
 use crate::bench_rebalance_member::{Event, FeedOutcome, Member, StopOnDrop, View, feed};
 use crate::{print, print_json};
 
@@ -62,7 +62,7 @@ pub(crate) async fn run(client: &Client, args: BenchRebalanceArgs) -> Result<()>
     let topic: Arc<str> = Arc::from(args.topic.as_str());
     let feeder = tokio::spawn(feed(client.clone(), Arc::clone(&topic), partitions, args.rate, stop));
     let bench = Bench { client, topic: &args.topic, partitions, session_timeout: args.session_timeout };
-    let run_id = unix_ms();
+    let run_id = now_ms();
     let scenarios: BTreeSet<RebalanceScenario> = args.scenarios.iter().copied().collect();
     let mut results = Vec::new();
     for scenario in scenarios {

@@ -16,6 +16,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
@@ -48,11 +49,12 @@ impl ClientService {
     /// is still in flight.
     pub(super) fn serve_produce_stream(&self, requests: Streaming<ProduceRequest>) -> Answers {
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT_PER_STREAM);
-        tokio::spawn(self.clone().pump(requests, tx));
+        // One copy of the service per stream, shared by its batches' answers.
+        tokio::spawn(Arc::new(self.clone()).pump(requests, tx));
         Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|a| (Ok(a), rx)) }))
     }
 
-    async fn pump(self, mut requests: Streaming<ProduceRequest>, answers: mpsc::Sender<ProduceResponse>) {
+    async fn pump(self: Arc<Self>, mut requests: Streaming<ProduceRequest>, answers: mpsc::Sender<ProduceResponse>) {
         let mut in_flight: FuturesOrdered<Answer> = FuturesOrdered::new();
         // A stopping broker ends its streams (after answering what they submitted), or a
         // graceful shutdown would wait for producers to hang up.
@@ -86,7 +88,7 @@ impl ClientService {
 
     /// Checks and submits one batch; the returned future answers it. Returns only once the
     /// batch is in its partition's log queue, so the next one lands behind it.
-    async fn start(&self, request: ProduceRequest) -> Answer {
+    async fn start(self: &Arc<Self>, request: ProduceRequest) -> Answer {
         let started = Instant::now();
         let prepared = match self.prepare_produce(request) {
             Ok(prepared) => prepared,
@@ -100,7 +102,7 @@ impl ClientService {
         }
         match submit(&led.raft, command).await {
             Ok(pending) => {
-                let service = self.clone();
+                let service = Arc::clone(self);
                 Box::pin(async move {
                     let outcome = tokio::time::timeout(timeout, pending).await;
                     let answer = service.conclude_produce(&led, batch_bytes, timeout, outcome);
