@@ -20,13 +20,20 @@ pub trait FaultLog {
     fn fault(&self, name: &str, phase: &str, nodes: &[u64]) -> Result<()>;
 }
 
-/// What a started fault did, so that its heal undoes exactly that.
+/// The libfiu failure points of the `fsync-eio` fault: both calls, failing with EIO (5).
+const EIO_POINTS: [&str; 2] = ["posix/io/sync/fsync", "posix/io/sync/fdatasync"];
+/// The exit status a broker stops with when its storage fails (docs/DURABILITY.md).
+const STORAGE_FAILED_EXIT: i32 = 1;
+
+/// What a started fault did, so that its heal undoes exactly that (in order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Undo {
     Restart(Vec<u64>),
     Resume(Vec<u64>),
     Reconnect,
     ResetClock(u64),
+    /// Disable the EIO failure points; the broker must have stopped meanwhile: restart it.
+    HealDisk(u64),
 }
 
 /// A fault in force.
@@ -34,7 +41,7 @@ enum Undo {
 struct Active {
     fault: Fault,
     nodes: Vec<u64>,
-    undo: Undo,
+    undo: Vec<Undo>,
 }
 
 /// Starts and heals faults; finds leaders through the SDK's metadata.
@@ -42,6 +49,9 @@ pub struct Nemesis {
     client: sluice_client::Client,
     topic: String,
     rng: SplitMix64,
+    problems: Vec<String>,
+    /// The node whose fsyncs fail now, if any.
+    failing_disk: Option<u64>,
 }
 
 impl std::fmt::Debug for Nemesis {
@@ -54,7 +64,19 @@ impl Nemesis {
     /// A nemesis finding leaders among the partitions of `topic`, through `client`; `seed`
     /// chooses among several leaders the same way on every run with the same metadata.
     pub fn new(client: sluice_client::Client, topic: impl Into<String>, seed: u64) -> Nemesis {
-        Nemesis { client, topic: topic.into(), rng: SplitMix64::new(seed ^ 0x6e65_6d65_7369_7321) }
+        Nemesis {
+            client,
+            topic: topic.into(),
+            rng: SplitMix64::new(seed ^ 0x6e65_6d65_7369_7321),
+            problems: Vec::new(),
+            failing_disk: None,
+        }
+    }
+
+    /// What the faults showed to be wrong with the brokers themselves (a broker that did not
+    /// stop when its disk failed, or stopped the wrong way); drained by the call.
+    pub fn take_problems(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.problems)
     }
 
     /// Plays every window of `schedule`, timed from `started`, until the schedule ends or
@@ -84,7 +106,7 @@ impl Nemesis {
             tracing::info!("fault {} started on {:?}", window.fault, active.nodes);
             log.fault(active.fault.name(), "start", &active.nodes)?;
             self.hold(cluster, &active, at + window.hold).await?;
-            self.heal(cluster, &active)?;
+            self.heal(cluster, &active).await?;
             tracing::info!("fault {} healed", window.fault);
             log.fault(active.fault.name(), "heal", &active.nodes)?;
         }
@@ -99,54 +121,57 @@ impl Nemesis {
             if cluster.is_paused(node) {
                 cluster.resume(node)?;
             }
+            if self.failing_disk == Some(node) && cluster.is_running(node) {
+                disable_eio(cluster, node)?;
+            }
             if !cluster.is_running(node) {
                 cluster.restart(node)?;
             }
             let clock = cluster.clock_file(node)?;
             std::fs::write(clock, "+0\n").with_context(|| format!("resetting {}", clock.display()))?;
         }
+        self.failing_disk = None;
         Ok(())
     }
 
     async fn start(&mut self, cluster: &mut Cluster, fault: Fault) -> Result<Active> {
         let all = cluster.node_ids();
+        let one = |n: u64, undo: Undo| (vec![n], vec![undo]);
         let (nodes, undo) = match fault {
             Fault::KillOne(n) => {
                 cluster.kill(n)?;
-                (vec![n], Undo::Restart(vec![n]))
+                one(n, Undo::Restart(vec![n]))
             }
             Fault::KillLeader => {
                 let n = self.leader(cluster).await;
                 cluster.kill(n)?;
-                (vec![n], Undo::Restart(vec![n]))
+                one(n, Undo::Restart(vec![n]))
             }
             Fault::KillAll => {
-                for &n in &all {
-                    cluster.kill(n)?;
-                }
-                (all.clone(), Undo::Restart(all))
+                all.iter().try_for_each(|&n| cluster.kill(n))?;
+                (all.clone(), vec![Undo::Restart(all)])
             }
             Fault::PauseOne(n) => {
                 cluster.pause(n)?;
-                (vec![n], Undo::Resume(vec![n]))
+                one(n, Undo::Resume(vec![n]))
             }
             Fault::PauseLeader => {
                 let n = self.leader(cluster).await;
                 cluster.pause(n)?;
-                (vec![n], Undo::Resume(vec![n]))
+                one(n, Undo::Resume(vec![n]))
             }
             Fault::IsolateOne(n) | Fault::Flap(n) => {
                 isolate(cluster, n, Direction::Both)?;
-                (vec![n], Undo::Reconnect)
+                one(n, Undo::Reconnect)
             }
             Fault::IsolateLeader => {
                 let n = self.leader(cluster).await;
                 isolate(cluster, n, Direction::Both)?;
-                (vec![n], Undo::Reconnect)
+                one(n, Undo::Reconnect)
             }
             Fault::OneWay(n) => {
                 isolate(cluster, n, Direction::InboundOnly)?;
-                (vec![n], Undo::Reconnect)
+                one(n, Undo::Reconnect)
             }
             Fault::Bridge(bridge) => {
                 let ends: Vec<u64> = all.iter().copied().filter(|&n| n != bridge).collect();
@@ -154,19 +179,60 @@ impl Nemesis {
                     let others: Vec<u64> = ends.iter().copied().filter(|&m| m != n).collect();
                     cluster.net().cut(n, &others, Direction::Both)?;
                 }
-                (ends, Undo::Reconnect)
+                (ends, vec![Undo::Reconnect])
             }
             Fault::ClockSkew(n, secs) => {
                 let clock = cluster.clock_file(n)?;
                 std::fs::write(clock, format!("{secs:+}\n")).with_context(|| format!("writing {}", clock.display()))?;
-                (vec![n], Undo::ResetClock(n))
+                one(n, Undo::ResetClock(n))
+            }
+            Fault::LoseOne(n) => {
+                lose_unfsynced(cluster, &[n])?;
+                one(n, Undo::Restart(vec![n]))
+            }
+            Fault::LoseLeader => {
+                let n = self.leader(cluster).await;
+                lose_unfsynced(cluster, &[n])?;
+                one(n, Undo::Restart(vec![n]))
+            }
+            Fault::LoseAll => {
+                lose_unfsynced(cluster, &all)?;
+                (all.clone(), vec![Undo::Restart(all)])
+            }
+            Fault::EioOne(n) => {
+                self.enable_eio(cluster, n)?;
+                one(n, Undo::HealDisk(n))
+            }
+            Fault::EioLeader => {
+                let n = self.leader(cluster).await;
+                self.enable_eio(cluster, n)?;
+                one(n, Undo::HealDisk(n))
+            }
+            // Restart the killed node before continuing the paused one: the paused node then
+            // comes back to a cluster that moved on without it.
+            Fault::PauseKill(paused, killed) => {
+                cluster.pause(paused)?;
+                cluster.kill(killed)?;
+                (vec![paused, killed], vec![Undo::Restart(vec![killed]), Undo::Resume(vec![paused])])
+            }
+            // The kill comes half-way through the hold (see `hold`).
+            Fault::PartitionKill(cut, killed) => {
+                isolate(cluster, cut, Direction::Both)?;
+                (vec![cut, killed], vec![Undo::Restart(vec![killed]), Undo::Reconnect])
             }
         };
         Ok(Active { fault, nodes, undo })
     }
 
-    /// Waits until `end`; a flapping partition heals and cuts again every [`FLAP_MS`].
+    /// Waits until `end`; a flapping partition heals and cuts again every [`FLAP_MS`]; a
+    /// partition + kill kills half-way through.
     async fn hold(&mut self, cluster: &mut Cluster, active: &Active, end: Instant) -> Result<()> {
+        if let Fault::PartitionKill(_, killed) = active.fault {
+            let remaining = end.saturating_duration_since(Instant::now());
+            tokio::time::sleep(remaining / 2).await;
+            cluster.kill(killed)?;
+            tracing::info!("partition+kill: killed n{killed}");
+        }
         let Fault::Flap(node) = active.fault else {
             tokio::time::sleep_until(end.into()).await;
             return Ok(());
@@ -188,16 +254,51 @@ impl Nemesis {
         }
     }
 
-    fn heal(&mut self, cluster: &mut Cluster, active: &Active) -> Result<()> {
-        match &active.undo {
-            Undo::Restart(nodes) => nodes.iter().try_for_each(|&n| cluster.restart(n)),
-            Undo::Resume(nodes) => nodes.iter().try_for_each(|&n| cluster.resume(n)),
-            Undo::Reconnect => cluster.net().heal_all(),
-            Undo::ResetClock(n) => {
-                let clock = cluster.clock_file(*n)?;
-                std::fs::write(clock, "+0\n").with_context(|| format!("resetting {}", clock.display()))
+    async fn heal(&mut self, cluster: &mut Cluster, active: &Active) -> Result<()> {
+        for undo in &active.undo {
+            match undo {
+                Undo::Restart(nodes) => nodes.iter().try_for_each(|&n| cluster.restart(n))?,
+                Undo::Resume(nodes) => nodes.iter().try_for_each(|&n| cluster.resume(n))?,
+                Undo::Reconnect => cluster.net().heal_all()?,
+                Undo::ResetClock(n) => {
+                    let clock = cluster.clock_file(*n)?;
+                    std::fs::write(clock, "+0\n").with_context(|| format!("resetting {}", clock.display()))?;
+                }
+                Undo::HealDisk(n) => self.heal_disk(cluster, *n).await?,
             }
         }
+        Ok(())
+    }
+
+    /// Makes every fsync and fdatasync of `node` fail with EIO from now on.
+    fn enable_eio(&mut self, cluster: &Cluster, node: u64) -> Result<()> {
+        self.failing_disk = Some(node);
+        EIO_POINTS.iter().try_for_each(|point| cluster.fiu_ctrl(node, &format!("enable name={point},failinfo=5")))
+    }
+
+    /// Ends an `fsync-eio` fault. The broker must have stopped, with the storage-failure exit
+    /// status, as soon as an fsync failed (under the workload it fsyncs many times a second);
+    /// anything else is a problem of the run. Either way it restarts with a healthy disk.
+    async fn heal_disk(&mut self, cluster: &mut Cluster, node: u64) -> Result<()> {
+        self.failing_disk = None;
+        match cluster.take_exit(node)? {
+            Some(status) if status.code() == Some(STORAGE_FAILED_EXIT) => {
+                tracing::info!("fsync-eio: broker {node} stopped as it should ({status})");
+            }
+            Some(status) => self.problems.push(format!(
+                "fsync-eio: broker {node} exited with {status}, not status {STORAGE_FAILED_EXIT}; see node{node}.log"
+            )),
+            None => {
+                disable_eio(cluster, node)?;
+                // A broker may have failed just now: give it a moment to finish stopping.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if cluster.take_exit(node)?.is_none() {
+                    self.problems.push(format!("fsync-eio: broker {node} kept running while its fsyncs failed"));
+                    cluster.kill(node)?;
+                }
+            }
+        }
+        cluster.restart(node)
     }
 
     /// The leader of a random partition of the topic, among running brokers; the controller
@@ -221,6 +322,24 @@ impl Nemesis {
         }
         metadata.controller_id.filter(|c| candidates.contains(c)).unwrap_or(fallback)
     }
+}
+
+/// SIGKILLs `nodes`, then cuts each one's files back to what it had fsynced.
+fn lose_unfsynced(cluster: &mut Cluster, nodes: &[u64]) -> Result<()> {
+    for &n in nodes {
+        cluster.kill(n)?;
+    }
+    for &n in nodes {
+        let loss = crate::unfsynced::lose_unfsynced(cluster.fsync_log(n)?, cluster.data_dir(n)?)
+            .with_context(|| format!("dropping the un-fsynced writes of broker {n}"))?;
+        tracing::info!("lose-unfsynced n{n}: {loss}");
+    }
+    Ok(())
+}
+
+/// Lets `node`'s fsyncs succeed again.
+fn disable_eio(cluster: &Cluster, node: u64) -> Result<()> {
+    EIO_POINTS.iter().try_for_each(|point| cluster.fiu_ctrl(node, &format!("disable name={point}")))
 }
 
 /// Cuts `node` off from every other node.

@@ -12,4 +12,5 @@ pub mod net;
 pub mod nodes;
 pub mod run;
 pub mod schedule;
+pub mod unfsynced;
 pub mod workload;

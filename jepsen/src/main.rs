@@ -46,7 +46,8 @@ struct RunArgs {
     /// How long the workload runs, in seconds.
     #[arg(long, default_value_t = 60)]
     time_limit: u64,
-    /// Fault families, comma-separated: kill, pause, partition, clock; `none` for no faults.
+    /// Fault families, comma-separated: kill, pause, partition, clock, lose-unfsynced, fsync-eio,
+    /// combined; `all` for every family, `none` for no faults.
     #[arg(long, default_value = "kill,partition,pause")]
     faults: String,
     /// The directory holding sluice-broker (default: this workspace's newer of

@@ -4,8 +4,8 @@
 //! namespace) reaches every node at `10.99.0.N`. Partitions are nftables tables inside node
 //! namespaces; healing deletes the table. Nothing here touches the root namespace's firewall.
 //!
-//! Every step shells out to `ip` and `nft` with a deadline: these are the tools the setup in
-//! `/work/shared/notes/FAULTS.md` was measured with, and they need no new dependency.
+//! Every step shells out to `ip` and `nft` with a deadline: these are the tools this setup was
+//! measured with on the machines the suite runs on, and they need no new dependency.
 
 use std::io::Write as _;
 use std::net::Ipv4Addr;

@@ -26,6 +26,11 @@ const POLL: Duration = Duration::from_millis(200);
 const DEFAULT_BROKER_LOG: &str = "info,openraft=warn";
 /// libfaketime's preload library on Debian (package `libfaketime`).
 pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+/// libfiu's preload libraries on Debian (package `fiu-utils`): what `fiu-run -x` preloads.
+pub const FIU_LIBS: [&str; 2] = ["/usr/lib/fiu/fiu_run_preload.so", "/usr/lib/fiu/fiu_posix_preload.so"];
+/// The suite's fsync-logging preload library (crate `sluice-jepsen-fsync-log`), looked for in
+/// the binary directory.
+pub const FSYNC_LOG_LIB: &str = "libsluice_jepsen_fsync_log.so";
 
 /// How to start the cluster.
 #[derive(Debug, Clone)]
@@ -39,6 +44,12 @@ pub struct ClusterSpec {
     /// Start every broker under libfaketime, its clock offset read from
     /// `node<N>.faketime` in the run directory (the `clock` fault writes it).
     pub faketime: bool,
+    /// Start every broker under libfiu, remote-controlled through `fiu-ctrl` (the `fsync-eio`
+    /// fault).
+    pub fiu: bool,
+    /// Start every broker with [`FSYNC_LOG_LIB`], logging each fsync to `node<N>.fsyncs` (the
+    /// `lose-unfsynced` fault truncates files to what was fsynced).
+    pub fsync_log: bool,
 }
 
 /// One broker process and its files.
@@ -49,6 +60,7 @@ struct Node {
     data_dir: PathBuf,
     log: PathBuf,
     clock_file: PathBuf,
+    fsyncs: PathBuf,
     child: Option<Child>,
     paused: bool,
     starts: u32,
@@ -113,6 +125,17 @@ impl Cluster {
         if spec.faketime && !Path::new(FAKETIME_LIB).is_file() {
             bail!("the clock fault needs {FAKETIME_LIB}: run scripts/install-deps.sh (package faketime)");
         }
+        if spec.fiu && !FIU_LIBS.iter().all(|lib| Path::new(lib).is_file()) {
+            bail!("the fsync-eio fault needs {FIU_LIBS:?}: run scripts/install-deps.sh (package fiu-utils)");
+        }
+        let fsync_lib = spec.bin_dir.join(FSYNC_LOG_LIB);
+        if spec.fsync_log && !fsync_lib.is_file() {
+            bail!(
+                "the lose-unfsynced fault needs {}: `cargo build --release -p sluice-jepsen-fsync-log` (or the \
+                 profile of --bin-dir)",
+                fsync_lib.display()
+            );
+        }
         std::fs::create_dir_all(&spec.run_dir)
             .with_context(|| format!("creating the run directory {}", spec.run_dir.display()))?;
         let net = Network::setup(&spec.nodes)?;
@@ -126,7 +149,8 @@ impl Cluster {
             let clock_file = dir.join(format!("node{id}.faketime"));
             std::fs::write(&clock_file, "+0\n").with_context(|| format!("writing {}", clock_file.display()))?;
             let log = dir.join(format!("node{id}.log"));
-            nodes.push(Node { id, config, data_dir, log, clock_file, child: None, paused: false, starts: 0 });
+            let fsyncs = dir.join(format!("node{id}.fsyncs"));
+            nodes.push(Node { id, config, data_dir, log, clock_file, fsyncs, child: None, paused: false, starts: 0 });
         }
         let mut cluster = Cluster { spec, broker_bin, nodes, net };
         for id in cluster.node_ids() {
@@ -158,6 +182,32 @@ impl Cluster {
     /// The file libfaketime reads a broker's clock offset from (`+0`, `+30`, `-30`, in seconds).
     pub fn clock_file(&self, node: u64) -> Result<&Path> {
         Ok(&self.node(node)?.clock_file)
+    }
+
+    /// The file a broker's fsyncs are logged to (with [`ClusterSpec::fsync_log`]).
+    pub fn fsync_log(&self, node: u64) -> Result<&Path> {
+        Ok(&self.node(node)?.fsyncs)
+    }
+
+    /// Sends a libfiu remote-control command (`enable name=posix/io/sync/fsync,failinfo=5`)
+    /// to a running broker started with [`ClusterSpec::fiu`].
+    pub fn fiu_ctrl(&self, node: u64, command: &str) -> Result<()> {
+        let n = self.node(node)?;
+        let pid = n.child.as_ref().map(Child::id).with_context(|| format!("broker {node} is not running"))?;
+        let fifo = self.spec.run_dir.join("fiu-ctrl");
+        net::run(Command::new("fiu-ctrl").arg("-f").arg(&fifo).args(["-c", command]).arg(pid.to_string()))
+    }
+
+    /// If the broker has exited (on its own), marks it stopped and returns its exit status.
+    pub fn take_exit(&mut self, node: u64) -> Result<Option<ExitStatus>> {
+        let n = self.node_mut(node)?;
+        let Some(child) = n.child.as_mut() else { return Ok(None) };
+        let status = child.try_wait().with_context(|| format!("checking broker {node}"))?;
+        if status.is_some() {
+            n.child = None;
+            n.paused = false;
+        }
+        Ok(status)
     }
 
     /// Whether the broker was started and has not been killed or seen to exit.
@@ -315,7 +365,8 @@ impl Cluster {
     }
 
     fn spawn(&mut self, node: u64) -> Result<()> {
-        let (broker_bin, faketime, run_dir) = (self.broker_bin.clone(), self.spec.faketime, self.spec.run_dir.clone());
+        let (broker_bin, run_dir) = (self.broker_bin.clone(), self.spec.run_dir.clone());
+        let spec = self.spec.clone();
         let n = self.node_mut(node)?;
         n.starts += 1;
         let mut log = OpenOptions::new().create(true).append(true).open(&n.log)?;
@@ -325,12 +376,29 @@ impl Cluster {
         // `ip netns exec` and `env` both exec, so the child's pid is the broker's.
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &node_ns(n.id), "env"]);
-        if faketime {
-            command.arg(format!("LD_PRELOAD={FAKETIME_LIB}"));
+        let mut preload: Vec<String> = Vec::new();
+        if spec.faketime {
+            preload.push(FAKETIME_LIB.into());
             command.arg(format!("FAKETIME_TIMESTAMP_FILE={}", n.clock_file.display()));
             // Read the file on every call, so that rewriting it jumps the clock at once; the
             // monotonic clock (tokio's and openraft's timers) stays real.
             command.args(["FAKETIME_NO_CACHE=1", "FAKETIME_DONT_FAKE_MONOTONIC=1"]);
+        }
+        if spec.fsync_log {
+            // Before libfiu's wrappers: a failing fsync then never reaches the real one and is
+            // never logged as done.
+            preload.push(spec.bin_dir.join(FSYNC_LOG_LIB).canonicalize()?.display().to_string());
+            command.arg(format!("SLUICE_JEPSEN_FSYNC_LOG={}", n.fsyncs.display()));
+        }
+        if spec.fiu {
+            preload.extend(FIU_LIBS.iter().map(|lib| lib.to_string()));
+            // What `fiu-run -x` sets: no failure enabled at start, remote control through
+            // named pipes `<run dir>/fiu-ctrl-<pid>.{in,out}`.
+            command.arg(format!("FIU_CTRL_FIFO={}", spec.run_dir.join("fiu-ctrl").display()));
+            command.arg("FIU_ENABLE=");
+        }
+        if !preload.is_empty() {
+            command.arg(format!("LD_PRELOAD={}", preload.join(" ")));
         }
         let level = std::env::var("SLUICE_JEPSEN_BROKER_LOG").unwrap_or_else(|_| DEFAULT_BROKER_LOG.into());
         let child = command
@@ -391,6 +459,8 @@ mod tests {
             run_dir: run_dir.clone(),
             nodes: vec![1, 2, 3],
             faketime: false,
+            fiu: false,
+            fsync_log: false,
         };
         let mut cluster = Cluster::start(spec).unwrap();
         cluster.wait_ready(Duration::from_secs(60)).await.unwrap();

@@ -109,6 +109,8 @@ pub async fn run(options: RunOptions) -> Result<Outcome> {
         run_dir: dir.clone(),
         nodes: vec![1, 2, 3],
         faketime: options.families.contains(&Family::Clock),
+        fiu: options.families.contains(&Family::FsyncEio),
+        fsync_log: options.families.contains(&Family::LoseUnfsynced),
     };
     let schedule = Schedule::generate(options.seed, options.time_limit, &options.families, &spec.nodes);
     std::fs::write(dir.join("schedule.txt"), schedule.to_string())?;
@@ -161,6 +163,7 @@ async fn play(
     if let Err(e) = played {
         problems.push(format!("the nemesis stopped: {e:#}"));
     }
+    problems.extend(nemesis.take_problems());
     for (node, status) in cluster.unexpected_exits() {
         problems.push(format!("broker {node} exited on its own ({status}); see node{node}.log"));
     }

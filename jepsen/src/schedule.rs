@@ -72,11 +72,27 @@ pub enum Family {
     Partition,
     /// Jump one broker's wall clock (libfaketime); the monotonic clock stays real.
     Clock,
+    /// SIGKILL brokers (one, a leader, all) and drop what they wrote but had not fsynced, as
+    /// a power loss would; restart them at heal.
+    LoseUnfsynced,
+    /// Make fsync and fdatasync fail with EIO on one broker (libfiu); it must stop, and is
+    /// restarted healthy at heal.
+    FsyncEio,
+    /// Two faults at once on different nodes: pause + kill, partition + kill.
+    Combined,
 }
 
 impl Family {
     /// Every family, in command-line order.
-    pub const ALL: [Family; 4] = [Family::Kill, Family::Pause, Family::Partition, Family::Clock];
+    pub const ALL: [Family; 7] = [
+        Family::Kill,
+        Family::Pause,
+        Family::Partition,
+        Family::Clock,
+        Family::LoseUnfsynced,
+        Family::FsyncEio,
+        Family::Combined,
+    ];
 
     /// Its command-line name.
     pub fn name(self) -> &'static str {
@@ -85,6 +101,9 @@ impl Family {
             Family::Pause => "pause",
             Family::Partition => "partition",
             Family::Clock => "clock",
+            Family::LoseUnfsynced => "lose-unfsynced",
+            Family::FsyncEio => "fsync-eio",
+            Family::Combined => "combined",
         }
     }
 }
@@ -103,9 +122,12 @@ impl FromStr for Family {
     }
 }
 
-/// Parses a comma-separated family list (`kill,partition`; `none` for a fault-free run),
-/// without duplicates, in the order given.
+/// Parses a comma-separated family list (`kill,partition`; `none` for a fault-free run, `all`
+/// for every family), without duplicates, in the order given.
 pub fn parse_families(list: &str) -> Result<Vec<Family>> {
+    if list.trim() == "all" {
+        return Ok(Family::ALL.to_vec());
+    }
     let mut families = Vec::new();
     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if name == "none" {
@@ -145,6 +167,20 @@ pub enum Fault {
     Flap(u64),
     /// Move this node's wall clock by this many seconds.
     ClockSkew(u64, i64),
+    /// SIGKILL this node and drop its un-fsynced writes.
+    LoseOne(u64),
+    /// SIGKILL the leader of a partition and drop its un-fsynced writes.
+    LoseLeader,
+    /// SIGKILL every node and drop every node's un-fsynced writes.
+    LoseAll,
+    /// fsync and fdatasync fail with EIO on this node.
+    EioOne(u64),
+    /// fsync and fdatasync fail with EIO on the leader of a partition.
+    EioLeader,
+    /// SIGSTOP the first node and SIGKILL the second.
+    PauseKill(u64, u64),
+    /// Cut the first node off from the others; half-way through the hold, SIGKILL the second.
+    PartitionKill(u64, u64),
 }
 
 impl Fault {
@@ -162,6 +198,13 @@ impl Fault {
             Fault::OneWay(_) => "partition-oneway",
             Fault::Flap(_) => "partition-flap",
             Fault::ClockSkew(..) => "clock-skew",
+            Fault::LoseOne(_) => "lose-unfsynced",
+            Fault::LoseLeader => "lose-unfsynced-leader",
+            Fault::LoseAll => "lose-unfsynced-all",
+            Fault::EioOne(_) => "fsync-eio",
+            Fault::EioLeader => "fsync-eio-leader",
+            Fault::PauseKill(..) => "pause+kill",
+            Fault::PartitionKill(..) => "partition+kill",
         }
     }
 
@@ -182,6 +225,13 @@ impl Fault {
                 let secs = rng.between(CLOCK_SKEW_S.0, CLOCK_SKEW_S.1) as i64;
                 Fault::ClockSkew(node, if rng.below(2) == 0 { secs } else { -secs })
             }
+            Family::LoseUnfsynced => rng.pick(&[Fault::LoseOne(node), Fault::LoseLeader, Fault::LoseAll]),
+            Family::FsyncEio => rng.pick(&[Fault::EioOne(node), Fault::EioLeader]),
+            Family::Combined => {
+                let others: Vec<u64> = nodes.iter().copied().filter(|&n| n != node).collect();
+                let other = if others.is_empty() { node } else { rng.pick(&others) };
+                rng.pick(&[Fault::PauseKill(node, other), Fault::PartitionKill(node, other)])
+            }
         }
     }
 }
@@ -189,12 +239,24 @@ impl Fault {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fault::KillOne(n) | Fault::PauseOne(n) | Fault::IsolateOne(n) | Fault::OneWay(n) | Fault::Flap(n) => {
-                write!(f, "{} n{n}", self.name())
-            }
+            Fault::KillOne(n)
+            | Fault::PauseOne(n)
+            | Fault::IsolateOne(n)
+            | Fault::OneWay(n)
+            | Fault::Flap(n)
+            | Fault::LoseOne(n)
+            | Fault::EioOne(n) => write!(f, "{} n{n}", self.name()),
+            Fault::PauseKill(a, b) => write!(f, "pause n{a} + kill n{b}"),
+            Fault::PartitionKill(a, b) => write!(f, "partition n{a} + kill n{b}"),
             Fault::Bridge(n) => write!(f, "{} via n{n}", self.name()),
             Fault::ClockSkew(n, s) => write!(f, "{} n{n} {s:+}s", self.name()),
-            Fault::KillLeader | Fault::KillAll | Fault::PauseLeader | Fault::IsolateLeader => f.write_str(self.name()),
+            Fault::KillLeader
+            | Fault::KillAll
+            | Fault::PauseLeader
+            | Fault::IsolateLeader
+            | Fault::LoseLeader
+            | Fault::LoseAll
+            | Fault::EioLeader => f.write_str(self.name()),
         }
     }
 }
@@ -305,7 +367,9 @@ mod tests {
         assert_eq!(parse_families("kill, partition,pause").unwrap(), [Family::Kill, Family::Partition, Family::Pause]);
         assert!(parse_families("none").unwrap().is_empty());
         let e = parse_families("kill,bogus").unwrap_err().to_string();
-        assert!(e.contains("bogus") && e.contains("known: kill, pause, partition, clock"), "{e}");
+        let known = "known: kill, pause, partition, clock, lose-unfsynced, fsync-eio, combined";
+        assert!(e.contains("bogus") && e.contains(known), "{e}");
+        assert_eq!(parse_families("all").unwrap(), Family::ALL);
         assert!(parse_families("kill,kill").unwrap_err().to_string().contains("twice"));
     }
 
@@ -314,5 +378,18 @@ mod tests {
         assert_eq!(Fault::Bridge(2).to_string(), "partition-bridge via n2");
         assert_eq!(Fault::ClockSkew(1, -30).to_string(), "clock-skew n1 -30s");
         assert_eq!(Fault::KillAll.to_string(), "kill-all");
+        assert_eq!(Fault::PartitionKill(1, 3).to_string(), "partition n1 + kill n3");
+    }
+
+    #[test]
+    fn combined_faults_hit_two_different_nodes() {
+        let s = Schedule::generate(9, Duration::from_secs(600), &[Family::Combined], &NODES);
+        assert!(!s.windows.is_empty());
+        for w in &s.windows {
+            match w.fault {
+                Fault::PauseKill(a, b) | Fault::PartitionKill(a, b) => assert_ne!(a, b, "{s}"),
+                other => panic!("{other} is not a combined fault"),
+            }
+        }
     }
 }
