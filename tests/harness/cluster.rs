@@ -44,6 +44,8 @@ struct Node {
     config: PathBuf,
     data_dir: PathBuf,
     log: PathBuf,
+    /// Environment variables added to the broker's process on its next starts.
+    env: Vec<(String, String)>,
     child: Option<Child>,
     starts: u32,
 }
@@ -113,7 +115,7 @@ impl Cluster {
                 let text = format!("node_id = {id}\ndata_dir = {:?}\n{peers}", data_dir.display().to_string());
                 std::fs::write(&config, text).expect("write a broker config");
                 let log = dir.path().join(format!("node{id}.log"));
-                Node { id, client_addr: addrs[2 * i], config, data_dir, log, child: None, starts: 0 }
+                Node { id, client_addr: addrs[2 * i], config, data_dir, log, env: Vec::new(), child: None, starts: 0 }
             })
             .collect();
         Cluster { dir: Some(dir), broker_bin, nodes }
@@ -186,6 +188,17 @@ impl Cluster {
         }
     }
 
+    /// Sets the environment variables the broker's process gets, besides the harness's own, from
+    /// its next start on (an empty list: none). For running it under a preloaded library.
+    pub fn set_env(&mut self, node: NodeId, vars: &[(&str, &str)]) {
+        self.node_mut(node).env = vars.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect();
+    }
+
+    /// The temporary directory holding every broker's config, data and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("the directory is kept until drop").path()
+    }
+
     /// Starts a stopped broker again with the same configuration, ports and data.
     pub fn restart(&mut self, node: NodeId) {
         assert!(!self.is_running(node), "broker {node} is still running");
@@ -232,6 +245,7 @@ impl Cluster {
             .env("RUST_LOG", level)
             // Plain text: the log is a file, not a terminal.
             .env("NO_COLOR", "1")
+            .envs(n.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr)
@@ -247,14 +261,24 @@ impl Cluster {
     }
 
     async fn wait_exit(&mut self, node: NodeId) -> ExitStatus {
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        self.exit_within(node, STOP_TIMEOUT).await.unwrap_or_else(|| {
+            panic!("broker {node} did not exit within {STOP_TIMEOUT:?} of SIGTERM");
+        })
+    }
+
+    /// Waits up to `limit` for the running broker to exit on its own, and reaps it; its exit
+    /// status, or `None` if it is still running.
+    pub async fn exit_within(&mut self, node: NodeId, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
         loop {
             let child = self.node_mut(node).child.as_mut().unwrap_or_else(|| panic!("broker {node} is not running"));
             if let Some(status) = child.try_wait().expect("poll a broker") {
                 self.node_mut(node).child = None;
-                return status;
+                return Some(status);
             }
-            assert!(Instant::now() < deadline, "broker {node} did not exit within {STOP_TIMEOUT:?} of SIGTERM");
+            if Instant::now() >= deadline {
+                return None;
+            }
             tokio::time::sleep(POLL).await;
         }
     }

@@ -13,6 +13,9 @@
 //! - `groups_kill`: a group member process and then the group's coordinator broker are
 //!   SIGKILLed; partitions move to the survivors, the same members and committed offsets carry
 //!   on under a new coordinator, and every message is consumed.
+//! - `disk_failure`: fsync failing with EIO (libfiu) on a broker stops it with status 1; the
+//!   other two go on acknowledging, nothing acknowledged is lost, and the broker restarted on
+//!   a healthy disk catches up. The same when the controller's store is hit first.
 //! - `bad_input`: unknown topics, invalid names, oversize messages and unreachable brokers give
 //!   a clear error and a non-zero exit.
 //! - `scripts`: `scripts/start-cluster.sh` starts one cluster, once; `scripts/stop-cluster.sh`
@@ -21,6 +24,7 @@
 
 mod bad_input;
 mod cli;
+mod disk_failure;
 mod failover;
 mod groups;
 mod groups_kill;

@@ -115,6 +115,11 @@ impl ControllerGroup {
         done
     }
 
+    /// This broker's Raft member of the controller group.
+    pub(crate) fn raft(&self) -> &Raft<BrokerStateMachine> {
+        &self.raft
+    }
+
     /// Whether this broker leads the controller group.
     pub fn is_leader(&self) -> bool {
         self.raft.is_leader()

@@ -17,6 +17,10 @@
 //! Consumer [`groups`] are coordinated by the leaders of the internal `__consumer_offsets`
 //! topic's partitions, whose logs hold every group's state (docs/adr/0005-consumer-groups.md).
 //!
+//! A broker whose storage fails stops ([`fail_stop`]): when any of its Raft groups stops on a
+//! fatal error, [`run`] shuts it down and returns [`StartError::GroupFailed`], so that a restart
+//! recovers it from disk (docs/DURABILITY.md).
+//!
 //! With `metrics_listen` set, a broker serves Prometheus [`metrics`] over HTTP
 //! (docs/METRICS.md).
 //!
@@ -25,6 +29,7 @@
 pub mod client;
 mod config;
 mod controller;
+mod fail_stop;
 pub mod groups;
 pub mod metrics;
 mod node;
@@ -33,11 +38,18 @@ mod retention;
 
 pub use config::{BrokerConfig, ConfigError, GroupConfig, PeerConfig, RaftTimings};
 pub use controller::{BrokerStateMachine, ControllerGroup, ProposeError};
+pub use fail_stop::GroupFailure;
 pub use node::{Broker, StartError};
 pub use partitions::Partitions;
 
+/// How long a broker whose storage failed may take to stop its groups before it returns anyway:
+/// a fail-stop must not hang on a disk that no longer answers.
+const FAILED_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Runs a broker with `config` until `shutdown` resolves, then stops it gracefully. Returns an
-/// error if it cannot start (invalid configuration, an address in use, unreadable state).
+/// error if it cannot start (invalid configuration, an address in use, unreadable state), or
+/// [`StartError::GroupFailed`] once it has stopped because one of its Raft groups stopped on a
+/// fatal error (its storage failed): restarted, it recovers from disk.
 pub async fn run(config: BrokerConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
     config.validate()?;
     tracing::info!(?config, "effective configuration");
@@ -49,8 +61,18 @@ pub async fn run(config: BrokerConfig, shutdown: impl std::future::Future<Output
         metrics = ?broker.metrics_addr(),
         "serving"
     );
-    shutdown.await;
-    tracing::info!("shutting down");
-    broker.shutdown().await;
-    Ok(())
+    let failure = tokio::select! {
+        () = shutdown => None,
+        failure = broker.failed() => Some(failure),
+    };
+    let Some(failure) = failure else {
+        tracing::info!("shutting down");
+        broker.shutdown().await;
+        return Ok(());
+    };
+    // The reason is logged already, as the failure was reported.
+    if tokio::time::timeout(FAILED_STOP_LIMIT, broker.shutdown()).await.is_err() {
+        tracing::warn!("the broker's groups did not stop within {FAILED_STOP_LIMIT:?}; exiting anyway");
+    }
+    Err(StartError::GroupFailed(failure))
 }

@@ -7,14 +7,20 @@
 //!
 //! The whole configuration is checked before anything starts; an invalid one is reported and
 //! the process exits with status 2 (1 if the broker fails to start or stops with an error).
+//! A broker whose storage fails stops on its own with status 1, for a supervisor (systemd's
+//! `Restart=on-failure`) to restart it; it then recovers from disk (docs/DURABILITY.md).
 //! Logs go to stderr, filtered by `RUST_LOG` (default `info`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use sluice_broker::BrokerConfig;
 use tracing_subscriber::EnvFilter;
+
+/// How long, once the broker has stopped, the runtime waits for its remaining threads.
+const RUNTIME_STOP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Runs one Sluice broker.
 #[derive(Debug, Parser)]
@@ -52,10 +58,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(sluice_broker::run(config, shutdown_signal())) {
+    let result = runtime.block_on(sluice_broker::run(config, shutdown_signal()));
+    // Blocking threads stuck on a failed disk must not keep the process from exiting.
+    runtime.shutdown_timeout(RUNTIME_STOP_LIMIT);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            // A group failure was logged as it happened, with what the broker does about it.
+            if !matches!(e, sluice_broker::StartError::GroupFailed(_)) {
+                tracing::error!("{e}");
+            }
             eprintln!("sluice-broker: {e}");
             ExitCode::FAILURE
         }

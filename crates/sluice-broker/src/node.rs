@@ -16,6 +16,7 @@ use sluice_storage::Flusher;
 use crate::client::{self, ClientService};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::controller::{BrokerStateMachine, ControllerGroup};
+use crate::fail_stop::{FailStop, GroupFailure};
 use crate::groups::GroupsService;
 use crate::metrics::{self, BrokerCollector, Exporter, RequestMetrics};
 use crate::partitions::Partitions;
@@ -26,7 +27,7 @@ const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_millis
 /// fsyncs of different partitions' logs run this many at a time in one group commit.
 const PARALLEL_SYNCS: usize = 4;
 
-/// Why a broker could not start.
+/// Why a broker could not start, or stopped on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The configuration is invalid.
@@ -35,6 +36,10 @@ pub enum StartError {
     /// Binding the peer, client or metrics listener, or opening stored state, failed.
     #[error("starting broker: {0}")]
     Io(#[from] io::Error),
+    /// A Raft group of the broker stopped on a fatal error (its storage failed), so the broker
+    /// stopped: restart it, and it recovers from what its disk holds.
+    #[error("{0}; the broker stopped: restart it to recover from disk")]
+    GroupFailed(GroupFailure),
 }
 
 /// A running broker.
@@ -46,6 +51,8 @@ pub struct Broker {
     controller: Arc<ControllerGroup>,
     partitions: Arc<Partitions>,
     faults: Faults,
+    /// Where its groups report a fatal stop (`fail_stop`).
+    pub(crate) fail_stop: FailStop,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -95,6 +102,8 @@ impl Broker {
         let clients = PeerClients::new(config.node_id, transport_config);
         let faults = clients.faults().clone();
         let controller = Arc::new(ControllerGroup::start(&config, clients.clone(), &registry).await?);
+        let fail_stop = FailStop::new();
+        fail_stop.watch("the controller group".into(), controller.raft());
         let session = std::time::Duration::from_millis(config.broker_session_timeout_ms);
         tasks.push(tokio::spawn(Arc::clone(&controller).run_duties(config.peers.clone(), session, stopped.clone())));
         let (liveness, driver) = liveness(&config, &registry, &clients);
@@ -110,7 +119,8 @@ impl Broker {
                 config.raft.partition()?,
                 Arc::clone(&liveness),
             )
-            .with_segment_roll(std::time::Duration::from_millis(config.segment_roll_ms)),
+            .with_segment_roll(std::time::Duration::from_millis(config.segment_roll_ms))
+            .with_fail_stop(fail_stop.clone()),
         );
         let requests = Arc::new(RequestMetrics::new());
         let service = ClientService::new(&config, Arc::clone(&controller), Arc::clone(&partitions), stopped.clone())
@@ -139,7 +149,18 @@ impl Broker {
         tasks.push(tokio::spawn(retention::run(Arc::clone(&partitions), retention_check, stopped.clone())));
         tasks.push(tokio::spawn(reconcile_loop(Arc::clone(&controller), Arc::clone(&partitions), stopped)));
         tracing::info!(node_id = config.node_id, %raft_addr, %client_addr, ?metrics_addr, "broker started");
-        Ok(Broker { config, raft_addr, client_addr, metrics_addr, controller, partitions, faults, stop, tasks })
+        Ok(Broker {
+            config,
+            raft_addr,
+            client_addr,
+            metrics_addr,
+            controller,
+            partitions,
+            faults,
+            fail_stop,
+            stop,
+            tasks,
+        })
     }
 
     /// This broker's configuration.
@@ -176,6 +197,13 @@ impl Broker {
     /// free, unless a test cuts links or loses messages through it.
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// Resolves when a Raft group of this broker has stopped on a fatal error (at once if one
+    /// already has): its storage failed, and the broker must be shut down and restarted to
+    /// recover from disk (`fail_stop`). Never resolves otherwise.
+    pub async fn failed(&self) -> GroupFailure {
+        self.fail_stop.failed().await
     }
 
     /// Stops serving, stops the groups, and waits until their stored state is closed.

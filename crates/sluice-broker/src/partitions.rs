@@ -22,6 +22,7 @@ use sluice_storage::{FlushPolicy, Flusher, Log, LogConfig, Retention};
 use tokio::sync::watch;
 
 use crate::controller::BrokerStateMachine;
+use crate::fail_stop::FailStop;
 
 /// One hosted partition replica.
 struct Hosted {
@@ -45,6 +46,8 @@ pub struct Partitions {
     liveness: Arc<Liveness>,
     /// Active segments roll once this old (`LogConfig::max_segment_age`).
     segment_roll: Duration,
+    /// Told when a group stops on a fatal error; `None` outside a broker.
+    fail_stop: Option<FailStop>,
     hosted: Mutex<HashMap<u64, Arc<Hosted>>>,
 }
 
@@ -64,13 +67,19 @@ impl Partitions {
         let raft_config = Arc::new(RaftConfig { enable_tick: false, ..raft_config });
         let hosted = Mutex::new(HashMap::new());
         let segment_roll = LogConfig::default().max_segment_age.expect("the default rolls by age");
-        Partitions { node_id, dir, registry, clients, flusher, raft_config, liveness, segment_roll, hosted }
+        let fail_stop = None;
+        Partitions { node_id, dir, registry, clients, flusher, raft_config, liveness, segment_roll, fail_stop, hosted }
     }
 
     /// Rolls the active segment of logs opened from now on once it is `age` old (retention
     /// deletes whole sealed segments only).
     pub fn with_segment_roll(self, age: Duration) -> Partitions {
         Partitions { segment_roll: age, ..self }
+    }
+
+    /// Reports every group started from now on that stops on a fatal error to `fail_stop`.
+    pub(crate) fn with_fail_stop(self, fail_stop: FailStop) -> Partitions {
+        Partitions { fail_stop: Some(fail_stop), ..self }
     }
 
     /// The Raft group of partition group `group_id`, if hosted here.
@@ -170,6 +179,9 @@ impl Partitions {
         let raft = Raft::new(self.node_id, self.group_config(policy), network, store, NodeStateMachine::Partition(sm))
             .await
             .map_err(io::Error::other)?;
+        if let Some(fail_stop) = &self.fail_stop {
+            fail_stop.watch(format!("partition group {} ({}-{})", p.group_id, p.topic, p.partition.0), &raft);
+        }
         self.liveness.set_preferred_leader(p.group_id, p.replicas.first().map(|r| r.0));
         self.registry.insert(p.group_id, raft.clone());
         if !raft.is_initialized().await.map_err(io::Error::other)? {

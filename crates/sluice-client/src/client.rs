@@ -495,6 +495,22 @@ fn describe(call: &Call<'_>) -> String {
 }
 
 #[cfg(test)]
+impl Client {
+    /// A client that has not talked to any broker, for unit tests of what holds one.
+    pub(crate) fn unconnected(config: ClientConfig) -> Client {
+        let inner = Arc::new(Inner {
+            config,
+            metadata: RwLock::new(Arc::new(ClusterMetadata::empty())),
+            channels: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
+            refresh_lock: tokio::sync::Mutex::new(()),
+            refresher: Mutex::new(None),
+        });
+        Client { inner }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

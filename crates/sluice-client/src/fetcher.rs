@@ -31,6 +31,10 @@ pub(crate) struct Fetcher {
     arrivals: mpsc::UnboundedReceiver<Fetched>,
     /// An error found while other partitions had records: returned by the next `fetch`.
     pending_error: Option<Error>,
+    /// The last generation handed out. One counter for every cursor, never reset: a partition
+    /// removed and inserted again (lost and reassigned) gets a new cursor whose generations
+    /// cannot match a fetch the old one started.
+    generations: u64,
 }
 
 /// One partition being read.
@@ -38,7 +42,8 @@ pub(crate) struct Fetcher {
 struct Cursor {
     /// The next offset to return; `None` until the owner resolves it.
     position: Option<u64>,
-    /// Bumped by every seek, so a fetch started before it is recognised and dropped.
+    /// Renewed by every seek (from [`Fetcher::generations`]), so a fetch started before it is
+    /// recognised and dropped.
     generation: u64,
     in_flight: Option<JoinHandle<()>>,
     /// The last fetch failed; wait for the caller to have seen the error before fetching again.
@@ -71,7 +76,16 @@ impl Fetcher {
     /// up to `max_wait` on the broker.
     pub(crate) fn new(client: Client, max_bytes: u32, max_wait: Duration) -> Fetcher {
         let (results, arrivals) = mpsc::unbounded_channel();
-        Fetcher { client, max_bytes, max_wait, cursors: BTreeMap::new(), results, arrivals, pending_error: None }
+        Fetcher {
+            client,
+            max_bytes,
+            max_wait,
+            cursors: BTreeMap::new(),
+            results,
+            arrivals,
+            pending_error: None,
+            generations: 0,
+        }
     }
 
     /// Starts reading `tp` from a position to be set with [`Fetcher::seek`] (nothing is
@@ -119,7 +133,8 @@ impl Fetcher {
     pub(crate) fn seek(&mut self, tp: &TopicPartition, offset: u64) -> bool {
         let Some(cursor) = self.cursors.get_mut(tp) else { return false };
         cursor.cancel();
-        cursor.generation += 1;
+        self.generations += 1;
+        cursor.generation = self.generations;
         cursor.position = Some(offset);
         cursor.paused = false;
         true
@@ -316,6 +331,29 @@ mod tests {
         assert_eq!(decode(&topic, 0, 5, response(vec![batch(0, &["a", "b"])]), &mut out).unwrap(), 5);
         assert_eq!(decode(&topic, 0, 5, response(vec![]), &mut out).unwrap(), 5);
         assert!(out.is_empty());
+    }
+
+    /// Seen under faults: a member lost a partition while a fetch of it was in flight, got it
+    /// back, was seeked to the committed offset — and the old fetch's answer, generation 1 like
+    /// the new cursor's, was taken as current, skipping from the committed offset to where the
+    /// old fetch had read.
+    #[test]
+    fn a_fetch_started_before_a_partition_was_removed_is_dropped_after_it_is_inserted_again() {
+        let client = Client::unconnected(crate::ClientConfig::new(vec!["127.0.0.1:1".to_string()]));
+        let mut fetcher = Fetcher::new(client, 1 << 20, Duration::from_millis(100));
+        let tp = TopicPartition::new("t", 1);
+        fetcher.insert(tp.clone());
+        fetcher.seek(&tp, 4_011);
+        let stale_generation = fetcher.cursors[&tp].generation;
+        fetcher.remove(&tp);
+        fetcher.insert(tp.clone());
+        fetcher.seek(&tp, 4_011);
+        let stale =
+            Fetched { tp: tp.clone(), generation: stale_generation, result: Ok(response(vec![batch(4_021, &["x"])])) };
+        let mut out = Vec::new();
+        fetcher.absorb(stale, &mut out);
+        assert!(out.is_empty(), "records of the old cursor's fetch were returned: {out:?}");
+        assert_eq!(fetcher.position(&tp), Some(4_011));
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub use openraft::Config as RaftConfig;
 pub use openraft::ServerState;
 /// Reads a group's metrics watch: `raft.metrics().borrow_watched()`.
 pub use openraft::async_runtime::WatchReceiver;
+/// Why a group's Raft core stopped: a storage error, a panic, or a shutdown asked for.
+pub type Fatal = openraft::errors::Fatal<PartitionConfig>;
 
 /// Builds a log id from a term and an index.
 pub fn log_id(term: u64, index: u64) -> LogId {
@@ -140,4 +142,30 @@ where
         .as_ref()
         .map(|acks| acks.iter().map(|(id, at)| (*id, at.as_ref().map(|t| t.elapsed()))).collect())
         .unwrap_or_default()
+}
+
+/// Resolves once `raft`'s core has stopped, with why: `Ok` if it was shut down on purpose
+/// ([`Raft::shutdown`], or every handle dropped), else the [`Fatal`] error it stopped on
+/// ([`Fatal::Panicked`] if it ended without recording one).
+///
+/// The future holds two metrics receivers, not the group, so it keeps nothing open. It waits on
+/// the server metrics, which change only with the group's role, leader or membership (not with
+/// every write, as the full metrics do) and close when the core's task ends; the reason is then
+/// read from the full metrics, where the core records it before ending. So one waiting task per
+/// group costs nothing between elections.
+pub fn core_stopped<SM>(raft: &Raft<SM>) -> impl Future<Output = Result<(), Fatal>> + Send + 'static
+where
+    SM: openraft::storage::RaftStateMachine<PartitionConfig>,
+{
+    let mut server = raft.server_metrics();
+    let all = raft.metrics();
+    async move {
+        while server.changed().await.is_ok() {}
+        let running = all.borrow_watched().running_state.clone();
+        match running {
+            Err(Fatal::Stopped) => Ok(()),
+            Err(fatal) => Err(fatal),
+            Ok(()) => Err(Fatal::Panicked),
+        }
+    }
 }

@@ -219,7 +219,11 @@ fn round(next: Round, parallel: usize) {
 }
 
 fn sync_one(log: &Log) -> std::result::Result<(), String> {
-    log.sync().map(drop).map_err(|e| e.to_string())
+    log.sync().map(drop).map_err(|e| match e {
+        // Wrapped in `Failed` again for each waiter: keep the reason, not the message around it.
+        StorageError::Failed { reason, .. } => reason,
+        other => other.to_string(),
+    })
 }
 
 fn stopped(log: &Log) -> StorageError {
