@@ -35,7 +35,11 @@ enum Command {
         report: Option<PathBuf>,
     },
     /// Kill processes in the suite's namespaces and delete the namespaces (after a crash).
-    Clean,
+    Clean {
+        /// Which test network to clean (see `run --net`).
+        #[arg(long, default_value_t = 0)]
+        net: u8,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,6 +61,10 @@ struct RunArgs {
     /// Where the run's files go (default: jepsen/runs/<UTC time>-<seed>).
     #[arg(long)]
     run_dir: Option<PathBuf>,
+    /// The test network, 0 to 99: runs on different networks can share the machine (network K
+    /// uses namespaces sjK-* and addresses 10.99.K.0/24; 0 is sj-*).
+    #[arg(long, default_value_t = 0)]
+    net: u8,
     /// Partitions of the workload's topic.
     #[arg(long, default_value_t = 6)]
     partitions: u32,
@@ -83,7 +91,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run_command(args),
         Command::Check { history, report } => check_command(&history, report.as_deref()),
-        Command::Clean => net::require_root().and_then(|()| net::cleanup_leftovers()).map(|()| true),
+        Command::Clean { net: network } => net::select(network)
+            .and_then(|()| net::require_root())
+            .and_then(|()| net::cleanup_leftovers())
+            .map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -97,6 +108,7 @@ fn main() -> ExitCode {
 
 /// Returns whether the run was clean.
 fn run_command(args: RunArgs) -> Result<bool> {
+    net::select(args.net)?;
     let families = parse_families(&args.faults)?;
     if args.time_limit == 0 {
         bail!("--time-limit must be at least 1 second");
@@ -116,6 +128,8 @@ fn run_command(args: RunArgs) -> Result<bool> {
         None => nodes::default_bin_dir()?,
     };
     let run_dir = args.run_dir.unwrap_or_else(|| run::default_run_dir(seed));
+    // Absolute: the brokers run with the run directory as their working directory.
+    let run_dir = std::path::absolute(&run_dir).with_context(|| format!("--run-dir {}", run_dir.display()))?;
     let options = RunOptions {
         seed,
         time_limit: Duration::from_secs(args.time_limit),

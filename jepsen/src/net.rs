@@ -1,7 +1,9 @@
 //! The test network: one Linux network namespace per node, all plugged into a bridge that
 //! lives in a namespace of its own (so nothing routes out of the machine), plus one veth from
 //! the root namespace into the bridge, so that the workload client (which runs in the root
-//! namespace) reaches every node at `10.99.0.N`. Partitions are nftables tables inside node
+//! namespace) reaches every node at `10.99.0.N`. Several runs can share a machine: each picks a
+//! network number ([`select`], `--net`), and network `K` uses the names `sjK-…` and the
+//! addresses `10.99.K.N` (network 0, the default, is `sj-…`). Partitions are nftables tables inside node
 //! namespaces; healing deletes the table. Nothing here touches the root namespace's firewall.
 //!
 //! Every step shells out to `ip` and `nft` with a deadline: these are the tools this setup was
@@ -10,33 +12,70 @@
 use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-/// The prefix of every namespace and root-namespace link this suite creates; the start-up
-/// clean-up removes whatever carries it.
-pub const PREFIX: &str = "sj-";
+/// The highest network number (`--net`).
+pub const MAX_NETWORK: u8 = 99;
+/// The network this process uses, once chosen.
+static NETWORK: OnceLock<u8> = OnceLock::new();
+
+/// Chooses the test network (0 to [`MAX_NETWORK`]) for the rest of the process: call before
+/// anything else in this module. Without a call it is 0.
+pub fn select(network: u8) -> Result<()> {
+    if network > MAX_NETWORK {
+        bail!("--net {network}: networks are numbered 0 to {MAX_NETWORK}");
+    }
+    match NETWORK.set(network) {
+        Ok(()) => Ok(()),
+        Err(_) if network_number() == network => Ok(()),
+        Err(_) => bail!("the test network is already chosen ({})", network_number()),
+    }
+}
+
+fn network_number() -> u8 {
+    NETWORK.get().copied().unwrap_or(0)
+}
+
+/// The prefix of every namespace and root-namespace link of this network; the start-up
+/// clean-up removes whatever carries it (and nothing of another network).
+pub fn prefix() -> String {
+    match network_number() {
+        0 => "sj-".into(),
+        n => format!("sj{n}-"),
+    }
+}
+
 /// The namespace holding the bridge.
-const SWITCH_NS: &str = "sj-sw";
-/// The root namespace's end of the veth into the bridge.
-const HOST_LINK: &str = "sj-host";
-/// The root namespace's address on the test network.
-pub const HOST_ADDR: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 254);
+fn switch_ns() -> String {
+    format!("{}sw", prefix())
+}
+
+/// The root namespace's end of the veth into the bridge (the other end is `<this>-p`).
+fn host_link() -> String {
+    format!("{}host", prefix())
+}
+
+/// The root namespace's address on the test network: `10.99.<net>.254`.
+pub fn host_addr() -> Ipv4Addr {
+    Ipv4Addr::new(10, 99, network_number(), 254)
+}
 /// The nftables table a partition installs in a node's namespace.
 const TABLE: &str = "sluice_jepsen";
 /// How long one `ip` or `nft` invocation may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A node's address on the test network: `10.99.0.<node>`.
+/// A node's address on the test network: `10.99.<net>.<node>`.
 pub fn node_addr(node: u64) -> Ipv4Addr {
     let last = u8::try_from(node).ok().filter(|n| (1..=250).contains(n)).expect("node ids are 1 to 250");
-    Ipv4Addr::new(10, 99, 0, last)
+    Ipv4Addr::new(10, 99, network_number(), last)
 }
 
 /// The namespace a node runs in.
 pub fn node_ns(node: u64) -> String {
-    format!("{PREFIX}n{node}")
+    format!("{}n{node}", prefix())
 }
 
 /// Which packets a cut drops, seen from the node whose namespace holds the rules.
@@ -73,28 +112,29 @@ impl Network {
     }
 
     fn create(&mut self) -> Result<()> {
-        let host = HOST_ADDR.to_string();
-        ip(&["netns", "add", SWITCH_NS])?;
-        ip(&["-n", SWITCH_NS, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", SWITCH_NS, "link", "set", "br0", "up"])?;
-        ip(&["link", "add", HOST_LINK, "type", "veth", "peer", "name", "sj-host-p"])?;
-        ip(&["link", "set", "sj-host-p", "netns", SWITCH_NS])?;
-        ip(&["-n", SWITCH_NS, "link", "set", "sj-host-p", "master", "br0"])?;
-        ip(&["-n", SWITCH_NS, "link", "set", "sj-host-p", "up"])?;
-        ip(&["addr", "add", &format!("{host}/24"), "dev", HOST_LINK])?;
-        ip(&["link", "set", HOST_LINK, "up"])?;
+        let (host, switch, link, prefix) = (host_addr().to_string(), switch_ns(), host_link(), prefix());
+        let (switch, link, link_peer) = (switch.as_str(), link.as_str(), format!("{link}-p"));
+        ip(&["netns", "add", switch])?;
+        ip(&["-n", switch, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", switch, "link", "set", "br0", "up"])?;
+        ip(&["link", "add", link, "type", "veth", "peer", "name", &link_peer])?;
+        ip(&["link", "set", &link_peer, "netns", switch])?;
+        ip(&["-n", switch, "link", "set", &link_peer, "master", "br0"])?;
+        ip(&["-n", switch, "link", "set", &link_peer, "up"])?;
+        ip(&["addr", "add", &format!("{host}/24"), "dev", link])?;
+        ip(&["link", "set", link, "up"])?;
         for &node in &self.nodes.clone() {
-            let (ns, veth, port) = (node_ns(node), format!("{PREFIX}v{node}"), format!("{PREFIX}p{node}"));
+            let (ns, veth, port) = (node_ns(node), format!("{prefix}v{node}"), format!("{prefix}p{node}"));
             ip(&["netns", "add", &ns])?;
             ip(&["link", "add", &veth, "type", "veth", "peer", "name", &port])?;
             ip(&["link", "set", &veth, "netns", &ns])?;
-            ip(&["link", "set", &port, "netns", SWITCH_NS])?;
+            ip(&["link", "set", &port, "netns", switch])?;
             ip(&["-n", &ns, "link", "set", &veth, "name", "eth0"])?;
             ip(&["-n", &ns, "addr", "add", &format!("{}/24", node_addr(node)), "dev", "eth0"])?;
             ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", SWITCH_NS, "link", "set", &port, "master", "br0"])?;
-            ip(&["-n", SWITCH_NS, "link", "set", &port, "up"])?;
+            ip(&["-n", switch, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", switch, "link", "set", &port, "up"])?;
         }
         Ok(())
     }
@@ -105,7 +145,7 @@ impl Network {
     }
 
     /// Drops, inside `node`'s namespace, traffic between it and `peers` (replacing any cut
-    /// the node had). The workload client at [`HOST_ADDR`] is never cut off.
+    /// the node had). The workload client at [`host_addr`] is never cut off.
     pub fn cut(&self, node: u64, peers: &[u64], direction: Direction) -> Result<()> {
         if peers.is_empty() {
             return Ok(());
@@ -162,15 +202,16 @@ impl Drop for Network {
     }
 }
 
-/// Removes everything this suite creates that is still there: SIGKILLs every process inside
-/// a `sj-` namespace (only this suite starts processes there), deletes those namespaces and
-/// the root namespace's `sj-host` link. Processes outside the namespaces are never touched.
+/// Removes everything this suite creates on this network that is still there: SIGKILLs every
+/// process inside a namespace with its prefix (`sj-`; only this suite starts processes there),
+/// deletes those namespaces and the root namespace's `sj-host` link. Processes outside the namespaces are never touched.
 pub fn cleanup_leftovers() -> Result<()> {
     // The root namespace's link first: deleting the bridge's namespace also destroys it, but
     // asynchronously, so that a later `ip link del` could race with the kernel.
     let links = output(Command::new("ip").args(["-o", "link", "show"]))?;
-    if links.lines().any(|l| l.split(&[':', '@'][..]).nth(1).is_some_and(|name| name.trim() == HOST_LINK)) {
-        match ip(&["link", "del", HOST_LINK]) {
+    let link = host_link();
+    if links.lines().any(|l| l.split(&[':', '@'][..]).nth(1).is_some_and(|name| name.trim() == link)) {
+        match ip(&["link", "del", &link]) {
             Err(e) if !e.to_string().contains("Cannot find device") => return Err(e),
             _ => {}
         }
@@ -192,7 +233,7 @@ fn our_namespaces() -> Result<Vec<String>> {
     Ok(list
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|name| name.starts_with(PREFIX))
+        .filter(|name| name.starts_with(&prefix()))
         .map(str::to_owned)
         .collect())
 }
@@ -271,7 +312,10 @@ mod tests {
         assert_eq!(node_addr(1), Ipv4Addr::new(10, 99, 0, 1));
         assert_eq!(node_addr(3).to_string(), "10.99.0.3");
         assert_eq!(node_ns(2), "sj-n2");
-        assert!(node_ns(2).starts_with(PREFIX) && SWITCH_NS.starts_with(PREFIX) && HOST_LINK.starts_with(PREFIX));
+        let prefix = prefix();
+        assert!(
+            node_ns(2).starts_with(&prefix) && switch_ns().starts_with(&prefix) && host_link().starts_with(&prefix)
+        );
     }
 
     #[test]

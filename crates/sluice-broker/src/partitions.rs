@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sluice_controller::{HostedPartition, Metadata};
 use sluice_raft::partition::LogStart;
-use sluice_raft::typ::{Node, Raft, RaftConfig, ServerState, WatchReceiver};
+use sluice_raft::typ::{LeaderReadBarrier, Node, Raft, RaftConfig, ServerState, WatchReceiver};
 use sluice_raft::{
     FsmHandle, GroupNetworkFactory, Liveness, NodeStateMachine, PartitionLogStore, PartitionStateMachine, PeerClients,
     RaftRegistry,
@@ -33,6 +33,8 @@ struct Hosted {
     /// goes through the state machine's task.
     high_watermark: watch::Receiver<u64>,
     log_start: watch::Receiver<LogStart>,
+    /// Whether, as leader, it may serve reads yet.
+    read_barrier: LeaderReadBarrier,
 }
 
 /// The partition groups this broker runs.
@@ -116,6 +118,13 @@ impl Partitions {
         self.hosted.lock().expect("hosted lock").get(&group_id).map(|h| h.high_watermark.clone())
     }
 
+    /// Whether this broker leads partition group `group_id` and its high watermark covers
+    /// everything committed before it became leader (see [`LeaderReadBarrier`]).
+    pub fn leader_caught_up(&self, group_id: u64) -> bool {
+        let hosted = self.hosted.lock().expect("hosted lock").get(&group_id).cloned();
+        hosted.is_some_and(|h| h.read_barrier.caught_up(&h.raft))
+    }
+
     /// The log start watch of partition group `group_id`, if hosted here.
     pub fn log_start(&self, group_id: u64) -> Option<watch::Receiver<LogStart>> {
         self.hosted.lock().expect("hosted lock").get(&group_id).map(|h| h.log_start.clone())
@@ -192,10 +201,10 @@ impl Partitions {
             }
         }
         tracing::info!(topic = %p.topic, partition = p.partition.0, group = p.group_id, "hosting partition");
-        self.hosted
-            .lock()
-            .expect("hosted lock")
-            .insert(p.group_id, Arc::new(Hosted { raft, log, dir, high_watermark, log_start }));
+        self.hosted.lock().expect("hosted lock").insert(
+            p.group_id,
+            Arc::new(Hosted { raft, log, dir, high_watermark, log_start, read_barrier: Default::default() }),
+        );
         Ok(())
     }
 

@@ -144,6 +144,40 @@ where
         .unwrap_or_default()
 }
 
+/// When a leader's applied state (a partition's high watermark among it) covers everything
+/// committed before it led. A new leader — elected, or restarted as the leader its persisted
+/// vote names — holds every committed entry, but learns how far they are committed, and
+/// applies them, only later. Reads served before that could show a high watermark behind what
+/// readers already saw. The barrier is the leader's last log index when it is first asked in
+/// a term: once applied up to there, every entry committed before the leadership is applied.
+#[derive(Debug, Default)]
+pub struct LeaderReadBarrier {
+    /// The term and the last log index at the first question in that term.
+    barrier: std::sync::Mutex<Option<(u64, Option<u64>)>>,
+}
+
+impl LeaderReadBarrier {
+    /// Whether `raft` leads its group and has applied up to its barrier. Cheap: a metrics read
+    /// and an uncontended lock.
+    pub fn caught_up<SM>(&self, raft: &Raft<SM>) -> bool
+    where
+        SM: openraft::storage::RaftStateMachine<PartitionConfig>,
+    {
+        use openraft::async_runtime::WatchReceiver as _;
+        let metrics = raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.state != ServerState::Leader {
+            return false;
+        }
+        let mut barrier = self.barrier.lock().expect("read barrier lock");
+        let upto = match *barrier {
+            Some((term, upto)) if term == m.current_term => upto,
+            _ => barrier.insert((m.current_term, m.last_log_index)).1,
+        };
+        m.last_applied.as_ref().map(|l| l.index) >= upto
+    }
+}
+
 /// Resolves once `raft`'s core has stopped, with why: `Ok` if it was shut down on purpose
 /// ([`Raft::shutdown`], or every handle dropped), else the [`Fatal`] error it stopped on
 /// ([`Fatal::Panicked`] if it ended without recording one).

@@ -151,7 +151,19 @@ impl ClientService {
     }
 
     /// The high watermark and log start watches of `led`'s partition, as its broker keeps them.
+    /// A leader elected so recently that its high watermark may still lag what readers saw
+    /// answers UNAVAILABLE instead (clients retry): read from it, an offset already consumed
+    /// would look out of range, and "latest" would go backwards.
     fn watches(&self, led: &Led) -> Result<Watches, Error> {
+        if !self.partitions.leader_caught_up(led.group_id) {
+            return Err(error(
+                ErrorCode::Unavailable,
+                format!(
+                    "{}/{}: broker {} was just elected leader and is catching up on what is committed; retry shortly",
+                    led.topic, led.partition, self.node_id
+                ),
+            ));
+        }
         let found = self.partitions.high_watermark(led.group_id).zip(self.partitions.log_start(led.group_id));
         let Some((high_watermark, log_start)) = found else {
             return Err(error(

@@ -451,6 +451,55 @@ async fn a_restarted_broker_answers_unavailable_until_its_metadata_caught_up() {
     cluster.shutdown().await;
 }
 
+/// A leader elected after a restart knows how far the log is committed only once it committed
+/// an entry of its own term. Before that its high watermark may lag what readers already saw:
+/// a consumer's position then looked out of range and the SDK reset it to the earliest offset
+/// (jepsen finding F3). Such a leader answers UNAVAILABLE; reads never see the watermark behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_just_elected_never_shows_a_high_watermark_behind_what_was_committed() {
+    let mut cluster = Cluster::start(3).await;
+    cluster
+        .wait_for(Duration::from_secs(20), "brokers registered and live", |c| {
+            c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.live_brokers().len() == 3))
+        })
+        .await;
+    let config = TopicConfig { partitions: 1, replication_factor: 3, ..Default::default() };
+    assert_eq!(create_topic(&cluster, "reread", config).await, Error::ok());
+    for i in 0..10 {
+        let r = produce(&cluster, "reread", 0, batch(ProducerStamp::NONE, &values(0, i), 1)).await;
+        assert_eq!(code(r.error.as_ref()), ErrorCode::Ok);
+    }
+    cluster.restart_all().await;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(cluster.client(i).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    'served: loop {
+        assert!(Instant::now() < deadline, "no broker served offset 20 after the restart");
+        for client in &mut clients {
+            let fetched = client.fetch(fetch_request("reread", 0, 20, 0)).await.expect("rpc").into_inner();
+            let e = error_of(fetched.error.as_ref());
+            assert_ne!(e.error_code(), ErrorCode::OffsetOutOfRange, "a committed position looked out of range: {e:?}");
+            let latest = ListOffsetsRequest { topic: "reread".into(), partition: 0, at: Some(At::Latest(Empty {})) };
+            let listed = client.list_offsets(latest).await.expect("rpc").into_inner();
+            if error_of(listed.error.as_ref()).is_ok() {
+                assert!(
+                    listed.offset >= 20,
+                    "latest went back to {} (fetch answered {e:?} hw {})",
+                    listed.offset,
+                    fetched.high_watermark
+                );
+            }
+            if e.is_ok() {
+                assert_eq!(fetched.high_watermark, 20);
+                break 'served;
+            }
+        }
+    }
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_single_broker_rf1_topics_are_written_and_read() {
     let cluster = Cluster::start(1).await;
