@@ -129,15 +129,7 @@ impl Client {
     /// until one answers. Fails with [`Error::NoBroker`] if none does.
     pub async fn connect(config: ClientConfig) -> Result<Client> {
         config.validate()?;
-        let inner = Arc::new(Inner {
-            config,
-            metadata: RwLock::new(Arc::new(ClusterMetadata::empty())),
-            channels: Mutex::new(HashMap::new()),
-            groups: Mutex::new(HashMap::new()),
-            refresh_lock: tokio::sync::Mutex::new(()),
-            refresher: Mutex::new(None),
-        });
-        let client = Client { inner };
+        let client = Client::unconnected(config);
         client.refresh_metadata().await?;
         let task = tokio::spawn(refresh_periodically(Arc::downgrade(&client.inner)));
         *client.inner.refresher.lock().expect("refresher lock") = Some(task);
@@ -494,9 +486,8 @@ fn describe(call: &Call<'_>) -> String {
     }
 }
 
-#[cfg(test)]
 impl Client {
-    /// A client that has not talked to any broker, for unit tests of what holds one.
+    /// A client that has not talked to any broker yet (nor refreshes its metadata).
     pub(crate) fn unconnected(config: ClientConfig) -> Client {
         let inner = Arc::new(Inner {
             config,

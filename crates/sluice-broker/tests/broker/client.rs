@@ -44,6 +44,15 @@ fn produce_request(topic: &str, partition: u32, batch: Bytes) -> ProduceRequest 
     ProduceRequest { topic: topic.into(), partition, batch, timeout_ms: 10_000 }
 }
 
+/// Waits until every broker of `cluster` sees `n` live brokers.
+async fn wait_live(cluster: &Cluster, n: usize) {
+    cluster
+        .wait_for(Duration::from_secs(20), "brokers registered and live", |c| {
+            c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.live_brokers().len() == n))
+        })
+        .await;
+}
+
 fn fetch_request(topic: &str, partition: u32, offset: u64, max_wait_ms: u32) -> FetchRequest {
     FetchRequest { topic: topic.into(), partition, offset, max_bytes: 0, max_wait_ms }
 }
@@ -130,11 +139,7 @@ fn messages(response: &FetchResponse, from: u64) -> Vec<(u64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_three_broker_cluster_the_client_api_creates_produces_fetches_and_refuses_what_it_must() {
     let cluster = Cluster::start(3).await;
-    cluster
-        .wait_for(Duration::from_secs(20), "brokers registered and live", |c| {
-            c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.live_brokers().len() == 3))
-        })
-        .await;
+    wait_live(&cluster, 3).await;
 
     tracing::info!("--- admin writes reach the controller leader through NOT_CONTROLLER hints");
     assert_eq!(
@@ -414,11 +419,7 @@ async fn pipelined_stream(cluster: &Cluster) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_broker_answers_unavailable_until_its_metadata_caught_up() {
     let mut cluster = Cluster::start(3).await;
-    cluster
-        .wait_for(Duration::from_secs(20), "brokers registered and live", |c| {
-            c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.live_brokers().len() == 3))
-        })
-        .await;
+    wait_live(&cluster, 3).await;
     let config = TopicConfig { partitions: 1, replication_factor: 3, ..Default::default() };
     assert_eq!(create_topic(&cluster, "kept", config).await, Error::ok());
     for i in (0..3).rev() {
@@ -458,11 +459,7 @@ async fn a_restarted_broker_answers_unavailable_until_its_metadata_caught_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_just_elected_never_shows_a_high_watermark_behind_what_was_committed() {
     let mut cluster = Cluster::start(3).await;
-    cluster
-        .wait_for(Duration::from_secs(20), "brokers registered and live", |c| {
-            c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.live_brokers().len() == 3))
-        })
-        .await;
+    wait_live(&cluster, 3).await;
     let config = TopicConfig { partitions: 1, replication_factor: 3, ..Default::default() };
     assert_eq!(create_topic(&cluster, "reread", config).await, Error::ok());
     for i in 0..10 {
