@@ -151,6 +151,11 @@ fn raft_config(group: &str, heartbeat_ms: u64, ratio: u64, [min, max]: [u64; 2])
         // A member whose heartbeats arrive late (a slow disk, a busy runtime) asks first whether
         // it could win, instead of raising the term and deposing a healthy leader.
         enable_pre_vote: Some(true),
+        // A restarted leader stands for election again (standard Raft) instead of resuming in
+        // its old term. Resuming broke log matching once its log had lost an unsynced tail that
+        // followers held: it wrote different entries at the same term and index, and replicas
+        // diverged in committed data (jepsen finding F4).
+        enable_leader_restore: Some(false),
         ..RaftConfig::default()
     };
     config.validate().map_err(|e| ConfigError::Invalid(format!("raft.{group}_*: {e}")))
@@ -430,6 +435,16 @@ mod tests {
         raft_addr = "127.0.0.1:9102"
         client_addr = "127.0.0.1:9092"
     "#;
+
+    /// Jepsen finding F4: a leader resuming its old term after losing an unsynced log tail
+    /// rewrote committed indexes. Every group must stand for election after a restart.
+    #[test]
+    fn restarted_leaders_are_elected_again_never_restored() {
+        let timings = RaftTimings::default();
+        for config in [timings.controller().unwrap(), timings.partition().unwrap()] {
+            assert_eq!(config.enable_leader_restore, Some(false), "{}: leader restore is on", config.cluster_name);
+        }
+    }
 
     #[test]
     fn parses_with_defaults_and_validates() {
