@@ -10,6 +10,7 @@ pub mod report;
 pub mod faults;
 pub mod net;
 pub mod nodes;
+pub mod proxy;
 pub mod run;
 pub mod schedule;
 pub mod unfsynced;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
+use sluice_jepsen::net::NetworkMode;
 use sluice_jepsen::run::{self, RunOptions};
 use sluice_jepsen::schedule::parse_families;
 use sluice_jepsen::workload::WorkloadConfig;
@@ -22,8 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start a three-node cluster in network namespaces, run the workload under a seeded
-    /// fault schedule, check the history; exits 1 on any anomaly.
+    /// Start a three-node cluster (in network namespaces, or behind per-link proxies), run
+    /// the workload under a seeded fault schedule, check the history; exits 1 on any anomaly.
     Run(RunArgs),
     /// Check a recorded history (history.jsonl) again and print the summary; exits 1 on any
     /// anomaly.
@@ -34,7 +35,8 @@ enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
-    /// Kill processes in the suite's namespaces and delete the namespaces (after a crash).
+    /// Kill processes in the suite's namespaces and delete the namespaces (after a crash of a
+    /// netns run; a proxy run leaves only its brokers, which this does not look for).
     Clean {
         /// Which test network to clean (see `run --net`).
         #[arg(long, default_value_t = 0)]
@@ -61,8 +63,14 @@ struct RunArgs {
     /// Where the run's files go (default: jepsen/runs/<UTC time>-<seed>).
     #[arg(long)]
     run_dir: Option<PathBuf>,
-    /// The test network, 0 to 99: runs on different networks can share the machine (network K
-    /// uses namespaces sjK-* and addresses 10.99.K.0/24; 0 is sj-*).
+    /// How nodes are networked: netns (a namespace per node, nftables cuts; needs root, ip,
+    /// nft) or proxy (all on 127.0.0.1, a proxy per link in the runner). Default: netns, or
+    /// proxy (said on stderr) when namespaces are not available.
+    #[arg(long, value_enum)]
+    network: Option<NetworkMode>,
+    /// The netns test network, 0 to 99: runs on different networks can share the machine
+    /// (network K uses namespaces sjK-* and addresses 10.99.K.0/24; 0 is sj-*). Proxy runs
+    /// pick free ports and need no number.
     #[arg(long, default_value_t = 0)]
     net: u8,
     /// Partitions of the workload's topic.
@@ -130,20 +138,28 @@ fn run_command(args: RunArgs) -> Result<bool> {
     let run_dir = args.run_dir.unwrap_or_else(|| run::default_run_dir(seed));
     // Absolute: the brokers run with the run directory as their working directory.
     let run_dir = std::path::absolute(&run_dir).with_context(|| format!("--run-dir {}", run_dir.display()))?;
+    let network = args.network.unwrap_or_else(|| match net::namespaces_unavailable() {
+        None => NetworkMode::Netns,
+        Some(why) => {
+            eprintln!("sluice-jepsen: network namespaces are not available ({why}): using --network proxy");
+            NetworkMode::Proxy
+        }
+    });
     let options = RunOptions {
         seed,
         time_limit: Duration::from_secs(args.time_limit),
         families,
         bin_dir,
         run_dir: run_dir.clone(),
+        network,
         workload,
     };
-    eprintln!("sluice-jepsen: seed {seed}, run directory {}", run_dir.display());
+    eprintln!("sluice-jepsen: seed {seed}, {network} network, run directory {}", run_dir.display());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let outcome = runtime.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
-        // Dropping the run's future drops its cluster guard: brokers killed, namespaces gone.
+        // Dropping the run's future drops its cluster guard: brokers killed, network gone.
         tokio::select! {
             outcome = run::run(options) => outcome,
             _ = tokio::signal::ctrl_c() => bail!("interrupted (Ctrl-C); the cluster was torn down"),
@@ -152,7 +168,10 @@ fn run_command(args: RunArgs) -> Result<bool> {
     })?;
     print!("{}", run::summary(&outcome, seed));
     println!("files: {} (report.json, history.jsonl, node logs)", run_dir.display());
-    println!("reproduce: sluice-jepsen run --seed {seed} --time-limit {} --faults {}", args.time_limit, args.faults);
+    println!(
+        "reproduce: sluice-jepsen run --seed {seed} --time-limit {} --faults {} --network {network}",
+        args.time_limit, args.faults
+    );
     Ok(outcome.is_clean())
 }
 

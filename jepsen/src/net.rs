@@ -1,22 +1,37 @@
-//! The test network: one Linux network namespace per node, all plugged into a bridge that
-//! lives in a namespace of its own (so nothing routes out of the machine), plus one veth from
-//! the root namespace into the bridge, so that the workload client (which runs in the root
-//! namespace) reaches every node at `10.99.0.N`. Several runs can share a machine: each picks a
-//! network number ([`select`], `--net`), and network `K` uses the names `sjK-…` and the
-//! addresses `10.99.K.N` (network 0, the default, is `sj-…`). Partitions are nftables tables inside node
-//! namespaces; healing deletes the table. Nothing here touches the root namespace's firewall.
+//! The test network, in one of two modes ([`NetworkMode`]):
 //!
-//! Every step shells out to `ip` and `nft` with a deadline: these are the tools this setup was
-//! measured with on the machines the suite runs on, and they need no new dependency.
+//! - **netns** (the default, root only): one Linux network namespace per node, all plugged into
+//!   a bridge that lives in a namespace of its own (so nothing routes out of the machine), plus
+//!   one veth from the root namespace into the bridge, so that the workload client (which runs
+//!   in the root namespace) reaches every node at `10.99.0.N`. Several runs can share a
+//!   machine: each picks a network number ([`select`], `--net`), and network `K` uses the names
+//!   `sjK-…` and the addresses `10.99.K.N` (network 0, the default, is `sj-…`). Partitions are
+//!   nftables tables inside node namespaces; healing deletes the table. Nothing here touches
+//!   the root namespace's firewall. Every step shells out to `ip` and `nft` with a deadline:
+//!   these are the tools this setup was measured with on the machines the suite runs on, and
+//!   they need no new dependency.
+//! - **proxy** (no root, no `ip`/`nft` needed): every broker on 127.0.0.1 with its own ports,
+//!   reaching each peer through a proxy of its own ([`crate::proxy`]); partitions stall the
+//!   proxies.
+//!
+//! [`Network`] hides the difference from the rest of the runner: where each node listens
+//! ([`Layout`]), how its broker is started ([`Network::command`]), [`Network::cut`] and
+//! [`Network::heal`].
 
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::proxy::Proxies;
+
+/// The port every broker's client API listens on in netns mode (each node has its own address).
+pub const CLIENT_PORT: u16 = 9092;
+/// The port every broker's peer (Raft) service listens on in netns mode.
+pub const RAFT_PORT: u16 = 9093;
 /// The highest network number (`--net`).
 pub const MAX_NETWORK: u8 = 99;
 /// The network this process uses, once chosen.
@@ -78,7 +93,7 @@ pub fn node_ns(node: u64) -> String {
     format!("{}n{node}", prefix())
 }
 
-/// Which packets a cut drops, seen from the node whose namespace holds the rules.
+/// Which traffic a cut stops, seen from the node it is placed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     /// Neither direction passes.
@@ -87,26 +102,192 @@ pub enum Direction {
     InboundOnly,
 }
 
-/// The namespaces and links of one run. [`Network::teardown`] (also run on drop) removes
-/// them all; [`Network::cleanup_leftovers`] removes those a crashed earlier run left.
+/// How the test network is built (`--network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkMode {
+    /// A network namespace per node, nftables cuts; needs root, `ip` and `nft`.
+    Netns,
+    /// Every node on 127.0.0.1, a proxy per link in the runner, cuts stall the proxies.
+    Proxy,
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetworkMode::Netns => "netns",
+            NetworkMode::Proxy => "proxy",
+        })
+    }
+}
+
+/// Why the netns mode cannot run here (not root, `ip` or `nft` missing), if it cannot.
+pub fn namespaces_unavailable() -> Option<String> {
+    match is_root() {
+        Ok(true) => {}
+        Ok(false) => return Some("not running as root".into()),
+        Err(e) => return Some(format!("{e:#}")),
+    }
+    ["ip", "nft"].into_iter().find(|tool| find_in_path(tool).is_none()).map(|tool| format!("`{tool}` is not installed"))
+}
+
+/// Where one node's broker listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeAddrs {
+    /// The node id.
+    pub node: u64,
+    /// Its peer (Raft) service, as every broker's config advertises it.
+    pub raft: SocketAddr,
+    /// Its client API.
+    pub client: SocketAddr,
+}
+
+/// Where every node listens, and which peer addresses each one dials through another address
+/// (its broker config's `peer_dial`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// How the network is built.
+    pub mode: NetworkMode,
+    /// Every node, in id order.
+    pub nodes: Vec<NodeAddrs>,
+    /// `(dialing node, a peer's raft address, the address it dials instead)`.
+    pub dial: Vec<(u64, SocketAddr, SocketAddr)>,
+}
+
+impl Layout {
+    /// The netns layout: node `N` at `10.99.<net>.N`, fixed ports, no dial overrides.
+    pub fn namespaces(nodes: &[u64]) -> Layout {
+        let addrs = |node| NodeAddrs {
+            node,
+            raft: SocketAddr::from((node_addr(node), RAFT_PORT)),
+            client: SocketAddr::from((node_addr(node), CLIENT_PORT)),
+        };
+        Layout { mode: NetworkMode::Netns, nodes: nodes.iter().map(|&n| addrs(n)).collect(), dial: Vec::new() }
+    }
+
+    /// Where `node` listens.
+    pub fn addrs(&self, node: u64) -> Result<NodeAddrs> {
+        self.nodes.iter().find(|a| a.node == node).copied().with_context(|| format!("no node {node}"))
+    }
+
+    /// The `(peer raft address, dialed address)` overrides of `node`.
+    pub fn dial_of(&self, node: u64) -> impl Iterator<Item = (SocketAddr, SocketAddr)> + '_ {
+        self.dial.iter().filter(move |(n, _, _)| *n == node).map(|&(_, peer, through)| (peer, through))
+    }
+
+    /// Where `node` runs, in words (for its config and errors).
+    pub fn place(&self, node: u64) -> String {
+        match self.mode {
+            NetworkMode::Netns => format!("in network namespace {}", node_ns(node)),
+            NetworkMode::Proxy => "on 127.0.0.1, reaching each peer through a proxy of the runner".into(),
+        }
+    }
+}
+
+/// The test network of one run: [`Namespaces`] or [`Proxies`]. Both undo themselves when
+/// dropped.
 #[derive(Debug)]
-pub struct Network {
-    nodes: Vec<u64>,
-    up: bool,
+pub enum Network {
+    /// The netns mode.
+    Namespaces(Namespaces),
+    /// The proxy mode.
+    Proxy(Proxies),
 }
 
 impl Network {
+    /// Builds the network for `nodes`. The netns mode fails with a clear message when not run
+    /// as root or without `ip`/`nft`; the proxy mode must be called inside a tokio runtime
+    /// (its proxies are tasks of it).
+    pub fn setup(mode: NetworkMode, nodes: &[u64]) -> Result<Network> {
+        match mode {
+            NetworkMode::Netns => Namespaces::setup(nodes).map(Network::Namespaces),
+            NetworkMode::Proxy => Proxies::start(crate::proxy::pick_addrs(nodes)?).map(Network::Proxy),
+        }
+    }
+
+    /// Where every node listens.
+    pub fn layout(&self) -> &Layout {
+        match self {
+            Network::Namespaces(n) => &n.layout,
+            Network::Proxy(p) => p.layout(),
+        }
+    }
+
+    /// The nodes the network was built for.
+    pub fn nodes(&self) -> Vec<u64> {
+        self.layout().nodes.iter().map(|a| a.node).collect()
+    }
+
+    /// The start of the command line that runs a program as `node` (the program and its
+    /// arguments follow): `env`, inside the node's namespace in netns mode. Both `ip netns
+    /// exec` and `env` exec, so the child's pid is the program's.
+    pub fn command(&self, node: u64) -> Command {
+        match self {
+            Network::Namespaces(_) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", &node_ns(node), "env"]);
+                command
+            }
+            Network::Proxy(_) => Command::new("env"),
+        }
+    }
+
+    /// Stops traffic between `node` and `peers` (replacing any cut the node had); the
+    /// workload's client traffic is never cut.
+    pub fn cut(&self, node: u64, peers: &[u64], direction: Direction) -> Result<()> {
+        match self {
+            Network::Namespaces(n) => n.cut(node, peers, direction),
+            Network::Proxy(p) => p.cut(node, peers, direction),
+        }
+    }
+
+    /// Removes `node`'s cut, if it has one.
+    pub fn heal(&self, node: u64) -> Result<()> {
+        match self {
+            Network::Namespaces(n) => n.heal(node),
+            Network::Proxy(p) => p.heal(node),
+        }
+    }
+
+    /// Removes every node's cut.
+    pub fn heal_all(&self) -> Result<()> {
+        self.nodes().into_iter().try_for_each(|n| self.heal(n))
+    }
+
+    /// Removes the network (also done on drop). The caller must have stopped the brokers first.
+    pub fn teardown(&mut self) -> Result<()> {
+        match self {
+            Network::Namespaces(n) => n.teardown(),
+            Network::Proxy(p) => {
+                p.stop();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The namespaces and links of one netns-mode run. [`Namespaces::teardown`] (also run on
+/// drop) removes them all; [`cleanup_leftovers`] removes those a crashed earlier run left.
+#[derive(Debug)]
+pub struct Namespaces {
+    layout: Layout,
+    up: bool,
+}
+
+impl Namespaces {
     /// Creates the bridge, the root namespace's link into it and one namespace per node.
     /// Fails with a clear message when not run as root or without `ip`/`nft`.
-    pub fn setup(nodes: &[u64]) -> Result<Network> {
+    pub fn setup(nodes: &[u64]) -> Result<Namespaces> {
         require_root()?;
         for tool in ["ip", "nft"] {
             if find_in_path(tool).is_none() {
-                bail!("`{tool}` is not installed: run scripts/install-deps.sh (packages iproute2, nftables)");
+                bail!(
+                    "`{tool}` is not installed: run scripts/install-deps.sh (packages iproute2, nftables), or use \
+                     --network proxy"
+                );
             }
         }
         cleanup_leftovers()?;
-        let mut net = Network { nodes: nodes.to_vec(), up: true };
+        let mut net = Namespaces { layout: Layout::namespaces(nodes), up: true };
         net.create().context("creating the test network (a failed step is undone)")?;
         Ok(net)
     }
@@ -123,7 +304,8 @@ impl Network {
         ip(&["-n", switch, "link", "set", &link_peer, "up"])?;
         ip(&["addr", "add", &format!("{host}/24"), "dev", link])?;
         ip(&["link", "set", link, "up"])?;
-        for &node in &self.nodes.clone() {
+        let nodes: Vec<u64> = self.layout.nodes.iter().map(|a| a.node).collect();
+        for node in nodes {
             let (ns, veth, port) = (node_ns(node), format!("{prefix}v{node}"), format!("{prefix}p{node}"));
             ip(&["netns", "add", &ns])?;
             ip(&["link", "add", &veth, "type", "veth", "peer", "name", &port])?;
@@ -137,11 +319,6 @@ impl Network {
             ip(&["-n", switch, "link", "set", &port, "up"])?;
         }
         Ok(())
-    }
-
-    /// The nodes the network was built for.
-    pub fn nodes(&self) -> &[u64] {
-        &self.nodes
     }
 
     /// Drops, inside `node`'s namespace, traffic between it and `peers` (replacing any cut
@@ -178,11 +355,6 @@ impl Network {
         Ok(())
     }
 
-    /// Removes every node's cut.
-    pub fn heal_all(&self) -> Result<()> {
-        self.nodes.iter().try_for_each(|&n| self.heal(n))
-    }
-
     /// Deletes the namespaces (which takes their nftables tables with them) and the root
     /// namespace's link. The caller must have stopped the processes inside first.
     pub fn teardown(&mut self) -> Result<()> {
@@ -194,7 +366,7 @@ impl Network {
     }
 }
 
-impl Drop for Network {
+impl Drop for Namespaces {
     fn drop(&mut self) {
         if let Err(e) = self.teardown() {
             eprintln!("tearing the test network down: {e:#}");
@@ -240,19 +412,24 @@ fn our_namespaces() -> Result<Vec<String>> {
 
 /// Fails unless the process runs as root (namespaces and nftables need it).
 pub fn require_root() -> Result<()> {
+    if !is_root()? {
+        bail!(
+            "the netns network needs root: it puts each node in its own network namespace and cuts links with \
+             nftables (run it with sudo, or use --network proxy)"
+        );
+    }
+    Ok(())
+}
+
+/// Whether the process's effective user is root.
+fn is_root() -> Result<bool> {
     let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let euid = status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .context("no Uid line in /proc/self/status")?;
-    if euid != "0" {
-        bail!(
-            "sluice-jepsen must run as root: it puts each node in its own network namespace and cuts links \
-             with nftables (run it with sudo; a namespace-free proxy mode does not exist yet)"
-        );
-    }
-    Ok(())
+    Ok(euid == "0")
 }
 
 /// Where `tool` is on `PATH`, if anywhere.
@@ -316,6 +493,16 @@ mod tests {
         assert!(
             node_ns(2).starts_with(&prefix) && switch_ns().starts_with(&prefix) && host_link().starts_with(&prefix)
         );
+    }
+
+    #[test]
+    fn the_netns_layout_gives_each_node_its_address_and_the_fixed_ports() {
+        let layout = Layout::namespaces(&[1, 2, 3]);
+        assert_eq!(layout.addrs(3).unwrap().raft.to_string(), "10.99.0.3:9093");
+        assert_eq!(layout.addrs(1).unwrap().client.to_string(), "10.99.0.1:9092");
+        assert!(layout.dial.is_empty() && layout.dial_of(1).next().is_none());
+        assert!(layout.addrs(4).unwrap_err().to_string().contains("no node 4"));
+        assert_eq!(layout.place(2), "in network namespace sj-n2");
     }
 
     #[test]

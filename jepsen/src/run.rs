@@ -1,4 +1,4 @@
-//! One run of the suite: start the cluster in its namespaces, set the workload up, run it
+//! One run of the suite: start the cluster on its test network, set the workload up, run it
 //! while the nemesis plays the seeded schedule, heal everything, wait for recovery, drain,
 //! stop the brokers, record each node's own log, check the history and write the report.
 //!
@@ -15,6 +15,7 @@ use anyhow::{Context as _, Result, anyhow};
 
 use crate::faults::{FaultLog, Nemesis};
 use crate::history::{self, Kind, Op, Recorder};
+use crate::net::NetworkMode;
 use crate::nodes::{Cluster, ClusterSpec};
 use crate::report::Report;
 use crate::schedule::{Family, Schedule};
@@ -44,6 +45,8 @@ pub struct RunOptions {
     pub bin_dir: PathBuf,
     /// Where everything of the run goes.
     pub run_dir: PathBuf,
+    /// How the test network is built (only netns needs root).
+    pub network: NetworkMode,
     /// The workload.
     pub workload: WorkloadConfig,
 }
@@ -101,20 +104,24 @@ impl FaultLog for HistoryFaults {
 /// Runs the whole test. The cluster is torn down when this returns, fails, or its future
 /// is dropped (Ctrl-C).
 pub async fn run(options: RunOptions) -> Result<Outcome> {
-    crate::net::require_root()?;
+    // Before anything is written; the proxy network needs no privilege.
+    if options.network == NetworkMode::Netns {
+        crate::net::require_root()?;
+    }
     let dir = &options.run_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let spec = ClusterSpec {
         bin_dir: options.bin_dir.clone(),
         run_dir: dir.clone(),
         nodes: vec![1, 2, 3],
+        network: options.network,
         faketime: options.families.contains(&Family::Clock),
         fiu: options.families.contains(&Family::FsyncEio),
         fsync_log: options.families.contains(&Family::LoseUnfsynced),
     };
     let schedule = Schedule::generate(options.seed, options.time_limit, &options.families, &spec.nodes);
     std::fs::write(dir.join("schedule.txt"), schedule.to_string())?;
-    tracing::info!("run directory {}\n{schedule}", dir.display());
+    tracing::info!("run directory {}, {} network\n{schedule}", dir.display(), options.network);
 
     let mut cluster = Cluster::start(spec)?;
     cluster.wait_ready(START_TIMEOUT).await.context("starting the cluster")?;

@@ -2,7 +2,7 @@
 //! local three-node cluster's. Every field is documented with its default; [`BrokerConfig::validate`]
 //! checks the whole of it before anything starts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -254,6 +254,15 @@ pub struct BrokerConfig {
     /// Every broker of the cluster, this one included. They are the controller group's voters:
     /// a new cluster forms from them without a manual init step. Required, at least one.
     pub peers: Vec<PeerConfig>,
+    /// Where this broker connects to a peer whose advertised `raft_addr` is the key: the
+    /// `[peer_dial]` table, `"ip:port" = "ip:port"`, the key written exactly as the peer's
+    /// `raft_addr` (in `peers` and so in the cluster metadata). Only this broker's outgoing
+    /// peer (Raft) connections follow it; what the cluster advertises does not change. For a
+    /// broker that reaches its peers behind NAT or through a sidecar proxy, and for the
+    /// failure-injection suite's per-link proxies (jepsen/README.md). Default: empty, every
+    /// peer is dialed at its `raft_addr`.
+    #[serde(default)]
+    pub peer_dial: BTreeMap<String, String>,
     /// Raft timings. Default: see [`RaftTimings`].
     #[serde(default)]
     pub raft: RaftTimings,
@@ -331,6 +340,7 @@ impl BrokerConfig {
                 raft_addr: DEV_RAFT_ADDR.into(),
                 client_addr: DEV_CLIENT_ADDR.into(),
             }],
+            peer_dial: BTreeMap::new(),
             raft: RaftTimings::default(),
             broker_session_timeout_ms: default_session_timeout_ms(),
             max_batch_bytes: default_max_batch_bytes(),
@@ -358,6 +368,14 @@ impl BrokerConfig {
                 if !addr.contains(':') || addr.len() > 255 {
                     return invalid(format!("peers[node_id = {}].{field} = {addr:?}: expected host:port", p.node_id));
                 }
+            }
+        }
+        for (advertised, dialed) in &self.peer_dial {
+            if advertised.parse::<SocketAddr>().is_err() || dialed.parse::<SocketAddr>().is_err() {
+                return invalid(format!(
+                    "peer_dial: {advertised:?} = {dialed:?}: both sides must be ip:port (a peer's raft_addr, the \
+                     address to reach it through)"
+                ));
             }
         }
         if self.raft_listen().is_none() {
@@ -522,6 +540,21 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("metrics_listen 127.0.0.1:9092 is also"));
         c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn peer_dial_overrides_parse_and_must_be_ip_port() {
+        let table = "\n[peer_dial]\n\"127.0.0.1:9101\" = \"127.0.0.1:19012\"\n";
+        let c: BrokerConfig = toml::from_str(&format!("{THREE}{table}")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.peer_dial.get("127.0.0.1:9101").map(String::as_str), Some("127.0.0.1:19012"));
+        assert!(toml::from_str::<BrokerConfig>(THREE).unwrap().peer_dial.is_empty(), "empty by default");
+        for (advertised, dialed) in [("broker-1:9101", "127.0.0.1:19012"), ("127.0.0.1:9101", "127.0.0.1")] {
+            let mut c = c.clone();
+            c.peer_dial = BTreeMap::from([(advertised.to_owned(), dialed.to_owned())]);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("peer_dial") && e.contains(advertised) && e.contains("ip:port"), "{e}");
+        }
     }
 
     #[test]

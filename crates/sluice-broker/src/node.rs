@@ -99,7 +99,8 @@ impl Broker {
                 tracing::error!("peer service stopped: {e}");
             }
         }));
-        let clients = PeerClients::new(config.node_id, transport_config);
+        let dial = config.peer_dial.clone().into_iter().collect();
+        let clients = PeerClients::with_dial_overrides(config.node_id, transport_config, dial);
         let faults = clients.faults().clone();
         let controller = Arc::new(ControllerGroup::start(&config, clients.clone(), &registry).await?);
         let fail_stop = FailStop::new();

@@ -78,6 +78,7 @@ impl Cluster {
                 // Every test broker serves metrics, on a free port (`Broker::metrics_addr`).
                 metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
                 peers: peers.clone(),
+                peer_dial: Default::default(),
                 raft: timings.clone(),
                 broker_session_timeout_ms: 1_500,
                 max_batch_bytes: TEST_MAX_BATCH_BYTES,

@@ -5,6 +5,10 @@
 //! not a connection pool (HTTP/2 multiplexes every group's RPCs over the one connection) and it
 //! does not retry: openraft decides when to send again.
 //!
+//! A peer is dialed at the address it advertises (its `raft_addr` in the cluster metadata)
+//! unless a dial override names another address for it ([`PeerClients::with_dial_overrides`]):
+//! behind NAT, through a sidecar proxy, or through a failure-injection proxy per link.
+//!
 //! It also holds the node's fault plan ([`Faults`], for failure testing): group RPCs consult it
 //! per message in `PeerNetwork`, and every other RPC when it takes its channel here, per call.
 
@@ -30,11 +34,14 @@ struct Inner {
     node_id: NodeId,
     config: TransportConfig,
     faults: Faults,
+    /// Advertised peer address → the address actually dialed (empty: dial as advertised).
+    dial: HashMap<String, String>,
     /// Held only to look up or insert a channel, never across an await.
     peers: Mutex<HashMap<NodeId, Peer>>,
 }
 
 struct Peer {
+    /// The advertised address (not the dialed one), to notice when the peer moves.
     addr: String,
     channel: Channel,
 }
@@ -43,8 +50,16 @@ impl PeerClients {
     /// Clients for node `node_id`, whose RPCs name it as their sender. `config` must be valid
     /// ([`TransportConfig::validate`]). Their fault plan is empty, its losses seeded by `node_id`.
     pub fn new(node_id: NodeId, config: TransportConfig) -> PeerClients {
+        PeerClients::with_dial_overrides(node_id, config, HashMap::new())
+    }
+
+    /// Like [`PeerClients::new`], but a peer whose advertised address is a key of `dial` is
+    /// connected to at that key's value instead (the address must still be exactly as
+    /// advertised: `127.0.0.1:9102` does not match `localhost:9102`).
+    pub fn with_dial_overrides(node_id: NodeId, config: TransportConfig, dial: HashMap<String, String>) -> PeerClients {
         let faults = Faults::new(node_id);
-        PeerClients { inner: Arc::new(Inner { node_id, config, faults, peers: Mutex::new(HashMap::new()) }) }
+        let peers = Mutex::new(HashMap::new());
+        PeerClients { inner: Arc::new(Inner { node_id, config, faults, dial, peers }) }
     }
 
     /// The node these clients send from.
@@ -95,7 +110,8 @@ impl PeerClients {
         {
             return Ok(peer.channel.clone());
         }
-        let channel = self.endpoint(addr)?.connect_lazy();
+        let dialed = self.inner.dial.get(addr).map_or(addr, String::as_str);
+        let channel = self.endpoint(dialed)?.connect_lazy();
         peers.insert(target, Peer { addr: addr.to_owned(), channel: channel.clone() });
         Ok(channel)
     }
@@ -130,5 +146,31 @@ impl std::fmt::Debug for PeerClients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let peers: Vec<NodeId> = self.inner.peers.lock().map(|p| p.keys().copied().collect()).unwrap_or_default();
         f.debug_struct("PeerClients").field("node_id", &self.inner.node_id).field("peers", &peers).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::transport::pb::NodeHeartbeatRequest;
+
+    /// A peer advertised at an address nobody listens on is reached through its override.
+    #[tokio::test]
+    async fn a_dial_override_connects_to_the_other_address() {
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let advertised = "127.0.0.1:1";
+        let dial = HashMap::from([(advertised.to_owned(), proxy.local_addr().unwrap().to_string())]);
+        let clients = PeerClients::with_dial_overrides(1, TransportConfig::default(), dial);
+        let mut client = clients.raft_client(2, advertised).unwrap();
+        // The listener speaks no HTTP/2: the call cannot succeed, it only has to connect.
+        let call = tokio::spawn(async move {
+            let beat = NodeHeartbeatRequest { from: 1, ..Default::default() };
+            tokio::time::timeout(Duration::from_secs(10), client.node_heartbeat(beat)).await
+        });
+        let accepted = tokio::time::timeout(Duration::from_secs(10), proxy.accept()).await;
+        assert!(accepted.expect("dialed within 10 s").is_ok());
+        call.abort();
     }
 }
