@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use sluice_proto::v1::list_offsets_request::At;
 use sluice_proto::v1::{FetchRequest, FetchResponse, FetchedBatch, ListOffsetsRequest, ListOffsetsResponse};
 use sluice_proto::{Error, ErrorCode};
-use sluice_raft::partition::{LogStart, read_committed};
+use sluice_raft::partition::{LogStart, confirm_lease, read_committed};
 use sluice_storage::{Log, StorageError};
 use tokio::sync::watch;
 
@@ -76,7 +76,7 @@ impl ClientService {
             Ok(led) => led,
             Err(e) => return failed(e),
         };
-        let Watches { high_watermark: mut watermark, log_start } = match self.watches(&led) {
+        let Watches { high_watermark: mut watermark, log_start } = match self.watches(&led).await {
             Ok(w) => w,
             Err(e) => return failed(e),
         };
@@ -135,7 +135,7 @@ impl ClientService {
             return Err(error(ErrorCode::InvalidRequest, "set one of earliest, latest or timestamp_ms"));
         };
         let led = self.led_partition(&request.topic, request.partition)?;
-        let watches = self.watches(&led)?;
+        let watches = self.watches(&led).await?;
         let high_watermark = *watches.high_watermark.borrow();
         let bounds = Bounds::of(&led.log, high_watermark, watches.log_start.borrow().offset);
         Ok(match at {
@@ -151,10 +151,21 @@ impl ClientService {
     }
 
     /// The high watermark and log start watches of `led`'s partition, as its broker keeps them.
-    /// A leader elected so recently that its high watermark may still lag what readers saw
-    /// answers UNAVAILABLE instead (clients retry): read from it, an offset already consumed
-    /// would look out of range, and "latest" would go backwards.
-    fn watches(&self, led: &Led) -> Result<Watches, Error> {
+    /// A leader whose high watermark may lag what readers saw answers UNAVAILABLE instead
+    /// (clients retry): one elected so recently that it has not applied what it inherited, or
+    /// one that cannot confirm it still leads (deposed while paused or cut off, it does not know
+    /// yet). Read from it, an offset already consumed would look out of range, and "latest"
+    /// would go backwards.
+    async fn watches(&self, led: &Led) -> Result<Watches, Error> {
+        if !confirm_lease(&led.raft, self.read_lease_window).await {
+            return Err(error(
+                ErrorCode::Unavailable,
+                format!(
+                    "{}/{}: broker {} cannot confirm it still leads (no majority answered); retry shortly",
+                    led.topic, led.partition, self.node_id
+                ),
+            ));
+        }
         if !self.partitions.leader_caught_up(led.group_id) {
             return Err(error(
                 ErrorCode::Unavailable,

@@ -106,6 +106,9 @@ pub struct ClientService {
     /// A produce stream pipelines a batch only if a majority acknowledged the partition's
     /// leader within this long (half its lease), so the write is not refused for a lapsed lease.
     pipeline_lease_window: Duration,
+    /// How fresh a leader's quorum lease must be for it to serve reads: the shortest partition
+    /// election timeout, within which no other leader can have been elected.
+    read_lease_window: Duration,
     controller: Arc<ControllerGroup>,
     partitions: Arc<Partitions>,
     /// Turns true when the broker stops: waiting fetches answer at once.
@@ -129,6 +132,7 @@ impl ClientService {
             max_batch_bytes: config.max_batch_bytes,
             replica_ack_window: Duration::from_millis(2 * config.raft.partition_election_timeout_ms[1]),
             pipeline_lease_window: Duration::from_millis(config.raft.partition_election_timeout_ms[1] / 2),
+            read_lease_window: Duration::from_millis(config.raft.partition_election_timeout_ms[0]),
             controller,
             partitions,
             stop,

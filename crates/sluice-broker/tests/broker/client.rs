@@ -497,6 +497,48 @@ async fn a_leader_just_elected_never_shows_a_high_watermark_behind_what_was_comm
     cluster.shutdown().await;
 }
 
+/// A leader cut off from its peers does not know it was deposed, and its high watermark stops
+/// while the new leader's moves on. Served from it, a consumer's position looked out of range
+/// and was reset to the earliest offset (jepsen finding F5). It answers UNAVAILABLE instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_its_peers_serves_no_reads() {
+    let cluster = Cluster::start(3).await;
+    wait_live(&cluster, 3).await;
+    let config = TopicConfig { partitions: 1, replication_factor: 3, ..Default::default() };
+    assert_eq!(create_topic(&cluster, "cutoff", config).await, Error::ok());
+    for i in 0..5 {
+        let r = produce(&cluster, "cutoff", 0, batch(ProducerStamp::NONE, &values(0, i), 1)).await;
+        assert_eq!(code(r.error.as_ref()), ErrorCode::Ok);
+    }
+    let old = leader_of(&cluster, "cutoff", 0).await;
+    cluster.partition(&[old]);
+    // The other two elect a leader between them and take five more batches: 20 messages.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut written = 5;
+    while written < 10 {
+        assert!(Instant::now() < deadline, "the majority side took no writes");
+        for i in (0..3).filter(|&i| i != old) {
+            let request = produce_request("cutoff", 0, batch(ProducerStamp::NONE, &values(0, written), 1));
+            let r = cluster.client(i).await.produce(request).await.expect("rpc").into_inner();
+            if code(r.error.as_ref()) == ErrorCode::Ok {
+                written += 1;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut cut_off = cluster.client(old).await;
+    let fetched = cut_off.fetch(fetch_request("cutoff", 0, 20, 0)).await.expect("rpc").into_inner();
+    let e = error_of(fetched.error.as_ref());
+    assert!(matches!(e.error_code(), ErrorCode::Unavailable | ErrorCode::NotLeader), "served a read: {e:?}");
+    let latest = ListOffsetsRequest { topic: "cutoff".into(), partition: 0, at: Some(At::Latest(Empty {})) };
+    let listed = cut_off.list_offsets(latest).await.expect("rpc").into_inner();
+    let e = error_of(listed.error.as_ref());
+    assert!(!e.is_ok() || listed.offset >= 20, "latest {} from a deposed leader", listed.offset);
+    cluster.heal();
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_single_broker_rf1_topics_are_written_and_read() {
     let cluster = Cluster::start(1).await;

@@ -17,4 +17,4 @@ pub use read::{CommittedBatch, read_committed};
 pub use snapshot::PartitionState;
 pub use state_machine::{PartitionStateMachine, SnapshotBuilder, reject};
 pub use watermark::{LogStart, high_watermark_of, log_start_of};
-pub use write::{PendingWrite, WriteError, lease_fresh, submit, write};
+pub use write::{PendingWrite, WriteError, confirm_lease, lease_fresh, submit, write};

@@ -86,6 +86,33 @@ where
     acked.is_some_and(|at| at.elapsed() < within)
 }
 
+/// Whether `raft` still leads with a quorum lease fresher than `within`. When the lease is older
+/// (an idle group's timers are off, so it lapses between writes) this asks for a round of
+/// heartbeats and waits up to `within` for a majority to answer. A leader cut off from its peers,
+/// or deposed without knowing it yet (it was paused or partitioned), stays unconfirmed: its
+/// applied state may be behind what a newer leader committed, so it must not serve reads.
+pub async fn confirm_lease<SM>(raft: &Raft<SM>, within: Duration) -> bool
+where
+    SM: RaftStateMachine<PartitionConfig>,
+{
+    if lease_fresh(raft, within) {
+        return true;
+    }
+    if raft.trigger().heartbeat().await.is_err() {
+        return false;
+    }
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = LEASE_RETRY_MIN;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(pause).await;
+        if lease_fresh(raft, within) {
+            return true;
+        }
+        pause = (pause * 2).min(LEASE_RETRY_MAX);
+    }
+    false
+}
+
 /// Writes `command` through `raft`, which should lead its group, and returns what applying it
 /// answered once it is committed.
 ///
