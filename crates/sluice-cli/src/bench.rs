@@ -297,6 +297,28 @@ pub(crate) fn percentile_us(histogram: &Histogram<u64>, q: f64) -> u64 {
     if histogram.is_empty() { 0 } else { histogram.value_at_quantile(q) }
 }
 
+/// A latency histogram's percentiles for `--output json`: p50, p99, p999 and max, in µs.
+pub(crate) fn latency_json(latency_us: &Histogram<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "p50": percentile_us(latency_us, 0.5),
+        "p99": percentile_us(latency_us, 0.99),
+        "p999": percentile_us(latency_us, 0.999),
+        "max": latency_us.max(),
+    })
+}
+
+/// The same percentiles in ms, for plain output: `p50 1.23  p99 …  p999 …  max …`.
+pub(crate) fn latency_ms_line(latency_us: &Histogram<u64>) -> String {
+    let ms = |us: u64| us as f64 / 1000.0;
+    format!(
+        "p50 {:.2}  p99 {:.2}  p999 {:.2}  max {:.2}",
+        ms(percentile_us(latency_us, 0.5)),
+        ms(percentile_us(latency_us, 0.99)),
+        ms(percentile_us(latency_us, 0.999)),
+        ms(latency_us.max()),
+    )
+}
+
 /// Sets `stop` on Ctrl-C, so a run reports what it measured until then.
 pub(crate) fn stop_on_ctrl_c(stop: &Arc<AtomicBool>) {
     let stop = Arc::clone(stop);
@@ -349,10 +371,6 @@ impl Summary {
         (self.messages as f64 / seconds, self.bytes as f64 / 1e6 / seconds)
     }
 
-    fn percentile_us(&self, q: f64) -> u64 {
-        percentile_us(&self.latency_us, q)
-    }
-
     fn json(&self) -> serde_json::Value {
         let (msgs_per_sec, mb_per_sec) = self.rates();
         serde_json::json!({
@@ -364,31 +382,22 @@ impl Summary {
             "msgs_per_sec": msgs_per_sec,
             "mb_per_sec": mb_per_sec,
             "latency": self.latency,
-            "latency_us": {
-                "p50": self.percentile_us(0.5),
-                "p99": self.percentile_us(0.99),
-                "p999": self.percentile_us(0.999),
-                "max": self.latency_us.max(),
-            },
+            "latency_us": latency_json(&self.latency_us),
         })
     }
 
     fn plain(&self) -> String {
         let (msgs_per_sec, mb_per_sec) = self.rates();
-        let ms = |q| self.percentile_us(q) as f64 / 1000.0;
         format!(
             "{}: {} messages ({:.1} MB) in {:.2} s: {msgs_per_sec:.0} msgs/s, {mb_per_sec:.2} MB/s, {} errors\n\
-             {} latency ms: p50 {:.2}  p99 {:.2}  p999 {:.2}  max {:.2}\n",
+             {} latency ms: {}\n",
             self.mode,
             self.messages,
             self.bytes as f64 / 1e6,
             self.seconds,
             self.errors,
             self.latency,
-            ms(0.5),
-            ms(0.99),
-            ms(0.999),
-            self.latency_us.max() as f64 / 1000.0,
+            latency_ms_line(&self.latency_us),
         )
     }
 }

@@ -22,7 +22,9 @@ use hdrhistogram::Histogram;
 use sluice_client::{Client, GroupConsumer, GroupConsumerConfig, TopicPartition};
 
 use crate::args::{BenchCommitArgs, Output};
-use crate::bench::{ensure_topic, new_histogram, now_ms, percentile_us, record_latency, stop_on_ctrl_c};
+use crate::bench::{
+    ensure_topic, latency_json, latency_ms_line, new_histogram, now_ms, record_latency, stop_on_ctrl_c,
+};
 use crate::{print, print_json};
 
 /// How long the benchmark runs when neither `--count` nor `--duration` is given.
@@ -220,10 +222,6 @@ impl Summary {
         (commits, commits * self.partitions as f64)
     }
 
-    fn percentile_us(&self, q: f64) -> u64 {
-        percentile_us(&self.latency_us, q)
-    }
-
     fn json(&self) -> serde_json::Value {
         let (commits_per_sec, offsets_per_sec) = self.rates();
         serde_json::json!({
@@ -236,31 +234,22 @@ impl Summary {
             "commits_per_sec": commits_per_sec,
             "offsets_per_sec": offsets_per_sec,
             "latency": "commit-to-ack",
-            "latency_us": {
-                "p50": self.percentile_us(0.5),
-                "p99": self.percentile_us(0.99),
-                "p999": self.percentile_us(0.999),
-                "max": self.latency_us.max(),
-            },
+            "latency_us": latency_json(&self.latency_us),
         })
     }
 
     fn plain(&self) -> String {
         let (commits_per_sec, offsets_per_sec) = self.rates();
-        let ms = |q| self.percentile_us(q) as f64 / 1000.0;
         format!(
             "commit: {} groups, {} offsets per commit: {} commits in {:.2} s: {commits_per_sec:.0} commits/s \
              ({offsets_per_sec:.0} offsets/s), {} errors\n\
-             commit-to-ack latency ms: p50 {:.2}  p99 {:.2}  p999 {:.2}  max {:.2}\n",
+             commit-to-ack latency ms: {}\n",
             self.groups,
             self.partitions,
             self.commits,
             self.seconds,
             self.errors,
-            ms(0.5),
-            ms(0.99),
-            ms(0.999),
-            self.latency_us.max() as f64 / 1000.0,
+            latency_ms_line(&self.latency_us),
         )
     }
 }
