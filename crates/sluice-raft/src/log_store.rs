@@ -16,7 +16,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut};
@@ -25,6 +25,7 @@ use openraft::{LogState, OptionalSend, RaftLogReader};
 use sluice_storage::{EntryId, FlushPolicy, Flusher, Log, read_state_file, write_state_file};
 
 use crate::codec;
+use crate::tail_cache::TailCache;
 use crate::typ::{LogId, PartitionConfig, RaftEntry, Vote, log_id};
 
 /// Name of the file, in the log's directory, that holds the vote.
@@ -36,6 +37,7 @@ pub const MAX_REPLICATION_BYTES: usize = 4 * 1024 * 1024;
 /// The log storage of one partition replica.
 pub struct PartitionLogStore {
     log: Arc<Log>,
+    tail: Arc<Mutex<TailCache>>,
     flusher: Arc<Flusher>,
     /// `Some` under a relaxed policy: appends count as saved once written, fsynced within this.
     relaxed: Option<Duration>,
@@ -45,13 +47,14 @@ pub struct PartitionLogStore {
 #[derive(Clone)]
 pub struct PartitionLogReader {
     log: Arc<Log>,
+    tail: Arc<Mutex<TailCache>>,
 }
 
 impl PartitionLogStore {
     /// A store over `log`, made durable by `flusher` (shared by every log on the data directory),
     /// that reports an append saved only once fsynced ([`FlushPolicy::EveryAppend`]).
     pub fn new(log: Arc<Log>, flusher: Arc<Flusher>) -> PartitionLogStore {
-        PartitionLogStore { log, flusher, relaxed: None }
+        PartitionLogStore { log, tail: Arc::default(), flusher, relaxed: None }
     }
 
     /// The same store under `policy`: when appends are reported saved to openraft.
@@ -77,7 +80,7 @@ impl RaftLogReader<PartitionConfig> for PartitionLogReader {
         range: RB,
     ) -> io::Result<Vec<RaftEntry>> {
         let (start, end) = bounds(&range);
-        read_entries(&self.log, start, end, usize::MAX)
+        read_entries(&self.log, &self.tail, start, end, usize::MAX)
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
@@ -85,7 +88,7 @@ impl RaftLogReader<PartitionConfig> for PartitionLogReader {
     }
 
     async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> io::Result<Vec<RaftEntry>> {
-        read_entries(&self.log, start, end, MAX_REPLICATION_BYTES)
+        read_entries(&self.log, &self.tail, start, end, MAX_REPLICATION_BYTES)
     }
 }
 
@@ -101,7 +104,7 @@ impl RaftLogStorage<PartitionConfig> for PartitionLogStore {
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        PartitionLogReader { log: Arc::clone(&self.log) }
+        PartitionLogReader { log: Arc::clone(&self.log), tail: Arc::clone(&self.tail) }
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
@@ -123,8 +126,12 @@ impl RaftLogStorage<PartitionConfig> for PartitionLogStore {
         I: IntoIterator<Item = RaftEntry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let batch: Vec<sluice_storage::Entry> = entries.into_iter().map(|e| codec::encode(&e)).collect();
+        let entries: Vec<RaftEntry> = entries.into_iter().collect();
+        let batch: Vec<sluice_storage::Entry> = entries.iter().map(codec::encode).collect();
         self.log.append(&batch)?;
+        // Before openraft hears of the append, so a reader it sends for these entries finds them.
+        let sized = entries.into_iter().zip(batch.iter().map(|e| e.payload.len())).collect();
+        lock(&self.tail).push(sized);
         match self.relaxed {
             None => self
                 .flusher
@@ -142,11 +149,14 @@ impl RaftLogStorage<PartitionConfig> for PartitionLogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let from = last_log_id.map_or_else(|| self.log.first_index(), |id| id.index + 1);
+        // The cache goes first: a reader must never see entries the log no longer holds.
+        lock(&self.tail).truncate_from(from);
         self.log.truncate_from(from)?;
         Ok(())
     }
 
     async fn purge(&mut self, upto: LogId) -> io::Result<()> {
+        lock(&self.tail).purge_to(upto.index);
         self.log.purge_to(EntryId::new(upto.index, upto.leader_id.term))?;
         Ok(())
     }
@@ -165,14 +175,28 @@ impl Drop for PartitionLogStore {
     }
 }
 
-/// Reads `[start, end)` within `max_bytes` (at least one entry), skipping a purged head: openraft
-/// may ask for a range that starts below the log's first index.
-fn read_entries(log: &Log, start: u64, end: u64, max_bytes: usize) -> io::Result<Vec<RaftEntry>> {
+/// Reads `[start, end)` within `max_bytes` (at least one entry), from the tail cache when it holds
+/// `start`, skipping a purged head: openraft may ask for a range that starts below the log's
+/// first index.
+fn read_entries(
+    log: &Log,
+    tail: &Mutex<TailCache>,
+    start: u64,
+    end: u64,
+    max_bytes: usize,
+) -> io::Result<Vec<RaftEntry>> {
     let start = start.max(log.first_index());
     if start >= end {
         return Ok(Vec::new());
     }
+    if let Some(cached) = lock(tail).get(start, end, max_bytes) {
+        return Ok(cached);
+    }
     log.read(start, end, max_bytes)?.into_iter().map(codec::decode).collect()
+}
+
+fn lock(tail: &Mutex<TailCache>) -> std::sync::MutexGuard<'_, TailCache> {
+    tail.lock().expect("tail cache lock poisoned")
 }
 
 pub(crate) fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
