@@ -11,6 +11,12 @@ use sluice_system_tests::{Cluster, within};
 const TOPIC: &str = "cli-orders";
 const PARTITIONS: u64 = 3;
 const LINES: usize = 500;
+
+/// Line `i` of the produced input: ~200 bytes, so that the 500 lines (~100 KB) span several of
+/// the producer's 16 KiB sticky-partition turns and reach every partition.
+fn line(i: usize) -> String {
+    format!("line {i} {}", "x".repeat(190))
+}
 const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -33,7 +39,7 @@ async fn the_cli_creates_produces_consumes_describes_and_reports_status_as_json(
         created.assert_success("topic create");
         assert!(created.stderr.contains("created topic cli-orders: 3 partitions"), "{}", created.stderr);
 
-        let input: String = (0..LINES).map(|i| format!("line {i}\n")).collect();
+        let input: String = (0..LINES).map(|i| line(i) + "\n").collect();
         let produced = run(&["produce", TOPIC], Some(input.into_bytes())).await;
         produced.assert_success("produce from stdin");
         let expected = format!("{LINES} of {LINES} messages acknowledged by {TOPIC}");
@@ -71,7 +77,7 @@ fn check_consumed(records: &[Value]) -> BTreeMap<u64, u64> {
         assert!(r["key"].is_null() && r["tag"].is_null(), "no key or tag was given: {r}");
         assert!(r["timestamp"].as_i64().is_some_and(|t| t > 1_600_000_000_000), "a send time: {r}");
     }
-    let sent: BTreeSet<String> = (0..LINES).map(|i| format!("line {i}")).collect();
+    let sent: BTreeSet<String> = (0..LINES).map(line).collect();
     assert_eq!(values, sent, "every line, and nothing else");
     assert_eq!(next_offset.len() as u64, PARTITIONS, "keyless lines spread over every partition");
     next_offset

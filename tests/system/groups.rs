@@ -50,7 +50,9 @@ async fn create_topic(client: &Client, topic: &str, partitions: u32) {
 
 /// Sends `count` keyless messages (spread over the partitions); returns the end offsets.
 async fn produce(client: &Client, topic: &str, count: usize) -> BTreeMap<u32, u64> {
-    let producer = client.producer(ProducerConfig::default()).await.expect("a producer");
+    // Keyless records move to the next partition after every record: every partition gets some.
+    let config = ProducerConfig { sticky_partition_bytes: 1, ..ProducerConfig::default() };
+    let producer = client.producer(config).await.expect("a producer");
     let mut deliveries = Vec::with_capacity(count);
     for i in 0..count {
         deliveries.push(producer.enqueue(ProducerRecord::new(topic, format!("m{i}"))).await.expect("enqueue"));
@@ -385,7 +387,9 @@ async fn the_cli_consumes_as_a_group_describes_it_and_resets_it_only_while_it_is
         run(words("topic create cli-groups --partitions 3 --replication-factor 3"), None)
             .await
             .assert_success("topic create");
-        let input: String = (0..30).map(|i| format!("line {i}\n")).collect();
+        // ~2 KB lines: 30 of them span several of the producer's 16 KiB sticky-partition turns,
+        // so every partition gets some.
+        let input: String = (0..30).map(|i| format!("line {i} {}\n", "x".repeat(2000))).collect();
         run(words("produce cli-groups"), Some(input.into_bytes())).await.assert_success("produce");
 
         let all = run(words("consume cli-groups --group cli --output json"), None).await;

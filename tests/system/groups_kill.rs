@@ -35,7 +35,9 @@ fn config() -> GroupConsumerConfig {
 
 /// Sends `count` messages spread over the partitions; returns each partition's end offset.
 async fn produce(client: &Client, count: usize) -> BTreeMap<u32, u64> {
-    let producer = client.producer(ProducerConfig::default()).await.expect("a producer");
+    // Keyless records move to the next partition after every record: every partition gets some.
+    let config = ProducerConfig { sticky_partition_bytes: 1, ..ProducerConfig::default() };
+    let producer = client.producer(config).await.expect("a producer");
     let mut deliveries = Vec::with_capacity(count);
     for i in 0..count {
         deliveries.push(producer.enqueue(ProducerRecord::new(TOPIC, format!("m{i}"))).await.expect("enqueue"));

@@ -24,7 +24,7 @@ use crate::retention;
 
 /// How often the broker checks whether the metadata changed what it should host.
 const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
-/// fsyncs of different partitions' logs run this many at a time in one group commit.
+/// At most this many logs are fsynced at once, by a group commit that has become slow (see `Flusher`).
 const PARALLEL_SYNCS: usize = 4;
 
 /// Why a broker could not start, or stopped on its own.

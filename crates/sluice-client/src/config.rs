@@ -117,6 +117,10 @@ pub struct ProducerConfig {
     /// How long a batch may take from its creation until it is acknowledged, retries included,
     /// before its records fail with [`Error::Timeout`]. Default: 30 s.
     pub delivery_timeout: Duration,
+    /// Records without a key or partition go to one partition until this many bytes of them
+    /// went there, then to the next (Kafka's uniform sticky partitioner): larger batches, and
+    /// an even spread over time. Default: 16 KiB (Kafka's `batch.size` default, which it uses).
+    pub sticky_partition_bytes: usize,
 }
 
 impl Default for ProducerConfig {
@@ -127,6 +131,7 @@ impl Default for ProducerConfig {
             buffer_memory_bytes: 32 * 1024 * 1024,
             idempotence: true,
             delivery_timeout: Duration::from_secs(30),
+            sticky_partition_bytes: 16 * 1024,
         }
     }
 }
@@ -136,6 +141,9 @@ impl ProducerConfig {
     pub fn validate(&self) -> Result<()> {
         if self.max_batch_bytes < 1024 {
             return Err(invalid("max_batch_bytes must be at least 1024"));
+        }
+        if self.sticky_partition_bytes == 0 {
+            return Err(invalid("sticky_partition_bytes must be at least 1"));
         }
         if self.buffer_memory_bytes < self.max_batch_bytes {
             return Err(invalid("buffer_memory_bytes must be at least max_batch_bytes"));

@@ -4,9 +4,15 @@
 //! - A keyed record goes to `(murmur2(key) & 0x7fff_ffff) % partitions`: Kafka's default
 //!   partitioner, bit for bit, so the same key lands on the same partition in Sluice and in
 //!   Kafka, across client versions and processes (the hash has no per-process seed).
-//! - A keyless record goes round-robin over the partitions.
+//! - Keyless records stick to one partition until `sticky_partition_bytes` of them went there,
+//!   then move on to the next partition: Kafka's uniform sticky partitioner (KIP-794), without
+//!   its load-based weighting. A producer's keyless records then fill one partition's batch at
+//!   a time instead of adding one record to every partition's, so its batches are as large as
+//!   with a single partition (fewer, larger requests and Raft entries), and over time every
+//!   partition gets an equal share.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Mutex;
 
 /// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`): MurmurHash2, seed
 /// `0x9747b28c`, little-endian 4-byte blocks.
@@ -44,25 +50,41 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
     (murmur2(key) as u32 & 0x7fff_ffff) % partitions
 }
 
-/// Hands out partitions in turn to records without a key.
-#[derive(Debug, Default)]
-pub(crate) struct RoundRobin {
-    next: AtomicU32,
+/// Hands out partitions to records without a key (see the module doc).
+#[derive(Debug)]
+pub(crate) struct Sticky {
+    switch_bytes: usize,
+    /// The partition counter (taken modulo the topic's partitions) and the bytes sent to it.
+    state: Mutex<(u32, usize)>,
 }
 
-impl RoundRobin {
-    /// The next partition among `partitions` (at least 1).
-    pub(crate) fn next(&self, partitions: u32) -> u32 {
-        self.next.fetch_add(1, Ordering::Relaxed) % partitions
+impl Sticky {
+    /// Moves on after `switch_bytes` (at least one record per partition). Producers start at
+    /// a random partition, so that several do not move in step.
+    pub(crate) fn new(switch_bytes: usize) -> Sticky {
+        let start = RandomState::new().hash_one(std::process::id()) as u32;
+        Sticky { switch_bytes, state: Mutex::new((start, 0)) }
+    }
+
+    /// The partition among `partitions` (at least 1) for a keyless record of `bytes`.
+    pub(crate) fn next(&self, partitions: u32, bytes: usize) -> u32 {
+        let mut state = self.state.lock().expect("partitioner lock poisoned");
+        let (current, sent) = &mut *state;
+        if *sent >= self.switch_bytes {
+            *current = current.wrapping_add(1);
+            *sent = 0;
+        }
+        *sent += bytes;
+        *current % partitions
     }
 }
 
-/// Picks the partition of one record.
-pub(crate) fn choose(explicit: Option<u32>, key: Option<&[u8]>, partitions: u32, round_robin: &RoundRobin) -> u32 {
+/// Picks the partition of one record of `bytes`.
+pub(crate) fn choose(explicit: Option<u32>, key: Option<&[u8]>, partitions: u32, sticky: &Sticky, bytes: usize) -> u32 {
     match (explicit, key) {
         (Some(p), _) => p,
         (None, Some(key)) => partition_for_key(key, partitions),
-        (None, None) => round_robin.next(partitions),
+        (None, None) => sticky.next(partitions, bytes),
     }
 }
 
@@ -106,11 +128,27 @@ mod tests {
     }
 
     #[test]
-    fn explicit_beats_key_beats_round_robin() {
-        let rr = RoundRobin::default();
-        assert_eq!(choose(Some(5), Some(b"foobar"), 12, &rr), 5);
-        assert_eq!(choose(None, Some(b"foobar"), 12, &rr), partition_for_key(b"foobar", 12));
-        let turns: Vec<u32> = (0..6).map(|_| choose(None, None, 3, &rr)).collect();
-        assert_eq!(turns, [0, 1, 2, 0, 1, 2]);
+    fn explicit_beats_key_beats_sticky() {
+        let sticky = Sticky::new(300);
+        assert_eq!(choose(Some(5), Some(b"foobar"), 12, &sticky, 100), 5);
+        assert_eq!(choose(None, Some(b"foobar"), 12, &sticky, 100), partition_for_key(b"foobar", 12));
+        // Three 100-byte records fill 300 bytes of one partition, then the next partition's turn.
+        let turns: Vec<u32> = (0..9).map(|_| choose(None, None, 3, &sticky, 100)).collect();
+        let first = turns[0];
+        let expected: Vec<u32> = (0..9).map(|i| (first + i / 3) % 3).collect();
+        assert_eq!(turns, expected);
+    }
+
+    #[test]
+    fn keyless_records_spread_evenly_over_time() {
+        let sticky = Sticky::new(16 * 1024);
+        let mut counts = [0u32; 5];
+        for _ in 0..(5 * 16 * 1024 / 128) * 20 {
+            counts[sticky.next(5, 128) as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| c == counts[0]), "{counts:?}");
+        let big = Sticky::new(16 * 1024);
+        let turns: Vec<u32> = (0..3).map(|_| big.next(3, 1 << 20)).collect();
+        assert_eq!(turns.iter().collect::<std::collections::BTreeSet<_>>().len(), 3, "a large record moves on at once");
     }
 }

@@ -84,7 +84,14 @@ pub(super) async fn run(
 
 /// The producer, once the controller gave it an id; `None` if that did not happen by `until`.
 async fn start(client: &Client, process: u32, until: Instant) -> Option<Producer> {
-    let config = ProducerConfig { delivery_timeout: DELIVERY_TIMEOUT, idempotence: true, ..ProducerConfig::default() };
+    // Every record to the next partition (no sticky turns): every partition, and so every
+    // leader a fault may hit, has writes in flight all the time.
+    let config = ProducerConfig {
+        delivery_timeout: DELIVERY_TIMEOUT,
+        idempotence: true,
+        sticky_partition_bytes: 1,
+        ..ProducerConfig::default()
+    };
     while Instant::now() < until {
         match tokio::time::timeout_at(until, client.producer(config.clone())).await {
             Ok(Ok(producer)) => return Some(producer),

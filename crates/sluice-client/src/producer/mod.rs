@@ -32,7 +32,7 @@ use self::sender::Slot;
 use crate::client::Client;
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
-use crate::partitioner::{RoundRobin, choose};
+use crate::partitioner::{Sticky, choose};
 use crate::record::{ProducerRecord, RecordMetadata};
 
 /// A topic's `max_message_bytes` when the topic does not say.
@@ -66,7 +66,7 @@ pub(crate) struct Shared {
     /// Buffer memory in bytes: a record holds its share from `send` until its batch finishes.
     pub(crate) memory: Semaphore,
     slots: Mutex<Slots>,
-    round_robin: RoundRobin,
+    sticky: Sticky,
     /// The identity new partitions start with.
     identity: Identity,
 }
@@ -125,10 +125,10 @@ impl Producer {
         };
         let shared = Arc::new(Shared {
             memory: Semaphore::new(config.buffer_memory_bytes),
+            sticky: Sticky::new(config.sticky_partition_bytes),
             client,
             config,
             slots: Mutex::new(Slots::default()),
-            round_robin: RoundRobin::default(),
             identity,
         });
         Ok(Producer { handle: Arc::new(Handle { shared }) })
@@ -161,7 +161,7 @@ impl Producer {
             ));
         }
         let key = record.key_bytes().map(|k| &k[..]);
-        let partition = choose(record.explicit_partition(), key, partitions, &shared.round_robin);
+        let partition = choose(record.explicit_partition(), key, partitions, &shared.sticky, record.size_bytes());
         if partition >= partitions {
             let message =
                 format!("topic {} has {partitions} partitions; there is no partition {partition}", topic.name);
