@@ -397,23 +397,39 @@ impl Client {
 
     /// Refreshes metadata unless someone else already did after `seen`.
     pub(crate) async fn refresh_after(&self, seen: Instant) -> Result<Arc<ClusterMetadata>> {
+        self.refresh_asking_last(seen, None).await
+    }
+
+    /// Like [`Client::refresh_after`], but asks the broker at `suspect` only if no other one
+    /// answers. A leader that stopped answering may be cut off from the rest of the cluster, and
+    /// then its metadata is stale: it may still name itself the partition's leader, and even the
+    /// controller, while the others have elected new ones.
+    pub(crate) async fn refresh_asking_last(
+        &self,
+        seen: Instant,
+        suspect: Option<&str>,
+    ) -> Result<Arc<ClusterMetadata>> {
         let _one_at_a_time = self.inner.refresh_lock.lock().await;
         let current = self.metadata();
         if current.fetched_at > seen {
             return Ok(current);
         }
-        let fresh = Arc::new(self.fetch_metadata(&current).await?);
+        let fresh = Arc::new(self.fetch_metadata(&current, suspect).await?);
         *self.inner.metadata.write().expect("metadata lock") = Arc::clone(&fresh);
         Ok(fresh)
     }
 
-    async fn fetch_metadata(&self, current: &ClusterMetadata) -> Result<ClusterMetadata> {
+    async fn fetch_metadata(&self, current: &ClusterMetadata, suspect: Option<&str>) -> Result<ClusterMetadata> {
         let mut candidates: Vec<String> = current.controller_address().map(str::to_owned).into_iter().collect();
         let live = current.brokers.values().filter(|b| b.live).map(|b| b.address.clone());
         for address in live.chain(self.inner.config.bootstrap.iter().cloned()) {
             if !candidates.contains(&address) {
                 candidates.push(address);
             }
+        }
+        if let Some(i) = suspect.and_then(|s| candidates.iter().position(|a| a == s)) {
+            let last = candidates.remove(i);
+            candidates.push(last);
         }
         let mut last_error = String::from("no address to try");
         for address in &candidates {

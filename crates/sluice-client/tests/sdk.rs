@@ -162,6 +162,37 @@ async fn a_silent_leader_is_left_for_the_new_one_before_the_request_timeout() {
     cluster.with(|s| assert_eq!(s.topics["t"].partitions[0].end, 2, "written once"));
 }
 
+/// Checks that a producer whose leader went silent finds the new leader even when the silent
+/// broker is also the controller and, cut off from the others, still names itself the leader:
+/// the producer asks the other brokers first.
+#[tokio::test]
+async fn a_silent_leader_that_is_also_the_controller_does_not_keep_the_producer() {
+    let cluster = FakeCluster::start(2).await;
+    cluster.create("t", 1, 1);
+    cluster.with(|s| s.controller = 1);
+    let config =
+        ClientConfig { request_timeout: Duration::from_secs(30), ..ClientConfig::new([cluster.addresses[0].clone()]) };
+    let client = Client::connect(config).await.unwrap();
+    let producer = client.producer(ProducerConfig::default()).await.unwrap();
+    producer.send(ProducerRecord::new("t", "before")).await.unwrap();
+    cluster.cut_off(1);
+    cluster.with(|s| s.stall_node = Some(1));
+    let started = std::time::Instant::now();
+    let delivery = producer.enqueue(ProducerRecord::new("t", "during")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.with(|s| {
+        let p = &mut s.topics.get_mut("t").unwrap().partitions[0];
+        p.leader = 2;
+        p.term += 1;
+    });
+    let written = tokio::time::timeout(WAIT, delivery).await.expect("delivered").expect("written");
+    let took = started.elapsed();
+    assert_eq!(written.offset, 1);
+    assert!(took < Duration::from_secs(5), "moved to the new leader after {took:?}, not the 30 s request timeout");
+    cluster.with(|s| s.stall_node = None);
+    cluster.with(|s| assert_eq!(s.topics["t"].partitions[0].end, 2, "written once"));
+}
+
 #[tokio::test]
 async fn producers_and_consumers_follow_a_moved_leader() {
     let cluster = FakeCluster::start(3).await;

@@ -323,7 +323,8 @@ impl Sender {
     async fn recheck_leader(&mut self) {
         let seen = Instant::now();
         self.recheck_at = Some(seen + LEADER_RECHECK);
-        if let Err(e) = self.shared.client.refresh_after(seen).await {
+        let silent = self.stream.as_ref().map(|s| s.address.clone());
+        if let Err(e) = self.shared.client.refresh_asking_last(seen, silent.as_deref()).await {
             tracing::debug!(error = %e, "metadata refresh failed while an answer was overdue");
             return;
         }

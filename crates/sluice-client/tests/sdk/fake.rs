@@ -38,7 +38,13 @@ pub struct State {
     pub stall_produce: bool,
     /// Produce requests received, duplicates included.
     pub produce_requests: u32,
+    /// A broker cut off from the others: it answers metadata with the partitions' leaders and
+    /// terms as they were when it was cut off (see [`FakeCluster::cut_off`]).
+    pub stale_metadata: Option<(u64, StaleLeaders)>,
 }
+
+/// Per topic, each partition's (leader, term) as a cut-off broker last saw them.
+pub type StaleLeaders = BTreeMap<String, Vec<(u64, u64)>>;
 
 pub struct Topic {
     pub config: v1::TopicConfig,
@@ -94,6 +100,18 @@ impl FakeCluster {
         let result = f(&mut self.shared.state.lock().unwrap());
         self.shared.appended.notify_waiters();
         result
+    }
+
+    /// Makes `node` answer metadata as of now from here on (a broker cut off from the others).
+    pub fn cut_off(&self, node: u64) {
+        self.with(|s| {
+            let leaders = s
+                .topics
+                .iter()
+                .map(|(name, t)| (name.clone(), t.partitions.iter().map(|p| (p.leader, p.term)).collect()))
+                .collect();
+            s.stale_metadata = Some((node, leaders));
+        });
     }
 
     /// Creates a topic directly, every partition led by `leader`.
@@ -228,11 +246,17 @@ impl Sluice for FakeBroker {
                 config: Some(t.config),
                 partitions: (0u32..)
                     .zip(&t.partitions)
-                    .map(|(i, p)| v1::PartitionMetadata {
-                        partition: i,
-                        replicas: vec![1, 2, 3],
-                        leader: Some(p.leader),
-                        leader_term: p.term,
+                    .map(|(i, p)| {
+                        let (leader, term) = match &state.stale_metadata {
+                            Some((node, stale)) if *node == self.node_id => stale[name][i as usize],
+                            _ => (p.leader, p.term),
+                        };
+                        v1::PartitionMetadata {
+                            partition: i,
+                            replicas: vec![1, 2, 3],
+                            leader: Some(leader),
+                            leader_term: term,
+                        }
                     })
                     .collect(),
             })
