@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use sluice_raft::typ::{Raft, core_stopped};
+use sluice_raft::typ::{Fatal, Raft, core_stopped};
 use tokio::sync::watch;
 
 use crate::controller::BrokerStateMachine;
@@ -54,7 +54,7 @@ impl FailStop {
         let fail_stop = self.clone();
         tokio::spawn(async move {
             if let Err(fatal) = stopped.await {
-                fail_stop.report(GroupFailure { group, error: fatal.to_string() });
+                fail_stop.report(GroupFailure { group, error: cause(&fatal) });
             }
         });
     }
@@ -87,6 +87,18 @@ impl FailStop {
     }
 }
 
+/// What a group stopped on, in words. A core that ended without recording a cause is what
+/// openraft calls "panicked"; it is also what a core cancelled mid-step looks like (the broker
+/// stopping its groups after a first failure), so the words say both.
+fn cause(fatal: &Fatal) -> String {
+    match fatal {
+        Fatal::Panicked => "its Raft core ended without recording why (it panicked, or it was cancelled while the \
+                            broker stopped)"
+            .into(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -107,6 +119,13 @@ mod tests {
         fail_stop.report(failure("the controller group"));
         let got = tokio::time::timeout(std::time::Duration::from_secs(5), fail_stop.failed()).await;
         assert_eq!(got.expect("a reported failure resolves at once"), failure("partition group 7 (t-0)"));
+    }
+
+    #[test]
+    fn a_core_that_ended_without_a_cause_is_not_called_a_plain_panic() {
+        let words = cause(&Fatal::Panicked);
+        assert!(words.contains("panicked") && words.contains("cancelled"), "{words}");
+        assert_eq!(cause(&Fatal::Stopped), Fatal::Stopped.to_string());
     }
 
     #[tokio::test]
