@@ -297,7 +297,8 @@ pub struct BrokerConfig {
     /// (fsyncs run on threads of their own). 0 means one per CPU core. When several brokers
     /// share a machine, as the local cluster of `cluster-configs/` does, give each its share:
     /// threads beyond the cores only add context switches (measured: 1 thread per broker for
-    /// three brokers on two cores took 10-20% more writes, at a lower p99, than 2).
+    /// three brokers on two cores took 5-35% more writes, at a lower p99, than 2;
+    /// docs/BENCHMARKS.md).
     /// Default: 0.
     #[serde(default)]
     pub worker_threads: usize,

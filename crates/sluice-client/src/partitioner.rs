@@ -62,11 +62,12 @@ impl Sticky {
     /// Moves on after `switch_bytes` (at least one record per partition). Producers start at
     /// a random partition, so that several do not move in step.
     pub(crate) fn new(switch_bytes: usize) -> Sticky {
-        let start = RandomState::new().hash_one(std::process::id()) as u32;
+        let start = RandomState::new().hash_one(()) as u32;
         Sticky { switch_bytes, state: Mutex::new((start, 0)) }
     }
 
-    /// The partition among `partitions` (at least 1) for a keyless record of `bytes`.
+    /// The partition among `partitions` (at least 1) for a keyless record of `bytes`. A record
+    /// counts at least one byte, so empty ones move on too.
     pub(crate) fn next(&self, partitions: u32, bytes: usize) -> u32 {
         let mut state = self.state.lock().expect("partitioner lock poisoned");
         let (current, sent) = &mut *state;
@@ -74,7 +75,7 @@ impl Sticky {
             *current = current.wrapping_add(1);
             *sent = 0;
         }
-        *sent += bytes;
+        *sent += bytes.max(1);
         *current % partitions
     }
 }
@@ -150,5 +151,12 @@ mod tests {
         let big = Sticky::new(16 * 1024);
         let turns: Vec<u32> = (0..3).map(|_| big.next(3, 1 << 20)).collect();
         assert_eq!(turns.iter().collect::<std::collections::BTreeSet<_>>().len(), 3, "a large record moves on at once");
+        let empty = Sticky::new(2);
+        let turns: Vec<u32> = (0..6).map(|_| empty.next(3, 0)).collect();
+        assert_eq!(
+            turns.iter().collect::<std::collections::BTreeSet<_>>().len(),
+            3,
+            "empty records move on too: {turns:?}"
+        );
     }
 }

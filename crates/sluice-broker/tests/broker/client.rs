@@ -121,6 +121,17 @@ async fn produce(cluster: &Cluster, topic: &str, partition: u32, batch: Bytes) -
     }
 }
 
+/// Creates `topic` with one partition on all three brokers and writes `batches` one-message
+/// batches to it, each acknowledged.
+async fn one_partition_topic_with(cluster: &Cluster, topic: &str, batches: u64) {
+    let config = TopicConfig { partitions: 1, replication_factor: 3, ..Default::default() };
+    assert_eq!(create_topic(cluster, topic, config).await, Error::ok());
+    for i in 0..batches {
+        let r = produce(cluster, topic, 0, batch(ProducerStamp::NONE, &values(0, i), 1)).await;
+        assert_eq!(code(r.error.as_ref()), ErrorCode::Ok);
+    }
+}
+
 /// The values of every message in `response`'s batches at or after `from`, with their offsets.
 fn messages(response: &FetchResponse, from: u64) -> Vec<(u64, String)> {
     let mut out = Vec::new();
@@ -460,12 +471,7 @@ async fn a_restarted_broker_answers_unavailable_until_its_metadata_caught_up() {
 async fn a_leader_just_elected_never_shows_a_high_watermark_behind_what_was_committed() {
     let mut cluster = Cluster::start(3).await;
     wait_live(&cluster, 3).await;
-    let config = TopicConfig { partitions: 1, replication_factor: 3, ..Default::default() };
-    assert_eq!(create_topic(&cluster, "reread", config).await, Error::ok());
-    for i in 0..10 {
-        let r = produce(&cluster, "reread", 0, batch(ProducerStamp::NONE, &values(0, i), 1)).await;
-        assert_eq!(code(r.error.as_ref()), ErrorCode::Ok);
-    }
+    one_partition_topic_with(&cluster, "reread", 10).await;
     cluster.restart_all().await;
     let mut clients = Vec::new();
     for i in 0..3 {
@@ -504,12 +510,7 @@ async fn a_leader_just_elected_never_shows_a_high_watermark_behind_what_was_comm
 async fn a_leader_cut_off_from_its_peers_serves_no_reads() {
     let cluster = Cluster::start(3).await;
     wait_live(&cluster, 3).await;
-    let config = TopicConfig { partitions: 1, replication_factor: 3, ..Default::default() };
-    assert_eq!(create_topic(&cluster, "cutoff", config).await, Error::ok());
-    for i in 0..5 {
-        let r = produce(&cluster, "cutoff", 0, batch(ProducerStamp::NONE, &values(0, i), 1)).await;
-        assert_eq!(code(r.error.as_ref()), ErrorCode::Ok);
-    }
+    one_partition_topic_with(&cluster, "cutoff", 5).await;
     let old = leader_of(&cluster, "cutoff", 0).await;
     cluster.partition(&[old]);
     // The other two elect a leader between them and take five more batches: 20 messages.
