@@ -109,13 +109,14 @@ pub struct CreateArgs {
 pub struct ProduceArgs {
     /// The topic.
     pub topic: String,
-    /// Key of every message (messages with one key go to one partition).
+    /// Key of every message (messages with one key go to one partition). Without a key,
+    /// messages fill one partition for 16 KiB, then the next (Kafka's sticky partitioner).
     #[arg(long)]
     pub key: Option<String>,
     /// Tag of every message.
     #[arg(long)]
     pub tag: Option<String>,
-    /// Send to this partition instead of by key or in turn.
+    /// Send to this partition instead of by key or in 16 KiB turns.
     #[arg(long)]
     pub partition: Option<u32>,
     /// A string header `name=value`; repeat for more.
