@@ -109,7 +109,9 @@ impl Broker {
         tasks.push(tokio::spawn(Arc::clone(&controller).run_duties(config.peers.clone(), session, stopped.clone())));
         let (liveness, driver) = liveness(&config, &registry, &clients);
         tasks.push(tokio::spawn(driver.run(wait_until_true(stopped.clone()))));
-        let flusher = Arc::new(Flusher::start(&format!("node{}", config.node_id), PARALLEL_SYNCS));
+        let requests = Arc::new(RequestMetrics::new());
+        let flusher_name = format!("node{}", config.node_id);
+        let flusher = Arc::new(Flusher::start_observed(&flusher_name, PARALLEL_SYNCS, requests.log_sync_observer()));
         let partitions = Arc::new(
             Partitions::new(
                 config.node_id,
@@ -123,7 +125,6 @@ impl Broker {
             .with_segment_roll(std::time::Duration::from_millis(config.segment_roll_ms))
             .with_fail_stop(fail_stop.clone()),
         );
-        let requests = Arc::new(RequestMetrics::new());
         let service = ClientService::new(&config, Arc::clone(&controller), Arc::clone(&partitions), stopped.clone())
             .with_metrics(Arc::clone(&requests));
         let (groups, coordinators) =

@@ -2,9 +2,10 @@
 //! requests into as few fsyncs as possible (DESIGN D3).
 //!
 //! A request means "every write this log accepted before now must be durable". The flusher
-//! takes all requests queued while its previous round ran, fsyncs each distinct log once, and
-//! then completes every request of the round. So under load one fsync covers every append
-//! queued before it, and a caller waits at most for the fsync in flight plus its own.
+//! takes all requests queued while its previous round ran and fsyncs each distinct log once,
+//! answering a log's requests as soon as its own fsync is done. So under load one fsync covers
+//! every append queued before it, and a caller waits at most for the round in flight plus its
+//! own log's place in the next one.
 //!
 //! A round fsyncs its logs one after another while that is quick, and shares the rest out to a
 //! few long-lived helper threads once the round has taken [`SPREAD_AFTER`]: fsyncs of different
@@ -31,6 +32,10 @@ use crate::log::Log;
 /// Called once the request's writes are durable, or with the error that stopped the log. It runs
 /// on the flusher thread, so it must be quick (send on a channel, wake a task).
 pub type FlushCallback = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// Told how long each log's fsync took, on the thread that ran it (so it must be quick): the
+/// broker exports these as a histogram of the disk's latency.
+pub type SyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// A round that has run this long shares its remaining fsyncs out to the helper threads.
 pub const SPREAD_AFTER: Duration = Duration::from_millis(2);
@@ -67,13 +72,23 @@ impl Flusher {
     /// Starts the flusher thread. `max_parallel_syncs` bounds how many logs are fsynced at once
     /// in a slow round (at least 1); the flusher keeps one helper thread for each beyond the first.
     pub fn start(name: &str, max_parallel_syncs: usize) -> Flusher {
-        Flusher::start_spreading_after(name, max_parallel_syncs, SPREAD_AFTER)
+        Flusher::start_observed(name, max_parallel_syncs, Arc::new(|_| {}))
     }
 
-    fn start_spreading_after(name: &str, max_parallel_syncs: usize, spread_after: Duration) -> Flusher {
+    /// Like [`Flusher::start`], and tells `observe` how long each fsync took.
+    pub fn start_observed(name: &str, max_parallel_syncs: usize, observe: SyncObserver) -> Flusher {
+        Flusher::start_spreading_after(name, max_parallel_syncs, SPREAD_AFTER, observe)
+    }
+
+    fn start_spreading_after(
+        name: &str,
+        max_parallel_syncs: usize,
+        spread_after: Duration,
+        observe: SyncObserver,
+    ) -> Flusher {
         let shared = Arc::new(Queue { state: Mutex::new(QueueState::default()), wake: Condvar::new() });
         let queue = Arc::clone(&shared);
-        let helpers = Helpers::start(name, max_parallel_syncs.max(1) - 1, spread_after);
+        let helpers = Helpers::start(name, max_parallel_syncs.max(1) - 1, spread_after, observe);
         let thread = std::thread::Builder::new()
             .name(format!("flush-{name}"))
             .spawn(move || run(&queue, &helpers))
@@ -212,19 +227,25 @@ fn round(next: Round, helpers: &Helpers) {
         by_log.entry(Arc::as_ptr(&log)).or_insert_with(|| (log, Vec::new()));
     }
     let (logs, callbacks): (Vec<Arc<Log>>, Vec<Vec<FlushCallback>>) = by_log.into_values().unzip();
-    let mut results = Vec::with_capacity(logs.len());
-    while results.len() < logs.len() {
-        let rest = &logs[results.len()..];
+    let mut callbacks = callbacks.into_iter();
+    // Each log's waiters are answered as soon as its own fsync is done: a partition's leader
+    // does not wait for the fsyncs of the partitions its broker follows.
+    for (i, log) in logs.iter().enumerate() {
+        let rest = &logs[i..];
         if rest.len() > 1 && helpers.count() > 0 && started.elapsed() >= helpers.spread_after {
-            results.extend(helpers.spread(rest));
-            break;
+            for ((log, result), waiters) in rest.iter().zip(helpers.spread(rest)).zip(callbacks) {
+                complete(log, waiters, result);
+            }
+            return;
         }
-        results.push(sync_one(&rest[0]));
+        complete(log, callbacks.next().expect("one list of waiters per log"), helpers.sync(log));
     }
-    for ((log, callbacks), result) in logs.into_iter().zip(callbacks).zip(results) {
-        for done in callbacks {
-            done(result.clone().map_err(|reason| StorageError::Failed { path: log.dir().to_owned(), reason }));
-        }
+}
+
+/// Answers `waiters` with the outcome of `log`'s fsync.
+fn complete(log: &Log, waiters: Vec<FlushCallback>, result: SyncResult) {
+    for done in waiters {
+        done(result.clone().map_err(|reason| StorageError::Failed { path: log.dir().to_owned(), reason }));
     }
 }
 
@@ -234,6 +255,7 @@ type SyncResult = std::result::Result<(), String>;
 /// Long-lived threads that fsync the logs a slow round hands them.
 struct Helpers {
     spread_after: Duration,
+    observe: SyncObserver,
     jobs: Option<mpsc::Sender<HelperJob>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -246,19 +268,24 @@ struct HelperJob {
 }
 
 impl Helpers {
-    fn start(name: &str, count: usize, spread_after: Duration) -> Helpers {
+    fn start(name: &str, count: usize, spread_after: Duration, observe: SyncObserver) -> Helpers {
         let (jobs, queue) = mpsc::channel::<HelperJob>();
         let queue = Arc::new(Mutex::new(queue));
         let threads = (0..count)
             .map(|i| {
-                let queue = Arc::clone(&queue);
+                let (queue, observe) = (Arc::clone(&queue), Arc::clone(&observe));
                 std::thread::Builder::new()
                     .name(format!("flush-{name}-{}", i + 1))
-                    .spawn(move || help(&queue))
+                    .spawn(move || help(&queue, &observe))
                     .expect("spawning a flusher helper thread")
             })
             .collect();
-        Helpers { spread_after, jobs: Some(jobs), threads }
+        Helpers { spread_after, observe, jobs: Some(jobs), threads }
+    }
+
+    /// Fsyncs `log` on the calling thread.
+    fn sync(&self, log: &Log) -> SyncResult {
+        sync_one(log, &self.observe)
     }
 
     fn count(&self) -> usize {
@@ -280,7 +307,7 @@ impl Helpers {
             handed += 1;
         }
         let mut results: Vec<Vec<SyncResult>> = vec![Vec::new(); handed + 1];
-        results[0] = own.iter().map(|log| sync_one(log)).collect();
+        results[0] = own.iter().map(|log| self.sync(log)).collect();
         for _ in 0..handed {
             let (part, outcome) = outcomes.recv().expect("a flusher helper thread panicked");
             results[part] = outcome;
@@ -298,18 +325,21 @@ impl Drop for Helpers {
     }
 }
 
-fn help(queue: &Mutex<mpsc::Receiver<HelperJob>>) {
+fn help(queue: &Mutex<mpsc::Receiver<HelperJob>>, observe: &SyncObserver) {
     loop {
         let job = queue.lock().expect("helper queue lock poisoned").recv();
         let Ok(job) = job else { return };
-        let outcome = job.logs.iter().map(|log| sync_one(log)).collect();
+        let outcome = job.logs.iter().map(|log| sync_one(log, observe)).collect();
         // The round waits for every part it handed out, so its receiver is still there.
         let _ = job.done.send((job.part, outcome));
     }
 }
 
-fn sync_one(log: &Log) -> SyncResult {
-    log.sync().map(drop).map_err(|e| match e {
+fn sync_one(log: &Log, observe: &SyncObserver) -> SyncResult {
+    let started = Instant::now();
+    let synced = log.sync();
+    observe(started.elapsed());
+    synced.map(drop).map_err(|e| match e {
         // Wrapped in `Failed` again for each waiter: keep the reason, not the message around it.
         StorageError::Failed { reason, .. } => reason,
         other => other.to_string(),
@@ -361,7 +391,7 @@ mod tests {
     fn given_a_slow_round_its_logs_are_shared_out_and_every_waiter_is_answered() {
         let logs: Vec<_> = (0..7).map(|_| open()).collect();
         // Spreading at once sends every round with more than one log through the helpers.
-        let mut flusher = Flusher::start_spreading_after("test", 3, Duration::ZERO);
+        let mut flusher = Flusher::start_spreading_after("test", 3, Duration::ZERO, Arc::new(|_| {}));
         let (tx, rx) = mpsc::channel();
         for (i, (_, log)) in logs.iter().enumerate() {
             append(log, 1);
@@ -379,6 +409,50 @@ mod tests {
         answered.sort_unstable();
         assert_eq!(answered, (0..logs.len()).collect::<Vec<_>>());
         flusher.stop();
+    }
+
+    #[test]
+    fn given_a_round_of_several_logs_each_is_answered_once_its_own_fsync_is_done() {
+        let logs: Vec<_> = (0..3).map(|_| open()).collect();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (release, gate) = mpsc::channel::<()>();
+        let gate = Mutex::new(Some(gate));
+        let observe: SyncObserver = {
+            let events = Arc::clone(&events);
+            Arc::new(move |_| {
+                events.lock().unwrap().push("fsync");
+                // The first fsync holds its round until the test has queued the next two
+                // requests, so that those two make one round together.
+                if let Some(gate) = gate.lock().unwrap().take() {
+                    gate.recv_timeout(INTERVAL + SLACK).expect("the test releases the first round");
+                }
+            })
+        };
+        let flusher = Flusher::start_spreading_after("test", 1, SPREAD_AFTER, observe);
+        append(&logs[0].1, 1);
+        flusher.request(&logs[0].1, Box::new(|r| r.expect("fsync")));
+        let start = Instant::now();
+        while events.lock().unwrap().is_empty() {
+            assert!(start.elapsed() < INTERVAL + SLACK, "the first round never fsynced");
+            sleep(Duration::from_millis(1));
+        }
+        let (tx, rx) = mpsc::channel();
+        for (_, log) in &logs[1..] {
+            append(log, 1);
+            let (events, tx) = (Arc::clone(&events), tx.clone());
+            flusher.request(
+                log,
+                Box::new(move |r| {
+                    events.lock().unwrap().push("answer");
+                    tx.send(r).expect("test receiver");
+                }),
+            );
+        }
+        release.send(()).expect("the first round waits");
+        for _ in 1..logs.len() {
+            rx.recv_timeout(INTERVAL + SLACK).expect("a request was never answered").expect("fsync");
+        }
+        assert_eq!(*events.lock().unwrap(), ["fsync", "fsync", "answer", "fsync", "answer"]);
     }
 
     #[test]

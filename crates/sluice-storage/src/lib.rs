@@ -38,7 +38,7 @@ pub use config::{LogConfig, Retention};
 pub use entry::{Entry, EntryId, IndexedEnd, OffsetLocation};
 pub use error::{Result, StorageError};
 pub use flush_policy::{FlushPolicy, MAX_FLUSH_INTERVAL_MS};
-pub use flusher::{FlushCallback, Flusher};
+pub use flusher::{FlushCallback, Flusher, SyncObserver};
 pub use lock::DirLock;
 pub use log::Log;
 pub use state_file::{read_state_file, sync_dir, write_state_file};

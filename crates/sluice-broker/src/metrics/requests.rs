@@ -16,6 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use sluice_proto::ErrorCode;
+use sluice_storage::SyncObserver;
 
 /// Upper bounds of the latency buckets, in seconds: 0.1 ms to 10 s in 1-2.5-5 steps, from an
 /// acknowledgement without fsync on an idle broker to a produce waiting out a slow disk.
@@ -79,11 +80,13 @@ impl RequestKind {
     }
 }
 
-/// The client API's request metrics on one broker.
+/// The client API's request metrics on one broker, and the fsync times of its partition logs
+/// (what a produce's commit wait is made of).
 #[derive(Debug)]
 pub struct RequestMetrics {
     produce: RequestKind,
     fetch: RequestKind,
+    log_syncs: Histogram,
     /// Per-partition counters by Raft group id: only partitions hosted here, pruned when one is
     /// added (see [`RequestMetrics::traffic`]).
     traffic: RwLock<HashMap<u64, Arc<PartitionTraffic>>>,
@@ -98,7 +101,12 @@ impl Default for RequestMetrics {
 impl RequestMetrics {
     /// All counters at zero.
     pub fn new() -> RequestMetrics {
-        RequestMetrics { produce: RequestKind::new(), fetch: RequestKind::new(), traffic: RwLock::default() }
+        RequestMetrics {
+            produce: RequestKind::new(),
+            fetch: RequestKind::new(),
+            log_syncs: Histogram::new(LATENCY_BUCKETS_SECONDS),
+            traffic: RwLock::default(),
+        }
     }
 
     /// Adds the request counters and histograms to `registry` (the per-partition counters are
@@ -116,6 +124,18 @@ impl RequestMetrics {
             "Fetch requests answered, by outcome code",
             "Time from receiving a fetch request to answering it OK, less any wait for new data (long poll)",
         );
+        registry.register_with_unit(
+            "sluice_log_sync_latency",
+            "Time one fsync of a partition log took (the group commit's fdatasync, or the relaxed policy's timed one)",
+            Unit::Seconds,
+            self.log_syncs.clone(),
+        );
+    }
+
+    /// What the broker's flusher tells of each fsync it ran.
+    pub fn log_sync_observer(&self) -> SyncObserver {
+        let syncs = self.log_syncs.clone();
+        Arc::new(move |took| syncs.observe(took.as_secs_f64()))
     }
 
     /// A produce request was answered with `code` after `latency`.
@@ -171,6 +191,9 @@ mod tests {
         m.produce_answered(ErrorCode::Ok, Duration::from_micros(300));
         m.produce_answered(ErrorCode::NotLeader, Duration::from_secs(20));
         m.fetch_answered(ErrorCode::OffsetOutOfRange, Duration::ZERO);
+        let observe = m.log_sync_observer();
+        observe(Duration::from_micros(400));
+        observe(Duration::from_millis(3));
         let mut registry = Registry::default();
         m.register(&mut registry);
         let mut text = String::new();
@@ -184,6 +207,9 @@ mod tests {
             "sluice_fetch_requests_total{code=\"OK\"} 0\n",
             "sluice_fetch_requests_total{code=\"OFFSET_OUT_OF_RANGE\"} 1\n",
             "sluice_fetch_latency_seconds_count 0\n",
+            "sluice_log_sync_latency_seconds_count 2\n",
+            "sluice_log_sync_latency_seconds_bucket{le=\"0.0005\"} 1\n",
+            "sluice_log_sync_latency_seconds_bucket{le=\"0.005\"} 2\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -247,6 +247,11 @@ async fn scraped_metrics_count_what_clients_sent_and_show_each_replicas_raft_sta
     assert_eq!(total(&scrapes, &part("sluice_produce_messages_total", "")), sent.messages as f64);
     assert_eq!(total(&scrapes, &part("sluice_produce_bytes_total", "")), sent.produced_bytes as f64);
     assert_eq!(total(&scrapes, &part("sluice_fetch_bytes_total", "")), sent.fetched_bytes as f64);
+    for (i, scrape) in scrapes.iter().enumerate() {
+        // Every replica fsyncs before it acknowledges an append (the default flush policy).
+        let syncs = scrape.get("sluice_log_sync_latency_seconds_count");
+        assert!(syncs >= 1.0, "broker {i} reports {syncs} log fsyncs");
+    }
 
     tracing::info!("--- one leader with every follower caught up; replicas report their Raft state");
     let messages = sent.messages as f64;
