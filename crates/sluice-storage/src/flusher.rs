@@ -8,10 +8,14 @@
 //! own log's place in the next one.
 //!
 //! A round fsyncs its logs one after another while that is quick, and shares the rest out to a
-//! few long-lived helper threads once the round has taken [`SPREAD_AFTER`]: fsyncs of different
-//! files overlap in the device, which pays off when they are slow, but waking threads costs more
-//! than a fast fsync (measured: 0.2 ms fsyncs, three logs a round, two shared cores; handing
-//! every round out cut a 3-broker cluster's throughput by a third).
+//! few long-lived helper threads once the round has taken [`SPREAD_AFTER`], or from its start
+//! when the fsyncs of late say that it would (their moving average times the logs in the round).
+//! Fsyncs of different files overlap in the device, which pays off when they are slow, but waking
+//! threads costs more than a fast fsync (measured: 0.2 ms fsyncs, three logs a round, two shared
+//! cores; handing every round out cut a 3-broker cluster's throughput by a third). With 4 ms
+//! fsyncs, sharing out from the start instead of after the first fsync cut the p99 of a lightly
+//! loaded 3-partition cluster from 15.5 to 8.8 ms (docs/BENCHMARKS.md, run G). Whichever thread
+//! fsyncs a log answers its waiters.
 //!
 //! Logs under a relaxed [`FlushPolicy`](crate::FlushPolicy) do not wait: [`Flusher::sync_within`]
 //! records a deadline instead, and the same thread fsyncs the log when the deadline comes (its
@@ -21,6 +25,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
@@ -43,6 +48,9 @@ pub const SPREAD_AFTER: Duration = Duration::from_millis(2);
 /// A group-commit flusher shared by every log on one data directory.
 pub struct Flusher {
     shared: Arc<Queue>,
+    /// Tests set the fsync estimate through it.
+    #[cfg(test)]
+    syncer: Arc<Syncer>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -88,12 +96,18 @@ impl Flusher {
     ) -> Flusher {
         let shared = Arc::new(Queue { state: Mutex::new(QueueState::default()), wake: Condvar::new() });
         let queue = Arc::clone(&shared);
-        let helpers = Helpers::start(name, max_parallel_syncs.max(1) - 1, spread_after, observe);
+        let syncer = Arc::new(Syncer { observe, recent_us: AtomicU64::new(0) });
+        let helpers = Helpers::start(name, max_parallel_syncs.max(1) - 1, spread_after, Arc::clone(&syncer));
         let thread = std::thread::Builder::new()
             .name(format!("flush-{name}"))
             .spawn(move || run(&queue, &helpers))
             .expect("spawning the flusher thread");
-        Flusher { shared, thread: Some(thread) }
+        Flusher {
+            shared,
+            #[cfg(test)]
+            syncer,
+            thread: Some(thread),
+        }
     }
 
     /// Asks for everything `log` has accepted so far to be made durable; `done` is called when it
@@ -216,7 +230,7 @@ fn next_round(queue: &Queue) -> Option<Round> {
     }
 }
 
-/// One group commit: fsync each distinct log once, then complete every request.
+/// One group commit: fsync each distinct log once, answering its waiters as soon as it is done.
 fn round(next: Round, helpers: &Helpers) {
     let started = Instant::now();
     let mut by_log: HashMap<*const Log, (Arc<Log>, Vec<FlushCallback>)> = HashMap::new();
@@ -226,21 +240,25 @@ fn round(next: Round, helpers: &Helpers) {
     for log in next.due {
         by_log.entry(Arc::as_ptr(&log)).or_insert_with(|| (log, Vec::new()));
     }
-    let (logs, callbacks): (Vec<Arc<Log>>, Vec<Vec<FlushCallback>>) = by_log.into_values().unzip();
-    let mut callbacks = callbacks.into_iter();
-    // Each log's waiters are answered as soon as its own fsync is done: a partition's leader
-    // does not wait for the fsyncs of the partitions its broker follows.
-    for (i, log) in logs.iter().enumerate() {
-        let rest = &logs[i..];
-        if rest.len() > 1 && helpers.count() > 0 && started.elapsed() >= helpers.spread_after {
-            for ((log, result), waiters) in rest.iter().zip(helpers.spread(rest)).zip(callbacks) {
-                complete(log, waiters, result);
-            }
+    let mut logs: Vec<LogWaiters> = by_log.into_values().collect();
+    // Shared out from the start when the fsyncs of late are slow enough that doing them one
+    // after another would take the round past `spread_after` anyway; else once it has.
+    let predicted = helpers.syncer.recent().saturating_mul(logs.len() as u32);
+    let mut spread = predicted >= helpers.spread_after;
+    while !logs.is_empty() {
+        spread |= started.elapsed() >= helpers.spread_after;
+        if spread && logs.len() > 1 && helpers.count() > 0 {
+            helpers.spread(logs);
             return;
         }
-        complete(log, callbacks.next().expect("one list of waiters per log"), helpers.sync(log));
+        // A partition's leader does not wait for the fsyncs of the partitions its broker follows.
+        let (log, waiters) = logs.swap_remove(0);
+        complete(&log, waiters, helpers.syncer.sync(&log));
     }
 }
+
+/// A log to fsync and the requests waiting for it.
+type LogWaiters = (Arc<Log>, Vec<FlushCallback>);
 
 /// Answers `waiters` with the outcome of `log`'s fsync.
 fn complete(log: &Log, waiters: Vec<FlushCallback>, result: SyncResult) {
@@ -252,67 +270,90 @@ fn complete(log: &Log, waiters: Vec<FlushCallback>, result: SyncResult) {
 /// An fsync's outcome: the reason it failed, to be wrapped for each waiter.
 type SyncResult = std::result::Result<(), String>;
 
-/// Long-lived threads that fsync the logs a slow round hands them.
+/// Runs fsyncs for the flusher thread and its helpers: reports each one's time and keeps a
+/// moving average of them, from which a round predicts its own length.
+struct Syncer {
+    observe: SyncObserver,
+    /// Exponentially weighted average of recent fsync times, in microseconds (weight 1/8).
+    recent_us: AtomicU64,
+}
+
+impl Syncer {
+    fn sync(&self, log: &Log) -> SyncResult {
+        let started = Instant::now();
+        let synced = log.sync();
+        let took = started.elapsed();
+        (self.observe)(took);
+        let took_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        // Racy read-modify-write between threads: a lost update only skews an estimate.
+        let recent = self.recent_us.load(Ordering::Relaxed);
+        self.recent_us.store(recent - recent / 8 + took_us / 8, Ordering::Relaxed);
+        synced.map(drop).map_err(|e| match e {
+            // Wrapped in `Failed` again for each waiter: keep the reason, not the message around it.
+            StorageError::Failed { reason, .. } => reason,
+            other => other.to_string(),
+        })
+    }
+
+    /// How long an fsync has taken of late.
+    fn recent(&self) -> Duration {
+        Duration::from_micros(self.recent_us.load(Ordering::Relaxed))
+    }
+}
+
+/// Long-lived threads that fsync the logs a slow round hands them, and answer their waiters.
 struct Helpers {
     spread_after: Duration,
-    observe: SyncObserver,
+    syncer: Arc<Syncer>,
     jobs: Option<mpsc::Sender<HelperJob>>,
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Logs for one helper to fsync, and where to send their outcomes (in the same order).
+/// Logs for one helper to fsync, and where to say that it has.
 struct HelperJob {
-    logs: Vec<Arc<Log>>,
-    done: mpsc::Sender<(usize, Vec<SyncResult>)>,
-    part: usize,
+    logs: Vec<LogWaiters>,
+    done: mpsc::Sender<()>,
 }
 
 impl Helpers {
-    fn start(name: &str, count: usize, spread_after: Duration, observe: SyncObserver) -> Helpers {
+    fn start(name: &str, count: usize, spread_after: Duration, syncer: Arc<Syncer>) -> Helpers {
         let (jobs, queue) = mpsc::channel::<HelperJob>();
         let queue = Arc::new(Mutex::new(queue));
         let threads = (0..count)
             .map(|i| {
-                let (queue, observe) = (Arc::clone(&queue), Arc::clone(&observe));
+                let (queue, syncer) = (Arc::clone(&queue), Arc::clone(&syncer));
                 std::thread::Builder::new()
                     .name(format!("flush-{name}-{}", i + 1))
-                    .spawn(move || help(&queue, &observe))
+                    .spawn(move || help(&queue, &syncer))
                     .expect("spawning a flusher helper thread")
             })
             .collect();
-        Helpers { spread_after, observe, jobs: Some(jobs), threads }
-    }
-
-    /// Fsyncs `log` on the calling thread.
-    fn sync(&self, log: &Log) -> SyncResult {
-        sync_one(log, &self.observe)
+        Helpers { spread_after, syncer, jobs: Some(jobs), threads }
     }
 
     fn count(&self) -> usize {
         self.threads.len()
     }
 
-    /// Fsyncs `logs` on this thread and the helpers at once; their outcomes, in order.
-    fn spread(&self, logs: &[Arc<Log>]) -> Vec<SyncResult> {
+    /// Fsyncs `logs` on this thread and the helpers at once, each answering its own logs'
+    /// waiters; returns once all are done, so that a log is never fsynced by two rounds at once.
+    fn spread(&self, mut logs: Vec<LogWaiters>) {
         let parts = logs.len().min(self.count() + 1);
         let chunk = logs.len().div_ceil(parts);
-        let (done, outcomes) = mpsc::channel();
+        let (done, finished) = mpsc::channel();
         let jobs = self.jobs.as_ref().expect("helpers run until the flusher thread ends");
-        let mut chunks = logs.chunks(chunk).enumerate();
-        let (_, own) = chunks.next().expect("at least one log");
         let mut handed = 0;
-        for (part, logs) in chunks {
-            let job = HelperJob { logs: logs.to_vec(), done: done.clone(), part };
+        while logs.len() > chunk {
+            let job = HelperJob { logs: logs.split_off(logs.len() - chunk), done: done.clone() };
             jobs.send(job).expect("flusher helpers stopped early");
             handed += 1;
         }
-        let mut results: Vec<Vec<SyncResult>> = vec![Vec::new(); handed + 1];
-        results[0] = own.iter().map(|log| self.sync(log)).collect();
-        for _ in 0..handed {
-            let (part, outcome) = outcomes.recv().expect("a flusher helper thread panicked");
-            results[part] = outcome;
+        for (log, waiters) in logs {
+            complete(&log, waiters, self.syncer.sync(&log));
         }
-        results.into_iter().flatten().collect()
+        for _ in 0..handed {
+            finished.recv().expect("a flusher helper thread panicked");
+        }
     }
 }
 
@@ -325,25 +366,16 @@ impl Drop for Helpers {
     }
 }
 
-fn help(queue: &Mutex<mpsc::Receiver<HelperJob>>, observe: &SyncObserver) {
+fn help(queue: &Mutex<mpsc::Receiver<HelperJob>>, syncer: &Syncer) {
     loop {
         let job = queue.lock().expect("helper queue lock poisoned").recv();
         let Ok(job) = job else { return };
-        let outcome = job.logs.iter().map(|log| sync_one(log, observe)).collect();
+        for (log, waiters) in job.logs {
+            complete(&log, waiters, syncer.sync(&log));
+        }
         // The round waits for every part it handed out, so its receiver is still there.
-        let _ = job.done.send((job.part, outcome));
+        let _ = job.done.send(());
     }
-}
-
-fn sync_one(log: &Log, observe: &SyncObserver) -> SyncResult {
-    let started = Instant::now();
-    let synced = log.sync();
-    observe(started.elapsed());
-    synced.map(drop).map_err(|e| match e {
-        // Wrapped in `Failed` again for each waiter: keep the reason, not the message around it.
-        StorageError::Failed { reason, .. } => reason,
-        other => other.to_string(),
-    })
 }
 
 fn stopped(log: &Log) -> StorageError {
@@ -411,48 +443,84 @@ mod tests {
         flusher.stop();
     }
 
-    #[test]
-    fn given_a_round_of_several_logs_each_is_answered_once_its_own_fsync_is_done() {
-        let logs: Vec<_> = (0..3).map(|_| open()).collect();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let (release, gate) = mpsc::channel::<()>();
-        let gate = Mutex::new(Some(gate));
-        let observe: SyncObserver = {
-            let events = Arc::clone(&events);
-            Arc::new(move |_| {
-                events.lock().unwrap().push("fsync");
-                // The first fsync holds its round until the test has queued the next two
-                // requests, so that those two make one round together.
+    /// Records on which thread each fsync ran, and holds the first one until released: the
+    /// requests a test queues meanwhile then make the next round together.
+    struct Gate {
+        events: Arc<Mutex<Vec<String>>>,
+        release: mpsc::Sender<()>,
+    }
+
+    impl Gate {
+        fn new() -> (Gate, SyncObserver) {
+            let events = Arc::new(Mutex::new(Vec::new()));
+            let (release, gate) = mpsc::channel::<()>();
+            let gate = Mutex::new(Some(gate));
+            let recorded = Arc::clone(&events);
+            let observe: SyncObserver = Arc::new(move |_| {
+                let thread = std::thread::current().name().unwrap_or("?").to_owned();
+                recorded.lock().unwrap().push(thread);
                 if let Some(gate) = gate.lock().unwrap().take() {
                     gate.recv_timeout(INTERVAL + SLACK).expect("the test releases the first round");
                 }
-            })
-        };
-        let flusher = Flusher::start_spreading_after("test", 1, SPREAD_AFTER, observe);
-        append(&logs[0].1, 1);
-        flusher.request(&logs[0].1, Box::new(|r| r.expect("fsync")));
-        let start = Instant::now();
-        while events.lock().unwrap().is_empty() {
-            assert!(start.elapsed() < INTERVAL + SLACK, "the first round never fsynced");
-            sleep(Duration::from_millis(1));
+            });
+            (Gate { events, release }, observe)
         }
-        let (tx, rx) = mpsc::channel();
-        for (_, log) in &logs[1..] {
-            append(log, 1);
-            let (events, tx) = (Arc::clone(&events), tx.clone());
-            flusher.request(
-                log,
-                Box::new(move |r| {
-                    events.lock().unwrap().push("answer");
+
+        /// Requests an fsync of `first` and returns once the flusher is held inside it.
+        fn hold(&self, flusher: &Flusher, first: &Arc<Log>) {
+            append(first, 1);
+            flusher.request(first, Box::new(|r| r.expect("fsync")));
+            let start = Instant::now();
+            while self.events.lock().unwrap().is_empty() {
+                assert!(start.elapsed() < INTERVAL + SLACK, "the first round never fsynced");
+                sleep(Duration::from_millis(1));
+            }
+        }
+
+        /// Requests an fsync of each of `logs` (recording each answer), releases the first
+        /// round, and waits for every answer.
+        fn run_next_round(&self, flusher: &Flusher, logs: &[(tempfile::TempDir, Arc<Log>)]) {
+            let (tx, rx) = mpsc::channel();
+            for (_, log) in logs {
+                append(log, 1);
+                let (events, tx) = (Arc::clone(&self.events), tx.clone());
+                let answer = move |r| {
+                    events.lock().unwrap().push("answer".to_owned());
                     tx.send(r).expect("test receiver");
-                }),
-            );
+                };
+                flusher.request(log, Box::new(answer));
+            }
+            self.release.send(()).expect("the first round waits");
+            for _ in logs {
+                rx.recv_timeout(INTERVAL + SLACK).expect("a request was never answered").expect("fsync");
+            }
         }
-        release.send(()).expect("the first round waits");
-        for _ in 1..logs.len() {
-            rx.recv_timeout(INTERVAL + SLACK).expect("a request was never answered").expect("fsync");
-        }
-        assert_eq!(*events.lock().unwrap(), ["fsync", "fsync", "answer", "fsync", "answer"]);
+    }
+
+    #[test]
+    fn given_a_round_of_several_logs_each_is_answered_once_its_own_fsync_is_done() {
+        let logs: Vec<_> = (0..3).map(|_| open()).collect();
+        let (gate, observe) = Gate::new();
+        let flusher = Flusher::start_spreading_after("test", 1, SPREAD_AFTER, observe);
+        gate.hold(&flusher, &logs[0].1);
+        gate.run_next_round(&flusher, &logs[1..]);
+        let events = gate.events.lock().unwrap().clone();
+        assert_eq!(events, ["flush-test", "flush-test", "answer", "flush-test", "answer"]);
+    }
+
+    #[test]
+    fn given_slow_fsyncs_of_late_a_round_shares_its_logs_out_from_the_start() {
+        let logs: Vec<_> = (0..5).map(|_| open()).collect();
+        let (gate, observe) = Gate::new();
+        // A round never runs for an hour, so only the prediction from past fsyncs can spread it.
+        let flusher = Flusher::start_spreading_after("test", 4, Duration::from_secs(3600), observe);
+        flusher.syncer.recent_us.store(3_600_000_000, Ordering::Relaxed);
+        gate.hold(&flusher, &logs[0].1);
+        gate.run_next_round(&flusher, &logs[1..]);
+        let events = gate.events.lock().unwrap().clone();
+        let on_flusher = events.iter().filter(|e| *e == "flush-test").count();
+        let on_helpers = events.iter().filter(|e| e.starts_with("flush-test-")).count();
+        assert_eq!((on_flusher, on_helpers), (2, 3), "the held round, then one log each: {events:?}");
     }
 
     #[test]
