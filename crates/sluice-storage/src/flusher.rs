@@ -14,7 +14,7 @@
 //! threads costs more than a fast fsync (measured: 0.2 ms fsyncs, three logs a round, two shared
 //! cores; handing every round out cut a 3-broker cluster's throughput by a third). With 4 ms
 //! fsyncs, sharing out from the start instead of after the first fsync cut the p99 of a lightly
-//! loaded 3-partition cluster from 15.5 to 8.8 ms (docs/BENCHMARKS.md, run G). Whichever thread
+//! loaded 3-partition cluster from 15.3 to 8.8 ms (docs/BENCHMARKS.md, run G). Whichever thread
 //! fsyncs a log answers its waiters.
 //!
 //! Logs under a relaxed [`FlushPolicy`](crate::FlushPolicy) do not wait: [`Flusher::sync_within`]
