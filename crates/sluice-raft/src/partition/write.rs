@@ -98,19 +98,25 @@ where
     if lease_fresh(raft, within) {
         return true;
     }
+    // Subscribed before the heartbeats go out, so that their answers cannot be missed.
+    let mut metrics = raft.metrics();
     if raft.trigger().heartbeat().await.is_err() {
         return false;
     }
-    let deadline = tokio::time::Instant::now() + within;
-    let mut pause = LEASE_RETRY_MIN;
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(pause).await;
-        if lease_fresh(raft, within) {
-            return true;
+    let renewed = async {
+        loop {
+            if lease_fresh(raft, within) {
+                return true;
+            }
+            // The core publishes its metrics, the lease's time among them, once it has handled
+            // the answers; the timer only bounds the wait should no publication come.
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return false },
+                () = tokio::time::sleep(LEASE_RETRY_MAX) => {}
+            }
         }
-        pause = (pause * 2).min(LEASE_RETRY_MAX);
-    }
-    false
+    };
+    tokio::time::timeout(within, renewed).await.unwrap_or(false)
 }
 
 /// Writes `command` through `raft`, which should lead its group, and returns what applying it
