@@ -119,10 +119,14 @@ impl Partitions {
     }
 
     /// Whether this broker leads partition group `group_id` and its high watermark covers
-    /// everything committed before it became leader (see [`LeaderReadBarrier`]).
-    pub fn leader_caught_up(&self, group_id: u64) -> bool {
+    /// everything committed before it became leader (see [`LeaderReadBarrier`]), waiting up to
+    /// `within` for it.
+    pub async fn leader_caught_up_within(&self, group_id: u64, within: Duration) -> bool {
         let hosted = self.hosted.lock().expect("hosted lock").get(&group_id).cloned();
-        hosted.is_some_and(|h| h.read_barrier.caught_up(&h.raft))
+        match hosted {
+            Some(h) => h.read_barrier.wait_caught_up(&h.raft, within).await,
+            None => false,
+        }
     }
 
     /// The log start watch of partition group `group_id`, if hosted here.

@@ -176,6 +176,29 @@ impl LeaderReadBarrier {
         };
         m.last_applied.as_ref().map(|l| l.index) >= upto
     }
+
+    /// Like [`LeaderReadBarrier::caught_up`], waiting up to `within` for it. The core reports
+    /// what the state machine applied only after the state machine answered the writes: a
+    /// client that sends a read as soon as its write is answered can find the report behind
+    /// its own write, a few microseconds from catching up.
+    pub async fn wait_caught_up<SM>(&self, raft: &Raft<SM>, within: std::time::Duration) -> bool
+    where
+        SM: openraft::storage::RaftStateMachine<PartitionConfig>,
+    {
+        use openraft::async_runtime::WatchReceiver as _;
+        let mut metrics = raft.metrics();
+        let caught_up = async {
+            loop {
+                if self.caught_up(raft) {
+                    return true;
+                }
+                if metrics.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(within, caught_up).await.unwrap_or(false)
+    }
 }
 
 /// Resolves once `raft`'s core has stopped, with why: `Ok` if it was shut down on purpose

@@ -152,7 +152,9 @@ impl ClientService {
 
     /// The high watermark and log start watches of `led`'s partition, as its broker keeps them.
     /// A leader whose high watermark may lag what readers saw answers UNAVAILABLE instead
-    /// (clients retry): one elected so recently that it has not applied what it inherited, or
+    /// (clients retry), once it has waited up to the read lease window for that to change: one
+    /// elected so recently that it has not applied what it inherited (or whose core has not
+    /// reported applying it yet, as right after answering a write), or
     /// one that cannot confirm it still leads (deposed while paused or cut off, it does not know
     /// yet). Read from it, an offset already consumed would look out of range, and "latest"
     /// would go backwards.
@@ -166,7 +168,7 @@ impl ClientService {
                 ),
             ));
         }
-        if !self.partitions.leader_caught_up(led.group_id) {
+        if !self.partitions.leader_caught_up_within(led.group_id, self.read_lease_window).await {
             return Err(error(
                 ErrorCode::Unavailable,
                 format!(

@@ -554,7 +554,7 @@ async fn given_a_single_broker_rf1_topics_are_written_and_read() {
         let r = produce(&cluster, "solo", p, batch(ProducerStamp::NONE, &values(p, 0), 7)).await;
         assert_eq!((code(r.error.as_ref()), r.base_offset, r.count), (ErrorCode::Ok, 0, 2));
         let fetched = cluster.client(0).await.fetch(fetch_request("solo", p, 0, 0)).await.expect("rpc").into_inner();
-        assert_eq!(messages(&fetched, 0), (0..).zip(values(p, 0)).collect::<Vec<_>>());
+        assert_eq!(messages(&fetched, 0), (0..).zip(values(p, 0)).collect::<Vec<_>>(), "{fetched:?}");
     }
     cluster.shutdown().await;
 }

@@ -12,7 +12,8 @@
 //! - **High watermark.** After each applied run of entries the state machine publishes its next
 //!   offset on a `tokio::sync::watch` ([`PartitionStateMachine::high_watermark`]): everything
 //!   below it is applied, hence committed, and may be served; a fetch waiting for new data waits
-//!   on the watch instead of polling.
+//!   on the watch instead of polling. The run's writes are answered after that, so an
+//!   acknowledged batch is always visible to the next fetch.
 //! - **Retention.** A [`PartitionCommand::Trim`] moves the log start (offset, and the Raft
 //!   index below which entries may go) forward, never back, and publishes it on a second watch
 //!   ([`PartitionStateMachine::log_start`]). Apply only records it: the broker purges the log
@@ -23,7 +24,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
-use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::storage::{
+    ApplyResponder, EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta,
+};
 use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf};
 use openraft::{EntryPayload, OptionalSend};
 use sluice_storage::Log;
@@ -57,6 +60,9 @@ pub struct PartitionStateMachine {
     high_watermark: watch::Sender<u64>,
     /// `state`'s log start as of the last applied run of entries.
     log_start: watch::Sender<LogStart>,
+    /// The replies of an applied run, held until its high watermark is published (kept to
+    /// reuse its allocation).
+    answers: Vec<(ApplyResponder<PartitionConfig>, Reply)>,
 }
 
 impl PartitionStateMachine {
@@ -71,6 +77,7 @@ impl PartitionStateMachine {
             snapshot: None,
             high_watermark: watch::Sender::new(0),
             log_start: watch::Sender::new(LogStart::default()),
+            answers: Vec::new(),
         };
         if let Some((meta, data)) = snapshot_file::load(sm.log.dir())? {
             sm.restore(&meta, &data)?;
@@ -207,11 +214,12 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
     where
         S: Stream<Item = io::Result<EntryResponder<PartitionConfig>>> + Unpin + OptionalSend,
     {
+        let mut answers = std::mem::take(&mut self.answers);
         let applied = async {
             while let Some((entry, responder)) = entries.try_next().await? {
                 let reply = self.apply_one(entry)?;
                 if let Some(r) = responder {
-                    r.send(reply);
+                    answers.push((r, reply));
                 }
             }
             io::Result::Ok(())
@@ -219,6 +227,12 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
         .await;
         // Also after a failure part-way: what was applied before it is committed all the same.
         self.publish();
+        // Only now: a producer told its batch is written must find it in a fetch it sends next,
+        // and a fetch serves nothing at or past the published high watermark.
+        for (responder, reply) in answers.drain(..) {
+            responder.send(reply);
+        }
+        self.answers = answers;
         applied
     }
 
