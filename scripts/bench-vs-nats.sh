@@ -26,6 +26,11 @@
 #                           not linger either; docs/BENCHMARKS.md shows what 5, the SDK's
 #                           default, costs under a bound on messages in flight)
 #   BENCH_FSYNC_COUNT       append+fdatasync calls per disk probe (default 2000)
+#   BENCH_FSYNC_DELAY_US    emulate a slower disk: every fsync and fdatasync of the brokers and
+#                           the disk probes returns this many microseconds late (default 0: off;
+#                           the failure-injection suite's preload library, jepsen/fsync-log).
+#                           nats-server makes its system calls without libc and is not slowed,
+#                           so the NATS rows of such a run compare nothing
 #   BENCH_DIR               parent of this run's directory (default data/ at the repository
 #                           root, git-ignored); it must be on the disk you mean to measure
 #   BENCH_MIN_FREE_GB       free space the data directory's disk must have at the start
@@ -45,6 +50,8 @@ read -r -a in_flights <<<"${BENCH_IN_FLIGHT:-256 1024 4096}"
 flush_ms="${BENCH_FLUSH_INTERVAL_MS:-100}"
 linger_ms="${BENCH_LINGER_MS:-0}"
 fsync_count="${BENCH_FSYNC_COUNT:-2000}"
+fsync_delay_us="${BENCH_FSYNC_DELAY_US:-0}"
+[[ "$fsync_delay_us" =~ ^[0-9]+$ ]] || die "BENCH_FSYNC_DELAY_US=$fsync_delay_us is not a number of microseconds"
 nats_nodes=(1 2 3)
 
 die() { echo "bench-vs-nats: $*" >&2; exit 1; }
@@ -93,6 +100,13 @@ cargo build --release --locked --quiet --manifest-path "$root/scripts/nats-bench
 # Copies, so that a rebuild in the shared target directory cannot swap a binary mid-run.
 cp "$sluice_bin/sluice-broker" "$sluice_bin/sluice" "$target/nats-bench/release/nats-bench" "$run/bin/"
 bin="$run/bin"
+if [ "$fsync_delay_us" != 0 ]; then
+  say "building the fsync delay library (jepsen/fsync-log): every fsync $fsync_delay_us us late"
+  (cd "$root" && cargo build --release --locked --quiet -p sluice-jepsen-fsync-log) || die "its build failed"
+  cp "$target/release/libsluice_jepsen_fsync_log.so" "$bin/"
+  # Everything started from here on: the brokers, the probes, the clients (which do not fsync).
+  export LD_PRELOAD="$bin/libsluice_jepsen_fsync_log.so" SLUICE_JEPSEN_FSYNC_DELAY_US="$fsync_delay_us"
+fi
 
 # --- clean-up: only the processes this run started, always ---------------------------------
 nats_pids=()
@@ -264,6 +278,7 @@ sluice_load() {
   echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
   echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GiB"
   echo "disk: $(df -h "$run" | awk 'NR == 2 {print $1 " (" $2 ", " $5 " used)"}')"
+  [ "$fsync_delay_us" = 0 ] || echo "emulated disk: every fsync ${fsync_delay_us} us late (BENCH_FSYNC_DELAY_US)"
   echo "nats-server: $(nats-server --version)"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$run/results/machine.txt"

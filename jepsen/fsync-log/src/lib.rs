@@ -35,6 +35,11 @@
 //!
 //! Nothing on the fsync path allocates: the broker calls it from many threads, some inside
 //! RocksDB. Without `SLUICE_JEPSEN_FSYNC_LOG` both functions only call the real ones.
+//!
+//! A slower disk, for benchmarks: with `SLUICE_JEPSEN_FSYNC_DELAY_US=N` every call returns N
+//! microseconds after the real one did (`scripts/bench-vs-nats.sh`, `BENCH_FSYNC_DELAY_US`). It
+//! models a disk whose every fsync takes longer, not its queueing: calls do not wait for each
+//! other. A value that is not a number aborts the process, as a bad log does.
 
 use std::ffi::{CStr, c_int, c_void};
 use std::sync::OnceLock;
@@ -42,6 +47,8 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// The environment variable naming the log.
 const LOG_ENV: &CStr = c"SLUICE_JEPSEN_FSYNC_LOG";
+/// The environment variable holding the added delay, in microseconds.
+const DELAY_ENV: &CStr = c"SLUICE_JEPSEN_FSYNC_DELAY_US";
 /// What `/proc/self/fd/<fd>` ends with when the file was unlinked.
 const DELETED: &[u8] = b" (deleted)";
 /// Room for one record: a size, a space, a path of up to `PATH_MAX` bytes, a newline.
@@ -56,6 +63,8 @@ static REAL_FDATASYNC: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The log's file descriptor, or `None` when `SLUICE_JEPSEN_FSYNC_LOG` is not set.
 static LOG_FD: OnceLock<Option<c_int>> = OnceLock::new();
+/// The delay added to each call, in microseconds (0 when `SLUICE_JEPSEN_FSYNC_DELAY_US` is unset).
+static DELAY_US: OnceLock<u64> = OnceLock::new();
 
 /// `fsync(2)`, recording the file's size when it succeeds.
 ///
@@ -87,12 +96,45 @@ fn logged_sync(fd: c_int, real: &AtomicPtr<c_void>, name: &CStr) -> c_int {
     set_errno(caller_errno);
     // SAFETY: `real` is libc's own fsync or fdatasync, called with the caller's argument.
     let result = unsafe { real(fd) };
+    let real_errno = errno();
     if let (0, Some(log)) = (result, log) {
-        let real_errno = errno();
         append(log, line.as_bytes());
-        set_errno(real_errno);
     }
+    pause(delay_us());
+    set_errno(real_errno);
     result
+}
+
+/// The added delay, read from the environment on first use.
+fn delay_us() -> u64 {
+    *DELAY_US.get_or_init(|| {
+        // SAFETY: as in `open_log`.
+        let value = unsafe { libc::getenv(DELAY_ENV.as_ptr()) };
+        if value.is_null() {
+            return 0;
+        }
+        // SAFETY: a NUL-terminated string from the environment.
+        let text = unsafe { CStr::from_ptr(value) };
+        match text.to_str().ok().and_then(|t| t.parse().ok()) {
+            Some(us) => us,
+            None => fatal(b"SLUICE_JEPSEN_FSYNC_DELAY_US is not a number of microseconds"),
+        }
+    })
+}
+
+/// Sleeps `us` microseconds, through signals.
+fn pause(us: u64) {
+    let nanos = us.saturating_mul(1_000);
+    let secs = libc::time_t::try_from(nanos / 1_000_000_000).unwrap_or(libc::time_t::MAX);
+    let sub = libc::c_long::try_from(nanos % 1_000_000_000).expect("below one second");
+    let mut left = libc::timespec { tv_sec: secs, tv_nsec: sub };
+    while left.tv_sec > 0 || left.tv_nsec > 0 {
+        let asked = left;
+        // SAFETY: both pointers are to valid timespecs on this stack.
+        if unsafe { libc::nanosleep(&asked, &mut left) } == 0 || errno() != libc::EINTR {
+            return;
+        }
+    }
 }
 
 /// The next definition of `name` after this library: libc's.
@@ -263,6 +305,22 @@ impl Line {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_a_delay_each_call_returns_that_much_later_with_the_real_outcome() {
+        // The only test here that fsyncs: the delay is read once per process.
+        // SAFETY: no other thread of this test binary reads the environment meanwhile.
+        unsafe { std::env::set_var("SLUICE_JEPSEN_FSYNC_DELAY_US", "30000") };
+        let file = tempfile::tempfile().expect("temp file");
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        let started = std::time::Instant::now();
+        // SAFETY: a valid descriptor; the wrapper calls libc's fdatasync.
+        assert_eq!(unsafe { fdatasync(fd) }, 0);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(30), "{:?}", started.elapsed());
+        // SAFETY: -1 is never a descriptor: the real call fails with EBADF, which must come back.
+        assert_eq!(unsafe { fsync(-1) }, -1);
+        assert_eq!(errno(), libc::EBADF);
+    }
 
     #[test]
     fn numbers_are_written_in_decimal() {
