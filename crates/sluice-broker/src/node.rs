@@ -250,13 +250,16 @@ fn liveness(
     (liveness, driver)
 }
 
-/// Starts and stops partition groups as the metadata changes, until `stop` turns true.
+/// Starts and stops partition groups as the metadata changes, until `stop` turns true. A group
+/// that failed to start (its directory still locked by a closing predecessor, a full disk) is
+/// tried again after a backoff, not only at the next metadata change.
 async fn reconcile_loop(
     controller: Arc<ControllerGroup>,
     partitions: Arc<Partitions>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut seen = None;
+    let mut retry = StartRetry::default();
     let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
     loop {
         tokio::select! {
@@ -267,10 +270,42 @@ async fn reconcile_loop(
             return;
         }
         let version = controller.metadata().read(|m| m.version());
-        if seen != Some(version) {
-            partitions.reconcile(controller.metadata()).await;
+        if seen != Some(version) || retry.due(std::time::Instant::now()) {
+            let all_started = partitions.reconcile(controller.metadata()).await;
             seen = Some(version);
+            retry.after(all_started, std::time::Instant::now());
         }
+    }
+}
+
+/// When to try again to start the partition groups that failed to: after [`START_RETRY_MIN`],
+/// doubling with each failure up to [`START_RETRY_MAX`], so a lasting failure is logged a few
+/// times a minute rather than ten times a second.
+#[derive(Debug, Default)]
+struct StartRetry {
+    at: Option<std::time::Instant>,
+    wait: std::time::Duration,
+}
+
+/// The first wait before trying again to start a partition group.
+const START_RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(500);
+/// The longest wait between tries.
+const START_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl StartRetry {
+    /// Whether a try is due at `now`.
+    fn due(&self, now: std::time::Instant) -> bool {
+        self.at.is_some_and(|at| now >= at)
+    }
+
+    /// Records a reconcile at `now` that started every group it should (`all_started`) or not.
+    fn after(&mut self, all_started: bool, now: std::time::Instant) {
+        if all_started {
+            *self = StartRetry::default();
+            return;
+        }
+        self.wait = if self.wait.is_zero() { START_RETRY_MIN } else { (self.wait * 2).min(START_RETRY_MAX) };
+        self.at = Some(now + self.wait);
     }
 }
 
@@ -279,5 +314,37 @@ async fn wait_until_true(mut rx: watch::Receiver<bool>) {
         if rx.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn failed_starts_are_retried_with_a_doubling_wait_and_success_resets_it() {
+        let mut retry = StartRetry::default();
+        let t0 = Instant::now();
+        assert!(!retry.due(t0), "nothing failed yet");
+        retry.after(false, t0);
+        assert!(!retry.due(t0 + Duration::from_millis(499)) && retry.due(t0 + START_RETRY_MIN));
+        let mut now = t0;
+        let waits: Vec<Duration> = (0..9)
+            .map(|_| {
+                retry.after(false, now);
+                let wait = retry.wait;
+                now += wait;
+                wait
+            })
+            .collect();
+        assert_eq!(waits[0], Duration::from_secs(1));
+        assert_eq!(waits[4], Duration::from_secs(16));
+        assert_eq!(waits[5..], [START_RETRY_MAX; 4]);
+        retry.after(true, now);
+        assert!(!retry.due(now + START_RETRY_MAX), "every group started: no retry pending");
+        retry.after(false, now);
+        assert_eq!(retry.wait, START_RETRY_MIN, "a new failure starts from the shortest wait");
     }
 }

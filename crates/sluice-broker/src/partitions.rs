@@ -140,18 +140,21 @@ impl Partitions {
     }
 
     /// Starts the groups `metadata` assigns to this broker and are not running, and stops (and
-    /// deletes) those running that it no longer assigns.
-    pub async fn reconcile(&self, metadata: &FsmHandle<Metadata>) {
+    /// deletes) those running that it no longer assigns. Returns whether every group it tried to
+    /// start did.
+    pub async fn reconcile(&self, metadata: &FsmHandle<Metadata>) -> bool {
         let (wanted, addrs) = metadata.read(|m| {
             let wanted = m.partitions_of(sluice_common::NodeId(self.node_id));
             let addrs: BTreeMap<u64, String> = m.brokers().map(|b| (b.node_id.0, b.raft_addr.clone())).collect();
             (wanted, addrs)
         });
         let running = self.group_ids();
+        let mut all_started = true;
         for p in wanted.iter().filter(|p| !running.contains(&p.group_id)) {
             let (retention, policy) = metadata.read(|m| (retention_of(m, p), flush_policy_of(m, p)));
             if let Err(e) = self.start_group(p, &addrs, retention, policy).await {
-                tracing::error!(topic = %p.topic, partition = p.partition.0, "starting partition group: {e}");
+                tracing::error!(topic = %p.topic, partition = p.partition.0, "starting partition group (will retry): {e}");
+                all_started = false;
             }
         }
         for gid in running.into_iter().filter(|g| !wanted.iter().any(|p| p.group_id == *g)) {
@@ -173,6 +176,7 @@ impl Partitions {
                 drop(h);
             }
         }
+        all_started
     }
 
     async fn start_group(

@@ -541,6 +541,37 @@ async fn a_leader_cut_off_from_its_peers_serves_no_reads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_partition_group_that_failed_to_start_it_starts_once_it_can() {
+    let cluster = Cluster::start(1).await;
+    cluster
+        .wait_for(Duration::from_secs(20), "the broker registered", |c| {
+            c.brokers[0].controller().metadata().read(|m| m.live_brokers().len() == 1)
+        })
+        .await;
+    let config = TopicConfig { partitions: 1, replication_factor: 1, ..Default::default() };
+    assert_eq!(create_topic(&cluster, "first", config).await, Error::ok());
+    let hosted = |n: usize| move |c: &Cluster| c.brokers[0].partitions().group_ids().len() == n;
+    cluster.wait_for(Duration::from_secs(20), "the first group started", hosted(1)).await;
+    // Group ids are handed out in sequence, so the next topic's partition gets the next one: its
+    // directory is locked beforehand, as a closing predecessor's log would hold it.
+    let partitions = cluster.brokers[0].config().data_dir.join("partitions");
+    let first = std::fs::read_dir(&partitions).expect("partitions dir").find_map(|e| {
+        let name = e.expect("dir entry").file_name().into_string().expect("utf-8 name");
+        name.strip_prefix("first-0.g").map(|g| g.parse::<u64>().expect("a group id"))
+    });
+    let dir = partitions.join(format!("second-0.g{}", first.expect("the first topic's partition") + 1));
+    std::fs::create_dir_all(&dir).expect("create dir");
+    let lock = sluice_storage::DirLock::acquire(&dir).expect("lock");
+    assert_eq!(create_topic(&cluster, "second", config).await, Error::ok());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(hosted(1)(&cluster), "the second group started despite the lock");
+    drop(lock);
+    let r = produce(&cluster, "second", 0, batch(ProducerStamp::NONE, &values(0, 0), 7)).await;
+    assert_eq!(code(r.error.as_ref()), ErrorCode::Ok, "{r:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_single_broker_rf1_topics_are_written_and_read() {
     let cluster = Cluster::start(1).await;
     cluster
