@@ -201,12 +201,15 @@ impl Partitions {
         }
         self.liveness.set_preferred_leader(p.group_id, p.replicas.first().map(|r| r.0));
         self.registry.insert(p.group_id, raft.clone());
-        if !raft.is_initialized().await.map_err(io::Error::other)? {
-            let voters: BTreeMap<u64, Node> =
-                p.replicas.iter().map(|r| (r.0, Node { addr: addrs.get(&r.0).cloned().unwrap_or_default() })).collect();
-            if let Err(e) = raft.initialize(voters).await {
-                tracing::debug!(group = p.group_id, "partition group already initialized elsewhere: {e}");
+        if let Err(e) = initialize(&raft, p, addrs).await {
+            // Undone, so that the next try starts afresh: a group left running would keep its
+            // log's directory locked, and every later try would fail on the lock.
+            self.registry.remove(p.group_id);
+            self.liveness.set_preferred_leader(p.group_id, None);
+            if let Err(e) = raft.shutdown().await {
+                tracing::warn!(group = p.group_id, "shutting down a partition group that failed to start: {e}");
             }
+            return Err(e);
         }
         tracing::info!(topic = %p.topic, partition = p.partition.0, group = p.group_id, "hosting partition");
         self.hosted.lock().expect("hosted lock").insert(
@@ -257,6 +260,23 @@ fn flush_policy_of(m: &Metadata, p: &HostedPartition) -> FlushPolicy {
 }
 
 /// Shuts the group down and waits (bounded) until its log is closed everywhere it was shared.
+/// Makes `raft` a member of its group: the first start of a new partition's replicas proposes
+/// the membership; the others (and restarts) find it there or learn it from the leader.
+async fn initialize(
+    raft: &Raft<BrokerStateMachine>,
+    p: &HostedPartition,
+    addrs: &BTreeMap<u64, String>,
+) -> io::Result<()> {
+    if !raft.is_initialized().await.map_err(io::Error::other)? {
+        let voters: BTreeMap<u64, Node> =
+            p.replicas.iter().map(|r| (r.0, Node { addr: addrs.get(&r.0).cloned().unwrap_or_default() })).collect();
+        if let Err(e) = raft.initialize(voters).await {
+            tracing::debug!(group = p.group_id, "partition group already initialized elsewhere: {e}");
+        }
+    }
+    Ok(())
+}
+
 async fn stop(h: &Hosted) {
     if let Err(e) = h.raft.shutdown().await {
         tracing::warn!(dir = %h.dir.display(), "partition group shutdown: {e}");
