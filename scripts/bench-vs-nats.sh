@@ -51,13 +51,13 @@ flush_ms="${BENCH_FLUSH_INTERVAL_MS:-100}"
 linger_ms="${BENCH_LINGER_MS:-0}"
 fsync_count="${BENCH_FSYNC_COUNT:-2000}"
 fsync_delay_us="${BENCH_FSYNC_DELAY_US:-0}"
-[[ "$fsync_delay_us" =~ ^[0-9]+$ ]] || die "BENCH_FSYNC_DELAY_US=$fsync_delay_us is not a number of microseconds"
 nats_nodes=(1 2 3)
 
 die() { echo "bench-vs-nats: $*" >&2; exit 1; }
 say() { echo "bench-vs-nats: $*" >&2; }
 
 [[ "$duration" =~ ^[0-9]+(ms|s|m)?$ ]] || die "BENCH_DURATION=$duration is not a duration such as 30s"
+[[ "$fsync_delay_us" =~ ^[0-9]+$ ]] || die "BENCH_FSYNC_DELAY_US=$fsync_delay_us is not a number of microseconds"
 # Each load run is bounded: its duration, plus setup and draining the acknowledgements.
 duration_s=$(( ${duration%%[a-z]*} ))
 case "$duration" in *ms) duration_s=$(( duration_s / 1000 )) ;; *m) duration_s=$(( duration_s * 60 )) ;; esac
