@@ -259,7 +259,6 @@ fn flush_policy_of(m: &Metadata, p: &HostedPartition) -> FlushPolicy {
     FlushPolicy::from_interval_ms(m.topic(p.topic.as_str()).and_then(|t| t.config.flush_interval_ms))
 }
 
-/// Shuts the group down and waits (bounded) until its log is closed everywhere it was shared.
 /// Makes `raft` a member of its group: the first start of a new partition's replicas proposes
 /// the membership; the others (and restarts) find it there or learn it from the leader.
 async fn initialize(
@@ -277,6 +276,7 @@ async fn initialize(
     Ok(())
 }
 
+/// Shuts the group down and waits (bounded) until its log is closed everywhere it was shared.
 async fn stop(h: &Hosted) {
     if let Err(e) = h.raft.shutdown().await {
         tracing::warn!(dir = %h.dir.display(), "partition group shutdown: {e}");

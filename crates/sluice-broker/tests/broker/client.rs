@@ -540,14 +540,20 @@ async fn a_leader_cut_off_from_its_peers_serves_no_reads() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn given_a_partition_group_that_failed_to_start_it_starts_once_it_can() {
+/// A one-broker cluster, once its broker has registered with the controller.
+async fn single_broker() -> Cluster {
     let cluster = Cluster::start(1).await;
     cluster
         .wait_for(Duration::from_secs(20), "the broker registered", |c| {
             c.brokers[0].controller().metadata().read(|m| m.live_brokers().len() == 1)
         })
         .await;
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_partition_group_that_failed_to_start_it_starts_once_it_can() {
+    let cluster = single_broker().await;
     let config = TopicConfig { partitions: 1, replication_factor: 1, ..Default::default() };
     assert_eq!(create_topic(&cluster, "first", config).await, Error::ok());
     let hosted = |n: usize| move |c: &Cluster| c.brokers[0].partitions().group_ids().len() == n;
@@ -573,12 +579,7 @@ async fn given_a_partition_group_that_failed_to_start_it_starts_once_it_can() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_single_broker_rf1_topics_are_written_and_read() {
-    let cluster = Cluster::start(1).await;
-    cluster
-        .wait_for(Duration::from_secs(20), "the broker registered", |c| {
-            c.brokers[0].controller().metadata().read(|m| m.live_brokers().len() == 1)
-        })
-        .await;
+    let cluster = single_broker().await;
     let config = TopicConfig { partitions: 2, replication_factor: 1, ..Default::default() };
     assert_eq!(create_topic(&cluster, "solo", config).await, Error::ok());
     for p in 0..2 {
