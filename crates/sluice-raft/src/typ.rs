@@ -185,20 +185,39 @@ impl LeaderReadBarrier {
     where
         SM: openraft::storage::RaftStateMachine<PartitionConfig>,
     {
-        use openraft::async_runtime::WatchReceiver as _;
-        let mut metrics = raft.metrics();
-        let caught_up = async {
-            loop {
-                if self.caught_up(raft) {
-                    return true;
-                }
-                if metrics.changed().await.is_err() {
-                    return false;
-                }
-            }
-        };
-        tokio::time::timeout(within, caught_up).await.unwrap_or(false)
+        // Every fetch asks: the usual answer costs no subscription and no timer.
+        if self.caught_up(raft) {
+            return true;
+        }
+        wait_on_metrics(raft.metrics(), within, || self.caught_up(raft)).await
     }
+}
+
+/// The metrics a group publishes, as [`Raft::metrics`] hands them out.
+pub(crate) type MetricsReceiver =
+    openraft::type_config::alias::WatchReceiverOf<PartitionConfig, openraft::RaftMetrics<PartitionConfig>>;
+
+/// Waits up to `within` until `ready()` holds, checking it again whenever the group publishes
+/// its metrics, and at least every 50 ms should a publication not come. `metrics` must have been
+/// taken before whatever is awaited was set off, so that its publication cannot be missed.
+pub(crate) async fn wait_on_metrics(
+    mut metrics: MetricsReceiver,
+    within: std::time::Duration,
+    ready: impl Fn() -> bool,
+) -> bool {
+    const RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
+    let waited = async {
+        loop {
+            if ready() {
+                return true;
+            }
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return false },
+                () = tokio::time::sleep(RECHECK) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, waited).await.unwrap_or(false)
 }
 
 /// Resolves once `raft`'s core has stopped, with why: `Ok` if it was shut down on purpose

@@ -10,7 +10,7 @@ use openraft::impls::ProgressResponder;
 use openraft::storage::RaftStateMachine;
 use openraft::{Instant as _, TryAsRef as _};
 
-use crate::typ::{Command, PartitionConfig, Raft, Reply};
+use crate::typ::{Command, PartitionConfig, Raft, Reply, wait_on_metrics};
 
 /// How long a leader whose lease lapsed first waits between asking for heartbeats and retrying
 /// (a loopback round trip is well under it); the wait doubles up to [`LEASE_RETRY_MAX`].
@@ -99,24 +99,13 @@ where
         return true;
     }
     // Subscribed before the heartbeats go out, so that their answers cannot be missed.
-    let mut metrics = raft.metrics();
+    let metrics = raft.metrics();
     if raft.trigger().heartbeat().await.is_err() {
         return false;
     }
-    let renewed = async {
-        loop {
-            if lease_fresh(raft, within) {
-                return true;
-            }
-            // The core publishes its metrics, the lease's time among them, once it has handled
-            // the answers; the timer only bounds the wait should no publication come.
-            tokio::select! {
-                changed = metrics.changed() => if changed.is_err() { return false },
-                () = tokio::time::sleep(LEASE_RETRY_MAX) => {}
-            }
-        }
-    };
-    tokio::time::timeout(within, renewed).await.unwrap_or(false)
+    // The core publishes its metrics, the lease's time among them, once it has handled the
+    // answers.
+    wait_on_metrics(metrics, within, || lease_fresh(raft, within)).await
 }
 
 /// Writes `command` through `raft`, which should lead its group, and returns what applying it
