@@ -16,6 +16,8 @@
 //! - `disk_failure`: fsync failing with EIO (libfiu) on a broker stops it with status 1; the
 //!   other two go on acknowledging, nothing acknowledged is lost, and the broker restarted on
 //!   a healthy disk catches up. The same when the controller's store is hit first.
+//! - `idle_reads`: RF-1 partitions left idle for longer than the read lease answer reads at
+//!   once, on `sluice-broker --dev` and on three brokers; the `--dev` default log stays quiet.
 //! - `bad_input`: unknown topics, invalid names, oversize messages and unreachable brokers give
 //!   a clear error and a non-zero exit.
 //! - `scripts`: `scripts/start-cluster.sh` starts one cluster, once; `scripts/stop-cluster.sh`
@@ -28,5 +30,6 @@ mod disk_failure;
 mod failover;
 mod groups;
 mod groups_kill;
+mod idle_reads;
 mod scripts;
 mod sdk;

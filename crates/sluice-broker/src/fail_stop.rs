@@ -49,8 +49,16 @@ impl FailStop {
     /// Watches `raft` (named `group` in the log) until its core stops, and reports the stop
     /// unless it was asked for. One task that sleeps until the group changes role or stops; it
     /// holds no handle of the group, so it never keeps one open.
+    ///
+    /// It also logs when this broker becomes the group's leader and when it stops leading: the
+    /// elections an operator wants to see, in place of openraft's own chatter (which the default
+    /// log filter hides).
     pub(crate) fn watch(&self, group: String, raft: &Raft<BrokerStateMachine>) {
-        let stopped = core_stopped(raft);
+        let name = group.clone();
+        let stopped = core_stopped(raft, move |leading| match leading {
+            Some(term) => tracing::info!("{name}: this broker leads it (term {term})"),
+            None => tracing::info!("{name}: this broker no longer leads it"),
+        });
         let fail_stop = self.clone();
         tokio::spawn(async move {
             if let Err(fatal) = stopped.await {

@@ -9,7 +9,7 @@
 //! the process exits with status 2 (1 if the broker fails to start or stops with an error).
 //! A broker whose storage fails stops on its own with status 1, for a supervisor (systemd's
 //! `Restart=on-failure`) to restart it; it then recovers from disk (docs/DURABILITY.md).
-//! Logs go to stderr, filtered by `RUST_LOG` (default `info`).
+//! Logs go to stderr, filtered by `RUST_LOG` (default `info,openraft=warn`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,20 +36,56 @@ struct Args {
     /// not for keeping data.
     #[arg(long)]
     dev: bool,
+    /// With --dev: where the data goes instead of ./sluice-dev-data.
+    #[arg(long, value_name = "DIR", requires = "dev")]
+    data_dir: Option<PathBuf>,
+    /// With --dev: the client API's address instead of 127.0.0.1:9091 (which the local 3-node
+    /// cluster's broker 1 also uses).
+    #[arg(long, value_name = "HOST:PORT", requires = "dev")]
+    client_addr: Option<String>,
+    /// With --dev: the peer (Raft) service's address instead of 127.0.0.1:9101.
+    #[arg(long, value_name = "HOST:PORT", requires = "dev")]
+    raft_addr: Option<String>,
+    /// With --dev: the metrics address instead of 127.0.0.1:9190.
+    #[arg(long, value_name = "HOST:PORT", requires = "dev")]
+    metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl Args {
+    /// The configuration of `--dev`, with the addresses and data directory given on the
+    /// command line in place of the built-in ones.
+    fn dev_config(&self) -> Result<BrokerConfig, sluice_broker::ConfigError> {
+        let mut config = BrokerConfig::dev();
+        if let Some(dir) = &self.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        if let Some(addr) = &self.client_addr {
+            config.peers[0].client_addr.clone_from(addr);
+        }
+        if let Some(addr) = &self.raft_addr {
+            config.peers[0].raft_addr.clone_from(addr);
+        }
+        if let Some(addr) = self.metrics_listen {
+            config.metrics_listen = Some(addr);
+        }
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
-    let config = match &args.config {
-        Some(path) => match BrokerConfig::load(path) {
-            Ok(config) => config,
-            Err(e) => {
-                eprintln!("sluice-broker: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => BrokerConfig::dev(),
+    let loaded = match &args.config {
+        Some(path) => BrokerConfig::load(path),
+        None => args.dev_config(),
+    };
+    let config = match loaded {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sluice-broker: {e}");
+            return ExitCode::from(2);
+        }
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.worker_threads > 0 {
@@ -78,14 +114,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr at the level `RUST_LOG` asks for, `info` when it is unset.
+/// The log filter when `RUST_LOG` is unset: the broker's own lines at info (start, elections,
+/// failures, slow operations), and openraft only at warn, since at info it logs a line per group
+/// per heartbeat and per vote.
+const DEFAULT_LOG_FILTER: &str = "info,openraft=warn";
+
+/// Logs to stderr at the level `RUST_LOG` asks for, [`DEFAULT_LOG_FILTER`] when it is unset.
 fn init_logging() {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-            eprintln!("sluice-broker: ignoring RUST_LOG={spec:?} ({e}); logging at info");
-            EnvFilter::new("info")
+            eprintln!("sluice-broker: ignoring RUST_LOG={spec:?} ({e}); logging with {DEFAULT_LOG_FILTER}");
+            EnvFilter::new(DEFAULT_LOG_FILTER)
         }),
-        Err(_) => EnvFilter::new("info"),
+        Err(_) => EnvFilter::new(DEFAULT_LOG_FILTER),
     };
     // Colour only on a terminal: logs redirected to a file stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -229,14 +229,33 @@ pub(crate) async fn wait_on_metrics(
 /// every write, as the full metrics do) and close when the core's task ends; the reason is then
 /// read from the full metrics, where the core records it before ending. So one waiting task per
 /// group costs nothing between elections.
-pub fn core_stopped<SM>(raft: &Raft<SM>) -> impl Future<Output = Result<(), Fatal>> + Send + 'static
+///
+/// `on_leadership` is called with the term each time this node becomes the group's leader, and
+/// with `None` each time it stops leading, so the caller can log elections in its own words.
+pub fn core_stopped<SM>(
+    raft: &Raft<SM>,
+    mut on_leadership: impl FnMut(Option<u64>) + Send + 'static,
+) -> impl Future<Output = Result<(), Fatal>> + Send + 'static
 where
     SM: openraft::storage::RaftStateMachine<PartitionConfig>,
 {
     let mut server = raft.server_metrics();
     let all = raft.metrics();
     async move {
-        while server.changed().await.is_ok() {}
+        let mut leading = false;
+        loop {
+            {
+                let m = server.borrow_watched();
+                let now_leading = m.state == openraft::ServerState::Leader;
+                if now_leading != leading {
+                    leading = now_leading;
+                    on_leadership(now_leading.then_some(m.vote.leader_id.term));
+                }
+            }
+            if server.changed().await.is_err() {
+                break;
+            }
+        }
         let running = all.borrow_watched().running_state.clone();
         match running {
             Err(Fatal::Stopped) => Ok(()),

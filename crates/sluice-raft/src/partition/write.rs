@@ -10,7 +10,7 @@ use openraft::impls::ProgressResponder;
 use openraft::storage::RaftStateMachine;
 use openraft::{Instant as _, TryAsRef as _};
 
-use crate::typ::{Command, PartitionConfig, Raft, Reply, wait_on_metrics};
+use crate::typ::{Command, PartitionConfig, Raft, Reply, StoredMembership, wait_on_metrics};
 
 /// How long a leader whose lease lapsed first waits between asking for heartbeats and retrying
 /// (a loopback round trip is well under it); the wait doubles up to [`LEASE_RETRY_MAX`].
@@ -82,8 +82,20 @@ where
     SM: RaftStateMachine<PartitionConfig>,
 {
     let metrics = raft.metrics();
-    let acked = metrics.borrow_watched().last_quorum_acked;
-    acked.is_some_and(|at| at.elapsed() < within)
+    let m = metrics.borrow_watched();
+    if m.current_leader == Some(m.id) && is_sole_voter(m.id, &m.membership_config) {
+        // A group of one voter is its own majority. openraft never renews such a leader's
+        // lease (nobody answers its heartbeats) and treats it as always valid; so do we.
+        return true;
+    }
+    m.last_quorum_acked.is_some_and(|at| at.elapsed() < within)
+}
+
+/// Whether `id` is the only voter of every configuration in `membership` (so, in a joint
+/// configuration too, it forms a quorum on its own).
+fn is_sole_voter(id: u64, membership: &StoredMembership) -> bool {
+    let mut voters = membership.voter_ids();
+    voters.next() == Some(id) && voters.next().is_none()
 }
 
 /// Whether `raft` still leads with a quorum lease fresher than `within`. When the lease is older
