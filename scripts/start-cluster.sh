@@ -6,10 +6,13 @@
 #   SLUICE_DATA_DIR       where data, logs, PID files and the brokers' configs go (default: ./data
 #                         at the repository root); stop-cluster.sh needs the same value
 #   SLUICE_BIN_DIR        a directory holding prebuilt sluice-broker and sluice binaries; unset,
-#                         the release binaries are built (cargo build --release) if needed
+#                         the release binaries are built (cargo build --release) if needed, after
+#                         installing what the build needs if it is missing (install-deps.sh)
+#   SLUICE_CONFIG_DIR     where node1.toml … node3.toml are (default: cluster-configs/ at the
+#                         repository root); another directory runs the cluster on other ports
 #   SLUICE_START_TIMEOUT  seconds to wait for the cluster to serve (default 60)
-#   RUST_LOG              the brokers' log filter (default info,openraft=warn: openraft logs
-#                         every vote at info); logs are plain text (NO_COLOR=1)
+#   RUST_LOG              the brokers' log filter (unset: the broker's default, README.md);
+#                         logs are plain text (NO_COLOR=1)
 #
 # Layout under the data directory, per node N of cluster-configs/nodeN.toml:
 #   nodeN.toml  the config, with data_dir rewritten to the absolute path of nodeN/
@@ -21,10 +24,10 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-configs="$root/cluster-configs"
+configs="${SLUICE_CONFIG_DIR:-$root/cluster-configs}"
+[ -d "$configs" ] || { echo "start-cluster: SLUICE_CONFIG_DIR=$configs is not a directory" >&2; exit 1; }
 data="${SLUICE_DATA_DIR:-$root/data}"
 timeout_s="${SLUICE_START_TIMEOUT:-60}"
-log_filter="${RUST_LOG:-info,openraft=warn}"
 nodes=(1 2 3)
 
 die() { echo "start-cluster: $*" >&2; exit 1; }
@@ -38,6 +41,7 @@ if [ -n "${SLUICE_BIN_DIR:-}" ]; then
   bin="$(cd "$SLUICE_BIN_DIR" 2>/dev/null && pwd)" || die "SLUICE_BIN_DIR=$SLUICE_BIN_DIR is not a directory"
 else
   command -v cargo >/dev/null || die "cargo not found: install Rust, or set SLUICE_BIN_DIR to prebuilt binaries"
+  "$root/scripts/install-deps.sh" --build-only || die "the build dependencies could not be installed"
   echo "building the release binaries (cargo build --release --locked -p sluice-broker -p sluice-cli)"
   (cd "$root" && cargo build --release --locked -p sluice-broker -p sluice-cli) || die "the build failed"
   target="$(cd "$root" && cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)"
@@ -110,7 +114,7 @@ for n in "${to_start[@]}"; do
     END { if (!found) exit 1 }
   ' "$configs/node$n.toml" >"$config" || die "$configs/node$n.toml has no data_dir line to rewrite"
   echo "==== start-cluster: starting node $n at $(date -u +%Y-%m-%dT%H:%M:%SZ) ====" >>"$data/node$n.log"
-  RUST_LOG="$log_filter" NO_COLOR=1 "${launcher[@]}" "$bin/sluice-broker" --config "$config" \
+  NO_COLOR=1 "${launcher[@]}" "$bin/sluice-broker" --config "$config" \
     </dev/null >>"$data/node$n.log" 2>&1 &
   echo $! >"$data/node$n.pid"
   started+=("$n")
@@ -153,7 +157,8 @@ done
 cat <<EOF
 Sluice cluster serving on $bootstrap
   data, logs and PID files: $data
-Connect with the sluice CLI (it defaults to this cluster's addresses):
+Connect with the sluice CLI (--bootstrap or SLUICE_BOOTSTRAP; unset, it dials the addresses
+of cluster-configs/):
   $bin/sluice cluster status
   $bin/sluice topic create orders --partitions 3 --replication-factor 3
   echo "hello" | $bin/sluice produce orders

@@ -3,20 +3,29 @@
 //! and serves, a second start starts nothing, and the stop script ends exactly the brokers
 //! the start script recorded.
 //!
-//! The scripts use the fixed ports of `cluster-configs/` (9091-9093, 9101-9103): this is the
-//! one test that does, and it checks first that nothing else holds them.
+//! The scripts run on copies of `cluster-configs/` whose addresses are moved to free ports
+//! (`SLUICE_CONFIG_DIR`), so the test passes while the quickstart cluster runs on the fixed ones.
 
 use std::ffi::OsStr;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 use sluice_system_tests::cli::{Output, run, sluice};
-use sluice_system_tests::{binaries, within, workspace_root};
+use sluice_system_tests::{binaries, free_ports, within, workspace_root};
 
-const PORTS: [u16; 6] = [9091, 9092, 9093, 9101, 9102, 9103];
-const BOOTSTRAP: &str = "127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093";
+/// The addresses `cluster-configs/` uses: clients, peers, metrics, for brokers 1 to 3.
+const FIXED_ADDRS: [&str; 9] = [
+    "127.0.0.1:9091",
+    "127.0.0.1:9092",
+    "127.0.0.1:9093",
+    "127.0.0.1:9101",
+    "127.0.0.1:9102",
+    "127.0.0.1:9103",
+    "127.0.0.1:9191",
+    "127.0.0.1:9192",
+    "127.0.0.1:9193",
+];
 const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
 const LIMIT: Duration = Duration::from_secs(150);
 
@@ -54,14 +63,15 @@ impl Drop for StopOnDrop {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_cluster_starts_one_cluster_once_and_stop_cluster_stops_exactly_it() {
     let bin_dir = binaries().dir.clone();
-    for port in PORTS {
-        if let Err(e) = TcpListener::bind(("127.0.0.1", port)) {
-            panic!("port {port} of cluster-configs/ is in use ({e}): stop what holds it (scripts/stop-cluster.sh?)");
-        }
-    }
     let data = tempfile::Builder::new().prefix("sluice-scripts-").tempdir().expect("a temporary directory");
+    let configs = tempfile::Builder::new().prefix("sluice-configs-").tempdir().expect("a temporary directory");
+    let bootstrap = &write_configs_on_free_ports(configs.path());
     let _stop = StopOnDrop { data: data.path().to_owned() };
-    let env = [("SLUICE_BIN_DIR", bin_dir.as_os_str()), ("SLUICE_DATA_DIR", data.path().as_os_str())];
+    let env = [
+        ("SLUICE_BIN_DIR", bin_dir.as_os_str()),
+        ("SLUICE_DATA_DIR", data.path().as_os_str()),
+        ("SLUICE_CONFIG_DIR", configs.path().as_os_str()),
+    ];
     let script = |name: &str| workspace_root().join("scripts").join(name);
     let run_script = |name: &str| {
         let path = script(name);
@@ -71,18 +81,21 @@ async fn start_cluster_starts_one_cluster_once_and_stop_cluster_stops_exactly_it
     within(LIMIT, "the cluster scripts test", async {
         let started = run_script("start-cluster.sh").await;
         started.assert_success("start-cluster.sh");
-        assert!(started.stdout.contains(BOOTSTRAP) && started.stdout.contains("sluice cluster status"), "{started:?}");
+        assert!(
+            started.stdout.contains(bootstrap.as_str()) && started.stdout.contains("sluice cluster status"),
+            "{started:?}"
+        );
         let first = pids(data.path());
         assert_eq!(first.len(), 3, "three PID files: {first:?}");
         assert_eq!(brokers_under(data.path()), first, "the PID files name the running brokers");
-        assert_serving().await;
+        assert_serving(bootstrap).await;
 
         let again = run_script("start-cluster.sh").await;
         again.assert_success("a second start-cluster.sh");
         assert!(again.stdout.contains("already running"), "{again:?}");
         assert_eq!(pids(data.path()), first, "the PID files are unchanged");
         assert_eq!(brokers_under(data.path()), first, "no broker was started a second time");
-        assert_serving().await;
+        assert_serving(bootstrap).await;
 
         let stopped = run_script("stop-cluster.sh").await;
         stopped.assert_success("stop-cluster.sh");
@@ -92,7 +105,7 @@ async fn start_cluster_starts_one_cluster_once_and_stop_cluster_stops_exactly_it
         }
         assert!(pids(data.path()).is_empty(), "the PID files are removed");
         assert!(brokers_under(data.path()).is_empty(), "no broker of this cluster runs");
-        let down = sluice(BOOTSTRAP, &["cluster", "status"], None, SCRIPT_LIMIT).await;
+        let down = sluice(bootstrap, &["cluster", "status"], None, SCRIPT_LIMIT).await;
         down.assert_failure("cluster status after the stop", &["cannot reach any bootstrap broker"]);
         let idle = run_script("stop-cluster.sh").await;
         idle.assert_success("stop-cluster.sh with nothing running");
@@ -104,8 +117,24 @@ async fn start_cluster_starts_one_cluster_once_and_stop_cluster_stops_exactly_it
     .await;
 }
 
-async fn assert_serving() {
-    let status = sluice(BOOTSTRAP, &["cluster", "status", "--output", "json"], None, SCRIPT_LIMIT).await;
+/// Copies `cluster-configs/node{1,2,3}.toml` into `dir` with every address moved to a free
+/// port; returns the bootstrap list of the copies' client addresses.
+fn write_configs_on_free_ports(dir: &Path) -> String {
+    let free = free_ports(FIXED_ADDRS.len());
+    for n in 1..=3 {
+        let source = workspace_root().join(format!("cluster-configs/node{n}.toml"));
+        let mut text = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("read {}: {e}", source.display()));
+        for (fixed, port) in FIXED_ADDRS.iter().zip(&free) {
+            text = text.replace(fixed, &port.to_string());
+        }
+        assert!(!text.contains("127.0.0.1:9"), "every address of {} was moved:\n{text}", source.display());
+        std::fs::write(dir.join(format!("node{n}.toml")), text).expect("write a config copy");
+    }
+    free[..3].iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+async fn assert_serving(bootstrap: &str) {
+    let status = sluice(bootstrap, &["cluster", "status", "--output", "json"], None, SCRIPT_LIMIT).await;
     let status: &Output = status.assert_success("cluster status");
     let json: Value = serde_json::from_str(status.stdout.trim()).expect("cluster status JSON");
     let live = json["brokers"].as_array().expect("brokers").iter().filter(|b| b["live"] == true).count();

@@ -9,7 +9,7 @@
 //! the process exits with status 2 (1 if the broker fails to start or stops with an error).
 //! A broker whose storage fails stops on its own with status 1, for a supervisor (systemd's
 //! `Restart=on-failure`) to restart it; it then recovers from disk (docs/DURABILITY.md).
-//! Logs go to stderr, filtered by `RUST_LOG` (default `info,openraft=warn`).
+//! Logs go to stderr, filtered by `RUST_LOG` (default `info,openraft=error`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -115,9 +115,12 @@ fn main() -> ExitCode {
 }
 
 /// The log filter when `RUST_LOG` is unset: the broker's own lines at info (start, elections,
-/// failures, slow operations), and openraft only at warn, since at info it logs a line per group
-/// per heartbeat and per vote.
-const DEFAULT_LOG_FILTER: &str = "info,openraft=warn";
+/// liveness changes, failures, slow operations), and openraft's errors only. At info openraft
+/// logs a line per group per heartbeat; at warn, a line per group for every transient network
+/// error (a peer that restarts, a group a peer has not created yet), which with many partitions
+/// buries everything else. The broker reports what those mean once: a broker's liveness
+/// changing, a group failing.
+const DEFAULT_LOG_FILTER: &str = "info,openraft=error";
 
 /// Logs to stderr at the level `RUST_LOG` asks for, [`DEFAULT_LOG_FILTER`] when it is unset.
 fn init_logging() {
