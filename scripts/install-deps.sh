@@ -7,7 +7,7 @@ set -euo pipefail
 # RocksDB (linked, not compiled: docs/adr/0003) and libclang for its bindings generator.
 # The failure-injection suite (jepsen/README.md) also needs iproute2 (network namespaces),
 # nftables (partitions), faketime (the clock fault's libfaketime) and fiu-utils (libfiu, for
-# the planned fsync-EIO fault).
+# the fsync-eio fault).
 apt_packages=(librocksdb-dev libclang-dev iproute2 nftables faketime fiu-utils)
 
 missing=()
