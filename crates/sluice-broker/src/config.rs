@@ -1,6 +1,6 @@
-//! The broker's configuration (DESIGN D8), read from a TOML file; `cluster-configs/` holds the
-//! local three-node cluster's. Every field is documented with its default; [`BrokerConfig::validate`]
-//! checks the whole of it before anything starts.
+//! The broker's configuration (docs/ARCHITECTURE.md, D8), read from a TOML file;
+//! `cluster-configs/` holds the local three-node cluster's. Every field is documented with its
+//! default; [`BrokerConfig::validate`] checks the whole of it before anything starts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -128,10 +128,11 @@ impl RaftTimings {
     /// election timer while no live broker claims to lead the group.
     pub fn partition(&self) -> Result<RaftConfig, ConfigError> {
         let config = raft_config("partition", self.partition_heartbeat_ms, 1, self.partition_election_timeout_ms)?;
-        // A partition's Raft log is its message data (DESIGN D1) and its snapshot holds only the
-        // next offset and the producer table. openraft's default purges all but 1,000 entries
-        // after every snapshot (one per 5,000 entries), which deleted unexpired messages; the
-        // log start must move only by retention (or an explicit purge), never by a snapshot.
+        // A partition's Raft log is its message data (docs/ARCHITECTURE.md, D1) and its snapshot
+        // holds only the next offset and the producer table. openraft's default purges all but
+        // 1,000 entries after every snapshot (one per 5,000 entries), which deleted unexpired
+        // messages; the log start must move only by retention (or an explicit purge), never by a
+        // snapshot.
         Ok(RaftConfig { max_in_snapshot_log_to_keep: u64::MAX, ..config })
     }
 }

@@ -1,5 +1,6 @@
 //! The controller group on this broker: every broker of the cluster is a voter of the metadata
-//! Raft group (group id 0), which replaces RocketMQ's NameServer (DESIGN §1).
+//! Raft group (group id 0), which replaces RocketMQ's NameServer
+//! (docs/ARCHITECTURE.md §Controller).
 //!
 //! Forming needs no manual step: every broker initializes the group with the same voters (the
 //! `peers` of its configuration) if it has no Raft state yet; identical initial memberships are

@@ -24,7 +24,9 @@
 //! With `metrics_listen` set, a broker serves Prometheus [`metrics`] over HTTP
 //! (docs/METRICS.md).
 //!
-//! Not yet here: leader balancing.
+//! Partition leadership is balanced: the controller spreads preferred leaders over the brokers,
+//! and a group led elsewhere hands leadership back to its preferred leader once that broker has
+//! been live for `leader_rebalance_delay_ms` (`sluice_raft::liveness`, docs/adr/0004).
 
 pub mod client;
 mod config;

@@ -372,7 +372,8 @@ impl Client {
             .map_err(|e| Error::InvalidArgument(format!("broker address {address:?} is not host:port: {e}")))?
             .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true)
-            // Keepalive detects a partitioned connection that would otherwise hang (DESIGN D5).
+            // Keepalive detects a partitioned connection that would otherwise hang
+            // (docs/ARCHITECTURE.md, D5).
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);

@@ -1,7 +1,8 @@
-//! Deterministic state machines replicated by a Raft group — the one mechanism every replicated
-//! feature is built on (DESIGN §1): the controller's metadata now, consumer groups, delayed
-//! delivery and transactions later. An [`Fsm`] knows nothing of Raft; this crate replicates its
-//! commands, applies them in log order on every member, and snapshots it.
+//! Deterministic state machines replicated by a Raft group of their own, for small, rarely
+//! written state (docs/ARCHITECTURE.md §Shape: features are replicated state machines): the
+//! controller's metadata. Consumer groups took the other form of the same idea, records in a
+//! partition of an internal topic (docs/adr/0005). An [`Fsm`] knows nothing of Raft; this crate
+//! replicates its commands, applies them in log order on every member, and snapshots it.
 
 use std::io;
 use std::path::{Path, PathBuf};

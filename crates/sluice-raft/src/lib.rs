@@ -8,9 +8,8 @@
 //! - [`PartitionLogStore`]: openraft's `RaftLogStorage` over a `sluice_storage::Log`, made
 //!   durable through the data directory's shared group-commit `Flusher`.
 //! - [`Fsm`]: a deterministic state machine over opaque commands, replicated by a Raft group
-//!   (the controller's metadata; later consumer groups, delays and transactions), with its
-//!   openraft adapter [`FsmStateMachine`] and a RocksDB log store, [`RocksLogStore`], for such
-//!   small, rarely written groups.
+//!   (the controller's metadata), with its openraft adapter [`FsmStateMachine`] and a RocksDB
+//!   log store, [`RocksLogStore`], for such small, rarely written groups.
 //! - [`partition`]: the partition state machine — offsets assigned at apply, idempotent-producer
 //!   deduplication, small snapshots. It lives here rather than in the broker so that openraft's
 //!   traits are implemented in this crate only.

@@ -1,7 +1,7 @@
-//! openraft's log storage over a `sluice_storage::Log` (DESIGN D1): the partition's Raft log is
-//! its segment log, one write per entry per replica.
+//! openraft's log storage over a `sluice_storage::Log` (docs/ARCHITECTURE.md, D1): the
+//! partition's Raft log is its segment log, one write per entry per replica.
 //!
-//! Durability (DESIGN D3): `append` writes the entries (readable at once) and hands the log to
+//! Durability (D3): `append` writes the entries (readable at once) and hands the log to
 //! the data directory's shared [`Flusher`]; openraft is told the entries are saved only when the
 //! group commit that covers them has fsynced. The vote is fsynced before `save_vote` returns,
 //! and only after every earlier append is durable too: openraft treats a completed I/O as

@@ -1,5 +1,5 @@
 //! A Raft log store in RocksDB, for small, rarely written groups such as the controller's
-//! metadata group (DESIGN §1). Partitions use the segment log instead (D1).
+//! metadata group (docs/ARCHITECTURE.md §Controller). Partitions use the segment log instead (D1).
 //!
 //! Column families: `log` maps a big-endian index to `| term u64 LE | payload |` (the payload
 //! as [`codec`] encodes entries); `state` holds `vote` and `purged`. Every write is synced

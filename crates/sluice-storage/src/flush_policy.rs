@@ -12,7 +12,7 @@ pub const MAX_FLUSH_INTERVAL_MS: u64 = 3_600_000;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum FlushPolicy {
     /// Only after an fsync covers them, through the group-commit [`Flusher`](crate::Flusher):
-    /// an acknowledged write is on the disk of a majority (DESIGN D3). The default.
+    /// an acknowledged write is on the disk of a majority (docs/ARCHITECTURE.md, D3). The default.
     #[default]
     EveryAppend,
     /// As soon as they are in the operating system (page cache): an acknowledged write is in the

@@ -1,5 +1,5 @@
 //! Group commit: one thread per data directory turns many logs' "make my appends durable"
-//! requests into as few fsyncs as possible (DESIGN D3).
+//! requests into as few fsyncs as possible (docs/ARCHITECTURE.md, D3).
 //!
 //! A request means "every write this log accepted before now must be durable". The flusher
 //! takes all requests queued while its previous round ran and fsyncs each distinct log once,

@@ -1,9 +1,9 @@
 //! Sluice's storage engine: a segmented, CRC-checked, indexed log of Raft entries.
 //!
 //! Each partition replica keeps its Raft log in one [`Log`] directory, and that log *is* the
-//! partition's message log (DESIGN D1): one write per message per replica. The crate is
-//! synchronous and knows nothing of tokio, openraft or the network; it is not a message format
-//! either — entry payloads are opaque bytes.
+//! partition's message log (docs/ARCHITECTURE.md, D1): one write per message per replica. The
+//! crate is synchronous and knows nothing of tokio, openraft or the network; it is not a message
+//! format either — entry payloads are opaque bytes.
 //!
 //! - [`Log`]: append batches with one vectored write, read ranges as [`bytes::Bytes`] slices of
 //!   one buffer, `truncate_from` (Raft conflicts), `purge_to` (snapshots, retention), segment

@@ -8,7 +8,8 @@
 //! | u32  | u8=1 | u8    | u16 = 0 | u32   | i64         | i16   | i32      | i64         | i64       | u32         |
 //!   crc = crc32(bytes 4..end); attrs bits 0-2: compression (0 = none), bit 3: transactional,
 //!   bit 4: control; producer_id -1 = no idempotence. The base offset is not in the batch: the
-//!   partition assigns it when the batch is applied (DESIGN D2) and fetch responses carry it.
+//!   partition assigns it when the batch is applied (docs/ARCHITECTURE.md, D2) and fetch
+//!   responses carry it.
 //!
 //! each record in the records section
 //! | body_len uvarint | ts_delta zigzag varint | key_len+1 uvarint (0 = no key) | key |
@@ -29,7 +30,8 @@ const ATTR_COMPRESSION_MASK: u8 = 0b0000_0111;
 const ATTR_TRANSACTIONAL: u8 = 0b0000_1000;
 const ATTR_CONTROL: u8 = 0b0001_0000;
 
-/// Idempotent-producer identity of a batch (DESIGN D6). `NONE` when idempotence is off.
+/// Idempotent-producer identity of a batch (docs/ARCHITECTURE.md, D6). `NONE` when idempotence
+/// is off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ProducerStamp {
     /// Producer id assigned by the cluster, or -1.

@@ -1,6 +1,6 @@
-//! Idempotent-producer state (DESIGN D6): per producer id, its epoch and the last few batches it
-//! wrote, so a batch retried after a timeout or a leader change is recognised and not written
-//! twice. Updated only by apply, so every replica decides the same.
+//! Idempotent-producer state (docs/ARCHITECTURE.md, D6): per producer id, its epoch and the last
+//! few batches it wrote, so a batch retried after a timeout or a leader change is recognised and
+//! not written twice. Updated only by apply, so every replica decides the same.
 
 use std::collections::{BTreeMap, VecDeque};
 

@@ -1,4 +1,5 @@
-//! Reading committed record batches back out of a partition's log, for consumers (DESIGN D7).
+//! Reading committed record batches back out of a partition's log, for consumers
+//! (docs/ARCHITECTURE.md, D7).
 //!
 //! The log holds every Raft entry — blank and membership entries, and produce commands the
 //! state machine refused or found to be duplicates — but only the batches the state machine

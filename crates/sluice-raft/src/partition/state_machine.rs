@@ -1,4 +1,5 @@
-//! The partition state machine: applies committed entries in log order on every replica.
+//! The partition state machine: applies committed entries in log order on every replica
+//! (decisions D2 and D6 of docs/ARCHITECTURE.md).
 //!
 //! - **Offsets at apply (D2).** Each accepted batch gets `next_offset` as its base offset and
 //!   advances it by its message count; the batch's entry is recorded in the log's offset and time

@@ -1,6 +1,6 @@
 //! The Raft peer transport: gRPC (tonic) between the Raft groups of different brokers.
 //!
-//! What it is (decision D5 in DESIGN.md):
+//! What it is (decision D5 in docs/ARCHITECTURE.md):
 //! - **One connection per peer node.** [`PeerClients`] keeps one lazily connected
 //!   `tonic::transport::Channel` per peer node id, shared by every group on this node; HTTP/2
 //!   multiplexes the groups' RPCs over it. Every request carries its `group_id`.
@@ -15,9 +15,10 @@
 //!   partitioned peer fails its RPCs within the keepalive timeout instead of hanging. Failures
 //!   map to `Unreachable` (back off), `Timeout` or `Network` (retry) as described in `error.rs`.
 //!
-//! What it is not: it does not batch heartbeats across groups (openraft sends one per group per
-//! follower), does no TLS or authentication, and knows nothing of partitions or commands — entry
-//! payloads travel as the storage bytes [`crate::codec`] produces, never copied or decoded.
+//! What it is not: it does not batch openraft's heartbeats across groups (the node-level
+//! `NodeHeartbeat` of [`crate::liveness`] replaces them for partition groups), does no TLS or
+//! authentication, and knows nothing of partitions or commands — entry payloads travel as the
+//! storage bytes [`crate::codec`] produces, never copied or decoded.
 //!
 //! The wire protocol is `proto/peer.proto` (package `sluice.peer.v1`); [`pb`] is its generated
 //! code, and `convert.rs` the one place where wire types become openraft types.
