@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sluice_common::record::{RecordBatch, RecordView};
+use sluice_common::record::{ProducerStamp, RecordBatch, RecordView};
 use sluice_proto::v1::{ProduceRequest, ProduceResponse};
 use sluice_proto::{Error, ErrorCode};
 use sluice_raft::Reply;
@@ -133,10 +133,10 @@ fn answer(reply: Reply) -> Result<ProduceResponse, Error> {
             ErrorCode::ProducerFenced,
             format!("{message}: a newer instance of this producer took over; stop this one"),
         )),
-        Reply::Rejected { code: reject::OUT_OF_ORDER_SEQUENCE, message } => Err(error(
-            ErrorCode::OutOfOrderSequence,
-            format!("{message}: a batch before this one is missing; resend from the expected sequence"),
-        )),
+        // The partition's message says whether the sequence is ahead (a gap) or older.
+        Reply::Rejected { code: reject::OUT_OF_ORDER_SEQUENCE, message } => {
+            Err(error(ErrorCode::OutOfOrderSequence, message))
+        }
         other => Err(error(ErrorCode::Internal, format!("the partition answered {other:?} to a produce"))),
     }
 }
@@ -164,17 +164,10 @@ fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> R
     if h.transactional || h.control {
         return Err(invalid("transactional and control batches are not supported yet; send plain batches".into()));
     }
-    let p = h.producer;
-    let plain = p.producer_id == -1;
-    if p.producer_id < -1 || (!plain && (p.epoch < 0 || p.base_sequence < 0)) {
-        return Err(invalid(format!(
-            "producer id {}, epoch {}, base sequence {}: an idempotent batch needs an id from InitProducer, \
-             an epoch and a sequence of at least 0; a plain batch has producer id -1",
-            p.producer_id, p.epoch, p.base_sequence
-        )));
-    }
+    check_producer(&h.producer, h.count).map_err(invalid)?;
     for (i, record) in parsed.records().enumerate() {
-        let record = record.map_err(|e| invalid(format!("{e}; the batch is damaged")))?;
+        let record =
+            record.map_err(|e| invalid(format!("{e}; build batches as docs/FORMAT.md describes (the SDK does)")))?;
         let size = message_bytes(&record);
         if size > max_message_bytes as usize {
             return Err(error(
@@ -190,6 +183,37 @@ fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> R
     Ok(())
 }
 
+/// Checks a batch's producer fields (docs/FORMAT.md, "Header fields"): all three -1 when not
+/// idempotent, as in Kafka; otherwise an id and epoch `InitProducer` could have returned and a
+/// sequence range that does not pass `i32::MAX` (sequences count records and do not wrap).
+fn check_producer(p: &ProducerStamp, count: u32) -> Result<(), String> {
+    let (id, epoch, base) = (p.producer_id, p.epoch, p.base_sequence);
+    if id == -1 {
+        if (epoch, base) == (-1, -1) {
+            return Ok(());
+        }
+        return Err(format!(
+            "producer id -1 (not idempotent) with epoch {epoch} and base sequence {base}: a batch that is not \
+             idempotent carries epoch -1 and base sequence -1"
+        ));
+    }
+    if id < 1 || epoch < 0 || base < 0 {
+        return Err(format!(
+            "producer id {id}, epoch {epoch}, base sequence {base}: an idempotent batch carries the id (at \
+             least 1) and epoch (at least 0) InitProducer returned and a base sequence of at least 0; a batch \
+             that is not idempotent carries -1 in all three"
+        ));
+    }
+    let last = i64::from(base) + i64::from(count) - 1;
+    if last > i64::from(i32::MAX) {
+        return Err(format!(
+            "base sequence {base} with {count} records would reach sequence {last}, past 2^31 - 1: sequences do \
+             not wrap; continue under a new producer id (InitProducer)"
+        ));
+    }
+    Ok(())
+}
+
 /// A message's size as its topic's `max_message_bytes` counts it: key, value, tag and
 /// properties (names and values), without the framing.
 fn message_bytes(r: &RecordView) -> usize {
@@ -199,7 +223,7 @@ fn message_bytes(r: &RecordView) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use sluice_common::record::{BatchBuilder, ProducerStamp, Record};
+    use sluice_common::record::{BatchBuilder, Record};
 
     use super::*;
 
@@ -243,6 +267,32 @@ mod tests {
         assert_eq!(code(check_batch(&batch(stamp, &[Record::new("v", 1)]), 1024, 1024)), ErrorCode::InvalidRequest);
         let ok = ProducerStamp { producer_id: 3, epoch: 0, base_sequence: 0 };
         assert_eq!(check_batch(&batch(ok, &[Record::new("v", 1)]), 1024, 1024), Ok(()));
+    }
+
+    #[test]
+    fn producer_fields_are_all_minus_one_or_a_valid_idempotent_stamp() {
+        let stamp = |producer_id, epoch, base_sequence| ProducerStamp { producer_id, epoch, base_sequence };
+        let check = |s: ProducerStamp, count: u32| {
+            let mut b = BatchBuilder::new(s, 64);
+            (0..count).for_each(|i| b.push(&Record::new("v", i64::from(i))));
+            check_batch(&b.finish(), 1024, 1 << 20)
+        };
+        assert_eq!(check(ProducerStamp::NONE, 1), Ok(()));
+        assert_eq!(check(stamp(1, 0, 0), 1), Ok(()));
+        for (epoch, base) in [(0, 0), (5, 7), (-1, 0), (0, -1)] {
+            let e = check(stamp(-1, epoch, base), 1).unwrap_err();
+            assert_eq!(e.error_code(), ErrorCode::InvalidRequest);
+            let says = format!("producer id -1 (not idempotent) with epoch {epoch} and base sequence {base}");
+            assert!(e.message.contains(&says) && e.message.contains("carries epoch -1 and base sequence -1"), "{e:?}");
+        }
+        for bad in [stamp(-2, -1, -1), stamp(0, 0, 0), stamp(3, -1, 0), stamp(3, 0, -5)] {
+            let e = check(bad, 1).unwrap_err();
+            assert_eq!(e.error_code(), ErrorCode::InvalidRequest);
+            assert!(e.message.contains("an idempotent batch carries the id (at least 1)"), "{bad:?}: {e:?}");
+        }
+        assert_eq!(check(stamp(3, 0, i32::MAX - 1), 2), Ok(()), "up to sequence 2^31 - 1");
+        let e = check(stamp(3, 0, i32::MAX - 1), 3).unwrap_err();
+        assert!(e.message.contains("would reach sequence 2147483648") && e.message.contains("do not wrap"), "{e:?}");
     }
 
     #[test]

@@ -51,11 +51,16 @@ impl ClientService {
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT_PER_STREAM);
         // One copy of the service per stream, shared by its batches' answers.
         tokio::spawn(Arc::new(self.clone()).pump(requests, tx));
-        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|a| (Ok(a), rx)) }))
+        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|a| (a, rx)) }))
     }
 
-    async fn pump(self: Arc<Self>, mut requests: Streaming<ProduceRequest>, answers: mpsc::Sender<ProduceResponse>) {
+    async fn pump(
+        self: Arc<Self>,
+        mut requests: Streaming<ProduceRequest>,
+        answers: mpsc::Sender<Result<ProduceResponse, Status>>,
+    ) {
         let mut in_flight: FuturesOrdered<Answer> = FuturesOrdered::new();
+        let mut broke = None;
         // A stopping broker ends its streams (after answering what they submitted), or a
         // graceful shutdown would wait for producers to hang up.
         let mut stop = self.stop.clone();
@@ -64,7 +69,7 @@ impl ClientService {
                 // Answers first: they free room in the window and reach the producer sooner.
                 biased;
                 Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
-                    if answers.send(answer).await.is_err() {
+                    if answers.send(Ok(answer)).await.is_err() {
                         return;
                     }
                 }
@@ -73,6 +78,7 @@ impl ClientService {
                     Ok(None) => break,
                     Err(status) => {
                         tracing::debug!(%status, "produce stream broke");
+                        broke = Some(status);
                         break;
                     }
                 },
@@ -80,9 +86,14 @@ impl ClientService {
             }
         }
         while let Some(answer) = in_flight.next().await {
-            if answers.send(answer).await.is_err() {
+            if answers.send(Ok(answer)).await.is_err() {
                 return;
             }
+        }
+        // A request the stream could not deliver (one over the decode limit: OUT_OF_RANGE) ends
+        // the answers with its status, so the client learns why no answer came for it.
+        if let Some(status) = broke {
+            let _ = answers.send(Err(status)).await;
         }
     }
 

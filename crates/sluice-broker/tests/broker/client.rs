@@ -591,6 +591,87 @@ async fn given_a_single_broker_rf1_topics_are_written_and_read() {
     cluster.shutdown().await;
 }
 
+/// `batch` with `edit` applied and its checksum recomputed, as a client following the format
+/// with one rule broken would send it.
+fn edited(batch: &Bytes, edit: impl FnOnce(&mut [u8])) -> Bytes {
+    let mut raw = batch.to_vec();
+    edit(&mut raw);
+    let crc = crc32fast::hash(&raw[4..]);
+    raw[..4].copy_from_slice(&crc.to_le_bytes());
+    Bytes::from(raw)
+}
+
+/// What a client written from docs/FORMAT.md alone could get wrong is refused over the real API,
+/// each with a message naming the rule; a lower sequence is answered as older, a higher one as
+/// a gap; a request over the decode limit fails with gRPC status OUT_OF_RANGE, on a stream too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_batches_breaking_the_format_rules_produce_refuses_each_and_says_why() {
+    let cluster = single_broker().await;
+    let config = TopicConfig { partitions: 1, replication_factor: 1, ..Default::default() };
+    assert_eq!(create_topic(&cluster, "wire", config).await, Error::ok());
+    let refused = async |batch: Bytes, says: &str| {
+        let r = produce(&cluster, "wire", 0, batch).await;
+        let e = error_of(r.error.as_ref());
+        assert!(e.message.contains(says), "{says:?} not in {e:?}");
+        e.error_code()
+    };
+
+    tracing::info!("--- header and timestamp rules: INVALID_REQUEST, nothing written");
+    let good = batch(ProducerStamp::NONE, &["a".into(), "b".into()], 1_000);
+    let invalid = [
+        (edited(&good, |b| b[6] = 1), "reserved field (bytes 6-7) is 0x0001; it must be 0"),
+        (edited(&good, |b| b[5] = 0x20), "attributes 0x20 set reserved bits 5-7"),
+        (edited(&good, |b| b[5] = 0x80), "attributes 0x80 set reserved bits 5-7"),
+        (
+            edited(&good, |b| b[34..42].copy_from_slice(&1_000i64.to_le_bytes())),
+            "max_ts_ms 1000 but its newest record is stamped 1001",
+        ),
+        (edited(&good, |b| b[47] = 2), "first_ts_ms 1000 but its first record is stamped 1001"),
+        (
+            batch(ProducerStamp { producer_id: -1, epoch: 0, base_sequence: 0 }, &["c".into()], 1),
+            "carries epoch -1 and base sequence -1",
+        ),
+        (
+            batch(ProducerStamp { producer_id: -1, epoch: 5, base_sequence: 7 }, &["c".into()], 1),
+            "with epoch 5 and base sequence 7",
+        ),
+    ];
+    for (bad, says) in invalid {
+        assert_eq!(refused(bad, says).await, ErrorCode::InvalidRequest, "{says}");
+    }
+    assert_eq!(produce(&cluster, "wire", 0, good.clone()).await.base_offset, 0, "none of them was written");
+
+    tracing::info!("--- sequences count records; lower is older, higher is a gap");
+    let (e, id) = admin(&cluster, |mut c| async move {
+        let r = c.init_producer(InitProducerRequest {}).await.expect("rpc").into_inner();
+        (error_of(r.error.as_ref()), r.producer_id as i64)
+    })
+    .await;
+    assert_eq!(e, Error::ok());
+    let stamped =
+        |seq, n: usize| batch(ProducerStamp { producer_id: id, epoch: 0, base_sequence: seq }, &vec!["s".into(); n], 5);
+    assert_eq!(code(produce(&cluster, "wire", 0, stamped(0, 3)).await.error.as_ref()), ErrorCode::Ok);
+    assert_eq!(code(produce(&cluster, "wire", 0, stamped(3, 1)).await.error.as_ref()), ErrorCode::Ok);
+    let older = refused(stamped(1, 1), "expected sequence 4, got 1, which is older").await;
+    assert_eq!(older, ErrorCode::OutOfOrderSequence);
+    let ahead = refused(stamped(6, 1), "expected sequence 4, got 6, which is ahead").await;
+    assert_eq!(ahead, ErrorCode::OutOfOrderSequence);
+    assert!(produce(&cluster, "wire", 0, stamped(0, 3)).await.duplicate, "an exact retry is a duplicate");
+
+    tracing::info!("--- a request over the decode limit: OUT_OF_RANGE, unary and streamed");
+    let huge = Bytes::from(vec![0u8; TEST_MAX_BATCH_BYTES as usize + 1024 * 1024 + 1]);
+    let mut client = cluster.client(0).await;
+    let status = client.produce(produce_request("wire", 0, huge.clone())).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    let requests = [produce_request("wire", 0, good.clone()), produce_request("wire", 0, huge)];
+    let mut answers = client.produce_stream(futures_util::stream::iter(requests)).await.expect("stream").into_inner();
+    let first = answers.message().await.expect("the first is answered").expect("an answer");
+    assert_eq!(code(first.error.as_ref()), ErrorCode::Ok);
+    let status = answers.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    cluster.shutdown().await;
+}
+
 /// A broker process, killed if the test ends before it stops.
 struct Process(std::process::Child);
 

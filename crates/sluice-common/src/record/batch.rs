@@ -6,16 +6,20 @@
 //! 0      4      5       6         8       12            20      22         26          34          42           46
 //! | crc  | magic| attrs | reserved| count | producer_id | epoch | base_seq | first_ts_ms | max_ts_ms | records_len | records ...
 //! | u32  | u8=1 | u8    | u16 = 0 | u32   | i64         | i16   | i32      | i64         | i64       | u32         |
-//!   crc = crc32(bytes 4..end); attrs bits 0-2: compression (0 = none), bit 3: transactional,
-//!   bit 4: control; producer_id -1 = no idempotence. The base offset is not in the batch: the
-//!   partition assigns it when the batch is applied (docs/ARCHITECTURE.md, D2) and fetch
-//!   responses carry it.
+//!   crc = CRC-32/IEEE (zlib's crc32) of bytes 4..end, stored little-endian like every integer;
+//!   attrs bits 0-2: compression (0 = none), bit 3: transactional, bit 4: control, bits 5-7 and
+//!   `reserved` must be 0; producer_id -1 = no idempotence (then epoch and base_seq are -1 too).
+//!   first_ts_ms is the first record's timestamp, max_ts_ms the largest (both checked on
+//!   decode). The base offset is not in the batch: the partition assigns it when the batch is
+//!   applied (docs/ARCHITECTURE.md, D2) and fetch responses carry it.
 //!
 //! each record in the records section
 //! | body_len uvarint | ts_delta zigzag varint | key_len+1 uvarint (0 = no key) | key |
 //! | value_len uvarint | value | tag_len uvarint (0 = no tag) | tag (UTF-8) |
 //! | property_count uvarint | (name_len uvarint, name, value_len uvarint, value)* |
 //!   body_len counts the bytes after itself; ts_delta is relative to first_ts_ms.
+//!   uvarint: unsigned LEB128, 7 bits a byte, low group first, at most 10 bytes (64 bits);
+//!   zigzag varint: a 64-bit signed value n written as the uvarint (n << 1) ^ (n >> 63).
 //! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -29,6 +33,9 @@ pub const BATCH_MAGIC: u8 = 1;
 const ATTR_COMPRESSION_MASK: u8 = 0b0000_0111;
 const ATTR_TRANSACTIONAL: u8 = 0b0000_1000;
 const ATTR_CONTROL: u8 = 0b0001_0000;
+/// Attribute bits no format version has given a meaning yet. Refused rather than ignored, so a
+/// later version can give them one without old readers silently misreading its batches.
+const ATTR_RESERVED_MASK: u8 = 0b1110_0000;
 
 /// Idempotent-producer identity of a batch (docs/ARCHITECTURE.md, D6). `NONE` when idempotence
 /// is off.
@@ -73,9 +80,11 @@ pub struct BatchHeader {
     pub control: bool,
     /// Compression of the records section.
     pub compression: Compression,
-    /// Timestamp of the first record; others are stored relative to it.
+    /// Timestamp of the first record (in batch order, not the oldest); others are stored
+    /// relative to it. 0 in an empty batch.
     pub first_timestamp_ms: i64,
-    /// Newest timestamp in the batch (for the time index and retention).
+    /// Largest record timestamp in the batch, exactly (the time index relies on it). Equal to
+    /// `first_timestamp_ms` in an empty batch.
     pub max_timestamp_ms: i64,
 }
 
@@ -104,6 +113,34 @@ pub enum BatchError {
     /// A compression codec this build does not implement.
     #[error("record batch uses compression codec {0}, which this build does not support")]
     Compression(u8),
+    /// The header's reserved field (bytes 6-7) is not zero.
+    #[error("record batch reserved field (bytes 6-7) is {0:#06x}; it must be 0")]
+    Reserved(u16),
+    /// An attribute bit that has no meaning yet is set.
+    #[error("record batch attributes {0:#04x} set reserved bits 5-7 (mask 0xe0); they must be 0")]
+    Attributes(u8),
+    /// `first_ts_ms` is not the first record's timestamp (its ts_delta is not 0).
+    #[error(
+        "record batch header says first_ts_ms {header} but its first record is stamped {record}: \
+         first_ts_ms must be the first record's timestamp (ts_delta 0)"
+    )]
+    FirstTimestamp {
+        /// The header's `first_ts_ms`.
+        header: i64,
+        /// The first record's timestamp.
+        record: i64,
+    },
+    /// `max_ts_ms` is not the largest record timestamp.
+    #[error(
+        "record batch header says max_ts_ms {header} but its newest record is stamped {newest}: \
+         max_ts_ms must be the largest record timestamp, exactly (the time index relies on it)"
+    )]
+    MaxTimestamp {
+        /// The header's `max_ts_ms`.
+        header: i64,
+        /// The largest record timestamp.
+        newest: i64,
+    },
     /// A record inside the batch is malformed.
     #[error("record {index} at byte {position} of the records section is malformed: {what}")]
     Record {
@@ -292,9 +329,17 @@ impl RecordBatch {
     }
 
     /// Decodes the records in order. The iterator yields an error (and then stops) at the first
-    /// malformed record, and checks the record count when it reaches the end.
+    /// malformed record, or a first record not stamped `first_ts_ms`, and checks the record count
+    /// and `max_ts_ms` when it reaches the end.
     pub fn records(&self) -> Records {
-        Records { section: self.bytes.slice(BATCH_HEADER_LEN..), pos: 0, index: 0, header: self.header, done: false }
+        Records {
+            section: self.bytes.slice(BATCH_HEADER_LEN..),
+            pos: 0,
+            index: 0,
+            newest: self.header.first_timestamp_ms,
+            header: self.header,
+            done: false,
+        }
     }
 }
 
@@ -316,7 +361,14 @@ pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     if bytes[4] != BATCH_MAGIC {
         return Err(BatchError::Magic(bytes[4]));
     }
+    let reserved = u16::from_le_bytes([bytes[6], bytes[7]]);
+    if reserved != 0 {
+        return Err(BatchError::Reserved(reserved));
+    }
     let attrs = bytes[5];
+    if attrs & ATTR_RESERVED_MASK != 0 {
+        return Err(BatchError::Attributes(attrs));
+    }
     let compression = match attrs & ATTR_COMPRESSION_MASK {
         0 => Compression::None,
         other => return Err(BatchError::Compression(other)),
@@ -384,6 +436,8 @@ pub struct Records {
     section: Bytes,
     pos: usize,
     index: u32,
+    /// Largest timestamp decoded so far (`first_ts_ms` before the first record).
+    newest: i64,
     header: BatchHeader,
     done: bool,
 }
@@ -397,11 +451,13 @@ impl Iterator for Records {
         }
         if self.pos == self.section.len() {
             self.done = true;
-            return (self.index != self.header.count)
-                .then_some(Err(BatchError::Count { header: self.header.count, found: self.index }));
+            return self.check_end().err().map(Err);
         }
         let at = self.pos;
-        let result = self.decode_one().map_err(|what| BatchError::Record { index: self.index, position: at, what });
+        let result = self
+            .decode_one()
+            .map_err(|what| BatchError::Record { index: self.index, position: at, what })
+            .and_then(|view| self.check_timestamp(view));
         match &result {
             Ok(_) => self.index += 1,
             Err(_) => self.done = true,
@@ -411,6 +467,28 @@ impl Iterator for Records {
 }
 
 impl Records {
+    /// The first record must carry `first_ts_ms` itself; later ones only move `newest`.
+    fn check_timestamp(&mut self, view: RecordView) -> Result<RecordView, BatchError> {
+        let header = self.header.first_timestamp_ms;
+        if self.index == 0 && view.timestamp_ms != header {
+            return Err(BatchError::FirstTimestamp { header, record: view.timestamp_ms });
+        }
+        self.newest = self.newest.max(view.timestamp_ms);
+        Ok(view)
+    }
+
+    /// Checks, after the last record, what only the whole batch tells: the count and the
+    /// newest timestamp. An understated `max_ts_ms` would make time look-ups skip the batch.
+    fn check_end(&self) -> Result<(), BatchError> {
+        if self.index != self.header.count {
+            return Err(BatchError::Count { header: self.header.count, found: self.index });
+        }
+        if self.newest != self.header.max_timestamp_ms {
+            return Err(BatchError::MaxTimestamp { header: self.header.max_timestamp_ms, newest: self.newest });
+        }
+        Ok(())
+    }
+
     fn decode_one(&mut self) -> Result<RecordView, &'static str> {
         let (body_len, n) = get_uvarint(&self.section[self.pos..]).ok_or("bad length prefix")?;
         let start = self.pos + n;

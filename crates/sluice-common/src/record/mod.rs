@@ -9,4 +9,6 @@ pub use batch::{
 };
 
 #[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
 mod tests;

@@ -84,6 +84,75 @@ fn unknown_format_and_codec_say_so() {
     assert_eq!(RecordBatch::parse(Bytes::from(raw)).unwrap_err(), BatchError::Magic(9));
 }
 
+/// `raw` with its checksum recomputed, parsed: what a field check answers, not the CRC.
+fn reparse(mut raw: Vec<u8>) -> Result<RecordBatch, BatchError> {
+    let crc = crc32fast::hash(&raw[4..]);
+    raw[..4].copy_from_slice(&crc.to_le_bytes());
+    RecordBatch::parse(Bytes::from(raw))
+}
+
+/// All of `batch`'s records, or the first error the iterator yields.
+fn decode_all(batch: &RecordBatch) -> Result<Vec<RecordView>, BatchError> {
+    batch.records().collect()
+}
+
+#[test]
+fn a_nonzero_reserved_field_or_reserved_attribute_bit_is_refused() {
+    let good = build(&sample(), ProducerStamp::NONE).to_vec();
+    let mut raw = good.clone();
+    raw[6] = 1;
+    let err = reparse(raw).unwrap_err();
+    assert_eq!(err, BatchError::Reserved(1));
+    assert!(err.to_string().contains("reserved field (bytes 6-7) is 0x0001; it must be 0"), "{err}");
+    let mut raw = good.clone();
+    raw[7] = 0x80;
+    assert_eq!(reparse(raw).unwrap_err(), BatchError::Reserved(0x8000));
+    for bit in [0x20u8, 0x40, 0x80] {
+        let mut raw = good.clone();
+        raw[5] = bit | 0x08;
+        let err = reparse(raw).unwrap_err();
+        assert_eq!(err, BatchError::Attributes(bit | 0x08));
+        assert!(err.to_string().contains("reserved bits 5-7"), "{err}");
+    }
+    assert!(reparse(good).is_ok(), "the same batch with the fields at 0 parses");
+}
+
+#[test]
+fn first_ts_ms_must_be_the_first_records_timestamp() {
+    // Record 0's timestamp is first_ts_ms + its ts_delta, so the rule is: that delta is 0.
+    for (delta, zigzagged) in [(-3i64, 5u8), (1, 2)] {
+        assert_eq!(varint::zigzag(delta), u64::from(zigzagged));
+        let mut raw = build(&sample(), ProducerStamp::NONE).to_vec();
+        // Record 0's ts_delta: byte 47, after its one-byte body_len.
+        assert_eq!(raw[47], 0);
+        raw[47] = zigzagged;
+        let err = decode_all(&reparse(raw).unwrap()).unwrap_err();
+        let header = 1_700_000_000_000;
+        assert_eq!(err, BatchError::FirstTimestamp { header, record: header + delta });
+        assert!(err.to_string().contains("first_ts_ms must be the first record's timestamp"), "{err}");
+    }
+}
+
+#[test]
+fn max_ts_ms_must_be_exactly_the_newest_timestamp() {
+    let good = build(&sample(), ProducerStamp::NONE).to_vec();
+    let newest = 1_700_000_000_500i64;
+    for wrong in [newest - 1, newest + 1, 1_700_000_000_000, i64::MAX] {
+        let mut raw = good.clone();
+        raw[34..42].copy_from_slice(&wrong.to_le_bytes());
+        let batch = reparse(raw).unwrap();
+        let err = decode_all(&batch).unwrap_err();
+        assert_eq!(err, BatchError::MaxTimestamp { header: wrong, newest }, "max_ts_ms {wrong}");
+        assert!(err.to_string().contains("must be the largest record timestamp"), "{err}");
+        let records = batch.records().filter(Result::is_ok).count();
+        assert_eq!(records, 3, "every record decodes; the end check fails");
+    }
+    // An empty batch has no newest record: its max_ts_ms is its first_ts_ms.
+    let mut empty = BatchBuilder::new(ProducerStamp::NONE, 0).finish().to_vec();
+    empty[34..42].copy_from_slice(&7i64.to_le_bytes());
+    assert_eq!(decode_all(&reparse(empty).unwrap()).unwrap_err(), BatchError::MaxTimestamp { header: 7, newest: 0 });
+}
+
 #[test]
 fn a_wrong_record_count_is_reported_after_the_last_record() {
     let mut raw = build(&sample(), ProducerStamp::NONE).to_vec();

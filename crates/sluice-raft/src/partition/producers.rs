@@ -42,11 +42,41 @@ pub enum Check {
         /// The epoch now in force.
         current: i16,
     },
-    /// A gap in sequence numbers: a batch before this one is missing.
+    /// A sequence ahead of the expected one: the batches between are missing.
     OutOfOrder {
         /// The sequence expected next.
         expected: i32,
     },
+    /// A sequence behind the expected one that retries none of the remembered batches (same base
+    /// sequence and count): it repeats sequences already written, or overlaps them.
+    Older {
+        /// The sequence expected next.
+        expected: i32,
+    },
+}
+
+impl Check {
+    /// Why a batch stamped `stamp` is refused, for the producer; `None` if it is not.
+    pub fn refusal(&self, stamp: &ProducerStamp) -> Option<String> {
+        let (id, epoch, got) = (stamp.producer_id, stamp.epoch, stamp.base_sequence);
+        let who = format!("producer {id} epoch {epoch}");
+        match *self {
+            Check::Accept | Check::Duplicate(_) => None,
+            Check::Fenced { current } => Some(format!("{who} is fenced by epoch {current}")),
+            Check::OutOfOrder { expected } => Some(format!(
+                "{who}: out of order: expected sequence {expected}, got {got}, which is ahead: the batches \
+                 holding sequences {expected} to {} are missing and nothing was written; resend from sequence \
+                 {expected}",
+                got - 1
+            )),
+            Check::Older { expected } => Some(format!(
+                "{who}: out of order: expected sequence {expected}, got {got}, which is older: it is not a retry \
+                 of one of the producer's last {DEDUP_WINDOW} batches to this partition (a retry repeats a \
+                 batch's base sequence and record count; earlier batches are no longer remembered), so its \
+                 sequences were already written and nothing was written again; do not resend it"
+            )),
+        }
+    }
 }
 
 /// Every producer's state in one partition.
@@ -70,7 +100,11 @@ impl ProducerTable {
         }
         let last = entry.recent.back().expect("an entry always holds a batch");
         let expected = last.base_sequence.wrapping_add(last.count as i32);
-        if stamp.base_sequence == expected { Check::Accept } else { Check::OutOfOrder { expected } }
+        match stamp.base_sequence.cmp(&expected) {
+            std::cmp::Ordering::Equal => Check::Accept,
+            std::cmp::Ordering::Greater => Check::OutOfOrder { expected },
+            std::cmp::Ordering::Less => Check::Older { expected },
+        }
     }
 
     /// Records an accepted batch.
@@ -128,6 +162,28 @@ mod tests {
             t.record(&stamp(1, i), 1, 105 + i as u64);
         }
         assert_eq!(t.producers[&7].recent.len(), DEDUP_WINDOW);
-        assert_eq!(t.check(&stamp(1, 0), 1), Check::OutOfOrder { expected: DEDUP_WINDOW as i32 + 2 });
+        assert_eq!(t.check(&stamp(1, 0), 1), Check::Older { expected: DEDUP_WINDOW as i32 + 2 });
+    }
+
+    #[test]
+    fn a_lower_sequence_is_older_a_higher_one_a_gap_and_each_refusal_says_which() {
+        let mut t = ProducerTable::default();
+        t.record(&stamp(0, 0), 3, 100);
+        t.record(&stamp(0, 3), 2, 103);
+        // A retry must repeat base sequence and count: 3 with one record is not the batch 3..=4.
+        let older = t.check(&stamp(0, 3), 1);
+        assert_eq!(older, Check::Older { expected: 5 });
+        assert_eq!(t.check(&stamp(0, 1), 1), Check::Older { expected: 5 }, "inside a written batch");
+        let message = older.refusal(&stamp(0, 3)).unwrap();
+        assert!(message.starts_with("producer 7 epoch 0: out of order: expected sequence 5, got 3, which is older"));
+        assert!(message.contains("not a retry of one of the producer's last 5 batches"), "{message}");
+        let gap = t.check(&stamp(0, 9), 1);
+        assert_eq!(gap, Check::OutOfOrder { expected: 5 });
+        let message = gap.refusal(&stamp(0, 9)).unwrap();
+        assert!(message.contains("expected sequence 5, got 9, which is ahead"), "{message}");
+        assert!(message.contains("sequences 5 to 8 are missing"), "{message}");
+        let fenced = Check::Fenced { current: 2 }.refusal(&stamp(1, 5)).unwrap();
+        assert_eq!(fenced, "producer 7 epoch 1 is fenced by epoch 2");
+        assert_eq!(t.check(&stamp(0, 5), 1).refusal(&stamp(0, 5)), None);
     }
 }

@@ -46,7 +46,8 @@ pub mod reject {
     pub const INVALID_BATCH: u16 = 1;
     /// An idempotent producer's epoch is older than the partition's: a zombie instance.
     pub const PRODUCER_FENCED: u16 = 2;
-    /// An idempotent producer skipped sequence numbers: a batch before this one is missing.
+    /// An idempotent producer's sequence is not the expected one: ahead (a batch before this one
+    /// is missing) or older (not a retry of a remembered batch).
     pub const OUT_OF_ORDER_SEQUENCE: u16 = 3;
 }
 
@@ -148,23 +149,15 @@ impl PartitionStateMachine {
     fn apply_produce(&mut self, index: u64, h: &sluice_common::record::BatchHeader) -> io::Result<Reply> {
         let check =
             if h.producer.is_idempotent() { self.state.producers.check(&h.producer, h.count) } else { Check::Accept };
-        match check {
-            Check::Accept => {}
+        let code = match check {
+            Check::Accept => None,
             Check::Duplicate(w) => return Ok(Reply::Duplicate { base_offset: w.base_offset, count: w.count }),
-            Check::Fenced { current } => {
-                let message = format!(
-                    "producer {} epoch {} is fenced by epoch {current}",
-                    h.producer.producer_id, h.producer.epoch
-                );
-                return Ok(Reply::Rejected { code: reject::PRODUCER_FENCED, message });
-            }
-            Check::OutOfOrder { expected } => {
-                let message = format!(
-                    "producer {} sent sequence {} but {expected} was expected",
-                    h.producer.producer_id, h.producer.base_sequence
-                );
-                return Ok(Reply::Rejected { code: reject::OUT_OF_ORDER_SEQUENCE, message });
-            }
+            Check::Fenced { .. } => Some(reject::PRODUCER_FENCED),
+            Check::OutOfOrder { .. } | Check::Older { .. } => Some(reject::OUT_OF_ORDER_SEQUENCE),
+        };
+        if let Some(code) = code {
+            let message = check.refusal(&h.producer).expect("a refused batch's check says why");
+            return Ok(Reply::Rejected { code, message });
         }
         let base_offset = self.state.next_offset;
         if h.count > 0 {
