@@ -16,7 +16,8 @@
 //! 3. Outside apply, in the same periodic pass, every replica whose log still holds trimmed
 //!    entries has openraft build a snapshot (a few bytes: the partition state) and purge its
 //!    log up to the trimmed index. openraft purges only entries a snapshot covers, and a
-//!    follower that needs purged entries later installs that snapshot instead.
+//!    follower that needs purged entries later installs that snapshot instead, receiving the
+//!    retained entries up to it with it (docs/adr/0006-snapshot-catch-up.md).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,8 +94,9 @@ async fn purge_trimmed(group: u64, raft: &Raft<BrokerStateMachine>, log: &Log, s
 
 /// On the leader: proposes trimming up to the log's retention point if it moved past the last
 /// trim and every entry up to it is applied (so the offset index maps it). It waits until every
-/// live follower holds the entries it would trim: that follower would have to install a snapshot to catch up, and
-/// a snapshot carries no messages, so it would miss those still retained before the snapshot.
+/// live follower holds the entries it would trim: that follower would otherwise have to catch up
+/// by snapshot, which then carries every retained entry up to it — far more to send than the
+/// entries it lacks.
 async fn propose_trim(
     partitions: &Partitions,
     group: u64,
