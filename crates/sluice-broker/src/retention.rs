@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use sluice_raft::partition::{LogStart, PartitionCommand, write};
 use sluice_raft::typ::{LogId, Raft, WatchReceiver};
-use sluice_storage::Log;
+use sluice_storage::{EntryId, Log};
 use tokio::sync::watch;
 
 use crate::controller::BrokerStateMachine;
@@ -85,6 +85,17 @@ async fn purge_trimmed(group: u64, raft: &Raft<BrokerStateMachine>, log: &Log, s
             tracing::debug!(group, up_to, "retention: no snapshot yet, purging at the next pass: {e}");
             return;
         }
+    }
+    let raft_purged = raft.metrics().borrow_watched().purged.map(|p| p.index);
+    if raft_purged.is_some_and(|p| p >= up_to) {
+        // openraft purged past the trim already: this replica installed a snapshot and kept
+        // the retained entries it carried, which openraft no longer reads. So nobody reads
+        // them, and the log is purged directly.
+        match log.term_of(up_to).and_then(|term| term.map_or(Ok(()), |t| log.purge_to(EntryId::new(up_to, t)))) {
+            Ok(()) => tracing::debug!(group, up_to, "retention: purged the trimmed entries"),
+            Err(e) => tracing::warn!(group, up_to, "retention: purging the trimmed entries: {e}"),
+        }
+        return;
     }
     match raft.trigger().purge_log(up_to).await {
         Ok(()) => tracing::debug!(group, up_to, "retention: purging the trimmed entries"),

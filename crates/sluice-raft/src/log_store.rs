@@ -182,7 +182,11 @@ impl PartitionLogStore {
     fn purge_point(&self, upto: LogId) -> io::Result<Option<EntryId>> {
         let upto = EntryId::new(upto.index, upto.leader_id.term);
         let Some(start) = &self.retained else { return Ok(Some(upto)) };
+        // Nothing trimmed yet: no retained start to keep (an explicit purge goes through).
         let keep_from = start.borrow().trimmed_before;
+        if keep_from == 0 {
+            return Ok(Some(upto));
+        }
         // A log behind `upto` (after a snapshot it lacks entries before) must be emptied to it.
         let holds = self.log.first_index() <= upto.index && self.log.term_of(upto.index)? == Some(upto.term);
         if !holds || keep_from > upto.index {

@@ -40,11 +40,12 @@ pub struct RetainedRange {
 
 /// What a snapshot with partition state `state`, ending at `last`, carries from `log`: the
 /// entries from the log start (or the log's first entry, if later) to `last`. `None` when
-/// there are none, or the entry before them is unknown (a log that never purged anything).
+/// there are none: nothing was trimmed yet, or the entry before them is unknown.
 pub fn range_to_send(log: &Log, state: &[u8], last: EntryId) -> io::Result<Option<RetainedRange>> {
     let state = PartitionState::decode(state).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let first = state.trimmed_before.max(log.first_index());
-    if first == 0 || first > last.index {
+    // Before any trim there is no retained start: a log purged otherwise keeps nothing below it.
+    if state.trimmed_before == 0 || first > last.index {
         return Ok(None);
     }
     let prev = log.term_of(first - 1)?.map(|term| EntryId::new(first - 1, term));
