@@ -191,8 +191,12 @@ impl Partitions {
         let log = Arc::new(Log::open(&dir, config)?);
         let sm = PartitionStateMachine::open(Arc::clone(&log))?;
         let (high_watermark, log_start) = (sm.high_watermark(), sm.log_start());
-        let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(&self.flusher)).with_flush_policy(policy);
-        let network = GroupNetworkFactory::new(p.group_id, self.clients.clone());
+        let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(&self.flusher))
+            .with_flush_policy(policy)
+            .retaining(log_start.clone());
+        // Snapshots sent from here carry the retained entries read from the log, and those
+        // received are staged in it (docs/adr/0006-snapshot-catch-up.md).
+        let network = GroupNetworkFactory::new(p.group_id, self.clients.clone()).with_log(Arc::clone(&log));
         let raft = Raft::new(self.node_id, self.group_config(policy), network, store, NodeStateMachine::Partition(sm))
             .await
             .map_err(io::Error::other)?;
@@ -200,6 +204,7 @@ impl Partitions {
             fail_stop.watch(format!("partition group {} ({}-{})", p.group_id, p.topic, p.partition.0), &raft);
         }
         self.liveness.set_preferred_leader(p.group_id, p.replicas.first().map(|r| r.0));
+        self.registry.insert_log(p.group_id, Arc::clone(&log));
         self.registry.insert(p.group_id, raft.clone());
         if let Err(e) = initialize(&raft, p, addrs).await {
             // Undone, so that the next try starts afresh: a group left running would keep its

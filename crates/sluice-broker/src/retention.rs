@@ -16,14 +16,15 @@
 //! 3. Outside apply, in the same periodic pass, every replica whose log still holds trimmed
 //!    entries has openraft build a snapshot (a few bytes: the partition state) and purge its
 //!    log up to the trimmed index. openraft purges only entries a snapshot covers, and a
-//!    follower that needs purged entries later installs that snapshot instead.
+//!    follower that needs purged entries later installs that snapshot instead, receiving the
+//!    retained entries up to it with it (docs/adr/0006-snapshot-catch-up.md).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_raft::partition::{LogStart, PartitionCommand, write};
 use sluice_raft::typ::{LogId, Raft, WatchReceiver};
-use sluice_storage::Log;
+use sluice_storage::{EntryId, Log};
 use tokio::sync::watch;
 
 use crate::controller::BrokerStateMachine;
@@ -85,6 +86,17 @@ async fn purge_trimmed(group: u64, raft: &Raft<BrokerStateMachine>, log: &Log, s
             return;
         }
     }
+    let raft_purged = raft.metrics().borrow_watched().purged.map(|p| p.index);
+    if raft_purged.is_some_and(|p| p >= up_to) {
+        // openraft purged past the trim already: this replica installed a snapshot and kept
+        // the retained entries it carried, which openraft no longer reads. So nobody reads
+        // them, and the log is purged directly.
+        match log.term_of(up_to).and_then(|term| term.map_or(Ok(()), |t| log.purge_to(EntryId::new(up_to, t)))) {
+            Ok(()) => tracing::debug!(group, up_to, "retention: purged the trimmed entries"),
+            Err(e) => tracing::warn!(group, up_to, "retention: purging the trimmed entries: {e}"),
+        }
+        return;
+    }
     match raft.trigger().purge_log(up_to).await {
         Ok(()) => tracing::debug!(group, up_to, "retention: purging the trimmed entries"),
         Err(e) => tracing::debug!(group, "retention: purge not triggered: {e}"),
@@ -93,8 +105,9 @@ async fn purge_trimmed(group: u64, raft: &Raft<BrokerStateMachine>, log: &Log, s
 
 /// On the leader: proposes trimming up to the log's retention point if it moved past the last
 /// trim and every entry up to it is applied (so the offset index maps it). It waits until every
-/// live follower holds the entries it would trim: that follower would have to install a snapshot to catch up, and
-/// a snapshot carries no messages, so it would miss those still retained before the snapshot.
+/// live follower holds the entries it would trim: that follower would otherwise have to catch up
+/// by snapshot, which then carries every retained entry up to it — far more to send than the
+/// entries it lacks.
 async fn propose_trim(
     partitions: &Partitions,
     group: u64,

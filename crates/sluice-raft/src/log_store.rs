@@ -23,8 +23,10 @@ use bytes::{Buf, BufMut};
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
 use sluice_storage::{EntryId, FlushPolicy, Flusher, Log, read_state_file, write_state_file};
+use tokio::sync::watch;
 
 use crate::codec;
+use crate::partition::LogStart;
 use crate::tail_cache::TailCache;
 use crate::typ::{LogId, PartitionConfig, RaftEntry, Vote, log_id};
 
@@ -41,6 +43,8 @@ pub struct PartitionLogStore {
     flusher: Arc<Flusher>,
     /// `Some` under a relaxed policy: appends count as saved once written, fsynced within this.
     relaxed: Option<Duration>,
+    /// A partition's log start: entries from it on are never purged (see `retaining`).
+    retained: Option<watch::Receiver<LogStart>>,
 }
 
 /// A reader of the same log, for openraft's replication tasks; cheap to clone.
@@ -54,7 +58,7 @@ impl PartitionLogStore {
     /// A store over `log`, made durable by `flusher` (shared by every log on the data directory),
     /// that reports an append saved only once fsynced ([`FlushPolicy::EveryAppend`]).
     pub fn new(log: Arc<Log>, flusher: Arc<Flusher>) -> PartitionLogStore {
-        PartitionLogStore { log, tail: Arc::default(), flusher, relaxed: None }
+        PartitionLogStore { log, tail: Arc::default(), flusher, relaxed: None, retained: None }
     }
 
     /// The same store under `policy`: when appends are reported saved to openraft.
@@ -157,8 +161,39 @@ impl RaftLogStorage<PartitionConfig> for PartitionLogStore {
 
     async fn purge(&mut self, upto: LogId) -> io::Result<()> {
         lock(&self.tail).purge_to(upto.index);
-        self.log.purge_to(EntryId::new(upto.index, upto.leader_id.term))?;
+        if let Some(upto) = self.purge_point(upto)? {
+            self.log.purge_to(upto)?;
+        }
         Ok(())
+    }
+}
+
+impl PartitionLogStore {
+    /// The same store for a partition whose log start `start` publishes: it never purges an
+    /// entry retention keeps, since the log is the partition's data. openraft purges a log up to
+    /// a snapshot it installed, which would delete the retained entries the snapshot brought.
+    pub fn retaining(mut self, start: watch::Receiver<LogStart>) -> PartitionLogStore {
+        self.retained = Some(start);
+        self
+    }
+
+    /// Where to purge for openraft's `upto`: there, unless the log holds `upto` and retention
+    /// keeps entries at or below it; then below the first kept entry (`None`: nothing).
+    fn purge_point(&self, upto: LogId) -> io::Result<Option<EntryId>> {
+        let upto = EntryId::new(upto.index, upto.leader_id.term);
+        let Some(start) = &self.retained else { return Ok(Some(upto)) };
+        // Nothing trimmed yet: no retained start to keep (an explicit purge goes through).
+        let keep_from = start.borrow().trimmed_before;
+        if keep_from == 0 {
+            return Ok(Some(upto));
+        }
+        // A log behind `upto` (after a snapshot it lacks entries before) must be emptied to it.
+        let holds = self.log.first_index() <= upto.index && self.log.term_of(upto.index)? == Some(upto.term);
+        if !holds || keep_from > upto.index {
+            return Ok(Some(upto));
+        }
+        let Some(below) = keep_from.checked_sub(1).filter(|b| *b >= self.log.first_index()) else { return Ok(None) };
+        Ok(self.log.term_of(below)?.map(|term| EntryId::new(below, term)))
     }
 }
 

@@ -65,6 +65,9 @@ pub enum StorageError {
     /// A secondary-index update breaks the index's ordering rules.
     #[error("offset index: {0}")]
     OffsetIndex(String),
+    /// Entries staged to back-fill a log do not fit it (see [`crate::Backfill`]).
+    #[error("back-fill: {0}")]
+    Backfill(String),
     /// The configuration is invalid.
     #[error("invalid storage config: {0}")]
     Config(String),

@@ -17,6 +17,7 @@
 //!
 //! Byte layouts are drawn in `format.rs`, `index.rs` and `docs/FORMAT.md`.
 
+mod backfill;
 mod clock;
 mod config;
 mod entry;
@@ -33,6 +34,7 @@ mod retention;
 mod segment;
 mod state_file;
 
+pub use backfill::Backfill;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{LogConfig, Retention};
 pub use entry::{Entry, EntryId, IndexedEnd, OffsetLocation};

@@ -16,7 +16,7 @@ use crate::segment::{Segment, SegmentPaths, WriteScratch};
 use crate::state_file::{read_state_file, sync_dir, write_state_file};
 
 /// Name of the state file that records the purge point.
-const PURGED_FILE: &str = "purged";
+pub(crate) const PURGED_FILE: &str = "purged";
 
 /// A segmented, CRC-checked log of Raft entries in one directory.
 ///
@@ -48,7 +48,7 @@ pub struct Log {
 }
 
 #[derive(Default)]
-struct Writer {
+pub(crate) struct Writer {
     scratch: WriteScratch,
     /// The active segment has bytes (or a truncation) not yet fsynced.
     active_dirty: bool,
@@ -463,15 +463,15 @@ impl Log {
         self.shared.read().expect("log lock poisoned")
     }
 
-    fn shared_mut(&self) -> RwLockWriteGuard<'_, Shared> {
+    pub(crate) fn shared_mut(&self) -> RwLockWriteGuard<'_, Shared> {
         self.shared.write().expect("log lock poisoned")
     }
 
-    fn writer(&self) -> MutexGuard<'_, Writer> {
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().expect("log writer lock poisoned")
     }
 
-    fn check_failed(&self) -> Result<()> {
+    pub(crate) fn check_failed(&self) -> Result<()> {
         match self.failed.get() {
             Some(reason) => Err(StorageError::Failed { path: self.dir.clone(), reason: reason.clone() }),
             None => Ok(()),
@@ -479,7 +479,7 @@ impl Log {
     }
 
     /// Marks the log failed for good and returns the error to report.
-    fn fail(&self, reason: String) -> StorageError {
+    pub(crate) fn fail(&self, reason: String) -> StorageError {
         tracing::error!(dir = %self.dir.display(), "log stopped: {reason}");
         let reason = self.failed.get_or_init(|| reason).clone();
         StorageError::Failed { path: self.dir.clone(), reason }
@@ -494,7 +494,7 @@ impl Log {
 }
 
 /// How many of `entries` fit into a segment now holding `size` bytes and `count` entries.
-fn fitting(entries: &[Entry], mut size: u64, count: u64, max_segment: u64) -> usize {
+pub(crate) fn fitting(entries: &[Entry], mut size: u64, count: u64, max_segment: u64) -> usize {
     let mut n = 0;
     for e in entries {
         let frame = (ENTRY_HEADER_LEN + e.payload.len()) as u64;
@@ -598,14 +598,14 @@ fn drop_segments(dir: &Path, bases: &[u64]) -> Result<()> {
     Ok(())
 }
 
-fn encode_entry_id(id: EntryId) -> [u8; 16] {
+pub(crate) fn encode_entry_id(id: EntryId) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&id.index.to_le_bytes());
     b[8..].copy_from_slice(&id.term.to_le_bytes());
     b
 }
 
-fn decode_entry_id(b: &[u8], dir: &Path) -> Result<EntryId> {
+pub(crate) fn decode_entry_id(b: &[u8], dir: &Path) -> Result<EntryId> {
     if b.len() != 16 {
         return Err(StorageError::corrupt(dir.join(PURGED_FILE), 0, format!("{} bytes, expected 16", b.len())));
     }

@@ -105,6 +105,31 @@ impl Log {
         None
     }
 
+    /// The indexed batches held by entries `first..=last`, in log order (a sender of retained
+    /// entries passes their offsets along with them).
+    pub fn batches_between(&self, first: u64, last: u64) -> Vec<OffsetLocation> {
+        let mut out = Vec::new();
+        for seg in self.segments() {
+            if seg.base_index > last {
+                break;
+            }
+            let m = seg.meta();
+            if m.next_index <= first {
+                continue;
+            }
+            let from = m.offsets.partition_point(|r| seg.base_index + u64::from(u32_at(r, 8)) < first);
+            for k in from..m.offsets.len() {
+                let r = m.offsets.record(k);
+                let entry_index = seg.base_index + u64::from(u32_at(r, 8));
+                if entry_index > last {
+                    return out;
+                }
+                out.push(OffsetLocation { entry_index, base_offset: u64_at(r, 0), count: u32_at(r, 12) });
+            }
+        }
+        out
+    }
+
     /// Where to start reading for the first message stamped at or after `timestamp_ms`: every
     /// message before the returned offset is older. `None` when every indexed message is older.
     pub fn find_timestamp(&self, timestamp_ms: i64) -> Option<u64> {
@@ -130,7 +155,7 @@ impl Log {
     }
 }
 
-fn last_time(times: &IndexFile) -> i64 {
+pub(crate) fn last_time(times: &IndexFile) -> i64 {
     u64_at(times.record(times.len() - 1), 0) as i64
 }
 

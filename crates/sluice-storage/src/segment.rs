@@ -56,7 +56,7 @@ impl SegmentPaths {
         }
     }
 
-    fn all(&self) -> [&Path; 4] {
+    pub(crate) fn all(&self) -> [&Path; 4] {
         [&self.log, &self.index, &self.offsets, &self.times]
     }
 }

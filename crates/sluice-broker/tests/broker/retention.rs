@@ -3,7 +3,9 @@
 //! every replica's log start moves to the same entry and offset, fetches below it answer
 //! OFFSET_OUT_OF_RANGE naming it, `ListOffsets` earliest is it, and every message after it is
 //! still there. A follower that was down during the trim catches up by installing the snapshot,
-//! which carries the log start, and then agrees with the others on every later entry.
+//! which carries the log start and the retained entries: its log then starts at the log start
+//! like the others', and led by it the partition serves every retained offset; it agrees with
+//! the others on every later entry.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use sluice_proto::v1::{Empty, FetchRequest, ListOffsetsRequest};
 use sluice_proto::{ErrorCode, error_of};
 use sluice_raft::Reply;
 use sluice_raft::partition::{LogStart, PartitionCommand, log_start_of};
+use sluice_raft::typ::WatchReceiver;
 
 use crate::catchup::{SETTLE, agreeing_logs, assert_same_entries, leader_of, log};
 use crate::cluster::Cluster;
@@ -30,10 +33,12 @@ const TOPIC: &str = "retained";
 fn fast_retention(config: &mut BrokerConfig) {
     config.retention_check_ms = 100;
     config.segment_roll_ms = SEGMENT_ROLL_MS;
+    // Leadership moves only when a test moves it.
+    config.raft.leader_rebalance_delay_ms = 0;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn given_retention_bytes_when_segments_roll_every_replica_trims_at_the_leaders_index() {
+async fn given_retention_bytes_when_segments_roll_every_replica_trims_and_keeps_every_retained_offset() {
     let mut cluster = Cluster::start_adjusted(3, fast_retention).await;
     let group = create_topic(&cluster).await;
 
@@ -57,7 +62,7 @@ async fn given_retention_bytes_when_segments_roll_every_replica_trims_at_the_lea
     tracing::info!("--- clients see the new log start; everything after it is intact");
     assert_client_view(&cluster, group, start, &produced).await;
 
-    tracing::info!("--- the follower restarts behind the log start and installs the snapshot");
+    tracing::info!("--- the follower restarts behind the log start and catches up by snapshot");
     cluster.start_broker(follower).await;
     let deadline = tokio::time::Instant::now() + SETTLE;
     loop {
@@ -66,21 +71,36 @@ async fn given_retention_bytes_when_segments_roll_every_replica_trims_at_the_lea
             Some(raft) => log_start_of(&raft).await.map(|w| *w.borrow()),
             None => None,
         };
-        let purged =
-            cluster.brokers[follower].partitions().log(group).is_some_and(|l| l.first_index() >= start.trimmed_before);
-        if theirs == Some(start) && purged {
+        let snapshot = match cluster.brokers[follower].partitions().raft(group) {
+            Some(raft) => raft.metrics().borrow_watched().snapshot.map(|s| s.index),
+            None => None,
+        };
+        let first = cluster.brokers[follower].partitions().log(group).map(|l| l.first_index());
+        if theirs == Some(start) && snapshot.is_some_and(|s| s >= start.trimmed_before) {
+            // The snapshot carried the retained entries: the log starts at the log start, like
+            // the leader's, not after the snapshot.
+            assert_eq!(first, Some(start.trimmed_before), "the caught-up log starts at the log start");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the follower never caught up: {theirs:?}");
+        assert!(tokio::time::Instant::now() < deadline, "the follower never caught up: {theirs:?} {snapshot:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The snapshot carries the log start but no messages: the follower's log starts after the
-    // snapshot's index, so it holds the retained messages written before that only once
-    // retention has moved past them (docs/DURABILITY.md, "Retention").
-    assert_eq!(log(&cluster, follower, group).find_offset(start.offset - 1), None, "no trimmed offset returned");
+    let ours = log(&cluster, follower, group);
+    for offset in produced.range(start.offset..).map(|(o, _)| *o) {
+        assert_eq!(ours.find_offset(offset).map(|at| at.base_offset), Some(offset), "offset {offset} on the follower");
+    }
+    assert_eq!(ours.find_offset(start.offset - 1), None, "no trimmed offset returned");
+    drop(ours);
+
+    tracing::info!("--- led by the caught-up replica, the partition serves every retained offset");
+    let served = fetch_led_by(&cluster, group, follower, start.offset, &produced).await;
+    let expected: Vec<(u64, Bytes)> = produced.range(start.offset..).map(|(o, b)| (*o, b.clone())).collect();
+    assert!(served == expected, "the caught-up leader serves other batches than those written");
 
     tracing::info!("--- writes after it agree on every replica");
     let more = produce(&cluster, group, 200..220).await;
+    // Retention may trim again meanwhile; the caught-up replica purges exactly like the others.
+    settled_log_start(&cluster, group).await;
     let (_, theirs, ours) = agreeing_logs(&cluster, group, follower).await;
     assert_same_entries(&theirs, &ours);
     for base in more.keys() {
@@ -176,6 +196,61 @@ async fn settled_log_start(cluster: &Cluster, group: u64) -> LogStart {
         }
         assert!(tokio::time::Instant::now() < deadline, "retention never settled: {starts:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Makes `brokers[new_leader]` lead `group` and fetches every batch from `from` to the end
+/// through its client API, moving the leadership back to it (and starting over) whenever the
+/// fetch is told to retry.
+async fn fetch_led_by(
+    cluster: &Cluster,
+    group: u64,
+    new_leader: usize,
+    from: u64,
+    produced: &BTreeMap<u64, Bytes>,
+) -> Vec<(u64, Bytes)> {
+    let end = produced.last_key_value().map(|(o, _)| o + 2).expect("batches written");
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "broker {new_leader} never served the partition");
+        match leader_of(cluster, group) {
+            Some(l) if l == new_leader => {}
+            Some(l) => {
+                let raft = cluster.brokers[l].partitions().raft(group).expect("the leader hosts the group");
+                let to = cluster.brokers[new_leader].config().node_id;
+                if let Err(e) = raft.trigger().transfer_leader(to).await {
+                    tracing::info!("leadership not transferred, retrying: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            None => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        }
+        let mut client = cluster.client(new_leader).await;
+        let mut fetched = Vec::new();
+        let mut next = from;
+        while next < end {
+            let request =
+                FetchRequest { topic: TOPIC.into(), partition: 0, offset: next, max_bytes: 0, max_wait_ms: 0 };
+            let r = client.fetch(request).await.expect("rpc").into_inner();
+            let code = error_of(r.error.as_ref()).error_code();
+            if code.is_retriable() {
+                tracing::info!("fetch from {next} answered {code:?}, retrying");
+                break;
+            }
+            assert_eq!(code, ErrorCode::Ok, "fetch of offset {next} from broker {new_leader}");
+            assert_eq!(r.log_start_offset, from, "the caught-up leader reports the same log start");
+            assert!(!r.batches.is_empty(), "no batch at {next} below the high watermark {}", r.high_watermark);
+            fetched.extend(r.batches.into_iter().map(|b| (b.base_offset, b.batch)));
+            next = fetched.last().map(|(o, _)| o + 2).expect("a batch");
+        }
+        if next >= end {
+            return fetched;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

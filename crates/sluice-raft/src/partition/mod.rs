@@ -6,6 +6,7 @@
 mod command;
 mod producers;
 mod read;
+pub mod retained;
 mod snapshot;
 mod state_machine;
 mod watermark;
@@ -14,6 +15,7 @@ mod write;
 pub use command::{CommandError, PartitionCommand, produce_batch};
 pub use producers::{Check, DEDUP_WINDOW, ProducerTable, WrittenBatch};
 pub use read::{CommittedBatch, read_committed};
+pub use retained::{RetainedRange, RetainedReader, RetainedWriter, range_to_send};
 pub use snapshot::PartitionState;
 pub use state_machine::{PartitionStateMachine, SnapshotBuilder, reject};
 pub use watermark::{LogStart, high_watermark_of, log_start_of};

@@ -9,7 +9,9 @@
 //!   epoch is fenced; a sequence gap is refused.
 //! - **Snapshots** hold only [`PartitionState`]; they are written to a state file in the log's
 //!   directory. Before one is written, the log's indexes are flushed, so the offset index always
-//!   reaches at least the snapshot's position.
+//!   reaches at least the snapshot's position. A snapshot sent to a replica carries the retained
+//!   entries up to it (`partition::retained`); installing it adopts them into the log, so the
+//!   replica's log starts at the log start like the leader's.
 //! - **High watermark.** After each applied run of entries the state machine publishes its next
 //!   offset on a `tokio::sync::watch` ([`PartitionStateMachine::high_watermark`]): everything
 //!   below it is applied, hence committed, and may be served; a fetch waiting for new data waits
@@ -30,7 +32,7 @@ use openraft::storage::{
 };
 use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf};
 use openraft::{EntryPayload, OptionalSend};
-use sluice_storage::Log;
+use sluice_storage::{EntryId, Log};
 use tokio::sync::watch;
 
 use super::command::PartitionCommand;
@@ -81,7 +83,11 @@ impl PartitionStateMachine {
             log_start: watch::Sender::new(LogStart::default()),
             answers: Vec::new(),
         };
-        if let Some((meta, data)) = snapshot_file::load(sm.log.dir())? {
+        let stored = snapshot_file::load(sm.log.dir())?;
+        // A crash may have stopped the installation of a snapshot after it was stored but
+        // before its retained entries were in the log: they are still staged, and adopted now.
+        adopt_retained(&sm.log, stored.as_ref().and_then(|(meta, _)| meta.last_log_id))?;
+        if let Some((meta, data)) = stored {
             sm.restore(&meta, &data)?;
             sm.snapshot = Some((meta, data));
         }
@@ -239,7 +245,10 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMetaOf<PartitionConfig>, snapshot: Bytes) -> io::Result<()> {
+        // The snapshot first: the log's purge point may then rise to the snapshot's last entry
+        // (the back-fill empties the log to it), never above what the state machine covers.
         persist_snapshot(&self.log, meta, &snapshot)?;
+        adopt_retained(&self.log, meta.last_log_id)?;
         self.restore(meta, &snapshot)?;
         self.snapshot = Some((meta.clone(), snapshot));
         Ok(())
@@ -276,6 +285,16 @@ fn persist_snapshot(log: &Log, meta: &SnapshotMetaOf<PartitionConfig>, data: &By
     log.sync()?;
     log.flush_indexes()?;
     snapshot_file::store(log.dir(), meta, data)
+}
+
+/// Moves the retained entries received with the snapshot ending at `last` into the log (see
+/// `partition::retained`); discards any staged for another snapshot.
+fn adopt_retained(log: &Log, last: Option<LogId>) -> io::Result<()> {
+    match last {
+        Some(last) => log.adopt_backfill(EntryId::new(last.index, last.leader_id.term)).map(drop)?,
+        None => log.discard_backfills()?,
+    }
+    Ok(())
 }
 
 fn invalid(dir: &std::path::Path, why: &str) -> io::Error {

@@ -15,9 +15,12 @@ use openraft::raft::{
 use openraft::type_config::alias::SnapshotMetaOf;
 use openraft::{SnapshotMeta, StoredMembership};
 
+use sluice_storage::EntryId;
+
 use super::error::WireError;
 use super::pb;
 use crate::codec::{self, KIND_MEMBERSHIP};
+use crate::partition::RetainedRange;
 use crate::typ::{LogId, PartitionConfig, RaftEntry, Vote, log_id};
 
 type C = PartitionConfig;
@@ -166,7 +169,25 @@ pub(crate) fn snapshot_header_to_pb(
         membership_log_id: opt_log_id_to_pb(meta.last_membership.log_id().as_ref()),
         membership: codec::encode_membership(meta.last_membership.membership()),
         data_bytes,
+        retained: None,
     }
+}
+
+/// A retained range on the wire.
+pub(crate) fn retained_to_pb(range: &RetainedRange) -> pb::RetainedRange {
+    let id = |e: EntryId| pb::LogId { term: e.term, index: e.index };
+    pb::RetainedRange { prev: Some(id(range.prev)), last: Some(id(range.last)) }
+}
+
+/// A retained range from the wire; it must end at the snapshot's last entry.
+pub(crate) fn retained_from_pb(range: pb::RetainedRange, last: Option<&LogId>) -> Result<RetainedRange, WireError> {
+    let id = |l: pb::LogId| EntryId::new(l.index, l.term);
+    let prev = id(range.prev.ok_or(WireError::Missing("RetainedRange.prev"))?);
+    let end = id(range.last.ok_or(WireError::Missing("RetainedRange.last"))?);
+    if last.is_none_or(|l| (l.index, l.leader_id.term) != (end.index, end.term)) || prev.index >= end.index {
+        return Err(WireError::Snapshot(format!("retained range {prev:?}..={end:?} does not end the snapshot")));
+    }
+    Ok(RetainedRange { prev, last: end })
 }
 
 /// The sender's vote and the snapshot's meta.

@@ -12,6 +12,7 @@
 //! ([`Faults`](super::Faults)), which costs one atomic load when no fault is set.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -27,6 +28,7 @@ use openraft::raft::{
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::SnapshotOf;
+use sluice_storage::Log;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -46,12 +48,20 @@ type C = PartitionConfig;
 pub struct GroupNetworkFactory {
     group_id: u64,
     clients: PeerClients,
+    log: Option<Arc<Log>>,
 }
 
 impl GroupNetworkFactory {
     /// The factory for group `group_id` over `clients`.
     pub fn new(group_id: u64, clients: PeerClients) -> GroupNetworkFactory {
-        GroupNetworkFactory { group_id, clients }
+        GroupNetworkFactory { group_id, clients, log: None }
+    }
+
+    /// The same factory for a partition group over `log`: the snapshots it sends carry the
+    /// retained entries from it (`partition::retained`).
+    pub fn with_log(mut self, log: Arc<Log>) -> GroupNetworkFactory {
+        self.log = Some(log);
+        self
     }
 
     /// The group this factory serves.
@@ -64,7 +74,9 @@ impl RaftNetworkFactory<C> for GroupNetworkFactory {
     type Network = PeerNetwork;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerNetwork {
-        self.clients.network(self.group_id, target, node)
+        let mut network = self.clients.network(self.group_id, target, node);
+        network.log = self.log.clone();
+        network
     }
 }
 
@@ -75,6 +87,8 @@ pub struct PeerNetwork {
     clients: PeerClients,
     /// `Err` holds why there is no channel (a bad address); every RPC then fails unreachable.
     client: Result<RaftPeerClient<Channel>, String>,
+    /// A partition group's log: its snapshots carry the retained entries read from it.
+    log: Option<Arc<Log>>,
 }
 
 impl PeerNetwork {
@@ -84,7 +98,7 @@ impl PeerNetwork {
         clients: PeerClients,
         client: Result<RaftPeerClient<Channel>, String>,
     ) -> PeerNetwork {
-        PeerNetwork { group_id, target, clients, client }
+        PeerNetwork { group_id, target, clients, client, log: None }
     }
 
     /// The group these RPCs belong to.
@@ -95,6 +109,11 @@ impl PeerNetwork {
     /// The peer node they go to.
     pub fn target(&self) -> NodeId {
         self.target
+    }
+
+    /// The partition group's log, if the group is a partition.
+    pub(crate) fn log(&self) -> Option<&Arc<Log>> {
+        self.log.as_ref()
     }
 
     pub(crate) fn clients(&self) -> &PeerClients {

@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use openraft::storage::RaftStateMachine;
+use sluice_storage::Log;
 
 use crate::liveness::Liveness;
 use crate::typ::{NodeId, PartitionConfig, Raft};
@@ -24,6 +25,8 @@ impl<SM> GroupStateMachine for SM where SM: RaftStateMachine<PartitionConfig, Sn
 pub struct RaftRegistry<SM: GroupStateMachine> {
     node_id: NodeId,
     groups: RwLock<HashMap<u64, Raft<SM>>>,
+    /// The logs of the partition groups, where received retained entries are staged.
+    logs: RwLock<HashMap<u64, Arc<Log>>>,
     /// Grows on every insert and remove.
     generation: AtomicU64,
     /// Where incoming node heartbeats are recorded, once the node runs a liveness driver.
@@ -36,6 +39,7 @@ impl<SM: GroupStateMachine> RaftRegistry<SM> {
         RaftRegistry {
             node_id,
             groups: RwLock::new(HashMap::new()),
+            logs: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             liveness: OnceLock::new(),
         }
@@ -58,9 +62,21 @@ impl<SM: GroupStateMachine> RaftRegistry<SM> {
     /// until the stream ends or the Raft shuts down; shutting the Raft down is the caller's
     /// business.
     pub fn remove(&self, group_id: u64) -> Option<Raft<SM>> {
+        self.logs.write().expect("registry poisoned").remove(&group_id);
         let removed = self.groups.write().expect("registry poisoned").remove(&group_id);
         self.generation.fetch_add(1, Ordering::Release);
         removed
+    }
+
+    /// Records the log of partition group `group_id`: the retained entries a snapshot for it
+    /// carries are staged there. Forgotten by [`RaftRegistry::remove`].
+    pub fn insert_log(&self, group_id: u64, log: Arc<Log>) {
+        self.logs.write().expect("registry poisoned").insert(group_id, log);
+    }
+
+    /// The log of partition group `group_id`, if it is hosted here.
+    pub fn log(&self, group_id: u64) -> Option<Arc<Log>> {
+        self.logs.read().expect("registry poisoned").get(&group_id).cloned()
     }
 
     /// A number that grows whenever a group is inserted or removed.

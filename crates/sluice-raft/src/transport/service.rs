@@ -31,6 +31,7 @@ use super::registry::{GroupStateMachine, RaftRegistry};
 use super::snapshot::{Assembler, RECEIVE_IDLE_TIMEOUT};
 use openraft::raft::AppendEntriesRequest;
 
+use crate::partition::RetainedWriter;
 use crate::typ::{LogId, PartitionConfig, Raft, Vote};
 
 /// The `RaftPeer` gRPC service of one node, routing each RPC to the group it names.
@@ -60,6 +61,20 @@ impl<SM: GroupStateMachine> PeerService<SM> {
 
     fn raft(&self, group_id: u64) -> Result<Raft<SM>, Status> {
         self.registry.get(group_id).ok_or_else(|| group_not_found(group_id, self.registry.node_id()))
+    }
+
+    /// Starts staging the retained entries of a snapshot for partition group `group_id`.
+    fn stage_retained(
+        &self,
+        group_id: u64,
+        range: pb::RetainedRange,
+        last: Option<&LogId>,
+    ) -> Result<RetainedWriter, Status> {
+        let range = convert::retained_from_pb(range, last)?;
+        let log = self.registry.log(group_id).ok_or_else(|| {
+            Status::failed_precondition(format!("group {group_id} keeps no log for retained entries here"))
+        })?;
+        RetainedWriter::new(&log, range).map_err(staging_failed)
     }
 
     fn node_id(&self) -> u64 {
@@ -151,12 +166,25 @@ impl<SM: GroupStateMachine> RaftPeer for PeerService<SM> {
         let group_id = header.group_id;
         let raft = self.raft(group_id)?;
         let mut assembler = Assembler::new(header.data_bytes, self.config.max_snapshot_bytes)?;
+        let retained = header.retained;
         let (vote, meta) = convert::snapshot_header_from_pb(header)?;
         check_snapshot_within_vote(&vote, meta.last_log_id.as_ref())?;
+        let mut staged = match retained {
+            Some(range) => Some(self.stage_retained(group_id, range, meta.last_log_id.as_ref())?),
+            None => None,
+        };
         while let Some(chunk) = next_chunk(&mut inbound).await? {
-            assembler.push(chunk)?;
+            match (chunk.chunk, staged.as_mut()) {
+                (Some(Chunk::Entries(entries)), Some(writer)) => writer.push(entries).map_err(staging_failed)?,
+                (other, _) => assembler.push(pb::SnapshotChunk { chunk: other })?,
+            }
         }
         let snapshot = Snapshot { meta, snapshot: assembler.finish()? };
+        if let Some(writer) = staged {
+            // Seals and fsyncs the staged segments: off the runtime's threads.
+            let finished = tokio::task::spawn_blocking(move || writer.finish()).await;
+            finished.map_err(|e| Status::internal(e.to_string()))?.map_err(staging_failed)?;
+        }
         let response = raft
             .install_full_snapshot(vote, snapshot)
             .await
@@ -261,6 +289,10 @@ async fn ended<SM: GroupStateMachine>(raft: &Raft<SM>, closing: Option<watch::Re
         () = stopped => "stopped",
         () = closing => "server closing",
     }
+}
+
+fn staging_failed(e: std::io::Error) -> Status {
+    Status::internal(format!("staging retained entries: {e}"))
 }
 
 /// The next snapshot message; a sender silent for [`RECEIVE_IDLE_TIMEOUT`] is given up on.

@@ -2,10 +2,17 @@
 //! the chunks.
 //!
 //! ```text
-//! SnapshotChunk{header: group_id, vote, last_log_id, membership, data_bytes}
+//! SnapshotChunk{header: group_id, vote, last_log_id, membership, data_bytes, retained?}
 //! SnapshotChunk{data: ≤ 1 MiB} *          (lengths add up to data_bytes)
+//! SnapshotChunk{entries: whole entries} * (a partition's retained entries, prev+1 ..= last)
 //!                                         ──► SnapshotResponse{vote}
 //! ```
+//!
+//! A partition group's snapshot carries the entries retention keeps up to its last entry
+//! (`partition::retained`): read from the sender's log one chunk at a time as the transport
+//! takes them, and staged by the receiver in its log's directory as they arrive, so neither
+//! holds the retained log in memory. The receiver makes the staging durable before it asks
+//! openraft to install the snapshot, whose installation then adopts it into the log.
 //!
 //! Chunks are slices of the snapshot's `Bytes`, so sending copies nothing; the receiver keeps
 //! a single chunk as is and concatenates several once. The send is bounded by progress, not
@@ -25,6 +32,7 @@ use openraft::errors::{ReplicationClosed, StreamingError};
 use openraft::network::RPCOption;
 use openraft::raft::SnapshotResponse;
 use openraft::type_config::alias::SnapshotOf;
+use sluice_storage::EntryId;
 use tokio::time::Instant;
 use tonic::Request;
 
@@ -34,7 +42,8 @@ use super::error::WireError;
 use super::faults::Fault;
 use super::network::PeerNetwork;
 use super::pb::{self, snapshot_chunk::Chunk};
-use crate::typ::{PartitionConfig, Vote};
+use crate::partition::{RetainedRange, RetainedReader, retained};
+use crate::typ::{LogId, PartitionConfig, Vote};
 
 type C = PartitionConfig;
 
@@ -52,13 +61,18 @@ pub(crate) async fn send(
     let chunk_bytes =
         net.clients().config().snapshot_chunk_bytes.min(option.snapshot_chunk_size().unwrap_or(usize::MAX));
     let data = snapshot.snapshot;
-    let header = convert::snapshot_header_to_pb(net.group_id(), &vote, &snapshot.meta, data.len() as u64);
+    let mut header = convert::snapshot_header_to_pb(net.group_id(), &vote, &snapshot.meta, data.len() as u64);
+    let retained = retained_reader(net, &data, snapshot.meta.last_log_id.as_ref());
+    header.retained = retained.as_ref().map(|(_, range)| convert::retained_to_pb(range));
+    let unread: Arc<Mutex<Option<String>>> = Arc::default();
+    let entries = entry_chunks(retained.map(|(reader, _)| reader), chunk_bytes, Arc::clone(&unread));
     let progress = Arc::new(Mutex::new(Instant::now()));
     let touched = Arc::clone(&progress);
     let (faults, target) = (net.clients().faults().clone(), call.target);
     let broken: Arc<Mutex<Option<Fault>>> = Arc::default();
     let breaks = Arc::clone(&broken);
     let requests = stream::iter(chunks(header, data, chunk_bytes))
+        .chain(entries)
         .take_while(move |_| {
             let fault = faults.check(target).err();
             *breaks.lock().expect("fault slot poisoned") = fault;
@@ -75,6 +89,9 @@ pub(crate) async fn send(
                 if let Some(fault) = *broken.lock().expect("fault slot poisoned") {
                     return Err(fault.rpc_error(&call).into());
                 }
+                if let Some(why) = unread.lock().expect("read slot poisoned").take() {
+                    return Err(call.unreachable(why).into());
+                }
                 let response = result.map_err(|status| call.failed(&status, deadline))?;
                 let response = convert::snapshot_response_from_pb(response.into_inner());
                 return response.map_err(|e| call.unreachable(e).into());
@@ -86,6 +103,43 @@ pub(crate) async fn send(
             }
         }
     }
+}
+
+/// A reader of the retained entries a partition's snapshot carries, and their range; `None` for
+/// other groups, or when there are none.
+fn retained_reader(net: &PeerNetwork, data: &Bytes, last: Option<&LogId>) -> Option<(RetainedReader, RetainedRange)> {
+    let (log, last) = net.log().zip(last)?;
+    match retained::range_to_send(log, data, EntryId::new(last.index, last.leader_id.term)) {
+        Ok(range) => range.map(|r| (RetainedReader::new(Arc::clone(log), r), r)),
+        Err(e) => {
+            tracing::warn!(group = net.group_id(), "sending a snapshot without retained entries: {e}");
+            None
+        }
+    }
+}
+
+/// The retained entries as `entries` chunks, read one at a time as the transport takes them, so
+/// at most one chunk is in memory. A failed read ends the stream and is left in `unread`.
+fn entry_chunks(
+    reader: Option<RetainedReader>,
+    chunk_bytes: usize,
+    unread: Arc<Mutex<Option<String>>>,
+) -> impl futures_util::Stream<Item = pb::SnapshotChunk> + Send + 'static {
+    let chunk_bytes = chunk_bytes.clamp(1, MAX_SNAPSHOT_CHUNK_BYTES);
+    stream::unfold(reader, move |reader| {
+        let unread = Arc::clone(&unread);
+        async move {
+            let mut reader = reader?;
+            match reader.next_chunk(chunk_bytes) {
+                Ok(Some(entries)) => Some((pb::SnapshotChunk { chunk: Some(Chunk::Entries(entries)) }, Some(reader))),
+                Ok(None) => None,
+                Err(e) => {
+                    *unread.lock().expect("read slot poisoned") = Some(format!("reading retained entries: {e}"));
+                    None
+                }
+            }
+        }
+    })
 }
 
 /// The header, then `data` in slices of at most `chunk_bytes` (and never above 1 MiB).
@@ -124,6 +178,7 @@ impl Assembler {
         let data = match message.chunk {
             Some(Chunk::Data(data)) => data,
             Some(Chunk::Header(_)) => return Err(WireError::Snapshot("a second header".into())),
+            Some(Chunk::Entries(_)) => return Err(WireError::Snapshot("retained entries without a range".into())),
             None => return Err(WireError::Missing("SnapshotChunk.chunk")),
         };
         if data.len() > MAX_SNAPSHOT_CHUNK_BYTES {
