@@ -84,6 +84,8 @@ impl Cluster {
                 max_batch_bytes: TEST_MAX_BATCH_BYTES,
                 retention_check_ms: 30_000,
                 segment_roll_ms: 7 * 24 * 3_600_000,
+                producer_id_expiration_ms: 7 * 24 * 3_600_000,
+                max_producers_per_partition: 10_000,
                 groups: Default::default(),
                 worker_threads: 0,
             })
