@@ -185,6 +185,13 @@ pub struct GroupConfig {
     /// checkpoint, its coordinator writes a new one (the records that rebuild every group of
     /// the partition), and the log before it may be trimmed. Default: 10000.
     pub checkpoint_interval_records: u64,
+    /// A group with no members and no offset committed for this long is deleted, with its
+    /// offsets, by a record in its offsets partition (Kafka's `offsets.retention.minutes`), in
+    /// ms. Default: 604800000 (7 days).
+    pub offsets_retention_ms: u64,
+    /// How often a coordinator looks for groups past `offsets_retention_ms`, in ms (Kafka's
+    /// `offsets.retention.check.interval.ms`). Default: 600000 (10 minutes).
+    pub offsets_retention_check_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -195,6 +202,8 @@ impl Default for GroupConfig {
             rebalance_timeout_ms: 60_000,
             heartbeat_interval_ms: 1_000,
             checkpoint_interval_records: 10_000,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
+            offsets_retention_check_ms: 600_000,
         }
     }
 }
@@ -228,6 +237,12 @@ impl GroupConfig {
             return invalid(format!(
                 "checkpoint_interval_records is {}; use at least {min}",
                 self.checkpoint_interval_records
+            ));
+        }
+        if self.offsets_retention_ms == 0 || self.offsets_retention_check_ms == 0 {
+            return invalid(format!(
+                "offsets_retention_ms ({}) and offsets_retention_check_ms ({}) must be at least 1",
+                self.offsets_retention_ms, self.offsets_retention_check_ms
             ));
         }
         Ok(())
@@ -540,6 +555,7 @@ mod tests {
         assert_eq!(c.groups, GroupConfig::default());
         assert_eq!(c.groups.offsets_partitions, 12);
         assert_eq!((c.groups.session_timeout_ms, c.groups.rebalance_timeout_ms), (10_000, 60_000));
+        assert_eq!((c.groups.offsets_retention_ms, c.groups.offsets_retention_check_ms), (604_800_000, 600_000));
     }
 
     #[test]
@@ -557,6 +573,8 @@ mod tests {
         assert!(error(|g| g.heartbeat_interval_ms = 0).contains("groups.heartbeat_interval_ms (0)"));
         assert!(error(|g| g.rebalance_timeout_ms = 0).contains("groups.rebalance_timeout_ms"));
         assert!(error(|g| g.checkpoint_interval_records = 1).contains("groups.checkpoint_interval_records"));
+        assert!(error(|g| g.offsets_retention_ms = 0).contains("groups.offsets_retention_ms (0)"));
+        assert!(error(|g| g.offsets_retention_check_ms = 0).contains("offsets_retention_check_ms (0)"));
         let unknown = toml::from_str::<BrokerConfig>(&format!("{THREE}\n[groups]\nbogus = 1")).unwrap_err();
         assert!(unknown.to_string().contains("bogus"), "{unknown}");
     }

@@ -8,6 +8,10 @@
 //! request implies (computing them against a copy), so that what is answered is exactly what
 //! the log will rebuild. Planning lives in `plan`.
 //!
+//! [`Coordinated::expired_groups`] and [`Coordinated::delete_expired`] find and plan the deletion
+//! of groups past their offsets retention; the decision reads the coordinator's clock, the
+//! deletion is a record, so replay agrees without one.
+//!
 //! Per group: a group epoch with the partition counts it was computed for, members (metadata,
 //! target assignment, current assignment: member epoch, partitions it may own, partitions it
 //! must give up), and committed offsets. A group with no members and no offsets does not exist.
@@ -206,6 +210,13 @@ impl Coordinated {
         let Some(change) = &record.change else { return };
         match change {
             Change::Checkpoint(_) => self.groups.clear(),
+            Change::GroupDeleted(_) => {
+                // The coordinator decided on a state where the group had no members, and held
+                // its lock until this was applied; checking again keeps any replay safe.
+                if self.groups.get(&record.group).is_some_and(|g| g.members.is_empty()) {
+                    self.groups.remove(&record.group);
+                }
+            }
             // These may create the group: a first member, a checkpoint's group, a commit.
             Change::Member(_) | Change::GroupEpoch(_) | Change::Offset(_) => {
                 if let Some(group) = self.groups.get_mut(&record.group) {
@@ -360,8 +371,13 @@ impl Group {
                     m.static_left = true;
                 }
             }
-            Change::Checkpoint(_) => {}
+            Change::Checkpoint(_) | Change::GroupDeleted(_) => {}
         }
+    }
+
+    /// The latest commit time of its offsets (`None` without offsets).
+    fn last_commit_ms(&self) -> Option<i64> {
+        self.offsets.values().map(|c| c.commit_timestamp_ms).max()
     }
 
     fn state(&self) -> GroupState {

@@ -173,6 +173,11 @@ impl Cluster {
         self.brokers.iter().for_each(|b| b.faults().heal_all());
     }
 
+    /// Changes the configuration every broker restarts with from now on.
+    pub fn reconfigure(&mut self, adjust: fn(&mut BrokerConfig)) {
+        self.configs.iter_mut().for_each(adjust);
+    }
+
     /// Stops every broker, then starts each again on its old address and data.
     pub async fn restart_all(&mut self) {
         for b in self.brokers.drain(..) {
