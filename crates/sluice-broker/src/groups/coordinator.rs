@@ -220,11 +220,7 @@ impl Coordinator {
 
     /// Applies committed records, and starts a checkpoint when enough have been written.
     fn apply(self: &Arc<Self>, records: &[GroupRecord]) {
-        let mut state = self.state();
-        for r in records {
-            state.apply(r);
-        }
-        drop(state);
+        self.state().apply_batch(records);
         let n = records.len() as u64;
         let checkpointed = matches!(records.first().and_then(|r| r.change.as_ref()), Some(Change::Checkpoint(_)));
         if checkpointed {
