@@ -25,11 +25,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use sluice_raft::partition::{PartitionCommand, write};
-
 use sluice_common::record::BATCH_HEADER_LEN;
 use sluice_proto::internal::group_record::Change;
 use sluice_proto::internal::{Checkpoint, GroupRecord};
+use sluice_raft::partition::{PartitionCommand, write};
 
 use super::coordinator::{Coordinator, WRITE_TIMEOUT};
 use super::records::message_bytes;
