@@ -186,6 +186,13 @@ pub struct GroupConfig {
     /// checkpoint, its coordinator writes a new one (the records that rebuild every group of
     /// the partition), and the log before it may be trimmed. Default: 10000.
     pub checkpoint_interval_records: u64,
+    /// A group with no members and no offset committed for this long is deleted, with its
+    /// offsets, by a record in its offsets partition (Kafka's `offsets.retention.minutes`), in
+    /// ms. Default: 604800000 (7 days).
+    pub offsets_retention_ms: u64,
+    /// How often a coordinator looks for groups past `offsets_retention_ms`, in ms (Kafka's
+    /// `offsets.retention.check.interval.ms`). Default: 600000 (10 minutes).
+    pub offsets_retention_check_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -196,6 +203,8 @@ impl Default for GroupConfig {
             rebalance_timeout_ms: 60_000,
             heartbeat_interval_ms: 1_000,
             checkpoint_interval_records: 10_000,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
+            offsets_retention_check_ms: 600_000,
         }
     }
 }
@@ -229,6 +238,12 @@ impl GroupConfig {
             return invalid(format!(
                 "checkpoint_interval_records is {}; use at least {min}",
                 self.checkpoint_interval_records
+            ));
+        }
+        if self.offsets_retention_ms == 0 || self.offsets_retention_check_ms == 0 {
+            return invalid(format!(
+                "offsets_retention_ms ({}) and offsets_retention_check_ms ({}) must be at least 1",
+                self.offsets_retention_ms, self.offsets_retention_check_ms
             ));
         }
         Ok(())
@@ -275,7 +290,8 @@ pub struct BrokerConfig {
     #[serde(default = "default_session_timeout_ms")]
     pub broker_session_timeout_ms: u64,
     /// The largest record batch a produce request may carry, in bytes; larger ones are refused
-    /// with MESSAGE_TOO_LARGE. At most the partition log's entry limit less 2 bytes (16 MiB - 2).
+    /// with MESSAGE_TOO_LARGE. At most the partition log's entry limit less the 22 bytes a
+    /// produce entry adds (16 MiB - 22).
     /// Default: 8388608 (8 MiB).
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: u32,
@@ -291,6 +307,19 @@ pub struct BrokerConfig {
     /// partition. Default: 604800000 (7 days).
     #[serde(default = "default_segment_roll_ms")]
     pub segment_roll_ms: u64,
+    /// An idempotent producer id that has written nothing to a partition for this long is
+    /// forgotten there (Kafka's `producer.id.expiration.ms`): a retry of its batches is then
+    /// written again rather than acknowledged as a duplicate. Measured on the partition's
+    /// replicated clock, the latest leader time stamped into its produces, in ms. The leader's
+    /// setting applies (it travels in each produce). Default: 604800000 (7 days).
+    #[serde(default = "default_producer_id_expiration_ms")]
+    pub producer_id_expiration_ms: u64,
+    /// The most idempotent producer ids a partition tracks: a batch from a new id beyond it is
+    /// refused with TOO_MANY_PRODUCER_IDS until an id expires. An id costs about 300 bytes of
+    /// memory and 100 bytes of snapshot per replica (docs/DURABILITY.md). The leader's setting
+    /// applies. Default: 10000 (about 3 MiB of memory per partition replica at worst).
+    #[serde(default = "default_max_producers_per_partition")]
+    pub max_producers_per_partition: u32,
     /// Consumer groups. Default: see [`GroupConfig`].
     #[serde(default)]
     pub groups: GroupConfig,
@@ -317,15 +346,27 @@ fn default_segment_roll_ms() -> u64 {
     7 * 24 * 3_600_000
 }
 
+fn default_producer_id_expiration_ms() -> u64 {
+    sluice_raft::partition::DEFAULT_PRODUCER_ID_EXPIRATION_MS
+}
+
+fn default_max_producers_per_partition() -> u32 {
+    sluice_raft::partition::DEFAULT_MAX_PRODUCERS
+}
+
 fn default_max_batch_bytes() -> u32 {
     8 * 1024 * 1024
 }
 
-/// The largest `max_batch_bytes` accepted: a batch is one partition log entry, behind two bytes
-/// of entry kind and command tag.
+/// The largest `max_batch_bytes` accepted: a batch is one partition log entry, behind the entry
+/// kind, the command tag and the leader's stamp.
 pub fn max_batch_bytes_limit() -> u32 {
-    LogConfig::default().max_entry_bytes - 2
+    LogConfig::default().max_entry_bytes - sluice_raft::partition::PRODUCE_OVERHEAD_BYTES
 }
+
+/// The largest `max_producers_per_partition` accepted: 1,000,000 ids are about 300 MiB of
+/// memory per partition replica.
+pub const MAX_PRODUCERS_PER_PARTITION_LIMIT: u32 = 1_000_000;
 
 impl BrokerConfig {
     /// Reads and validates a TOML file.
@@ -359,6 +400,8 @@ impl BrokerConfig {
             max_batch_bytes: default_max_batch_bytes(),
             retention_check_ms: default_retention_check_ms(),
             segment_roll_ms: default_segment_roll_ms(),
+            producer_id_expiration_ms: default_producer_id_expiration_ms(),
+            max_producers_per_partition: default_max_producers_per_partition(),
             groups: GroupConfig::default(),
             worker_threads: 0,
         }
@@ -420,6 +463,19 @@ impl BrokerConfig {
             return invalid(format!(
                 "retention_check_ms ({}) and segment_roll_ms ({}) must be at least 1",
                 self.retention_check_ms, self.segment_roll_ms
+            ));
+        }
+        if self.producer_id_expiration_ms == 0 {
+            return invalid(
+                "producer_id_expiration_ms is 0; idle producers need time to retry (604800000, 7 days, is usual)"
+                    .into(),
+            );
+        }
+        let most = MAX_PRODUCERS_PER_PARTITION_LIMIT;
+        if self.max_producers_per_partition == 0 || self.max_producers_per_partition > most {
+            return invalid(format!(
+                "max_producers_per_partition is {}; use 1 to {most}",
+                self.max_producers_per_partition
             ));
         }
         if self.worker_threads > MAX_WORKER_THREADS {
@@ -492,6 +548,7 @@ mod tests {
         assert_eq!(c.client_listen(), Some("127.0.0.1:9092".parse().unwrap()));
         assert_eq!(c.max_batch_bytes, 8 * 1024 * 1024);
         assert_eq!((c.retention_check_ms, c.segment_roll_ms), (30_000, 604_800_000));
+        assert_eq!((c.producer_id_expiration_ms, c.max_producers_per_partition), (604_800_000, 10_000));
         assert_eq!(c.metrics_listen, None, "no metrics endpoint unless configured");
         assert_eq!(c.raft, RaftTimings::default());
         assert_eq!(c.raft.partition().unwrap().heartbeat_interval, 250);
@@ -499,6 +556,7 @@ mod tests {
         assert_eq!(c.groups, GroupConfig::default());
         assert_eq!(c.groups.offsets_partitions, 12);
         assert_eq!((c.groups.session_timeout_ms, c.groups.rebalance_timeout_ms), (10_000, 60_000));
+        assert_eq!((c.groups.offsets_retention_ms, c.groups.offsets_retention_check_ms), (604_800_000, 600_000));
     }
 
     #[test]
@@ -516,6 +574,8 @@ mod tests {
         assert!(error(|g| g.heartbeat_interval_ms = 0).contains("groups.heartbeat_interval_ms (0)"));
         assert!(error(|g| g.rebalance_timeout_ms = 0).contains("groups.rebalance_timeout_ms"));
         assert!(error(|g| g.checkpoint_interval_records = 1).contains("groups.checkpoint_interval_records"));
+        assert!(error(|g| g.offsets_retention_ms = 0).contains("groups.offsets_retention_ms (0)"));
+        assert!(error(|g| g.offsets_retention_check_ms = 0).contains("offsets_retention_check_ms (0)"));
         let unknown = toml::from_str::<BrokerConfig>(&format!("{THREE}\n[groups]\nbogus = 1")).unwrap_err();
         assert!(unknown.to_string().contains("bogus"), "{unknown}");
     }
@@ -555,6 +615,15 @@ mod tests {
         let mut c: BrokerConfig = toml::from_str(&format!("retention_check_ms = 0\n{THREE}")).unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("retention_check_ms (0)"));
         c.retention_check_ms = 1;
+        c.validate().unwrap();
+        c.producer_id_expiration_ms = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("producer_id_expiration_ms is 0"));
+        c.producer_id_expiration_ms = 1;
+        c.max_producers_per_partition = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("max_producers_per_partition is 0"));
+        c.max_producers_per_partition = MAX_PRODUCERS_PER_PARTITION_LIMIT + 1;
+        assert!(c.validate().unwrap_err().to_string().contains("use 1 to 1000000"));
+        c.max_producers_per_partition = 1;
         c.validate().unwrap();
         let mut c: BrokerConfig = toml::from_str(&format!("metrics_listen = \"127.0.0.1:9092\"\n{THREE}")).unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("metrics_listen 127.0.0.1:9092 is also"));

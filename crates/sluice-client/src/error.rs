@@ -188,6 +188,10 @@ fn hint(code: ErrorCode) -> &'static str {
         ErrorCode::GroupNotEmpty => "stop the group's consumers first (`sluice group describe` lists them)",
         ErrorCode::UnreleasedInstanceId => "another running member uses this instance id; give each member its own",
         ErrorCode::GroupNotFound => "check the group name with `sluice group list`",
+        ErrorCode::TooManyProducerIds => {
+            "the partition tracks too many idempotent producers; reuse one producer per process, or raise the \
+             brokers' max_producers_per_partition"
+        }
     }
 }
 

@@ -100,6 +100,10 @@ pub struct ClientService {
     /// Configured brokers: their client addresses until they have registered.
     peers: Vec<PeerConfig>,
     max_batch_bytes: u32,
+    /// Stamped into every produce this broker proposes as leader (with its clock), to bound the
+    /// partition's producer table.
+    producer_id_expiration_ms: u64,
+    max_producers_per_partition: u32,
     /// A replica that has not acknowledged its partition leader for this long counts as
     /// unreachable when a produce times out (`NOT_ENOUGH_REPLICAS` rather than `TIMEOUT`).
     replica_ack_window: Duration,
@@ -130,6 +134,8 @@ impl ClientService {
             node_id: config.node_id,
             peers: config.peers.clone(),
             max_batch_bytes: config.max_batch_bytes,
+            producer_id_expiration_ms: config.producer_id_expiration_ms,
+            max_producers_per_partition: config.max_producers_per_partition,
             replica_ack_window: Duration::from_millis(2 * config.raft.partition_election_timeout_ms[1]),
             pipeline_lease_window: Duration::from_millis(config.raft.partition_election_timeout_ms[1] / 2),
             read_lease_window: Duration::from_millis(config.raft.partition_election_timeout_ms[0]),

@@ -4,14 +4,14 @@
 //! the topic's limit, the batch's against the broker's — so a bad batch never reaches the log.
 //! The batch bytes are copied once, into the Raft entry that the log stores and peers receive.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use sluice_common::record::{ProducerStamp, RecordBatch, RecordView};
 use sluice_proto::v1::{ProduceRequest, ProduceResponse};
 use sluice_proto::{Error, ErrorCode};
 use sluice_raft::Reply;
-use sluice_raft::partition::{PartitionCommand, WriteError, reject, write};
+use sluice_raft::partition::{LeaderStamp, PartitionCommand, WriteError, reject, write};
 use sluice_raft::typ::ack_ages;
 
 use super::errors::error;
@@ -53,8 +53,14 @@ impl ClientService {
             ms => Duration::from_millis(u64::from(ms)).min(MAX_PRODUCE_TIMEOUT),
         };
         // The command holds the only copy needed from here on; the request (and its receive
-        // buffer) is dropped on return rather than after the commit wait.
-        let command = PartitionCommand::produce(&request.batch);
+        // buffer) is dropped on return rather than after the commit wait. The stamp carries this
+        // leader's clock and producer limits to every replica (docs/adr/0007-producer-expiry.md).
+        let stamp = LeaderStamp {
+            now_ms: wall_clock_ms(),
+            producer_id_expiration_ms: self.producer_id_expiration_ms,
+            max_producers: self.max_producers_per_partition,
+        };
+        let command = PartitionCommand::produce_at(&request.batch, &stamp);
         Ok(PreparedProduce { batch_bytes: request.batch.len(), led, timeout, command })
     }
 
@@ -116,6 +122,12 @@ pub(super) struct PreparedProduce {
     pub timeout: Duration,
 }
 
+/// This broker's wall clock in ms since the Unix epoch (0 if it reads before the epoch, which
+/// leaves the partition clock where it is).
+fn wall_clock_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The response for what applying the batch answered.
 fn answer(reply: Reply) -> Result<ProduceResponse, Error> {
     let ok = Some(Error::ok());
@@ -137,6 +149,14 @@ fn answer(reply: Reply) -> Result<ProduceResponse, Error> {
         Reply::Rejected { code: reject::OUT_OF_ORDER_SEQUENCE, message } => {
             Err(error(ErrorCode::OutOfOrderSequence, message))
         }
+        Reply::Rejected { code: reject::TOO_MANY_PRODUCER_IDS, message } => Err(error(
+            ErrorCode::TooManyProducerIds,
+            format!(
+                "{message}: reuse one producer per process rather than creating many, produce without \
+                 idempotence, or raise the brokers' max_producers_per_partition; ids idle for \
+                 producer_id_expiration_ms are forgotten and make room"
+            ),
+        )),
         other => Err(error(ErrorCode::Internal, format!("the partition answered {other:?} to a produce"))),
     }
 }

@@ -31,7 +31,7 @@ use super::context::{Context, now_ms};
 use super::records::encode_batch;
 use super::state::{Coordinated, GroupError};
 use super::timers::{Deadline, MemberKey, Timers};
-use super::{checkpoint, load};
+use super::{checkpoint, load, retention};
 use crate::controller::BrokerStateMachine;
 
 /// The longest a group write waits for its commit before the request is answered `TIMEOUT`.
@@ -92,7 +92,7 @@ pub(super) struct Coordinator {
     pub since_checkpoint: AtomicU64,
     /// A checkpoint is being written.
     pub checkpointing: AtomicBool,
-    /// The timer task runs (started by the first load).
+    /// The timer and retention tasks run (started by the first load).
     timers_started: AtomicBool,
 }
 
@@ -220,11 +220,7 @@ impl Coordinator {
 
     /// Applies committed records, and starts a checkpoint when enough have been written.
     fn apply(self: &Arc<Self>, records: &[GroupRecord]) {
-        let mut state = self.state();
-        for r in records {
-            state.apply(r);
-        }
-        drop(state);
+        self.state().apply_batch(records);
         let n = records.len() as u64;
         let checkpointed = matches!(records.first().and_then(|r| r.change.as_ref()), Some(Change::Checkpoint(_)));
         if checkpointed {
@@ -277,6 +273,7 @@ impl Coordinator {
         });
         if installed && !self.timers_started.swap(true, Ordering::AcqRel) {
             tokio::spawn(Arc::clone(self).run_timers());
+            tokio::spawn(retention::run(Arc::clone(self)));
         }
     }
 

@@ -133,7 +133,7 @@ pub(super) fn replay(log: &Log, start: u64, high_watermark: u64) -> Result<Repla
                     continue;
                 }
             };
-            records.iter().for_each(|r| state.apply(r));
+            state.apply_batch(&records);
             // As the coordinator counts: a checkpoint batch starts the count again.
             if matches!(records.first().and_then(|r| r.change.as_ref()), Some(Change::Checkpoint(_))) {
                 since_checkpoint = 0;
@@ -174,6 +174,28 @@ mod tests {
             next_offset += u64::from(count);
         }
         (log, next_offset)
+    }
+
+    #[test]
+    fn a_checkpoint_over_8_mib_is_replayed_whole_from_the_log_and_one_cut_short_is_ignored() {
+        use crate::groups::checkpoint::{MAX_CHECKPOINT_PART_BYTES, split, tests::state_of};
+        let state = state_of(3, 1_000, 3_000);
+        let parts = split(state.checkpoint(), MAX_CHECKPOINT_PART_BYTES);
+        assert_eq!(parts.len(), 2, "over 8 MiB: two parts");
+        let (whole, abandoned) = (parts.iter().map(|p| encode_batch(p, 2)), encode_batch(&parts[0], 3));
+        let mut batches: Vec<Bytes> = whole.collect();
+        batches.extend([abandoned, encode_batch(&[commit("g0", 0, 42)], 4)]);
+        let dir = tempfile::tempdir().unwrap();
+        let (log, high_watermark) = log_of(dir.path(), &batches);
+
+        let replayed = replay(&log, 0, high_watermark).unwrap();
+        let mut expected = state.clone();
+        expected.apply(&commit("g0", 0, 42));
+        assert_eq!(
+            replayed.state, expected,
+            "the whole checkpoint, then the commit; the cut-short one changed nothing"
+        );
+        assert_eq!((replayed.since_checkpoint, replayed.summary.batches), (1, 4));
     }
 
     #[test]

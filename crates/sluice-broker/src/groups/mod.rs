@@ -22,6 +22,8 @@
 //!   metrics.
 //! - `checkpoint`: every `checkpoint_interval_records`, one batch that rebuilds every group of
 //!   the partition, after which the log before it is trimmed.
+//! - `retention`: groups with no members and no commit for `offsets_retention_ms` are deleted
+//!   by a record.
 
 mod assignor;
 mod checkpoint;
@@ -33,6 +35,7 @@ mod lag;
 mod load;
 mod records;
 mod requests;
+mod retention;
 mod state;
 mod timers;
 

@@ -68,6 +68,15 @@ pub(crate) fn encode_batch(records: &[GroupRecord], timestamp_ms: i64) -> Bytes 
     batch.finish()
 }
 
+/// Bytes of a record's framing in a batch, at most: its length, timestamp delta, key and
+/// value lengths, and empty tag and properties (docs/FORMAT.md).
+const MESSAGE_FRAMING_BYTES: usize = 32;
+
+/// The most bytes `record` takes in a batch made by [`encode_batch`].
+pub(crate) fn message_bytes(record: &GroupRecord) -> usize {
+    record.group.len() + record.encoded_len() + MESSAGE_FRAMING_BYTES
+}
+
 /// The group records of `batch`, in order.
 pub(crate) fn decode_batch(batch: &RecordBatch) -> Result<Vec<GroupRecord>, DecodeError> {
     let mut out = Vec::with_capacity(batch.header().count as usize);

@@ -21,7 +21,7 @@ fn sample() -> Vec<GroupRecord> {
         commit_timestamp_ms: 1_700_000_000_123,
     };
     vec![
-        GroupRecord { group: String::new(), change: Some(Change::Checkpoint(internal::Checkpoint {})) },
+        GroupRecord { group: String::new(), change: Some(Change::Checkpoint(internal::Checkpoint::default())) },
         GroupRecord { group: "billing".into(), change: Some(Change::Member(member)) },
         GroupRecord { group: "billing".into(), change: Some(Change::Offset(offset)) },
     ]

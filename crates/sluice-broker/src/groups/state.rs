@@ -1,12 +1,16 @@
 //! The state of every consumer group of one `__consumer_offsets` partition, as the replay of
 //! its records (docs/adr/0005-consumer-groups.md). Pure: no I/O, no clock, no randomness.
 //!
-//! [`Coordinated::apply`] is the only mutation: the coordinator calls it on load, for every
+//! [`Coordinated::apply_batch`] (record by record, [`Coordinated::apply`]) is the only mutation: the coordinator calls it on load, for every
 //! committed record in log order, and after each write it made commits. Requests never change
 //! the state directly: [`Coordinated::heartbeat`], [`Coordinated::expire`] and
 //! [`Coordinated::commit`] validate against the current state and *plan* the records the
 //! request implies (computing them against a copy), so that what is answered is exactly what
 //! the log will rebuild. Planning lives in `plan`.
+//!
+//! [`Coordinated::expired_groups`] and [`Coordinated::delete_expired`] find and plan the deletion
+//! of groups past their offsets retention; the decision reads the coordinator's clock, the
+//! deletion is a record, so replay agrees without one.
 //!
 //! Per group: a group epoch with the partition counts it was computed for, members (metadata,
 //! target assignment, current assignment: member epoch, partitions it may own, partitions it
@@ -156,6 +160,21 @@ pub(crate) struct GroupView {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Coordinated {
     groups: BTreeMap<String, Group>,
+    /// A checkpoint written in several batches, being read.
+    pending: Option<PendingCheckpoint>,
+}
+
+/// The parts of a multi-part checkpoint read so far: they rebuild the state apart, which they
+/// replace only with the last part, so a checkpoint abandoned part-way never stands for the
+/// state (what it copied still is the state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PendingCheckpoint {
+    /// The part expected next (1-based).
+    next_part: u32,
+    /// How many parts the checkpoint has.
+    parts: u32,
+    /// What its parts so far rebuild.
+    state: Box<Coordinated>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -200,12 +219,56 @@ impl Coordinated {
         Coordinated::default()
     }
 
+    /// Applies one committed batch of records (see [`Coordinated::apply`]). A batch that is a
+    /// part of a multi-part checkpoint is collected apart, and the whole checkpoint replaces
+    /// the state with its last part; any other batch abandons a checkpoint in progress (its
+    /// writer gave up, and the state it copied is still the state).
+    pub fn apply_batch(&mut self, records: &[GroupRecord]) {
+        if let Some(Change::Checkpoint(c)) = records.first().and_then(|r| r.change.as_ref())
+            && c.parts > 1
+        {
+            return self.apply_part(c.part, c.parts, &records[1..]);
+        }
+        self.pending = None;
+        records.iter().for_each(|r| self.apply(r));
+    }
+
+    /// Part `part` of `parts` of a checkpoint, after its marker.
+    fn apply_part(&mut self, part: u32, parts: u32, records: &[GroupRecord]) {
+        let mut pending = match self.pending.take() {
+            Some(p) if p.next_part == part && p.parts == parts => p,
+            // A first part starts a checkpoint (abandoning one in progress).
+            _ if part == 1 => PendingCheckpoint { next_part: 1, parts, state: Box::default() },
+            // A part whose predecessors were not read belongs to no checkpoint that can complete.
+            _ => return,
+        };
+        records.iter().for_each(|r| pending.state.apply(r));
+        if part == parts {
+            self.groups = std::mem::take(&mut pending.state.groups);
+        } else {
+            pending.next_part = part + 1;
+            self.pending = Some(pending);
+        }
+    }
+
     /// Applies one committed record. Deterministic; the only way the state changes. Records
-    /// about a member or group that does not exist change nothing.
+    /// about a member or group that does not exist change nothing. A multi-part checkpoint's
+    /// markers are for [`Coordinated::apply_batch`], and change nothing here.
     pub fn apply(&mut self, record: &GroupRecord) {
         let Some(change) = &record.change else { return };
         match change {
-            Change::Checkpoint(_) => self.groups.clear(),
+            Change::Checkpoint(c) => {
+                if c.parts <= 1 {
+                    self.groups.clear();
+                }
+            }
+            Change::GroupDeleted(_) => {
+                // The coordinator decided on a state where the group had no members, and held
+                // its lock until this was applied; checking again keeps any replay safe.
+                if self.groups.get(&record.group).is_some_and(|g| g.members.is_empty()) {
+                    self.groups.remove(&record.group);
+                }
+            }
             // These may create the group: a first member, a checkpoint's group, a commit.
             Change::Member(_) | Change::GroupEpoch(_) | Change::Offset(_) => {
                 if let Some(group) = self.groups.get_mut(&record.group) {
@@ -286,10 +349,13 @@ impl Coordinated {
     }
 
     /// The records that rebuild the whole state from nothing, starting with a checkpoint
-    /// marker (replay forgets what came before it). Write them as one batch.
+    /// marker (replay forgets what came before it). Write them as one batch, or split them
+    /// into parts (`checkpoint::split`).
     pub fn checkpoint(&self) -> Vec<GroupRecord> {
-        let mut out =
-            vec![GroupRecord { group: String::new(), change: Some(Change::Checkpoint(internal::Checkpoint {})) }];
+        let mut out = vec![GroupRecord {
+            group: String::new(),
+            change: Some(Change::Checkpoint(internal::Checkpoint::default())),
+        }];
         for (name, g) in &self.groups {
             let rec = |change| record(name, change);
             out.push(rec(Change::GroupEpoch(epoch_record(g.epoch, &g.partition_counts))));
@@ -360,8 +426,13 @@ impl Group {
                     m.static_left = true;
                 }
             }
-            Change::Checkpoint(_) => {}
+            Change::Checkpoint(_) | Change::GroupDeleted(_) => {}
         }
+    }
+
+    /// The latest commit time of its offsets (`None` without offsets).
+    fn last_commit_ms(&self) -> Option<i64> {
+        self.offsets.values().map(|c| c.commit_timestamp_ms).max()
     }
 
     fn state(&self) -> GroupState {

@@ -1,4 +1,5 @@
-//! Committed offsets: fencing of member commits, administrative commits, fetching offsets.
+//! Committed offsets: fencing of member commits, administrative commits, fetching offsets, and
+//! deleting groups past their offsets retention.
 
 use sluice_proto::ErrorCode;
 use sluice_proto::v1::{CommitOffsetsRequest, FetchOffsetsRequest, OffsetToCommit, TopicPartitions};
@@ -121,4 +122,42 @@ fn given_committed_offsets_when_fetching_then_asked_partitions_come_in_order_wit
     );
     let bad = FetchOffsetsRequest { group: String::new(), partitions: vec![] };
     assert_eq!(f.state.fetch_offsets(&bad).unwrap_err().code, ErrorCode::InvalidGroupId);
+}
+
+#[test]
+fn given_an_empty_group_when_no_commit_came_for_the_retention_then_a_record_deletes_it_and_replay_agrees() {
+    const RETENTION_MS: u64 = 3_000;
+    let mut f = Fixture::new(&[("t", 4)]);
+    for (group, at) in [("old", 1_000), ("recent", 2_000)] {
+        let records = f.state.commit(&commit(group, "", -1, vec![offset("t", 0, 5)]), at).expect("admin commit");
+        f.apply(&records);
+    }
+    f.ok(&req("busy", "a", 0, &["t"], &Assignment::default()));
+    let checkpoint = f.state.checkpoint();
+
+    assert_eq!(f.state.expired_groups(3_999, RETENTION_MS), Vec::<String>::new(), "idle 2,999 ms");
+    assert_eq!(f.state.expired_groups(4_000, RETENTION_MS), ["old"], "idle 3,000 ms, no members");
+    assert_eq!(f.state.expired_groups(1_000_000, RETENTION_MS), ["old", "recent"], "members keep `busy`");
+    assert_eq!(f.state.delete_expired("recent", 4_000, RETENTION_MS), []);
+    assert_eq!(f.state.delete_expired("busy", 1_000_000, RETENTION_MS), []);
+    let deletion = f.state.delete_expired("old", 4_000, RETENTION_MS);
+    assert_eq!(deletion.len(), 1);
+    f.apply(&deletion);
+    assert!(f.state.describe("old").is_none());
+    let fetched = f.state.fetch_offsets(&FetchOffsetsRequest { group: "old".into(), partitions: Vec::new() });
+    assert_eq!(fetched, Ok(Vec::new()), "its offsets went with it");
+    assert!(f.state.describe("recent").is_some());
+
+    tracing::info!("--- replay of the checkpoint and the deletion rebuilds the same state");
+    let mut replayed = Fixture::new(&[("t", 4)]);
+    replayed.apply(&checkpoint);
+    replayed.apply(&deletion);
+    assert_eq!(replayed.state, f.state);
+
+    tracing::info!("--- a deletion replayed after a member joined changes nothing");
+    let mut joined = Fixture::new(&[("t", 4)]);
+    joined.apply(&checkpoint);
+    joined.ok(&req("old", "m", 0, &["t"], &Assignment::default()));
+    joined.apply(&deletion);
+    assert!(joined.state.describe("old").is_some_and(|g| g.members.len() == 1 && g.offsets.len() == 1));
 }

@@ -150,6 +150,7 @@ fn kinds(records: &[GroupRecord]) -> Vec<&'static str> {
         Change::Offset(_) => "offset",
         Change::StaticLeft(_) => "static_left",
         Change::Checkpoint(_) => "checkpoint",
+        Change::GroupDeleted(_) => "deleted",
     };
     records.iter().map(kind).collect()
 }

@@ -542,7 +542,12 @@ async fn a_leader_cut_off_from_its_peers_serves_no_reads() {
 
 /// A one-broker cluster, once its broker has registered with the controller.
 async fn single_broker() -> Cluster {
-    let cluster = Cluster::start(1).await;
+    single_broker_adjusted(|_| {}).await
+}
+
+/// A one-broker cluster configured by `adjust`, once its broker has registered.
+async fn single_broker_adjusted(adjust: fn(&mut sluice_broker::BrokerConfig)) -> Cluster {
+    let cluster = Cluster::start_adjusted(1, adjust).await;
     cluster
         .wait_for(Duration::from_secs(20), "the broker registered", |c| {
             c.brokers[0].controller().metadata().read(|m| m.live_brokers().len() == 1)
@@ -669,6 +674,27 @@ async fn given_batches_breaking_the_format_rules_produce_refuses_each_and_says_w
     assert_eq!(code(first.error.as_ref()), ErrorCode::Ok);
     let status = answers.message().await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+}
+
+/// The producer table is bounded end to end: a batch from a new idempotent producer id beyond
+/// the leader's `max_producers_per_partition` is refused with TOO_MANY_PRODUCER_IDS, saying
+/// what to do, and writes nothing; the ids already tracked carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_full_producer_table_a_new_producer_id_is_refused_and_known_ones_carry_on() {
+    let cluster = single_broker_adjusted(|c| c.max_producers_per_partition = 2).await;
+    let config = TopicConfig { partitions: 1, replication_factor: 1, ..Default::default() };
+    assert_eq!(create_topic(&cluster, "bounded", config).await, Error::ok());
+    let stamp = |producer_id, base_sequence| ProducerStamp { producer_id, epoch: 0, base_sequence };
+    for id in 1..=2 {
+        let r = produce(&cluster, "bounded", 0, batch(stamp(id, 0), &values(0, id as u64), 7)).await;
+        assert_eq!(code(r.error.as_ref()), ErrorCode::Ok, "{r:?}");
+    }
+    let refused = produce(&cluster, "bounded", 0, batch(stamp(3, 0), &values(0, 3), 7)).await;
+    let error = error_of(refused.error.as_ref());
+    assert_eq!(error.error_code(), ErrorCode::TooManyProducerIds, "{refused:?}");
+    assert!(error.message.contains("max_producers_per_partition") && error.message.contains("reuse"), "{error:?}");
+    let r = produce(&cluster, "bounded", 0, batch(stamp(1, 2), &values(0, 4), 7)).await;
+    assert_eq!((code(r.error.as_ref()), r.base_offset), (ErrorCode::Ok, 4), "the refused batch took no offsets");
     cluster.shutdown().await;
 }
 

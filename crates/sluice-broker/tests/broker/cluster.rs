@@ -84,6 +84,8 @@ impl Cluster {
                 max_batch_bytes: TEST_MAX_BATCH_BYTES,
                 retention_check_ms: 30_000,
                 segment_roll_ms: 7 * 24 * 3_600_000,
+                producer_id_expiration_ms: 7 * 24 * 3_600_000,
+                max_producers_per_partition: 10_000,
                 groups: Default::default(),
                 worker_threads: 0,
             })
@@ -169,6 +171,11 @@ impl Cluster {
     /// Restores every link [`Cluster::partition`] cut.
     pub fn heal(&self) {
         self.brokers.iter().for_each(|b| b.faults().heal_all());
+    }
+
+    /// Changes the configuration every broker restarts with from now on.
+    pub fn reconfigure(&mut self, adjust: fn(&mut BrokerConfig)) {
+        self.configs.iter_mut().for_each(adjust);
     }
 
     /// Stops every broker, then starts each again on its old address and data.

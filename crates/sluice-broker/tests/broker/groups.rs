@@ -374,3 +374,60 @@ async fn given_three_members_the_coordinator_assigns_commits_fails_over_and_expi
     assert!(described.group_epoch > group_epoch);
     cluster.shutdown().await;
 }
+
+/// The code of the coordinator's answer to `DescribeGroup` for `GROUP`.
+async fn describe_code(cluster: &Cluster, coordinator: &mut Coordinator) -> ErrorCode {
+    let (code, ()) = coordinator
+        .call(cluster, |mut c| async move {
+            Some((c.describe_group(DescribeGroupRequest { group: GROUP.into() }).await.ok()?.into_inner().error, ()))
+        })
+        .await;
+    code
+}
+
+/// Offsets retention: a group with no members and no commit for `offsets_retention_ms` is
+/// deleted, by a record in its offsets partition, so a broker that restarts and replays the
+/// partition (with no retention check due for an hour) finds it gone too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_an_empty_group_past_its_offsets_retention_it_is_deleted_for_good() {
+    const RETENTION_MS: u64 = 1_500;
+    let mut cluster = Cluster::start_adjusted(1, |c| {
+        small_offsets_topic(c);
+        c.groups.offsets_retention_ms = RETENTION_MS;
+        c.groups.offsets_retention_check_ms = 100;
+    })
+    .await;
+    let mut coordinator = Coordinator::find(&cluster).await;
+
+    tracing::info!("--- an administrative commit makes a group with an offset and no member");
+    let offset = OffsetToCommit { topic: TOPIC.into(), partition: 0, offset: 5, metadata: String::new() };
+    let request =
+        CommitOffsetsRequest { group: GROUP.into(), member_id: String::new(), member_epoch: -1, offsets: vec![offset] };
+    let (committed, ()) = coordinator
+        .call(&cluster, |mut c| {
+            let request = request.clone();
+            async move { Some((c.commit_offsets(request).await.ok()?.into_inner().error, ())) }
+        })
+        .await;
+    assert_eq!(committed, ErrorCode::Ok);
+    let started = Instant::now();
+    assert_eq!(describe_code(&cluster, &mut coordinator).await, ErrorCode::Ok);
+    assert_eq!(coordinator.committed(&cluster).await, [(0, 5)]);
+
+    tracing::info!("--- past its retention the group is deleted");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while describe_code(&cluster, &mut coordinator).await != ErrorCode::GroupNotFound {
+        assert!(Instant::now() < deadline, "the group outlived its retention");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(RETENTION_MS / 2), "deleted after its retention: {waited:?}");
+
+    tracing::info!("--- replay agrees: restarted, with no retention check due, the group is still gone");
+    cluster.reconfigure(|c| c.groups.offsets_retention_check_ms = 3_600_000);
+    cluster.restart_all().await;
+    let mut coordinator = Coordinator::find(&cluster).await;
+    assert_eq!(describe_code(&cluster, &mut coordinator).await, ErrorCode::GroupNotFound);
+    assert_eq!(coordinator.committed(&cluster).await, [], "its offsets went with it");
+    cluster.shutdown().await;
+}

@@ -1,15 +1,24 @@
 //! The commands a partition's Raft log carries, encoded inside a [`Command`]'s body.
 //!
 //! ```text
-//! produce   | 1 | record batch (sluice_common::record format) |
-//! trim      | 2 | up_to_index u64 LE | log_start_offset u64 LE |      (17 bytes)
+//! produce    | 1 | record batch (sluice_common::record format) |
+//! trim       | 2 | up_to_index u64 LE | log_start_offset u64 LE |      (17 bytes)
+//! produce at | 3 | now_ms u64 LE | producer_id_expiration_ms u64 LE | max_producers u32 LE |
+//!            |   | record batch |
 //! ```
 //! A command is decoded the same way on every replica, so an undecodable one is rejected the
 //! same way everywhere (deterministic apply). Tags are never reused: a broker that predates a
 //! tag refuses its commands as [`CommandError::UnknownTag`] and changes nothing.
 //!
+//! *Produce at* is what a leader proposes for a client's batch: a [`LeaderStamp`] — the
+//! leader's wall clock and its producer-table limits — travels in the entry, so every replica
+//! applies the same time and limits at the same log position (docs/adr/0007-producer-expiry.md).
+//! Plain *produce* (the brokers' own batches, and entries written before tag 3) applies with no
+//! time and no cap.
+//!
 //! Stored in the log behind the Raft entry kind byte, a produce entry's payload is
-//! `| KIND_NORMAL | 1 | batch |`: [`produce_batch`] finds the batch in it again for fetches.
+//! `| KIND_NORMAL | 1 | batch |` or `| KIND_NORMAL | 3 | stamp (20 bytes) | batch |`:
+//! [`produce_batch`] finds the batch in it again for fetches.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use sluice_common::record::{BatchError, BatchHeader, parse_header};
@@ -19,8 +28,27 @@ use crate::typ::Command;
 
 const TAG_PRODUCE: u8 = 1;
 const TAG_TRIM: u8 = 2;
+const TAG_PRODUCE_AT: u8 = 3;
 /// Bytes of a trim command's body: the tag and two `u64`s.
 const TRIM_LEN: usize = 17;
+/// Bytes of a [`LeaderStamp`].
+const STAMP_LEN: usize = 20;
+
+/// The most bytes a produce entry's payload holds besides its batch: the entry kind, the tag
+/// and a [`LeaderStamp`]. A batch may be the log's entry limit less this.
+pub const PRODUCE_OVERHEAD_BYTES: u32 = 2 + STAMP_LEN as u32;
+
+/// What the leader adds to a client's batch: its time and its producer-table limits, applied
+/// alike by every replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderStamp {
+    /// The leader's wall clock when it proposed the batch, in ms since the Unix epoch.
+    pub now_ms: u64,
+    /// Producers idle this long on the partition clock are forgotten.
+    pub producer_id_expiration_ms: u64,
+    /// The most producer ids the partition tracks; a new one beyond is refused.
+    pub max_producers: u32,
+}
 
 /// A decoded partition command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +59,8 @@ pub enum PartitionCommand {
         header: BatchHeader,
         /// The whole batch, as the producer sent it.
         batch: Bytes,
+        /// The leader's time and limits; `None` for a plain produce.
+        stamp: Option<LeaderStamp>,
     },
     /// Retention: the entries up to and including `up_to_index` are deleted on every replica,
     /// and the partition's log start becomes `log_start_offset`. The leader decides both (see
@@ -54,6 +84,19 @@ impl PartitionCommand {
         Command::from_stored(stored.freeze()).expect("starts with the normal kind byte")
     }
 
+    /// Encodes a produce-at command for `batch`, stamped by the leader: like
+    /// [`PartitionCommand::produce`], one copy of the batch.
+    pub fn produce_at(batch: &[u8], stamp: &LeaderStamp) -> Command {
+        let mut stored = BytesMut::with_capacity(PRODUCE_OVERHEAD_BYTES as usize + batch.len());
+        stored.put_u8(KIND_NORMAL);
+        stored.put_u8(TAG_PRODUCE_AT);
+        stored.put_u64_le(stamp.now_ms);
+        stored.put_u64_le(stamp.producer_id_expiration_ms);
+        stored.put_u32_le(stamp.max_producers);
+        stored.put_slice(batch);
+        Command::from_stored(stored.freeze()).expect("starts with the normal kind byte")
+    }
+
     /// Encodes a trim command (see [`PartitionCommand::Trim`]).
     pub fn trim(up_to_index: u64, log_start_offset: u64) -> Command {
         let mut stored = BytesMut::with_capacity(1 + TRIM_LEN);
@@ -71,7 +114,25 @@ impl PartitionCommand {
             Some(&TAG_PRODUCE) => {
                 let batch = body.slice(1..);
                 let header = parse_header(&batch).map_err(CommandError::Batch)?;
-                Ok(PartitionCommand::Produce { header, batch })
+                Ok(PartitionCommand::Produce { header, batch, stamp: None })
+            }
+            Some(&TAG_PRODUCE_AT) => {
+                if body.len() < 1 + STAMP_LEN {
+                    return Err(CommandError::BadLength {
+                        tag: TAG_PRODUCE_AT,
+                        len: body.len(),
+                        expected: 1 + STAMP_LEN,
+                    });
+                }
+                let mut fields = &body[1..];
+                let stamp = LeaderStamp {
+                    now_ms: fields.get_u64_le(),
+                    producer_id_expiration_ms: fields.get_u64_le(),
+                    max_producers: fields.get_u32_le(),
+                };
+                let batch = body.slice(1 + STAMP_LEN..);
+                let header = parse_header(&batch).map_err(CommandError::Batch)?;
+                Ok(PartitionCommand::Produce { header, batch, stamp: Some(stamp) })
             }
             Some(&TAG_TRIM) => {
                 if body.len() != TRIM_LEN {
@@ -89,7 +150,16 @@ impl PartitionCommand {
 /// `payload`, not a copy. The batch is not checked again (storage checked the entry's CRC when
 /// it read it, and the state machine checked the batch when it applied it).
 pub fn produce_batch(payload: &Bytes) -> Option<Bytes> {
-    (payload.len() >= 2 && payload[0] == KIND_NORMAL && payload[1] == TAG_PRODUCE).then(|| payload.slice(2..))
+    if payload.len() < 2 || payload[0] != KIND_NORMAL {
+        return None;
+    }
+    match payload[1] {
+        TAG_PRODUCE => Some(payload.slice(2..)),
+        TAG_PRODUCE_AT if payload.len() >= PRODUCE_OVERHEAD_BYTES as usize => {
+            Some(payload.slice(PRODUCE_OVERHEAD_BYTES as usize..))
+        }
+        _ => None,
+    }
 }
 
 /// Why a command could not be decoded.
@@ -101,7 +171,7 @@ pub enum CommandError {
     /// The record batch is malformed.
     #[error("invalid record batch: {0}")]
     Batch(BatchError),
-    /// A fixed-size command has the wrong size.
+    /// A command is shorter or longer than its tag requires.
     #[error("partition command tag {tag} is {len} bytes long; expected {expected}")]
     BadLength {
         /// The command's tag.
@@ -125,8 +195,10 @@ mod tests {
         b.push(&Record::new("v", 10));
         let batch = b.finish();
         let decoded = PartitionCommand::decode(&PartitionCommand::produce(&batch)).unwrap();
-        let PartitionCommand::Produce { header, batch: got } = decoded else { panic!("not a produce: {decoded:?}") };
-        assert_eq!((header.count, header.producer.producer_id, got), (1, 4, batch.clone()));
+        let PartitionCommand::Produce { header, batch: got, stamp } = decoded else {
+            panic!("not a produce: {decoded:?}")
+        };
+        assert_eq!((header.count, header.producer.producer_id, got, stamp), (1, 4, batch.clone(), None));
         assert_eq!(PartitionCommand::decode(&Command::new(&[9])), Err(CommandError::UnknownTag(Some(9))));
         assert!(matches!(PartitionCommand::decode(&Command::new(&[1, 2, 3])), Err(CommandError::Batch(_))));
     }
@@ -162,5 +234,36 @@ mod tests {
         assert_eq!(found.as_ptr(), command.stored()[2..].as_ptr(), "a slice of the stored bytes");
         assert_eq!(produce_batch(&Bytes::from_static(&[KIND_NORMAL, 9, 0])), None, "another command");
         assert_eq!(produce_batch(&Bytes::from_static(&[0])), None, "a blank entry");
+    }
+
+    #[test]
+    fn produce_at_carries_the_leader_stamp_in_a_stable_encoding() {
+        let mut b = BatchBuilder::new(ProducerStamp { producer_id: 4, epoch: 1, base_sequence: 0 }, 64);
+        b.push(&Record::new("v", 10));
+        let batch = b.finish();
+        let stamp = LeaderStamp { now_ms: 0x0102_0304_0506_0708, producer_id_expiration_ms: 7, max_producers: 9 };
+        let command = PartitionCommand::produce_at(&batch, &stamp);
+        let stored = command.stored();
+        assert_eq!(stored[..2], [KIND_NORMAL, 3]);
+        assert_eq!(stored[2..10], [8, 7, 6, 5, 4, 3, 2, 1], "the stored bytes never change");
+        assert_eq!(stored[10..18], 7u64.to_le_bytes());
+        assert_eq!(stored[18..22], 9u32.to_le_bytes());
+        let decoded = PartitionCommand::decode(&command).unwrap();
+        assert_eq!(
+            decoded,
+            PartitionCommand::Produce {
+                header: parse_header(&batch).unwrap(),
+                batch: batch.clone(),
+                stamp: Some(stamp)
+            }
+        );
+        let found = produce_batch(stored).expect("a produce payload");
+        assert_eq!((found.as_ptr(), &found), (stored[22..].as_ptr(), &batch), "a slice of the stored bytes");
+        for cut in 1..=STAMP_LEN {
+            let err = PartitionCommand::decode(&Command::new(&stored[1..=cut])).unwrap_err();
+            assert_eq!(err, CommandError::BadLength { tag: 3, len: cut, expected: 21 }, "cut at {cut}");
+        }
+        assert!(matches!(PartitionCommand::decode(&Command::new(&stored[1..30])), Err(CommandError::Batch(_))));
+        assert_eq!(produce_batch(&stored.slice(..21)), None, "a stamp cut short holds no batch");
     }
 }

@@ -12,8 +12,10 @@ mod state_machine;
 mod watermark;
 mod write;
 
-pub use command::{CommandError, PartitionCommand, produce_batch};
-pub use producers::{Check, DEDUP_WINDOW, ProducerTable, WrittenBatch};
+pub use command::{CommandError, LeaderStamp, PRODUCE_OVERHEAD_BYTES, PartitionCommand, produce_batch};
+pub use producers::{
+    Check, DEDUP_WINDOW, DEFAULT_MAX_PRODUCERS, DEFAULT_PRODUCER_ID_EXPIRATION_MS, ProducerTable, WrittenBatch,
+};
 pub use read::{CommittedBatch, read_committed};
 pub use retained::{RetainedRange, RetainedReader, RetainedWriter, range_to_send};
 pub use snapshot::PartitionState;

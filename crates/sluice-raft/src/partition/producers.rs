@@ -1,10 +1,24 @@
-//! Idempotent-producer state (docs/ARCHITECTURE.md, D6): per producer id, its epoch and the last
-//! few batches it wrote, so a batch retried after a timeout or a leader change is recognised and
-//! not written twice. Updated only by apply, so every replica decides the same.
+//! Idempotent-producer state (docs/ARCHITECTURE.md, D6): per producer id, its epoch and the last few batches it
+//! wrote, so a batch retried after a timeout or a leader change is recognised and not written
+//! twice. Updated only by apply, so every replica decides the same.
+//!
+//! The table is bounded (docs/adr/0007-producer-expiry.md). Its clock is the *partition clock*:
+//! the latest time a leader stamped into a produce command ([`ProducerTable::advance`]), never
+//! moving back, so every replica reads the same time at the same log position. A producer that
+//! wrote nothing for `producer_id_expiration_ms` of that clock is forgotten (as Kafka expires
+//! producer ids); a new producer id is refused while the table holds `max_producers` ids.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use sluice_common::record::ProducerStamp;
+
+/// How long a producer may be idle before it is forgotten, by default: 7 days, as Kafka's
+/// `transactional.id.expiration.ms` / `producer.id.expiration.ms`.
+pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: u64 = 7 * 24 * 3_600_000;
+/// The most producer ids a partition tracks, by default. An entry costs about 300 bytes of
+/// memory and 99 bytes of snapshot (docs/DURABILITY.md, "Bounded producer state"), so a full
+/// table is about 3 MiB of memory and 1 MiB of snapshot per partition replica.
+pub const DEFAULT_MAX_PRODUCERS: u32 = 10_000;
 
 /// Batches remembered per producer: a producer may have this many batches in flight and still
 /// have every retry recognised (Kafka's `max.in.flight.requests.per.connection` limit).
@@ -28,6 +42,8 @@ pub struct ProducerEntry {
     pub epoch: i16,
     /// Its last batches, oldest first, at most [`DEDUP_WINDOW`].
     pub recent: VecDeque<WrittenBatch>,
+    /// The partition clock when it last wrote, in ms (0: before the partition had a clock).
+    pub last_active_ms: u64,
 }
 
 /// The decision for an incoming batch.
@@ -53,6 +69,11 @@ pub enum Check {
         /// The sequence expected next.
         expected: i32,
     },
+    /// A producer id the table does not hold, and the table is full.
+    TooManyProducers {
+        /// The cap in force.
+        limit: usize,
+    },
 }
 
 impl Check {
@@ -75,6 +96,10 @@ impl Check {
                  batch's base sequence and record count; earlier batches are no longer remembered), so its \
                  sequences were already written and nothing was written again; do not resend it"
             )),
+            Check::TooManyProducers { limit } => Some(format!(
+                "producer id {id} is new and the partition already tracks {limit} idempotent producer ids \
+                 (max_producers_per_partition)"
+            )),
         }
     }
 }
@@ -83,12 +108,58 @@ impl Check {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerTable {
     pub(crate) producers: BTreeMap<i64, ProducerEntry>,
+    /// `(last_active_ms, producer_id)` of every producer, oldest first: expiry pops its front.
+    by_activity: BTreeSet<(u64, i64)>,
+    /// The partition clock, in ms: the latest leader time applied (0: none yet).
+    clock_ms: u64,
 }
 
 impl ProducerTable {
-    /// Decides what to do with a batch stamped `stamp` holding `count` messages.
-    pub fn check(&self, stamp: &ProducerStamp, count: u32) -> Check {
-        let Some(entry) = self.producers.get(&stamp.producer_id) else { return Check::Accept };
+    /// A table as a snapshot holds it: `producers` with their last-activity times, and the
+    /// partition clock.
+    pub(crate) fn from_parts(producers: BTreeMap<i64, ProducerEntry>, clock_ms: u64) -> ProducerTable {
+        let by_activity = producers.iter().map(|(id, p)| (p.last_active_ms, *id)).collect();
+        ProducerTable { producers, by_activity, clock_ms }
+    }
+
+    /// The partition clock, in ms (0 until a leader stamped a produce command).
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    /// Moves the partition clock to `now_ms` (a leader's time, carried in the command being
+    /// applied; an earlier time, from a leader whose clock lags, leaves it where it is) and
+    /// forgets every producer idle for at least `expiration_ms` of it. Returns how many went.
+    pub fn advance(&mut self, now_ms: u64, expiration_ms: u64) -> usize {
+        if self.clock_ms == 0 && now_ms > 0 {
+            // Producers recorded before the partition had a clock (by an older broker, or by
+            // unstamped commands) count as active from the first time it reads.
+            self.producers.values_mut().for_each(|p| p.last_active_ms = now_ms);
+            self.by_activity = self.producers.keys().map(|id| (now_ms, *id)).collect();
+        }
+        self.clock_ms = self.clock_ms.max(now_ms);
+        let Some(cutoff) = self.clock_ms.checked_sub(expiration_ms) else { return 0 };
+        let mut expired = 0;
+        while let Some(&(at, id)) = self.by_activity.first() {
+            if at > cutoff {
+                break;
+            }
+            self.by_activity.pop_first();
+            self.producers.remove(&id);
+            expired += 1;
+        }
+        expired
+    }
+
+    /// Decides what to do with a batch stamped `stamp` holding `count` messages, when the table
+    /// may hold at most `max_producers` ids.
+    pub fn check(&self, stamp: &ProducerStamp, count: u32, max_producers: usize) -> Check {
+        let Some(entry) = self.producers.get(&stamp.producer_id) else {
+            if self.producers.len() >= max_producers {
+                return Check::TooManyProducers { limit: max_producers };
+            }
+            return Check::Accept;
+        };
         if stamp.epoch < entry.epoch {
             return Check::Fenced { current: entry.epoch };
         }
@@ -107,13 +178,19 @@ impl ProducerTable {
         }
     }
 
-    /// Records an accepted batch.
+    /// Records an accepted batch, active at the partition clock.
     pub fn record(&mut self, stamp: &ProducerStamp, count: u32, base_offset: u64) {
         let written = WrittenBatch { base_sequence: stamp.base_sequence, count, base_offset };
-        let entry = self
-            .producers
-            .entry(stamp.producer_id)
-            .or_insert_with(|| ProducerEntry { epoch: stamp.epoch, recent: VecDeque::new() });
+        let (id, now) = (stamp.producer_id, self.clock_ms);
+        let entry = self.producers.entry(id).or_insert_with(|| {
+            self.by_activity.insert((now, id));
+            ProducerEntry { epoch: stamp.epoch, recent: VecDeque::new(), last_active_ms: now }
+        });
+        if entry.last_active_ms != now {
+            self.by_activity.remove(&(entry.last_active_ms, id));
+            self.by_activity.insert((now, id));
+            entry.last_active_ms = now;
+        }
         if stamp.epoch != entry.epoch {
             entry.epoch = stamp.epoch;
             entry.recent.clear();
@@ -139,30 +216,37 @@ impl ProducerTable {
 mod tests {
     use super::*;
 
+    /// No cap.
+    const ANY: usize = usize::MAX;
+
     fn stamp(epoch: i16, seq: i32) -> ProducerStamp {
         ProducerStamp { producer_id: 7, epoch, base_sequence: seq }
+    }
+
+    fn of(producer_id: i64, seq: i32) -> ProducerStamp {
+        ProducerStamp { producer_id, epoch: 0, base_sequence: seq }
     }
 
     #[test]
     fn retries_in_the_window_are_duplicates_gaps_are_refused_and_old_epochs_fenced() {
         let mut t = ProducerTable::default();
-        assert_eq!(t.check(&stamp(0, 0), 3), Check::Accept);
+        assert_eq!(t.check(&stamp(0, 0), 3, ANY), Check::Accept);
         t.record(&stamp(0, 0), 3, 100);
-        assert_eq!(t.check(&stamp(0, 3), 2), Check::Accept);
+        assert_eq!(t.check(&stamp(0, 3), 2, ANY), Check::Accept);
         t.record(&stamp(0, 3), 2, 103);
         assert_eq!(
-            t.check(&stamp(0, 0), 3),
+            t.check(&stamp(0, 0), 3, ANY),
             Check::Duplicate(WrittenBatch { base_sequence: 0, count: 3, base_offset: 100 })
         );
-        assert_eq!(t.check(&stamp(0, 9), 1), Check::OutOfOrder { expected: 5 });
-        assert_eq!(t.check(&stamp(1, 0), 1), Check::Accept);
+        assert_eq!(t.check(&stamp(0, 9), 1, ANY), Check::OutOfOrder { expected: 5 });
+        assert_eq!(t.check(&stamp(1, 0), 1, ANY), Check::Accept);
         t.record(&stamp(1, 0), 1, 105);
-        assert_eq!(t.check(&stamp(0, 5), 1), Check::Fenced { current: 1 });
+        assert_eq!(t.check(&stamp(0, 5), 1, ANY), Check::Fenced { current: 1 });
         for i in 1..=DEDUP_WINDOW as i32 + 1 {
             t.record(&stamp(1, i), 1, 105 + i as u64);
         }
         assert_eq!(t.producers[&7].recent.len(), DEDUP_WINDOW);
-        assert_eq!(t.check(&stamp(1, 0), 1), Check::Older { expected: DEDUP_WINDOW as i32 + 2 });
+        assert_eq!(t.check(&stamp(1, 0), 1, ANY), Check::Older { expected: DEDUP_WINDOW as i32 + 2 });
     }
 
     #[test]
@@ -171,19 +255,67 @@ mod tests {
         t.record(&stamp(0, 0), 3, 100);
         t.record(&stamp(0, 3), 2, 103);
         // A retry must repeat base sequence and count: 3 with one record is not the batch 3..=4.
-        let older = t.check(&stamp(0, 3), 1);
+        let older = t.check(&stamp(0, 3), 1, ANY);
         assert_eq!(older, Check::Older { expected: 5 });
-        assert_eq!(t.check(&stamp(0, 1), 1), Check::Older { expected: 5 }, "inside a written batch");
+        assert_eq!(t.check(&stamp(0, 1), 1, ANY), Check::Older { expected: 5 }, "inside a written batch");
         let message = older.refusal(&stamp(0, 3)).unwrap();
         assert!(message.starts_with("producer 7 epoch 0: out of order: expected sequence 5, got 3, which is older"));
         assert!(message.contains("not a retry of one of the producer's last 5 batches"), "{message}");
-        let gap = t.check(&stamp(0, 9), 1);
+        let gap = t.check(&stamp(0, 9), 1, ANY);
         assert_eq!(gap, Check::OutOfOrder { expected: 5 });
         let message = gap.refusal(&stamp(0, 9)).unwrap();
         assert!(message.contains("expected sequence 5, got 9, which is ahead"), "{message}");
         assert!(message.contains("sequences 5 to 8 are missing"), "{message}");
         let fenced = Check::Fenced { current: 2 }.refusal(&stamp(1, 5)).unwrap();
         assert_eq!(fenced, "producer 7 epoch 1 is fenced by epoch 2");
-        assert_eq!(t.check(&stamp(0, 5), 1).refusal(&stamp(0, 5)), None);
+        assert_eq!(t.check(&stamp(0, 5), 1, ANY).refusal(&stamp(0, 5)), None);
+    }
+
+    #[test]
+    fn a_producer_idle_for_the_expiration_is_forgotten_at_the_same_clock_reading_everywhere() {
+        let mut t = ProducerTable::default();
+        t.advance(1_000, 100);
+        t.record(&of(1, 0), 1, 0);
+        t.advance(1_050, 100);
+        t.record(&of(2, 0), 1, 1);
+        assert_eq!(t.advance(1_099, 100), 0, "producer 1 was idle 99 ms");
+        assert_eq!(t.advance(1_100, 100), 1, "producer 1 was idle 100 ms");
+        assert_eq!((t.len(), t.producers.contains_key(&2)), (1, true));
+        assert_eq!(t.check(&of(1, 7), 1, ANY), Check::Accept, "a forgotten id starts afresh");
+
+        tracing::info!("--- a leader whose clock lags does not move the clock back");
+        assert_eq!(t.advance(500, 100), 0);
+        assert_eq!(t.clock_ms(), 1_100);
+        t.record(&of(2, 1), 1, 2);
+        assert_eq!(t.producers[&2].last_active_ms, 1_100, "writing keeps a producer active");
+        assert_eq!(t.advance(1_180, 100), 0, "producer 2 wrote 80 ms ago");
+        assert_eq!(t.advance(1_200, 100), 1);
+        assert!(t.is_empty() && t.by_activity.is_empty());
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_ids_only_until_one_expires() {
+        let mut t = ProducerTable::default();
+        t.advance(10, 1_000);
+        t.record(&of(1, 0), 1, 0);
+        t.advance(20, 1_000);
+        t.record(&of(2, 0), 1, 1);
+        assert_eq!(t.check(&of(3, 0), 1, 2), Check::TooManyProducers { limit: 2 });
+        assert_eq!(t.check(&of(1, 1), 1, 2), Check::Accept, "a known producer carries on");
+        assert_eq!(t.check(&ProducerStamp { producer_id: 2, epoch: 1, base_sequence: 0 }, 1, 2), Check::Accept);
+        assert_eq!(t.check(&of(3, 0), 1, 3), Check::Accept, "under a higher cap");
+        t.advance(1_010, 1_000);
+        assert_eq!(t.check(&of(3, 0), 1, 2), Check::Accept, "producer 1 expired and made room");
+    }
+
+    #[test]
+    fn producers_recorded_before_the_clock_count_as_active_from_its_first_reading() {
+        let mut t = ProducerTable::default();
+        t.record(&of(1, 0), 1, 0);
+        t.record(&of(2, 0), 1, 1);
+        assert_eq!(t.producers[&1].last_active_ms, 0);
+        assert_eq!(t.advance(10_000, 100), 0, "not idle since the epoch");
+        assert_eq!(t.producers[&1].last_active_ms, 10_000);
+        assert_eq!(t.advance(10_100, 100), 2);
     }
 }

@@ -4,24 +4,31 @@
 //! installs it and then receives entries from the log start on.
 //!
 //! ```text
-//! | magic "SLPS" | version u16 = 2 | next_offset u64 | log_start_offset u64 | trimmed_before u64 |
-//! | producer_count u32 |
-//! | (producer_id i64 | epoch i16 | batch_count u8 | (base_sequence i32 | count u32 | base_offset u64)*)* |
+//! | magic "SLPS" | version u16 = 3 | next_offset u64 | log_start_offset u64 | trimmed_before u64 |
+//! | clock_ms u64 | producer_count u32 |
+//! | (producer_id i64 | epoch i16 | last_active_ms u64 | batch_count u8 |
+//! |    (base_sequence i32 | count u32 | base_offset u64)*)* |
 //! | crc u32 |      crc = crc32(everything before it)
 //! ```
-//! Version 1 (written before retention) lacks `log_start_offset` and `trimmed_before`; it is
-//! still read, with both 0.
+//! `clock_ms` is the partition clock and `last_active_ms` each producer's last write on it, so
+//! a replica that installs the snapshot expires producers exactly as the others do
+//! (docs/adr/0007-producer-expiry.md). Older versions are still read: version 2 (before producer
+//! expiry) lacks `clock_ms` and `last_active_ms`, version 1 (before retention) also
+//! `log_start_offset` and `trimmed_before`; each missing field reads as 0 (a clock of 0 makes
+//! every producer active from the clock's first reading).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::producers::{DEDUP_WINDOW, ProducerEntry, ProducerTable, WrittenBatch};
 
 const MAGIC: &[u8; 4] = b"SLPS";
-const VERSION: u16 = 2;
+const VERSION: u16 = 3;
 /// The version before retention, still read.
 const VERSION_1: u16 = 1;
+/// The version before producer expiry, still read.
+const VERSION_2: u16 = 2;
 
 /// The replicated state of a partition, besides its log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,16 +47,18 @@ pub struct PartitionState {
 impl PartitionState {
     /// Encodes the state as snapshot data.
     pub fn encode(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(32 + self.producers.len() * 64);
+        let mut b = BytesMut::with_capacity(48 + self.producers.len() * 64);
         b.put_slice(MAGIC);
         b.put_u16_le(VERSION);
         b.put_u64_le(self.next_offset);
         b.put_u64_le(self.log_start_offset);
         b.put_u64_le(self.trimmed_before);
+        b.put_u64_le(self.producers.clock_ms());
         b.put_u32_le(self.producers.producers.len() as u32);
         for (id, p) in &self.producers.producers {
             b.put_i64_le(*id);
             b.put_i16_le(p.epoch);
+            b.put_u64_le(p.last_active_ms);
             b.put_u8(p.recent.len() as u8);
             for w in &p.recent {
                 b.put_i32_le(w.base_sequence);
@@ -74,12 +83,11 @@ impl PartitionState {
         let mut b = &body[4..];
         let version = b.get_u16_le();
         let fixed = match version {
-            VERSION => 28,
+            VERSION => 36,
+            VERSION_2 => 28,
             VERSION_1 => 12,
             _ => {
-                return Err(format!(
-                    "partition snapshot version {version}; this build reads {VERSION_1} and {VERSION}"
-                ));
+                return Err(format!("partition snapshot version {version}; this build reads {VERSION_1} to {VERSION}"));
             }
         };
         if b.len() < fixed {
@@ -87,12 +95,15 @@ impl PartitionState {
         }
         let next_offset = b.get_u64_le();
         let (log_start_offset, trimmed_before) =
-            if version == VERSION { (b.get_u64_le(), b.get_u64_le()) } else { (0, 0) };
-        let mut producers = ProducerTable::default();
+            if version >= VERSION_2 { (b.get_u64_le(), b.get_u64_le()) } else { (0, 0) };
+        let timed = version >= VERSION;
+        let clock_ms = if timed { b.get_u64_le() } else { 0 };
+        let mut producers = BTreeMap::new();
         for _ in 0..b.get_u32_le() {
-            let (id, entry) = decode_producer(&mut b).ok_or("partition snapshot cut short")?;
-            producers.producers.insert(id, entry);
+            let (id, entry) = decode_producer(&mut b, timed).ok_or("partition snapshot cut short")?;
+            producers.insert(id, entry);
         }
+        let producers = ProducerTable::from_parts(producers, clock_ms);
         if !b.is_empty() {
             return Err("trailing bytes in partition snapshot".into());
         }
@@ -105,18 +116,21 @@ impl PartitionState {
     }
 }
 
-fn decode_producer(b: &mut &[u8]) -> Option<(i64, ProducerEntry)> {
-    if b.len() < 11 {
+/// One producer; `timed` (version 3 on) if it carries its last-activity time.
+fn decode_producer(b: &mut &[u8], timed: bool) -> Option<(i64, ProducerEntry)> {
+    if b.len() < if timed { 19 } else { 11 } {
         return None;
     }
-    let (id, epoch, n) = (b.get_i64_le(), b.get_i16_le(), b.get_u8() as usize);
+    let (id, epoch) = (b.get_i64_le(), b.get_i16_le());
+    let last_active_ms = if timed { b.get_u64_le() } else { 0 };
+    let n = b.get_u8() as usize;
     if n == 0 || n > DEDUP_WINDOW || b.len() < n * 16 {
         return None;
     }
     let recent: VecDeque<WrittenBatch> = (0..n)
         .map(|_| WrittenBatch { base_sequence: b.get_i32_le(), count: b.get_u32_le(), base_offset: b.get_u64_le() })
         .collect();
-    Some((id, ProducerEntry { epoch, recent }))
+    Some((id, ProducerEntry { epoch, recent, last_active_ms }))
 }
 
 #[cfg(test)]
@@ -134,12 +148,15 @@ mod tests {
             ..PartitionState::default()
         };
         for pid in 0..3 {
+            state.producers.advance(1_000 + pid as u64, 60_000);
             for seq in 0..7 {
                 state.producers.record(&ProducerStamp { producer_id: pid, epoch: 2, base_sequence: seq }, 1, 100);
             }
         }
         let raw = state.encode();
-        assert_eq!(PartitionState::decode(&raw), Ok(state));
+        let decoded = PartitionState::decode(&raw).unwrap();
+        assert_eq!(decoded, state);
+        assert_eq!((decoded.producers.clock_ms(), decoded.producers.producers[&1].last_active_ms), (1_002, 1_001));
         for cut in 0..raw.len() {
             assert!(PartitionState::decode(&raw[..cut]).is_err(), "cut at {cut}");
         }
@@ -159,6 +176,43 @@ mod tests {
         v1.extend_from_slice(&crc.to_le_bytes());
         let state = PartitionState::decode(&v1).unwrap();
         assert_eq!((state.next_offset, state.log_start_offset, state.trimmed_before), (500, 0, 0));
+    }
+
+    #[test]
+    fn a_restored_table_expires_its_producers_as_the_original_does() {
+        let mut state = PartitionState::default();
+        for (pid, at) in [(1, 100), (2, 200), (3, 300)] {
+            state.producers.advance(at, 1_000);
+            state.producers.record(&ProducerStamp { producer_id: pid, epoch: 0, base_sequence: 0 }, 1, 0);
+        }
+        let mut restored = PartitionState::decode(&state.encode()).unwrap();
+        assert_eq!(state.producers.advance(1_250, 1_000), 2);
+        assert_eq!(restored.producers.advance(1_250, 1_000), 2, "the snapshot kept each producer's last write");
+        assert_eq!(restored, state);
+    }
+
+    #[test]
+    fn a_version_2_snapshot_reads_with_its_producers_active_from_the_first_clock_reading() {
+        let mut v2 = Vec::new();
+        v2.extend_from_slice(MAGIC);
+        v2.extend_from_slice(&2u16.to_le_bytes());
+        for field in [500u64, 40, 3] {
+            v2.extend_from_slice(&field.to_le_bytes());
+        }
+        v2.extend_from_slice(&1u32.to_le_bytes());
+        v2.extend_from_slice(&9i64.to_le_bytes());
+        v2.extend_from_slice(&4i16.to_le_bytes());
+        v2.push(1);
+        v2.extend_from_slice(&6i32.to_le_bytes());
+        v2.extend_from_slice(&2u32.to_le_bytes());
+        v2.extend_from_slice(&498u64.to_le_bytes());
+        let crc = crc32fast::hash(&v2);
+        v2.extend_from_slice(&crc.to_le_bytes());
+        let mut state = PartitionState::decode(&v2).unwrap();
+        assert_eq!((state.next_offset, state.log_start_offset, state.trimmed_before), (500, 40, 3));
+        assert_eq!((state.producers.clock_ms(), state.producers.producers[&9].last_active_ms), (0, 0));
+        assert_eq!(state.producers.advance(1_000_000, 1_000), 0, "not expired by the first clock reading");
+        assert_eq!(state.producers.producers[&9].recent[0].base_offset, 498);
     }
 
     #[test]

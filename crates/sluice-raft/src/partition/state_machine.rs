@@ -6,7 +6,10 @@
 //!   indexes. Every replica applies the same entries in the same order, so all agree.
 //! - **Deduplication (D6).** Batches from idempotent producers are checked against the producer
 //!   table: a retry is acknowledged with its original offset and not written again; an older
-//!   epoch is fenced; a sequence gap is refused.
+//!   epoch is fenced; a sequence gap is refused. The table is bounded by the limits the leader
+//!   stamped into the command (docs/adr/0007-producer-expiry.md): the command's time moves the
+//!   partition clock, producers idle past the expiration are forgotten, and a new producer id
+//!   beyond the cap is refused.
 //! - **Snapshots** hold only [`PartitionState`]; they are written to a state file in the log's
 //!   directory. Before one is written, the log's indexes are flushed, so the offset index always
 //!   reaches at least the snapshot's position. A snapshot sent to a replica carries the retained
@@ -35,7 +38,7 @@ use openraft::{EntryPayload, OptionalSend};
 use sluice_storage::{EntryId, Log};
 use tokio::sync::watch;
 
-use super::command::PartitionCommand;
+use super::command::{LeaderStamp, PartitionCommand};
 use super::producers::Check;
 use super::snapshot::PartitionState;
 use super::watermark::LogStart;
@@ -51,6 +54,9 @@ pub mod reject {
     /// An idempotent producer's sequence is not the expected one: ahead (a batch before this one
     /// is missing) or older (not a retry of a remembered batch).
     pub const OUT_OF_ORDER_SEQUENCE: u16 = 3;
+    /// A new idempotent producer id, and the partition already tracks as many as the leader's
+    /// `max_producers_per_partition` allows.
+    pub const TOO_MANY_PRODUCER_IDS: u16 = 4;
 }
 
 /// A partition replica's state machine.
@@ -143,7 +149,7 @@ impl PartitionStateMachine {
                 Ok(Reply::Done)
             }
             EntryPayload::Normal(command) => match PartitionCommand::decode(&command) {
-                Ok(PartitionCommand::Produce { header, .. }) => self.apply_produce(index, &header),
+                Ok(PartitionCommand::Produce { header, stamp, .. }) => self.apply_produce(index, &header, stamp),
                 Ok(PartitionCommand::Trim { up_to_index, log_start_offset }) => {
                     Ok(self.apply_trim(index, up_to_index, log_start_offset))
                 }
@@ -152,14 +158,29 @@ impl PartitionStateMachine {
         }
     }
 
-    fn apply_produce(&mut self, index: u64, h: &sluice_common::record::BatchHeader) -> io::Result<Reply> {
-        let check =
-            if h.producer.is_idempotent() { self.state.producers.check(&h.producer, h.count) } else { Check::Accept };
+    fn apply_produce(
+        &mut self,
+        index: u64,
+        h: &sluice_common::record::BatchHeader,
+        stamp: Option<LeaderStamp>,
+    ) -> io::Result<Reply> {
+        // Unstamped (a broker's own batch, or one written before stamps): no clock, no cap.
+        let mut max_producers = usize::MAX;
+        if let Some(s) = stamp {
+            self.state.producers.advance(s.now_ms, s.producer_id_expiration_ms);
+            max_producers = s.max_producers as usize;
+        }
+        let check = if h.producer.is_idempotent() {
+            self.state.producers.check(&h.producer, h.count, max_producers)
+        } else {
+            Check::Accept
+        };
         let code = match check {
             Check::Accept => None,
             Check::Duplicate(w) => return Ok(Reply::Duplicate { base_offset: w.base_offset, count: w.count }),
             Check::Fenced { .. } => Some(reject::PRODUCER_FENCED),
             Check::OutOfOrder { .. } | Check::Older { .. } => Some(reject::OUT_OF_ORDER_SEQUENCE),
+            Check::TooManyProducers { .. } => Some(reject::TOO_MANY_PRODUCER_IDS),
         };
         if let Some(code) = code {
             let message = check.refusal(&h.producer).expect("a refused batch's check says why");
@@ -306,6 +327,9 @@ mod tests {
     use sluice_storage::LogConfig;
 
     use super::*;
+    use openraft::entry::RaftEntry as _;
+
+    use crate::typ::Command;
 
     #[test]
     fn a_trim_moves_the_log_start_forward_only_and_never_past_the_data() {
@@ -324,5 +348,58 @@ mod tests {
         let refused = sm.apply_trim(80, 80, 100);
         assert!(matches!(refused, Reply::Rejected { code: reject::INVALID_BATCH, .. }), "{refused:?}");
         assert_eq!(sm.state.trimmed_before, 31, "a refused trim changes nothing");
+    }
+
+    /// Applies `commands` as entries 1, 2, ... of a fresh replica; its replies and final state.
+    fn replica(commands: &[Command]) -> (Vec<Reply>, PartitionState) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::open(dir.path(), LogConfig::default()).unwrap());
+        let mut sm = PartitionStateMachine::open(Arc::clone(&log)).unwrap();
+        let mut replies = Vec::new();
+        for (index, command) in (1u64..).zip(commands) {
+            let entry = RaftEntry::new(crate::typ::log_id(1, index), EntryPayload::Normal(command.clone()));
+            log.append(&[crate::codec::encode(&entry)]).unwrap();
+            replies.push(sm.apply_one(entry).unwrap());
+        }
+        (replies, sm.state.clone())
+    }
+
+    #[test]
+    fn stamped_produces_bound_the_producer_table_alike_on_every_replica() {
+        use sluice_common::record::{BatchBuilder, ProducerStamp, Record};
+        let produce = |producer_id, now_ms| {
+            let mut b = BatchBuilder::new(ProducerStamp { producer_id, epoch: 0, base_sequence: 0 }, 64);
+            b.push(&Record::new("v", 1));
+            let stamp = LeaderStamp { now_ms, producer_id_expiration_ms: 1_000, max_producers: 2 };
+            PartitionCommand::produce_at(&b.finish(), &stamp)
+        };
+        // Producer 3 is refused while 1 and 2 are tracked, and accepted once 1 has been idle for
+        // the expiration; the unstamped produce (no cap) of producer 4 is recorded regardless.
+        let mut unstamped = BatchBuilder::new(ProducerStamp { producer_id: 4, epoch: 0, base_sequence: 0 }, 64);
+        unstamped.push(&Record::new("v", 1));
+        let commands = [
+            produce(1, 10),
+            produce(2, 500),
+            produce(3, 900),
+            produce(3, 1_010),
+            PartitionCommand::produce(&unstamped.finish()),
+        ];
+        let (replies, state) = replica(&commands);
+        assert_eq!(
+            replies[..2],
+            [Reply::Appended { base_offset: 0, count: 1 }, Reply::Appended { base_offset: 1, count: 1 }]
+        );
+        let Reply::Rejected { code, message } = &replies[2] else { panic!("{:?}", replies[2]) };
+        assert_eq!(*code, reject::TOO_MANY_PRODUCER_IDS);
+        assert!(message.contains("max_producers_per_partition") && message.contains("tracks 2"), "{message}");
+        assert_eq!(
+            replies[3..],
+            [Reply::Appended { base_offset: 2, count: 1 }, Reply::Appended { base_offset: 3, count: 1 }]
+        );
+        let tracked: Vec<i64> = state.producers.producers.keys().copied().collect();
+        assert_eq!((tracked, state.producers.clock_ms()), (vec![2, 3, 4], 1_010));
+
+        tracing::info!("--- another replica applying the same entries ends in the same state");
+        assert_eq!(replica(&commands), (replies, state));
     }
 }

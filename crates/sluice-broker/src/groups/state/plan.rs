@@ -27,6 +27,12 @@ use crate::groups::assignor::{self, Assignment, MemberSpec};
 /// A partition-count lookup: `None` when the topic does not exist.
 type PartitionCount<'f> = &'f dyn Fn(&str) -> Option<u32>;
 
+/// No members, and the last commit at least `retention_ms` before `now_ms`.
+fn is_expired(g: &Group, now_ms: i64, retention_ms: u64) -> bool {
+    let retention = i64::try_from(retention_ms).unwrap_or(i64::MAX);
+    g.members.is_empty() && g.last_commit_ms().is_none_or(|last| now_ms.saturating_sub(last) >= retention)
+}
+
 impl Coordinated {
     /// Validates a heartbeat (join with epoch 0, stay with the member's epoch, leave with -1,
     /// leave for a while with -2) and plans it. `partition_count(topic)` gives the current
@@ -65,6 +71,25 @@ impl Coordinated {
         let mut plan = Planner::new(group, Some(g));
         plan.remove_member(member_id, partition_count);
         plan.records
+    }
+
+    /// Groups past their offsets retention at `now_ms`: no members, and no commit for
+    /// `retention_ms` (Kafka's `offsets.retention.minutes` for an empty group), by name.
+    pub fn expired_groups(&self, now_ms: i64, retention_ms: u64) -> Vec<String> {
+        let expired = |g: &&Group| is_expired(g, now_ms, retention_ms);
+        self.groups.iter().filter(|(_, g)| expired(g)).map(|(name, _)| name.clone()).collect()
+    }
+
+    /// The record that deletes `group` if it is past its offsets retention at `now_ms` (see
+    /// [`Coordinated::expired_groups`]); empty otherwise, as when a member joined or an offset
+    /// was committed since the group was found expired.
+    pub fn delete_expired(&self, group: &str, now_ms: i64, retention_ms: u64) -> Vec<GroupRecord> {
+        match self.groups.get(group) {
+            Some(g) if is_expired(g, now_ms, retention_ms) => {
+                vec![record(group, Change::GroupDeleted(internal::GroupDeleted {}))]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Validates a commit against the fencing rules and returns its records (one per offset),
