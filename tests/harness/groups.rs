@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_client::{Client, GroupConsumer, GroupConsumerConfig, TopicPartition};
+use sluice_proto::v1::groups_client::GroupsClient;
+use sluice_proto::v1::{BrokerAddress, FindCoordinatorRequest};
 use tokio::task::JoinHandle;
+use tonic::transport::Channel;
 
 /// How long a member's poll waits: also how soon it notices it should stop.
 const POLL_WAIT: Duration = Duration::from_millis(200);
@@ -117,4 +120,52 @@ where
         assert!(Instant::now() < deadline, "{what} did not happen within {limit:?}; last: {last}");
         tokio::time::sleep(CHECK_INTERVAL).await;
     }
+}
+
+/// `Err` describing the answer when `error` carries a code the protocol calls retriable (a
+/// leader, controller or coordinator just elected, moving or loading), so that [`eventually`]
+/// asks again; `Ok` for every other answer, success or refusal, which the test then judges.
+pub fn unless_retriable(error: Option<&sluice_proto::Error>) -> Result<(), String> {
+    let error = sluice_proto::error_of(error);
+    if error.error_code().is_retriable() { Err(format!("retriable answer {error:?}")) } else { Ok(()) }
+}
+
+/// A `Groups` connection to `address`, made on first use.
+pub fn groups_rpc(address: &str) -> GroupsClient<Channel> {
+    GroupsClient::new(Channel::from_shared(format!("http://{address}")).expect("an address").connect_lazy())
+}
+
+/// The coordinator of `group`, asked of the broker at `broker` until it names one; transport
+/// failures and retriable codes are asked again (the group's `__consumer_offsets` partition may
+/// be electing its leader), any other refusal fails the test.
+pub async fn find_coordinator(broker: &str, group: &str) -> BrokerAddress {
+    let rpc = groups_rpc(broker);
+    eventually(Duration::from_secs(60), &format!("{broker} to name the coordinator of {group}"), || {
+        let mut rpc = rpc.clone();
+        async move {
+            let answer = rpc.find_coordinator(FindCoordinatorRequest { group: group.into() }).await;
+            let answer = answer.map_err(|s| s.to_string())?.into_inner();
+            unless_retriable(answer.error.as_ref())?;
+            let error = sluice_proto::error_of(answer.error.as_ref());
+            assert!(error.is_ok(), "FindCoordinator for {group} refused: {error:?}");
+            Ok(answer.coordinator.expect("an OK FindCoordinator answer names the coordinator"))
+        }
+    })
+    .await
+}
+
+/// Sends `op` to the coordinator of `group`, found through the broker at `broker` before every
+/// attempt, until `op` returns `Ok`, and returns what it held; panics with `what` after 60 s.
+/// `op` returns `Err` for a transport failure or a retriable code ([`unless_retriable`]): the
+/// coordinator may have just been elected, be loading the group, or have moved.
+pub async fn to_coordinator<T, F, Fut>(broker: &str, group: &str, what: &str, op: F) -> T
+where
+    F: Fn(GroupsClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    eventually(Duration::from_secs(60), what, || async {
+        let coordinator = find_coordinator(broker, group).await;
+        op(groups_rpc(&coordinator.client_address)).await
+    })
+    .await
 }

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice_client::{Client, ErrorCode, GroupConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, TopicConfig};
-use sluice_proto::v1::groups_client::GroupsClient;
-use sluice_proto::v1::{self, FindCoordinatorRequest, GroupHeartbeatRequest};
+use sluice_proto::v1::{
+    self, CommitOffsetsRequest, CommitOffsetsResponse, GroupHeartbeatRequest, GroupHeartbeatResponse,
+};
 use sluice_system_tests::cli::sluice;
-use sluice_system_tests::groups::{Member, MemberView, eventually};
+use sluice_system_tests::groups::{Member, MemberView, eventually, to_coordinator, unless_retriable};
 use sluice_system_tests::{Cluster, within};
-use tonic::transport::Channel;
 
 const PARTITIONS: u32 = 12;
 const LIMIT: Duration = Duration::from_secs(240);
@@ -256,26 +256,31 @@ async fn a_static_member_restarted_within_its_session_gets_its_partitions_back_w
     .await;
 }
 
-/// The coordinator of `group`, asked of `broker` until it answers.
-async fn coordinator(broker: &str, group: &str) -> GroupsClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{broker}")).expect("an address").connect_lazy();
-    let address = eventually(Duration::from_secs(30), "FindCoordinator", || {
-        let mut rpc = GroupsClient::new(channel.clone());
-        async move {
-            let answer = rpc.find_coordinator(FindCoordinatorRequest { group: group.into() }).await;
-            let answer = answer.map_err(|s| s.to_string())?.into_inner();
-            match answer.coordinator {
-                Some(c) if answer.error.as_ref().is_none_or(|e| e.is_ok()) => Ok(c.client_address),
-                _ => Err(format!("{:?}", answer.error)),
-            }
-        }
-    })
-    .await;
-    GroupsClient::new(Channel::from_shared(format!("http://{address}")).expect("an address").connect_lazy())
-}
-
 fn code_of(error: Option<&sluice_proto::Error>) -> ErrorCode {
     sluice_proto::error_of(error).error_code()
+}
+
+/// Sends a heartbeat of group `zombie` to its coordinator; retriable answers are sent again.
+async fn heartbeat(broker: &str, beat: &GroupHeartbeatRequest) -> GroupHeartbeatResponse {
+    to_coordinator(broker, "zombie", "a heartbeat answered", |mut rpc| async move {
+        let answer = rpc.group_heartbeat(beat.clone()).await.map_err(|s| s.to_string())?.into_inner();
+        unless_retriable(answer.error.as_ref())?;
+        Ok(answer)
+    })
+    .await
+}
+
+/// Sends a commit of group `zombie` to its coordinator; retriable answers are sent again.
+async fn commit_offsets(broker: &str, request: CommitOffsetsRequest) -> CommitOffsetsResponse {
+    to_coordinator(broker, "zombie", "a commit answered", |mut rpc| {
+        let request = request.clone();
+        async move {
+            let answer = rpc.commit_offsets(request).await.map_err(|s| s.to_string())?.into_inner();
+            unless_retriable(answer.error.as_ref())?;
+            Ok(answer)
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,7 +290,9 @@ async fn a_zombie_commit_is_refused_with_a_stale_epoch_and_after_its_session_exp
         let client = cluster.client().await;
         let topic = "groups-zombie";
         create_topic(&client, topic, PARTITIONS).await;
-        let mut rpc = coordinator(&cluster.client_addr(1), "zombie").await;
+        // The group's coordinator is elected with `__consumer_offsets` on the first request: its
+        // first answers may be CoordinatorLoading or NotCoordinator, which are asked again.
+        let broker = &cluster.client_addr(1);
         let mut beat = GroupHeartbeatRequest {
             group: "zombie".into(),
             member_id: "00000000-0000-4000-8000-00000000002a".into(),
@@ -296,18 +303,18 @@ async fn a_zombie_commit_is_refused_with_a_stale_epoch_and_after_its_session_exp
             session_timeout_ms: 5000,
             rebalance_timeout_ms: 60_000,
         };
-        let joined = rpc.group_heartbeat(beat.clone()).await.expect("join").into_inner();
+        let joined = heartbeat(broker, &beat).await;
         assert_eq!(code_of(joined.error.as_ref()), ErrorCode::Ok, "{joined:?}");
         let first_epoch = joined.member_epoch;
         let mut owned = joined.assignment.expect("a join is answered with an assignment").partitions;
         let partition = owned[0].partitions[0];
-        let commit = |epoch: i32| v1::CommitOffsetsRequest {
+        let commit = |epoch: i32| CommitOffsetsRequest {
             group: "zombie".into(),
             member_id: beat.member_id.clone(),
             member_epoch: epoch,
             offsets: vec![v1::OffsetToCommit { topic: topic.into(), partition, offset: 0, metadata: String::new() }],
         };
-        let ok = rpc.commit_offsets(commit(first_epoch)).await.expect("commit").into_inner();
+        let ok = commit_offsets(broker, commit(first_epoch)).await;
         assert_eq!(code_of(ok.error.as_ref()), ErrorCode::Ok, "the member's own commit: {ok:?}");
 
         // Another member joins: the group epoch moves on, and so does this member's once it
@@ -319,7 +326,7 @@ async fn a_zombie_commit_is_refused_with_a_stale_epoch_and_after_its_session_exp
             assert!(Instant::now() < deadline, "the member epoch never moved past {first_epoch}");
             beat.member_epoch = epoch;
             beat.owned = owned.clone();
-            let answer = rpc.group_heartbeat(beat.clone()).await.expect("heartbeat").into_inner();
+            let answer = heartbeat(broker, &beat).await;
             assert_eq!(code_of(answer.error.as_ref()), ErrorCode::Ok, "{answer:?}");
             epoch = answer.member_epoch;
             if let Some(assignment) = answer.assignment {
@@ -327,7 +334,7 @@ async fn a_zombie_commit_is_refused_with_a_stale_epoch_and_after_its_session_exp
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let stale = rpc.commit_offsets(commit(first_epoch)).await.expect("commit").into_inner();
+        let stale = commit_offsets(broker, commit(first_epoch)).await;
         assert_eq!(code_of(stale.error.as_ref()), ErrorCode::FencedMemberEpoch, "a stale epoch: {stale:?}");
 
         // Silent past its session timeout: the member is gone, and so are its commits.
@@ -336,7 +343,7 @@ async fn a_zombie_commit_is_refused_with_a_stale_epoch_and_after_its_session_exp
             if d.members.iter().all(|m| m.member_id != beat.member_id) { Ok(()) } else { Err(format!("{d:?}")) }
         })
         .await;
-        let expired = rpc.commit_offsets(commit(epoch)).await.expect("commit").into_inner();
+        let expired = commit_offsets(broker, commit(epoch)).await;
         let code = code_of(expired.error.as_ref());
         assert!(
             matches!(code, ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch),

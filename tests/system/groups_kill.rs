@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice_client::{Client, GroupConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, TopicConfig};
-use sluice_proto::v1::FindCoordinatorRequest;
-use sluice_proto::v1::groups_client::GroupsClient;
-use sluice_system_tests::groups::{Member, MemberView, eventually};
+use sluice_system_tests::groups::{Member, MemberView, eventually, find_coordinator};
 use sluice_system_tests::{Cluster, binaries, within};
 
 const PARTITIONS: u32 = 12;
@@ -81,20 +79,7 @@ fn owned_by(members: &[&Member]) -> usize {
 
 /// The node id of the group's coordinator, asked of the broker at `address`.
 async fn coordinator_node(address: &str) -> u64 {
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://{address}")).expect("an address").connect_lazy();
-    eventually(Duration::from_secs(30), "FindCoordinator", || {
-        let mut rpc = GroupsClient::new(channel.clone());
-        async move {
-            let answer = rpc.find_coordinator(FindCoordinatorRequest { group: GROUP.into() }).await;
-            let answer = answer.map_err(|s| s.to_string())?.into_inner();
-            match answer.coordinator {
-                Some(c) if answer.error.as_ref().is_none_or(|e| e.is_ok()) => Ok(c.node_id),
-                _ => Err(format!("{:?}", answer.error)),
-            }
-        }
-    })
-    .await
+    find_coordinator(address, GROUP).await.node_id
 }
 
 /// Committed offsets per partition, as the coordinator describes them.

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +52,8 @@ pub struct Partitions {
     /// Told when a group stops on a fatal error; `None` outside a broker.
     fail_stop: Option<FailStop>,
     hosted: Mutex<HashMap<u64, Arc<Hosted>>>,
+    /// Tries to start a group that failed (each is tried again later).
+    failed_starts: AtomicU64,
 }
 
 impl Partitions {
@@ -70,7 +73,19 @@ impl Partitions {
         let hosted = Mutex::new(HashMap::new());
         let segment_roll = LogConfig::default().max_segment_age.expect("the default rolls by age");
         let fail_stop = None;
-        Partitions { node_id, dir, registry, clients, flusher, raft_config, liveness, segment_roll, fail_stop, hosted }
+        Partitions {
+            node_id,
+            dir,
+            registry,
+            clients,
+            flusher,
+            raft_config,
+            liveness,
+            segment_roll,
+            fail_stop,
+            hosted,
+            failed_starts: AtomicU64::new(0),
+        }
     }
 
     /// Rolls the active segment of logs opened from now on once it is `age` old (retention
@@ -139,6 +154,12 @@ impl Partitions {
         self.hosted.lock().expect("hosted lock").keys().copied().collect()
     }
 
+    /// How many tries to start a partition group have failed since the broker started (a
+    /// group whose directory is still locked, a full disk); each failed group is tried again.
+    pub fn failed_starts(&self) -> u64 {
+        self.failed_starts.load(Ordering::Relaxed)
+    }
+
     /// Starts the groups `metadata` assigns to this broker and are not running, and stops (and
     /// deletes) those running that it no longer assigns. Returns whether every group it tried to
     /// start did.
@@ -154,6 +175,7 @@ impl Partitions {
             let (retention, policy) = metadata.read(|m| (retention_of(m, p), flush_policy_of(m, p)));
             if let Err(e) = self.start_group(p, &addrs, retention, policy).await {
                 tracing::error!(topic = %p.topic, partition = p.partition.0, "starting partition group (will retry): {e}");
+                self.failed_starts.fetch_add(1, Ordering::Relaxed);
                 all_started = false;
             }
         }

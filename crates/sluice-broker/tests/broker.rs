@@ -72,7 +72,7 @@ async fn given_three_configs_the_cluster_forms_registers_brokers_and_reforms_aft
         .await;
     assert_eq!(bad.into_result().unwrap_err().code, codes::INVALID_TOPIC_NAME);
     cluster
-        .wait_for(Duration::from_secs(10), "every broker sees the topic", |c| {
+        .wait_for(Duration::from_secs(30), "every broker sees the topic", |c| {
             c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.topic("orders").is_some()))
         })
         .await;
@@ -145,7 +145,7 @@ async fn partition_groups_form_replicate_fail_over_and_go_away_with_their_topic(
         assert_eq!(produce(&cluster, group, &batch(i)).await, Reply::Appended { base_offset: 2 * i, count: 2 });
     }
     cluster
-        .wait_for(Duration::from_secs(10), "all replicas indexed 100 messages", |c| {
+        .wait_for(Duration::from_secs(30), "all replicas indexed 100 messages", |c| {
             c.brokers
                 .iter()
                 .all(|b| b.partitions().log(group).and_then(|l| l.indexed_end()).is_some_and(|e| e.next_offset == 100))
@@ -160,7 +160,7 @@ async fn partition_groups_form_replicate_fail_over_and_go_away_with_their_topic(
     for b in &cluster.brokers {
         let log = b.partitions().log(group).unwrap();
         cluster
-            .wait_for(Duration::from_secs(10), "survivors hold every message", |_| {
+            .wait_for(Duration::from_secs(30), "survivors hold every message", |_| {
                 log.indexed_end().is_some_and(|e| e.next_offset == 102)
             })
             .await;

@@ -148,8 +148,8 @@ async fn a_silent_leader_that_is_also_the_controller_does_not_keep_the_producer(
 }
 
 /// On two brokers, broker 1 (the controller) leads the partition and stops answering produce
-/// requests, and broker 2 takes the partition over 300 ms later; with `cut_off`, broker 1 also
-/// goes on answering metadata as it was before. The batch sent meanwhile must reach broker 2
+/// requests, and broker 2 takes the partition over once broker 1 holds a batch; with `cut_off`,
+/// broker 1 also goes on answering metadata as it was before. The held batch must reach broker 2
 /// within 5 s (the request timeout is 30 s) and be written once.
 async fn leave_a_silent_leader(cut_off: bool) {
     let cluster = FakeCluster::start(2).await;
@@ -165,7 +165,14 @@ async fn leave_a_silent_leader(cut_off: bool) {
     cluster.with(|s| s.stall_node = Some(1));
     let started = std::time::Instant::now();
     let delivery = producer.enqueue(ProducerRecord::new("t", "during")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The leader moves only once the batch is stuck at the silent broker: that is the case tested.
+    tokio::time::timeout(WAIT, async {
+        while cluster.with(|s| s.held_requests) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the batch reached the silent broker");
     cluster.with(|s| {
         let p = &mut s.topics.get_mut("t").unwrap().partitions[0];
         p.leader = 2;

@@ -1,10 +1,12 @@
 //! An in-process cluster of brokers on loopback ports bound before the brokers start.
 
+use std::future::Future;
 use std::time::Duration;
 
 use sluice_broker::{Broker, BrokerConfig, PeerConfig, ProposeError, RaftTimings};
 use sluice_controller::{ControllerCommand, ControllerReply};
 use sluice_proto::v1::sluice_client::SluiceClient;
+use sluice_proto::{Error, error_of};
 use sluice_raft::transport;
 use tempfile::TempDir;
 use tonic::transport::Channel;
@@ -212,6 +214,34 @@ impl Cluster {
             b.shutdown().await;
         }
     }
+}
+
+/// Calls `attempt` every 50 ms until it returns `Ok`, and returns what it held; panics with
+/// `what` and the last `Err` (the state waited on) if `limit` passes first. For requests whose
+/// answer may be retriable right after an election, a topic creation or a restart: their
+/// attempts return `Err` for those answers ([`unless_retriable`]) and `Ok` for the rest.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let last = match attempt().await {
+            Ok(value) => return value,
+            Err(state) => state,
+        };
+        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {limit:?}; last: {last}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `Err` describing the answer when `error` carries a code the protocol calls retriable (a
+/// leader, controller or coordinator just elected, moving or loading), so that [`eventually`]
+/// asks again; `Ok` for every other answer, success or refusal, which the test then judges.
+pub fn unless_retriable(error: Option<&Error>) -> Result<(), String> {
+    let error = error_of(error);
+    if error.error_code().is_retriable() { Err(format!("retriable answer {error:?}")) } else { Ok(()) }
 }
 
 /// A client API connection to `addr` (`host:port`).

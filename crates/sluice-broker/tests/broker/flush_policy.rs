@@ -11,7 +11,7 @@ use sluice_common::record::{BatchBuilder, ProducerStamp, Record, RecordBatch};
 use sluice_proto::v1::{CreateTopicRequest, FetchRequest, MetadataRequest, ProduceRequest, TopicConfig};
 use sluice_proto::{Error, ErrorCode, error_of};
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, eventually, unless_retriable};
 
 /// Long enough that no interval fsync runs while the test looks (only a vote would sync).
 const LONG_MS: u64 = 60_000;
@@ -39,9 +39,13 @@ async fn create(cluster: &Cluster, name: &str, config: TopicConfig) -> (Error, O
     }
 }
 
-/// The partition group of `name`'s partition 0.
-fn group_of(cluster: &Cluster, name: &str) -> u64 {
-    cluster.brokers[0].controller().metadata().read(|m| m.topic(name).expect("topic applied").partitions[0].group_id)
+/// The partition group of `name`'s partition 0, once broker 0 applied the topic: the creation
+/// was answered by the controller leader, which may be another broker.
+async fn group_of(cluster: &Cluster, name: &str) -> u64 {
+    let group =
+        |c: &Cluster| c.brokers[0].controller().metadata().read(|m| Some(m.topic(name)?.partitions[0].group_id));
+    cluster.wait_for(Duration::from_secs(30), &format!("broker 0 to apply {name}"), |c| group(c).is_some()).await;
+    group(cluster).expect("applied")
 }
 
 /// Produces `batch` to partition 0 of `name` through its leader; the leader's index in
@@ -55,7 +59,7 @@ async fn produce(cluster: &Cluster, name: &str, group: u64, batch: Bytes) -> (us
             let r = cluster.client(i).await.produce(request).await.expect("rpc").into_inner();
             match error_of(r.error.as_ref()).error_code() {
                 ErrorCode::Ok => return (i, r.base_offset),
-                ErrorCode::NotLeader | ErrorCode::Unavailable => {}
+                c if c.is_retriable() => {}
                 other => panic!("produce to {name} failed: {other:?} {:?}", r.error),
             }
         }
@@ -77,7 +81,7 @@ fn batch(tag: &str, n: usize) -> Bytes {
 /// `Some(false)` (`None`: no check, the interval may have run). Then checks that a fetch returns
 /// it. Returns (leader, entry index).
 async fn produce_and_fetch(cluster: &Cluster, name: &str, want_synced_at_ack: Option<bool>) -> (usize, u64) {
-    let group = group_of(cluster, name);
+    let group = group_of(cluster, name).await;
     let (leader, base) = produce(cluster, name, group, batch(name, 3)).await;
     let last = cluster.brokers[leader].partitions().log(group).and_then(|l| l.last_id()).expect("in the log").index;
     let synced = cluster
@@ -88,8 +92,15 @@ async fn produce_and_fetch(cluster: &Cluster, name: &str, want_synced_at_ack: Op
     let expected = want_synced_at_ack.is_none_or(|want| if want { synced >= 2 } else { synced == 0 });
     assert!(expected, "{name}: acknowledged with {synced} of 3 replicas fsynced");
 
+    // From the leader of the moment: leadership may have moved since the produce.
     let fetch = FetchRequest { topic: name.into(), partition: 0, offset: base, max_bytes: 0, max_wait_ms: 0 };
-    let r = cluster.client(leader).await.fetch(fetch).await.expect("rpc").into_inner();
+    let r = eventually(Duration::from_secs(30), &format!("a fetch of {name} answered"), || async {
+        let at = cluster.brokers.iter().position(|b| b.partitions().raft(group).is_some_and(|r| r.is_leader()));
+        let r = cluster.client(at.unwrap_or(leader)).await.fetch(fetch.clone()).await.expect("rpc").into_inner();
+        unless_retriable(r.error.as_ref())?;
+        Ok(r)
+    })
+    .await;
     assert_eq!(error_of(r.error.as_ref()), Error::ok());
     let values: Vec<String> = r
         .batches
@@ -122,10 +133,19 @@ async fn a_topics_flush_interval_is_created_described_and_decides_when_a_write_i
         assert_eq!(answered.and_then(|c| c.flush_interval_ms), flush, "{name}");
     }
 
-    tracing::info!("--- every broker describes the policy back");
+    tracing::info!("--- every broker describes the policy back, once it applied the topics");
     for i in 0..cluster.brokers.len() {
-        let request = MetadataRequest { topics: vec!["lazy".into(), "safe".into()] };
-        let m = cluster.client(i).await.metadata(request).await.expect("metadata").into_inner();
+        let m = eventually(Duration::from_secs(30), &format!("broker {i} to describe both topics"), || async {
+            let request = MetadataRequest { topics: vec!["lazy".into(), "safe".into()] };
+            let m = cluster.client(i).await.metadata(request).await.expect("metadata").into_inner();
+            unless_retriable(m.error.as_ref())?;
+            match m.topics.iter().find(|t| error_of(t.error.as_ref()).error_code() == ErrorCode::UnknownTopic) {
+                Some(t) => Err(format!("{} not applied yet", t.name)),
+                None => Ok(m),
+            }
+        })
+        .await;
+        assert_eq!(error_of(m.error.as_ref()), Error::ok(), "broker {i}");
         let flush: Vec<Option<u64>> = m.topics.iter().map(|t| t.config.and_then(|c| c.flush_interval_ms)).collect();
         assert_eq!(flush, vec![Some(LONG_MS), None], "broker {i}");
     }
@@ -136,8 +156,10 @@ async fn a_topics_flush_interval_is_created_described_and_decides_when_a_write_i
 
     tracing::info!("--- a relaxed log is fsynced within its interval, on every replica");
     let (_, last) = produce_and_fetch(&cluster, "quick", None).await;
-    let group = group_of(&cluster, "quick");
-    let limit = Duration::from_millis(SHORT_MS) + Duration::from_secs(2);
+    let group = group_of(&cluster, "quick").await;
+    // The interval on top of replication to every follower, with room for a loaded machine;
+    // without its interval fsync a relaxed log is not fsynced at all.
+    let limit = Duration::from_millis(SHORT_MS) + Duration::from_secs(10);
     cluster
         .wait_for(limit, "every replica of `quick` fsynced the write", |c| {
             c.brokers.iter().all(|b| b.partitions().log(group).is_some_and(|l| l.synced_index() >= Some(last)))

@@ -110,8 +110,8 @@ async fn create_topic(cluster: &Cluster) {
     }
 }
 
-/// Produces `batch` to whichever broker leads `group`, until one answers other than
-/// `NOT_LEADER`/`UNAVAILABLE`; tallies every answer.
+/// Produces `batch` to whichever broker leads `group`, until one answers with a code that is not
+/// retriable; tallies every answer.
 async fn produce(cluster: &Cluster, group: u64, batch: Bytes, sent: &mut Sent) -> ErrorCode {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -124,7 +124,7 @@ async fn produce(cluster: &Cluster, group: u64, batch: Bytes, sent: &mut Sent) -
             sent.messages += u64::from(response.count);
             sent.produced_bytes += batch.len() as u64;
         }
-        if !matches!(code, ErrorCode::NotLeader | ErrorCode::Unavailable) {
+        if !code.is_retriable() {
             return code;
         }
         assert!(Instant::now() < deadline, "no leader accepted the batch: {code:?}");

@@ -36,6 +36,8 @@ pub struct State {
     pub stall_node: Option<u64>,
     /// Hold produce requests until cleared (a slow cluster).
     pub stall_produce: bool,
+    /// Produce requests that were held by `stall_node` or `stall_produce`, released or not.
+    pub held_requests: u32,
     /// Produce requests received, duplicates included.
     pub produce_requests: u32,
     /// A broker cut off from the others: it answers metadata with the partitions' leaders and
@@ -141,7 +143,12 @@ fn error(code: ErrorCode, message: &str) -> Option<Error> {
 impl FakeBroker {
     /// What a broker answers to one produce request.
     async fn answer_produce(&self, r: v1::ProduceRequest) -> v1::ProduceResponse {
-        while self.shared.state.lock().map(|s| s.stall_produce || s.stall_node == Some(self.node_id)).unwrap() {
+        let stalled =
+            || self.shared.state.lock().map(|s| s.stall_produce || s.stall_node == Some(self.node_id)).unwrap();
+        if stalled() {
+            self.shared.state.lock().unwrap().held_requests += 1;
+        }
+        while stalled() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mut state = self.shared.state.lock().unwrap();
