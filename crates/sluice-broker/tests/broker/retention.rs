@@ -15,14 +15,14 @@ use sluice_broker::BrokerConfig;
 use sluice_common::record::{BatchBuilder, ProducerStamp, Record};
 use sluice_controller::{Applied, ControllerCommand, TopicConfig};
 use sluice_proto::v1::list_offsets_request::At;
-use sluice_proto::v1::{Empty, FetchRequest, ListOffsetsRequest};
+use sluice_proto::v1::{Empty, FetchRequest, FetchResponse, ListOffsetsRequest};
 use sluice_proto::{ErrorCode, error_of};
 use sluice_raft::Reply;
 use sluice_raft::partition::{LogStart, PartitionCommand, log_start_of};
 use sluice_raft::typ::WatchReceiver;
 
 use crate::catchup::{SETTLE, agreeing_logs, assert_same_entries, leader_of, log};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, eventually, unless_retriable};
 
 /// Active segments roll this often, so a few seconds of writes fill many segments.
 const SEGMENT_ROLL_MS: u64 = 150;
@@ -257,17 +257,23 @@ async fn fetch_led_by(
 /// Checks what the leader's client API says about `start`, and that it serves every batch of
 /// `produced` from `start` on, as written.
 async fn assert_client_view(cluster: &Cluster, group: u64, start: LogStart, produced: &BTreeMap<u64, Bytes>) {
-    let mut client = cluster.client(leader_of(cluster, group).expect("a leader")).await;
     let fetch = |offset| FetchRequest { topic: TOPIC.into(), partition: 0, offset, max_bytes: 0, max_wait_ms: 0 };
 
-    let below = client.fetch(fetch(0)).await.expect("rpc").into_inner();
+    let below = fetch_from_leader(cluster, group, fetch(0)).await;
     assert_eq!(error_of(below.error.as_ref()).error_code(), ErrorCode::OffsetOutOfRange);
     assert_eq!(below.log_start_offset, start.offset, "the answer names the log start");
-    let just_below = client.fetch(fetch(start.offset - 1)).await.expect("rpc").into_inner();
+    let just_below = fetch_from_leader(cluster, group, fetch(start.offset - 1)).await;
     assert_eq!(error_of(just_below.error.as_ref()).error_code(), ErrorCode::OffsetOutOfRange);
 
     let earliest = ListOffsetsRequest { topic: TOPIC.into(), partition: 0, at: Some(At::Earliest(Empty {})) };
-    let earliest = client.list_offsets(earliest).await.expect("rpc").into_inner();
+    let earliest = eventually(CLIENT_LIMIT, "list-offsets earliest from the leader", || async {
+        let leader = leader_of(cluster, group).ok_or("no leader yet")?;
+        let r = cluster.client(leader).await.list_offsets(earliest.clone()).await.map_err(|s| s.to_string())?;
+        let r = r.into_inner();
+        unless_retriable(r.error.as_ref())?;
+        Ok(r)
+    })
+    .await;
     assert_eq!((error_of(earliest.error.as_ref()).error_code(), earliest.offset), (ErrorCode::Ok, start.offset));
 
     let expected: Vec<(u64, Bytes)> = produced.range(start.offset..).map(|(o, b)| (*o, b.clone())).collect();
@@ -275,7 +281,7 @@ async fn assert_client_view(cluster: &Cluster, group: u64, start: LogStart, prod
     let mut fetched = Vec::new();
     let mut next = start.offset;
     while next < end {
-        let r = client.fetch(fetch(next)).await.expect("rpc").into_inner();
+        let r = fetch_from_leader(cluster, group, fetch(next)).await;
         assert_eq!(error_of(r.error.as_ref()).error_code(), ErrorCode::Ok, "fetch from {next}");
         assert_eq!(r.log_start_offset, start.offset);
         assert!(!r.batches.is_empty(), "no batch at {next} below the high watermark {}", r.high_watermark);
@@ -283,4 +289,21 @@ async fn assert_client_view(cluster: &Cluster, group: u64, start: LogStart, prod
         next = fetched.last().map(|(o, _)| o + 2).expect("a batch");
     }
     assert!(fetched == expected, "the batches after the log start differ from those written");
+}
+
+/// How long a client request may keep getting retriable answers (a leader just elected, or
+/// leadership moving back to its preferred broker).
+const CLIENT_LIMIT: Duration = Duration::from_secs(30);
+
+/// `request`'s answer from the partition's current leader, asking again (and finding the leader
+/// again) while the answer is retriable; any other answer is returned for the test to judge.
+async fn fetch_from_leader(cluster: &Cluster, group: u64, request: FetchRequest) -> FetchResponse {
+    eventually(CLIENT_LIMIT, "a fetch from the leader", || async {
+        let leader = leader_of(cluster, group).ok_or("no leader yet")?;
+        let r = cluster.client(leader).await.fetch(request.clone()).await.map_err(|s| s.to_string())?;
+        let r = r.into_inner();
+        unless_retriable(r.error.as_ref())?;
+        Ok(r)
+    })
+    .await
 }
