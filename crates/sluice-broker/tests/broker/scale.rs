@@ -20,8 +20,9 @@ const PARTITIONS_PER_TOPIC: u32 = 100;
 /// appends onto groups whose writes are slow.
 const CONCURRENT_WRITES: usize = 16;
 /// How long 300 groups may take to be hosted everywhere and all led: a bound on progress, not a
-/// measurement (about 11 s on an idle 2-core machine in debug; CI shares its two cores).
-const FORMATION_LIMIT: Duration = Duration::from_secs(60);
+/// measurement (about 11 s on an idle 2-core machine in debug; CI shares its two cores, and
+/// with other builds on them 60 s was seen to pass with only 230 of 300 led).
+const FORMATION_LIMIT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_300_partitions_on_three_brokers_all_lead_commit_a_write_and_delete_cleanly() {
