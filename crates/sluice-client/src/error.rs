@@ -176,7 +176,10 @@ fn hint(code: ErrorCode) -> &'static str {
         ErrorCode::InvalidRequest => "the request is malformed; this is a client bug",
         ErrorCode::OffsetOutOfRange => "seek to an offset the partition holds",
         ErrorCode::ProducerFenced => "another producer instance replaced this one; create a new producer",
-        ErrorCode::OutOfOrderSequence => "a batch was lost between producer and broker; resend the affected records",
+        ErrorCode::OutOfOrderSequence => {
+            "the batch's sequence is not the one expected: ahead, an earlier batch was lost (resend from the \
+             expected sequence); older, its records were written already (do not resend); the message says which"
+        }
         ErrorCode::InvalidConfig => "fix the setting the message names",
         ErrorCode::Unavailable => "the broker is starting, stopping or electing a leader; retry shortly",
         ErrorCode::Internal => "a broker failed internally; see its log",
