@@ -65,7 +65,14 @@ async fn given_retention_bytes_when_segments_roll_every_replica_trims_and_keeps_
     tracing::info!("--- the follower restarts behind the log start and catches up by snapshot");
     cluster.start_broker(follower).await;
     let deadline = tokio::time::Instant::now() + SETTLE;
-    loop {
+    // Retention may trim again meanwhile (an election's entry can roll a segment): the follower
+    // must reach the leader's log start of the moment, through a snapshot past the first trim.
+    let first_trim = start;
+    let start = loop {
+        let Some(current) = leader_log_start(&cluster, group).await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
         let hosted = cluster.brokers[follower].partitions().raft(group);
         let theirs = match hosted {
             Some(raft) => log_start_of(&raft).await.map(|w| *w.borrow()),
@@ -76,15 +83,16 @@ async fn given_retention_bytes_when_segments_roll_every_replica_trims_and_keeps_
             None => None,
         };
         let first = cluster.brokers[follower].partitions().log(group).map(|l| l.first_index());
-        if theirs == Some(start) && snapshot.is_some_and(|s| s >= start.trimmed_before) {
+        if theirs == Some(current) && snapshot.is_some_and(|s| s >= first_trim.trimmed_before) {
             // The snapshot carried the retained entries: the log starts at the log start, like
             // the leader's, not after the snapshot.
-            assert_eq!(first, Some(start.trimmed_before), "the caught-up log starts at the log start");
-            break;
+            assert_eq!(first, Some(current.trimmed_before), "the caught-up log starts at the log start");
+            break current;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the follower never caught up: {theirs:?} {snapshot:?}");
+        let late = tokio::time::Instant::now() >= deadline;
+        assert!(!late, "the follower never caught up: {theirs:?} {snapshot:?}, the leader's {current:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
     let ours = log(&cluster, follower, group);
     for offset in produced.range(start.offset..).map(|(o, _)| *o) {
         assert_eq!(ours.find_offset(offset).map(|at| at.base_offset), Some(offset), "offset {offset} on the follower");
@@ -93,8 +101,8 @@ async fn given_retention_bytes_when_segments_roll_every_replica_trims_and_keeps_
     drop(ours);
 
     tracing::info!("--- led by the caught-up replica, the partition serves every retained offset");
-    let served = fetch_led_by(&cluster, group, follower, start.offset, &produced).await;
-    let expected: Vec<(u64, Bytes)> = produced.range(start.offset..).map(|(o, b)| (*o, b.clone())).collect();
+    let (served_from, served) = fetch_led_by(&cluster, group, follower, start.offset, &produced).await;
+    let expected: Vec<(u64, Bytes)> = produced.range(served_from..).map(|(o, b)| (*o, b.clone())).collect();
     assert!(served == expected, "the caught-up leader serves other batches than those written");
 
     tracing::info!("--- writes after it agree on every replica");
@@ -199,16 +207,26 @@ async fn settled_log_start(cluster: &Cluster, group: u64) -> LogStart {
     }
 }
 
-/// Makes `brokers[new_leader]` lead `group` and fetches every batch from `from` to the end
-/// through its client API, moving the leadership back to it (and starting over) whenever the
-/// fetch is told to retry.
+/// The log start of `group` on its leader, if it has one.
+async fn leader_log_start(cluster: &Cluster, group: u64) -> Option<LogStart> {
+    let raft = leader_of(cluster, group).and_then(|l| cluster.brokers[l].partitions().raft(group))?;
+    log_start_of(&raft).await.map(|w| *w.borrow())
+}
+
+/// Makes `brokers[new_leader]` lead `group` and fetches every batch from the log start `from` to
+/// the end through its client API, moving the leadership back to it (and starting over) whenever
+/// the fetch is told to retry. Returns the log start it fetched from and what it fetched.
+///
+/// Each election appends an entry, which may roll a segment and let retention trim one more
+/// segment: a fetch told OFFSET_OUT_OF_RANGE with a later log start, at a batch that was written,
+/// starts over from there, as a client would.
 async fn fetch_led_by(
     cluster: &Cluster,
     group: u64,
     new_leader: usize,
-    from: u64,
+    mut from: u64,
     produced: &BTreeMap<u64, Bytes>,
-) -> Vec<(u64, Bytes)> {
+) -> (u64, Vec<(u64, Bytes)>) {
     let end = produced.last_key_value().map(|(o, _)| o + 2).expect("batches written");
     let deadline = tokio::time::Instant::now() + SETTLE;
     loop {
@@ -241,14 +259,25 @@ async fn fetch_led_by(
                 tracing::info!("fetch from {next} answered {code:?}, retrying");
                 break;
             }
-            assert_eq!(code, ErrorCode::Ok, "fetch of offset {next} from broker {new_leader}");
+            if code == ErrorCode::OffsetOutOfRange && r.log_start_offset > next {
+                assert!(produced.contains_key(&r.log_start_offset), "log start {} is not a batch", r.log_start_offset);
+                tracing::info!("retention trimmed again, to {}; fetching from there", r.log_start_offset);
+                from = r.log_start_offset;
+                break;
+            }
+            assert_eq!(
+                code,
+                ErrorCode::Ok,
+                "fetch of offset {next} from broker {new_leader}, log start {}",
+                r.log_start_offset
+            );
             assert_eq!(r.log_start_offset, from, "the caught-up leader reports the same log start");
             assert!(!r.batches.is_empty(), "no batch at {next} below the high watermark {}", r.high_watermark);
             fetched.extend(r.batches.into_iter().map(|b| (b.base_offset, b.batch)));
             next = fetched.last().map(|(o, _)| o + 2).expect("a batch");
         }
         if next >= end {
-            return fetched;
+            return (from, fetched);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
