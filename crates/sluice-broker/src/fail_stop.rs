@@ -12,16 +12,17 @@
 //! and Raft re-replicates the rest from the other replicas. Whatever hangs while it stops, the
 //! process exits (`crate::run`): never only some of its groups stopped, the rest running.
 //!
-//! One storage error is not a failure: ENOSPC on a write. The log cut the partial write, so
-//! nothing it holds is in doubt; the replica's group stops (openraft stops a group on any
-//! storage error), is parked, and starts again from its files once the disk has room
-//! (`partitions.rs`, `disk.rs`). A failed fsync stays a failure, whatever its errno.
+//! Running out of a resource is not a failure: ENOSPC, EMFILE or ENOMEM on a write. The log cut
+//! the partial write, so nothing it holds is in doubt; the replica's group stops (openraft
+//! stops a group on any storage error), is parked, and starts again from its files once the
+//! resource is back (`partitions.rs`, `disk.rs`). A failed fsync stays a failure, whatever
+//! its errno.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use sluice_raft::typ::{Fatal, Raft, core_stopped};
+use sluice_raft::{Exhausted, Exhaustion};
 use tokio::sync::watch;
 
 use crate::controller::BrokerStateMachine;
@@ -42,13 +43,13 @@ impl fmt::Display for GroupFailure {
     }
 }
 
-/// How a partition replica's group that ran out of disk space is told from one that failed:
-/// its log store sets `flag` on ENOSPC (`PartitionLogStore::noting_out_of_space`).
-pub(crate) struct OutOfSpace {
-    /// Set by the store when a write failed for want of space.
-    pub flag: Arc<AtomicBool>,
-    /// Parks the replica until the disk has room.
-    pub park: Box<dyn FnOnce() + Send>,
+/// How a partition replica's group that ran out of a resource is told from one that failed:
+/// its storage notes ENOSPC, EMFILE and ENOMEM in `flag` (`PartitionLogStore::noting_exhaustion`).
+pub(crate) struct OnExhaustion {
+    /// What the storage ran out of, if anything.
+    pub flag: Arc<Exhaustion>,
+    /// Parks the replica until the resource is back.
+    pub park: Box<dyn FnOnce(Exhausted) + Send>,
 }
 
 /// Where groups report a fatal stop, and where the broker learns of the first one. Cheap to
@@ -71,10 +72,11 @@ impl FailStop {
     /// elections an operator wants to see, in place of openraft's own chatter (which the default
     /// log filter hides).
     ///
-    /// A group with `out_of_space` whose flag is set when it stops ran out of disk space on a
-    /// write that failed cleanly: that is not a reason to stop the broker. Its `park` runs
-    /// instead, which restarts the replica once the disk has room (`partitions.rs`).
-    pub(crate) fn watch(&self, group: String, raft: &Raft<BrokerStateMachine>, out_of_space: Option<OutOfSpace>) {
+    /// A group with `exhaustion` whose flag is set when it stops ran out of disk space, files
+    /// or memory on an operation that failed cleanly: that is not a reason to stop the broker.
+    /// Its `park` runs instead, which restarts the replica once the resource is back
+    /// (`partitions.rs`).
+    pub(crate) fn watch(&self, group: String, raft: &Raft<BrokerStateMachine>, exhaustion: Option<OnExhaustion>) {
         let name = group.clone();
         let stopped = core_stopped(raft, move |leading| match leading {
             Some(term) => tracing::info!("{name}: this broker leads it (term {term})"),
@@ -83,16 +85,21 @@ impl FailStop {
         let fail_stop = self.clone();
         tokio::spawn(async move {
             let Err(fatal) = stopped.await else { return };
-            match out_of_space {
-                Some(oos) if oos.flag.load(Ordering::Acquire) => {
+            match exhaustion.and_then(|on| Some((on.flag.get()?, on.park))) {
+                Some((what, park)) => {
+                    let (resource, when) = match what {
+                        Exhausted::DiskSpace => ("disk space", "once the disk has room again"),
+                        Exhausted::FileDescriptors => ("open files", "after a back-off"),
+                        Exhausted::Memory => ("memory", "after a back-off"),
+                    };
                     tracing::error!(
-                        "{group} ran out of disk space ({}); this replica stops and restarts once the disk has \
-                         room again, and the broker goes on",
+                        "{group} ran out of {resource} ({}); this replica stops and restarts {when}, and the \
+                         broker goes on",
                         cause(&fatal)
                     );
-                    (oos.park)();
+                    park(what);
                 }
-                _ => fail_stop.report(GroupFailure { group, error: cause(&fatal) }),
+                None => fail_stop.report(GroupFailure { group, error: cause(&fatal) }),
             }
         });
     }

@@ -33,9 +33,11 @@ mod config;
 mod controller;
 mod disk;
 mod fail_stop;
+pub mod files;
 pub mod groups;
 pub mod metrics;
 mod node;
+mod parked;
 mod partitions;
 mod retention;
 
@@ -57,6 +59,12 @@ const FAILED_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(20
 pub async fn run(config: BrokerConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
     config.validate()?;
     tracing::info!(?config, "effective configuration");
+    match files::raise_open_file_limit() {
+        Ok(limit) => {
+            tracing::info!("open-file limit: {limit} (each partition replica holds a few; docs/OPERATIONS.md)")
+        }
+        Err(e) => tracing::warn!("cannot raise the open-file limit to the hard limit: {e}"),
+    }
     let broker = Broker::start(config).await?;
     tracing::info!(
         node_id = broker.config().node_id,

@@ -262,12 +262,12 @@ fn liveness(
 /// Starts and stops partition groups as the metadata changes, until `stop` turns true. A group
 /// that failed to start (its directory still locked by a closing predecessor, a full disk) is
 /// tried again after a backoff, not only at the next metadata change. A group that ran out of
-/// disk space (its id arrives on `parked`) is stopped here, and started again as soon as `disk`
-/// says there is room.
+/// a resource (its id arrives on `parked`) is stopped here and started again once it is back:
+/// disk space as soon as `disk` says there is room, files and memory after a back-off.
 async fn reconcile_loop(
     controller: Arc<ControllerGroup>,
     partitions: Arc<Partitions>,
-    mut parked: mpsc::UnboundedReceiver<u64>,
+    mut parked: mpsc::UnboundedReceiver<(u64, sluice_raft::Exhausted)>,
     mut disk: watch::Receiver<DiskState>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -279,9 +279,9 @@ async fn reconcile_loop(
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => {}
-            Some(group) = parked.recv() => partitions.park(group).await,
+            Some((group, reason)) = parked.recv() => partitions.park(group, reason).await,
             Ok(()) = disk.changed() => {
-                room_again = partitions.any_parked() && disk.borrow_and_update().has_room_to_restart();
+                room_again = partitions.any_parked_for_disk() && disk.borrow_and_update().has_room_to_restart();
             }
         }
         if *stop.borrow() {

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,15 +16,16 @@ use sluice_controller::{HostedPartition, Metadata};
 use sluice_raft::partition::LogStart;
 use sluice_raft::typ::{LeaderReadBarrier, Node, Raft, RaftConfig, ServerState, WatchReceiver};
 use sluice_raft::{
-    FsmHandle, GroupNetworkFactory, Liveness, NodeStateMachine, PartitionLogStore, PartitionStateMachine, PeerClients,
-    RaftRegistry,
+    Exhausted, Exhaustion, FsmHandle, GroupNetworkFactory, Liveness, NodeStateMachine, PartitionLogStore,
+    PartitionStateMachine, PeerClients, RaftRegistry,
 };
 use sluice_storage::{FlushPolicy, Flusher, Log, LogConfig, Retention};
 use tokio::sync::{mpsc, watch};
 
 use crate::controller::BrokerStateMachine;
 use crate::disk::DiskState;
-use crate::fail_stop::{FailStop, OutOfSpace};
+use crate::fail_stop::{FailStop, OnExhaustion};
+use crate::parked::Parked;
 
 /// One hosted partition replica.
 struct Hosted {
@@ -55,11 +56,10 @@ pub struct Partitions {
     hosted: Mutex<HashMap<u64, Arc<Hosted>>>,
     /// Tries to start a group that failed (each is tried again later).
     failed_starts: AtomicU64,
-    /// Groups stopped because their disk ran out of space, with their data directories: started
-    /// again only once the disk has room.
-    parked: Mutex<BTreeMap<u64, PathBuf>>,
-    /// Where a group that ran out of space asks to be parked (the reconcile loop parks it).
-    park_requests: mpsc::UnboundedSender<u64>,
+    /// Groups stopped because their storage ran out of a resource (`parked.rs`).
+    parked: Parked,
+    /// Where a group that ran out of a resource asks to be parked (the reconcile loop parks it).
+    park_requests: mpsc::UnboundedSender<(u64, Exhausted)>,
     /// The free-space guard's latest check; `None` outside a broker (always room).
     disk: Option<watch::Receiver<DiskState>>,
 }
@@ -76,7 +76,7 @@ impl Partitions {
         flusher: Arc<Flusher>,
         raft_config: RaftConfig,
         liveness: Arc<Liveness>,
-    ) -> (Partitions, mpsc::UnboundedReceiver<u64>) {
+    ) -> (Partitions, mpsc::UnboundedReceiver<(u64, Exhausted)>) {
         let raft_config = Arc::new(RaftConfig { enable_tick: false, ..raft_config });
         let (park_requests, parked_groups) = mpsc::unbounded_channel();
         let hosted = Mutex::new(HashMap::new());
@@ -94,7 +94,7 @@ impl Partitions {
             fail_stop,
             hosted,
             failed_starts: AtomicU64::new(0),
-            parked: Mutex::default(),
+            parked: Parked::default(),
             park_requests,
             disk: None,
         };
@@ -106,16 +106,16 @@ impl Partitions {
         Partitions { disk: Some(disk), ..self }
     }
 
-    /// Stops the replica of `group_id`, which ran out of disk space, keeping its data; the
-    /// reconcile loop starts it again once the disk has room (see [`Partitions::reconcile`]).
+    /// Stops the replica of `group_id`, which ran out of `reason`, keeping its data; the
+    /// reconcile loop starts it again once the resource is back (see [`Partitions::reconcile`]).
     /// Its peers elect another leader meanwhile, or go on without this follower.
-    pub(crate) async fn park(&self, group_id: u64) {
+    pub(crate) async fn park(&self, group_id: u64, reason: Exhausted) {
         let hosted = self.hosted.lock().expect("hosted lock").get(&group_id).cloned();
         let Some(h) = hosted else { return };
         self.registry.remove(group_id);
         self.liveness.set_preferred_leader(group_id, None);
         stop(&h).await;
-        self.parked.lock().expect("parked lock").insert(group_id, h.dir.clone());
+        self.parked.park(group_id, h.dir.clone(), reason, std::time::Instant::now());
         self.hosted.lock().expect("hosted lock").remove(&group_id);
         drop(h);
     }
@@ -123,12 +123,7 @@ impl Partitions {
     /// Deletes the data of parked groups no longer assigned here (their topic was deleted):
     /// deleting a topic is how an operator frees a full disk.
     fn forget_unassigned_parked(&self, wanted: &[HostedPartition]) {
-        let gone: Vec<(u64, PathBuf)> = {
-            let mut parked = self.parked.lock().expect("parked lock");
-            let ids: Vec<u64> = parked.keys().filter(|g| !wanted.iter().any(|p| p.group_id == **g)).copied().collect();
-            ids.into_iter().filter_map(|g| parked.remove(&g).map(|dir| (g, dir))).collect()
-        };
-        for (group, dir) in gone {
+        for (group, dir) in self.parked.forget_unless(|g| wanted.iter().any(|p| p.group_id == g)) {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::error!(group, dir = %dir.display(), "deleting a removed partition's data: {e}");
             }
@@ -136,18 +131,13 @@ impl Partitions {
     }
 
     /// Whether some replica waits for disk space to start again.
-    pub(crate) fn any_parked(&self) -> bool {
-        self.parked_count() > 0
+    pub(crate) fn any_parked_for_disk(&self) -> bool {
+        self.parked.any_waiting_for_disk()
     }
 
-    /// How many replicas wait for disk space to start again.
+    /// How many replicas wait for a resource to start again.
     pub fn parked_count(&self) -> usize {
-        self.parked.lock().expect("parked lock").len()
-    }
-
-    /// Whether a parked replica may start: the disk has room.
-    fn may_restart_parked(&self) -> bool {
-        self.disk.as_ref().is_none_or(|d| d.borrow().has_room_to_restart())
+        self.parked.len()
     }
 
     /// Rolls the active segment of logs opened from now on once it is `age` old (retention
@@ -240,16 +230,17 @@ impl Partitions {
         let running = self.group_ids();
         let mut all_started = true;
         for p in wanted.iter().filter(|p| !running.contains(&p.group_id)) {
-            let parked = self.parked.lock().expect("parked lock").contains_key(&p.group_id);
-            if parked && !self.may_restart_parked() {
+            let disk = self.disk.as_ref().map(|d| *d.borrow());
+            let parked = self.parked.may_start(p.group_id, disk.as_ref(), std::time::Instant::now());
+            if parked == Some(false) {
                 all_started = false;
                 continue;
             }
             let (retention, policy) = metadata.read(|m| (retention_of(m, p), flush_policy_of(m, p)));
             match self.start_group(p, &addrs, retention, policy).await {
-                Ok(()) if parked => {
-                    self.parked.lock().expect("parked lock").remove(&p.group_id);
-                    tracing::info!(topic = %p.topic, partition = p.partition.0, "restarted after the disk ran out of space");
+                Ok(()) if parked.is_some() => {
+                    self.parked.started(p.group_id);
+                    tracing::info!(topic = %p.topic, partition = p.partition.0, "restarted after running out of a resource");
                 }
                 Ok(()) => {}
                 Err(e) => {
@@ -292,13 +283,13 @@ impl Partitions {
         let dir = self.dir.join(format!("{}-{}.g{}", p.topic, p.partition.0, p.group_id));
         let config = LogConfig { retention, max_segment_age: Some(self.segment_roll), ..LogConfig::default() };
         let log = Arc::new(Log::open(&dir, config)?);
-        let out_of_space = Arc::new(AtomicBool::new(false));
-        let sm = PartitionStateMachine::open(Arc::clone(&log))?.noting_out_of_space(Arc::clone(&out_of_space));
+        let exhaustion = Arc::new(Exhaustion::default());
+        let sm = PartitionStateMachine::open(Arc::clone(&log))?.noting_exhaustion(Arc::clone(&exhaustion));
         let (high_watermark, log_start) = (sm.high_watermark(), sm.log_start());
         let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(&self.flusher))
             .with_flush_policy(policy)
             .retaining(log_start.clone())
-            .noting_out_of_space(Arc::clone(&out_of_space));
+            .noting_exhaustion(Arc::clone(&exhaustion));
         // Snapshots sent from here carry the retained entries read from the log, and those
         // received are staged in it (docs/adr/0006-snapshot-catch-up.md).
         let network = GroupNetworkFactory::new(p.group_id, self.clients.clone()).with_log(Arc::clone(&log));
@@ -307,12 +298,12 @@ impl Partitions {
             .map_err(io::Error::other)?;
         if let Some(fail_stop) = &self.fail_stop {
             let (requests, group_id) = (self.park_requests.clone(), p.group_id);
-            let park = Box::new(move || {
+            let park = Box::new(move |reason| {
                 // Fails only once the broker is stopping, when nothing restarts groups anyway.
-                let _ = requests.send(group_id);
+                let _ = requests.send((group_id, reason));
             });
             let name = format!("partition group {} ({}-{})", p.group_id, p.topic, p.partition.0);
-            fail_stop.watch(name, &raft, Some(OutOfSpace { flag: out_of_space, park }));
+            fail_stop.watch(name, &raft, Some(OnExhaustion { flag: exhaustion, park }));
         }
         self.liveness.set_preferred_leader(p.group_id, p.replicas.first().map(|r| r.0));
         self.registry.insert_log(p.group_id, Arc::clone(&log));

@@ -21,6 +21,7 @@
 //! and applies one partition's log, and does no disk I/O of its own beyond the storage crate's.
 
 pub mod codec;
+mod exhaustion;
 pub mod fsm;
 pub mod liveness;
 mod log_store;
@@ -32,6 +33,7 @@ mod tail_cache;
 pub mod transport;
 pub mod typ;
 
+pub use exhaustion::{Exhausted, Exhaustion};
 pub use fsm::{Fsm, FsmHandle, FsmSnapshotBuilder, FsmStateMachine};
 pub use liveness::{Liveness, LivenessConfig, LivenessDriver};
 pub use log_store::{MAX_REPLICATION_BYTES, PartitionLogReader, PartitionLogStore};

@@ -16,7 +16,6 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +26,7 @@ use sluice_storage::{EntryId, FlushPolicy, Flusher, Log, read_state_file, write_
 use tokio::sync::watch;
 
 use crate::codec;
+use crate::exhaustion::{self, Exhaustion};
 use crate::partition::LogStart;
 use crate::tail_cache::TailCache;
 use crate::typ::{LogId, PartitionConfig, RaftEntry, Vote, log_id};
@@ -46,8 +46,8 @@ pub struct PartitionLogStore {
     relaxed: Option<Duration>,
     /// A partition's log start: entries from it on are never purged (see `retaining`).
     retained: Option<watch::Receiver<LogStart>>,
-    /// Set when a write fails for want of disk space (see `noting_out_of_space`).
-    out_of_space: Option<Arc<AtomicBool>>,
+    /// Notes a write that failed for want of a resource (see `noting_exhaustion`).
+    exhaustion: Option<Arc<Exhaustion>>,
 }
 
 /// A reader of the same log, for openraft's replication tasks; cheap to clone.
@@ -61,7 +61,7 @@ impl PartitionLogStore {
     /// A store over `log`, made durable by `flusher` (shared by every log on the data directory),
     /// that reports an append saved only once fsynced ([`FlushPolicy::EveryAppend`]).
     pub fn new(log: Arc<Log>, flusher: Arc<Flusher>) -> PartitionLogStore {
-        PartitionLogStore { log, tail: Arc::default(), flusher, relaxed: None, retained: None, out_of_space: None }
+        PartitionLogStore { log, tail: Arc::default(), flusher, relaxed: None, retained: None, exhaustion: None }
     }
 
     /// The same store under `policy`: when appends are reported saved to openraft.
@@ -70,19 +70,19 @@ impl PartitionLogStore {
         self
     }
 
-    /// The same store, setting `flag` when a write fails with ENOSPC. openraft stops the group
-    /// on any storage error; its owner reads the flag to tell a full disk (the write failed
-    /// cleanly: the log cut the partial write, and the replica can restart once space returns)
-    /// from a failure that must stop the broker. A failed fsync is never reported here: it
-    /// stops the log for good (docs/DURABILITY.md).
-    pub fn noting_out_of_space(mut self, flag: Arc<AtomicBool>) -> PartitionLogStore {
-        self.out_of_space = Some(flag);
+    /// The same store, noting in `flag` a write that fails for want of disk space, files or
+    /// memory. openraft stops the group on any storage error; its owner reads the flag to tell
+    /// an exhausted resource (the write failed cleanly: the log cut the partial write, and the
+    /// replica can restart once the resource is back) from a failure that must stop the
+    /// broker. A failed fsync is never noted: it stops the log for good (docs/DURABILITY.md).
+    pub fn noting_exhaustion(mut self, flag: Arc<Exhaustion>) -> PartitionLogStore {
+        self.exhaustion = Some(flag);
         self
     }
 
-    /// `e`, after setting the out-of-space flag if `e` is ENOSPC.
+    /// `e`, noted in the exhaustion flag.
     fn note(&self, e: io::Error) -> io::Error {
-        note_out_of_space(self.out_of_space.as_deref(), e)
+        exhaustion::note(self.exhaustion.as_deref(), e)
     }
 
     /// The policy the store reports appends saved by.
@@ -94,17 +94,6 @@ impl PartitionLogStore {
     pub fn log(&self) -> &Arc<Log> {
         &self.log
     }
-}
-
-/// `e`, after setting `flag` (if any) when `e` is ENOSPC (see
-/// [`PartitionLogStore::noting_out_of_space`]).
-pub(crate) fn note_out_of_space(flag: Option<&AtomicBool>, e: io::Error) -> io::Error {
-    if e.kind() == io::ErrorKind::StorageFull
-        && let Some(flag) = flag
-    {
-        flag.store(true, Ordering::Release);
-    }
-    e
 }
 
 impl RaftLogReader<PartitionConfig> for PartitionLogReader {

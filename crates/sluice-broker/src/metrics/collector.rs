@@ -184,7 +184,8 @@ impl BrokerCollector {
         ] {
             ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }
-        self.encode_disk(encoder)
+        self.encode_disk(encoder)?;
+        encode_files(encoder)
     }
 
     /// The free-space guard's latest check, once there was one (docs/OPERATIONS.md).
@@ -226,6 +227,20 @@ fn encode_roles(encoder: &mut DescriptorEncoder, parts: &[PartitionView]) -> fmt
         for (role, name) in ROLES {
             let labels = PartitionLabels { extra: Some(("role", LabelValue::Str(name))), ..PartitionLabels::of(p) };
             ConstGauge::new(u64::from(p.group.role == role)).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The process's open files and its open-file limit (unlimited: no sample).
+fn encode_files(encoder: &mut DescriptorEncoder) -> fmt::Result {
+    let gauges = [
+        ("sluice_open_files", "Files (and sockets) this broker process has open.", crate::files::open_files()),
+        ("sluice_open_files_limit", "The broker's open-file limit (RLIMIT_NOFILE).", crate::files::open_file_limit()),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(value) = value {
+            ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }
     }
     Ok(())

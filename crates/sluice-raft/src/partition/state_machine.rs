@@ -27,7 +27,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
@@ -39,7 +38,7 @@ use openraft::{EntryPayload, OptionalSend};
 use sluice_storage::{EntryId, Log};
 use tokio::sync::watch;
 
-use crate::log_store::note_out_of_space;
+use crate::exhaustion::{self, Exhaustion};
 
 use super::command::{LeaderStamp, PartitionCommand};
 use super::producers::Check;
@@ -76,15 +75,15 @@ pub struct PartitionStateMachine {
     /// The replies of an applied run, held until its high watermark is published (kept to
     /// reuse its allocation).
     answers: Vec<(ApplyResponder<PartitionConfig>, Reply)>,
-    /// Set when a snapshot cannot be written for want of disk space (see `noting_out_of_space`).
-    out_of_space: Option<Arc<AtomicBool>>,
+    /// Notes a snapshot that cannot be written for want of a resource (see `noting_exhaustion`).
+    exhaustion: Option<Arc<Exhaustion>>,
 }
 
 impl PartitionStateMachine {
-    /// The same state machine, setting `flag` when writing a snapshot fails with ENOSPC, as
-    /// [`crate::PartitionLogStore::noting_out_of_space`] does for the log.
-    pub fn noting_out_of_space(mut self, flag: Arc<AtomicBool>) -> PartitionStateMachine {
-        self.out_of_space = Some(flag);
+    /// The same state machine, noting in `flag` a snapshot that cannot be written for want of
+    /// a resource, as [`crate::PartitionLogStore::noting_exhaustion`] does for the log.
+    pub fn noting_exhaustion(mut self, flag: Arc<Exhaustion>) -> PartitionStateMachine {
+        self.exhaustion = Some(flag);
         self
     }
 
@@ -100,7 +99,7 @@ impl PartitionStateMachine {
             high_watermark: watch::Sender::new(0),
             log_start: watch::Sender::new(LogStart::default()),
             answers: Vec::new(),
-            out_of_space: None,
+            exhaustion: None,
         };
         let stored = snapshot_file::load(sm.log.dir())?;
         // A crash may have stopped the installation of a snapshot after it was stored but
@@ -275,14 +274,14 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
             log: Arc::clone(&self.log),
             meta: SnapshotMeta { last_log_id: self.last_applied, last_membership: self.membership.clone() },
             data: self.state.encode(),
-            out_of_space: self.out_of_space.clone(),
+            exhaustion: self.exhaustion.clone(),
         }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMetaOf<PartitionConfig>, snapshot: Bytes) -> io::Result<()> {
         // The snapshot first: the log's purge point may then rise to the snapshot's last entry
         // (the back-fill empties the log to it), never above what the state machine covers.
-        let noted = |e| note_out_of_space(self.out_of_space.as_deref(), e);
+        let noted = |e| exhaustion::note(self.exhaustion.as_deref(), e);
         persist_snapshot(&self.log, meta, &snapshot).map_err(noted)?;
         adopt_retained(&self.log, meta.last_log_id).map_err(noted)?;
         self.restore(meta, &snapshot)?;
@@ -303,7 +302,7 @@ pub struct SnapshotBuilder {
     log: Arc<Log>,
     meta: SnapshotMetaOf<PartitionConfig>,
     data: Bytes,
-    out_of_space: Option<Arc<AtomicBool>>,
+    exhaustion: Option<Arc<Exhaustion>>,
 }
 
 impl RaftSnapshotBuilder<PartitionConfig> for SnapshotBuilder {
@@ -311,7 +310,7 @@ impl RaftSnapshotBuilder<PartitionConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> io::Result<SnapshotOf<PartitionConfig, Bytes>> {
         persist_snapshot(&self.log, &self.meta, &self.data)
-            .map_err(|e| note_out_of_space(self.out_of_space.as_deref(), e))?;
+            .map_err(|e| exhaustion::note(self.exhaustion.as_deref(), e))?;
         Ok(Snapshot { meta: self.meta.clone(), snapshot: self.data.clone() })
     }
 }

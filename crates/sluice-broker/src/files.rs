@@ -1,0 +1,48 @@
+//! The broker's file budget: every partition replica holds open files, and a broker that runs
+//! out of descriptors cannot start replicas, open segments or accept connections. So the broker
+//! raises its soft open-file limit to the hard limit when it starts (as Kafka's and Redpanda's
+//! service units ask operators to), logs the budget, and exposes the limit and what is in use
+//! as metrics.
+
+use std::io;
+
+/// Raises the soft open-file limit (RLIMIT_NOFILE) to the hard limit; returns the limit now in
+/// force.
+pub fn raise_open_file_limit() -> io::Result<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(soft), hard) = (limit.current, limit.maximum) else { return Ok(u64::MAX) };
+    let target = hard.unwrap_or(u64::MAX);
+    if soft >= target {
+        return Ok(soft);
+    }
+    setrlimit(Resource::Nofile, rustix::process::Rlimit { current: Some(target), maximum: hard })?;
+    Ok(target)
+}
+
+/// The soft open-file limit in force; `None` when unlimited.
+pub fn open_file_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// How many files this process has open, counted in `/proc/self/fd` (Linux).
+pub fn open_files() -> Option<u64> {
+    // The directory handle reading it is one of the entries: not counted.
+    std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count().saturating_sub(1) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_after_raising_is_the_limit_in_force_and_open_files_are_counted_below_it() {
+        let raised = raise_open_file_limit().expect("raise the limit");
+        assert_eq!(open_file_limit().unwrap_or(u64::MAX), raised);
+        let held: Vec<std::fs::File> = (0..50).map(|_| std::fs::File::open("/proc/self/stat").unwrap()).collect();
+        let during = open_files().expect("/proc/self/fd");
+        // Other tests open and close files meanwhile: ours and the standard streams at least.
+        assert!(during >= 53 && during < raised, "{during} open, limit {raised}");
+        drop(held);
+    }
+}
