@@ -335,6 +335,12 @@ pub struct BrokerConfig {
     /// How often the broker checks its data directory's free space, in ms. Default: 1000.
     #[serde(default = "default_disk_check_interval_ms")]
     pub disk_check_interval_ms: u64,
+    /// The most partition replicas this broker hosts: a topic creation that would put more on
+    /// it is refused with INSUFFICIENT_CAPACITY, before anything is created. 0 derives it from
+    /// the open-file limit (raised to the hard limit at start): each replica holds a few files
+    /// open (docs/OPERATIONS.md). Default: 0.
+    #[serde(default)]
+    pub max_replicas: u32,
     /// Consumer groups. Default: see [`GroupConfig`].
     #[serde(default)]
     pub groups: GroupConfig,
@@ -432,8 +438,17 @@ impl BrokerConfig {
             disk_min_free_bytes: default_disk_min_free_bytes(),
             disk_min_free_percent: default_disk_min_free_percent(),
             disk_check_interval_ms: default_disk_check_interval_ms(),
+            max_replicas: 0,
             groups: GroupConfig::default(),
             worker_threads: 0,
+        }
+    }
+
+    /// `max_replicas`, or when it is 0 what the open-file limit in force allows.
+    pub fn max_replicas_or_budget(&self) -> u32 {
+        match self.max_replicas {
+            0 => crate::files::replica_budget(crate::files::open_file_limit()),
+            set => set,
         }
     }
 

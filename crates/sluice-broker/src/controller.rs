@@ -151,6 +151,7 @@ impl ControllerGroup {
     pub async fn run_duties(
         self: Arc<Self>,
         peers: Vec<PeerConfig>,
+        capacity: impl Fn(u64) -> u32 + Send + 'static,
         session_timeout: Duration,
         mut stop: watch::Receiver<bool>,
     ) {
@@ -169,7 +170,7 @@ impl ControllerGroup {
                 continue;
             }
             let since = *leading_since.get_or_insert_with(tokio::time::Instant::now);
-            self.register_missing(&peers).await;
+            self.register_missing(&peers, &capacity).await;
             // A new leader has heard from no one yet: judge only after a full session.
             if since.elapsed() >= session_timeout {
                 self.update_liveness(session_timeout).await;
@@ -198,21 +199,27 @@ impl ControllerGroup {
         }
     }
 
-    async fn register_missing(&self, peers: &[PeerConfig]) {
-        let stale: Vec<&PeerConfig> = self.metadata.read(|m| {
+    async fn register_missing(&self, peers: &[PeerConfig], capacity: &impl Fn(u64) -> u32) {
+        let stale: Vec<(&PeerConfig, u32)> = self.metadata.read(|m| {
             peers
                 .iter()
-                .filter(|p| {
-                    m.broker(sluice_common::NodeId(p.node_id))
-                        .is_none_or(|b| b.raft_addr != p.raft_addr || b.client_addr != p.client_addr)
+                .map(|p| (p, capacity(p.node_id)))
+                .filter(|(p, max)| {
+                    m.broker(sluice_common::NodeId(p.node_id)).is_none_or(|b| {
+                        let moved = b.raft_addr != p.raft_addr || b.client_addr != p.client_addr;
+                        // A broker's capacity is known once it has said it (it restarted with
+                        // another open-file limit, say); until then it stays as registered.
+                        moved || (*max != 0 && b.max_replicas != *max)
+                    })
                 })
                 .collect()
         });
-        for p in stale {
+        for (p, max_replicas) in stale {
             let command = ControllerCommand::RegisterBroker {
                 node_id: sluice_common::NodeId(p.node_id),
                 raft_addr: p.raft_addr.clone(),
                 client_addr: p.client_addr.clone(),
+                max_replicas,
             };
             match self.propose(&command).await {
                 Ok(reply) => tracing::info!(node_id = p.node_id, ?reply, "registered broker"),

@@ -25,6 +25,23 @@ pub fn open_file_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
+/// Files a partition replica holds open: its directory lock and its active segment's log and
+/// three indexes, and one more for a segment being sealed or read.
+pub const FILES_PER_REPLICA: u64 = 6;
+/// Files kept for everything else: client and peer connections, the controller's store,
+/// reads of older segments, the metrics endpoint.
+pub const RESERVED_FILES: u64 = 1_024;
+
+/// How many partition replicas an open-file `limit` lets a broker host (0: no limit).
+pub fn replica_budget(limit: Option<u64>) -> u32 {
+    match limit {
+        None => 0,
+        Some(limit) => {
+            u32::try_from(limit.saturating_sub(RESERVED_FILES) / FILES_PER_REPLICA).unwrap_or(u32::MAX).max(1)
+        }
+    }
+}
+
 /// How many files this process has open, counted in `/proc/self/fd` (Linux).
 pub fn open_files() -> Option<u64> {
     // The directory handle reading it is one of the entries: not counted.
@@ -34,6 +51,13 @@ pub fn open_files() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_replica_budget_leaves_the_reserve_and_counts_each_replicas_files() {
+        assert_eq!(replica_budget(None), 0, "no limit");
+        assert_eq!(replica_budget(Some(20_000)), ((20_000 - RESERVED_FILES) / FILES_PER_REPLICA) as u32);
+        assert_eq!(replica_budget(Some(100)), 1, "a tiny limit still hosts one");
+    }
 
     #[test]
     fn the_limit_after_raising_is_the_limit_in_force_and_open_files_are_counted_below_it() {

@@ -106,9 +106,15 @@ impl Broker {
         let controller = Arc::new(ControllerGroup::start(&config, clients.clone(), &registry).await?);
         let fail_stop = FailStop::new();
         fail_stop.watch("the controller group".into(), controller.raft(), None);
-        let session = std::time::Duration::from_millis(config.broker_session_timeout_ms);
-        tasks.push(tokio::spawn(Arc::clone(&controller).run_duties(config.peers.clone(), session, stopped.clone())));
         let (liveness, driver) = liveness(&config, &registry, &clients);
+        let max_replicas = config.max_replicas_or_budget();
+        tracing::info!("this broker can host {max_replicas} partition replicas (max_replicas; 0: no limit)");
+        liveness.set_max_replicas(max_replicas);
+        let session = std::time::Duration::from_millis(config.broker_session_timeout_ms);
+        let heard = Arc::clone(&liveness);
+        let capacity = move |node| heard.max_replicas(node);
+        let duties = Arc::clone(&controller).run_duties(config.peers.clone(), capacity, session, stopped.clone());
+        tasks.push(tokio::spawn(duties));
         tasks.push(tokio::spawn(driver.run(wait_until_true(stopped.clone()))));
         let requests = Arc::new(RequestMetrics::new());
         let flusher_name = format!("node{}", config.node_id);

@@ -3,6 +3,7 @@
 
 use sluice_common::{NodeId, PartitionId, TopicName};
 
+use crate::assignment::Loads;
 use crate::broker::Broker;
 use crate::command::ControllerCommand;
 use crate::config::TopicConfig;
@@ -16,8 +17,8 @@ impl Metadata {
     /// Applies `command`, committed at log `index`.
     pub(crate) fn execute(&mut self, index: u64, command: ControllerCommand) -> Result<Applied, ControllerError> {
         match command {
-            ControllerCommand::RegisterBroker { node_id, raft_addr, client_addr } => {
-                self.register_broker(index, node_id, raft_addr, client_addr)
+            ControllerCommand::RegisterBroker { node_id, raft_addr, client_addr, max_replicas } => {
+                self.register_broker(index, node_id, (raft_addr, client_addr), max_replicas)
             }
             ControllerCommand::SetBrokerLive { node_id, live } => self.set_broker_live(node_id, live),
             ControllerCommand::CreateTopic { name, config } => self.create_topic(index, &name, config),
@@ -44,8 +45,8 @@ impl Metadata {
         &mut self,
         index: u64,
         node_id: NodeId,
-        raft_addr: String,
-        client_addr: String,
+        (raft_addr, client_addr): (String, String),
+        max_replicas: u32,
     ) -> Result<Applied, ControllerError> {
         let invalid = |which, addr: &String, reason| ControllerError::InvalidBrokerAddress {
             node_id,
@@ -61,7 +62,7 @@ impl Metadata {
                 "the cluster has {MAX_BROKERS} brokers, the most it may have; reuse a retired broker's node id"
             )));
         }
-        let broker = Broker { node_id, raft_addr, client_addr, live: true, registered_at_index: index };
+        let broker = Broker { node_id, raft_addr, client_addr, live: true, registered_at_index: index, max_replicas };
         self.brokers.insert(node_id, broker);
         Ok(Applied::BrokerRegistered { node_id, registered_at_index: index, reregistered })
     }
@@ -93,6 +94,9 @@ impl Metadata {
                  use fewer partitions or delete unused topics"
             )));
         }
+        // Placed on a copy first: a topic that does not fit changes nothing.
+        let mut loads = self.loads.clone();
+        self.place_all(&mut loads, &live, &config)?;
         let partitions = self.assign(&live, &config);
         let assignments = assignments(&partitions);
         let topic = Topic { name: name.clone(), config, created_at_index: index, partitions };
@@ -100,11 +104,51 @@ impl Metadata {
         Ok(Applied::TopicCreated { topic: name, partitions: assignments })
     }
 
+    /// Places and counts each partition of a new topic on `loads`, on the live brokers with
+    /// room under their `max_replicas`; fails if some partition has fewer than its replication
+    /// factor of them.
+    fn place_all(&self, loads: &mut Loads, live: &[NodeId], config: &TopicConfig) -> Result<(), ControllerError> {
+        let rf = config.replication_factor as usize;
+        for i in 0..config.partitions {
+            let room = self.with_room(loads, live);
+            if room.len() < rf {
+                return Err(self.insufficient(loads, live, config, i));
+            }
+            loads.add(&loads.place(&room, rf));
+        }
+        Ok(())
+    }
+
+    /// The brokers of `live` that can take one more replica under `loads`.
+    fn with_room(&self, loads: &Loads, live: &[NodeId]) -> Vec<NodeId> {
+        let cap = |n: &NodeId| self.brokers.get(n).map_or(0, |b| b.max_replicas);
+        live.iter().copied().filter(|n| cap(n) == 0 || loads.get(*n).replicas < cap(n)).collect()
+    }
+
+    /// Why partition `i` of a new topic does not fit: the live brokers at their limit.
+    fn insufficient(&self, loads: &Loads, live: &[NodeId], config: &TopicConfig, i: u32) -> ControllerError {
+        let full: Vec<String> = live
+            .iter()
+            .filter_map(|n| self.brokers.get(n).filter(|b| b.max_replicas > 0))
+            .filter(|b| loads.get(b.node_id).replicas >= b.max_replicas)
+            .map(|b| format!("broker {} ({} replicas)", b.node_id.0, b.max_replicas))
+            .collect();
+        ControllerError::InsufficientCapacity(format!(
+            "{} partitions of replication factor {} do not fit: after {i} of them, {} at its limit \
+             (max_replicas, from its open-file budget or its setting); delete topics, add brokers, or raise the \
+             open-file limit",
+            config.partitions,
+            config.replication_factor,
+            full.join(", ")
+        ))
+    }
+
     /// Places and counts each partition in turn, giving each the next group id.
     fn assign(&mut self, live: &[NodeId], config: &TopicConfig) -> Vec<Partition> {
         (0..config.partitions)
             .map(|_| {
-                let replicas = self.loads.place(live, config.replication_factor as usize);
+                let room = self.with_room(&self.loads, live);
+                let replicas = self.loads.place(&room, config.replication_factor as usize);
                 self.loads.add(&replicas);
                 let group_id = self.next_group_id;
                 self.next_group_id += 1;

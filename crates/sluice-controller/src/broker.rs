@@ -17,4 +17,7 @@ pub struct Broker {
     /// The log index of its latest registration. A restarted broker registers again and gets
     /// a new, larger one, so it doubles as the broker's epoch (as Kafka's broker epoch does).
     pub registered_at_index: u64,
+    /// The most partition replicas it can host, as it said when it last registered; 0 means no
+    /// limit. Creating a topic that would put more on it is refused (INSUFFICIENT_CAPACITY).
+    pub max_replicas: u32,
 }

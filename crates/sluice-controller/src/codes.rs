@@ -29,9 +29,11 @@ pub const GROUP_MISMATCH: u16 = 109;
 pub const INVALID_BROKER_ADDRESS: u16 = 110;
 /// A cluster-wide limit (brokers, partitions) would be exceeded.
 pub const LIMIT_EXCEEDED: u16 = 111;
+/// A new topic's replicas do not fit: too few live brokers have room under their `max_replicas`.
+pub const INSUFFICIENT_CAPACITY: u16 = 112;
 
 /// Every code with its name, for documentation and tests.
-pub const ALL: [(u16, &str); 12] = [
+pub const ALL: [(u16, &str); 13] = [
     (MALFORMED_COMMAND, "MALFORMED_COMMAND"),
     (INVALID_TOPIC_NAME, "INVALID_TOPIC_NAME"),
     (TOPIC_EXISTS, "TOPIC_EXISTS"),
@@ -44,6 +46,7 @@ pub const ALL: [(u16, &str); 12] = [
     (GROUP_MISMATCH, "GROUP_MISMATCH"),
     (INVALID_BROKER_ADDRESS, "INVALID_BROKER_ADDRESS"),
     (LIMIT_EXCEEDED, "LIMIT_EXCEEDED"),
+    (INSUFFICIENT_CAPACITY, "INSUFFICIENT_CAPACITY"),
 ];
 
 /// The name of `code`, or `None` for a code this build does not know.

@@ -25,6 +25,9 @@ pub enum ControllerCommand {
         raft_addr: String,
         /// Where clients connect.
         client_addr: String,
+        /// The most partition replicas it can host (its file budget, or its `max_replicas`
+        /// setting); 0 means no limit. Topic creations that would exceed it are refused.
+        max_replicas: u32,
     },
     /// The controller leader's verdict on a broker's heartbeats; the state machine only records it.
     SetBrokerLive {
@@ -109,6 +112,7 @@ mod tests {
                 node_id: NodeId(1),
                 raft_addr: "a:1".into(),
                 client_addr: "a:2".into(),
+                max_replicas: 4_000,
             },
             ControllerCommand::SetBrokerLive { node_id: NodeId(2), live: false },
             ControllerCommand::SetBrokerLive { node_id: NodeId(0), live: true },

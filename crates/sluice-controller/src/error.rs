@@ -92,6 +92,10 @@ pub enum ControllerError {
     /// A cluster-wide limit would be exceeded; the message names it.
     #[error("{0}")]
     LimitExceeded(String),
+    /// A new topic's replicas do not fit on the live brokers' capacity; the message names the
+    /// broker at its limit and the limit.
+    #[error("{0}")]
+    InsufficientCapacity(String),
 }
 
 impl ControllerError {
@@ -110,6 +114,7 @@ impl ControllerError {
             ControllerError::GroupMismatch { .. } => codes::GROUP_MISMATCH,
             ControllerError::InvalidBrokerAddress { .. } => codes::INVALID_BROKER_ADDRESS,
             ControllerError::LimitExceeded(_) => codes::LIMIT_EXCEEDED,
+            ControllerError::InsufficientCapacity(_) => codes::INSUFFICIENT_CAPACITY,
         }
     }
 }

@@ -20,7 +20,10 @@ pub(crate) fn sample(brokers: u64) -> Metadata {
     let mut meta = Metadata::new();
     for id in 1..=brokers {
         let (raft_addr, client_addr) = (format!("10.0.0.{id}:7000"), format!("10.0.0.{id}:9000"));
-        apply_ok(&mut meta, ControllerCommand::RegisterBroker { node_id: NodeId(id), raft_addr, client_addr });
+        apply_ok(
+            &mut meta,
+            ControllerCommand::RegisterBroker { node_id: NodeId(id), raft_addr, client_addr, max_replicas: 0 },
+        );
     }
     apply_ok(&mut meta, ControllerCommand::CreateTopic { name: "a".into(), config: TopicConfig::new(3, 2) });
     let config = TopicConfig { retention_ms: Some(1000), ..TopicConfig::new(2, 1) };

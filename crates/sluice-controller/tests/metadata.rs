@@ -38,6 +38,17 @@ fn register(id: u64) -> ControllerCommand {
         node_id: NodeId(id),
         raft_addr: format!("10.0.0.{id}:7000"),
         client_addr: format!("10.0.0.{id}:9000"),
+        max_replicas: 0,
+    }
+}
+
+/// Broker `id` registering with room for `max_replicas` replicas.
+fn register_with(id: u64, max_replicas: u32) -> ControllerCommand {
+    match register(id) {
+        ControllerCommand::RegisterBroker { node_id, raft_addr, client_addr, .. } => {
+            ControllerCommand::RegisterBroker { node_id, raft_addr, client_addr, max_replicas }
+        }
+        _ => unreachable!("register makes a registration"),
     }
 }
 
@@ -79,8 +90,12 @@ fn given_a_new_broker_when_it_registers_then_it_is_live_and_reregistering_update
     assert_eq!((b.live, b.registered_at_index, b.client_addr.as_str()), (true, 1, "10.0.0.1:9000"));
 
     ok(&mut meta, live(1, false));
-    let moved =
-        ControllerCommand::RegisterBroker { node_id: NodeId(1), raft_addr: "h:1".into(), client_addr: "h:2".into() };
+    let moved = ControllerCommand::RegisterBroker {
+        node_id: NodeId(1),
+        raft_addr: "h:1".into(),
+        client_addr: "h:2".into(),
+        max_replicas: 0,
+    };
     assert!(matches!(
         ok(&mut meta, moved),
         Applied::BrokerRegistered { registered_at_index: 3, reregistered: true, .. }
@@ -93,12 +108,21 @@ fn given_a_new_broker_when_it_registers_then_it_is_live_and_reregistering_update
 #[test]
 fn given_bad_addresses_when_registering_then_refused_saying_why() {
     let mut meta = Metadata::new();
-    let empty =
-        ControllerCommand::RegisterBroker { node_id: NodeId(1), raft_addr: "".into(), client_addr: "c:1".into() };
+    let empty = ControllerCommand::RegisterBroker {
+        node_id: NodeId(1),
+        raft_addr: "".into(),
+        client_addr: "c:1".into(),
+        max_replicas: 0,
+    };
     let r = refused(&mut meta, empty, codes::INVALID_BROKER_ADDRESS);
     assert!(r.message.contains("raft address \"\"") && r.message.contains("host:port"), "{r}");
     let long = "x".repeat(limits::MAX_ADDRESS_LEN + 1);
-    let long = ControllerCommand::RegisterBroker { node_id: NodeId(1), raft_addr: "r:1".into(), client_addr: long };
+    let long = ControllerCommand::RegisterBroker {
+        node_id: NodeId(1),
+        raft_addr: "r:1".into(),
+        client_addr: long,
+        max_replicas: 0,
+    };
     assert!(refused(&mut meta, long, codes::INVALID_BROKER_ADDRESS).message.contains("the limit is 261"));
     assert_eq!(meta.brokers().count(), 0);
 }
@@ -179,6 +203,32 @@ fn given_fewer_live_brokers_than_rf_when_creating_then_refused() {
     assert_eq!(meta.load(NodeId(3)).replicas, 0);
     ok(&mut meta, live(3, true));
     ok(&mut meta, create("t", 1, 3));
+}
+
+#[test]
+fn given_brokers_max_replicas_a_topic_that_does_not_fit_is_refused_whole_and_others_fill_the_room_left() {
+    let mut meta = Metadata::new();
+    for (id, max) in [(1, 4), (2, 4), (3, 0)] {
+        ok(&mut meta, register_with(id, max));
+    }
+    ok(&mut meta, create("a", 3, 3));
+    assert_eq!(meta.broker(NodeId(1)).map(|b| b.max_replicas), Some(4));
+    let r = refused(&mut meta, create("big", 2, 3), codes::INSUFFICIENT_CAPACITY);
+    assert!(r.message.contains("broker 1 (4 replicas)") && r.message.contains("broker 2 (4 replicas)"), "{r}");
+    assert!(r.message.contains("after 1 of them"), "{r}");
+    assert!(meta.topic("big").is_none(), "nothing of a refused topic is created");
+    assert_eq!((meta.load(NodeId(1)).replicas, meta.load(NodeId(3)).replicas), (3, 3));
+    // One replica more fits on each; then only broker 3, which has no limit, has room.
+    ok(&mut meta, create("one", 3, 1));
+    assert_eq!((meta.load(NodeId(1)).replicas, meta.load(NodeId(2)).replicas), (4, 4));
+    refused(&mut meta, create("more", 1, 2), codes::INSUFFICIENT_CAPACITY);
+    ok(&mut meta, create("solo", 2, 1));
+    assert_eq!(meta.load(NodeId(3)).replicas, 6);
+    // A broker that registers again with more room takes more; a deletion frees room.
+    ok(&mut meta, register_with(1, 10));
+    ok(&mut meta, create("more", 1, 2));
+    ok(&mut meta, delete("a"));
+    ok(&mut meta, create("big", 1, 3));
 }
 
 #[test]

@@ -29,6 +29,7 @@ fn rejection_code(code: u16) -> ErrorCode {
         codes::NOT_ENOUGH_LIVE_BROKERS => ErrorCode::NotEnoughReplicas,
         // A cluster-wide limit (partitions, producer ids) is a setting the request must change.
         codes::INVALID_CONFIG | codes::LIMIT_EXCEEDED => ErrorCode::InvalidConfig,
+        codes::INSUFFICIENT_CAPACITY => ErrorCode::InsufficientCapacity,
         // Codes of commands clients never cause (broker registration, leader reports), and
         // undecodable commands: a bug or brokers of mixed versions.
         _ => ErrorCode::Internal,
@@ -131,6 +132,7 @@ mod tests {
             (codes::NOT_ENOUGH_LIVE_BROKERS, ErrorCode::NotEnoughReplicas),
             (codes::INVALID_CONFIG, ErrorCode::InvalidConfig),
             (codes::LIMIT_EXCEEDED, ErrorCode::InvalidConfig),
+            (codes::INSUFFICIENT_CAPACITY, ErrorCode::InsufficientCapacity),
         ];
         for (code, client) in expected {
             assert_eq!(rejection_code(code), client, "{:?}", codes::name(code));

@@ -177,6 +177,11 @@ impl BrokerCollector {
             ("sluice_partitions_hosted", "Partition replicas this broker hosts.", hosted as u64),
             ("sluice_partitions_led", "Partition replicas this broker hosts and leads.", led as u64),
             (
+                "sluice_max_replicas",
+                "The most partition replicas this broker hosts (max_replicas, or its open-file budget; 0: no limit).",
+                u64::from(self.liveness.max_replicas(self.node_id)),
+            ),
+            (
                 "sluice_partitions_parked",
                 "Partition replicas stopped by a full disk (ENOSPC), waiting for space to start again.",
                 self.partitions.parked_count() as u64,

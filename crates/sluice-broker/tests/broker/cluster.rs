@@ -92,6 +92,7 @@ impl Cluster {
                 disk_min_free_bytes: 64 << 20,
                 disk_min_free_percent: 0,
                 disk_check_interval_ms: 100,
+                max_replicas: 0,
                 groups: Default::default(),
                 worker_threads: 0,
             })

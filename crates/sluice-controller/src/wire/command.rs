@@ -11,7 +11,8 @@
 //!     AllocateProducerIdMsg allocate_producer_id = 6;
 //!   }
 //! }
-//! message RegisterBrokerMsg { uint64 node_id = 1; string raft_addr = 2; string client_addr = 3; }
+//! message RegisterBrokerMsg { uint64 node_id = 1; string raft_addr = 2; string client_addr = 3;
+//!                             uint32 max_replicas = 4; }  // 0 (absent): no limit
 //! message SetBrokerLiveMsg  { uint64 node_id = 1; bool live = 2; }
 //! message CreateTopicMsg    { string name = 1; uint32 partitions = 2; uint32 replication_factor = 3;
 //!                             optional uint64 retention_ms = 4; optional uint64 retention_bytes = 5;
@@ -68,6 +69,8 @@ pub(crate) struct RegisterBrokerMsg {
     pub raft_addr: String,
     #[prost(string, tag = "3")]
     pub client_addr: String,
+    #[prost(uint32, tag = "4")]
+    pub max_replicas: u32,
 }
 
 /// A broker's liveness.
@@ -128,8 +131,8 @@ pub(crate) struct AllocateProducerIdMsg {}
 impl From<&ControllerCommand> for CommandMsg {
     fn from(command: &ControllerCommand) -> CommandMsg {
         let kind = match command.clone() {
-            ControllerCommand::RegisterBroker { node_id, raft_addr, client_addr } => {
-                Kind::RegisterBroker(RegisterBrokerMsg { node_id: node_id.0, raft_addr, client_addr })
+            ControllerCommand::RegisterBroker { node_id, raft_addr, client_addr, max_replicas } => {
+                Kind::RegisterBroker(RegisterBrokerMsg { node_id: node_id.0, raft_addr, client_addr, max_replicas })
             }
             ControllerCommand::SetBrokerLive { node_id, live } => {
                 Kind::SetBrokerLive(SetBrokerLiveMsg { node_id: node_id.0, live })
@@ -166,6 +169,7 @@ impl TryFrom<CommandMsg> for ControllerCommand {
                 node_id: NodeId(m.node_id),
                 raft_addr: m.raft_addr,
                 client_addr: m.client_addr,
+                max_replicas: m.max_replicas,
             },
             Kind::SetBrokerLive(m) => ControllerCommand::SetBrokerLive { node_id: NodeId(m.node_id), live: m.live },
             Kind::CreateTopic(m) => ControllerCommand::CreateTopic {

@@ -13,7 +13,8 @@
 //!   fixed32 end = 15;                   // END_MARKER, written last: a cut snapshot lacks it
 //! }
 //! message BrokerMsg { uint64 node_id = 1; string raft_addr = 2; string client_addr = 3;
-//!                     bool live = 4; uint64 registered_at_index = 5; }
+//!                     bool live = 4; uint64 registered_at_index = 5;
+//!                     uint32 max_replicas = 6; }  // 0 (absent): no limit
 //! message TopicMsg  { string name = 1; uint32 replication_factor = 2; optional uint64 retention_ms = 3;
 //!                     optional uint64 retention_bytes = 4; uint32 max_message_bytes = 5;
 //!                     uint64 created_at_index = 6; repeated PartitionMsg partitions = 7;
@@ -83,6 +84,8 @@ pub(crate) struct BrokerMsg {
     pub live: bool,
     #[prost(uint64, tag = "5")]
     pub registered_at_index: u64,
+    #[prost(uint32, tag = "6")]
+    pub max_replicas: u32,
 }
 
 /// One topic.
@@ -176,6 +179,7 @@ fn broker_msg(b: &Broker) -> BrokerMsg {
         client_addr: b.client_addr.clone(),
         live: b.live,
         registered_at_index: b.registered_at_index,
+        max_replicas: b.max_replicas,
     }
 }
 
@@ -186,6 +190,7 @@ fn broker_from(m: BrokerMsg) -> Broker {
         client_addr: m.client_addr,
         live: m.live,
         registered_at_index: m.registered_at_index,
+        max_replicas: m.max_replicas,
     }
 }
 

@@ -265,6 +265,7 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
                 .liveness
                 .disk_full(self.liveness.node_id())
                 .map(|d| pb::DiskFull { free_bytes: d.free_bytes, threshold_bytes: d.threshold_bytes }),
+            max_replicas: self.liveness.max_replicas(self.liveness.node_id()),
         };
         let sends = self.peers.iter().map(|(peer, addr)| {
             let beat = beat.clone();

@@ -54,6 +54,8 @@ pub struct Liveness {
     preferred: RwLock<HashMap<u64, NodeId>>,
     /// This node's own disk state, sent with every heartbeat.
     disk_full: RwLock<Option<DiskFull>>,
+    /// How many partition replicas this node can host, sent with every heartbeat.
+    max_replicas: AtomicU64,
 }
 
 /// A node whose data directory has less free space than its threshold: partitions with a
@@ -78,6 +80,8 @@ struct PeerView {
     claims: HashMap<u64, u64>,
     /// Its disk state, as its latest heartbeat said.
     disk_full: Option<DiskFull>,
+    /// Its capacity in replicas, as its latest heartbeat said (0: not said).
+    max_replicas: u32,
 }
 
 /// A group's leader as claimed by a live node.
@@ -101,6 +105,7 @@ impl Liveness {
             generation: AtomicU64::new(0),
             preferred: RwLock::new(HashMap::new()),
             disk_full: RwLock::new(None),
+            max_replicas: AtomicU64::new(0),
         }
     }
 
@@ -149,18 +154,36 @@ impl Liveness {
                 restarted: true,
                 claims,
                 disk_full: None,
+                max_replicas: 0,
             };
             peers.insert(from, view);
         }
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Records the disk state a heartbeat from `from` carried (after [`Liveness::record`]).
-    pub fn record_disk(&self, from: NodeId, disk_full: Option<DiskFull>) {
+    /// Records the disk state and capacity a heartbeat from `from` carried (after
+    /// [`Liveness::record`]).
+    pub fn record_resources(&self, from: NodeId, disk_full: Option<DiskFull>, max_replicas: u32) {
         let mut peers = self.peers.write().expect("liveness lock poisoned");
         if let Some(peer) = peers.get_mut(&from) {
             peer.disk_full = disk_full;
+            peer.max_replicas = max_replicas;
         }
+    }
+
+    /// Sets how many partition replicas this node can host, which its heartbeats carry.
+    pub fn set_max_replicas(&self, max_replicas: u32) {
+        self.max_replicas.store(u64::from(max_replicas), Ordering::Relaxed);
+    }
+
+    /// How many partition replicas `node` can host: this node's as set, a peer's as its latest
+    /// heartbeat said (0: not said, or not heard from yet).
+    pub fn max_replicas(&self, node: NodeId) -> u32 {
+        if node == self.node_id {
+            return self.max_replicas.load(Ordering::Relaxed) as u32;
+        }
+        let peers = self.peers.read().expect("liveness lock poisoned");
+        peers.get(&node).map_or(0, |p| p.max_replicas)
     }
 
     /// Sets this node's own disk state, which its heartbeats carry from now on.
