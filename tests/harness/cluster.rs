@@ -46,6 +46,8 @@ struct Node {
     log: PathBuf,
     /// Environment variables added to the broker's process on its next starts.
     env: Vec<(String, String)>,
+    /// The open-file limit (soft and hard) of its next starts, set with util-linux's `prlimit`.
+    file_limit: Option<u64>,
     child: Option<Child>,
     starts: u32,
 }
@@ -115,7 +117,17 @@ impl Cluster {
                 let text = format!("node_id = {id}\ndata_dir = {:?}\n{peers}", data_dir.display().to_string());
                 std::fs::write(&config, text).expect("write a broker config");
                 let log = dir.path().join(format!("node{id}.log"));
-                Node { id, client_addr: addrs[2 * i], config, data_dir, log, env: Vec::new(), child: None, starts: 0 }
+                Node {
+                    id,
+                    client_addr: addrs[2 * i],
+                    config,
+                    data_dir,
+                    log,
+                    env: Vec::new(),
+                    file_limit: None,
+                    child: None,
+                    starts: 0,
+                }
             })
             .collect();
         Cluster { dir: Some(dir), broker_bin, nodes }
@@ -194,6 +206,12 @@ impl Cluster {
         self.node_mut(node).env = vars.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect();
     }
 
+    /// Sets the open-file limit (soft and hard) the broker runs with from its next start on
+    /// (`None`: the harness's own).
+    pub fn set_file_limit(&mut self, node: NodeId, limit: Option<u64>) {
+        self.node_mut(node).file_limit = limit;
+    }
+
     /// The temporary directory holding every broker's config, data and log.
     pub fn dir(&self) -> &Path {
         self.dir.as_ref().expect("the directory is kept until drop").path()
@@ -238,7 +256,15 @@ impl Cluster {
         writeln!(log, "==== system test harness: start {} of broker {} ====", n.starts, n.id).expect("write a log");
         let stderr = log.try_clone().expect("clone a log handle");
         let level = std::env::var(BROKER_LOG_ENV).unwrap_or_else(|_| DEFAULT_BROKER_LOG.into());
-        let child = Command::new(&broker_bin)
+        let mut command = match n.file_limit {
+            None => Command::new(&broker_bin),
+            Some(limit) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit.arg(format!("--nofile={limit}:{limit}")).arg(&broker_bin);
+                prlimit
+            }
+        };
+        let child = command
             .arg("--config")
             .arg(&n.config)
             .current_dir(cwd)

@@ -18,6 +18,8 @@
 //!   a healthy disk catches up. The same when the controller's store is hit first.
 //! - `idle_reads`: RF-1 partitions left idle for longer than the read lease answer reads at
 //!   once, on `sluice-broker --dev` and on three brokers; the `--dev` default log stays quiet.
+//! - `capacity`: brokers with a low open-file limit refuse a topic beyond their file budget
+//!   with INSUFFICIENT_CAPACITY, keep running, and come back from a full restart.
 //! - `bad_input`: unknown topics, invalid names, oversize messages and unreachable brokers give
 //!   a clear error and a non-zero exit.
 //! - `scripts`: `scripts/start-cluster.sh` starts one cluster, once; `scripts/stop-cluster.sh`
@@ -25,6 +27,7 @@
 //!   free ports.
 
 mod bad_input;
+mod capacity;
 mod cli;
 mod disk_failure;
 mod failover;
