@@ -37,7 +37,7 @@ pub struct SegmentCache {
 }
 
 /// What a [`SegmentCache`] holds and has done, for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
     /// Files held open now: [`FILES_PER_SEGMENT`] per cached segment. A reader that is still
     /// using an evicted segment keeps its files open a little longer, uncounted.
@@ -124,11 +124,8 @@ impl SegmentCache {
         let mut lru = self.lock();
         lru.tick += 1;
         let tick = lru.tick;
-        match lru.entries.insert(id, (Arc::clone(files), tick)) {
-            Some((_, old_tick)) => {
-                lru.order.remove(&old_tick);
-            }
-            None => {}
+        if let Some((_, old_tick)) = lru.entries.insert(id, (Arc::clone(files), tick)) {
+            lru.order.remove(&old_tick);
         }
         lru.order.insert(tick, id);
         let mut evicted = Vec::new();

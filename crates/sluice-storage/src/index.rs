@@ -305,10 +305,28 @@ mod tests {
         assert_eq!(idx.len(), 1000);
         assert_eq!(idx.covered(), 12345);
         assert_eq!(u32_at(idx.record(999), 4), 9990);
+        let open_fds =
+            std::fs::read_dir("/proc/self/fd").unwrap().filter_map(|e| std::fs::read_link(e.ok()?.path()).ok());
+        assert_eq!(open_fds.filter(|p| p.ends_with("x.index")).count(), 0, "a mapped index keeps no descriptor");
         drop(idx);
         assert!(IndexFile::open(&path, IndexKind::Offset, 100).is_err());
         assert!(IndexFile::open(&path, IndexKind::Position, 101).is_err());
         assert!(IndexFile::open(&dir.path().join("none"), IndexKind::Position, 1).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_index_whose_file_was_replaced_refuses_to_resize_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.index");
+        let mut stale = IndexFile::create(&path, IndexKind::Time, 0, 1).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let fresh = IndexFile::create(&path, IndexKind::Time, 7, 1).unwrap();
+        stale.push(&time_record(1, 1)).unwrap();
+        let err = stale.push(&time_record(2, 2)).unwrap_err(); // must grow: reopens by path
+        assert!(err.to_string().contains("replaced") && err.to_string().contains("t.index"), "{err}");
+        assert!(stale.seal().is_err());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), (HEADER_LEN + 16) as u64, "the new file is untouched");
+        drop(fresh);
     }
 
     #[test]

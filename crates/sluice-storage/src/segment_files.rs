@@ -208,3 +208,13 @@ impl Segment {
         StorageError::io("open segment", &self.paths.log)(why)
     }
 }
+
+impl Drop for Segment {
+    /// A closed log's segments leave the cache with it, rather than hold files until evicted.
+    fn drop(&mut self) {
+        drop(self.cache.remove(self.id));
+    }
+}
+
+#[cfg(test)]
+mod tests;
