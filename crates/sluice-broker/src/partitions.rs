@@ -19,7 +19,7 @@ use sluice_raft::{
     FsmHandle, GroupNetworkFactory, Liveness, NodeStateMachine, PartitionLogStore, PartitionStateMachine, PeerClients,
     RaftRegistry,
 };
-use sluice_storage::{FlushPolicy, Flusher, Log, LogConfig, Retention};
+use sluice_storage::{FlushPolicy, Flusher, Log, LogConfig, Retention, SegmentCache};
 use tokio::sync::{mpsc, watch};
 
 use crate::controller::BrokerStateMachine;
@@ -46,6 +46,8 @@ pub struct Partitions {
     registry: Arc<RaftRegistry<BrokerStateMachine>>,
     clients: PeerClients,
     flusher: Arc<Flusher>,
+    /// Keeps the sealed segments of every log under `dir` open, within one bound.
+    segment_cache: Arc<SegmentCache>,
     raft_config: Arc<RaftConfig>,
     liveness: Arc<Liveness>,
     /// Active segments roll once this old (`LogConfig::max_segment_age`).
@@ -88,6 +90,7 @@ impl Partitions {
             registry,
             clients,
             flusher,
+            segment_cache: Arc::new(SegmentCache::default()),
             raft_config,
             liveness,
             segment_roll,
@@ -291,7 +294,7 @@ impl Partitions {
     ) -> io::Result<()> {
         let dir = self.dir.join(format!("{}-{}.g{}", p.topic, p.partition.0, p.group_id));
         let config = LogConfig { retention, max_segment_age: Some(self.segment_roll), ..LogConfig::default() };
-        let log = Arc::new(Log::open(&dir, config)?);
+        let log = Arc::new(Log::open_with(&dir, config, Arc::clone(&self.segment_cache))?);
         let out_of_space = Arc::new(AtomicBool::new(false));
         let sm = PartitionStateMachine::open(Arc::clone(&log))?.noting_out_of_space(Arc::clone(&out_of_space));
         let (high_watermark, log_start) = (sm.high_watermark(), sm.log_start());
