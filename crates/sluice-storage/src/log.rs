@@ -628,7 +628,7 @@ fn open_segments(
             }
         }
         if next_base.is_none() && seg.meta().next_index <= purged_end && seg.base_index < purged_end {
-            Segment::delete_files(&seg.paths)?;
+            seg.delete()?;
             continue;
         }
         let last = next_base.is_none() || rec.cut;
