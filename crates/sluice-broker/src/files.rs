@@ -25,11 +25,12 @@ pub fn open_file_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
-/// Files a partition replica holds open: its directory lock and its active segment's log and
-/// three indexes, and one more for a segment being sealed or read.
-pub const FILES_PER_REPLICA: u64 = 6;
-/// Files kept for everything else: client and peer connections, the controller's store,
-/// reads of older segments, the metrics endpoint.
+/// Files a partition replica holds open: its directory lock and its active segment's log (its
+/// indexes are memory maps, which hold no descriptor), and one more for a rolled segment
+/// waiting to be sealed. Sealed segments are opened through the shared segment cache.
+pub const FILES_PER_REPLICA: u64 = 3;
+/// Files kept for everything else: the segment cache (a descriptor per cached segment),
+/// client and peer connections, the controller's store, the metrics endpoint.
 pub const RESERVED_FILES: u64 = 1_024;
 
 /// How many partition replicas an open-file `limit` lets a broker host (0: no limit).

@@ -19,7 +19,7 @@ use sluice_raft::{
     Exhausted, Exhaustion, FsmHandle, GroupNetworkFactory, Liveness, NodeStateMachine, PartitionLogStore,
     PartitionStateMachine, PeerClients, RaftRegistry,
 };
-use sluice_storage::{FlushPolicy, Flusher, Log, LogConfig, Retention};
+use sluice_storage::{FlushPolicy, Flusher, Log, LogConfig, Retention, SegmentCache};
 use tokio::sync::{mpsc, watch};
 
 use crate::controller::BrokerStateMachine;
@@ -47,6 +47,8 @@ pub struct Partitions {
     registry: Arc<RaftRegistry<BrokerStateMachine>>,
     clients: PeerClients,
     flusher: Arc<Flusher>,
+    /// Keeps the sealed segments of every log under `dir` open, within one bound.
+    segment_cache: Arc<SegmentCache>,
     raft_config: Arc<RaftConfig>,
     liveness: Arc<Liveness>,
     /// Active segments roll once this old (`LogConfig::max_segment_age`).
@@ -88,6 +90,7 @@ impl Partitions {
             registry,
             clients,
             flusher,
+            segment_cache: Arc::new(SegmentCache::default()),
             raft_config,
             liveness,
             segment_roll,
@@ -133,6 +136,11 @@ impl Partitions {
     /// Whether some replica waits for disk space to start again.
     pub(crate) fn any_parked_for_disk(&self) -> bool {
         self.parked.any_waiting_for_disk()
+    }
+
+    /// The shared cache of sealed segments' open files: its use, for the metrics.
+    pub fn segment_cache_stats(&self) -> sluice_storage::CacheStats {
+        self.segment_cache.stats()
     }
 
     /// How many replicas wait for a resource to start again.
@@ -282,7 +290,7 @@ impl Partitions {
     ) -> io::Result<()> {
         let dir = self.dir.join(format!("{}-{}.g{}", p.topic, p.partition.0, p.group_id));
         let config = LogConfig { retention, max_segment_age: Some(self.segment_roll), ..LogConfig::default() };
-        let log = Arc::new(Log::open(&dir, config)?);
+        let log = Arc::new(Log::open_with(&dir, config, Arc::clone(&self.segment_cache))?);
         let exhaustion = Arc::new(Exhaustion::default());
         let sm = PartitionStateMachine::open(Arc::clone(&log))?.noting_exhaustion(Arc::clone(&exhaustion));
         let (high_watermark, log_start) = (sm.high_watermark(), sm.log_start());

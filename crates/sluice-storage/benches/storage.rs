@@ -29,6 +29,12 @@
 //!   or of one 1 MiB entry, from first to last entry with `Log::read(next, u64::MAX, 1 MiB)`.
 //!   The log was just written and is in the page cache: this measures the read path (pread,
 //!   buffers, CRC checks), not the device.
+//! - `read_sealed/{1x100B,64KiB}/{warm,cold}`: one iteration is one `Log::read` of one 100 B
+//!   entry (budget 0) or of 64 KiB of them, from a 64 MiB log of 1 MiB sealed segments; each
+//!   iteration reads from a different segment than the last (stepping through all of them). In
+//!   `warm` the log's `SegmentCache` holds every sealed segment open; in `cold` its bound is zero,
+//!   so every read reopens the segment's `.log` file and maps its three index files, then closes
+//!   them: the cost of reading a segment the cache has evicted. Page cache hot in both.
 //! - `open/{4KiB,1MiB}/{intact,no_index}`: one iteration is `Log::open` of a 1 GiB log of 4 KiB
 //!   or 1 MiB entries in 128 MiB segments, written once (page cache hot). `intact` opens it as a
 //!   clean stop left it; `no_index` first deletes every `*.index` file (untimed), so each sealed
@@ -44,6 +50,7 @@ use std::fs::{self, File, OpenOptions};
 use std::hint::black_box;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -51,7 +58,7 @@ use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use criterion::{criterion_group, criterion_main};
 use sluice_storage::format::ENTRY_HEADER_LEN;
-use sluice_storage::{Entry, Log, LogConfig};
+use sluice_storage::{Entry, Log, LogConfig, SegmentCache};
 use tempfile::TempDir;
 
 const KIB: usize = 1024;
@@ -384,6 +391,71 @@ fn read(c: &mut Criterion) {
     group.finish();
 }
 
+/// Segment size of the `read_sealed` logs: small, so that 64 MiB makes many sealed segments.
+const SEALED_SEGMENT_BYTES: u64 = MIB as u64;
+
+/// A log of sealed segments, reopened with a cache of `max_open_files`, read from a different
+/// segment each time.
+struct SealedLog {
+    _root: TempDir,
+    log: Log,
+    entries: u64,
+    /// Entries per segment, roughly: the step between two reads.
+    stride: u64,
+    next: u64,
+}
+
+impl SealedLog {
+    fn new(plan: Plan, max_open_files: usize) -> SealedLog {
+        let root = scratch_dir();
+        let dir = root.path().join("log");
+        let config =
+            LogConfig { max_segment_bytes: SEALED_SEGMENT_BYTES, max_entry_bytes: 64 * KIB as u32, ..config() };
+        let log = Log::open(&dir, config.clone()).expect("open log");
+        let mut batch = plan.shape.batch();
+        for i in 0..plan.batches {
+            renumber(&mut batch, 1 + i * plan.shape.entries as u64);
+            log.append(&batch).expect("append");
+        }
+        log.sync().expect("sync");
+        drop(log);
+        let log = Log::open_with(&dir, config, Arc::new(SegmentCache::new(max_open_files))).expect("reopen log");
+        let stride = plan.entries() / log.segment_count() as u64 + 1;
+        eprintln!("{} sealed segments, reading every {stride}th entry", log.segment_count() - 1);
+        SealedLog { _root: root, log, entries: plan.entries(), stride, next: 1 }
+    }
+
+    /// Reads `budget` bytes (at least one entry) from the next segment's entries.
+    fn read_next(&mut self, budget: usize) -> usize {
+        let got = self.log.read(self.next, u64::MAX, budget).expect("read");
+        self.next += self.stride;
+        if self.next > self.entries {
+            self.next = 1 + self.next % self.stride.max(1);
+        }
+        got.len()
+    }
+}
+
+fn read_sealed(c: &mut Criterion) {
+    let mut group = c.benchmark_group("read_sealed");
+    configure(&mut group, 3);
+    let plan = Plan::new(Shape { name: "100B", entries: 1000, payload: 100 }, 64 * MIB as u64);
+    for (name, budget) in [("1x100B", 0), ("64KiB", 64 * KIB)] {
+        for (variant, max_open_files) in [("warm", sluice_storage::DEFAULT_MAX_OPEN_FILES), ("cold", 0)] {
+            let mut state = None;
+            group.bench_function(format!("{name}/{variant}"), |b| {
+                let r = state.get_or_insert_with(|| SealedLog::new(plan, max_open_files));
+                b.iter(|| r.read_next(budget));
+            });
+            if let Some(r) = &state {
+                eprintln!("read_sealed/{name}/{variant}: {:?}", r.log.segment_cache().stats());
+            }
+            clean_up(state);
+        }
+    }
+    group.finish();
+}
+
 /// A closed 1 GiB log, written once for the `open` benchmarks of one shape.
 struct OpenLog {
     _root: TempDir,
@@ -437,5 +509,5 @@ fn open(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, writes, read, open);
+criterion_group!(benches, writes, read, read_sealed, open);
 criterion_main!(benches);

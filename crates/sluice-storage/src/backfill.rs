@@ -22,14 +22,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::cache::SegmentCache;
 use crate::config::LogConfig;
 use crate::entry::{Entry, EntryId};
 use crate::error::{Result, StorageError};
-use crate::index::{offset_record, time_record};
 use crate::log::{Log, PURGED_FILE, encode_entry_id, fitting};
-use crate::offsets::last_time;
+use crate::offsets::push_batch;
 use crate::recovery::open_segment;
-use crate::segment::{Segment, SegmentPaths, WriteScratch, rel};
+use crate::segment::{NewSegment, Segment, SegmentPaths, WriteScratch, rel};
+use crate::segment_files::IndexSummary;
 use crate::state_file::{read_state_file, sync_dir, write_state_file};
 
 /// Staging directories are `backfill.<n>`: one per snapshot being received, so two transfers
@@ -42,6 +43,7 @@ static STAGINGS: AtomicU64 = AtomicU64::new(0);
 pub struct Backfill {
     dir: PathBuf,
     config: LogConfig,
+    cache: Arc<SegmentCache>,
     created_ms: i64,
     prev: EntryId,
     next: u64,
@@ -63,6 +65,7 @@ impl Backfill {
         Ok(Backfill {
             dir,
             config: log.config().clone(),
+            cache: Arc::clone(&log.cache),
             created_ms: log.clock.now_ms(),
             prev,
             next: prev.index + 1,
@@ -94,8 +97,14 @@ impl Backfill {
                 fitting(rest, m.size, m.next_index - seg.base_index, max_segment)
             });
             if fit == 0 {
-                let seg = Segment::create(&self.dir, first.index, self.created_ms, max_segment, interval)?;
-                self.segments.push(seg);
+                let new = NewSegment {
+                    dir: &self.dir,
+                    base: first.index,
+                    created_ms: self.created_ms,
+                    max_segment_bytes: max_segment,
+                    interval,
+                };
+                self.segments.push(Segment::create(&new, &self.cache)?);
                 continue;
             }
             self.segments.last().expect("a segment").append(&rest[..fit], &mut self.scratch, interval)?;
@@ -123,11 +132,13 @@ impl Backfill {
             )));
         }
         let seg = self.segments.iter().rev().find(|s| s.base_index <= entry_index).expect("entry is staged");
+        let files = seg.live_files()?;
         let mut m = seg.meta_mut();
-        m.offsets.push(&offset_record(base_offset, rel(seg.base_index, entry_index), count))?;
-        if m.times.is_empty() || max_timestamp_ms > last_time(&m.times) {
-            m.times.push(&time_record(max_timestamp_ms, base_offset))?;
-        }
+        let mut idx = files.indexes_mut();
+        let pushed =
+            push_batch(&mut idx, &m.summary, rel(seg.base_index, entry_index), base_offset, count, max_timestamp_ms);
+        m.summary = IndexSummary::of(&idx);
+        pushed?;
         self.indexed = Some((entry_index, base_offset + u64::from(count)));
         Ok(())
     }
@@ -198,7 +209,7 @@ impl Log {
         if prev.index >= last.index {
             return Ok(false);
         }
-        let bases = check_staged(staging, prev, last, &self.config)?;
+        let bases = check_staged(staging, prev, last, &self.config, &self.cache)?;
         // Every entry the log holds lies at or before `last` (it does not hold `last`, and Raft
         // truncated any conflicting tail): it is emptied exactly as openraft's purge would.
         self.purge_to(last)?;
@@ -223,11 +234,14 @@ impl Log {
         write_state_file(&self.dir, PURGED_FILE, &encode_entry_id(prev))
             .map_err(|e| self.fail(format!("recording purge point: {e}")))?;
         let mut segments = Vec::with_capacity(bases.len());
-        for &base in &bases {
-            let rec = open_segment(&self.dir, base, &self.config, false)?;
+        for (i, &base) in bases.iter().enumerate() {
+            let rec = open_segment(&self.dir, base, &self.config, false, &self.cache)?;
             let rec = rec.ok_or_else(|| {
                 StorageError::corrupt(SegmentPaths::new(&self.dir, base).log, 0, "linked segment has no header")
             })?;
+            if i + 1 < bases.len() {
+                rec.segment.release(); // sealed, and opened again only when read
+            }
             segments.push(Arc::new(rec.segment));
         }
         let mut s = self.shared_mut();
@@ -240,7 +254,13 @@ impl Log {
 }
 
 /// The staged segments' bases, once checked to hold exactly `prev+1 ..= last`.
-fn check_staged(staging: &Path, prev: EntryId, last: EntryId, config: &LogConfig) -> Result<Vec<u64>> {
+fn check_staged(
+    staging: &Path,
+    prev: EntryId,
+    last: EntryId,
+    config: &LogConfig,
+    cache: &Arc<SegmentCache>,
+) -> Result<Vec<u64>> {
     let mut bases = Vec::new();
     for item in fs::read_dir(staging).map_err(StorageError::io("list", staging))? {
         let name = item.map_err(StorageError::io("list", staging))?.file_name();
@@ -251,7 +271,7 @@ fn check_staged(staging: &Path, prev: EntryId, last: EntryId, config: &LogConfig
     let mut next = prev.index + 1;
     let mut term = prev.term;
     for &base in &bases {
-        let rec = open_segment(staging, base, config, false)?;
+        let rec = open_segment(staging, base, config, false, cache)?;
         let Some(rec) = rec.filter(|r| !r.cut && r.segment.base_index == next) else {
             return Err(StorageError::Backfill(format!("staged segment {base} does not continue at {next}")));
         };

@@ -16,8 +16,13 @@
 //! Files are preallocated and grown by doubling, so `len` (not the file size) says how many
 //! records are valid. Index files are derived data: they are never fsynced on the append path;
 //! after a crash they are validated against the log and rebuilt or trimmed.
+//!
+//! An [`IndexFile`] keeps its memory map but no file descriptor: a broker hosts thousands of
+//! segments, and descriptors are the scarcer resource. The file is opened again only for the
+//! rare calls that change its size (growing, sealing), and closed right after.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::MmapMut;
@@ -50,10 +55,13 @@ impl IndexKind {
     }
 }
 
-/// One memory-mapped index file.
+/// One memory-mapped index file. The map stays valid after the descriptor it was made from is
+/// closed (the kernel keeps the file referenced while mapped), so none is kept.
 pub struct IndexFile {
     path: PathBuf,
-    file: File,
+    /// Device and inode of the mapped file, so that reopening by path can tell when the name
+    /// has come to mean another file (a segment deleted and created again at the same base).
+    identity: (u64, u64),
     map: MmapMut,
     kind: IndexKind,
     len: usize,
@@ -78,7 +86,8 @@ impl IndexFile {
         let size = HEADER_LEN + capacity.max(1) * kind.record_len();
         crate::space::allocate(&file, size as u64).map_err(StorageError::io("allocate index", path))?;
         let map = map(&file, path)?;
-        let mut index = IndexFile { path: path.to_owned(), file, map, kind, len: 0 };
+        let identity = identity(&file).map_err(StorageError::io("stat index", path))?;
+        let mut index = IndexFile { path: path.to_owned(), identity, map, kind, len: 0 };
         index.map[..4].copy_from_slice(&MAGIC);
         index.map[4..6].copy_from_slice(&VERSION.to_le_bytes());
         index.map[6..8].copy_from_slice(&(kind as u16).to_le_bytes());
@@ -96,7 +105,8 @@ impl IndexFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot open: {e}")),
         };
-        let size = file.metadata().map_err(|e| format!("cannot stat: {e}"))?.len() as usize;
+        let stat = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+        let (size, identity) = (stat.len() as usize, (stat.dev(), stat.ino()));
         if size < HEADER_LEN + kind.record_len() {
             return Err(format!("{size} bytes is shorter than a header and one record"));
         }
@@ -118,7 +128,7 @@ impl IndexFile {
         if len > (size - HEADER_LEN) / kind.record_len() {
             return Err(format!("header claims {len} records; the file holds fewer"));
         }
-        Ok(Some(IndexFile { path: path.to_owned(), file, map, kind, len }))
+        Ok(Some(IndexFile { path: path.to_owned(), identity, map, kind, len }))
     }
 
     /// Number of valid records.
@@ -189,25 +199,48 @@ impl IndexFile {
     pub fn seal(&mut self) -> Result<()> {
         self.map.flush().map_err(StorageError::io("msync index", &self.path))?;
         let exact = (HEADER_LEN + self.len.max(1) * self.kind.record_len()) as u64;
+        let file = self.reopen()?;
         // Pages of the old mapping past the new end would fault if touched; none is touched
         // before the mapping is replaced just below.
-        self.file.set_len(exact).map_err(StorageError::io("trim index", &self.path))?;
-        self.map = map(&self.file, &self.path)?;
-        self.file.sync_data().map_err(StorageError::io("fdatasync index", &self.path))
+        file.set_len(exact).map_err(StorageError::io("trim index", &self.path))?;
+        self.map = map(&file, &self.path)?;
+        file.sync_data().map_err(StorageError::io("fdatasync index", &self.path))
     }
 
     fn grow(&mut self, capacity_bytes: usize) -> Result<()> {
         self.map.flush_async().map_err(StorageError::io("msync index", &self.path))?;
         let size = (HEADER_LEN + capacity_bytes) as u64;
-        crate::space::allocate(&self.file, size).map_err(StorageError::io("grow index", &self.path))?;
-        self.map = map(&self.file, &self.path)?;
+        let file = self.reopen()?;
+        crate::space::allocate(&file, size).map_err(StorageError::io("grow index", &self.path))?;
+        self.map = map(&file, &self.path)?;
         Ok(())
+    }
+
+    /// A descriptor for a size change, closed by the caller when done. The path may no longer
+    /// name the mapped file (the segment was deleted, and perhaps created again, meanwhile):
+    /// then this fails rather than resize a file this index does not own.
+    fn reopen(&self) -> Result<File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(StorageError::io("open index", &self.path))?;
+        if identity(&file).map_err(StorageError::io("stat index", &self.path))? != self.identity {
+            let gone = std::io::Error::new(std::io::ErrorKind::NotFound, "the index file was deleted and replaced");
+            return Err(StorageError::io("open index", &self.path)(gone));
+        }
+        Ok(file)
     }
 
     fn set_len_field(&mut self, len: usize) {
         self.len = len;
         self.map[16..24].copy_from_slice(&(len as u64).to_le_bytes());
     }
+}
+
+fn identity(file: &File) -> std::io::Result<(u64, u64)> {
+    let stat = file.metadata()?;
+    Ok((stat.dev(), stat.ino()))
 }
 
 #[allow(unsafe_code)]
@@ -272,10 +305,28 @@ mod tests {
         assert_eq!(idx.len(), 1000);
         assert_eq!(idx.covered(), 12345);
         assert_eq!(u32_at(idx.record(999), 4), 9990);
+        let open_fds =
+            std::fs::read_dir("/proc/self/fd").unwrap().filter_map(|e| std::fs::read_link(e.ok()?.path()).ok());
+        assert_eq!(open_fds.filter(|p| p.ends_with("x.index")).count(), 0, "a mapped index keeps no descriptor");
         drop(idx);
         assert!(IndexFile::open(&path, IndexKind::Offset, 100).is_err());
         assert!(IndexFile::open(&path, IndexKind::Position, 101).is_err());
         assert!(IndexFile::open(&dir.path().join("none"), IndexKind::Position, 1).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_index_whose_file_was_replaced_refuses_to_resize_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.index");
+        let mut stale = IndexFile::create(&path, IndexKind::Time, 0, 1).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let fresh = IndexFile::create(&path, IndexKind::Time, 7, 1).unwrap();
+        stale.push(&time_record(1, 1)).unwrap();
+        let err = stale.push(&time_record(2, 2)).unwrap_err(); // must grow: reopens by path
+        assert!(err.to_string().contains("replaced") && err.to_string().contains("t.index"), "{err}");
+        assert!(stale.seal().is_err());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), (HEADER_LEN + 16) as u64, "the new file is untouched");
+        drop(fresh);
     }
 
     #[test]

@@ -13,11 +13,15 @@
 //!   a relaxed [`FlushPolicy`] it instead fsyncs a log within an interval of its writes.
 //! - Secondary indexes written at apply time: message offset → entry and timestamp → offset
 //!   ([`Log::index_batch`], [`Log::find_offset`], [`Log::find_timestamp`]).
+//! - [`SegmentCache`]: a bounded, least-recently-used set of open sealed segments shared by every
+//!   log of a data directory. Only a log's active segment stays open for good, so a broker's open
+//!   files and memory maps grow with what is read, not with what is stored.
 //! - [`write_state_file`] / [`read_state_file`]: small atomically replaced files (Raft's vote).
 //!
 //! Byte layouts are drawn in `format.rs`, `index.rs` and `docs/FORMAT.md`.
 
 mod backfill;
+mod cache;
 mod clock;
 mod config;
 mod entry;
@@ -32,10 +36,12 @@ mod offsets;
 mod recovery;
 mod retention;
 mod segment;
+mod segment_files;
 mod space;
 mod state_file;
 
 pub use backfill::Backfill;
+pub use cache::{CacheStats, DEFAULT_MAX_OPEN_FILES, FILES_PER_SEGMENT, SegmentCache};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{LogConfig, Retention};
 pub use entry::{Entry, EntryId, IndexedEnd, OffsetLocation};

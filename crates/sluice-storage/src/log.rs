@@ -5,14 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::cache::SegmentCache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::LogConfig;
 use crate::entry::{Entry, EntryId};
 use crate::error::{Result, StorageError};
 use crate::format::ENTRY_HEADER_LEN;
 use crate::lock::DirLock;
-use crate::recovery::{SecondaryStatus, open_segment};
-use crate::segment::{Segment, SegmentPaths, WriteScratch};
+use crate::offsets::SecondaryCheck;
+use crate::recovery::open_segment;
+use crate::segment::{NewSegment, Segment, SegmentPaths, WriteScratch};
 use crate::state_file::{read_state_file, sync_dir, write_state_file};
 
 /// Name of the state file that records the purge point.
@@ -30,10 +32,14 @@ pub(crate) const PURGED_FILE: &str = "purged";
 /// - After a failed fsync the log refuses all further work ([`StorageError::Failed`]): the
 ///   kernel may have dropped the dirty pages, so a later fsync could report success for data
 ///   that is gone. The process must restart and recover from what is on disk.
+/// - **Open files**: the active segment (and any rolled past but not yet sealed) stays open;
+///   sealed segments are opened when read and kept open by a shared [`SegmentCache`], which
+///   closes the least recently used ones beyond its bound.
 pub struct Log {
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) cache: Arc<SegmentCache>,
     writer: Mutex<Writer>,
     /// Serializes secondary-index updates with each other and with truncation and purging.
     pub(crate) index_lock: Mutex<()>,
@@ -74,25 +80,36 @@ impl std::fmt::Debug for Log {
 }
 
 impl Log {
-    /// Opens (or creates) the log in `dir`, recovering from a crash if there was one.
+    /// Opens (or creates) the log in `dir`, recovering from a crash if there was one. Sealed
+    /// segments are cached in the process's default [`SegmentCache`].
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
         Log::open_with_clock(dir, config, Arc::new(SystemClock))
     }
 
+    /// Like [`Log::open`], with the cache that keeps sealed segments open: share one among the
+    /// logs of a data directory, as the [`Flusher`](crate::Flusher) is shared.
+    pub fn open_with(dir: impl AsRef<Path>, config: LogConfig, cache: Arc<SegmentCache>) -> Result<Log> {
+        Log::open_in(dir.as_ref(), config, Arc::new(SystemClock), cache)
+    }
+
     /// Like [`Log::open`], with the clock used for segment age and retention.
     pub fn open_with_clock(dir: impl AsRef<Path>, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Log> {
+        Log::open_in(dir.as_ref(), config, clock, SegmentCache::process_default())
+    }
+
+    fn open_in(dir: &Path, config: LogConfig, clock: Arc<dyn Clock>, cache: Arc<SegmentCache>) -> Result<Log> {
         config.validate()?;
-        let dir = dir.as_ref().to_owned();
+        let dir = dir.to_owned();
         fs::create_dir_all(&dir).map_err(StorageError::io("create directory", &dir))?;
         let lock = DirLock::acquire(&dir)?;
         let purged = read_state_file(&dir, PURGED_FILE)?.map(|b| decode_entry_id(&b, &dir)).transpose()?;
         let bases = list_segments(&dir)?;
-        let (segments, statuses, unsealed) = open_segments(&dir, &bases, &config, purged)?;
-        crate::offsets::validate_secondary(&segments, &statuses);
+        let (segments, unsealed) = open_segments(&dir, &bases, &config, purged, &cache)?;
         let last = last_entry(&segments);
         if let Some(tail) = segments.last() {
             // Whatever survived in the page cache is made durable before anyone relies on it.
-            tail.file().sync_data().map_err(StorageError::io("fdatasync", &tail.paths.log))?;
+            let files = tail.live_files()?;
+            files.file.sync_data().map_err(StorageError::io("fdatasync", &tail.paths.log))?;
         }
         sync_dir(&dir)?;
         let synced_end = last.or(purged).map_or(0, |l| l.index + 1);
@@ -101,6 +118,7 @@ impl Log {
             dir,
             config,
             clock,
+            cache,
             writer: Mutex::new(Writer { unsealed, ..Writer::default() }),
             index_lock: Mutex::new(()),
             shared: RwLock::new(Shared { segments, purged, last }),
@@ -119,6 +137,11 @@ impl Log {
     /// The configuration the log was opened with.
     pub fn config(&self) -> &LogConfig {
         &self.config
+    }
+
+    /// The cache that keeps this log's sealed segments open.
+    pub fn segment_cache(&self) -> &Arc<SegmentCache> {
+        &self.cache
     }
 
     /// The last entry's position, or the purge point when every entry has been purged; `None`
@@ -222,7 +245,7 @@ impl Log {
                 if empty && next != index {
                     // An empty segment left by recovery, at the wrong base for this append.
                     self.shared_mut().segments.pop();
-                    Segment::delete_files(&seg.paths)?;
+                    seg.delete()?;
                     w.dir_dirty = true;
                     return self.roll(w, index);
                 }
@@ -232,6 +255,9 @@ impl Log {
                 if !empty && self.clock.now_ms().saturating_sub(seg.created_ms) >= age_ms {
                     return self.roll(w, index);
                 }
+                // A sealed segment becomes the one appended to again after a truncation or a
+                // back-fill: appends must find its files open.
+                seg.pin()?;
                 Ok(seg)
             }
         }
@@ -248,14 +274,14 @@ impl Log {
             }
             w.unsealed.push(old);
         }
-        let seg = Segment::create(
-            &self.dir,
+        let new = NewSegment {
+            dir: &self.dir,
             base,
-            self.clock.now_ms(),
-            self.config.max_segment_bytes,
-            self.config.index_interval_bytes,
-        )?;
-        let seg = Arc::new(seg);
+            created_ms: self.clock.now_ms(),
+            max_segment_bytes: self.config.max_segment_bytes,
+            interval: self.config.index_interval_bytes,
+        };
+        let seg = Arc::new(Segment::create(&new, &self.cache)?);
         self.shared_mut().segments.push(Arc::clone(&seg));
         w.dir_dirty = true;
         w.active_dirty = true;
@@ -303,6 +329,13 @@ impl Log {
                 break; // budget spent, or the segment changed under us: never return a gap
             }
         }
+        if out.is_empty() {
+            // A purge may have deleted the segments listed above before they were read.
+            let first = self.first_index();
+            if start < first {
+                return Err(StorageError::Purged { index: start, first });
+            }
+        }
         Ok(out)
     }
 
@@ -330,7 +363,8 @@ impl Log {
                 None => return Ok(None),
             }
         };
-        seg.term_at(index, self.config.max_entry_bytes).map(Some)
+        // `None`: the segment was purged or truncated away since it was found.
+        seg.term_at(index, self.config.max_entry_bytes)
     }
 
     /// Removes entries `index..` (a Raft log conflict). Durable at the next [`Log::sync`].
@@ -347,7 +381,7 @@ impl Log {
         }
         // Newest first, so a crash part-way leaves a contiguous prefix of segments.
         while let Some(seg) = s.segments.pop_if(|seg| seg.base_index >= index) {
-            Segment::delete_files(&seg.paths)?;
+            seg.delete()?;
             w.dir_dirty = true;
         }
         // Only a segment that holds `index` is cut. When `index` was the base of a segment just
@@ -391,7 +425,7 @@ impl Log {
             s.segments.drain(..n).collect()
         };
         for seg in &removed {
-            Segment::delete_files(&seg.paths)?;
+            seg.delete()?;
         }
         w.unsealed.retain(|u| !removed.iter().any(|r| Arc::ptr_eq(r, u)));
         w.dir_dirty |= !removed.is_empty();
@@ -417,8 +451,11 @@ impl Log {
             dirty
         };
         self.seal_all(unsealed)?;
-        if let Some(seg) = active {
-            seg.file().sync_data().map_err(|e| self.fail(format!("fdatasync {}: {e}", seg.paths.log.display())))?;
+        // `None`: truncated away since; the truncation keeps this sync from publishing `end`.
+        if let Some(seg) = active
+            && let Some(files) = seg.files()?
+        {
+            files.file.sync_data().map_err(|e| self.fail(format!("fdatasync {}: {e}", seg.paths.log.display())))?;
         }
         if dir_dirty {
             sync_dir(&self.dir).map_err(|e| self.fail(e.to_string()))?;
@@ -441,7 +478,7 @@ impl Log {
     fn seal_all(&self, unsealed: Vec<Arc<Segment>>) -> Result<()> {
         for (i, seg) in unsealed.iter().enumerate() {
             match seg.seal() {
-                Ok(()) => {}
+                Ok(()) => self.cool(seg),
                 Err(e @ StorageError::Failed { .. }) => return Err(self.fail_if_fatal(e)),
                 Err(_) if !self.shared().segments.iter().any(|s| Arc::ptr_eq(s, seg)) => {}
                 Err(e) => {
@@ -453,6 +490,18 @@ impl Log {
             }
         }
         Ok(())
+    }
+
+    /// Hands a segment just sealed to the cache, unless it is the active one again (truncated
+    /// back to) or gone. Checked under the log's lock, which a purge or truncation takes to
+    /// unlist a segment before deleting it: so a deleted segment never lands in the cache.
+    fn cool(&self, seg: &Arc<Segment>) {
+        let s = self.shared();
+        let listed = s.segments.iter().any(|other| Arc::ptr_eq(other, seg));
+        let active = s.segments.last().is_some_and(|last| Arc::ptr_eq(last, seg));
+        if listed && !active {
+            seg.unpin();
+        }
     }
 
     pub(crate) fn segments(&self) -> Vec<Arc<Segment>> {
@@ -542,15 +591,23 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     Ok(bases)
 }
 
-/// Segments opened at start-up: all of them, their offset/time index status, and those rolled
-/// past but not sealed before the process stopped.
-type Opened = (Vec<Arc<Segment>>, Vec<SecondaryStatus>, Vec<Arc<Segment>>);
+/// Segments opened at start-up: all of them, and those rolled past but not sealed before the
+/// process stopped.
+type Opened = (Vec<Arc<Segment>>, Vec<Arc<Segment>>);
 
 /// Opens every segment, finishing a purge a crash interrupted, checking that the segments follow
-/// one another without gaps, and dropping segments after a torn one.
-fn open_segments(dir: &Path, bases: &[u64], config: &LogConfig, purged: Option<EntryId>) -> Result<Opened> {
+/// one another without gaps and that their offset and time indexes are valid, and dropping
+/// segments after a torn one. Each sealed segment but the last is closed once checked.
+fn open_segments(
+    dir: &Path,
+    bases: &[u64],
+    config: &LogConfig,
+    purged: Option<EntryId>,
+    cache: &Arc<SegmentCache>,
+) -> Result<Opened> {
     let purged_end = purged.map_or(0, |p| p.index + 1);
-    let (mut segments, mut statuses, mut unsealed) = (Vec::<Arc<Segment>>::new(), Vec::new(), Vec::new());
+    let (mut segments, mut unsealed) = (Vec::<Arc<Segment>>::new(), Vec::new());
+    let mut secondary = SecondaryCheck::default();
     for (i, &base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied();
         if next_base.is_some_and(|next| next <= purged_end) {
@@ -558,7 +615,7 @@ fn open_segments(dir: &Path, bases: &[u64], config: &LogConfig, purged: Option<E
             Segment::delete_files(&SegmentPaths::new(dir, base))?;
             continue;
         }
-        let Some(rec) = open_segment(dir, base, config, next_base.is_none())? else {
+        let Some(rec) = open_segment(dir, base, config, next_base.is_none(), cache)? else {
             drop_segments(dir, &bases[i..])?;
             break;
         };
@@ -571,21 +628,24 @@ fn open_segments(dir: &Path, bases: &[u64], config: &LogConfig, purged: Option<E
             }
         }
         if next_base.is_none() && seg.meta().next_index <= purged_end && seg.base_index < purged_end {
-            Segment::delete_files(&seg.paths)?;
+            seg.delete()?;
             continue;
         }
         let last = next_base.is_none() || rec.cut;
+        secondary.check(&seg, &rec.secondary)?;
         if !last && !seg.is_sealed() {
             unsealed.push(Arc::clone(&seg));
         }
+        if !last && seg.is_sealed() {
+            seg.release();
+        }
         segments.push(seg);
-        statuses.push(rec.secondary);
         if rec.cut && !bases[i + 1..].is_empty() {
             drop_segments(dir, &bases[i + 1..])?;
             break;
         }
     }
-    Ok((segments, statuses, unsealed))
+    Ok((segments, unsealed))
 }
 
 /// Deletes segments that follow a torn one (newest first): they hold only entries written after

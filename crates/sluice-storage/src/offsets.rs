@@ -14,7 +14,8 @@ use crate::error::{Result, StorageError};
 use crate::index::{IndexFile, offset_record, time_record, u32_at, u64_at};
 use crate::log::Log;
 use crate::recovery::SecondaryStatus;
-use crate::segment::{Segment, rel};
+use crate::segment::{Segment, SegmentMeta, rel};
+use crate::segment_files::{IndexSummary, Indexes};
 
 impl Log {
     /// Records that entry `entry_index` holds a batch of `count` messages starting at
@@ -38,13 +39,14 @@ impl Log {
             return Ok(());
         }
         let seg = self.segment_holding(entry_index)?;
+        // The index lock keeps truncation and purging out: the segment cannot be deleted.
+        let files = seg.live_files()?;
         let mut m = seg.meta_mut();
-        m.offsets.push(&offset_record(base_offset, rel(seg.base_index, entry_index), count))?;
-        let rising = m.times.is_empty() || max_timestamp_ms > last_time(&m.times);
-        if rising {
-            m.times.push(&time_record(max_timestamp_ms, base_offset))?;
-        }
-        Ok(())
+        let mut idx = files.indexes_mut();
+        let pushed =
+            push_batch(&mut idx, &m.summary, rel(seg.base_index, entry_index), base_offset, count, max_timestamp_ms);
+        m.summary = IndexSummary::of(&idx);
+        pushed
     }
 
     /// Writes the offset and time indexes of every segment not yet sealed back to disk and waits
@@ -52,9 +54,12 @@ impl Log {
     /// recording a snapshot, so the indexes always reach at least the snapshot's position.
     pub fn flush_indexes(&self) -> Result<()> {
         for seg in self.segments().iter().filter(|s| !s.is_sealed()) {
-            let m = seg.meta();
-            m.offsets.flush()?;
-            m.times.flush()?;
+            // Not sealed: open for good, so this reopens nothing.
+            if let Some(files) = seg.files()? {
+                let idx = files.indexes();
+                idx.offsets.flush()?;
+                idx.times.flush()?;
+            }
         }
         Ok(())
     }
@@ -62,15 +67,12 @@ impl Log {
     /// The last indexed batch and the offset after it; `None` when nothing is indexed.
     pub fn indexed_end(&self) -> Option<IndexedEnd> {
         // Called for every applied batch: walk the segments under the read lock instead of
-        // cloning the list (lock order log → segment, as everywhere else).
+        // cloning the list (lock order log → segment, as everywhere else), reading only what
+        // each keeps in memory.
         self.shared().segments.iter().rev().find_map(|seg| {
-            let m = seg.meta();
-            (!m.offsets.is_empty()).then(|| {
-                let r = m.offsets.record(m.offsets.len() - 1);
-                IndexedEnd {
-                    entry_index: seg.base_index + u64::from(u32_at(r, 8)),
-                    next_offset: u64_at(r, 0) + u64::from(u32_at(r, 12)),
-                }
+            seg.meta().summary.last_offset.map(|r| IndexedEnd {
+                entry_index: seg.base_index + u64::from(u32_at(&r, 8)),
+                next_offset: u64_at(&r, 0) + u64::from(u32_at(&r, 12)),
             })
         })
     }
@@ -78,31 +80,51 @@ impl Log {
     /// The first offset still indexed and not purged (the log start offset), if any.
     pub fn first_indexed_offset(&self) -> Option<u64> {
         let first = self.first_index();
-        self.segments().iter().find_map(|seg| {
-            let m = seg.meta();
-            let k = m.offsets.partition_point(|r| seg.base_index + u64::from(u32_at(r, 8)) < first);
-            (k < m.offsets.len()).then(|| u64_at(m.offsets.record(k), 0))
-        })
+        for seg in self.segments() {
+            let summary = seg.meta().summary.clone();
+            let (Some(head), Some(tail)) = (summary.first_offset, summary.last_offset) else { continue };
+            if seg.base_index + u64::from(u32_at(&tail, 8)) < first {
+                continue;
+            }
+            if seg.base_index + u64::from(u32_at(&head, 8)) >= first {
+                return Some(u64_at(&head, 0));
+            }
+            if let Some((_, answer)) = summary.first_offset_from.filter(|(asked, _)| *asked == first) {
+                return answer;
+            }
+            // Purged part-way through this segment: look it up once, then answer from memory.
+            let answer = look_up(&seg, |idx| {
+                let k = idx.offsets.partition_point(|r| seg.base_index + u64::from(u32_at(r, 8)) < first);
+                (k < idx.offsets.len()).then(|| u64_at(idx.offsets.record(k), 0))
+            })
+            .flatten();
+            let mut m = seg.meta_mut();
+            // Remembered only if the index did not change meanwhile (a change resets the memo).
+            if (m.summary.first_offset, m.summary.last_offset) == (summary.first_offset, summary.last_offset) {
+                m.summary.first_offset_from = Some((first, answer));
+            }
+            return answer;
+        }
+        None
     }
 
     /// The batch holding message `offset`, or `None` if the offset is not indexed (below the
     /// log start — purged — or not yet applied).
     pub fn find_offset(&self, offset: u64) -> Option<OffsetLocation> {
         let first = self.first_index();
-        let shared = self.shared();
-        for seg in shared.segments.iter().rev() {
-            let m = seg.meta();
-            if m.offsets.is_empty() || u64_at(m.offsets.record(0), 0) > offset {
-                continue;
-            }
-            let k = m.offsets.partition_point(|r| u64_at(r, 0) <= offset) - 1;
-            let r = m.offsets.record(k);
-            let (base, count) = (u64_at(r, 0), u32_at(r, 12));
-            let entry_index = seg.base_index + u64::from(u32_at(r, 8));
-            let held = offset < base + u64::from(count) && entry_index >= first;
-            return held.then_some(OffsetLocation { entry_index, base_offset: base, count });
-        }
-        None
+        let seg = {
+            let shared = self.shared();
+            let holds = |seg: &&Arc<Segment>| seg.meta().summary.first_offset.is_some_and(|r| u64_at(&r, 0) <= offset);
+            shared.segments.iter().rev().find(holds).cloned()?
+        };
+        let found = look_up(&seg, |idx| {
+            let k = idx.offsets.partition_point(|r| u64_at(r, 0) <= offset).checked_sub(1)?;
+            let r = idx.offsets.record(k);
+            Some((u64_at(r, 0), u32_at(r, 12), seg.base_index + u64::from(u32_at(r, 8))))
+        })??;
+        let (base, count, entry_index) = found;
+        let held = offset < base + u64::from(count) && entry_index >= first;
+        held.then_some(OffsetLocation { entry_index, base_offset: base, count })
     }
 
     /// The indexed batches held by entries `first..=last`, in log order (a sender of retained
@@ -113,18 +135,27 @@ impl Log {
             if seg.base_index > last {
                 break;
             }
-            let m = seg.meta();
-            if m.next_index <= first {
+            let skip = {
+                let m = seg.meta();
+                m.next_index <= first || m.summary.first_offset.is_none()
+            };
+            if skip {
                 continue;
             }
-            let from = m.offsets.partition_point(|r| seg.base_index + u64::from(u32_at(r, 8)) < first);
-            for k in from..m.offsets.len() {
-                let r = m.offsets.record(k);
-                let entry_index = seg.base_index + u64::from(u32_at(r, 8));
-                if entry_index > last {
-                    return out;
+            let done = look_up(&seg, |idx| {
+                let from = idx.offsets.partition_point(|r| seg.base_index + u64::from(u32_at(r, 8)) < first);
+                for k in from..idx.offsets.len() {
+                    let r = idx.offsets.record(k);
+                    let entry_index = seg.base_index + u64::from(u32_at(r, 8));
+                    if entry_index > last {
+                        return true;
+                    }
+                    out.push(OffsetLocation { entry_index, base_offset: u64_at(r, 0), count: u32_at(r, 12) });
                 }
-                out.push(OffsetLocation { entry_index, base_offset: u64_at(r, 0), count: u32_at(r, 12) });
+                false
+            });
+            if done != Some(false) {
+                break;
             }
         }
         out
@@ -134,12 +165,14 @@ impl Log {
     /// message before the returned offset is older. `None` when every indexed message is older.
     pub fn find_timestamp(&self, timestamp_ms: i64) -> Option<u64> {
         for seg in self.segments() {
-            let m = seg.meta();
-            if m.times.is_empty() || last_time(&m.times) < timestamp_ms {
+            if seg.meta().summary.last_time_ms.is_none_or(|last| last < timestamp_ms) {
                 continue;
             }
-            let k = m.times.partition_point(|r| (u64_at(r, 0) as i64) < timestamp_ms);
-            return Some(u64_at(m.times.record(k), 8));
+            return look_up(&seg, |idx| {
+                let k = idx.times.partition_point(|r| (u64_at(r, 0) as i64) < timestamp_ms);
+                (k < idx.times.len()).then(|| u64_at(idx.times.record(k), 8))
+            })
+            .flatten();
         }
         None
     }
@@ -155,43 +188,86 @@ impl Log {
     }
 }
 
-pub(crate) fn last_time(times: &IndexFile) -> i64 {
-    u64_at(times.record(times.len() - 1), 0) as i64
+/// Appends an offset record, and a time record if the batch's newest timestamp is the newest
+/// yet (`summary` is the indexes' state before the batch).
+pub(crate) fn push_batch(
+    idx: &mut Indexes,
+    summary: &IndexSummary,
+    rel_index: u32,
+    base_offset: u64,
+    count: u32,
+    max_timestamp_ms: i64,
+) -> Result<()> {
+    idx.offsets.push(&offset_record(base_offset, rel_index, count))?;
+    if summary.last_time_ms.is_none_or(|last| max_timestamp_ms > last) {
+        idx.times.push(&time_record(max_timestamp_ms, base_offset))?;
+    }
+    Ok(())
 }
 
-/// Checks the offset and time indexes of all segments at open. From the first segment whose
-/// indexes were missing or fail a check, they are trimmed (that segment) or emptied (every later
-/// one), so what remains is a valid prefix that [`Log::indexed_end`] describes.
-pub(crate) fn validate_secondary(segments: &[Arc<Segment>], statuses: &[SecondaryStatus]) {
-    let mut expected: Option<u64> = None;
-    let mut broken = false;
-    for (seg, status) in segments.iter().zip(statuses) {
+/// Runs `f` on a segment's indexes, reopening it if it is cold. `None` if the segment was
+/// deleted meanwhile, or could not be reopened: the look-ups that call this answer "not
+/// indexed" rather than fail, so the error is logged here.
+fn look_up<T>(seg: &Segment, f: impl FnOnce(&Indexes) -> T) -> Option<T> {
+    match seg.files() {
+        Ok(files) => files.map(|files| f(&files.indexes())),
+        Err(e) => {
+            tracing::error!(path = %seg.paths.log.display(), "reopening a segment to look an offset or time up: {e}");
+            None
+        }
+    }
+}
+
+/// Checks the offset and time indexes of a log's segments at open, one segment at a time in log
+/// order (so that each sealed segment can be closed as soon as it is checked). From the first
+/// segment whose indexes were missing or fail a check, they are trimmed (that segment) or
+/// emptied (every later one), so what remains is a valid prefix that [`Log::indexed_end`]
+/// describes.
+#[derive(Debug, Default)]
+pub(crate) struct SecondaryCheck {
+    /// The offset the next segment's first batch must start at.
+    expected: Option<u64>,
+    /// An earlier segment's indexes were cut: every later one is emptied.
+    broken: bool,
+}
+
+impl SecondaryCheck {
+    /// Checks (and trims) the indexes of `seg`, the segment after the last one checked.
+    pub fn check(&mut self, seg: &Segment, status: &SecondaryStatus) -> Result<()> {
+        let files = seg.live_files()?;
         let mut m = seg.meta_mut();
+        let mut idx = files.indexes_mut();
         if let SecondaryStatus::Recreated(why) = status {
             tracing::warn!(path = %seg.paths.offsets.display(), "offset/time index unusable ({why}); re-applied entries will rebuild it");
-            broken = true;
+            self.broken = true;
         }
-        if broken {
-            m.offsets.truncate(0);
-            m.times.truncate(0);
-            continue;
+        if self.broken {
+            idx.offsets.truncate(0);
+            idx.times.truncate(0);
+        } else {
+            self.trim(seg, &m, &mut idx);
         }
+        m.summary = IndexSummary::of(&idx);
+        Ok(())
+    }
+
+    fn trim(&mut self, seg: &Segment, m: &SegmentMeta, idx: &mut Indexes) {
         let entries = m.next_index - seg.base_index;
-        let keep = valid_offset_prefix(&m.offsets, entries, &mut expected);
-        let last_base = keep.checked_sub(1).map(|k| u64_at(m.offsets.record(k), 0));
-        let keep_times = valid_time_prefix(&m.times, last_base);
-        if keep < m.offsets.len() || keep_times < m.times.len() {
+        let keep = valid_offset_prefix(&idx.offsets, entries, &mut self.expected);
+        let last_base = keep.checked_sub(1).map(|k| u64_at(idx.offsets.record(k), 0));
+        let keep_times = valid_time_prefix(&idx.times, last_base);
+        if keep < idx.offsets.len() || keep_times < idx.times.len() {
             tracing::warn!(path = %seg.paths.offsets.display(), keep, keep_times, "trimming offset/time index records past the valid prefix");
             // A gap in the time index would send look-ups past this segment, so the offset index
             // stops where the time index stops being trustworthy.
-            let cut = if keep_times < m.times.len() {
-                m.offsets.partition_point(|r| u64_at(r, 0) < u64_at(m.times.record(keep_times), 8))
+            let cut = if keep_times < idx.times.len() {
+                idx.offsets.partition_point(|r| u64_at(r, 0) < u64_at(idx.times.record(keep_times), 8))
             } else {
                 keep
             };
-            m.offsets.truncate(cut.min(keep));
-            m.times.truncate(keep_times);
-            broken = true;
+            idx.offsets.truncate(cut.min(keep));
+            idx.times.truncate(keep_times);
+            self.broken = true;
         }
     }
 }

@@ -12,10 +12,14 @@
 //!   the cut, none of them durable, so the caller deletes those.
 //! - Offset and time indexes are opened as they are, or recreated empty when missing or invalid;
 //!   [`crate::log`] then checks them across segments (see `Log::open`).
+//! - A segment comes out of here open. The log closes each sealed one once it has checked it, so
+//!   opening a log leaves only its active segment (and any awaiting their seal) open.
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 
+use crate::cache::SegmentCache;
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::format::SEGMENT_HEADER_LEN;
@@ -23,6 +27,7 @@ use crate::index::{IndexFile, IndexKind, position_record, u32_at};
 use crate::segment::{
     INITIAL_INDEX_RECORDS, ScanEnd, Segment, SegmentMeta, SegmentPaths, position_capacity, rel, scan_file,
 };
+use crate::segment_files::Indexes;
 
 /// Whether a segment's offset and time index files could be opened as they were.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +49,13 @@ pub(crate) struct Recovered {
 /// Opens segment `base`. `Ok(None)` means a segment torn while it was being created (no complete
 /// header). Its creation was never followed by a sync (which would have made the header
 /// durable), so neither it nor any later segment holds a durable entry; the caller drops them.
-pub(crate) fn open_segment(dir: &Path, base: u64, config: &LogConfig, tail: bool) -> Result<Option<Recovered>> {
+pub(crate) fn open_segment(
+    dir: &Path,
+    base: u64,
+    config: &LogConfig,
+    tail: bool,
+    cache: &Arc<SegmentCache>,
+) -> Result<Option<Recovered>> {
     let paths = SegmentPaths::new(dir, base);
     let Some((paths, file, header)) = Segment::open_file(paths.clone(), base)? else {
         tracing::warn!(path = %paths.log.display(), "found a segment torn while being created");
@@ -58,16 +69,10 @@ pub(crate) fn open_segment(dir: &Path, base: u64, config: &LogConfig, tail: bool
     };
     let cut = end.pos < size;
     let (offsets, times, status) = open_secondary(&paths, base)?;
-    let meta = SegmentMeta {
-        size: end.pos,
-        next_index: end.next_index,
-        last_term: end.last_term.unwrap_or(0),
-        pos,
-        last_indexed_pos,
-        offsets,
-        times,
-    };
-    Ok(Some(Recovered { segment: Segment::from_parts(paths, file, header, meta), secondary: status, cut }))
+    let meta = SegmentMeta::new(end.pos, end.next_index, end.last_term.unwrap_or(0), last_indexed_pos);
+    let indexes = Indexes { pos, offsets, times };
+    let segment = Segment::from_parts(paths, file, header, meta, indexes, cache);
+    Ok(Some(Recovered { segment, secondary: status, cut }))
 }
 
 /// Scans a whole segment that is not known to be sealed, cuts a torn end, and rebuilds its

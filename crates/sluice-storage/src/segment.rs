@@ -4,20 +4,25 @@
 //! serializes them). Readers see only what the writer has *published* in [`SegmentMeta`]: the
 //! bytes are written first, the new size and index records are published after, so a reader
 //! never parses a half-written frame.
+//!
+//! A sealed segment keeps its files open only while the shared cache does (`segment_files.rs`):
+//! every method that needs them asks [`Segment::files`], which reopens a cold segment.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::cache::SegmentCache;
 use crate::entry::Entry;
 use crate::error::{Result, StorageError};
 use crate::format::{self, ENTRY_HEADER_LEN, EntryHeader, FrameError, SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::index::{IndexFile, IndexKind, position_record, u32_at};
+use crate::segment_files::{Handle, IndexSummary, Indexes, SegmentFiles};
 
 /// Payloads up to this size are copied into the batch buffer next to their headers; larger
 /// ones are handed to `writev` in place. Copying small payloads keeps a batch of many small
@@ -31,6 +36,9 @@ const SCAN_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 const MIN_READ_BYTES: u64 = 64 * 1024;
 /// A per-thread read buffer larger than this is released after use rather than kept.
 const MAX_POOLED_READ_BYTES: usize = 64 * 1024 * 1024;
+
+/// Numbers segments for the cache, which serves every log of a data directory.
+static SEGMENT_IDS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static READ_BUFFER: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
@@ -61,7 +69,9 @@ impl SegmentPaths {
     }
 }
 
-/// What a segment's readers may see, and the writer's bookkeeping.
+/// What a segment's readers may see, and the writer's bookkeeping: all kept in memory, so it
+/// is there whether the segment's files are open or not. Lock order: the segment's files
+/// ([`Segment::files`]) are taken before its meta, and its meta before its indexes.
 #[derive(Debug)]
 pub(crate) struct SegmentMeta {
     /// Bytes of valid, published data (header included).
@@ -70,14 +80,10 @@ pub(crate) struct SegmentMeta {
     pub next_index: u64,
     /// Term of entry `next_index - 1`; meaningless when empty.
     pub last_term: u64,
-    /// Sparse entry → position index.
-    pub pos: IndexFile,
     /// Position of the last position record, for the sparseness rule.
     pub last_indexed_pos: u64,
-    /// Offset index (written at apply time by the state machine).
-    pub offsets: IndexFile,
-    /// Time index (written at apply time by the state machine).
-    pub times: IndexFile,
+    /// The ends of the offset and time indexes; updated with every change to them.
+    pub summary: IndexSummary,
 }
 
 /// How a scan of frames ended.
@@ -108,12 +114,16 @@ enum Piece {
 }
 
 /// One segment file with its indexes.
-#[derive(Debug)]
 pub(crate) struct Segment {
     pub base_index: u64,
     pub created_ms: i64,
     pub paths: SegmentPaths,
-    file: File,
+    /// This segment's key in `cache`.
+    pub(crate) id: u64,
+    pub(crate) cache: Arc<SegmentCache>,
+    handle: Mutex<Handle>,
+    /// Set by [`Segment::delete`]: a cold segment is not reopened after it.
+    pub(crate) deleted: AtomicBool,
     meta: RwLock<SegmentMeta>,
     /// Mirrors the header's SEALED flag as it is on disk.
     sealed: AtomicBool,
@@ -122,9 +132,25 @@ pub(crate) struct Segment {
     generation: AtomicU64,
 }
 
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment").field("log", &self.paths.log).field("meta", &self.meta).finish_non_exhaustive()
+    }
+}
+
+/// Where a new segment goes and how its position index is sized.
+pub(crate) struct NewSegment<'a> {
+    pub dir: &'a Path,
+    pub base: u64,
+    pub created_ms: i64,
+    pub max_segment_bytes: u64,
+    pub interval: u32,
+}
+
 impl Segment {
-    /// Creates an empty segment whose first entry will be `base`.
-    pub fn create(dir: &Path, base: u64, created_ms: i64, max_segment_bytes: u64, interval: u32) -> Result<Segment> {
+    /// Creates an empty segment, open for good (it is about to be appended to).
+    pub fn create(new: &NewSegment<'_>, cache: &Arc<SegmentCache>) -> Result<Segment> {
+        let NewSegment { dir, base, created_ms, max_segment_bytes, interval } = *new;
         let paths = SegmentPaths::new(dir, base);
         let file = OpenOptions::new()
             .read(true)
@@ -140,28 +166,37 @@ impl Segment {
         let pos = IndexFile::create(&paths.index, IndexKind::Position, base, capacity)?;
         let offsets = IndexFile::create(&paths.offsets, IndexKind::Offset, base, INITIAL_INDEX_RECORDS)?;
         let times = IndexFile::create(&paths.times, IndexKind::Time, base, INITIAL_INDEX_RECORDS)?;
-        let meta = SegmentMeta {
-            size: SEGMENT_HEADER_LEN as u64,
-            next_index: base,
-            last_term: 0,
-            pos,
-            last_indexed_pos: 0,
-            offsets,
-            times,
-        };
-        Ok(Segment::assemble(header, paths, file, meta))
+        let meta = SegmentMeta::new(SEGMENT_HEADER_LEN as u64, base, 0, 0);
+        Ok(Segment::from_parts(paths, file, header, meta, Indexes { pos, offsets, times }, cache))
     }
 
-    fn assemble(header: SegmentHeader, paths: SegmentPaths, file: File, meta: SegmentMeta) -> Segment {
+    /// Builds a segment from an opened file after recovery (or creation) has settled its size
+    /// and indexes. It starts pinned: recovery releases the sealed ones once it has checked them.
+    pub fn from_parts(
+        paths: SegmentPaths,
+        file: File,
+        header: SegmentHeader,
+        mut meta: SegmentMeta,
+        indexes: Indexes,
+        cache: &Arc<SegmentCache>,
+    ) -> Segment {
+        meta.summary = IndexSummary::of(&indexes);
         Segment {
             base_index: header.base_index,
             created_ms: header.created_ms,
             paths,
-            file,
+            id: SEGMENT_IDS.fetch_add(1, Ordering::Relaxed),
+            cache: Arc::clone(cache),
+            handle: Mutex::new(Handle::Pinned(Arc::new(SegmentFiles::new(file, indexes)))),
+            deleted: AtomicBool::new(false),
             meta: RwLock::new(meta),
             sealed: AtomicBool::new(header.sealed),
             generation: AtomicU64::new(0),
         }
+    }
+
+    pub(crate) fn handle(&self) -> MutexGuard<'_, Handle> {
+        self.handle.lock().expect("segment handle lock poisoned")
     }
 
     pub fn meta(&self) -> RwLockReadGuard<'_, SegmentMeta> {
@@ -172,32 +207,30 @@ impl Segment {
         self.meta.write().expect("segment lock poisoned")
     }
 
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-
     /// Appends `entries` (contiguous, starting at this segment's next index) with as few
     /// `writev` calls as the batch allows, then publishes them. On a failed write the file is cut
     /// back to its previous size, so the segment is unchanged; if even that fails the error is
     /// [`StorageError::Failed`].
     pub fn append(&self, entries: &[Entry], scratch: &mut WriteScratch, interval: u32) -> Result<()> {
+        let files = self.live_files()?;
         let (size, next_index, last_indexed) = {
             let m = self.meta();
             (m.size, m.next_index, m.last_indexed_pos)
         };
         assert_eq!(entries.first().map(|e| e.index), Some(next_index), "append must continue the segment");
         let new_size = self.build_batch(entries, scratch, size, next_index, last_indexed, interval);
-        if let Err(e) = self.write_batch(entries, scratch) {
-            return Err(self.roll_back(size, e));
+        if let Err(e) = write_batch(&files.file, entries, scratch) {
+            return Err(self.roll_back(&files.file, size, e));
         }
         let mut m = self.meta_mut();
+        let mut idx = files.indexes_mut();
         for &(index, pos) in &scratch.positions {
             let rec = position_record(rel(self.base_index, index), u32::try_from(pos).expect("positions are 32-bit"));
-            if let Err(e) = m.pos.push(&rec) {
-                let len = m.pos.len() - (m.pos.len().min(scratch.positions.len()));
-                m.pos.truncate(len);
-                drop(m);
-                return Err(self.roll_back(size, e));
+            if let Err(e) = idx.pos.push(&rec) {
+                let len = idx.pos.len() - (idx.pos.len().min(scratch.positions.len()));
+                idx.pos.truncate(len);
+                drop((idx, m));
+                return Err(self.roll_back(&files.file, size, e));
             }
             m.last_indexed_pos = pos;
         }
@@ -205,7 +238,7 @@ impl Segment {
         m.size = new_size;
         m.next_index = last.index + 1;
         m.last_term = last.term;
-        m.pos.set_covered(new_size);
+        idx.pos.set_covered(new_size);
         Ok(())
     }
 
@@ -247,33 +280,12 @@ impl Segment {
         pos
     }
 
-    fn write_batch(&self, entries: &[Entry], s: &WriteScratch) -> std::io::Result<()> {
-        let mut slices: Vec<IoSlice<'_>> = s
-            .pieces
-            .iter()
-            .map(|p| match *p {
-                Piece::Scratch(a, b) => IoSlice::new(&s.buf[a..b]),
-                Piece::Payload(i) => IoSlice::new(&entries[i].payload),
-            })
-            .collect();
-        let mut rest: &mut [IoSlice<'_>] = &mut slices;
-        while !rest.is_empty() {
-            let n = rest.len().min(IOV_MAX);
-            let written = (&self.file).write_vectored(&rest[..n])?;
-            if written == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            IoSlice::advance_slices(&mut rest, written);
-        }
-        Ok(())
-    }
-
-    fn roll_back(&self, size: u64, cause: impl Into<CauseError>) -> StorageError {
+    fn roll_back(&self, file: &File, size: u64, cause: impl Into<CauseError>) -> StorageError {
         let cause = match cause.into() {
             CauseError::Io(e) => StorageError::io("append to", &self.paths.log)(e),
             CauseError::Storage(e) => e,
         };
-        match self.file.set_len(size) {
+        match file.set_len(size) {
             Ok(()) => cause,
             Err(e) => StorageError::Failed {
                 path: self.paths.log.clone(),
@@ -295,7 +307,10 @@ impl Segment {
         interval: u32,
     ) -> Result<bool> {
         let generation = self.generation.load(Ordering::Acquire);
-        let Some((mut pos, mut expected, limit, end)) = self.read_plan(start, end) else {
+        let Some(files) = self.files()? else {
+            return Ok(false); // deleted since the caller listed it: the caller sees it gone
+        };
+        let Some((mut pos, mut expected, limit, end)) = self.read_plan(&files, start, end) else {
             return Ok(false);
         };
         // Sparse index: the wanted entry is at most one interval (plus one frame) past `pos`.
@@ -303,7 +318,7 @@ impl Segment {
         let mut min_want = 0u64;
         while expected < end && pos < limit {
             let want = (limit - pos).min((*budget as u64).saturating_add(slack).max(MIN_READ_BYTES).max(min_want));
-            let Some(buf) = self.read_exact_or_short(pos, want)? else {
+            let Some(buf) = self.read_exact_or_short(&files.file, pos, want)? else {
                 return Ok(false); // the segment shrank under us: a racing truncation
             };
             let mut p = 0usize;
@@ -351,18 +366,19 @@ impl Segment {
     }
 
     /// Where to start reading for `start`, where to stop, and the clamped end index.
-    fn read_plan(&self, start: u64, end: u64) -> Option<(u64, u64, u64, u64)> {
+    fn read_plan(&self, files: &SegmentFiles, start: u64, end: u64) -> Option<(u64, u64, u64, u64)> {
         let m = self.meta();
-        if start >= m.next_index || start < self.base_index || start >= end || m.pos.is_empty() {
+        let idx = files.indexes();
+        if start >= m.next_index || start < self.base_index || start >= end || idx.pos.is_empty() {
             return None;
         }
         let end = end.min(m.next_index);
         let start_rel = start - self.base_index;
-        let floor = m.pos.partition_point(|r| u64::from(u32_at(r, 0)) <= start_rel) - 1;
-        let rec = m.pos.record(floor);
+        let floor = idx.pos.partition_point(|r| u64::from(u32_at(r, 0)) <= start_rel) - 1;
+        let rec = idx.pos.record(floor);
         let end_rel = end - self.base_index;
-        let ceil = m.pos.partition_point(|r| u64::from(u32_at(r, 0)) < end_rel);
-        let limit = if ceil < m.pos.len() { u64::from(u32_at(m.pos.record(ceil), 4)) } else { m.size };
+        let ceil = idx.pos.partition_point(|r| u64::from(u32_at(r, 0)) < end_rel);
+        let limit = if ceil < idx.pos.len() { u64::from(u32_at(idx.pos.record(ceil), 4)) } else { m.size };
         Some((u64::from(u32_at(rec, 4)), self.base_index + u64::from(u32_at(rec, 0)), limit, end))
     }
 
@@ -370,7 +386,7 @@ impl Segment {
     /// `None` if the file ended first. The bytes come from a per-thread buffer that is reused
     /// once the caller has dropped every slice of the previous read, so a reader that keeps up
     /// touches the same warm memory instead of page-faulting a fresh allocation each time.
-    fn read_exact_or_short(&self, pos: u64, len: u64) -> Result<Option<Bytes>> {
+    fn read_exact_or_short(&self, file: &File, pos: u64, len: u64) -> Result<Option<Bytes>> {
         let len = usize::try_from(len).expect("read size fits in memory");
         READ_BUFFER.with_borrow_mut(|pool| {
             pool.clear();
@@ -378,7 +394,7 @@ impl Segment {
             pool.resize(len, 0);
             let mut filled = 0;
             while filled < len {
-                match self.file.read_at(&mut pool[filled..], pos + filled as u64) {
+                match file.read_at(&mut pool[filled..], pos + filled as u64) {
                     Ok(0) => return Ok(None),
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -393,30 +409,18 @@ impl Segment {
         })
     }
 
-    /// Scans frames from `(pos, index)` up to byte `until`, calling `f` with each good frame's
-    /// header and position, and stops at the first bad one. Reads in large chunks.
-    pub fn scan(
-        &self,
-        pos: u64,
-        index: u64,
-        until: u64,
-        max_entry: u32,
-        f: impl FnMut(&EntryHeader, u64) -> Result<()>,
-    ) -> Result<ScanEnd> {
-        scan_file(&self.file, &self.paths.log, pos, index, until, max_entry, f)
-    }
-
     /// The byte position of entry `index`, which must be in this segment.
-    pub fn position_of(&self, index: u64, max_entry: u32) -> Result<u64> {
+    fn position_of(&self, files: &SegmentFiles, index: u64, max_entry: u32) -> Result<u64> {
         let (start_pos, start_index, size) = {
             let m = self.meta();
+            let idx = files.indexes();
             let rel = index - self.base_index;
-            let floor = m.pos.partition_point(|r| u64::from(u32_at(r, 0)) <= rel) - 1;
-            let rec = m.pos.record(floor);
+            let floor = idx.pos.partition_point(|r| u64::from(u32_at(r, 0)) <= rel) - 1;
+            let rec = idx.pos.record(floor);
             (u64::from(u32_at(rec, 4)), self.base_index + u64::from(u32_at(rec, 0)), m.size)
         };
         let mut found = None;
-        let end = self.scan(start_pos, start_index, size, max_entry, |h, pos| {
+        let end = scan_file(&files.file, &self.paths.log, start_pos, start_index, size, max_entry, |h, pos| {
             if h.index == index {
                 found = Some(pos);
             }
@@ -430,38 +434,51 @@ impl Segment {
     }
 
     /// Drops entries `index..` (which must be inside this segment, after its first entry is
-    /// allowed to be equal: then the segment becomes empty). Returns the position cut at.
+    /// allowed to be equal: then the segment becomes empty). The segment is the log's last one
+    /// from here on, so its files stay open for the appends to come.
     pub fn truncate_from(&self, index: u64, max_entry: u32) -> Result<()> {
-        let cut =
-            if index == self.base_index { SEGMENT_HEADER_LEN as u64 } else { self.position_of(index, max_entry)? };
-        let prev_term = if index > self.base_index { self.term_at(index - 1, max_entry)? } else { 0 };
+        let files = self.pin()?;
+        let cut = if index == self.base_index {
+            SEGMENT_HEADER_LEN as u64
+        } else {
+            self.position_of(&files, index, max_entry)?
+        };
+        let prev_term = if index > self.base_index { self.term_in(&files, index - 1, max_entry)? } else { 0 };
         self.generation.fetch_add(1, Ordering::AcqRel);
         let mut m = self.meta_mut();
-        self.file.set_len(cut).map_err(StorageError::io("truncate", &self.paths.log))?;
+        let mut idx = files.indexes_mut();
+        files.file.set_len(cut).map_err(StorageError::io("truncate", &self.paths.log))?;
         let rel_cut = index - self.base_index;
-        let keep = m.pos.partition_point(|r| u64::from(u32_at(r, 0)) < rel_cut);
-        m.pos.truncate(keep);
-        m.last_indexed_pos = if keep == 0 { 0 } else { u64::from(u32_at(m.pos.record(keep - 1), 4)) };
-        let keep_offsets = m.offsets.partition_point(|r| u64::from(u32_at(r, 8)) < rel_cut);
+        let keep = idx.pos.partition_point(|r| u64::from(u32_at(r, 0)) < rel_cut);
+        idx.pos.truncate(keep);
+        m.last_indexed_pos = if keep == 0 { 0 } else { u64::from(u32_at(idx.pos.record(keep - 1), 4)) };
+        let keep_offsets = idx.offsets.partition_point(|r| u64::from(u32_at(r, 8)) < rel_cut);
         let first_dropped_offset =
-            (keep_offsets < m.offsets.len()).then(|| crate::index::u64_at(m.offsets.record(keep_offsets), 0));
-        m.offsets.truncate(keep_offsets);
+            (keep_offsets < idx.offsets.len()).then(|| crate::index::u64_at(idx.offsets.record(keep_offsets), 0));
+        idx.offsets.truncate(keep_offsets);
         if let Some(dropped) = first_dropped_offset {
-            let keep_times = m.times.partition_point(|r| crate::index::u64_at(r, 8) < dropped);
-            m.times.truncate(keep_times);
+            let keep_times = idx.times.partition_point(|r| crate::index::u64_at(r, 8) < dropped);
+            idx.times.truncate(keep_times);
         }
         m.size = cut;
         m.next_index = index;
         m.last_term = prev_term;
-        m.pos.set_covered(cut);
+        m.summary = IndexSummary::of(&idx);
+        idx.pos.set_covered(cut);
         Ok(())
     }
 
-    /// The term of entry `index` in this segment, read from its frame header.
-    pub fn term_at(&self, index: u64, max_entry: u32) -> Result<u64> {
-        let pos = self.position_of(index, max_entry)?;
+    /// The term of entry `index` in this segment, read from its frame header; `None` if the
+    /// segment was deleted since the caller found it.
+    pub fn term_at(&self, index: u64, max_entry: u32) -> Result<Option<u64>> {
+        let Some(files) = self.files()? else { return Ok(None) };
+        self.term_in(&files, index, max_entry).map(Some)
+    }
+
+    fn term_in(&self, files: &SegmentFiles, index: u64, max_entry: u32) -> Result<u64> {
+        let pos = self.position_of(files, index, max_entry)?;
         let mut raw = [0u8; ENTRY_HEADER_LEN];
-        self.file.read_exact_at(&mut raw, pos).map_err(StorageError::io("read", &self.paths.log))?;
+        files.file.read_exact_at(&mut raw, pos).map_err(StorageError::io("read", &self.paths.log))?;
         Ok(EntryHeader::decode(&raw).term)
     }
 
@@ -474,13 +491,14 @@ impl Segment {
     /// fsynced, data fdatasynced, and only then the SEALED flag written and fdatasynced. Runs
     /// off the append path (from `Log::sync`). A failed fsync is [`StorageError::Failed`].
     pub fn seal(&self) -> Result<()> {
+        let files = self.live_files()?;
         {
-            let mut m = self.meta_mut();
-            m.pos.seal()?;
-            m.offsets.seal()?;
-            m.times.seal()?;
+            let mut idx = files.indexes_mut();
+            idx.pos.seal()?;
+            idx.offsets.seal()?;
+            idx.times.seal()?;
         }
-        self.file.sync_data().map_err(|e| self.fatal("fdatasync while sealing", &e))?;
+        files.file.sync_data().map_err(|e| self.fatal("fdatasync while sealing", &e))?;
         self.write_sealed_flag(true)
     }
 
@@ -501,7 +519,7 @@ impl Segment {
         StorageError::Failed { path: self.paths.log.clone(), reason: format!("{what}: {e}") }
     }
 
-    /// Deletes the segment's files. Readers holding the segment keep their open descriptor.
+    /// Deletes the files of a segment that is not open (see [`Segment::delete`] for one that is).
     pub fn delete_files(paths: &SegmentPaths) -> Result<()> {
         for path in paths.all() {
             match fs::remove_file(path) {
@@ -539,11 +557,34 @@ impl Segment {
             Err(reason) => Err(StorageError::corrupt(&paths.log, 0, reason)),
         }
     }
+}
 
-    /// Builds a segment from an opened file after recovery has settled its size and indexes.
-    pub fn from_parts(paths: SegmentPaths, file: File, header: SegmentHeader, meta: SegmentMeta) -> Segment {
-        Segment::assemble(header, paths, file, meta)
+impl SegmentMeta {
+    pub fn new(size: u64, next_index: u64, last_term: u64, last_indexed_pos: u64) -> SegmentMeta {
+        SegmentMeta { size, next_index, last_term, last_indexed_pos, summary: IndexSummary::default() }
     }
+}
+
+/// Writes a batch laid out by `build_batch` with as few `writev` calls as `IOV_MAX` allows.
+fn write_batch(mut file: &File, entries: &[Entry], s: &WriteScratch) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = s
+        .pieces
+        .iter()
+        .map(|p| match *p {
+            Piece::Scratch(a, b) => IoSlice::new(&s.buf[a..b]),
+            Piece::Payload(i) => IoSlice::new(&entries[i].payload),
+        })
+        .collect();
+    let mut rest: &mut [IoSlice<'_>] = &mut slices;
+    while !rest.is_empty() {
+        let n = rest.len().min(IOV_MAX);
+        let written = file.write_vectored(&rest[..n])?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, written);
+    }
+    Ok(())
 }
 
 /// Scans the frames of `file` from `(pos, index)` up to byte `until`, calling `f` with each good

@@ -190,7 +190,27 @@ impl BrokerCollector {
             ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }
         self.encode_disk(encoder)?;
-        encode_files(encoder)
+        encode_files(encoder)?;
+        self.encode_segment_cache(encoder)
+    }
+
+    /// The shared cache of sealed segments' open files (docs/OPERATIONS.md).
+    fn encode_segment_cache(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let stats = self.partitions.segment_cache_stats();
+        for (name, help, value) in [
+            ("sluice_segment_cache_open_files", "Files the sealed-segment cache holds open.", stats.open_files as u64),
+            ("sluice_segment_cache_max_open_files", "The bound on them.", stats.max_open_files as u64),
+        ] {
+            ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
+        }
+        for (name, help, value) in [
+            ("sluice_segment_cache_hits", "Reads of a sealed segment that found it open.", stats.hits),
+            ("sluice_segment_cache_misses", "Reads of a sealed segment that had to open it.", stats.misses),
+            ("sluice_segment_cache_evictions", "Sealed segments closed to make room.", stats.evictions),
+        ] {
+            ConstCounter::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+        }
+        Ok(())
     }
 
     /// The free-space guard's latest check, once there was one (docs/OPERATIONS.md).
