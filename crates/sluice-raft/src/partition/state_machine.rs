@@ -250,7 +250,9 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
         let mut answers = std::mem::take(&mut self.answers);
         let applied = async {
             while let Some((entry, responder)) = entries.try_next().await? {
-                let reply = self.apply_one(entry)?;
+                // Indexing an entry grows index files: a full disk or too many open files there
+                // stop the group like a failed append does, and the replica restarts.
+                let reply = self.apply_one(entry).map_err(|e| exhaustion::note(self.exhaustion.as_deref(), e))?;
                 if let Some(r) = responder {
                     answers.push((r, reply));
                 }
