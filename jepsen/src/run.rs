@@ -13,10 +13,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result, anyhow};
 
+use crate::disk::DiskSpec;
 use crate::faults::{FaultLog, Nemesis};
 use crate::history::{self, Kind, Op, Recorder};
 use crate::net::NetworkMode;
 use crate::nodes::{Cluster, ClusterSpec};
+use crate::probe::Probe;
 use crate::report::Report;
 use crate::schedule::{Family, Schedule};
 use crate::workload::{RUNNER_PROCESS, SharedRecorder, Workload, WorkloadConfig, record_node_logs};
@@ -89,6 +91,12 @@ fn utc_stamp(secs: u64) -> String {
     format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3_600, rem / 60 % 60, rem % 60)
 }
 
+/// How many sends the workload makes at most: its rate over the time limit.
+fn planned_sends(options: &RunOptions) -> u64 {
+    let per_second = u64::from(options.workload.producers) * u64::from(options.workload.sends_per_second);
+    per_second.saturating_mul(options.time_limit.as_secs().max(1))
+}
+
 /// Records fault events in the shared history.
 struct HistoryFaults(SharedRecorder);
 
@@ -108,6 +116,9 @@ pub async fn run(options: RunOptions) -> Result<Outcome> {
     if options.network == NetworkMode::Netns {
         crate::net::require_root()?;
     }
+    if options.families.contains(&Family::DiskFull) {
+        crate::disk::require_root()?;
+    }
     let dir = &options.run_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let spec = ClusterSpec {
@@ -118,6 +129,7 @@ pub async fn run(options: RunOptions) -> Result<Outcome> {
         faketime: options.families.contains(&Family::Clock),
         fiu: options.families.contains(&Family::FsyncEio),
         fsync_log: options.families.contains(&Family::LoseUnfsynced),
+        disk: options.families.contains(&Family::DiskFull).then(|| DiskSpec::for_sends(planned_sends(&options))),
     };
     let schedule = Schedule::generate(options.seed, options.time_limit, &options.families, &spec.nodes);
     std::fs::write(dir.join("schedule.txt"), schedule.to_string())?;
@@ -134,7 +146,9 @@ pub async fn run(options: RunOptions) -> Result<Outcome> {
     let setup = Workload::setup(&bootstrap, options.workload.clone());
     let workload = tokio::time::timeout(SETUP_TIMEOUT, setup).await.context("workload setup timed out")??;
     let client = sluice_client::Client::connect(sluice_client::ClientConfig::new(cluster.bootstrap())).await?;
-    let mut nemesis = Nemesis::new(client, &options.workload.topic, options.seed);
+    let topic = &options.workload.topic;
+    let probe = Probe::new(client.clone(), topic, options.workload.partitions, Arc::clone(&recorder));
+    let mut nemesis = Nemesis::new(client, topic, options.seed, probe);
 
     let mut problems = play(&mut cluster, &mut nemesis, &workload, &recorder, &schedule, &options).await?;
     problems.extend(finish(&mut cluster, &workload, &recorder, &options.workload.topic).await?);
@@ -192,6 +206,9 @@ async fn finish(
     if let Err(e) = workload.drain(Arc::clone(recorder), DRAIN_LIMIT).await {
         problems.push(format!("the final drain failed: {e}"));
     }
+    if let Ok(disks) = cluster.disks() {
+        problems.extend(disk_room(disks, &cluster.node_ids())?);
+    }
     for node in cluster.stop_all().await? {
         problems.push(format!("broker {node} did not stop cleanly on SIGTERM; see node{node}.log"));
     }
@@ -202,6 +219,25 @@ async fn finish(
         }
     }
     recorder.lock().unwrap_or_else(PoisonError::into_inner).flush()?;
+    Ok(problems)
+}
+
+/// After a disk-full run, every filler deleted: each node's disk must still have at least
+/// twice the brokers' threshold free, or the workload's own data came close to filling it
+/// (and the run's refusals may not all be the faults'): `crate::disk::BYTES_PER_SEND` is then
+/// too small.
+fn disk_room(disks: &crate::disk::Disks, nodes: &[u64]) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for &node in nodes {
+        let (free, size) = (disks.free(node)?, disks.size(node)?);
+        tracing::info!("node {node}'s disk at the end: {free} of {size} bytes free");
+        if free < 2 * crate::disk::MIN_FREE_BYTES {
+            problems.push(format!(
+                "node {node}'s disk has only {free} of {size} bytes free at the end without a filler: the workload \
+                 nearly filled it by itself"
+            ));
+        }
+    }
     Ok(problems)
 }
 
