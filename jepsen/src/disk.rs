@@ -9,7 +9,8 @@
 //!
 //! ```text
 //!  tmpfs of node N (≥ 256 MiB)
-//!  ├── controller/, partitions/     the broker's data: a few MiB per minute of workload
+//!  ├── controller/, partitions/     the broker's data: ~80 MiB at start (RocksDB preallocates),
+//!  │                                then a few MiB per minute of workload
 //!  └── jepsen-disk-filler           disk-full: leaves 16 MiB free, below the 32 MiB threshold
 //!                                   disk-full-enospc: written until ENOSPC, leaves 0 free
 //! ```
@@ -43,6 +44,10 @@ pub const MIN_TMPFS_BYTES: u64 = 256 << 20;
 /// default workload measured about 170 bytes (segment entry, index entries, the group's offset
 /// commits); three times that.
 pub const BYTES_PER_SEND: u64 = 512;
+/// What a broker takes of its disk whatever the workload, with a margin: the controller's
+/// RocksDB preallocates its write-ahead log (1.1 × the 64 MiB write buffer) and its manifest
+/// (4 MiB), and on tmpfs preallocated space is taken space (78 MB measured at start).
+pub const FIXED_BYTES: u64 = 96 << 20;
 /// The filler file, at the top of a node's tmpfs.
 const FILLER: &str = "jepsen-disk-filler";
 /// How much the filler grows per write.
@@ -86,11 +91,12 @@ pub struct DiskSpec {
 }
 
 impl DiskSpec {
-    /// Disks for a workload of `sends` sends in all: [`MIN_TMPFS_BYTES`], or more when the
-    /// data the sends leave on a node ([`BYTES_PER_SEND`]) and twice the threshold need it, so
-    /// that the workload never brings a disk near its threshold by itself.
+    /// Disks for a workload of `sends` sends in all: [`MIN_TMPFS_BYTES`], or more when what a
+    /// broker takes anyway ([`FIXED_BYTES`]), the data the sends leave on a node
+    /// ([`BYTES_PER_SEND`]) and twice the threshold need it, so that the workload never brings
+    /// a disk near its threshold by itself.
     pub fn for_sends(sends: u64) -> DiskSpec {
-        let needed = (2 * MIN_FREE_BYTES).saturating_add(sends.saturating_mul(BYTES_PER_SEND));
+        let needed = (FIXED_BYTES + 2 * MIN_FREE_BYTES).saturating_add(sends.saturating_mul(BYTES_PER_SEND));
         let mib = 1 << 20;
         let tmpfs_bytes = (needed.div_ceil(mib).min(u64::MAX / mib) * mib).max(MIN_TMPFS_BYTES);
         DiskSpec { tmpfs_bytes, guard: DiskGuard::TMPFS }
@@ -327,15 +333,16 @@ mod tests {
     #[test]
     fn the_tmpfs_grows_with_the_workload_and_never_shrinks_below_the_minimum() {
         assert_eq!(DiskSpec::for_sends(0).tmpfs_bytes, MIN_TMPFS_BYTES);
-        // Ten minutes of the default workload (2 producers × 200/s) fit the minimum.
-        let ten_minutes = 600 * 2 * 200;
-        assert_eq!(DiskSpec::for_sends(ten_minutes).tmpfs_bytes, MIN_TMPFS_BYTES);
-        assert!(2 * MIN_FREE_BYTES + ten_minutes * BYTES_PER_SEND <= MIN_TMPFS_BYTES);
-        // An hour of it needs more, rounded up to whole MiB.
-        let hour = DiskSpec::for_sends(6 * ten_minutes).tmpfs_bytes;
-        assert!(hour >= 2 * MIN_FREE_BYTES + 6 * ten_minutes * BYTES_PER_SEND, "{hour}");
-        assert!(hour < 2 * MIN_FREE_BYTES + 6 * ten_minutes * BYTES_PER_SEND + (1 << 20), "{hour}");
-        assert!(hour.is_multiple_of(1 << 20), "{hour}");
+        // Two minutes of the default workload (2 producers × 200/s) fit the minimum.
+        let minute = 60 * 2 * 200;
+        assert_eq!(DiskSpec::for_sends(2 * minute).tmpfs_bytes, MIN_TMPFS_BYTES);
+        // Ten minutes need a little more, an hour much more, rounded up to whole MiB.
+        for sends in [10 * minute, 60 * minute] {
+            let bytes = DiskSpec::for_sends(sends).tmpfs_bytes;
+            let needed = FIXED_BYTES + 2 * MIN_FREE_BYTES + sends * BYTES_PER_SEND;
+            assert!(needed <= bytes && bytes < needed + (1 << 20) && bytes.is_multiple_of(1 << 20), "{bytes}");
+        }
+        assert!(DiskSpec::for_sends(10 * minute).tmpfs_bytes < 300 << 20);
         assert!(DiskSpec::for_sends(u64::MAX).tmpfs_bytes.is_multiple_of(1 << 20), "no overflow");
     }
 

@@ -302,7 +302,7 @@ impl Nemesis {
                     std::fs::write(clock, "+0\n").with_context(|| format!("resetting {}", clock.display()))?;
                 }
                 Undo::HealDisk(n) => self.heal_disk(cluster, *n).await?,
-                Undo::EmptyDisk(n) => self.empty_disk(cluster, *n)?,
+                Undo::EmptyDisk(n) => self.empty_disk(cluster, active.fault, *n)?,
             }
         }
         Ok(())
@@ -311,12 +311,12 @@ impl Nemesis {
     /// Ends a disk-full fault: deletes the filler. A full disk is no reason for a broker to
     /// stop (it refuses writes, or stops the partitions whose appends failed, and goes on): one
     /// that exited is a problem of the run, and is restarted.
-    fn empty_disk(&mut self, cluster: &mut Cluster, node: u64) -> Result<()> {
+    fn empty_disk(&mut self, cluster: &mut Cluster, fault: Fault, node: u64) -> Result<()> {
         let free = cluster.disks()?.empty(node)?;
-        tracing::info!("disk of n{node} emptied: {free} bytes free");
+        tracing::info!("{fault}: the disk has {free} bytes free again");
         if let Some(status) = cluster.take_exit(node)? {
             self.problems.push(format!(
-                "disk-full: broker {node} exited ({status}) while its disk was full; it should have kept running; see \
+                "{fault}: broker {node} exited ({status}) while its disk was full; it should have kept running; see \
                  node{node}.log"
             ));
             cluster.restart(node)?;

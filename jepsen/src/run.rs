@@ -154,6 +154,9 @@ pub async fn run(options: RunOptions) -> Result<Outcome> {
     problems.extend(finish(&mut cluster, &workload, &recorder, &options.workload.topic).await?);
 
     let events = history::read(BufReader::new(File::open(&history_path)?)).context("reading the history back")?;
+    if options.families == [Family::DiskFull] {
+        problems.extend(lagging_replicas(&events));
+    }
     let report = crate::checker::check(&events);
     report.write_json(&dir.join("report.json"))?;
     let outcome = Outcome { report, problems };
@@ -241,6 +244,34 @@ fn disk_room(disks: &crate::disk::Disks, nodes: &[u64]) -> Result<Vec<String>> {
     Ok(problems)
 }
 
+/// Every node's copy of each partition that ends below the final drain's last offset. With
+/// only disk-full faults no node is down at the end, and nothing is written after the
+/// workload stops, so every replica has caught up by the time the brokers stop — unless a
+/// replica stopped when its appends hit ENOSPC and was not started again when space came back.
+/// (Other families can leave a node legitimately behind at the end: one restarted late.)
+fn lagging_replicas(events: &[history::Event]) -> Vec<String> {
+    let last = |reads: &[(u64, String)]| reads.iter().map(|(offset, _)| *offset).max();
+    let mut ends = std::collections::BTreeMap::new();
+    for event in events {
+        if let Op::FinalRead { partition, reads } = &event.op {
+            ends.insert(*partition, last(reads));
+        }
+    }
+    let mut problems = Vec::new();
+    for event in events {
+        let Op::NodeLog { node, partition, entries } = &event.op else { continue };
+        let Some(&Some(end)) = ends.get(partition) else { continue };
+        match last(entries) {
+            Some(held) if held >= end => {}
+            held => problems.push(format!(
+                "node {node}'s copy of partition {partition} ends at offset {held:?}, below the partition's last offset \
+                 {end}: the replica did not catch up after the disk-full faults"
+            )),
+        }
+    }
+    problems
+}
+
 /// The checker's summary, the runner's problems after it.
 pub fn summary(outcome: &Outcome, seed: u64) -> String {
     let mut text = outcome.report.summary(Some(seed));
@@ -276,6 +307,31 @@ mod tests {
         let dir = default_run_dir(1234);
         let name = dir.file_name().unwrap().to_str().unwrap();
         assert!(name.ends_with("Z-1234") && dir.parent().unwrap().ends_with("jepsen/runs"), "{}", dir.display());
+    }
+
+    #[test]
+    fn a_replica_that_ends_below_the_drained_end_is_lagging() {
+        let event = |index: u64, op: Op| history::Event {
+            index,
+            time_ns: index,
+            process: crate::workload::RUNNER_PROCESS,
+            kind: Kind::Ok,
+            op,
+            error: None,
+        };
+        let reads = |offsets: &[u64]| offsets.iter().map(|&o| (o, format!("v{o}"))).collect::<Vec<_>>();
+        let events = [
+            event(0, Op::FinalRead { partition: 0, reads: reads(&[0, 1, 2]) }),
+            event(1, Op::FinalRead { partition: 1, reads: Vec::new() }),
+            event(2, Op::NodeLog { node: 1, partition: 0, entries: reads(&[0, 1, 2]) }),
+            event(3, Op::NodeLog { node: 2, partition: 0, entries: reads(&[0, 1]) }),
+            event(4, Op::NodeLog { node: 3, partition: 0, entries: Vec::new() }),
+            event(5, Op::NodeLog { node: 1, partition: 1, entries: Vec::new() }),
+        ];
+        let problems = lagging_replicas(&events);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("node 2's copy of partition 0 ends at offset Some(1)"), "{problems:?}");
+        assert!(problems[1].starts_with("node 3's copy of partition 0 ends at offset None"), "{problems:?}");
     }
 
     #[test]
