@@ -59,8 +59,9 @@ const CHUNK_BYTES: usize = 1 << 20;
 pub struct DiskGuard {
     /// Refuse writes below this many free bytes.
     pub min_free_bytes: u64,
-    /// Refuse writes below this share of the disk free, in percent; the larger threshold wins.
-    pub min_free_percent: f64,
+    /// Refuse writes below this share of the disk free, in whole percent; the larger threshold
+    /// wins.
+    pub min_free_percent: u8,
     /// How often free space is looked at, in ms.
     pub check_interval_ms: u64,
 }
@@ -69,13 +70,12 @@ impl DiskGuard {
     /// What suits the suite's tmpfs: 32 MiB, no percentage (5% of 256 MiB would be less
     /// anyway, and a percentage would move with the tmpfs size), every 200 ms.
     pub const TMPFS: DiskGuard =
-        DiskGuard { min_free_bytes: MIN_FREE_BYTES, min_free_percent: 0.0, check_interval_ms: CHECK_INTERVAL_MS };
+        DiskGuard { min_free_bytes: MIN_FREE_BYTES, min_free_percent: 0, check_interval_ms: CHECK_INTERVAL_MS };
 
     /// The settings as lines of a broker's TOML config.
     pub fn config_lines(&self) -> String {
-        // `{:?}` always writes a decimal point, which TOML needs to read a float.
         format!(
-            "disk_min_free_bytes = {}\ndisk_min_free_percent = {:?}\ndisk_check_interval_ms = {}\n",
+            "disk_min_free_bytes = {}\ndisk_min_free_percent = {}\ndisk_check_interval_ms = {}\n",
             self.min_free_bytes, self.min_free_percent, self.check_interval_ms
         )
     }
@@ -324,10 +324,7 @@ mod tests {
     #[test]
     fn the_guard_is_written_as_broker_config_lines() {
         let lines = DiskGuard::TMPFS.config_lines();
-        assert_eq!(
-            lines,
-            "disk_min_free_bytes = 33554432\ndisk_min_free_percent = 0.0\ndisk_check_interval_ms = 200\n"
-        );
+        assert_eq!(lines, "disk_min_free_bytes = 33554432\ndisk_min_free_percent = 0\ndisk_check_interval_ms = 200\n");
     }
 
     #[test]

@@ -500,7 +500,7 @@ mod tests {
         assert!(!text.contains("peer_dial"), "{text}");
         assert!(!text.contains("disk_"), "the brokers' own guard defaults without the disk-full family: {text}");
         let guarded = broker_config(2, &Layout::namespaces(&[1, 2, 3]), Path::new("/r/node2"), Some(&DiskGuard::TMPFS));
-        let guard = "data_dir = \"/r/node2\"\ndisk_min_free_bytes = 33554432\ndisk_min_free_percent = 0.0\n\
+        let guard = "data_dir = \"/r/node2\"\ndisk_min_free_bytes = 33554432\ndisk_min_free_percent = 0\n\
                      disk_check_interval_ms = 200\n";
         // Top-level keys, before the first table.
         assert!(guarded.contains(guard) && guarded.find(guard) < guarded.find('['), "{guarded}");
