@@ -320,6 +320,21 @@ pub struct BrokerConfig {
     /// applies. Default: 10000 (about 3 MiB of memory per partition replica at worst).
     #[serde(default = "default_max_producers_per_partition")]
     pub max_producers_per_partition: u32,
+    /// The free-space guard: while the file system of `data_dir` has less free space than the
+    /// larger of this and `disk_min_free_percent`, the broker refuses writes to every partition
+    /// with a replica on it (STORAGE_FULL) and keeps serving reads, consumer groups and
+    /// replication, which the space left holds; writes resume by themselves once space is freed
+    /// (docs/OPERATIONS.md). 0 with `disk_min_free_percent = 0` turns the guard off. In bytes.
+    /// Default: 1073741824 (1 GiB).
+    #[serde(default = "default_disk_min_free_bytes")]
+    pub disk_min_free_bytes: u64,
+    /// The guard's threshold as a percentage of the file system's size (see
+    /// `disk_min_free_bytes`), 0 to 50. Default: 5.
+    #[serde(default = "default_disk_min_free_percent")]
+    pub disk_min_free_percent: u8,
+    /// How often the broker checks its data directory's free space, in ms. Default: 1000.
+    #[serde(default = "default_disk_check_interval_ms")]
+    pub disk_check_interval_ms: u64,
     /// Consumer groups. Default: see [`GroupConfig`].
     #[serde(default)]
     pub groups: GroupConfig,
@@ -352,6 +367,18 @@ fn default_producer_id_expiration_ms() -> u64 {
 
 fn default_max_producers_per_partition() -> u32 {
     sluice_raft::partition::DEFAULT_MAX_PRODUCERS
+}
+
+fn default_disk_min_free_bytes() -> u64 {
+    1 << 30
+}
+
+fn default_disk_min_free_percent() -> u8 {
+    5
+}
+
+fn default_disk_check_interval_ms() -> u64 {
+    1_000
 }
 
 fn default_max_batch_bytes() -> u32 {
@@ -402,8 +429,20 @@ impl BrokerConfig {
             segment_roll_ms: default_segment_roll_ms(),
             producer_id_expiration_ms: default_producer_id_expiration_ms(),
             max_producers_per_partition: default_max_producers_per_partition(),
+            disk_min_free_bytes: default_disk_min_free_bytes(),
+            disk_min_free_percent: default_disk_min_free_percent(),
+            disk_check_interval_ms: default_disk_check_interval_ms(),
             groups: GroupConfig::default(),
             worker_threads: 0,
+        }
+    }
+
+    /// The free-space guard's settings.
+    pub(crate) fn disk_guard(&self) -> crate::disk::GuardConfig {
+        crate::disk::GuardConfig {
+            min_free_bytes: self.disk_min_free_bytes,
+            min_free_percent: self.disk_min_free_percent,
+            check_interval: Duration::from_millis(self.disk_check_interval_ms),
         }
     }
 
@@ -463,6 +502,12 @@ impl BrokerConfig {
             return invalid(format!(
                 "retention_check_ms ({}) and segment_roll_ms ({}) must be at least 1",
                 self.retention_check_ms, self.segment_roll_ms
+            ));
+        }
+        if self.disk_min_free_percent > 50 || self.disk_check_interval_ms == 0 {
+            return invalid(format!(
+                "disk_min_free_percent is {} (use 0 to 50) and disk_check_interval_ms {} (use at least 1)",
+                self.disk_min_free_percent, self.disk_check_interval_ms
             ));
         }
         if self.producer_id_expiration_ms == 0 {

@@ -9,9 +9,17 @@
 //! watched, and the first one that stops on an error (anything but a shutdown asked for) stops the
 //! whole broker: [`crate::run`] returns [`crate::StartError::GroupFailed`] and `sluice-broker` exits
 //! with status 1. A supervisor restarts it; on restart each replica recovers what its disk holds
-//! and Raft re-replicates the rest from the other replicas.
+//! and Raft re-replicates the rest from the other replicas. Whatever hangs while it stops, the
+//! process exits (`crate::run`): never only some of its groups stopped, the rest running.
+//!
+//! One storage error is not a failure: ENOSPC on a write. The log cut the partial write, so
+//! nothing it holds is in doubt; the replica's group stops (openraft stops a group on any
+//! storage error), is parked, and starts again from its files once the disk has room
+//! (`partitions.rs`, `disk.rs`). A failed fsync stays a failure, whatever its errno.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sluice_raft::typ::{Fatal, Raft, core_stopped};
 use tokio::sync::watch;
@@ -34,6 +42,15 @@ impl fmt::Display for GroupFailure {
     }
 }
 
+/// How a partition replica's group that ran out of disk space is told from one that failed:
+/// its log store sets `flag` on ENOSPC (`PartitionLogStore::noting_out_of_space`).
+pub(crate) struct OutOfSpace {
+    /// Set by the store when a write failed for want of space.
+    pub flag: Arc<AtomicBool>,
+    /// Parks the replica until the disk has room.
+    pub park: Box<dyn FnOnce() + Send>,
+}
+
 /// Where groups report a fatal stop, and where the broker learns of the first one. Cheap to
 /// clone; every clone reports to the same broker.
 #[derive(Clone)]
@@ -53,7 +70,11 @@ impl FailStop {
     /// It also logs when this broker becomes the group's leader and when it stops leading: the
     /// elections an operator wants to see, in place of openraft's own chatter (which the default
     /// log filter hides).
-    pub(crate) fn watch(&self, group: String, raft: &Raft<BrokerStateMachine>) {
+    ///
+    /// A group with `out_of_space` whose flag is set when it stops ran out of disk space on a
+    /// write that failed cleanly: that is not a reason to stop the broker. Its `park` runs
+    /// instead, which restarts the replica once the disk has room (`partitions.rs`).
+    pub(crate) fn watch(&self, group: String, raft: &Raft<BrokerStateMachine>, out_of_space: Option<OutOfSpace>) {
         let name = group.clone();
         let stopped = core_stopped(raft, move |leading| match leading {
             Some(term) => tracing::info!("{name}: this broker leads it (term {term})"),
@@ -61,8 +82,17 @@ impl FailStop {
         });
         let fail_stop = self.clone();
         tokio::spawn(async move {
-            if let Err(fatal) = stopped.await {
-                fail_stop.report(GroupFailure { group, error: cause(&fatal) });
+            let Err(fatal) = stopped.await else { return };
+            match out_of_space {
+                Some(oos) if oos.flag.load(Ordering::Acquire) => {
+                    tracing::error!(
+                        "{group} ran out of disk space ({}); this replica stops and restarts once the disk has \
+                         room again, and the broker goes on",
+                        cause(&fatal)
+                    );
+                    (oos.park)();
+                }
+                _ => fail_stop.report(GroupFailure { group, error: cause(&fatal) }),
             }
         });
     }

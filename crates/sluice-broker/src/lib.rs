@@ -31,6 +31,7 @@
 pub mod client;
 mod config;
 mod controller;
+mod disk;
 mod fail_stop;
 pub mod groups;
 pub mod metrics;
@@ -40,6 +41,7 @@ mod retention;
 
 pub use config::{BrokerConfig, ConfigError, GroupConfig, PeerConfig, RaftTimings};
 pub use controller::{BrokerStateMachine, ControllerGroup, ProposeError};
+pub use disk::DiskState;
 pub use fail_stop::GroupFailure;
 pub use node::{Broker, StartError};
 pub use partitions::Partitions;
@@ -72,7 +74,14 @@ pub async fn run(config: BrokerConfig, shutdown: impl std::future::Future<Output
         broker.shutdown().await;
         return Ok(());
     };
-    // The reason is logged already, as the failure was reported.
+    // The reason is logged already, as the failure was reported. Whatever hangs from here on (a
+    // disk that no longer answers, a thread stuck in a system call, a store that will not
+    // close), the process must end: a broker left half-dead looks alive to its supervisor.
+    std::thread::spawn(|| {
+        std::thread::sleep(FAILED_STOP_LIMIT * 2);
+        eprintln!("sluice-broker: the broker did not stop within {:?} of its failure; exiting", FAILED_STOP_LIMIT * 2);
+        std::process::exit(1);
+    });
     if tokio::time::timeout(FAILED_STOP_LIMIT, broker.shutdown()).await.is_err() {
         tracing::warn!("the broker's groups did not stop within {FAILED_STOP_LIMIT:?}; exiting anyway");
     }

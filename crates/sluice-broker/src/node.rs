@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sluice_controller::CONTROLLER_GROUP_ID;
 use sluice_raft::transport::{self, Faults, TcpIncoming};
 use sluice_raft::{Liveness, LivenessConfig, LivenessDriver, PeerClients, RaftRegistry, TransportConfig};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use sluice_storage::Flusher;
@@ -16,6 +16,7 @@ use sluice_storage::Flusher;
 use crate::client::{self, ClientService};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::controller::{BrokerStateMachine, ControllerGroup};
+use crate::disk::{self, DiskState};
 use crate::fail_stop::{FailStop, GroupFailure};
 use crate::groups::GroupsService;
 use crate::metrics::{self, BrokerCollector, Exporter, RequestMetrics};
@@ -104,7 +105,7 @@ impl Broker {
         let faults = clients.faults().clone();
         let controller = Arc::new(ControllerGroup::start(&config, clients.clone(), &registry).await?);
         let fail_stop = FailStop::new();
-        fail_stop.watch("the controller group".into(), controller.raft());
+        fail_stop.watch("the controller group".into(), controller.raft(), None);
         let session = std::time::Duration::from_millis(config.broker_session_timeout_ms);
         tasks.push(tokio::spawn(Arc::clone(&controller).run_duties(config.peers.clone(), session, stopped.clone())));
         let (liveness, driver) = liveness(&config, &registry, &clients);
@@ -112,18 +113,25 @@ impl Broker {
         let requests = Arc::new(RequestMetrics::new());
         let flusher_name = format!("node{}", config.node_id);
         let flusher = Arc::new(Flusher::start_observed(&flusher_name, PARALLEL_SYNCS, requests.log_sync_observer()));
+        let (disk_tx, disk) = watch::channel(DiskState::default());
+        let guard = config.disk_guard();
+        let watch_disk =
+            disk::watch_space(config.data_dir.clone(), guard, Arc::clone(&liveness), disk_tx, stopped.clone());
+        tasks.push(tokio::spawn(watch_disk));
+        let (partitions, parked) = Partitions::new(
+            config.node_id,
+            config.data_dir.join("partitions"),
+            registry,
+            clients,
+            flusher,
+            config.raft.partition()?,
+            Arc::clone(&liveness),
+        );
         let partitions = Arc::new(
-            Partitions::new(
-                config.node_id,
-                config.data_dir.join("partitions"),
-                registry,
-                clients,
-                flusher,
-                config.raft.partition()?,
-                Arc::clone(&liveness),
-            )
-            .with_segment_roll(std::time::Duration::from_millis(config.segment_roll_ms))
-            .with_fail_stop(fail_stop.clone()),
+            partitions
+                .with_segment_roll(std::time::Duration::from_millis(config.segment_roll_ms))
+                .with_fail_stop(fail_stop.clone())
+                .with_disk(disk.clone()),
         );
         let service = ClientService::new(&config, Arc::clone(&controller), Arc::clone(&partitions), stopped.clone())
             .with_metrics(Arc::clone(&requests));
@@ -144,12 +152,13 @@ impl Broker {
                 liveness,
                 Arc::clone(&requests),
             );
-            let exporter = Exporter::new(&requests, collector).with_groups(groups);
+            let exporter = Exporter::new(&requests, collector.with_disk(disk.clone())).with_groups(groups);
             tasks.push(tokio::spawn(metrics::serve(listener, exporter, wait_until_true(stopped.clone()))));
         }
         let retention_check = std::time::Duration::from_millis(config.retention_check_ms);
         tasks.push(tokio::spawn(retention::run(Arc::clone(&partitions), retention_check, stopped.clone())));
-        tasks.push(tokio::spawn(reconcile_loop(Arc::clone(&controller), Arc::clone(&partitions), stopped)));
+        let reconcile = reconcile_loop(Arc::clone(&controller), Arc::clone(&partitions), parked, disk.clone(), stopped);
+        tasks.push(tokio::spawn(reconcile));
         tracing::info!(node_id = config.node_id, %raft_addr, %client_addr, ?metrics_addr, "broker started");
         Ok(Broker {
             config,
@@ -252,25 +261,34 @@ fn liveness(
 
 /// Starts and stops partition groups as the metadata changes, until `stop` turns true. A group
 /// that failed to start (its directory still locked by a closing predecessor, a full disk) is
-/// tried again after a backoff, not only at the next metadata change.
+/// tried again after a backoff, not only at the next metadata change. A group that ran out of
+/// disk space (its id arrives on `parked`) is stopped here, and started again as soon as `disk`
+/// says there is room.
 async fn reconcile_loop(
     controller: Arc<ControllerGroup>,
     partitions: Arc<Partitions>,
+    mut parked: mpsc::UnboundedReceiver<u64>,
+    mut disk: watch::Receiver<DiskState>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut seen = None;
     let mut retry = StartRetry::default();
     let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
     loop {
+        let mut room_again = false;
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => {}
+            Some(group) = parked.recv() => partitions.park(group).await,
+            Ok(()) = disk.changed() => {
+                room_again = partitions.any_parked() && disk.borrow_and_update().has_room_to_restart();
+            }
         }
         if *stop.borrow() {
             return;
         }
         let version = controller.metadata().read(|m| m.version());
-        if seen != Some(version) || retry.due(std::time::Instant::now()) {
+        if seen != Some(version) || room_again || retry.due(std::time::Instant::now()) {
             let all_started = partitions.reconcile(controller.metadata()).await;
             seen = Some(version);
             retry.after(all_started, std::time::Instant::now());

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,10 +20,11 @@ use sluice_raft::{
     RaftRegistry,
 };
 use sluice_storage::{FlushPolicy, Flusher, Log, LogConfig, Retention};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::controller::BrokerStateMachine;
-use crate::fail_stop::FailStop;
+use crate::disk::DiskState;
+use crate::fail_stop::{FailStop, OutOfSpace};
 
 /// One hosted partition replica.
 struct Hosted {
@@ -54,6 +55,13 @@ pub struct Partitions {
     hosted: Mutex<HashMap<u64, Arc<Hosted>>>,
     /// Tries to start a group that failed (each is tried again later).
     failed_starts: AtomicU64,
+    /// Groups stopped because their disk ran out of space, with their data directories: started
+    /// again only once the disk has room.
+    parked: Mutex<BTreeMap<u64, PathBuf>>,
+    /// Where a group that ran out of space asks to be parked (the reconcile loop parks it).
+    park_requests: mpsc::UnboundedSender<u64>,
+    /// The free-space guard's latest check; `None` outside a broker (always room).
+    disk: Option<watch::Receiver<DiskState>>,
 }
 
 impl Partitions {
@@ -68,12 +76,13 @@ impl Partitions {
         flusher: Arc<Flusher>,
         raft_config: RaftConfig,
         liveness: Arc<Liveness>,
-    ) -> Partitions {
+    ) -> (Partitions, mpsc::UnboundedReceiver<u64>) {
         let raft_config = Arc::new(RaftConfig { enable_tick: false, ..raft_config });
+        let (park_requests, parked_groups) = mpsc::unbounded_channel();
         let hosted = Mutex::new(HashMap::new());
         let segment_roll = LogConfig::default().max_segment_age.expect("the default rolls by age");
         let fail_stop = None;
-        Partitions {
+        let partitions = Partitions {
             node_id,
             dir,
             registry,
@@ -85,7 +94,60 @@ impl Partitions {
             fail_stop,
             hosted,
             failed_starts: AtomicU64::new(0),
+            parked: Mutex::default(),
+            park_requests,
+            disk: None,
+        };
+        (partitions, parked_groups)
+    }
+
+    /// Restarts a replica stopped by ENOSPC only when `disk` says there is room.
+    pub(crate) fn with_disk(self, disk: watch::Receiver<DiskState>) -> Partitions {
+        Partitions { disk: Some(disk), ..self }
+    }
+
+    /// Stops the replica of `group_id`, which ran out of disk space, keeping its data; the
+    /// reconcile loop starts it again once the disk has room (see [`Partitions::reconcile`]).
+    /// Its peers elect another leader meanwhile, or go on without this follower.
+    pub(crate) async fn park(&self, group_id: u64) {
+        let hosted = self.hosted.lock().expect("hosted lock").get(&group_id).cloned();
+        let Some(h) = hosted else { return };
+        self.registry.remove(group_id);
+        self.liveness.set_preferred_leader(group_id, None);
+        stop(&h).await;
+        self.parked.lock().expect("parked lock").insert(group_id, h.dir.clone());
+        self.hosted.lock().expect("hosted lock").remove(&group_id);
+        drop(h);
+    }
+
+    /// Deletes the data of parked groups no longer assigned here (their topic was deleted):
+    /// deleting a topic is how an operator frees a full disk.
+    fn forget_unassigned_parked(&self, wanted: &[HostedPartition]) {
+        let gone: Vec<(u64, PathBuf)> = {
+            let mut parked = self.parked.lock().expect("parked lock");
+            let ids: Vec<u64> = parked.keys().filter(|g| !wanted.iter().any(|p| p.group_id == **g)).copied().collect();
+            ids.into_iter().filter_map(|g| parked.remove(&g).map(|dir| (g, dir))).collect()
+        };
+        for (group, dir) in gone {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::error!(group, dir = %dir.display(), "deleting a removed partition's data: {e}");
+            }
         }
+    }
+
+    /// Whether some replica waits for disk space to start again.
+    pub(crate) fn any_parked(&self) -> bool {
+        self.parked_count() > 0
+    }
+
+    /// How many replicas wait for disk space to start again.
+    pub fn parked_count(&self) -> usize {
+        self.parked.lock().expect("parked lock").len()
+    }
+
+    /// Whether a parked replica may start: the disk has room.
+    fn may_restart_parked(&self) -> bool {
+        self.disk.as_ref().is_none_or(|d| d.borrow().has_room_to_restart())
     }
 
     /// Rolls the active segment of logs opened from now on once it is `age` old (retention
@@ -107,6 +169,12 @@ impl Partitions {
     /// The log of partition group `group_id`, if hosted here.
     pub fn log(&self, group_id: u64) -> Option<Arc<Log>> {
         self.hosted.lock().expect("hosted lock").get(&group_id).map(|h| Arc::clone(&h.log))
+    }
+
+    /// Whether broker `node`'s disk is below its free-space threshold: this broker's own as its
+    /// guard last found, a live peer's as its heartbeats say.
+    pub fn disk_full(&self, node: u64) -> Option<sluice_raft::liveness::DiskFull> {
+        self.liveness.disk_full(node)
     }
 
     /// Whether broker `node` is live, as this broker's node heartbeats say.
@@ -172,13 +240,26 @@ impl Partitions {
         let running = self.group_ids();
         let mut all_started = true;
         for p in wanted.iter().filter(|p| !running.contains(&p.group_id)) {
-            let (retention, policy) = metadata.read(|m| (retention_of(m, p), flush_policy_of(m, p)));
-            if let Err(e) = self.start_group(p, &addrs, retention, policy).await {
-                tracing::error!(topic = %p.topic, partition = p.partition.0, "starting partition group (will retry): {e}");
-                self.failed_starts.fetch_add(1, Ordering::Relaxed);
+            let parked = self.parked.lock().expect("parked lock").contains_key(&p.group_id);
+            if parked && !self.may_restart_parked() {
                 all_started = false;
+                continue;
+            }
+            let (retention, policy) = metadata.read(|m| (retention_of(m, p), flush_policy_of(m, p)));
+            match self.start_group(p, &addrs, retention, policy).await {
+                Ok(()) if parked => {
+                    self.parked.lock().expect("parked lock").remove(&p.group_id);
+                    tracing::info!(topic = %p.topic, partition = p.partition.0, "restarted after the disk ran out of space");
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(topic = %p.topic, partition = p.partition.0, "starting partition group (will retry): {e}");
+                    self.failed_starts.fetch_add(1, Ordering::Relaxed);
+                    all_started = false;
+                }
             }
         }
+        self.forget_unassigned_parked(&wanted);
         for gid in running.into_iter().filter(|g| !wanted.iter().any(|p| p.group_id == *g)) {
             // A group stays listed until it has stopped and its data is gone.
             let hosted = self.hosted.lock().expect("hosted lock").get(&gid).cloned();
@@ -211,11 +292,13 @@ impl Partitions {
         let dir = self.dir.join(format!("{}-{}.g{}", p.topic, p.partition.0, p.group_id));
         let config = LogConfig { retention, max_segment_age: Some(self.segment_roll), ..LogConfig::default() };
         let log = Arc::new(Log::open(&dir, config)?);
-        let sm = PartitionStateMachine::open(Arc::clone(&log))?;
+        let out_of_space = Arc::new(AtomicBool::new(false));
+        let sm = PartitionStateMachine::open(Arc::clone(&log))?.noting_out_of_space(Arc::clone(&out_of_space));
         let (high_watermark, log_start) = (sm.high_watermark(), sm.log_start());
         let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(&self.flusher))
             .with_flush_policy(policy)
-            .retaining(log_start.clone());
+            .retaining(log_start.clone())
+            .noting_out_of_space(Arc::clone(&out_of_space));
         // Snapshots sent from here carry the retained entries read from the log, and those
         // received are staged in it (docs/adr/0006-snapshot-catch-up.md).
         let network = GroupNetworkFactory::new(p.group_id, self.clients.clone()).with_log(Arc::clone(&log));
@@ -223,7 +306,13 @@ impl Partitions {
             .await
             .map_err(io::Error::other)?;
         if let Some(fail_stop) = &self.fail_stop {
-            fail_stop.watch(format!("partition group {} ({}-{})", p.group_id, p.topic, p.partition.0), &raft);
+            let (requests, group_id) = (self.park_requests.clone(), p.group_id);
+            let park = Box::new(move || {
+                // Fails only once the broker is stopping, when nothing restarts groups anyway.
+                let _ = requests.send(group_id);
+            });
+            let name = format!("partition group {} ({}-{})", p.group_id, p.topic, p.partition.0);
+            fail_stop.watch(name, &raft, Some(OutOfSpace { flag: out_of_space, park }));
         }
         self.liveness.set_preferred_leader(p.group_id, p.replicas.first().map(|r| r.0));
         self.registry.insert_log(p.group_id, Arc::clone(&log));

@@ -11,6 +11,8 @@
 //! fsync (`flush_policy`). Each broker's Prometheus endpoint counts what clients sent and shows
 //! each replica's Raft state (`metrics`). Retention trims every replica at the index its
 //! leader proposed, and a follower down meanwhile catches up by snapshot (`retention`).
+//! A full disk on one broker refuses writes with STORAGE_FULL and keeps reads going, and ENOSPC
+//! stops only that broker's replicas until space returns (`disk_full`).
 //! Consumer groups are coordinated by the leaders of `__consumer_offsets`, share a topic's
 //! partitions, commit offsets and survive their coordinator's broker stopping (`groups`).
 
@@ -20,6 +22,8 @@ mod catchup;
 mod client;
 #[path = "broker/cluster.rs"]
 mod cluster;
+#[path = "broker/disk_full.rs"]
+mod disk_full;
 #[path = "broker/faults.rs"]
 mod faults;
 #[path = "broker/flush_policy.rs"]

@@ -198,7 +198,8 @@ pub enum ClusterCommand {
 /// `sluice bench ...`
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Send messages as fast as the cluster acknowledges them.
+    /// Send messages as fast as the cluster acknowledges them. Stops at the first message that
+    /// fails for good (its retries ran out, e.g. on STORAGE_FULL), saying why, with status 1.
     Produce(BenchProduceArgs),
     /// Read a topic as fast as the cluster serves it.
     Consume(BenchConsumeArgs),

@@ -187,7 +187,15 @@ impl Worker {
             tokio::select! {
                 biased;
                 Some((latency, result)) = pending.next(), if !pending.is_empty() => {
+                    let failed_before = outcome.errors > 0;
                     outcome.count(latency, result, &self.progress, value_bytes);
+                    if !failed_before && outcome.errors > 0 {
+                        // A failed delivery is final (the producer retried it until its delivery
+                        // timeout): every worker stops offering and the run reports it, rather
+                        // than measure a cluster that refuses writes.
+                        self.limit.interrupted.store(true, Ordering::Relaxed);
+                        eprintln!("stopping: {}", outcome.first_error.as_deref().unwrap_or_default());
+                    }
                 }
                 delivery = producer.enqueue(self.record.clone()), if more && pending.len() < self.max_in_flight => {
                     pending.push(timed(delivery?, offered_at));

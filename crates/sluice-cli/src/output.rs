@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 use serde::ser::SerializeMap;
-use sluice_client::{ClusterStatus, ConsumedRecord, TopicConfig, TopicDescription, TopicInfo};
+use sluice_client::{ClusterStatus, ConsumedRecord, DiskFull, TopicConfig, TopicDescription, TopicInfo};
 
 /// A topic's settings in JSON.
 #[derive(Debug, Serialize)]
@@ -144,6 +144,8 @@ struct BrokerJson<'a> {
     live: bool,
     controller: bool,
     partition_leaders: usize,
+    /// `{free_bytes, threshold_bytes}` while the broker's disk is below its threshold, else null.
+    disk_full: Option<serde_json::Value>,
 }
 
 /// `cluster status --output json`.
@@ -157,6 +159,10 @@ pub fn status_json(s: &ClusterStatus) -> serde_json::Value {
             live: b.broker.live,
             controller: b.is_controller,
             partition_leaders: b.partition_leaders,
+            disk_full: b
+                .broker
+                .disk_full
+                .map(|d| serde_json::json!({"free_bytes": d.free_bytes, "threshold_bytes": d.threshold_bytes})),
         })
         .collect();
     serde_json::json!({
@@ -168,6 +174,17 @@ pub fn status_json(s: &ClusterStatus) -> serde_json::Value {
     })
 }
 
+/// A broker's disk in `cluster status`: "ok", or what is free below which threshold.
+fn disk(full: Option<DiskFull>) -> String {
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    match full {
+        None => "ok".into(),
+        Some(d) => {
+            format!("FULL: {:.1} MiB free < {:.1} MiB; refusing writes", mib(d.free_bytes), mib(d.threshold_bytes))
+        }
+    }
+}
+
 /// `cluster status` for people.
 pub fn status_plain(s: &ClusterStatus) -> String {
     let controller = s.controller_id.map_or_else(|| "none (electing?)".to_owned(), |id| format!("node {id}"));
@@ -175,17 +192,23 @@ pub fn status_plain(s: &ClusterStatus) -> String {
         "controller: {controller}; {} topics; {} partitions without a leader; metadata version {}\n",
         s.topics, s.leaderless_partitions, s.metadata_version
     );
-    let _ = writeln!(out, "{:>6} {:<24} {:>5} {:>10} {:>8}", "NODE", "ADDRESS", "LIVE", "CONTROLLER", "LEADERS");
+    let header = ("NODE", "ADDRESS", "LIVE", "CONTROLLER", "LEADERS", "DISK");
+    let _ = writeln!(
+        out,
+        "{:>6} {:<24} {:>5} {:>10} {:>8}  {}",
+        header.0, header.1, header.2, header.3, header.4, header.5
+    );
     for b in &s.brokers {
         let yes = |v: bool| if v { "yes" } else { "no" };
         let _ = writeln!(
             out,
-            "{:>6} {:<24} {:>5} {:>10} {:>8}",
+            "{:>6} {:<24} {:>5} {:>10} {:>8}  {}",
             b.broker.node_id,
             b.broker.address,
             yes(b.broker.live),
             yes(b.is_controller),
-            b.partition_leaders
+            b.partition_leaders,
+            disk(b.broker.disk_full)
         );
     }
     out
@@ -331,7 +354,7 @@ mod tests {
     fn status_lists_brokers_with_roles() {
         let s = ClusterStatus {
             brokers: vec![BrokerStatus {
-                broker: BrokerInfo { node_id: 1, address: "127.0.0.1:9091".into(), live: true },
+                broker: BrokerInfo { node_id: 1, address: "127.0.0.1:9091".into(), live: true, disk_full: None },
                 is_controller: true,
                 partition_leaders: 5,
             }],
@@ -344,9 +367,18 @@ mod tests {
             status_json(&s),
             json!({
                 "controller_id": 1, "metadata_version": 12, "topics": 2, "leaderless_partitions": 0,
-                "brokers": [{"node_id": 1, "address": "127.0.0.1:9091", "live": true, "controller": true, "partition_leaders": 5}]
+                "brokers": [{"node_id": 1, "address": "127.0.0.1:9091", "live": true, "controller": true, "partition_leaders": 5, "disk_full": null}]
             })
         );
         assert!(status_plain(&s).starts_with("controller: node 1;"));
+        assert!(status_plain(&s).lines().nth(2).is_some_and(|l| l.ends_with("  ok")), "{}", status_plain(&s));
+        let mut full = s.clone();
+        full.brokers[0].broker.disk_full = Some(DiskFull { free_bytes: 3 << 20, threshold_bytes: 16 << 20 });
+        assert_eq!(
+            status_json(&full)["brokers"][0]["disk_full"],
+            json!({"free_bytes": 3 << 20, "threshold_bytes": 16 << 20})
+        );
+        let plain = status_plain(&full);
+        assert!(plain.contains("FULL: 3.0 MiB free < 16.0 MiB; refusing writes"), "{plain}");
     }
 }

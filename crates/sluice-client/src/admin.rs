@@ -233,8 +233,13 @@ mod tests {
         let response = v1::MetadataResponse {
             error: None,
             brokers: vec![
-                v1::BrokerInfo { node_id: 1, client_address: "a:1".into(), live: true },
-                v1::BrokerInfo { node_id: 2, client_address: "a:2".into(), live: false },
+                v1::BrokerInfo { node_id: 1, client_address: "a:1".into(), live: true, disk_full: None },
+                v1::BrokerInfo {
+                    node_id: 2,
+                    client_address: "a:2".into(),
+                    live: false,
+                    disk_full: Some(v1::DiskFull { free_bytes: 10, threshold_bytes: 20 }),
+                },
             ],
             controller_id: Some(1),
             topics: vec![v1::TopicMetadata {
@@ -255,6 +260,8 @@ mod tests {
         let status = status_of(&ClusterMetadata::from_proto(&response));
         assert_eq!(status.brokers.len(), 2);
         assert!(status.brokers[0].is_controller && !status.brokers[1].is_controller);
+        let full = crate::DiskFull { free_bytes: 10, threshold_bytes: 20 };
+        assert_eq!((status.brokers[0].broker.disk_full, status.brokers[1].broker.disk_full), (None, Some(full)));
         assert_eq!((status.brokers[0].partition_leaders, status.brokers[1].partition_leaders), (2, 0));
         assert_eq!((status.topics, status.leaderless_partitions, status.metadata_version), (1, 1, 3));
     }

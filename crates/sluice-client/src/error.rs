@@ -195,6 +195,10 @@ fn hint(code: ErrorCode) -> &'static str {
             "the partition tracks too many idempotent producers; reuse one producer per process, or raise the \
              brokers' max_producers_per_partition"
         }
+        ErrorCode::StorageFull => {
+            "a broker holding the partition is short of disk space; free some (retention, `sluice topic delete`, or \
+             more disk) and writes resume by themselves"
+        }
     }
 }
 

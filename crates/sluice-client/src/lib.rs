@@ -68,7 +68,7 @@ pub use group::{
     GroupConsumer, GroupContext, GroupDescription, GroupListing, GroupMemberDescription, NoRebalanceListener,
     PartitionLag, RebalanceListener,
 };
-pub use metadata::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicConfig, TopicInfo};
+pub use metadata::{BrokerInfo, ClusterMetadata, DiskFull, PartitionInfo, TopicConfig, TopicInfo};
 pub use producer::{Delivery, Producer};
 pub use record::{ConsumedRecord, ProducerRecord, RecordMetadata};
 pub use sluice_proto::ErrorCode;

@@ -100,6 +100,18 @@ pub struct BrokerInfo {
     pub address: String,
     /// Whether the controller considers it live.
     pub live: bool,
+    /// Set while its disk is below its free-space threshold: it refuses writes to its
+    /// partitions (STORAGE_FULL) and serves reads. As the answering broker last heard it.
+    pub disk_full: Option<DiskFull>,
+}
+
+/// A broker's full disk: what is free, and the threshold below which it refuses writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskFull {
+    /// Free bytes.
+    pub free_bytes: u64,
+    /// The threshold it is below.
+    pub threshold_bytes: u64,
 }
 
 /// One partition's replicas and leader.
@@ -187,7 +199,14 @@ impl ClusterMetadata {
         let brokers = response
             .brokers
             .iter()
-            .map(|b| (b.node_id, BrokerInfo { node_id: b.node_id, address: b.client_address.clone(), live: b.live }))
+            .map(|b| {
+                let disk_full =
+                    b.disk_full.map(|d| DiskFull { free_bytes: d.free_bytes, threshold_bytes: d.threshold_bytes });
+                (
+                    b.node_id,
+                    BrokerInfo { node_id: b.node_id, address: b.client_address.clone(), live: b.live, disk_full },
+                )
+            })
             .collect();
         let topics = response
             .topics
@@ -240,8 +259,8 @@ mod tests {
         v1::MetadataResponse {
             error: Some(sluice_proto::Error::ok()),
             brokers: vec![
-                v1::BrokerInfo { node_id: 1, client_address: "h:1".into(), live: true },
-                v1::BrokerInfo { node_id: 2, client_address: "h:2".into(), live: false },
+                v1::BrokerInfo { node_id: 1, client_address: "h:1".into(), live: true, disk_full: None },
+                v1::BrokerInfo { node_id: 2, client_address: "h:2".into(), live: false, disk_full: None },
             ],
             controller_id: Some(2),
             topics: vec![

@@ -58,6 +58,7 @@ impl ErrorCode {
                 | ErrorCode::Internal
                 | ErrorCode::NotCoordinator
                 | ErrorCode::CoordinatorLoading
+                | ErrorCode::StorageFull
         )
     }
 }

@@ -16,6 +16,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub struct PartitionLogStore {
     relaxed: Option<Duration>,
     /// A partition's log start: entries from it on are never purged (see `retaining`).
     retained: Option<watch::Receiver<LogStart>>,
+    /// Set when a write fails for want of disk space (see `noting_out_of_space`).
+    out_of_space: Option<Arc<AtomicBool>>,
 }
 
 /// A reader of the same log, for openraft's replication tasks; cheap to clone.
@@ -58,13 +61,28 @@ impl PartitionLogStore {
     /// A store over `log`, made durable by `flusher` (shared by every log on the data directory),
     /// that reports an append saved only once fsynced ([`FlushPolicy::EveryAppend`]).
     pub fn new(log: Arc<Log>, flusher: Arc<Flusher>) -> PartitionLogStore {
-        PartitionLogStore { log, tail: Arc::default(), flusher, relaxed: None, retained: None }
+        PartitionLogStore { log, tail: Arc::default(), flusher, relaxed: None, retained: None, out_of_space: None }
     }
 
     /// The same store under `policy`: when appends are reported saved to openraft.
     pub fn with_flush_policy(mut self, policy: FlushPolicy) -> PartitionLogStore {
         self.relaxed = policy.interval();
         self
+    }
+
+    /// The same store, setting `flag` when a write fails with ENOSPC. openraft stops the group
+    /// on any storage error; its owner reads the flag to tell a full disk (the write failed
+    /// cleanly: the log cut the partial write, and the replica can restart once space returns)
+    /// from a failure that must stop the broker. A failed fsync is never reported here: it
+    /// stops the log for good (docs/DURABILITY.md).
+    pub fn noting_out_of_space(mut self, flag: Arc<AtomicBool>) -> PartitionLogStore {
+        self.out_of_space = Some(flag);
+        self
+    }
+
+    /// `e`, after setting the out-of-space flag if `e` is ENOSPC.
+    fn note(&self, e: io::Error) -> io::Error {
+        note_out_of_space(self.out_of_space.as_deref(), e)
     }
 
     /// The policy the store reports appends saved by.
@@ -76,6 +94,17 @@ impl PartitionLogStore {
     pub fn log(&self) -> &Arc<Log> {
         &self.log
     }
+}
+
+/// `e`, after setting `flag` (if any) when `e` is ENOSPC (see
+/// [`PartitionLogStore::noting_out_of_space`]).
+pub(crate) fn note_out_of_space(flag: Option<&AtomicBool>, e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::StorageFull
+        && let Some(flag) = flag
+    {
+        flag.store(true, Ordering::Release);
+    }
+    e
 }
 
 impl RaftLogReader<PartitionConfig> for PartitionLogReader {
@@ -116,13 +145,14 @@ impl RaftLogStorage<PartitionConfig> for PartitionLogStore {
         // module doc), so they are made durable first. Votes change only at elections, but then
         // in many groups at once: the fsyncs run on a blocking thread, never on the runtime's.
         let (log, bytes) = (Arc::clone(&self.log), encode_vote(vote));
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
+        let saved = tokio::task::spawn_blocking(move || -> io::Result<()> {
             log.sync()?;
             write_state_file(log.dir(), VOTE_FILE, &bytes)?;
             Ok(())
         })
         .await
-        .map_err(io::Error::other)?
+        .map_err(io::Error::other)?;
+        saved.map_err(|e| self.note(e))
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<PartitionConfig>) -> io::Result<()>
@@ -132,7 +162,7 @@ impl RaftLogStorage<PartitionConfig> for PartitionLogStore {
     {
         let entries: Vec<RaftEntry> = entries.into_iter().collect();
         let batch: Vec<sluice_storage::Entry> = entries.iter().map(codec::encode).collect();
-        self.log.append(&batch)?;
+        self.log.append(&batch).map_err(|e| self.note(e.into()))?;
         // Before openraft hears of the append, so a reader it sends for these entries finds them.
         let sized = entries.into_iter().zip(batch.iter().map(|e| e.payload.len())).collect();
         lock(&self.tail).push(sized);

@@ -76,7 +76,7 @@ impl IndexFile {
             .open(path)
             .map_err(StorageError::io("create index", path))?;
         let size = HEADER_LEN + capacity.max(1) * kind.record_len();
-        file.set_len(size as u64).map_err(StorageError::io("size index", path))?;
+        crate::space::allocate(&file, size as u64).map_err(StorageError::io("allocate index", path))?;
         let map = map(&file, path)?;
         let mut index = IndexFile { path: path.to_owned(), file, map, kind, len: 0 };
         index.map[..4].copy_from_slice(&MAGIC);
@@ -199,7 +199,7 @@ impl IndexFile {
     fn grow(&mut self, capacity_bytes: usize) -> Result<()> {
         self.map.flush_async().map_err(StorageError::io("msync index", &self.path))?;
         let size = (HEADER_LEN + capacity_bytes) as u64;
-        self.file.set_len(size).map_err(StorageError::io("grow index", &self.path))?;
+        crate::space::allocate(&self.file, size).map_err(StorageError::io("grow index", &self.path))?;
         self.map = map(&self.file, &self.path)?;
         Ok(())
     }

@@ -32,6 +32,7 @@ mod offsets;
 mod recovery;
 mod retention;
 mod segment;
+mod space;
 mod state_file;
 
 pub use backfill::Backfill;
@@ -43,4 +44,5 @@ pub use flush_policy::{FlushPolicy, MAX_FLUSH_INTERVAL_MS};
 pub use flusher::{FlushCallback, Flusher, SyncObserver};
 pub use lock::DirLock;
 pub use log::Log;
+pub use space::{DiskSpace, disk_space};
 pub use state_file::{read_state_file, sync_dir, write_state_file};

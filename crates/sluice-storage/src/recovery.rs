@@ -20,7 +20,9 @@ use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::index::{IndexFile, IndexKind, position_record, u32_at};
-use crate::segment::{ScanEnd, Segment, SegmentMeta, SegmentPaths, position_capacity, rel, scan_file};
+use crate::segment::{
+    INITIAL_INDEX_RECORDS, ScanEnd, Segment, SegmentMeta, SegmentPaths, position_capacity, rel, scan_file,
+};
 
 /// Whether a segment's offset and time index files could be opened as they were.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +79,8 @@ fn recover_unsealed(
     size: u64,
     config: &LogConfig,
 ) -> Result<(IndexFile, ScanEnd, u64)> {
-    let capacity = position_capacity(config.max_segment_bytes, config.index_interval_bytes);
+    // Room for the records this segment's bytes can need (the index grows if it is written on).
+    let capacity = position_capacity(size.min(config.max_segment_bytes), config.index_interval_bytes);
     let (mut pos, end, last_indexed) = rebuild_position_index(paths, file, base, size, config, capacity)?;
     if let Some((at, reason)) = &end.error {
         tracing::warn!(
@@ -201,8 +204,8 @@ fn open_secondary(paths: &SegmentPaths, base: u64) -> Result<(IndexFile, IndexFi
                 (Err(e), _) | (_, Err(e)) => e,
                 _ => "missing".to_string(),
             };
-            let offsets = IndexFile::create(&paths.offsets, IndexKind::Offset, base, 4096)?;
-            let times = IndexFile::create(&paths.times, IndexKind::Time, base, 1024)?;
+            let offsets = IndexFile::create(&paths.offsets, IndexKind::Offset, base, INITIAL_INDEX_RECORDS)?;
+            let times = IndexFile::create(&paths.times, IndexKind::Time, base, INITIAL_INDEX_RECORDS)?;
             Ok((offsets, times, SecondaryStatus::Recreated(why)))
         }
     }

@@ -134,10 +134,12 @@ impl Segment {
             .map_err(StorageError::io("create segment", &paths.log))?;
         let header = SegmentHeader { base_index: base, created_ms, sealed: false };
         (&file).write_all(&header.encode()).map_err(StorageError::io("write", &paths.log))?;
-        let pos =
-            IndexFile::create(&paths.index, IndexKind::Position, base, position_capacity(max_segment_bytes, interval))?;
-        let offsets = IndexFile::create(&paths.offsets, IndexKind::Offset, base, 4096)?;
-        let times = IndexFile::create(&paths.times, IndexKind::Time, base, 1024)?;
+        // Indexes start small and double as they fill: their blocks are allocated up front (see
+        // `space::allocate`), and a partition that is written little should cost little disk.
+        let capacity = position_capacity(max_segment_bytes, interval).min(INITIAL_INDEX_RECORDS);
+        let pos = IndexFile::create(&paths.index, IndexKind::Position, base, capacity)?;
+        let offsets = IndexFile::create(&paths.offsets, IndexKind::Offset, base, INITIAL_INDEX_RECORDS)?;
+        let times = IndexFile::create(&paths.times, IndexKind::Time, base, INITIAL_INDEX_RECORDS)?;
         let meta = SegmentMeta {
             size: SEGMENT_HEADER_LEN as u64,
             next_index: base,
@@ -596,6 +598,9 @@ fn frame_need(buf: &[u8]) -> usize {
         ENTRY_HEADER_LEN
     }
 }
+
+/// The records a new segment's indexes have room for before they first grow.
+pub(crate) const INITIAL_INDEX_RECORDS: usize = 256;
 
 /// A position index never needs more records than this (one per `interval` bytes, plus one).
 pub(crate) fn position_capacity(max_segment_bytes: u64, interval: u32) -> usize {

@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 
 use sluice_common::TopicName;
 use sluice_controller::Topic;
-use sluice_proto::v1::{BrokerInfo, MetadataRequest, MetadataResponse, PartitionMetadata, TopicConfig, TopicMetadata};
+use sluice_proto::v1::{
+    BrokerInfo, DiskFull, MetadataRequest, MetadataResponse, PartitionMetadata, TopicConfig, TopicMetadata,
+};
 use sluice_proto::{Error, ErrorCode};
 
 use super::ClientService;
@@ -22,14 +24,24 @@ impl ClientService {
         let (version, brokers, topics) = self.controller.metadata().read(|m| {
             let mut brokers: Vec<BrokerInfo> = m
                 .brokers()
-                .map(|b| BrokerInfo { node_id: b.node_id.0, client_address: b.client_addr.clone(), live: b.live })
+                .map(|b| BrokerInfo {
+                    node_id: b.node_id.0,
+                    client_address: b.client_addr.clone(),
+                    live: b.live,
+                    disk_full: self.disk_full_of(b.node_id.0),
+                })
                 .collect();
             // Configured brokers that have not registered yet are listed, as not live.
             let unregistered: Vec<BrokerInfo> = self
                 .peers
                 .iter()
                 .filter(|p| !brokers.iter().any(|b| b.node_id == p.node_id))
-                .map(|p| BrokerInfo { node_id: p.node_id, client_address: p.client_addr.clone(), live: false })
+                .map(|p| BrokerInfo {
+                    node_id: p.node_id,
+                    client_address: p.client_addr.clone(),
+                    live: false,
+                    disk_full: None,
+                })
                 .collect();
             brokers.extend(unregistered);
             brokers.sort_by_key(|b| b.node_id);
@@ -49,6 +61,12 @@ impl ClientService {
             })
             .collect();
         MetadataResponse { error: Some(Error::ok()), brokers, controller_id, topics, metadata_version: version }
+    }
+
+    /// Broker `node`'s full disk, as this broker knows it.
+    fn disk_full_of(&self, node: u64) -> Option<DiskFull> {
+        let full = self.partitions.disk_full(node)?;
+        Some(DiskFull { free_bytes: full.free_bytes, threshold_bytes: full.threshold_bytes })
     }
 
     /// `t` as clients see it: config, replicas, and each partition's leader — as this broker

@@ -17,6 +17,7 @@ use sluice_raft::typ::ack_ages;
 use super::errors::error;
 use super::route::Led;
 use super::{ClientService, DEFAULT_PRODUCE_TIMEOUT, MAX_PRODUCE_TIMEOUT};
+use crate::disk::mib;
 
 impl ClientService {
     pub(super) async fn handle_produce(&self, request: ProduceRequest) -> ProduceResponse {
@@ -47,6 +48,7 @@ impl ClientService {
             return Err(error(ErrorCode::InvalidTopicName, message));
         }
         let led = self.led_partition(&request.topic, request.partition)?;
+        self.check_disks(&led)?;
         check_batch(&request.batch, led.max_message_bytes, self.max_batch_bytes)?;
         let timeout = match request.timeout_ms {
             0 => DEFAULT_PRODUCE_TIMEOUT,
@@ -62,6 +64,23 @@ impl ClientService {
         };
         let command = PartitionCommand::produce_at(&request.batch, &stamp);
         Ok(PreparedProduce { batch_bytes: request.batch.len(), led, timeout, command })
+    }
+
+    /// STORAGE_FULL while a broker holding a replica of the partition is below its free-space
+    /// threshold (`disk.rs`): a follower short of space must not be sent what it cannot store.
+    fn check_disks(&self, led: &Led) -> Result<(), Error> {
+        let Some((node, full)) = led.replicas.iter().find_map(|&n| Some((n, self.partitions.disk_full(n)?))) else {
+            return Ok(());
+        };
+        let message = format!(
+            "{}/{}: broker {node}'s disk has {} free, below the {} threshold; writes resume when space is freed \
+             (nothing was written)",
+            led.topic,
+            led.partition,
+            mib(full.free_bytes),
+            mib(full.threshold_bytes)
+        );
+        Err(error(ErrorCode::StorageFull, message))
     }
 
     /// The answer to a produce whose write ended with `outcome` (or did not end in `timeout`).
@@ -98,14 +117,14 @@ impl ClientService {
         let ages = ack_ages(&led.raft);
         let others = ages.iter().filter(|(node, age)| **node != self.node_id && age.is_some_and(|a| a < window));
         let acked = 1 + others.count();
-        let majority = led.replicas / 2 + 1;
+        let majority = led.replicas.len() / 2 + 1;
         let (topic, partition) = (&led.topic, led.partition);
         let retry = "it may still be committed: retry (an idempotent producer's retry is acknowledged once)";
         if acked < majority {
             let message = format!(
                 "{topic}/{partition}: only {acked} of its {} replicas acknowledged the leader in the last \
                  {window:?}, and a majority ({majority}) must hold the batch to commit it; {retry}",
-                led.replicas
+                led.replicas.len()
             );
             return error(ErrorCode::NotEnoughReplicas, message);
         }

@@ -25,8 +25,8 @@ pub(super) struct Led {
     pub log: Arc<Log>,
     /// The topic's largest message.
     pub max_message_bytes: u32,
-    /// How many replicas the partition has.
-    pub replicas: usize,
+    /// The brokers holding its replicas.
+    pub replicas: Vec<u64>,
 }
 
 /// What the metadata says about the partition.
@@ -54,7 +54,7 @@ impl ClientService {
                     raft,
                     log,
                     max_message_bytes: a.max_message_bytes,
-                    replicas: a.replicas.len(),
+                    replicas: a.replicas.iter().map(|r| r.0).collect(),
                 }),
                 None => Err(self.not_running(topic, partition)),
             },

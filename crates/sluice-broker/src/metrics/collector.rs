@@ -15,9 +15,11 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use sluice_common::NodeId;
 use sluice_raft::Liveness;
 use sluice_raft::typ::{Raft, ServerState, WatchReceiver};
+use tokio::sync::watch;
 
 use super::requests::{PartitionTraffic, RequestMetrics};
 use crate::controller::{BrokerStateMachine, ControllerGroup};
+use crate::disk::DiskState;
 use crate::partitions::Partitions;
 
 /// The Raft roles, each a value of the `role` label of `sluice_partition_raft_role`.
@@ -119,6 +121,7 @@ pub struct BrokerCollector {
     partitions: Arc<Partitions>,
     liveness: Arc<Liveness>,
     requests: Arc<RequestMetrics>,
+    disk: Option<watch::Receiver<DiskState>>,
 }
 
 impl fmt::Debug for BrokerCollector {
@@ -136,7 +139,12 @@ impl BrokerCollector {
         liveness: Arc<Liveness>,
         requests: Arc<RequestMetrics>,
     ) -> BrokerCollector {
-        BrokerCollector { node_id, controller, partitions, liveness, requests }
+        BrokerCollector { node_id, controller, partitions, liveness, requests, disk: None }
+    }
+
+    /// Reports the free-space guard's latest check too.
+    pub(crate) fn with_disk(self, disk: watch::Receiver<DiskState>) -> BrokerCollector {
+        BrokerCollector { disk: Some(disk), ..self }
     }
 
     /// The hosted partitions the metadata names, with their state now.
@@ -168,6 +176,29 @@ impl BrokerCollector {
             ("sluice_live_peers", "Other brokers this broker has heard from within node_timeout_ms.", live),
             ("sluice_partitions_hosted", "Partition replicas this broker hosts.", hosted as u64),
             ("sluice_partitions_led", "Partition replicas this broker hosts and leads.", led as u64),
+            (
+                "sluice_partitions_parked",
+                "Partition replicas stopped by a full disk (ENOSPC), waiting for space to start again.",
+                self.partitions.parked_count() as u64,
+            ),
+        ] {
+            ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
+        }
+        self.encode_disk(encoder)
+    }
+
+    /// The free-space guard's latest check, once there was one (docs/OPERATIONS.md).
+    fn encode_disk(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let Some(disk) = self.disk.as_ref().map(|d| *d.borrow()).filter(|d| d.checked) else { return Ok(()) };
+        for (name, help, value) in [
+            ("sluice_disk_free_bytes", "Free bytes on the data directory's file system.", disk.free_bytes),
+            ("sluice_disk_total_bytes", "Size of the data directory's file system.", disk.total_bytes),
+            (
+                "sluice_disk_threshold_bytes",
+                "Free space below which the broker refuses writes (0: the guard is off).",
+                disk.threshold_bytes,
+            ),
+            ("sluice_disk_full", "1 while the broker refuses writes for want of disk space.", u64::from(disk.full)),
         ] {
             ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }

@@ -21,14 +21,14 @@ use tonic::transport::Channel;
 
 use super::cluster::{Cluster, TEST_MAX_BATCH_BYTES, connect, eventually, unless_retriable};
 
-type Client = SluiceClient<Channel>;
+pub(super) type Client = SluiceClient<Channel>;
 
-fn code(error: Option<&Error>) -> ErrorCode {
+pub(super) fn code(error: Option<&Error>) -> ErrorCode {
     error_of(error).error_code()
 }
 
 /// A batch of `values`, the i-th stamped `ts + i`.
-fn batch(stamp: ProducerStamp, values: &[String], ts: i64) -> Bytes {
+pub(super) fn batch(stamp: ProducerStamp, values: &[String], ts: i64) -> Bytes {
     let mut b = BatchBuilder::new(stamp, 256);
     for (i, v) in (0i64..).zip(values) {
         b.push(&Record::new(v.clone(), ts + i));
@@ -40,12 +40,12 @@ fn values(p: u32, i: u64) -> Vec<String> {
     vec![format!("p{p}-b{i}-a"), format!("p{p}-b{i}-b")]
 }
 
-fn produce_request(topic: &str, partition: u32, batch: Bytes) -> ProduceRequest {
+pub(super) fn produce_request(topic: &str, partition: u32, batch: Bytes) -> ProduceRequest {
     ProduceRequest { topic: topic.into(), partition, batch, timeout_ms: 10_000 }
 }
 
 /// Waits until every broker of `cluster` sees `n` live brokers.
-async fn wait_live(cluster: &Cluster, n: usize) {
+pub(super) async fn wait_live(cluster: &Cluster, n: usize) {
     cluster
         .wait_for(Duration::from_secs(20), "brokers registered and live", |c| {
             c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.live_brokers().len() == n))
@@ -53,14 +53,14 @@ async fn wait_live(cluster: &Cluster, n: usize) {
         .await;
 }
 
-fn fetch_request(topic: &str, partition: u32, offset: u64, max_wait_ms: u32) -> FetchRequest {
+pub(super) fn fetch_request(topic: &str, partition: u32, offset: u64, max_wait_ms: u32) -> FetchRequest {
     FetchRequest { topic: topic.into(), partition, offset, max_bytes: 0, max_wait_ms }
 }
 
 /// Sends an admin write to broker 0, following `NOT_CONTROLLER` hints (and retrying while the
 /// controller elects a leader) until it is answered; returns the final answer's error and
 /// whatever else `call` took from it.
-async fn admin<T, F, Fut>(cluster: &Cluster, mut call: F) -> (Error, T)
+pub(super) async fn admin<T, F, Fut>(cluster: &Cluster, mut call: F) -> (Error, T)
 where
     F: FnMut(Client) -> Fut,
     Fut: std::future::Future<Output = (Error, T)>,
@@ -81,7 +81,7 @@ where
     }
 }
 
-async fn create_topic(cluster: &Cluster, name: &str, config: TopicConfig) -> Error {
+pub(super) async fn create_topic(cluster: &Cluster, name: &str, config: TopicConfig) -> Error {
     admin(cluster, |mut c| {
         let request = CreateTopicRequest { name: name.into(), config: Some(config) };
         async move { (error_of(c.create_topic(request).await.expect("rpc").get_ref().error.as_ref()), ()) }
@@ -92,7 +92,7 @@ async fn create_topic(cluster: &Cluster, name: &str, config: TopicConfig) -> Err
 
 /// Index into `cluster.brokers` of the leader of `topic`/`partition`, once every broker's
 /// metadata names the same one.
-async fn leader_of(cluster: &Cluster, topic: &str, partition: u32) -> usize {
+pub(super) async fn leader_of(cluster: &Cluster, topic: &str, partition: u32) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut seen = Vec::new();
@@ -126,7 +126,7 @@ async fn produce(cluster: &Cluster, topic: &str, partition: u32, batch: Bytes) -
 /// Sends `call` to the leader of `topic`/`partition`, found again before every attempt, until
 /// `call` returns `Ok` (it returns `Err` for a retriable answer: leadership may move at any
 /// time, e.g. back to a partition's preferred leader once that broker has been live a while).
-async fn ask_leader<T, F, Fut>(cluster: &Cluster, topic: &str, partition: u32, call: F) -> T
+pub(super) async fn ask_leader<T, F, Fut>(cluster: &Cluster, topic: &str, partition: u32, call: F) -> T
 where
     F: Fn(Client) -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
@@ -139,7 +139,7 @@ where
 }
 
 /// Fetches with `request` from the leader of its partition; retriable answers are asked again.
-async fn fetch_from_leader(cluster: &Cluster, request: FetchRequest) -> FetchResponse {
+pub(super) async fn fetch_from_leader(cluster: &Cluster, request: FetchRequest) -> FetchResponse {
     let (topic, partition) = (request.topic.clone(), request.partition);
     ask_leader(cluster, &topic, partition, |mut leader| {
         let request = request.clone();
@@ -164,7 +164,7 @@ async fn one_partition_topic_with(cluster: &Cluster, topic: &str, batches: u64) 
 }
 
 /// The values of every message in `response`'s batches at or after `from`, with their offsets.
-fn messages(response: &FetchResponse, from: u64) -> Vec<(u64, String)> {
+pub(super) fn messages(response: &FetchResponse, from: u64) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     for b in &response.batches {
         let parsed = RecordBatch::parse(b.batch.clone()).expect("fetched batches are intact");

@@ -36,7 +36,7 @@ impl Cluster {
     }
 
     /// Like [`Cluster::start`], with each broker's configuration changed by `adjust` first.
-    pub async fn start_adjusted(n: u64, adjust: fn(&mut BrokerConfig)) -> Cluster {
+    pub async fn start_adjusted(n: u64, adjust: impl Fn(&mut BrokerConfig)) -> Cluster {
         let timings = RaftTimings {
             controller_heartbeat_ms: 50,
             controller_election_timeout_ms: [300, 600],
@@ -55,7 +55,7 @@ impl Cluster {
     }
 
     /// Starts `n` brokers with Raft timings `timings`, each configuration changed by `adjust`.
-    pub async fn start_configured(n: u64, timings: RaftTimings, adjust: fn(&mut BrokerConfig)) -> Cluster {
+    pub async fn start_configured(n: u64, timings: RaftTimings, adjust: impl Fn(&mut BrokerConfig)) -> Cluster {
         let serial = ONE_CLUSTER_AT_A_TIME.lock().await;
         let data = tempfile::tempdir().expect("temp dir");
         let listeners: Vec<_> =
@@ -88,6 +88,10 @@ impl Cluster {
                 segment_roll_ms: 7 * 24 * 3_600_000,
                 producer_id_expiration_ms: 7 * 24 * 3_600_000,
                 max_producers_per_partition: 10_000,
+                // The guard on, with a threshold any test machine's disk clears.
+                disk_min_free_bytes: 64 << 20,
+                disk_min_free_percent: 0,
+                disk_check_interval_ms: 100,
                 groups: Default::default(),
                 worker_threads: 0,
             })

@@ -242,7 +242,12 @@ impl Sluice for FakeBroker {
         let state = self.shared.state.lock().unwrap();
         let addresses = self.shared.addresses.lock().unwrap().clone();
         let brokers = (1..=addresses.len() as u64)
-            .map(|id| v1::BrokerInfo { node_id: id, client_address: addresses[id as usize - 1].clone(), live: true })
+            .map(|id| v1::BrokerInfo {
+                node_id: id,
+                client_address: addresses[id as usize - 1].clone(),
+                live: true,
+                disk_full: None,
+            })
             .collect();
         let topics = state
             .topics

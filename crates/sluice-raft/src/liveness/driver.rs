@@ -261,6 +261,10 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
             led_groups,
             led_terms,
             claims_version: self.claims.1,
+            disk_full: self
+                .liveness
+                .disk_full(self.liveness.node_id())
+                .map(|d| pb::DiskFull { free_bytes: d.free_bytes, threshold_bytes: d.threshold_bytes }),
         };
         let sends = self.peers.iter().map(|(peer, addr)| {
             let beat = beat.clone();

@@ -52,6 +52,18 @@ pub struct Liveness {
     generation: AtomicU64,
     /// Each group's preferred leader, which campaigns first when the group has none.
     preferred: RwLock<HashMap<u64, NodeId>>,
+    /// This node's own disk state, sent with every heartbeat.
+    disk_full: RwLock<Option<DiskFull>>,
+}
+
+/// A node whose data directory has less free space than its threshold: partitions with a
+/// replica on it refuse writes, so that no replica runs out of space mid-append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskFull {
+    /// Free bytes (for unprivileged users) when last checked.
+    pub free_bytes: u64,
+    /// The threshold it is below.
+    pub threshold_bytes: u64,
 }
 
 struct PeerView {
@@ -64,6 +76,8 @@ struct PeerView {
     restarted: bool,
     /// Group id → the term the peer leads it in.
     claims: HashMap<u64, u64>,
+    /// Its disk state, as its latest heartbeat said.
+    disk_full: Option<DiskFull>,
 }
 
 /// A group's leader as claimed by a live node.
@@ -86,6 +100,7 @@ impl Liveness {
             peers: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             preferred: RwLock::new(HashMap::new()),
+            disk_full: RwLock::new(None),
         }
     }
 
@@ -126,11 +141,42 @@ impl Liveness {
             // A peer first heard of counts as restarted: its groups may need to hear from their
             // leaders here to catch up.
             let claims = claims();
-            let view =
-                PeerView { last_heard: now, live_since: now, incarnation, claims_version, restarted: true, claims };
+            let view = PeerView {
+                last_heard: now,
+                live_since: now,
+                incarnation,
+                claims_version,
+                restarted: true,
+                claims,
+                disk_full: None,
+            };
             peers.insert(from, view);
         }
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Records the disk state a heartbeat from `from` carried (after [`Liveness::record`]).
+    pub fn record_disk(&self, from: NodeId, disk_full: Option<DiskFull>) {
+        let mut peers = self.peers.write().expect("liveness lock poisoned");
+        if let Some(peer) = peers.get_mut(&from) {
+            peer.disk_full = disk_full;
+        }
+    }
+
+    /// Sets this node's own disk state, which its heartbeats carry from now on.
+    pub fn set_disk_full(&self, state: Option<DiskFull>) {
+        *self.disk_full.write().expect("liveness lock poisoned") = state;
+    }
+
+    /// Whether `node`'s disk is below its threshold: this node's as last set, a live peer's as
+    /// its latest heartbeat said. A peer not heard from lately counts as not full: it is down,
+    /// and takes no writes anyway.
+    pub fn disk_full(&self, node: NodeId) -> Option<DiskFull> {
+        if node == self.node_id {
+            return *self.disk_full.read().expect("liveness lock poisoned");
+        }
+        let peers = self.peers.read().expect("liveness lock poisoned");
+        peers.get(&node).filter(|p| p.last_heard.elapsed() < self.timeout).and_then(|p| p.disk_full)
     }
 
     /// A number that grows whenever some peer's claims or incarnation change.

@@ -27,6 +27,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
@@ -37,6 +38,8 @@ use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf};
 use openraft::{EntryPayload, OptionalSend};
 use sluice_storage::{EntryId, Log};
 use tokio::sync::watch;
+
+use crate::log_store::note_out_of_space;
 
 use super::command::{LeaderStamp, PartitionCommand};
 use super::producers::Check;
@@ -73,9 +76,18 @@ pub struct PartitionStateMachine {
     /// The replies of an applied run, held until its high watermark is published (kept to
     /// reuse its allocation).
     answers: Vec<(ApplyResponder<PartitionConfig>, Reply)>,
+    /// Set when a snapshot cannot be written for want of disk space (see `noting_out_of_space`).
+    out_of_space: Option<Arc<AtomicBool>>,
 }
 
 impl PartitionStateMachine {
+    /// The same state machine, setting `flag` when writing a snapshot fails with ENOSPC, as
+    /// [`crate::PartitionLogStore::noting_out_of_space`] does for the log.
+    pub fn noting_out_of_space(mut self, flag: Arc<AtomicBool>) -> PartitionStateMachine {
+        self.out_of_space = Some(flag);
+        self
+    }
+
     /// Opens the state machine over `log`, starting from the snapshot stored beside it, if any.
     /// Entries after the snapshot are re-applied by openraft.
     pub fn open(log: Arc<Log>) -> io::Result<PartitionStateMachine> {
@@ -88,6 +100,7 @@ impl PartitionStateMachine {
             high_watermark: watch::Sender::new(0),
             log_start: watch::Sender::new(LogStart::default()),
             answers: Vec::new(),
+            out_of_space: None,
         };
         let stored = snapshot_file::load(sm.log.dir())?;
         // A crash may have stopped the installation of a snapshot after it was stored but
@@ -262,14 +275,16 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
             log: Arc::clone(&self.log),
             meta: SnapshotMeta { last_log_id: self.last_applied, last_membership: self.membership.clone() },
             data: self.state.encode(),
+            out_of_space: self.out_of_space.clone(),
         }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMetaOf<PartitionConfig>, snapshot: Bytes) -> io::Result<()> {
         // The snapshot first: the log's purge point may then rise to the snapshot's last entry
         // (the back-fill empties the log to it), never above what the state machine covers.
-        persist_snapshot(&self.log, meta, &snapshot)?;
-        adopt_retained(&self.log, meta.last_log_id)?;
+        let noted = |e| note_out_of_space(self.out_of_space.as_deref(), e);
+        persist_snapshot(&self.log, meta, &snapshot).map_err(noted)?;
+        adopt_retained(&self.log, meta.last_log_id).map_err(noted)?;
         self.restore(meta, &snapshot)?;
         self.snapshot = Some((meta.clone(), snapshot));
         Ok(())
@@ -288,13 +303,15 @@ pub struct SnapshotBuilder {
     log: Arc<Log>,
     meta: SnapshotMetaOf<PartitionConfig>,
     data: Bytes,
+    out_of_space: Option<Arc<AtomicBool>>,
 }
 
 impl RaftSnapshotBuilder<PartitionConfig> for SnapshotBuilder {
     type SnapshotData = Bytes;
 
     async fn build_snapshot(&mut self) -> io::Result<SnapshotOf<PartitionConfig, Bytes>> {
-        persist_snapshot(&self.log, &self.meta, &self.data)?;
+        persist_snapshot(&self.log, &self.meta, &self.data)
+            .map_err(|e| note_out_of_space(self.out_of_space.as_deref(), e))?;
         Ok(Snapshot { meta: self.meta.clone(), snapshot: self.data.clone() })
     }
 }

@@ -221,8 +221,11 @@ impl<SM: GroupStateMachine> RaftPeer for PeerService<SM> {
         let Some(liveness) = self.registry.liveness() else {
             return Err(Status::unimplemented(format!("node {} does not track liveness", self.node_id())));
         };
-        let pb::NodeHeartbeatRequest { from, incarnation, claims_version, led_groups, led_terms } = beat;
+        let pb::NodeHeartbeatRequest { from, incarnation, claims_version, led_groups, led_terms, disk_full } = beat;
         liveness.record(from, incarnation, claims_version, || led_groups.into_iter().zip(led_terms).collect());
+        let disk_full = disk_full
+            .map(|d| crate::liveness::DiskFull { free_bytes: d.free_bytes, threshold_bytes: d.threshold_bytes });
+        liveness.record_disk(from, disk_full);
         Ok(Response::new(pb::NodeHeartbeatAck { node_id: self.node_id(), incarnation: liveness.incarnation() }))
     }
 }
