@@ -527,6 +527,13 @@ mod tests {
             assert_eq!(config.peer_dial.len(), 2);
             assert!(!config.peer_dial.contains_key(&proxied.addrs(node).unwrap().raft.to_string()));
             assert!(config.peers.iter().all(|p| p.raft_addr == proxied.addrs(p.node_id).unwrap().raft.to_string()));
+            assert_eq!((config.disk_min_free_bytes, config.disk_min_free_percent), (1 << 30, 5), "the defaults");
+            // The disk-full family's guard, as the broker reads it.
+            let guard = DiskGuard::TMPFS;
+            std::fs::write(&path, broker_config(node, &proxied, &data_dir, Some(&guard))).unwrap();
+            let config = sluice_broker::BrokerConfig::load(&path).unwrap();
+            let set = (config.disk_min_free_bytes, config.disk_min_free_percent, config.disk_check_interval_ms);
+            assert_eq!(set, (guard.min_free_bytes, guard.min_free_percent, guard.check_interval_ms));
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

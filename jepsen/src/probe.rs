@@ -31,8 +31,8 @@ const CONNECT_LIMIT: Duration = Duration::from_secs(1);
 const COMMIT_WAIT: Duration = Duration::from_secs(2);
 /// How long the answer may take in all; past it the probe is unknown.
 const ANSWER_LIMIT: Duration = Duration::from_secs(4);
-/// The code of a refusal for lack of disk space (`client.proto`).
-const STORAGE_FULL: i32 = 26;
+/// The code of a refusal for lack of disk space.
+const STORAGE_FULL: i32 = ErrorCode::StorageFull as i32;
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
