@@ -262,7 +262,8 @@ impl Nemesis {
     /// partition + kill kills half-way through; a full disk is probed.
     async fn hold(&mut self, cluster: &mut Cluster, active: &Active, end: Instant) -> Result<()> {
         if let Fault::DiskFull(n) | Fault::DiskFullEnospc(n) = active.fault {
-            self.expect_refusals(&format!("{} n{n}", active.fault.name()), Instant::now(), end).await?;
+            let fault = format!("{} n{n}", active.fault.name());
+            self.expect_refusals(cluster, n, &fault, Instant::now(), end).await?;
         }
         if let Fault::PartitionKill(_, killed) = active.fault {
             let remaining = end.saturating_duration_since(Instant::now());
@@ -324,13 +325,23 @@ impl Nemesis {
         Ok(())
     }
 
-    /// While a disk is full: once [`REFUSALS_AFTER`] passed since `filled`, probes every
+    /// While `node`'s disk is full: once [`REFUSALS_AFTER`] passed since `filled`, probes every
     /// partition once, starting no probe after `end` (a probe is never cut short: its answer
     /// is recorded). Every one that takes the write is a problem: a broker below its
     /// free-space threshold must refuse writes to the partitions it holds, and with three
-    /// nodes it holds them all.
-    async fn expect_refusals(&mut self, fault: &str, filled: Instant, end: Instant) -> Result<()> {
+    /// nodes it holds them all. Unless the broker exited meanwhile: then the others no longer
+    /// hear of its disk and rightly go on without it, and its exit is the problem, which the
+    /// heal reports.
+    async fn expect_refusals(
+        &mut self,
+        cluster: &mut Cluster,
+        node: u64,
+        fault: &str,
+        filled: Instant,
+        end: Instant,
+    ) -> Result<()> {
         tokio::time::sleep_until((filled + REFUSALS_AFTER).min(end).into()).await;
+        let mut written = Vec::new();
         for partition in self.probe.partitions() {
             if Instant::now() >= end {
                 break;
@@ -338,12 +349,19 @@ impl Nemesis {
             let answer = self.probe.write(partition).await?;
             tracing::info!("{fault}: probe of partition {partition}: {answer:?}");
             if let Answer::Written(offset) = answer {
-                self.problems.push(format!(
-                    "{fault}: partition {partition} took a write (offset {offset}) {:.1} s after the disk filled; it \
-                     should have been refused with STORAGE_FULL",
-                    filled.elapsed().as_secs_f64()
-                ));
+                written.push((partition, offset, filled.elapsed()));
             }
+        }
+        if cluster.has_exited(node)? {
+            tracing::warn!("{fault}: broker {node} exited while its disk was full; writes went on without it");
+            return Ok(());
+        }
+        for (partition, offset, after) in written {
+            self.problems.push(format!(
+                "{fault}: partition {partition} took a write (offset {offset}) {:.1} s after the disk filled; it \
+                 should have been refused with STORAGE_FULL",
+                after.as_secs_f64()
+            ));
         }
         Ok(())
     }

@@ -245,6 +245,14 @@ impl Cluster {
         Ok(status)
     }
 
+    /// Whether the broker has exited on its own, leaving it to [`Cluster::take_exit`] to
+    /// collect (a reaped process keeps its status, so asking again is harmless).
+    pub fn has_exited(&mut self, node: u64) -> Result<bool> {
+        let n = self.node_mut(node)?;
+        let Some(child) = n.child.as_mut() else { return Ok(false) };
+        Ok(child.try_wait().with_context(|| format!("checking broker {node}"))?.is_some())
+    }
+
     /// Whether the broker was started and has not been killed or seen to exit.
     pub fn is_running(&self, node: u64) -> bool {
         self.node(node).is_ok_and(|n| n.child.is_some())
