@@ -3,15 +3,23 @@
 //! [`FaultLog`] (the history's `fault` events).
 //!
 //! Healing undoes exactly what the start did: a killed broker is restarted, a paused one is
-//! continued, a node's nftables table is deleted, a skewed clock is set back to `+0`.
-//! [`Nemesis::heal_everything`] does all of it for every node, whatever the schedule left.
+//! continued, a node's nftables table is deleted, a skewed clock is set back to `+0`, a full
+//! disk's filler is deleted. [`Nemesis::heal_everything`] does all of it for every node,
+//! whatever the schedule left.
+//!
+//! The disk-full faults also check the broker's promises with the runner's own probes
+//! ([`Probe`]): while the disk is full every probe must be refused (recorded, and checked like
+//! any send), the broker must still be running at the heal, and after the heal every
+//! partition must take a write again within [`WRITES_RESUME_LIMIT`].
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
+use crate::disk::Fill;
 use crate::net::Direction;
 use crate::nodes::Cluster;
+use crate::probe::{Answer, Probe};
 use crate::schedule::{FLAP_MS, Fault, Schedule, SplitMix64};
 
 /// Where fault starts and heals are recorded.
@@ -24,6 +32,13 @@ pub trait FaultLog {
 const EIO_POINTS: [&str; 2] = ["posix/io/sync/fsync", "posix/io/sync/fdatasync"];
 /// The exit status a broker stops with when its storage fails (docs/DURABILITY.md).
 const STORAGE_FAILED_EXIT: i32 = 1;
+/// How long after a disk filled every write must be refused: the brokers look at their free
+/// space every 200 ms (`crate::disk::CHECK_INTERVAL_MS`), and the others must hear of it.
+const REFUSALS_AFTER: Duration = Duration::from_secs(3);
+/// How long after a full disk's heal every partition must have taken a write again.
+pub const WRITES_RESUME_LIMIT: Duration = Duration::from_secs(30);
+/// The pause between rounds of probes while partitions do not take writes yet.
+const PROBE_PAUSE: Duration = Duration::from_millis(250);
 
 /// What a started fault did, so that its heal undoes exactly that (in order).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +49,8 @@ enum Undo {
     ResetClock(u64),
     /// Disable the EIO failure points; the broker must have stopped meanwhile: restart it.
     HealDisk(u64),
+    /// Delete the node's filler; the broker must still be running.
+    EmptyDisk(u64),
 }
 
 /// A fault in force.
@@ -52,6 +69,7 @@ pub struct Nemesis {
     problems: Vec<String>,
     /// The node whose fsyncs fail now, if any.
     failing_disk: Option<u64>,
+    probe: Probe,
 }
 
 impl std::fmt::Debug for Nemesis {
@@ -63,18 +81,22 @@ impl std::fmt::Debug for Nemesis {
 impl Nemesis {
     /// A nemesis finding leaders among the partitions of `topic`, through `client`; `seed`
     /// chooses among several leaders the same way on every run with the same metadata.
-    pub fn new(client: sluice_client::Client, topic: impl Into<String>, seed: u64) -> Nemesis {
+    /// `probe` writes to the same topic on the disk-full faults' behalf.
+    pub fn new(client: sluice_client::Client, topic: impl Into<String>, seed: u64, probe: Probe) -> Nemesis {
         Nemesis {
             client,
             topic: topic.into(),
             rng: SplitMix64::new(seed ^ 0x6e65_6d65_7369_7321),
             problems: Vec::new(),
             failing_disk: None,
+            probe,
         }
     }
 
     /// What the faults showed to be wrong with the brokers themselves (a broker that did not
-    /// stop when its disk failed, or stopped the wrong way); drained by the call.
+    /// stop when its disk failed, or stopped the wrong way; one that stopped for a full disk,
+    /// took writes while it was full, or did not take them again after it); drained by the
+    /// call.
     pub fn take_problems(&mut self) -> Vec<String> {
         std::mem::take(&mut self.problems)
     }
@@ -109,15 +131,21 @@ impl Nemesis {
             self.heal(cluster, &active).await?;
             tracing::info!("fault {} healed", window.fault);
             log.fault(active.fault.name(), "heal", &active.nodes)?;
+            if let Fault::DiskFull(n) | Fault::DiskFullEnospc(n) = active.fault {
+                self.await_writes(&format!("{} n{n}", active.fault.name())).await?;
+            }
         }
         Ok(())
     }
 
     /// Undoes every fault there may be: continues paused brokers, restarts stopped ones,
-    /// removes every cut, sets every clock back.
+    /// removes every cut, sets every clock back, empties every disk.
     pub fn heal_everything(&mut self, cluster: &mut Cluster) -> Result<()> {
         cluster.net().heal_all()?;
         for node in cluster.node_ids() {
+            if let Ok(disks) = cluster.disks() {
+                disks.empty(node)?;
+            }
             if cluster.is_paused(node) {
                 cluster.resume(node)?;
             }
@@ -208,6 +236,12 @@ impl Nemesis {
                 self.enable_eio(cluster, n)?;
                 one(n, Undo::HealDisk(n))
             }
+            Fault::DiskFull(n) | Fault::DiskFullEnospc(n) => {
+                let fill = if matches!(fault, Fault::DiskFull(_)) { Fill::BelowThreshold } else { Fill::Full };
+                let free = cluster.disks()?.fill(n, fill)?;
+                tracing::info!("{fault}: {free} bytes left free");
+                one(n, Undo::EmptyDisk(n))
+            }
             // Restart the killed node before continuing the paused one: the paused node then
             // comes back to a cluster that moved on without it.
             Fault::PauseKill(paused, killed) => {
@@ -225,8 +259,12 @@ impl Nemesis {
     }
 
     /// Waits until `end`; a flapping partition heals and cuts again every [`FLAP_MS`]; a
-    /// partition + kill kills half-way through.
+    /// partition + kill kills half-way through; a full disk is probed.
     async fn hold(&mut self, cluster: &mut Cluster, active: &Active, end: Instant) -> Result<()> {
+        if let Fault::DiskFull(n) | Fault::DiskFullEnospc(n) = active.fault {
+            let fault = format!("{} n{n}", active.fault.name());
+            self.expect_refusals(cluster, n, &fault, Instant::now(), end).await?;
+        }
         if let Fault::PartitionKill(_, killed) = active.fault {
             let remaining = end.saturating_duration_since(Instant::now());
             tokio::time::sleep(remaining / 2).await;
@@ -265,7 +303,104 @@ impl Nemesis {
                     std::fs::write(clock, "+0\n").with_context(|| format!("resetting {}", clock.display()))?;
                 }
                 Undo::HealDisk(n) => self.heal_disk(cluster, *n).await?,
+                Undo::EmptyDisk(n) => self.empty_disk(cluster, active.fault, *n)?,
             }
+        }
+        Ok(())
+    }
+
+    /// Ends a disk-full fault: deletes the filler. A full disk is no reason for a broker to
+    /// stop (it refuses writes, or stops the partitions whose appends failed, and goes on): one
+    /// that exited is a problem of the run, and is restarted.
+    fn empty_disk(&mut self, cluster: &mut Cluster, fault: Fault, node: u64) -> Result<()> {
+        let free = cluster.disks()?.empty(node)?;
+        tracing::info!("{fault}: the disk has {free} bytes free again");
+        if let Some(status) = cluster.take_exit(node)? {
+            self.problems.push(format!(
+                "{fault}: broker {node} exited ({status}) while its disk was full; it should have kept running; see \
+                 node{node}.log"
+            ));
+            cluster.restart(node)?;
+        }
+        Ok(())
+    }
+
+    /// While `node`'s disk is full: once [`REFUSALS_AFTER`] passed since `filled`, probes every
+    /// partition once, starting no probe after `end` (a probe is never cut short: its answer
+    /// is recorded). Every one that takes the write is a problem: a broker below its
+    /// free-space threshold must refuse writes to the partitions it holds, and with three
+    /// nodes it holds them all. Unless the broker exited meanwhile: then the others no longer
+    /// hear of its disk and rightly go on without it, and its exit is the problem, which the
+    /// heal reports.
+    async fn expect_refusals(
+        &mut self,
+        cluster: &mut Cluster,
+        node: u64,
+        fault: &str,
+        filled: Instant,
+        end: Instant,
+    ) -> Result<()> {
+        tokio::time::sleep_until((filled + REFUSALS_AFTER).min(end).into()).await;
+        let mut written = Vec::new();
+        for partition in self.probe.partitions() {
+            if Instant::now() >= end {
+                break;
+            }
+            let answer = self.probe.write(partition).await?;
+            tracing::info!("{fault}: probe of partition {partition}: {answer:?}");
+            if let Answer::Written(offset) = answer {
+                written.push((partition, offset, filled.elapsed()));
+            }
+        }
+        if cluster.has_exited(node)? {
+            tracing::warn!("{fault}: broker {node} exited while its disk was full; writes went on without it");
+            return Ok(());
+        }
+        for (partition, offset, after) in written {
+            self.problems.push(format!(
+                "{fault}: partition {partition} took a write (offset {offset}) {:.1} s after the disk filled; it \
+                 should have been refused with STORAGE_FULL",
+                after.as_secs_f64()
+            ));
+        }
+        Ok(())
+    }
+
+    /// After a disk-full heal: probes every partition until each has taken a write, for up to
+    /// [`WRITES_RESUME_LIMIT`]; those that did not are a problem.
+    async fn await_writes(&mut self, fault: &str) -> Result<()> {
+        let healed = Instant::now();
+        let mut waiting: Vec<u32> = self.probe.partitions().collect();
+        let mut last: Vec<(u32, Answer)> = Vec::new();
+        while !waiting.is_empty() && healed.elapsed() < WRITES_RESUME_LIMIT {
+            last.clear();
+            for partition in std::mem::take(&mut waiting) {
+                if healed.elapsed() >= WRITES_RESUME_LIMIT {
+                    waiting.push(partition);
+                    continue;
+                }
+                match self.probe.write(partition).await? {
+                    Answer::Written(_) => {}
+                    answer => {
+                        waiting.push(partition);
+                        last.push((partition, answer));
+                    }
+                }
+            }
+            if !waiting.is_empty() {
+                tokio::time::sleep(PROBE_PAUSE).await;
+            }
+        }
+        if waiting.is_empty() {
+            tracing::info!(
+                "{fault}: every partition took a write {:.1} s after the heal",
+                healed.elapsed().as_secs_f64()
+            );
+        } else {
+            self.problems.push(format!(
+                "{fault}: partitions {waiting:?} took no write within {} s of the heal; last answers: {last:?}",
+                WRITES_RESUME_LIMIT.as_secs()
+            ));
         }
         Ok(())
     }

@@ -22,7 +22,8 @@ pub struct Event {
     /// Nanoseconds since the run started (monotonic).
     pub time_ns: u64,
     /// The client process the operation belongs to (a producer, a group member, a reader);
-    /// `u32::MAX` for the runner itself (faults, final reads).
+    /// `u32::MAX` for the runner itself (faults, final reads), `u32::MAX - 1` for the
+    /// runner's probes (`crate::probe`).
     pub process: u32,
     /// Invocation or completion.
     #[serde(rename = "type")]

@@ -7,9 +7,11 @@ pub mod checker;
 pub mod history;
 pub mod report;
 
+pub mod disk;
 pub mod faults;
 pub mod net;
 pub mod nodes;
+pub mod probe;
 pub mod proxy;
 pub mod run;
 pub mod schedule;

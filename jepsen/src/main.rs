@@ -11,7 +11,7 @@ use sluice_jepsen::net::NetworkMode;
 use sluice_jepsen::run::{self, RunOptions};
 use sluice_jepsen::schedule::parse_families;
 use sluice_jepsen::workload::WorkloadConfig;
-use sluice_jepsen::{net, nodes};
+use sluice_jepsen::{disk, net, nodes};
 
 /// Sluice's failure-injection suite.
 #[derive(Debug, Parser)]
@@ -35,8 +35,10 @@ enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
-    /// Kill processes in the suite's namespaces and delete the namespaces (after a crash of a
-    /// netns run; a proxy run leaves only its brokers, which this does not look for).
+    /// Kill processes in the suite's namespaces, delete the namespaces and unmount the
+    /// disk-full family's tmpfs (after a crash of a netns run; a proxy run leaves only its
+    /// brokers, which this does not look for, and its tmpfs, which this unmounts once they are
+    /// gone).
     Clean {
         /// Which test network to clean (see `run --net`).
         #[arg(long, default_value_t = 0)]
@@ -53,7 +55,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 60)]
     time_limit: u64,
     /// Fault families, comma-separated: kill, pause, partition, clock, lose-unfsynced, fsync-eio,
-    /// combined; `all` for every family, `none` for no faults.
+    /// disk-full, combined; `all` for every family, `none` for no faults.
     #[arg(long, default_value = "kill,partition,pause")]
     faults: String,
     /// The directory holding sluice-broker (default: this workspace's newer of
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
         Command::Clean { net: network } => net::select(network)
             .and_then(|()| net::require_root())
             .and_then(|()| net::cleanup_leftovers())
+            .and_then(|()| disk::cleanup_leftovers())
             .map(|()| true),
     };
     match result {

@@ -422,7 +422,7 @@ pub fn require_root() -> Result<()> {
 }
 
 /// Whether the process's effective user is root.
-fn is_root() -> Result<bool> {
+pub(crate) fn is_root() -> Result<bool> {
     let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let euid = status
         .lines()

@@ -78,19 +78,23 @@ pub enum Family {
     /// Make fsync and fdatasync fail with EIO on one broker (libfiu); it must stop, and is
     /// restarted healthy at heal.
     FsyncEio,
+    /// Fill one broker's data disk (a tmpfs of its own): below its free-space threshold, or
+    /// completely; it must keep running, and writes resume once the filler is deleted.
+    DiskFull,
     /// Two faults at once on different nodes: pause + kill, partition + kill.
     Combined,
 }
 
 impl Family {
     /// Every family, in command-line order.
-    pub const ALL: [Family; 7] = [
+    pub const ALL: [Family; 8] = [
         Family::Kill,
         Family::Pause,
         Family::Partition,
         Family::Clock,
         Family::LoseUnfsynced,
         Family::FsyncEio,
+        Family::DiskFull,
         Family::Combined,
     ];
 
@@ -103,6 +107,7 @@ impl Family {
             Family::Clock => "clock",
             Family::LoseUnfsynced => "lose-unfsynced",
             Family::FsyncEio => "fsync-eio",
+            Family::DiskFull => "disk-full",
             Family::Combined => "combined",
         }
     }
@@ -177,6 +182,10 @@ pub enum Fault {
     EioOne(u64),
     /// fsync and fdatasync fail with EIO on the leader of a partition.
     EioLeader,
+    /// Fill this node's disk until its free space is below the broker's threshold, not zero.
+    DiskFull(u64),
+    /// Fill this node's disk completely: its writes fail with ENOSPC.
+    DiskFullEnospc(u64),
     /// SIGSTOP the first node and SIGKILL the second.
     PauseKill(u64, u64),
     /// Cut the first node off from the others; half-way through the hold, SIGKILL the second.
@@ -203,6 +212,8 @@ impl Fault {
             Fault::LoseAll => "lose-unfsynced-all",
             Fault::EioOne(_) => "fsync-eio",
             Fault::EioLeader => "fsync-eio-leader",
+            Fault::DiskFull(_) => "disk-full",
+            Fault::DiskFullEnospc(_) => "disk-full-enospc",
             Fault::PauseKill(..) => "pause+kill",
             Fault::PartitionKill(..) => "partition+kill",
         }
@@ -227,6 +238,7 @@ impl Fault {
             }
             Family::LoseUnfsynced => rng.pick(&[Fault::LoseOne(node), Fault::LoseLeader, Fault::LoseAll]),
             Family::FsyncEio => rng.pick(&[Fault::EioOne(node), Fault::EioLeader]),
+            Family::DiskFull => rng.pick(&[Fault::DiskFull(node), Fault::DiskFullEnospc(node)]),
             Family::Combined => {
                 let others: Vec<u64> = nodes.iter().copied().filter(|&n| n != node).collect();
                 let other = if others.is_empty() { node } else { rng.pick(&others) };
@@ -245,7 +257,9 @@ impl fmt::Display for Fault {
             | Fault::OneWay(n)
             | Fault::Flap(n)
             | Fault::LoseOne(n)
-            | Fault::EioOne(n) => write!(f, "{} n{n}", self.name()),
+            | Fault::EioOne(n)
+            | Fault::DiskFull(n)
+            | Fault::DiskFullEnospc(n) => write!(f, "{} n{n}", self.name()),
             Fault::PauseKill(a, b) => write!(f, "pause n{a} + kill n{b}"),
             Fault::PartitionKill(a, b) => write!(f, "partition n{a} + kill n{b}"),
             Fault::Bridge(n) => write!(f, "{} via n{n}", self.name()),
@@ -367,7 +381,7 @@ mod tests {
         assert_eq!(parse_families("kill, partition,pause").unwrap(), [Family::Kill, Family::Partition, Family::Pause]);
         assert!(parse_families("none").unwrap().is_empty());
         let e = parse_families("kill,bogus").unwrap_err().to_string();
-        let known = "known: kill, pause, partition, clock, lose-unfsynced, fsync-eio, combined";
+        let known = "known: kill, pause, partition, clock, lose-unfsynced, fsync-eio, disk-full, combined";
         assert!(e.contains("bogus") && e.contains(known), "{e}");
         assert_eq!(parse_families("all").unwrap(), Family::ALL);
         assert!(parse_families("kill,kill").unwrap_err().to_string().contains("twice"));
@@ -379,6 +393,26 @@ mod tests {
         assert_eq!(Fault::ClockSkew(1, -30).to_string(), "clock-skew n1 -30s");
         assert_eq!(Fault::KillAll.to_string(), "kill-all");
         assert_eq!(Fault::PartitionKill(1, 3).to_string(), "partition n1 + kill n3");
+    }
+
+    #[test]
+    fn disk_full_faults_fill_one_node_to_either_level() {
+        assert_eq!(parse_families("disk-full").unwrap(), [Family::DiskFull]);
+        assert!(parse_families("all").unwrap().contains(&Family::DiskFull));
+        let s = Schedule::generate(11, Duration::from_secs(600), &[Family::DiskFull], &NODES);
+        let mut names = std::collections::BTreeSet::new();
+        let mut targets = std::collections::BTreeSet::new();
+        for w in &s.windows {
+            match w.fault {
+                Fault::DiskFull(n) | Fault::DiskFullEnospc(n) => targets.insert(n),
+                other => panic!("{other} is not a disk-full fault"),
+            };
+            names.insert(w.fault.name());
+        }
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["disk-full", "disk-full-enospc"], "{s}");
+        assert_eq!(targets.into_iter().collect::<Vec<_>>(), NODES, "{s}");
+        assert_eq!(Fault::DiskFullEnospc(2).to_string(), "disk-full-enospc n2");
+        assert_eq!(Fault::DiskFull(3).to_string(), "disk-full n3");
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub type SharedRecorder = Arc<Mutex<Recorder<BufWriter<File>>>>;
 /// The process id of the runner itself: final reads, committed offsets and node logs.
 pub const RUNNER_PROCESS: u32 = u32::MAX;
 
+/// The process id of the runner's probes (`crate::probe`): single writes it sends itself.
+pub const PROBE_PROCESS: u32 = u32::MAX - 1;
+
 /// The highest send rate a producer may be given, per second.
 pub const MAX_SENDS_PER_SECOND: u32 = 10_000;
 
@@ -126,9 +129,9 @@ impl WorkloadConfig {
             )));
         }
         let processes = u64::from(self.producers) + u64::from(self.members) + u64::from(self.readers);
-        if processes == 0 || processes >= u64::from(RUNNER_PROCESS) {
+        if processes == 0 || processes >= u64::from(PROBE_PROCESS) {
             return Err(WorkloadError::Config(format!(
-                "producers + members + readers must be at least 1 and below {RUNNER_PROCESS}, not {processes}"
+                "producers + members + readers must be at least 1 and below {PROBE_PROCESS}, not {processes}"
             )));
         }
         Ok(())

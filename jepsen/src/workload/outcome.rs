@@ -24,6 +24,11 @@ pub(super) fn enqueue_failure(_: &Error) -> Kind {
 /// away, nothing was appended as data) or the producer never sent it (closed, or a record it
 /// refused itself); `info` for every retriable, transport or timeout error — a produce that
 /// timed out may still commit — and for anything unexpected.
+///
+/// That includes `STORAGE_FULL`, although a broker answering it wrote nothing: the SDK resends
+/// a batch so refused until its delivery timeout, and the error the delivery ends with comes
+/// from its last sending only; an earlier one may have been written and its answer lost. The
+/// runner's probes (`crate::probe`), each sent once, are what records `STORAGE_FULL` as `fail`.
 pub(super) fn delivery_failure(error: &Error) -> Kind {
     match error {
         Error::Broker { code, .. } if !code.is_retriable() => Kind::Fail,

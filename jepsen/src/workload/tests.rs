@@ -92,6 +92,16 @@ fn retriable_transport_and_timeout_errors_leave_a_send_unknown() {
         last: Box::new(broker(ErrorCode::InvalidRequest)),
     };
     assert_eq!(delivery_failure(&timeout), Kind::Info, "a timeout is unknown whatever came last");
+    // A full disk's refusal wrote nothing, but the SDK resent the batch until it gave up, and
+    // an earlier sending may have been written: unknown, as a bare refusal or as the last
+    // answer of a timeout.
+    assert_eq!(delivery_failure(&broker(ErrorCode::StorageFull)), Kind::Info);
+    let full = Error::Timeout {
+        operation: "produce to jepsen/0".into(),
+        elapsed: Duration::from_secs(10),
+        last: Box::new(broker(ErrorCode::StorageFull)),
+    };
+    assert_eq!(delivery_failure(&full), Kind::Info);
     let protocol = Error::Protocol { address: "b".into(), message: "odd".into() };
     assert_eq!(delivery_failure(&protocol), Kind::Info);
     assert_eq!(delivery_failure(&Error::NoBroker { addresses: "a".into(), last_error: "x".into() }), Kind::Info);
