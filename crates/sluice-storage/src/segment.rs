@@ -172,6 +172,9 @@ impl Segment {
 
     /// Builds a segment from an opened file after recovery (or creation) has settled its size
     /// and indexes. It starts pinned: recovery releases the sealed ones once it has checked them.
+    /// Its `.log` descriptor counts as holding writes not yet durable until the first fdatasync
+    /// through it, unless the header says sealed (fdatasynced before the flag was written): a
+    /// file recovered after a crash may hold what the crashed process wrote and the disk has not.
     pub fn from_parts(
         paths: SegmentPaths,
         file: File,
@@ -181,9 +184,7 @@ impl Segment {
         cache: &Arc<SegmentCache>,
     ) -> Result<Segment> {
         meta.summary = IndexSummary::of(&indexes);
-        // Durable only once fdatasynced through it: recovery's files may hold what a crashed
-        // process wrote and the disk has not.
-        let files = SegmentFiles::new(&paths, file, indexes, cache, false)?;
+        let files = SegmentFiles::new(&paths, file, indexes, cache, header.sealed)?;
         Ok(Segment {
             base_index: header.base_index,
             created_ms: header.created_ms,
