@@ -457,10 +457,11 @@ impl Log {
         self.seal_all(unsealed)?;
         // `None`: truncated away since; the truncation keeps this sync from publishing `end`.
         // The descriptor may have been closed while idle: it is reopened (the same inode), and
-        // the fdatasync writes back whatever the inode holds dirty (see `log_file.rs`).
+        // the fdatasync writes back whatever the inode holds dirty (see `log_file.rs`). A reopen
+        // that fails (out of descriptors) leaves the segment to the next sync.
         if let Some(seg) = active
             && let Some(files) = seg.files()?
-            && let Some(file) = seg.log_file(&files)?
+            && let Some(file) = seg.log_file(&files).inspect_err(|_| self.writer().active_dirty = true)?
         {
             let synced = files.log.sync_data(&file);
             synced.map_err(|e| self.fail(format!("fdatasync {}: {e}", seg.paths.log.display())))?;
