@@ -18,7 +18,8 @@
 //! - `idle`: N partitions (default 300 and 1000) RF 3 on the three brokers of this process, default
 //!   timings; once every group has a leader, the process's CPU over 10 idle seconds as % of one
 //!   core (all three brokers together: divide by 3 for one broker), per-thread-name breakdown,
-//!   RSS, threads and open files. Formation is bounded (3 min) and reported if it fails.
+//!   RSS, threads and open files, and open files again 25 s after forming (by then idle segment
+//!   files have closed). Formation is bounded (3 min) and reported if it fails.
 //!
 //! ```text
 //! cargo bench -p sluice-broker --bench cluster -- failover
@@ -31,7 +32,8 @@
 //! Without a scenario it only prints this usage. Without `--bench` (as `cargo test --benches`
 //! runs it) it runs a smoke version: a 1-second produce and one failover trial, fast timings.
 //! Data goes under `$SLUICE_BENCH_DIR`, else the system temp dir: put it on the disk to measure
-//! (not a tmpfs). The idle scenario opens a few files per replica: raise `ulimit -n` for big N.
+//! (not a tmpfs). The idle scenario holds a descriptor per replica until the replica has been
+//! idle for 10–20 s (then none): raise `ulimit -n` for big N.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -463,6 +465,10 @@ async fn idle_row(n: u64) {
         resources()
     );
     println!("   by thread name (% of one core): {}", thread_breakdown(&threads, &thread_ticks(), secs));
+    // Segment files close once unused for 10 to 20 s: 25 s after forming, an idle replica holds
+    // no descriptor.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    println!("   25 s after forming: {}", resources());
     match cluster.shutdown(Duration::from_secs(120)).await {
         Some(d) => println!("   shutdown of all brokers took {:.1} s", d.as_secs_f64()),
         None => println!("   shutdown did not finish within 120 s (tasks left behind)"),

@@ -337,8 +337,8 @@ pub struct BrokerConfig {
     pub disk_check_interval_ms: u64,
     /// The most partition replicas this broker hosts: a topic creation that would put more on
     /// it is refused with INSUFFICIENT_CAPACITY, before anything is created. 0 derives it from
-    /// the open-file limit (raised to the hard limit at start): each replica holds a few files
-    /// open (docs/OPERATIONS.md). Default: 0.
+    /// the open-file limit (raised to the hard limit at start): a replica in use holds one
+    /// descriptor, and 1,024 are kept for the rest (docs/OPERATIONS.md). Default: 0.
     #[serde(default)]
     pub max_replicas: u32,
     /// Consumer groups. Default: see [`GroupConfig`].

@@ -1,4 +1,4 @@
-//! The broker's file budget: every partition replica holds open files, and a broker that runs
+//! The broker's file budget: a partition replica in use holds a descriptor, and a broker that runs
 //! out of descriptors cannot start replicas, open segments or accept connections. So the broker
 //! raises its soft open-file limit to the hard limit when it starts (as Kafka's and Redpanda's
 //! service units ask operators to), logs the budget, and exposes the limit and what is in use
@@ -25,14 +25,19 @@ pub fn open_file_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
-/// Files a partition replica holds open: its directory lock and its active segment's log (its
-/// indexes are memory maps, which hold no descriptor), and one more for a rolled segment
-/// waiting to be sealed. Sealed segments are opened through the shared segment cache.
-pub const FILES_PER_REPLICA: u64 = 3;
-/// Files kept for everything else: the segment cache (a descriptor per cached segment),
-/// client and peer connections, the controller's store, the metrics endpoint.
+/// Descriptors a partition replica may hold: one, its active segment's `.log` while it is
+/// written or read. An idle replica holds none: its log takes no lock file (the broker's one
+/// lock on its data directory covers every log), its index files are memory maps, and its
+/// `.log` descriptor closes after 10 to 20 s unused (`sluice_storage::DEFAULT_IDLE_CLOSE`). The
+/// budget still counts the one, so that it holds when every replica is written at once: a
+/// broker whose replicas all wake up together (a restart opens every log; a burst across every
+/// partition) must not run out, and counting idle replicas as free would let it.
+pub const FILES_PER_REPLICA: u64 = 1;
+/// Descriptors kept for everything else: the segment cache (at most 256 sealed segments' `.log`
+/// descriptors at its default bound), a segment rolled past and awaiting its seal (sealed by the
+/// next fsync, so only a few at a time), client and peer connections, the controller's store,
+/// the data directory's lock and the metrics endpoint.
 pub const RESERVED_FILES: u64 = 1_024;
-
 /// How many partition replicas an open-file `limit` lets a broker host (0: no limit).
 pub fn replica_budget(limit: Option<u64>) -> u32 {
     match limit {

@@ -11,7 +11,7 @@ use sluice_raft::{Liveness, LivenessConfig, LivenessDriver, PeerClients, RaftReg
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use sluice_storage::Flusher;
+use sluice_storage::{DirLock, Flusher, StorageError};
 
 use crate::client::{self, ClientService};
 use crate::config::{BrokerConfig, ConfigError};
@@ -37,6 +37,12 @@ pub enum StartError {
     /// Binding the peer, client or metrics listener, or opening stored state, failed.
     #[error("starting broker: {0}")]
     Io(#[from] io::Error),
+    /// Another broker process holds the data directory.
+    #[error(
+        "data directory {} is in use by another broker process (its LOCK is held); stop that broker or use another data_dir",
+        .0.display()
+    )]
+    DataDirInUse(std::path::PathBuf),
     /// A Raft group of the broker stopped on a fatal error (its storage failed), so the broker
     /// stopped: restart it, and it recovers from what its disk holds.
     #[error("{0}; the broker stopped: restart it to recover from disk")]
@@ -56,6 +62,10 @@ pub struct Broker {
     pub(crate) fail_stop: FailStop,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Keeps other broker processes out of `data_dir` for as long as this one runs. The one lock
+    /// covers every partition log under it, which take none of their own (`LockMode::Held`):
+    /// a descriptor per replica would bound how many replicas a broker holds.
+    _data_lock: DirLock,
 }
 
 impl Broker {
@@ -84,6 +94,8 @@ impl Broker {
     ) -> Result<Broker, StartError> {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)?;
+        // First, before the controller's store or any partition log is opened.
+        let data_lock = lock_data_dir(&config.data_dir)?;
         let raft_addr = incoming.local_addr()?;
         let client_addr = client_incoming.local_addr()?;
         // Bound before anything starts, so that an address in use fails the start cleanly.
@@ -177,6 +189,7 @@ impl Broker {
             fail_stop,
             stop,
             tasks,
+            _data_lock: data_lock,
         })
     }
 
@@ -234,6 +247,15 @@ impl Broker {
             }
         }
         tracing::info!(node_id = self.config.node_id, "broker stopped");
+    }
+}
+
+/// Takes `data_dir/LOCK`, refusing to start when another broker process holds it.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<DirLock, StartError> {
+    match DirLock::acquire(data_dir) {
+        Ok(lock) => Ok(lock),
+        Err(StorageError::Locked { path }) => Err(StartError::DataDirInUse(path)),
+        Err(e) => Err(StartError::Io(e.into())),
     }
 }
 
@@ -370,5 +392,20 @@ mod tests {
         assert!(!retry.due(now + START_RETRY_MAX), "every group started: no retry pending");
         retry.after(false, now);
         assert_eq!(retry.wait, START_RETRY_MIN, "a new failure starts from the shortest wait");
+    }
+
+    /// A second broker on a data directory is refused, naming it, until the first lets go; the
+    /// partition logs under it take no lock of their own.
+    #[test]
+    fn a_data_directory_is_locked_once_and_the_second_is_told_why() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = lock_data_dir(dir.path()).expect("first lock");
+        let second = lock_data_dir(dir.path()).expect_err("a second broker on the same data_dir");
+        assert!(matches!(&second, StartError::DataDirInUse(p) if p == dir.path()), "{second:?}");
+        let message = second.to_string();
+        assert!(message.contains("in use by another broker process"), "{message}");
+        assert!(message.contains(&dir.path().display().to_string()), "{message}");
+        drop(first);
+        drop(lock_data_dir(dir.path()).expect("free again once the first is dropped"));
     }
 }

@@ -19,7 +19,7 @@ use sluice_raft::{
     Exhausted, Exhaustion, FsmHandle, GroupNetworkFactory, Liveness, NodeStateMachine, PartitionLogStore,
     PartitionStateMachine, PeerClients, RaftRegistry,
 };
-use sluice_storage::{FlushPolicy, Flusher, Log, LogConfig, Retention, SegmentCache};
+use sluice_storage::{FlushPolicy, Flusher, LockMode, Log, LogConfig, Retention, SegmentCache};
 use tokio::sync::{mpsc, watch};
 
 use crate::controller::BrokerStateMachine;
@@ -289,7 +289,16 @@ impl Partitions {
         policy: FlushPolicy,
     ) -> io::Result<()> {
         let dir = self.dir.join(format!("{}-{}.g{}", p.topic, p.partition.0, p.group_id));
-        let config = LogConfig { retention, max_segment_age: Some(self.segment_roll), ..LogConfig::default() };
+        // No lock file per log: the broker's lock on its data directory keeps other processes
+        // out, and this broker opens a partition's directory once at a time (a restart waits
+        // for the previous log to close, see `stop`; the log's claim in memory refuses a second
+        // handle if that wait ran out).
+        let config = LogConfig {
+            retention,
+            max_segment_age: Some(self.segment_roll),
+            lock: LockMode::Held,
+            ..LogConfig::default()
+        };
         let log = Arc::new(Log::open_with(&dir, config, Arc::clone(&self.segment_cache))?);
         let exhaustion = Arc::new(Exhaustion::default());
         let sm = PartitionStateMachine::open(Arc::clone(&log))?.noting_exhaustion(Arc::clone(&exhaustion));

@@ -10,16 +10,24 @@
 //! The cache holds the only lasting strong reference to a sealed segment's open files; the
 //! segment holds a weak one, and a reader holds a strong one for as long as it reads. So an
 //! eviction never pulls files from under a reader: they close when the last reader lets go.
+//!
+//! The cache also owns the data directory's [`IdleCloser`]: every segment's `.log` descriptor,
+//! the active segment's included, is closed once it has gone unused for the idle time
+//! ([`DEFAULT_IDLE_CLOSE`], 10 s) and holds nothing not yet durable, and reopened by the next
+//! append, read or fsync. So an idle replica holds no descriptor at all, only index maps.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
+use crate::idle::{DEFAULT_IDLE_CLOSE, IdleCloser};
+use crate::log_file::LogFile;
 use crate::segment_files::SegmentFiles;
 
-/// Files one cached segment holds open: the `.log` descriptor and the maps of its `.index`,
-/// `.offindex` and `.timeindex` files (a map keeps its file open in the kernel and counts
-/// against `vm.max_map_count`).
+/// Files one cached segment holds open: the `.log` descriptor (at most: it closes when idle)
+/// and the maps of its `.index`, `.offindex` and `.timeindex` files (a map keeps its file open in
+/// the kernel and counts against `vm.max_map_count`).
 pub const FILES_PER_SEGMENT: usize = 4;
 
 /// The default bound on files held open by a [`SegmentCache`]: 1,024 files, 256 segments.
@@ -34,6 +42,7 @@ pub struct SegmentCache {
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
+    idle: IdleCloser,
 }
 
 /// What a [`SegmentCache`] holds and has done, for metrics.
@@ -50,6 +59,10 @@ pub struct CacheStats {
     pub misses: u64,
     /// Segments closed to make room.
     pub evictions: u64,
+    /// `.log` descriptors closed for going unused for the idle time (any segment's).
+    pub idle_closed: u64,
+    /// `.log` descriptors reopened after such a close, by an append, read or fsync.
+    pub idle_reopened: u64,
 }
 
 #[derive(Default)]
@@ -76,14 +89,35 @@ impl Default for SegmentCache {
 impl SegmentCache {
     /// A cache holding at most `max_open_files` files open, that is `max_open_files / 4`
     /// segments. Zero keeps nothing: every read of a sealed segment opens it and closes it after.
+    /// `.log` descriptors close after [`DEFAULT_IDLE_CLOSE`] unused.
     pub fn new(max_open_files: usize) -> SegmentCache {
+        SegmentCache::with_idle_close(max_open_files, Some(DEFAULT_IDLE_CLOSE))
+    }
+
+    /// Like [`SegmentCache::new`], closing any segment's `.log` descriptor once it has gone
+    /// unused for between `idle` and twice that (`None`: only when [`SegmentCache::close_idle`]
+    /// is called). Files holding writes not yet fdatasynced stay open.
+    pub fn with_idle_close(max_open_files: usize, idle: Option<Duration>) -> SegmentCache {
         SegmentCache {
             max_open_files,
             lru: Mutex::new(Lru::default()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            idle: IdleCloser::new(idle),
         }
+    }
+
+    /// How long a `.log` descriptor may go unused before it closes; `None`: only on request.
+    pub fn idle_close(&self) -> Option<Duration> {
+        self.idle.idle()
+    }
+
+    /// Closes the `.log` descriptors unused since the previous sweep, now (a thread does this
+    /// every idle interval); returns how many it closed. For tests and tools: a file needs two
+    /// sweeps without a use in between to close.
+    pub fn close_idle(&self) -> usize {
+        self.idle.sweep()
     }
 
     /// The cache that [`Log::open`](crate::Log::open) and
@@ -96,7 +130,10 @@ impl SegmentCache {
 
     /// What the cache holds and has done.
     pub fn stats(&self) -> CacheStats {
+        let (idle_closed, idle_reopened) = self.idle.counts();
         CacheStats {
+            idle_closed,
+            idle_reopened,
             open_files: self.lock().entries.len() * FILES_PER_SEGMENT,
             max_open_files: self.max_open_files,
             hits: self.hits.load(Ordering::Relaxed),
@@ -149,6 +186,15 @@ impl SegmentCache {
 
     pub(crate) fn count_hit(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Closes `file` whenever it goes unused for the idle time.
+    pub(crate) fn watch_idle(&self, file: &Arc<LogFile>) {
+        self.idle.watch(file);
+    }
+
+    pub(crate) fn count_reopen(&self) {
+        self.idle.count_reopen();
     }
 
     pub(crate) fn count_miss(&self) {

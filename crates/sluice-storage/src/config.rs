@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::error::{Result, StorageError};
 use crate::format::ENTRY_HEADER_LEN;
+use crate::lock::LockMode;
 
 /// How a [`Log`](crate::Log) lays out and limits its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,10 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// What retention may delete. Default: keep everything.
     pub retention: Retention,
+    /// How the log keeps others out of its directory: a `LOCK` file of its own, or nothing but
+    /// a claim in this process when the opener locks a directory above it. Default:
+    /// [`LockMode::PerLog`].
+    pub lock: LockMode,
 }
 
 /// Retention limits. Only whole sealed segments are ever deleted; the active segment is kept.
@@ -42,6 +47,7 @@ impl Default for LogConfig {
             max_segment_age: Some(Duration::from_secs(7 * 24 * 3600)),
             index_interval_bytes: 4096,
             retention: Retention::default(),
+            lock: LockMode::PerLog,
         }
     }
 }

@@ -30,8 +30,9 @@ pub enum StorageError {
         /// What failed validation.
         reason: String,
     },
-    /// Another process (or another handle in this one) holds the directory's `LOCK` file.
-    #[error("log directory {} is in use by another process (LOCK is held); stop it first", path.display())]
+    /// Another process holds the directory's `LOCK` file, or another handle in this process has
+    /// the log open.
+    #[error("log directory {} is in use by another process or handle (its lock is held); stop it first", path.display())]
     Locked {
         /// The locked directory.
         path: PathBuf,

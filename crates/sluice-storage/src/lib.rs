@@ -7,7 +7,8 @@
 //!
 //! - [`Log`]: append batches with one vectored write, read ranges as [`bytes::Bytes`] slices of
 //!   one buffer, `truncate_from` (Raft conflicts), `purge_to` (snapshots, retention), segment
-//!   rolling by size and age, crash recovery on open, and a `LOCK` file per directory.
+//!   rolling by size and age, crash recovery on open, and a `LOCK` file per directory (or, with
+//!   [`LockMode::Held`], none: the opener locks a directory above).
 //! - [`Flusher`]: group commit. Appends return before they are durable; a flusher shared by all
 //!   logs of a data directory fsyncs each log once per round and tells every waiter (D3). Under
 //!   a relaxed [`FlushPolicy`] it instead fsyncs a log within an interval of its writes.
@@ -15,7 +16,9 @@
 //!   ([`Log::index_batch`], [`Log::find_offset`], [`Log::find_timestamp`]).
 //! - [`SegmentCache`]: a bounded, least-recently-used set of open sealed segments shared by every
 //!   log of a data directory. Only a log's active segment stays open for good, so a broker's open
-//!   files and memory maps grow with what is read, not with what is stored.
+//!   files and memory maps grow with what is read, not with what is stored. The cache also
+//!   closes any segment's `.log` descriptor, the active one's included, once it has gone unused
+//!   for [`DEFAULT_IDLE_CLOSE`]: an idle log holds no descriptor.
 //! - [`write_state_file`] / [`read_state_file`]: small atomically replaced files (Raft's vote).
 //!
 //! Byte layouts are drawn in `format.rs`, `index.rs` and `docs/FORMAT.md`.
@@ -29,9 +32,11 @@ mod error;
 mod flush_policy;
 mod flusher;
 pub mod format;
+mod idle;
 mod index;
 mod lock;
 mod log;
+mod log_file;
 mod offsets;
 mod recovery;
 mod retention;
@@ -48,7 +53,8 @@ pub use entry::{Entry, EntryId, IndexedEnd, OffsetLocation};
 pub use error::{Result, StorageError};
 pub use flush_policy::{FlushPolicy, MAX_FLUSH_INTERVAL_MS};
 pub use flusher::{FlushCallback, Flusher, SyncObserver};
-pub use lock::DirLock;
+pub use idle::DEFAULT_IDLE_CLOSE;
+pub use lock::{DirLock, LockMode};
 pub use log::Log;
 pub use space::{DiskSpace, disk_space};
 pub use state_file::{read_state_file, sync_dir, write_state_file};

@@ -11,7 +11,7 @@ use crate::config::LogConfig;
 use crate::entry::{Entry, EntryId};
 use crate::error::{Result, StorageError};
 use crate::format::ENTRY_HEADER_LEN;
-use crate::lock::DirLock;
+use crate::lock::LogLock;
 use crate::offsets::SecondaryCheck;
 use crate::recovery::open_segment;
 use crate::segment::{NewSegment, Segment, SegmentPaths, WriteScratch};
@@ -32,9 +32,12 @@ pub(crate) const PURGED_FILE: &str = "purged";
 /// - After a failed fsync the log refuses all further work ([`StorageError::Failed`]): the
 ///   kernel may have dropped the dirty pages, so a later fsync could report success for data
 ///   that is gone. The process must restart and recover from what is on disk.
-/// - **Open files**: the active segment (and any rolled past but not yet sealed) stays open;
-///   sealed segments are opened when read and kept open by a shared [`SegmentCache`], which
-///   closes the least recently used ones beyond its bound.
+/// - **Open files**: the active segment (and any rolled past but not yet sealed) keeps its index
+///   maps for good; sealed segments are opened when read and kept open by a shared
+///   [`SegmentCache`], which closes the least recently used ones beyond its bound. Any
+///   segment's `.log` descriptor closes once unused for the cache's idle time and holding
+///   nothing not yet synced, and reopens on the next append, read or sync; with
+///   [`LockMode::Held`](crate::LockMode::Held) an idle log holds no descriptor at all.
 pub struct Log {
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
@@ -50,7 +53,7 @@ pub struct Log {
     /// One past the highest index known durable (0: none).
     synced_end: AtomicU64,
     failed: OnceLock<String>,
-    _lock: DirLock,
+    _lock: LogLock,
 }
 
 #[derive(Default)]
@@ -101,7 +104,7 @@ impl Log {
         config.validate()?;
         let dir = dir.to_owned();
         fs::create_dir_all(&dir).map_err(StorageError::io("create directory", &dir))?;
-        let lock = DirLock::acquire(&dir)?;
+        let lock = LogLock::acquire(&dir, config.lock)?;
         let purged = read_state_file(&dir, PURGED_FILE)?.map(|b| decode_entry_id(&b, &dir)).transpose()?;
         let bases = list_segments(&dir)?;
         let (segments, unsealed) = open_segments(&dir, &bases, &config, purged, &cache)?;
@@ -109,7 +112,8 @@ impl Log {
         if let Some(tail) = segments.last() {
             // Whatever survived in the page cache is made durable before anyone relies on it.
             let files = tail.live_files()?;
-            files.file.sync_data().map_err(StorageError::io("fdatasync", &tail.paths.log))?;
+            let file = tail.live_log_file(&files)?;
+            files.log.sync_data(&file).map_err(StorageError::io("fdatasync", &tail.paths.log))?;
         }
         sync_dir(&dir)?;
         let synced_end = last.or(purged).map_or(0, |l| l.index + 1);
@@ -452,10 +456,15 @@ impl Log {
         };
         self.seal_all(unsealed)?;
         // `None`: truncated away since; the truncation keeps this sync from publishing `end`.
+        // The descriptor may have been closed while idle: it is reopened (the same inode), and
+        // the fdatasync writes back whatever the inode holds dirty (see `log_file.rs`). A reopen
+        // that fails (out of descriptors) leaves the segment to the next sync.
         if let Some(seg) = active
             && let Some(files) = seg.files()?
+            && let Some(file) = seg.log_file(&files).inspect_err(|_| self.writer().active_dirty = true)?
         {
-            files.file.sync_data().map_err(|e| self.fail(format!("fdatasync {}: {e}", seg.paths.log.display())))?;
+            let synced = files.log.sync_data(&file);
+            synced.map_err(|e| self.fail(format!("fdatasync {}: {e}", seg.paths.log.display())))?;
         }
         if dir_dirty {
             sync_dir(&self.dir).map_err(|e| self.fail(e.to_string()))?;

@@ -71,7 +71,7 @@ pub(crate) fn open_segment(
     let (offsets, times, status) = open_secondary(&paths, base)?;
     let meta = SegmentMeta::new(end.pos, end.next_index, end.last_term.unwrap_or(0), last_indexed_pos);
     let indexes = Indexes { pos, offsets, times };
-    let segment = Segment::from_parts(paths, file, header, meta, indexes, cache);
+    let segment = Segment::from_parts(paths, file, header, meta, indexes, cache)?;
     Ok(Some(Recovered { segment, secondary: status, cut }))
 }
 

@@ -167,11 +167,14 @@ impl Segment {
         let offsets = IndexFile::create(&paths.offsets, IndexKind::Offset, base, INITIAL_INDEX_RECORDS)?;
         let times = IndexFile::create(&paths.times, IndexKind::Time, base, INITIAL_INDEX_RECORDS)?;
         let meta = SegmentMeta::new(SEGMENT_HEADER_LEN as u64, base, 0, 0);
-        Ok(Segment::from_parts(paths, file, header, meta, Indexes { pos, offsets, times }, cache))
+        Segment::from_parts(paths, file, header, meta, Indexes { pos, offsets, times }, cache)
     }
 
     /// Builds a segment from an opened file after recovery (or creation) has settled its size
     /// and indexes. It starts pinned: recovery releases the sealed ones once it has checked them.
+    /// Its `.log` descriptor counts as holding writes not yet durable until the first fdatasync
+    /// through it, unless the header says sealed (fdatasynced before the flag was written): a
+    /// file recovered after a crash may hold what the crashed process wrote and the disk has not.
     pub fn from_parts(
         paths: SegmentPaths,
         file: File,
@@ -179,20 +182,21 @@ impl Segment {
         mut meta: SegmentMeta,
         indexes: Indexes,
         cache: &Arc<SegmentCache>,
-    ) -> Segment {
+    ) -> Result<Segment> {
         meta.summary = IndexSummary::of(&indexes);
-        Segment {
+        let files = SegmentFiles::new(&paths, file, indexes, cache, header.sealed)?;
+        Ok(Segment {
             base_index: header.base_index,
             created_ms: header.created_ms,
             paths,
             id: SEGMENT_IDS.fetch_add(1, Ordering::Relaxed),
             cache: Arc::clone(cache),
-            handle: Mutex::new(Handle::Pinned(Arc::new(SegmentFiles::new(file, indexes)))),
+            handle: Mutex::new(Handle::Pinned(Arc::new(files))),
             deleted: AtomicBool::new(false),
             meta: RwLock::new(meta),
             sealed: AtomicBool::new(header.sealed),
             generation: AtomicU64::new(0),
-        }
+        })
     }
 
     pub(crate) fn handle(&self) -> MutexGuard<'_, Handle> {
@@ -213,14 +217,18 @@ impl Segment {
     /// [`StorageError::Failed`].
     pub fn append(&self, entries: &[Entry], scratch: &mut WriteScratch, interval: u32) -> Result<()> {
         let files = self.live_files()?;
+        let file = self.live_log_file(&files)?;
         let (size, next_index, last_indexed) = {
             let m = self.meta();
             (m.size, m.next_index, m.last_indexed_pos)
         };
         assert_eq!(entries.first().map(|e| e.index), Some(next_index), "append must continue the segment");
         let new_size = self.build_batch(entries, scratch, size, next_index, last_indexed, interval);
-        if let Err(e) = write_batch(&files.file, entries, scratch) {
-            return Err(self.roll_back(&files.file, size, e));
+        let written = write_batch(&file, entries, scratch);
+        // Even a failed write may have changed the file (it is cut back below).
+        files.log.mark_dirty();
+        if let Err(e) = written {
+            return Err(self.roll_back(&file, size, e));
         }
         let mut m = self.meta_mut();
         let mut idx = files.indexes_mut();
@@ -230,7 +238,7 @@ impl Segment {
                 let len = idx.pos.len() - (idx.pos.len().min(scratch.positions.len()));
                 idx.pos.truncate(len);
                 drop((idx, m));
-                return Err(self.roll_back(&files.file, size, e));
+                return Err(self.roll_back(&file, size, e));
             }
             m.last_indexed_pos = pos;
         }
@@ -310,6 +318,7 @@ impl Segment {
         let Some(files) = self.files()? else {
             return Ok(false); // deleted since the caller listed it: the caller sees it gone
         };
+        let Some(file) = self.log_file(&files)? else { return Ok(false) };
         let Some((mut pos, mut expected, limit, end)) = self.read_plan(&files, start, end) else {
             return Ok(false);
         };
@@ -318,7 +327,7 @@ impl Segment {
         let mut min_want = 0u64;
         while expected < end && pos < limit {
             let want = (limit - pos).min((*budget as u64).saturating_add(slack).max(MIN_READ_BYTES).max(min_want));
-            let Some(buf) = self.read_exact_or_short(&files.file, pos, want)? else {
+            let Some(buf) = self.read_exact_or_short(&file, pos, want)? else {
                 return Ok(false); // the segment shrank under us: a racing truncation
             };
             let mut p = 0usize;
@@ -410,7 +419,7 @@ impl Segment {
     }
 
     /// The byte position of entry `index`, which must be in this segment.
-    fn position_of(&self, files: &SegmentFiles, index: u64, max_entry: u32) -> Result<u64> {
+    fn position_of(&self, files: &SegmentFiles, file: &File, index: u64, max_entry: u32) -> Result<u64> {
         let (start_pos, start_index, size) = {
             let m = self.meta();
             let idx = files.indexes();
@@ -420,7 +429,7 @@ impl Segment {
             (u64::from(u32_at(rec, 4)), self.base_index + u64::from(u32_at(rec, 0)), m.size)
         };
         let mut found = None;
-        let end = scan_file(&files.file, &self.paths.log, start_pos, start_index, size, max_entry, |h, pos| {
+        let end = scan_file(file, &self.paths.log, start_pos, start_index, size, max_entry, |h, pos| {
             if h.index == index {
                 found = Some(pos);
             }
@@ -438,16 +447,19 @@ impl Segment {
     /// from here on, so its files stay open for the appends to come.
     pub fn truncate_from(&self, index: u64, max_entry: u32) -> Result<()> {
         let files = self.pin()?;
+        let file = self.live_log_file(&files)?;
         let cut = if index == self.base_index {
             SEGMENT_HEADER_LEN as u64
         } else {
-            self.position_of(&files, index, max_entry)?
+            self.position_of(&files, &file, index, max_entry)?
         };
-        let prev_term = if index > self.base_index { self.term_in(&files, index - 1, max_entry)? } else { 0 };
+        let prev_term = if index > self.base_index { self.term_in(&files, &file, index - 1, max_entry)? } else { 0 };
         self.generation.fetch_add(1, Ordering::AcqRel);
         let mut m = self.meta_mut();
         let mut idx = files.indexes_mut();
-        files.file.set_len(cut).map_err(StorageError::io("truncate", &self.paths.log))?;
+        let cut_back = file.set_len(cut);
+        files.log.mark_dirty();
+        cut_back.map_err(StorageError::io("truncate", &self.paths.log))?;
         let rel_cut = index - self.base_index;
         let keep = idx.pos.partition_point(|r| u64::from(u32_at(r, 0)) < rel_cut);
         idx.pos.truncate(keep);
@@ -472,13 +484,14 @@ impl Segment {
     /// segment was deleted since the caller found it.
     pub fn term_at(&self, index: u64, max_entry: u32) -> Result<Option<u64>> {
         let Some(files) = self.files()? else { return Ok(None) };
-        self.term_in(&files, index, max_entry).map(Some)
+        let Some(file) = self.log_file(&files)? else { return Ok(None) };
+        self.term_in(&files, &file, index, max_entry).map(Some)
     }
 
-    fn term_in(&self, files: &SegmentFiles, index: u64, max_entry: u32) -> Result<u64> {
-        let pos = self.position_of(files, index, max_entry)?;
+    fn term_in(&self, files: &SegmentFiles, file: &File, index: u64, max_entry: u32) -> Result<u64> {
+        let pos = self.position_of(files, file, index, max_entry)?;
         let mut raw = [0u8; ENTRY_HEADER_LEN];
-        files.file.read_exact_at(&mut raw, pos).map_err(StorageError::io("read", &self.paths.log))?;
+        file.read_exact_at(&mut raw, pos).map_err(StorageError::io("read", &self.paths.log))?;
         Ok(EntryHeader::decode(&raw).term)
     }
 
@@ -498,7 +511,8 @@ impl Segment {
             idx.offsets.seal()?;
             idx.times.seal()?;
         }
-        files.file.sync_data().map_err(|e| self.fatal("fdatasync while sealing", &e))?;
+        let file = self.live_log_file(&files)?;
+        files.log.sync_data(&file).map_err(|e| self.fatal("fdatasync while sealing", &e))?;
         self.write_sealed_flag(true)
     }
 

@@ -2,7 +2,9 @@
 //! open.
 //!
 //! - **Pinned**: the active segment, and segments rolled past but not yet sealed, hold their
-//!   files for good: appends and sealing must not pay for reopening them.
+//!   files for good: appends and sealing must not pay for reopening them. Their `.log`
+//!   descriptor alone closes while unused ([`LogFile`], closed by the cache's idle closer) and
+//!   reopens on the next use; the maps stay.
 //! - **Cold**: a sealed segment holds only a weak reference. A read reopens the files (once,
 //!   however many readers race: the segment's handle lock serializes them) and hands them to the
 //!   [`SegmentCache`], which keeps the recently used ones open and closes the rest.
@@ -15,16 +17,19 @@ use std::fs::{File, OpenOptions};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
+use crate::cache::SegmentCache;
 use crate::error::{Result, StorageError};
 use crate::index::{IndexFile, IndexKind, u64_at};
+use crate::log_file::LogFile;
 use crate::segment::{Segment, SegmentPaths};
 
 /// The open files of one segment. Readers hold an `Arc` while they read, so neither an eviction
 /// nor a deletion closes the files under them (a deleted segment is read from its unlinked file).
 pub(crate) struct SegmentFiles {
     /// The `.log` file, opened for reading and appending (Linux appends every write to such a
-    /// handle whatever its offset; reads use `pread`).
-    pub file: File,
+    /// handle whatever its offset; reads use `pread`); closed while idle. Use it through
+    /// [`Segment::log_file`].
+    pub log: Arc<LogFile>,
     indexes: RwLock<Indexes>,
 }
 
@@ -75,18 +80,28 @@ impl IndexSummary {
 
 impl std::fmt::Debug for SegmentFiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SegmentFiles").field("file", &self.file).finish_non_exhaustive()
+        f.debug_struct("SegmentFiles").field("log", &self.log).finish_non_exhaustive()
     }
 }
 
 impl SegmentFiles {
-    pub fn new(file: File, indexes: Indexes) -> SegmentFiles {
-        SegmentFiles { file, indexes: RwLock::new(indexes) }
+    /// The files of a segment, its `.log` file just opened (or created) at `paths.log`; the
+    /// cache's idle closer watches that file from now on. `durable`: see [`LogFile::new`].
+    pub fn new(
+        paths: &SegmentPaths,
+        file: File,
+        indexes: Indexes,
+        cache: &SegmentCache,
+        durable: bool,
+    ) -> Result<SegmentFiles> {
+        let log = Arc::new(LogFile::new(&paths.log, file, durable).map_err(StorageError::io("stat", &paths.log))?);
+        cache.watch_idle(&log);
+        Ok(SegmentFiles { log, indexes: RwLock::new(indexes) })
     }
 
     /// Reopens a sealed segment that recovery validated at open. A missing or garbled index now
     /// means someone changed the directory under a running log: an error naming the file.
-    fn reopen(paths: &SegmentPaths, base: u64) -> Result<SegmentFiles> {
+    fn reopen(paths: &SegmentPaths, base: u64, cache: &SegmentCache) -> Result<SegmentFiles> {
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -102,7 +117,8 @@ impl SegmentFiles {
             offsets: open(&paths.offsets, IndexKind::Offset)?,
             times: open(&paths.times, IndexKind::Time)?,
         };
-        Ok(SegmentFiles::new(file, indexes))
+        // Sealed: complete and fdatasynced before it went cold.
+        SegmentFiles::new(paths, file, indexes, cache, true)
     }
 
     pub fn indexes(&self) -> RwLockReadGuard<'_, Indexes> {
@@ -129,7 +145,7 @@ impl Segment {
                 }
                 None => {
                     self.cache.count_miss();
-                    let files = Arc::new(SegmentFiles::reopen(&self.paths, self.base_index)?);
+                    let files = Arc::new(SegmentFiles::reopen(&self.paths, self.base_index, &self.cache)?);
                     *handle = Handle::Cold(Arc::downgrade(&files));
                     files
                 }
@@ -149,6 +165,29 @@ impl Segment {
         self.files()?.ok_or_else(|| self.gone())
     }
 
+    /// The `.log` descriptor of `files` (this segment's), reopened if it was closed while idle;
+    /// `None` if the segment was deleted since `files` was taken and the descriptor was closed
+    /// (a deleted segment's name may already mean a new segment: it is never reopened).
+    /// Hold it only for one operation: while it is held it stays open.
+    pub fn log_file(&self, files: &SegmentFiles) -> Result<Option<Arc<File>>> {
+        match files.log.get(|| self.deleted.load(Ordering::SeqCst)) {
+            Ok((file, reopened)) => {
+                if reopened {
+                    self.cache.count_reopen();
+                }
+                Ok(Some(file))
+            }
+            Err(_) if self.deleted.load(Ordering::Acquire) => Ok(None),
+            Err(e) => Err(StorageError::io("reopen segment", &self.paths.log)(e)),
+        }
+    }
+
+    /// Like [`Segment::log_file`] for callers that exclude deletion: a deleted segment is an
+    /// error.
+    pub fn live_log_file(&self, files: &SegmentFiles) -> Result<Arc<File>> {
+        self.log_file(files)?.ok_or_else(|| self.gone())
+    }
+
     /// Keeps the files open for good: the segment is (again) the one appended to.
     pub fn pin(&self) -> Result<Arc<SegmentFiles>> {
         let mut handle = self.handle();
@@ -157,7 +196,7 @@ impl Segment {
             Handle::Cold(_) if self.deleted.load(Ordering::Acquire) => return Err(self.gone()),
             Handle::Cold(weak) => match weak.upgrade() {
                 Some(files) => files,
-                None => Arc::new(SegmentFiles::reopen(&self.paths, self.base_index)?),
+                None => Arc::new(SegmentFiles::reopen(&self.paths, self.base_index, &self.cache)?),
             },
         };
         *handle = Handle::Pinned(Arc::clone(&files));
@@ -195,7 +234,7 @@ impl Segment {
     pub fn delete(&self) -> Result<()> {
         let old = {
             let mut handle = self.handle();
-            self.deleted.store(true, Ordering::Release);
+            self.deleted.store(true, Ordering::SeqCst);
             std::mem::replace(&mut *handle, Handle::Cold(Weak::new()))
         };
         let uncached = self.cache.remove(self.id);

@@ -2,6 +2,7 @@
 //! (every cut of the newest segment, torn tails, corrupt sealed segments, lost or garbled
 //! indexes, sealing after a roll), the segment lifecycle (rolling by size and age, retention, truncation, purging),
 //! the offset and time indexes, sealed segments opened on demand through a bounded cache,
+//! descriptors closed while idle,
 //! readers racing an appender, the directory lock across two
 //! processes, the group-commit flusher, and rejection of bad input.
 //!
@@ -17,6 +18,8 @@ mod concurrency;
 mod cuts;
 #[path = "log/flusher.rs"]
 mod flusher;
+#[path = "log/idle.rs"]
+mod idle;
 #[path = "log/lifecycle.rs"]
 mod lifecycle;
 #[path = "log/offsets.rs"]

@@ -207,6 +207,12 @@ impl BrokerCollector {
             ("sluice_segment_cache_hits", "Reads of a sealed segment that found it open.", stats.hits),
             ("sluice_segment_cache_misses", "Reads of a sealed segment that had to open it.", stats.misses),
             ("sluice_segment_cache_evictions", "Sealed segments closed to make room.", stats.evictions),
+            ("sluice_segment_files_idle_closed", "Segment log files closed after going unused.", stats.idle_closed),
+            (
+                "sluice_segment_files_idle_reopened",
+                "Segment log files reopened after such a close.",
+                stats.idle_reopened,
+            ),
         ] {
             ConstCounter::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
         }

@@ -619,21 +619,21 @@ async fn given_a_partition_group_that_failed_to_start_it_starts_once_it_can() {
     assert_eq!(create_topic(&cluster, "first", config).await, Error::ok());
     let hosted = |n: usize| move |c: &Cluster| c.brokers[0].partitions().group_ids().len() == n;
     cluster.wait_for(Duration::from_secs(20), "the first group started", hosted(1)).await;
-    // Group ids are handed out in sequence, so the next topic's partition gets the next one: its
-    // directory is locked beforehand, as a closing predecessor's log would hold it.
+    // Group ids are handed out in sequence, so the next topic's partition gets the next one: a
+    // regular file stands where its directory must be created, so opening its log fails (as a
+    // directory the broker cannot create or open would), until the file is removed.
     let partitions = cluster.brokers[0].config().data_dir.join("partitions");
     let first = std::fs::read_dir(&partitions).expect("partitions dir").find_map(|e| {
         let name = e.expect("dir entry").file_name().into_string().expect("utf-8 name");
         name.strip_prefix("first-0.g").map(|g| g.parse::<u64>().expect("a group id"))
     });
     let dir = partitions.join(format!("second-0.g{}", first.expect("the first topic's partition") + 1));
-    std::fs::create_dir_all(&dir).expect("create dir");
-    let lock = sluice_storage::DirLock::acquire(&dir).expect("lock");
+    std::fs::write(&dir, b"not a directory").expect("put a file in the way");
     assert_eq!(create_topic(&cluster, "second", config).await, Error::ok());
     let tried = |c: &Cluster| c.brokers[0].partitions().failed_starts() >= 1;
-    cluster.wait_for(Duration::from_secs(30), "a try to start the second group, refused by the lock", tried).await;
-    assert!(hosted(1)(&cluster), "the second group started despite the lock");
-    drop(lock);
+    cluster.wait_for(Duration::from_secs(30), "a try to start the second group, failing on the file", tried).await;
+    assert!(hosted(1)(&cluster), "the second group started despite the file in the way");
+    std::fs::remove_file(&dir).expect("remove the file in the way");
     let r = produce(&cluster, "second", 0, batch(ProducerStamp::NONE, &values(0, 0), 7)).await;
     assert_eq!(code(r.error.as_ref()), ErrorCode::Ok, "{r:?}");
     cluster.shutdown().await;

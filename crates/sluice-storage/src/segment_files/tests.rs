@@ -23,10 +23,8 @@ fn cold_segment(dir: &Path, base: u64, cache: &Arc<SegmentCache>) -> Segment {
 
 fn first_payload_byte(files: &SegmentFiles) -> u8 {
     let mut b = [0u8; 1];
-    files
-        .file
-        .read_exact_at(&mut b, (crate::format::SEGMENT_HEADER_LEN + crate::format::ENTRY_HEADER_LEN) as u64)
-        .unwrap();
+    let (file, _) = files.log.get(|| false).unwrap();
+    file.read_exact_at(&mut b, (crate::format::SEGMENT_HEADER_LEN + crate::format::ENTRY_HEADER_LEN) as u64).unwrap();
     b[0]
 }
 

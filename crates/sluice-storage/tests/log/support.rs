@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sluice_storage::format::{self, SEGMENT_HEADER_LEN, SegmentHeader};
-use sluice_storage::{Clock, Entry, Log, LogConfig, ManualClock, Retention, StorageError};
+use sluice_storage::{Clock, Entry, LockMode, Log, LogConfig, ManualClock, Retention, StorageError};
 use tempfile::TempDir;
 
 /// A configuration with small segments (16 KiB) and a sparse index record every 256 bytes, so a
@@ -20,6 +20,7 @@ pub fn small_config() -> LogConfig {
         max_segment_age: None,
         index_interval_bytes: 256,
         retention: Retention::default(),
+        lock: LockMode::PerLog,
     }
 }
 
