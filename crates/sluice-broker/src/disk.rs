@@ -116,9 +116,9 @@ pub(crate) async fn watch_space(
         let now = before.next(space, &config);
         if now.full != before.full {
             log_change(&dir, &now);
-            liveness.set_disk_full(now.as_heartbeat());
-        } else if now.full {
-            // Free space changes while full: the heartbeats carry the latest figures.
+        }
+        // While full, the heartbeats carry the latest figures; once not, nothing.
+        if now.full || before.full {
             liveness.set_disk_full(now.as_heartbeat());
         }
         state.send_replace(now);

@@ -43,7 +43,6 @@ mod retention;
 
 pub use config::{BrokerConfig, ConfigError, GroupConfig, PeerConfig, RaftTimings};
 pub use controller::{BrokerStateMachine, ControllerGroup, ProposeError};
-pub use disk::DiskState;
 pub use fail_stop::GroupFailure;
 pub use node::{Broker, StartError};
 pub use partitions::Partitions;

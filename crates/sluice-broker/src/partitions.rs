@@ -113,14 +113,8 @@ impl Partitions {
     /// reconcile loop starts it again once the resource is back (see [`Partitions::reconcile`]).
     /// Its peers elect another leader meanwhile, or go on without this follower.
     pub(crate) async fn park(&self, group_id: u64, reason: Exhausted) {
-        let hosted = self.hosted.lock().expect("hosted lock").get(&group_id).cloned();
-        let Some(h) = hosted else { return };
-        self.registry.remove(group_id);
-        self.liveness.set_preferred_leader(group_id, None);
-        stop(&h).await;
-        self.parked.park(group_id, h.dir.clone(), reason, std::time::Instant::now());
-        self.hosted.lock().expect("hosted lock").remove(&group_id);
-        drop(h);
+        let parked = |h: &Hosted| self.parked.park(group_id, h.dir.clone(), reason, std::time::Instant::now());
+        self.take_down(group_id, parked).await;
     }
 
     /// Deletes the data of parked groups no longer assigned here (their topic was deleted):
@@ -260,25 +254,32 @@ impl Partitions {
         }
         self.forget_unassigned_parked(&wanted);
         for gid in running.into_iter().filter(|g| !wanted.iter().any(|p| p.group_id == *g)) {
-            // A group stays listed until it has stopped and its data is gone.
-            let hosted = self.hosted.lock().expect("hosted lock").get(&gid).cloned();
-            if let Some(h) = hosted {
-                self.registry.remove(gid);
-                self.liveness.set_preferred_leader(gid, None);
-                stop(&h).await;
-                // The data goes while the group is still listed: unlisting first let a caller
-                // see the group gone with its files still there. The stopped log writes nothing
-                // more, and its open files may be unlinked.
+            // The data goes while the group is still listed: unlisting first let a caller see
+            // the group gone with its files still there. The stopped log writes nothing more,
+            // and its open files may be unlinked.
+            self.take_down(gid, |h| {
                 if let Err(e) = std::fs::remove_dir_all(&h.dir) {
                     tracing::error!(dir = %h.dir.display(), "deleting a removed partition's data: {e}");
                 }
-                self.hosted.lock().expect("hosted lock").remove(&gid);
-                // Ours was the last handle to the log (see `stop`): dropping it closes the log
-                // and releases its directory lock.
-                drop(h);
-            }
+            })
+            .await;
         }
         all_started
+    }
+
+    /// Stops the hosted group `group_id`, if there is one, runs `stopped` on it while it is
+    /// still listed (a group stays listed until it has stopped and its data is dealt with),
+    /// then unlists it.
+    async fn take_down(&self, group_id: u64, stopped: impl FnOnce(&Hosted)) {
+        let hosted = self.hosted.lock().expect("hosted lock").get(&group_id).cloned();
+        let Some(h) = hosted else { return };
+        self.registry.remove(group_id);
+        self.liveness.set_preferred_leader(group_id, None);
+        stop(&h).await;
+        stopped(&h);
+        self.hosted.lock().expect("hosted lock").remove(&group_id);
+        // Ours was the last handle to the log (see `stop`): dropping it closes the log.
+        drop(h);
     }
 
     async fn start_group(

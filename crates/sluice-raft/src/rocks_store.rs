@@ -57,8 +57,8 @@ impl Drop for Db {
     }
 }
 
-/// Each column family's memtable size, and so the size of each preallocated write-ahead log file.
-const WRITE_BUFFER_BYTES: usize = 4 << 20;
+/// The memtables' total size, and so the size of each preallocated write-ahead log file.
+const DB_WRITE_BUFFER_BYTES: usize = 8 << 20;
 
 impl RocksLogStore {
     /// Opens (or creates) the store in `dir`.
@@ -70,19 +70,10 @@ impl RocksLogStore {
         // 1.1 times the write buffer (64 MiB by default): 70 MiB of a broker's disk for nothing,
         // and on a small or nearly full disk the first thing to run out. Capping the memtables'
         // total (db_write_buffer_size) caps the preallocation: measured, 8 MiB.
+        opts.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
         opts.set_keep_log_file_num(3);
-        // For the default column family, which RocksDB always has; the largest write buffer of
-        // any family sizes the preallocation.
-        opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
-        // And a cap RocksDB applies to the preallocation whatever the families say.
-        opts.set_db_write_buffer_size(2 * WRITE_BUFFER_BYTES);
         opts.set_max_log_file_size(1 << 20);
-        let cf_opts = || {
-            let mut cf = Options::default();
-            cf.set_write_buffer_size(WRITE_BUFFER_BYTES);
-            cf
-        };
-        let cfs = [CF_LOG, CF_STATE].map(|name| ColumnFamilyDescriptor::new(name, cf_opts()));
+        let cfs = [CF_LOG, CF_STATE].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| db_error("open", dir, e))?;
         Ok(RocksLogStore { db: Arc::new(Db { db: Some(db), closed: Arc::new(AtomicBool::new(false)) }) })
     }

@@ -29,8 +29,7 @@ use crate::error::{Result, StorageError};
 use crate::log::{Log, PURGED_FILE, encode_entry_id, fitting};
 use crate::offsets::push_batch;
 use crate::recovery::open_segment;
-use crate::segment::{NewSegment, Segment, SegmentPaths, WriteScratch, rel};
-use crate::segment_files::IndexSummary;
+use crate::segment::{NewSegment, Segment, SegmentPaths, WriteScratch};
 use crate::state_file::{read_state_file, sync_dir, write_state_file};
 
 /// Staging directories are `backfill.<n>`: one per snapshot being received, so two transfers
@@ -132,13 +131,7 @@ impl Backfill {
             )));
         }
         let seg = self.segments.iter().rev().find(|s| s.base_index <= entry_index).expect("entry is staged");
-        let files = seg.live_files()?;
-        let mut m = seg.meta_mut();
-        let mut idx = files.indexes_mut();
-        let pushed =
-            push_batch(&mut idx, &m.summary, rel(seg.base_index, entry_index), base_offset, count, max_timestamp_ms);
-        m.summary = IndexSummary::of(&idx);
-        pushed?;
+        push_batch(seg, entry_index, base_offset, count, max_timestamp_ms)?;
         self.indexed = Some((entry_index, base_offset + u64::from(count)));
         Ok(())
     }

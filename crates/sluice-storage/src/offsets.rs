@@ -38,15 +38,9 @@ impl Log {
         if count == 0 {
             return Ok(());
         }
-        let seg = self.segment_holding(entry_index)?;
         // The index lock keeps truncation and purging out: the segment cannot be deleted.
-        let files = seg.live_files()?;
-        let mut m = seg.meta_mut();
-        let mut idx = files.indexes_mut();
-        let pushed =
-            push_batch(&mut idx, &m.summary, rel(seg.base_index, entry_index), base_offset, count, max_timestamp_ms);
-        m.summary = IndexSummary::of(&idx);
-        pushed
+        let seg = self.segment_holding(entry_index)?;
+        push_batch(&seg, entry_index, base_offset, count, max_timestamp_ms)
     }
 
     /// Writes the offset and time indexes of every segment not yet sealed back to disk and waits
@@ -188,21 +182,26 @@ impl Log {
     }
 }
 
-/// Appends an offset record, and a time record if the batch's newest timestamp is the newest
-/// yet (`summary` is the indexes' state before the batch).
+/// Appends to `seg`'s indexes an offset record for the batch in entry `entry_index`, and a time
+/// record if the batch's newest timestamp is the newest yet; keeps the segment's summary of its
+/// indexes current, also when a push fails part-way.
 pub(crate) fn push_batch(
-    idx: &mut Indexes,
-    summary: &IndexSummary,
-    rel_index: u32,
+    seg: &Segment,
+    entry_index: u64,
     base_offset: u64,
     count: u32,
     max_timestamp_ms: i64,
 ) -> Result<()> {
-    idx.offsets.push(&offset_record(base_offset, rel_index, count))?;
-    if summary.last_time_ms.is_none_or(|last| max_timestamp_ms > last) {
-        idx.times.push(&time_record(max_timestamp_ms, base_offset))?;
+    let files = seg.live_files()?;
+    let mut m = seg.meta_mut();
+    let mut idx = files.indexes_mut();
+    let rel_index = rel(seg.base_index, entry_index);
+    let mut pushed = idx.offsets.push(&offset_record(base_offset, rel_index, count));
+    if pushed.is_ok() && m.summary.last_time_ms.is_none_or(|last| max_timestamp_ms > last) {
+        pushed = idx.times.push(&time_record(max_timestamp_ms, base_offset));
     }
-    Ok(())
+    m.summary = IndexSummary::of(&idx);
+    pushed
 }
 
 /// Runs `f` on a segment's indexes, reopening it if it is cold. `None` if the segment was
