@@ -21,9 +21,11 @@ esac
 # RocksDB (linked, not compiled: docs/adr/0003) and libclang for its bindings generator.
 # The tests and the failure-injection suite (jepsen/README.md) also need iproute2 (network
 # namespaces), nftables (partitions), faketime (the clock fault's libfaketime) and fiu-utils
-# (libfiu: the fsync-EIO fault family and the disk-failure system tests).
+# (libfiu: the fsync-EIO fault family and the disk-failure system tests), and util-linux
+# (mount for the full-disk tests' tmpfs, prlimit for the capacity system test; present on any
+# Debian, listed so that a trimmed image says what is missing).
 apt_packages=(librocksdb-dev libclang-dev)
-$build_only || apt_packages+=(iproute2 nftables faketime fiu-utils)
+$build_only || apt_packages+=(iproute2 nftables faketime fiu-utils util-linux)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do
