@@ -1,3 +1,6 @@
+// sluice: the runtime statistics are recorded only with the feature that reads them; what only
+// they used is unused without it (see vendor/README.md).
+#![cfg_attr(not(feature = "runtime-stats"), allow(unused))]
 #![doc(html_logo_url = "https://raw.githubusercontent.com/databendlabs/openraft/main/assets/logo/openraft-mark.svg")]
 #![doc(html_favicon_url = "https://raw.githubusercontent.com/databendlabs/openraft/main/assets/logo/openraft-mark.svg")]
 #![doc = include_str!("lib_readme.md")]

@@ -121,7 +121,8 @@ where
             leader: None,
             candidate: None,
             pre_candidate: None,
-            output: EngineOutput::new(4096),
+            // sluice: grows on demand (was 4096 preallocated; see vendor/README.md).
+            output: EngineOutput::new(0),
         }
     }
 

@@ -42,7 +42,8 @@ where
     SM: RaftStateMachine<C>,
 {
     pub(crate) fn new(command_buffer_size: usize) -> Self {
-        let pending_capacity = 1024;
+        // sluice: grows on demand (was 1024 preallocated; see vendor/README.md).
+        let pending_capacity = 0;
         Self {
             commands: VecDeque::with_capacity(command_buffer_size),
             pending_responds: PendingResponds::new(pending_capacity),

@@ -615,8 +615,8 @@ where
 
                     engine,
 
-                    // initially, allocate for 8 kilo outstanding requests.
-                    client_responders: ClientResponderQueue::with_capacity(1024 * 8),
+                    // sluice: grows on demand (was 8,192 preallocated; see vendor/README.md).
+                    client_responders: ClientResponderQueue::with_capacity(0),
 
                     pending_reads: PendingReadQueue::default(),
                     pending_read_deadline_notifier: PendingReadDeadlineNotifier::spawn(tx_notify.clone()),
@@ -649,6 +649,8 @@ where
                         progress: tx_progress,
                     },
 
+                    // sluice: recorded only where it can be read (see vendor/README.md).
+                    #[cfg(feature = "runtime-stats")]
                     runtime_stats: RuntimeStats::new(&config),
                     shared_replicate_batch,
 
