@@ -160,6 +160,9 @@ fn raft_config(group: &str, heartbeat_ms: u64, ratio: u64, [min, max]: [u64; 2])
         // followers held: it wrote different entries at the same term and index, and replicas
         // diverged in committed data (jepsen finding F4).
         enable_leader_restore: Some(false),
+        // Per-entry latency tracking openraft keeps for its runtime statistics, which nothing
+        // here reads: a short ring per group instead of 1,024 entries (a broker hosts thousands).
+        log_stage_capacity: Some(8),
         ..RaftConfig::default()
     };
     config.validate().map_err(|e| ConfigError::Invalid(format!("raft.{group}_*: {e}")))
@@ -444,11 +447,15 @@ impl BrokerConfig {
         }
     }
 
-    /// `max_replicas`, or when it is 0 what the open-file limit in force allows.
-    pub fn max_replicas_or_budget(&self) -> u32 {
+    /// `max_replicas`, or when it is 0 what the open-file limit, the memory-map limit and the
+    /// memory in force allow (`None` then: the bounds, for the log).
+    pub fn max_replicas_or_budget(&self) -> (u32, Option<crate::files::Capacity>) {
         match self.max_replicas {
-            0 => crate::files::replica_budget(crate::files::open_file_limit()),
-            set => set,
+            0 => {
+                let capacity = crate::files::Capacity::of_this_process();
+                (capacity.replicas(), Some(capacity))
+            }
+            set => (set, None),
         }
     }
 

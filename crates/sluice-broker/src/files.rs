@@ -48,6 +48,72 @@ pub fn replica_budget(limit: Option<u64>) -> u32 {
     }
 }
 
+/// Memory maps a partition replica holds: its active segment's three indexes.
+pub const MAPS_PER_REPLICA: u64 = 3;
+/// Memory maps kept for everything else: the segment cache's sealed segments (three each, 256
+/// segments), libraries, thread stacks and the controller's store.
+pub const RESERVED_MAPS: u64 = 2_048;
+/// Memory a partition replica costs, for the default capacity: an idle one measured about
+/// 90 KiB of RSS at 10,000 per broker (its Raft group's tasks and queues, its log's state and
+/// index pages); a written one holds more while it is busy (docs/BENCHMARKS.md).
+pub const MEMORY_PER_REPLICA: u64 = 128 << 10;
+/// The share of the machine's (or its cgroup's) memory the default capacity lets replicas take:
+/// the rest is the page cache's, which serves consumers, and the heap's for requests in flight.
+pub const MEMORY_SHARE_PERCENT: u64 = 50;
+
+/// What bounds a broker's default capacity, and how many replicas each bound allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// By the open-file limit (`None`: unlimited).
+    pub files: Option<u32>,
+    /// By `vm.max_map_count` (`None`: unknown).
+    pub maps: Option<u32>,
+    /// By memory (`None`: unknown).
+    pub memory: Option<u32>,
+}
+
+impl Capacity {
+    /// This process's, from its open-file limit, `/proc/sys/vm/max_map_count` and the memory of
+    /// the machine or its cgroup, whichever is smaller.
+    pub fn of_this_process() -> Capacity {
+        Capacity::from_limits(open_file_limit(), max_map_count(), memory_limit())
+    }
+
+    /// The capacity under these limits (each `None` when unknown or unlimited).
+    pub fn from_limits(files: Option<u64>, maps: Option<u64>, memory_bytes: Option<u64>) -> Capacity {
+        let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX).max(1);
+        Capacity {
+            files: files.map(|_| replica_budget(files)),
+            maps: maps.map(|m| count(m.saturating_sub(RESERVED_MAPS) / MAPS_PER_REPLICA)),
+            memory: memory_bytes.map(|b| count(b / MEMORY_PER_REPLICA * MEMORY_SHARE_PERCENT / 100)),
+        }
+    }
+
+    /// The smallest bound; 0 when none is known.
+    pub fn replicas(&self) -> u32 {
+        [self.files, self.maps, self.memory].into_iter().flatten().min().unwrap_or(0)
+    }
+}
+
+/// The kernel's limit on one process's memory maps.
+fn max_map_count() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count").ok()?.trim().parse().ok()
+}
+
+/// The memory this process may use: its cgroup's `memory.max` if set, else the machine's.
+fn memory_limit() -> Option<u64> {
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+    let total = meminfo.as_deref().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib << 10)
+    });
+    match (cgroup, total) {
+        (Some(c), Some(t)) => Some(c.min(t)),
+        (c, t) => c.or(t),
+    }
+}
+
 /// How many files this process has open, counted in `/proc/self/fd` (Linux).
 pub fn open_files() -> Option<u64> {
     // The directory handle reading it is one of the entries: not counted.
@@ -63,6 +129,20 @@ mod tests {
         assert_eq!(replica_budget(None), 0, "no limit");
         assert_eq!(replica_budget(Some(20_000)), ((20_000 - RESERVED_FILES) / FILES_PER_REPLICA) as u32);
         assert_eq!(replica_budget(Some(100)), 1, "a tiny limit still hosts one");
+    }
+
+    #[test]
+    fn the_capacity_is_the_tightest_of_files_maps_and_memory() {
+        let c = Capacity::from_limits(Some(20_000), Some(65_530), Some(24 << 30));
+        assert_eq!(c.files, Some(18_976));
+        assert_eq!(c.maps, Some(((65_530 - RESERVED_MAPS) / MAPS_PER_REPLICA) as u32));
+        assert_eq!(c.memory, Some(((24u64 << 30) / MEMORY_PER_REPLICA * MEMORY_SHARE_PERCENT / 100) as u32));
+        assert_eq!(c.replicas(), 18_976, "files bind first here");
+        let small = Capacity::from_limits(Some(1 << 20), Some(65_530), Some(1 << 30));
+        assert_eq!(small.replicas(), 4_096, "half of 1 GiB at 128 KiB a replica");
+        let maps = Capacity::from_limits(Some(1 << 20), Some(30_000), None);
+        assert_eq!(maps.replicas(), 9_317, "the map limit binds");
+        assert_eq!(Capacity::from_limits(None, None, None).replicas(), 0, "nothing known: no limit");
     }
 
     #[test]

@@ -119,8 +119,16 @@ impl Broker {
         let fail_stop = FailStop::new();
         fail_stop.watch("the controller group".into(), controller.raft(), None);
         let (liveness, driver) = liveness(&config, &registry, &clients);
-        let max_replicas = config.max_replicas_or_budget();
-        tracing::info!("this broker can host {max_replicas} partition replicas (max_replicas; 0: no limit)");
+        let (max_replicas, bounds) = config.max_replicas_or_budget();
+        match bounds {
+            None => tracing::info!("this broker can host {max_replicas} partition replicas (max_replicas)"),
+            Some(b) => tracing::info!(
+                by_open_files = ?b.files,
+                by_memory_maps = ?b.maps,
+                by_memory = ?b.memory,
+                "this broker can host {max_replicas} partition replicas (the least of its bounds; 0: no limit)"
+            ),
+        }
         liveness.set_max_replicas(max_replicas);
         let session = std::time::Duration::from_millis(config.broker_session_timeout_ms);
         let heard = Arc::clone(&liveness);

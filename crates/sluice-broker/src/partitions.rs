@@ -2,16 +2,18 @@
 //! assigns the partition to this broker and stopped (its data deleted) when its topic is.
 //!
 //! The broker reconciles what it runs with what the metadata says whenever the metadata
-//! changes. Every replica initializes its group with the assigned replicas as voters (the same
-//! membership everywhere), so a new partition's group forms without coordination.
+//! changes. A new partition's preferred leader initializes its group with the assigned replicas
+//! as voters and the others learn it from there; each initializes the same membership itself if
+//! nothing reaches it, so a group forms without coordination even when a broker is down.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use sluice_controller::{HostedPartition, Metadata};
 use sluice_raft::partition::LogStart;
 use sluice_raft::typ::{LeaderReadBarrier, Node, Raft, RaftConfig, ServerState, WatchReceiver};
@@ -26,6 +28,9 @@ use crate::controller::BrokerStateMachine;
 use crate::disk::DiskState;
 use crate::fail_stop::{FailStop, OnExhaustion};
 use crate::parked::Parked;
+
+/// How many partition groups one reconciliation starts at once.
+const STARTS_AT_ONCE: usize = 64;
 
 /// One hosted partition replica.
 struct Hosted {
@@ -58,6 +63,8 @@ pub struct Partitions {
     hosted: Mutex<HashMap<u64, Arc<Hosted>>>,
     /// Tries to start a group that failed (each is tried again later).
     failed_starts: AtomicU64,
+    /// How many groups the metadata assigned here at the last reconciliation.
+    assigned: AtomicU64,
     /// Groups stopped because their storage ran out of a resource (`parked.rs`).
     parked: Parked,
     /// Where a group that ran out of a resource asks to be parked (the reconcile loop parks it).
@@ -97,6 +104,7 @@ impl Partitions {
             fail_stop,
             hosted,
             failed_starts: AtomicU64::new(0),
+            assigned: AtomicU64::new(0),
             parked: Parked::default(),
             park_requests,
             disk: None,
@@ -115,12 +123,29 @@ impl Partitions {
     pub(crate) async fn park(&self, group_id: u64, reason: Exhausted) {
         let parked = |h: &Hosted| self.parked.park(group_id, h.dir.clone(), reason, std::time::Instant::now());
         self.take_down(group_id, parked).await;
+        self.report_offline();
+    }
+
+    /// Assigned groups not running here (parked, failing to start, or not started yet).
+    pub fn offline_count(&self) -> u64 {
+        let hosted = self.hosted.lock().expect("hosted lock").len() as u64;
+        self.assigned.load(Ordering::Relaxed).saturating_sub(hosted)
+    }
+
+    /// Tells peers, through node heartbeats, how many assigned groups are not running here.
+    fn report_offline(&self) {
+        self.liveness.set_offline_replicas(u32::try_from(self.offline_count()).unwrap_or(u32::MAX));
+    }
+
+    /// How many of broker `node`'s assigned replicas are not running, as this broker knows.
+    pub fn offline_replicas_of(&self, node: u64) -> u32 {
+        self.liveness.offline_replicas(node)
     }
 
     /// Deletes the data of parked groups no longer assigned here (their topic was deleted):
     /// deleting a topic is how an operator frees a full disk.
-    fn forget_unassigned_parked(&self, wanted: &[HostedPartition]) {
-        for (group, dir) in self.parked.forget_unless(|g| wanted.iter().any(|p| p.group_id == g)) {
+    fn forget_unassigned_parked(&self, wanted: &HashSet<u64>) {
+        for (group, dir) in self.parked.forget_unless(|g| wanted.contains(&g)) {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::error!(group, dir = %dir.display(), "deleting a removed partition's data: {e}");
             }
@@ -229,31 +254,27 @@ impl Partitions {
             let addrs: BTreeMap<u64, String> = m.brokers().map(|b| (b.node_id.0, b.raft_addr.clone())).collect();
             (wanted, addrs)
         });
-        let running = self.group_ids();
-        let mut all_started = true;
-        for p in wanted.iter().filter(|p| !running.contains(&p.group_id)) {
-            let disk = self.disk.as_ref().map(|d| *d.borrow());
-            let parked = self.parked.may_start(p.group_id, disk.as_ref(), std::time::Instant::now());
-            if parked == Some(false) {
-                all_started = false;
-                continue;
-            }
-            let (retention, policy) = metadata.read(|m| (retention_of(m, p), flush_policy_of(m, p)));
-            match self.start_group(p, &addrs, retention, policy).await {
-                Ok(()) if parked.is_some() => {
-                    self.parked.started(p.group_id);
-                    tracing::info!(topic = %p.topic, partition = p.partition.0, "restarted after running out of a resource");
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::error!(topic = %p.topic, partition = p.partition.0, "starting partition group (will retry): {e}");
-                    self.failed_starts.fetch_add(1, Ordering::Relaxed);
-                    all_started = false;
-                }
-            }
-        }
-        self.forget_unassigned_parked(&wanted);
-        for gid in running.into_iter().filter(|g| !wanted.iter().any(|p| p.group_id == *g)) {
+        // Sets: a broker may host thousands of groups.
+        let running: HashSet<u64> = self.group_ids().into_iter().collect();
+        let wanted_ids: HashSet<u64> = wanted.iter().map(|p| p.group_id).collect();
+        self.assigned.store(wanted_ids.len() as u64, Ordering::Relaxed);
+        self.report_offline();
+        // The futures are made up front (they do nothing until polled): a stream mapping over a
+        // borrowing iterator is not `Send` for the compiler's higher-ranked lifetime check.
+        let starts: Vec<_> = wanted
+            .iter()
+            .filter(|p| !running.contains(&p.group_id))
+            .map(|p| self.try_start(p, &addrs, metadata))
+            .collect();
+        // Starting a replica waits on the disk (an fdatasync and a directory fsync on open, the
+        // vote and the first entry on a new group), not the CPU: groups start many at a time,
+        // so that their fsyncs share journal commits. One at a time, 10,000 replicas took a
+        // minute to come back after a restart.
+        let started: Vec<bool> = futures_util::stream::iter(starts).buffer_unordered(STARTS_AT_ONCE).collect().await;
+        let all_started = started.iter().all(|&ok| ok);
+        self.report_offline();
+        self.forget_unassigned_parked(&wanted_ids);
+        for gid in running.into_iter().filter(|g| !wanted_ids.contains(g)) {
             // The data goes while the group is still listed: unlisting first let a caller see
             // the group gone with its files still there. The stopped log writes nothing more,
             // and its open files may be unlinked.
@@ -265,6 +286,34 @@ impl Partitions {
             .await;
         }
         all_started
+    }
+
+    /// Starts group `p` unless it is parked and not due; says whether it runs now.
+    async fn try_start(
+        &self,
+        p: &HostedPartition,
+        addrs: &BTreeMap<u64, String>,
+        metadata: &FsmHandle<Metadata>,
+    ) -> bool {
+        let disk = self.disk.as_ref().map(|d| *d.borrow());
+        let parked = self.parked.may_start(p.group_id, disk.as_ref(), std::time::Instant::now());
+        if parked == Some(false) {
+            return false;
+        }
+        let (retention, policy) = metadata.read(|m| (retention_of(m, p), flush_policy_of(m, p)));
+        match self.start_group(p, addrs, retention, policy).await {
+            Ok(()) if parked.is_some() => {
+                self.parked.started(p.group_id);
+                tracing::info!(topic = %p.topic, partition = p.partition.0, "restarted after running out of a resource");
+                true
+            }
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(topic = %p.topic, partition = p.partition.0, "starting partition group (will retry): {e}");
+                self.failed_starts.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
     }
 
     /// Stops the hosted group `group_id`, if there is one, runs `stopped` on it while it is
@@ -300,9 +349,19 @@ impl Partitions {
             lock: LockMode::Held,
             ..LogConfig::default()
         };
-        let log = Arc::new(Log::open_with(&dir, config, Arc::clone(&self.segment_cache))?);
+        let (log, sm) = {
+            let (dir, cache) = (dir.clone(), Arc::clone(&self.segment_cache));
+            // Opening reads and fsyncs: off the runtime's threads, so that other starts proceed.
+            tokio::task::spawn_blocking(move || -> io::Result<_> {
+                let log = Arc::new(Log::open_with(&dir, config, cache)?);
+                let sm = PartitionStateMachine::open(Arc::clone(&log))?;
+                Ok((log, sm))
+            })
+            .await
+            .map_err(io::Error::other)??
+        };
         let exhaustion = Arc::new(Exhaustion::default());
-        let sm = PartitionStateMachine::open(Arc::clone(&log))?.noting_exhaustion(Arc::clone(&exhaustion));
+        let sm = sm.noting_exhaustion(Arc::clone(&exhaustion));
         let (high_watermark, log_start) = (sm.high_watermark(), sm.log_start());
         let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(&self.flusher))
             .with_flush_policy(policy)
@@ -326,7 +385,8 @@ impl Partitions {
         self.liveness.set_preferred_leader(p.group_id, p.replicas.first().map(|r| r.0));
         self.registry.insert_log(p.group_id, Arc::clone(&log));
         self.registry.insert(p.group_id, raft.clone());
-        if let Err(e) = initialize(&raft, p, addrs).await {
+        let fallback = Duration::from_millis(2 * self.raft_config.election_timeout_max);
+        if let Err(e) = initialize(self.node_id, &raft, p, addrs, fallback).await {
             // Undone, so that the next try starts afresh: a group left running would keep its
             // log's directory locked, and every later try would fail on the lock.
             self.registry.remove(p.group_id);
@@ -384,20 +444,43 @@ fn flush_policy_of(m: &Metadata, p: &HostedPartition) -> FlushPolicy {
     FlushPolicy::from_interval_ms(m.topic(p.topic.as_str()).and_then(|t| t.config.flush_interval_ms))
 }
 
-/// Makes `raft` a member of its group: the first start of a new partition's replicas proposes
-/// the membership; the others (and restarts) find it there or learn it from the leader.
+/// Makes `raft` a member of its group. A new partition's preferred leader (its first replica)
+/// initializes the group with the assigned replicas as voters, which in openraft also starts its
+/// election at once; the others learn the membership from it when it replicates. They initialize
+/// too (the same membership) only if nothing reached them within `fallback`: the preferred
+/// leader may be down. Every replica initializing at once made all three campaign in the same
+/// term, split the vote, and left a new topic leaderless for an election timeout. Restarts find
+/// the group initialized.
 async fn initialize(
+    node_id: u64,
     raft: &Raft<BrokerStateMachine>,
     p: &HostedPartition,
     addrs: &BTreeMap<u64, String>,
+    fallback: Duration,
 ) -> io::Result<()> {
-    if !raft.is_initialized().await.map_err(io::Error::other)? {
-        let voters: BTreeMap<u64, Node> =
-            p.replicas.iter().map(|r| (r.0, Node { addr: addrs.get(&r.0).cloned().unwrap_or_default() })).collect();
-        if let Err(e) = raft.initialize(voters).await {
-            tracing::debug!(group = p.group_id, "partition group already initialized elsewhere: {e}");
-        }
+    if raft.is_initialized().await.map_err(io::Error::other)? {
+        return Ok(());
     }
+    let voters: BTreeMap<u64, Node> =
+        p.replicas.iter().map(|r| (r.0, Node { addr: addrs.get(&r.0).cloned().unwrap_or_default() })).collect();
+    let group = p.group_id;
+    if p.replicas.first().is_some_and(|r| r.0 == node_id) {
+        if let Err(e) = raft.initialize(voters).await {
+            tracing::debug!(group, "partition group already initialized elsewhere: {e}");
+        }
+        return Ok(());
+    }
+    let raft = raft.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(fallback).await;
+        // A stopped group answers with an error: nothing to do then either.
+        if matches!(raft.is_initialized().await, Ok(false)) {
+            tracing::info!(group, "no leader reached this replica of a new partition: initializing it here");
+            if let Err(e) = raft.initialize(voters).await {
+                tracing::debug!(group, "partition group already initialized elsewhere: {e}");
+            }
+        }
+    });
     Ok(())
 }
 

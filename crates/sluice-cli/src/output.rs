@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 use serde::ser::SerializeMap;
-use sluice_client::{ClusterStatus, ConsumedRecord, DiskFull, TopicConfig, TopicDescription, TopicInfo};
+use sluice_client::{BrokerInfo, ClusterStatus, ConsumedRecord, DiskFull, TopicConfig, TopicDescription, TopicInfo};
 
 /// A topic's settings in JSON.
 #[derive(Debug, Serialize)]
@@ -146,6 +146,10 @@ struct BrokerJson<'a> {
     partition_leaders: usize,
     /// `{free_bytes, threshold_bytes}` while the broker's disk is below its threshold, else null.
     disk_full: Option<serde_json::Value>,
+    /// Replicas assigned, the most it can host (0: no limit), and those it is not running.
+    replicas: u32,
+    max_replicas: u32,
+    offline_replicas: u32,
 }
 
 /// `cluster status --output json`.
@@ -163,6 +167,9 @@ pub fn status_json(s: &ClusterStatus) -> serde_json::Value {
                 .broker
                 .disk_full
                 .map(|d| serde_json::json!({"free_bytes": d.free_bytes, "threshold_bytes": d.threshold_bytes})),
+            replicas: b.broker.replicas,
+            max_replicas: b.broker.max_replicas,
+            offline_replicas: b.broker.offline_replicas,
         })
         .collect();
     serde_json::json!({
@@ -192,26 +199,36 @@ pub fn status_plain(s: &ClusterStatus) -> String {
         "controller: {controller}; {} topics; {} partitions without a leader; metadata version {}\n",
         s.topics, s.leaderless_partitions, s.metadata_version
     );
-    let header = ("NODE", "ADDRESS", "LIVE", "CONTROLLER", "LEADERS", "DISK");
+    let header = ("NODE", "ADDRESS", "LIVE", "CONTROLLER", "LEADERS", "REPLICAS", "OFFLINE", "DISK");
     let _ = writeln!(
         out,
-        "{:>6} {:<24} {:>5} {:>10} {:>8}  {}",
-        header.0, header.1, header.2, header.3, header.4, header.5
+        "{:>6} {:<24} {:>5} {:>10} {:>8} {:>13} {:>7}  {}",
+        header.0, header.1, header.2, header.3, header.4, header.5, header.6, header.7
     );
     for b in &s.brokers {
         let yes = |v: bool| if v { "yes" } else { "no" };
         let _ = writeln!(
             out,
-            "{:>6} {:<24} {:>5} {:>10} {:>8}  {}",
+            "{:>6} {:<24} {:>5} {:>10} {:>8} {:>13} {:>7}  {}",
             b.broker.node_id,
             b.broker.address,
             yes(b.broker.live),
             yes(b.is_controller),
             b.partition_leaders,
+            replicas(&b.broker),
+            b.broker.offline_replicas,
             disk(b.broker.disk_full)
         );
     }
     out
+}
+
+/// A broker's replicas in `cluster status`: assigned, and of how many it can host.
+fn replicas(b: &BrokerInfo) -> String {
+    match b.max_replicas {
+        0 => b.replicas.to_string(),
+        max => format!("{}/{max}", b.replicas),
+    }
 }
 
 /// One consumed message in `consume --output json`: key and value as UTF-8 text (invalid
@@ -267,7 +284,7 @@ mod tests {
     use std::sync::Arc;
 
     use serde_json::json;
-    use sluice_client::{BrokerInfo, BrokerStatus, PartitionDescription};
+    use sluice_client::{BrokerStatus, PartitionDescription};
 
     use super::*;
 
@@ -354,7 +371,15 @@ mod tests {
     fn status_lists_brokers_with_roles() {
         let s = ClusterStatus {
             brokers: vec![BrokerStatus {
-                broker: BrokerInfo { node_id: 1, address: "127.0.0.1:9091".into(), live: true, disk_full: None },
+                broker: BrokerInfo {
+                    node_id: 1,
+                    address: "127.0.0.1:9091".into(),
+                    live: true,
+                    disk_full: None,
+                    replicas: 7,
+                    max_replicas: 18_976,
+                    offline_replicas: 1,
+                },
                 is_controller: true,
                 partition_leaders: 5,
             }],
@@ -367,11 +392,17 @@ mod tests {
             status_json(&s),
             json!({
                 "controller_id": 1, "metadata_version": 12, "topics": 2, "leaderless_partitions": 0,
-                "brokers": [{"node_id": 1, "address": "127.0.0.1:9091", "live": true, "controller": true, "partition_leaders": 5, "disk_full": null}]
+                "brokers": [{"node_id": 1, "address": "127.0.0.1:9091", "live": true, "controller": true, "partition_leaders": 5, "disk_full": null,
+                    "replicas": 7, "max_replicas": 18_976, "offline_replicas": 1}]
             })
         );
         assert!(status_plain(&s).starts_with("controller: node 1;"));
         assert!(status_plain(&s).lines().nth(2).is_some_and(|l| l.ends_with("  ok")), "{}", status_plain(&s));
+        assert!(
+            status_plain(&s).lines().nth(2).is_some_and(|l| l.contains(" 7/18976       1  ok")),
+            "{}",
+            status_plain(&s)
+        );
         let mut full = s.clone();
         full.brokers[0].broker.disk_full = Some(DiskFull { free_bytes: 3 << 20, threshold_bytes: 16 << 20 });
         assert_eq!(

@@ -233,12 +233,22 @@ mod tests {
         let response = v1::MetadataResponse {
             error: None,
             brokers: vec![
-                v1::BrokerInfo { node_id: 1, client_address: "a:1".into(), live: true, disk_full: None },
+                v1::BrokerInfo {
+                    node_id: 1,
+                    client_address: "a:1".into(),
+                    live: true,
+                    replicas: 3,
+                    max_replicas: 100,
+                    ..v1::BrokerInfo::default()
+                },
                 v1::BrokerInfo {
                     node_id: 2,
                     client_address: "a:2".into(),
                     live: false,
                     disk_full: Some(v1::DiskFull { free_bytes: 10, threshold_bytes: 20 }),
+                    replicas: 3,
+                    offline_replicas: 2,
+                    ..v1::BrokerInfo::default()
                 },
             ],
             controller_id: Some(1),
@@ -263,6 +273,11 @@ mod tests {
         let full = crate::DiskFull { free_bytes: 10, threshold_bytes: 20 };
         assert_eq!((status.brokers[0].broker.disk_full, status.brokers[1].broker.disk_full), (None, Some(full)));
         assert_eq!((status.brokers[0].partition_leaders, status.brokers[1].partition_leaders), (2, 0));
+        let capacity = |b: &crate::BrokerInfo| (b.replicas, b.max_replicas, b.offline_replicas);
+        assert_eq!(
+            (capacity(&status.brokers[0].broker), capacity(&status.brokers[1].broker)),
+            ((3, 100, 0), (3, 0, 2))
+        );
         assert_eq!((status.topics, status.leaderless_partitions, status.metadata_version), (1, 1, 3));
     }
 }

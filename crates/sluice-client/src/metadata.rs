@@ -103,6 +103,14 @@ pub struct BrokerInfo {
     /// Set while its disk is below its free-space threshold: it refuses writes to its
     /// partitions (STORAGE_FULL) and serves reads. As the answering broker last heard it.
     pub disk_full: Option<DiskFull>,
+    /// Partition replicas assigned to it.
+    pub replicas: u32,
+    /// The most it can host (topic creations beyond are refused, INSUFFICIENT_CAPACITY); 0: no
+    /// limit.
+    pub max_replicas: u32,
+    /// Assigned replicas it is not running: parked after running out of a resource, failing to
+    /// start, or not started yet. As the answering broker last heard it.
+    pub offline_replicas: u32,
 }
 
 /// A broker's full disk: what is free, and the threshold below which it refuses writes.
@@ -202,10 +210,16 @@ impl ClusterMetadata {
             .map(|b| {
                 let disk_full =
                     b.disk_full.map(|d| DiskFull { free_bytes: d.free_bytes, threshold_bytes: d.threshold_bytes });
-                (
-                    b.node_id,
-                    BrokerInfo { node_id: b.node_id, address: b.client_address.clone(), live: b.live, disk_full },
-                )
+                let info = BrokerInfo {
+                    node_id: b.node_id,
+                    address: b.client_address.clone(),
+                    live: b.live,
+                    disk_full,
+                    replicas: b.replicas,
+                    max_replicas: b.max_replicas,
+                    offline_replicas: b.offline_replicas,
+                };
+                (b.node_id, info)
             })
             .collect();
         let topics = response
@@ -259,8 +273,8 @@ mod tests {
         v1::MetadataResponse {
             error: Some(sluice_proto::Error::ok()),
             brokers: vec![
-                v1::BrokerInfo { node_id: 1, client_address: "h:1".into(), live: true, disk_full: None },
-                v1::BrokerInfo { node_id: 2, client_address: "h:2".into(), live: false, disk_full: None },
+                v1::BrokerInfo { node_id: 1, client_address: "h:1".into(), live: true, ..Default::default() },
+                v1::BrokerInfo { node_id: 2, client_address: "h:2".into(), live: false, ..Default::default() },
             ],
             controller_id: Some(2),
             topics: vec![

@@ -29,6 +29,9 @@ impl ClientService {
                     client_address: b.client_addr.clone(),
                     live: b.live,
                     disk_full: self.disk_full_of(b.node_id.0),
+                    replicas: m.load(b.node_id).replicas,
+                    max_replicas: b.max_replicas,
+                    offline_replicas: self.partitions.offline_replicas_of(b.node_id.0),
                 })
                 .collect();
             // Configured brokers that have not registered yet are listed, as not live.
@@ -41,6 +44,9 @@ impl ClientService {
                     client_address: p.client_addr.clone(),
                     live: false,
                     disk_full: None,
+                    replicas: 0,
+                    max_replicas: 0,
+                    offline_replicas: 0,
                 })
                 .collect();
             brokers.extend(unregistered);

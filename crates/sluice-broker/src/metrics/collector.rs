@@ -186,6 +186,11 @@ impl BrokerCollector {
                 "Partition replicas stopped by a full disk (ENOSPC), waiting for space to start again.",
                 self.partitions.parked_count() as u64,
             ),
+            (
+                "sluice_replicas_offline",
+                "Partition replicas assigned to this broker that it is not running: parked, failing to start, or not started yet.",
+                self.partitions.offline_count(),
+            ),
         ] {
             ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }

@@ -246,7 +246,7 @@ impl Sluice for FakeBroker {
                 node_id: id,
                 client_address: addresses[id as usize - 1].clone(),
                 live: true,
-                disk_full: None,
+                ..v1::BrokerInfo::default()
             })
             .collect();
         let topics = state

@@ -37,6 +37,8 @@ const TRANSFERS_PER_ROUND: usize = 8;
 /// What a round decided to do once it has looked at every group.
 struct Actions<SM: GroupStateMachine> {
     heartbeat: Vec<Raft<SM>>,
+    /// Groups whose campaign starts now: they stand for election at once.
+    elect: Vec<(u64, Raft<SM>)>,
     transfer: Vec<(u64, Raft<SM>, NodeId)>,
 }
 
@@ -127,6 +129,9 @@ pub struct LivenessDriver<SM: GroupStateMachine> {
     view: (u64, Vec<NodeId>, bool),
     /// The claims last sent, and their version.
     claims: (Vec<(u64, u64)>, u64),
+    /// Per peer, the claims version it said it holds: heartbeats to it leave the claims out
+    /// while that is current. A restarted peer holds none, says so, and gets them next round.
+    acked: HashMap<NodeId, u64>,
 }
 
 impl<SM: GroupStateMachine> LivenessDriver<SM> {
@@ -155,6 +160,7 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
             registry_generation: None,
             view: (0, Vec::new(), false),
             claims: (Vec::new(), 0),
+            acked: HashMap::new(),
         }
     }
 
@@ -173,6 +179,11 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
             for raft in actions.heartbeat {
                 if let Err(e) = raft.trigger().heartbeat().await {
                     tracing::debug!("heartbeat to a restarted or stale peer: {e}");
+                }
+            }
+            for (group, raft) in actions.elect {
+                if let Err(e) = raft.trigger().elect(true).await {
+                    tracing::debug!(group, "starting an election: {e}");
                 }
             }
             for (group, raft, to) in actions.transfer {
@@ -210,9 +221,9 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
         self.view = view;
         let restarted = self.liveness.take_restarted();
         let mut claims = Vec::with_capacity(self.claims.0.len());
-        let mut actions = Actions { heartbeat: Vec::new(), transfer: Vec::new() };
+        let mut actions = Actions { heartbeat: Vec::new(), elect: Vec::new(), transfer: Vec::new() };
         let running = self.groups.values().filter(|t| t.ticking == Some(true) && t.state != ServerState::Leader);
-        let mut campaigns = Campaigns { running: running.count() };
+        let mut campaigns = Campaigns { running: running.count(), started: Vec::new() };
         for (&group, t) in &mut self.groups {
             let changed = t.refresh();
             match t.state {
@@ -244,6 +255,7 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
                 _ => {}
             }
         }
+        actions.elect = campaigns.started;
         claims.sort_unstable();
         if claims != self.claims.0 {
             self.claims = (claims, self.claims.1 + 1);
@@ -252,38 +264,63 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
     }
 
     /// Sends this node's heartbeat to every peer at once; each is bounded by the interval, so a
-    /// dead peer delays the next round by at most that.
-    async fn send_heartbeats(&self) {
-        let (led_groups, led_terms) = self.claims.0.iter().copied().unzip();
+    /// dead peer delays the next round by at most that. A peer that holds the current claims
+    /// gets a heartbeat without them.
+    async fn send_heartbeats(&mut self) {
+        let (led_groups, led_terms): (Vec<u64>, Vec<u64>) = self.claims.0.iter().copied().unzip();
+        let version = self.claims.1;
         let beat = pb::NodeHeartbeatRequest {
             from: self.liveness.node_id(),
             incarnation: self.liveness.incarnation(),
             led_groups,
             led_terms,
-            claims_version: self.claims.1,
+            claims_version: version,
             disk_full: self
                 .liveness
                 .disk_full(self.liveness.node_id())
                 .map(|d| pb::DiskFull { free_bytes: d.free_bytes, threshold_bytes: d.threshold_bytes }),
             max_replicas: self.liveness.max_replicas(self.liveness.node_id()),
+            claims_omitted: false,
+            offline_replicas: self.liveness.offline_replicas(self.liveness.node_id()),
         };
-        let sends = self.peers.iter().map(|(peer, addr)| {
-            let beat = beat.clone();
+        let brief = pb::NodeHeartbeatRequest {
+            led_groups: Vec::new(),
+            led_terms: Vec::new(),
+            claims_omitted: true,
+            ..beat.clone()
+        };
+        let (this, interval) = (&*self, self.config.interval);
+        let sends = this.peers.iter().map(|(peer, addr)| {
+            let omit = this.acked.get(peer) == Some(&version);
+            let beat = if omit { brief.clone() } else { beat.clone() };
             async move {
-                let sent = match self.clients.raft_client(*peer, addr) {
-                    Ok(mut client) => tokio::time::timeout(self.config.interval, client.node_heartbeat(beat))
+                let sent = match this.clients.raft_client(*peer, addr) {
+                    Ok(mut client) => tokio::time::timeout(interval, client.node_heartbeat(beat))
                         .await
-                        .map_err(|_elapsed| format!("no answer within {:?}", self.config.interval)),
+                        .map_err(|_elapsed| format!("no answer within {interval:?}")),
                     Err(e) => Err(e),
                 };
                 match sent {
-                    Ok(Ok(_ack)) => {}
-                    Ok(Err(status)) => tracing::trace!(peer, "node heartbeat failed: {status}"),
-                    Err(e) => tracing::trace!(peer, "node heartbeat failed: {e}"),
+                    Ok(Ok(ack)) => Some((*peer, ack.into_inner())),
+                    Ok(Err(status)) => {
+                        tracing::trace!(peer, "node heartbeat failed: {status}");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::trace!(peer, "node heartbeat failed: {e}");
+                        None
+                    }
                 }
             }
         });
-        futures_util::future::join_all(sends).await;
+        let acks = futures_util::future::join_all(sends).await;
+        for (peer, ack) in acks.into_iter().flatten() {
+            if ack.claims_current {
+                self.acked.insert(peer, version);
+            } else {
+                self.acked.remove(&peer);
+            }
+        }
     }
 }
 
@@ -295,7 +332,7 @@ fn follow<SM: GroupStateMachine>(
     settled: bool,
     group: u64,
     t: &mut Tracked<SM>,
-    campaigns: &mut Campaigns,
+    campaigns: &mut Campaigns<SM>,
 ) {
     let led = liveness.claimed_leader(group).is_some_and(|c| c.term >= t.term);
     if led || !settled {
@@ -307,7 +344,12 @@ fn follow<SM: GroupStateMachine>(
     let live: Vec<NodeId> = t.voters.iter().copied().filter(|&v| liveness.is_live(v)).collect();
     let rank = campaign_rank(group, liveness.node_id(), &live, liveness.preferred_leader(group));
     let turn = since + config.campaign_stagger * rank;
-    campaigns.set(t, Instant::now() >= turn);
+    let was = t.ticking == Some(true);
+    // A new group (term 0) needs no push: its preferred leader's openraft elects as it
+    // initializes the group, and a second election now would compete with that one.
+    if campaigns.set(t, Instant::now() >= turn) && !was && t.term > 0 {
+        campaigns.started.push((group, t.raft.clone()));
+    }
 }
 
 /// How many groups one node campaigns for at once. Every vote costs each voter an fsync; when
@@ -318,24 +360,32 @@ fn follow<SM: GroupStateMachine>(
 const MAX_CAMPAIGNS: usize = 32;
 
 /// The campaigns (followers with their ticker on) running on this node.
-struct Campaigns {
+struct Campaigns<SM: GroupStateMachine> {
     running: usize,
+    /// The campaigns this round started. Each stands for election now (a
+    /// pre-vote first, which a live leader's followers refuse, so a healthy leader is never
+    /// deposed) rather than after openraft's randomized election timeout: the turns
+    /// (`campaign_stagger` apart) already keep a group's voters from campaigning together, and
+    /// waiting out the timeout made every new topic and every restart wait most of a second per
+    /// batch of campaigns. The ticker stays on as a fallback.
+    started: Vec<(u64, Raft<SM>)>,
 }
 
-impl Campaigns {
+impl<SM: GroupStateMachine> Campaigns<SM> {
     /// Turns `t`'s ticker on or off; on only if a campaign slot is free (otherwise the group
-    /// stays leaderless and asks again next round).
-    fn set<SM: GroupStateMachine>(&mut self, t: &mut Tracked<SM>, on: bool) {
+    /// stays leaderless and asks again next round). Says whether its campaign runs now.
+    fn set(&mut self, t: &mut Tracked<SM>, on: bool) -> bool {
         let was = t.ticking == Some(true);
         if on && !was {
             if self.running >= MAX_CAMPAIGNS {
-                return;
+                return false;
             }
             self.running += 1;
         } else if !on && was {
             self.running = self.running.saturating_sub(1);
         }
         t.tick(on);
+        on
     }
 }
 

@@ -56,6 +56,8 @@ pub struct Liveness {
     disk_full: RwLock<Option<DiskFull>>,
     /// How many partition replicas this node can host, sent with every heartbeat.
     max_replicas: AtomicU64,
+    /// How many of its assigned replicas this node is not running, sent with every heartbeat.
+    offline_replicas: AtomicU64,
 }
 
 /// A node whose data directory has less free space than its threshold: partitions with a
@@ -73,7 +75,9 @@ struct PeerView {
     /// Since when the peer has been heard without a gap of `timeout`, in this incarnation.
     live_since: Instant,
     incarnation: u64,
-    claims_version: u64,
+    /// The version of `claims`; `None` while they are unknown (a heartbeat left them out, and
+    /// this node has not had them in the peer's current incarnation).
+    claims_version: Option<u64>,
     /// Set when the incarnation changed; taken by the driver.
     restarted: bool,
     /// Group id → the term the peer leads it in.
@@ -82,6 +86,19 @@ struct PeerView {
     disk_full: Option<DiskFull>,
     /// Its capacity in replicas, as its latest heartbeat said (0: not said).
     max_replicas: u32,
+    /// Its assigned replicas not running, as its latest heartbeat said.
+    offline_replicas: u32,
+}
+
+/// What a node's heartbeat says about its resources.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// Its disk, when below the free-space threshold.
+    pub disk_full: Option<DiskFull>,
+    /// The most partition replicas it can host (0: not said).
+    pub max_replicas: u32,
+    /// Its assigned replicas not running.
+    pub offline_replicas: u32,
 }
 
 /// A group's leader as claimed by a live node.
@@ -106,6 +123,7 @@ impl Liveness {
             preferred: RwLock::new(HashMap::new()),
             disk_full: RwLock::new(None),
             max_replicas: AtomicU64::new(0),
+            offline_replicas: AtomicU64::new(0),
         }
     }
 
@@ -119,56 +137,80 @@ impl Liveness {
         self.incarnation
     }
 
-    /// Records a heartbeat from `from`: it is live, and it leads exactly `claims`, which are
-    /// only read if `(incarnation, claims_version)` is new.
+    /// Records a heartbeat from `from`: it is live, and it leads exactly the groups `claims`
+    /// returns, which is only called if `(incarnation, claims_version)` is new. `claims` is
+    /// `None` when the heartbeat left the lists out. Returns whether this node now holds the
+    /// peer's claims at that version (false asks the peer to send them).
     pub fn record(
         &self,
         from: NodeId,
         incarnation: u64,
         claims_version: u64,
-        claims: impl FnOnce() -> HashMap<u64, u64>,
-    ) {
+        claims: Option<impl FnOnce() -> HashMap<u64, u64>>,
+    ) -> bool {
         let mut peers = self.peers.write().expect("liveness lock poisoned");
         let now = Instant::now();
-        if let Some(peer) = peers.get_mut(&from) {
-            if now.duration_since(peer.last_heard) >= self.timeout || peer.incarnation != incarnation {
-                peer.live_since = now;
-            }
-            peer.last_heard = now;
-            if peer.incarnation == incarnation && peer.claims_version == claims_version {
-                return;
-            }
-            peer.restarted |= peer.incarnation != incarnation;
-            peer.incarnation = incarnation;
-            peer.claims_version = claims_version;
-            peer.claims = claims();
-        } else {
+        let first = !peers.contains_key(&from);
+        let peer = peers.entry(from).or_insert_with(|| PeerView {
+            last_heard: now,
+            live_since: now,
+            incarnation,
+            claims_version: None,
             // A peer first heard of counts as restarted: its groups may need to hear from their
             // leaders here to catch up.
-            let claims = claims();
-            let view = PeerView {
-                last_heard: now,
-                live_since: now,
-                incarnation,
-                claims_version,
-                restarted: true,
-                claims,
-                disk_full: None,
-                max_replicas: 0,
-            };
-            peers.insert(from, view);
+            restarted: true,
+            claims: HashMap::new(),
+            disk_full: None,
+            max_replicas: 0,
+            offline_replicas: 0,
+        });
+        if now.duration_since(peer.last_heard) >= self.timeout || peer.incarnation != incarnation {
+            peer.live_since = now;
         }
+        peer.last_heard = now;
+        if first {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        if peer.incarnation != incarnation {
+            peer.restarted = true;
+            peer.incarnation = incarnation;
+            peer.claims_version = None;
+            peer.claims.clear();
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        if peer.claims_version == Some(claims_version) {
+            return true;
+        }
+        let Some(claims) = claims else { return false };
+        peer.claims_version = Some(claims_version);
+        peer.claims = claims();
         self.generation.fetch_add(1, Ordering::Release);
+        true
     }
 
-    /// Records the disk state and capacity a heartbeat from `from` carried (after
-    /// [`Liveness::record`]).
-    pub fn record_resources(&self, from: NodeId, disk_full: Option<DiskFull>, max_replicas: u32) {
+    /// Records the resources a heartbeat from `from` reported (after [`Liveness::record`]).
+    pub fn record_resources(&self, from: NodeId, resources: Resources) {
         let mut peers = self.peers.write().expect("liveness lock poisoned");
         if let Some(peer) = peers.get_mut(&from) {
-            peer.disk_full = disk_full;
-            peer.max_replicas = max_replicas;
+            peer.disk_full = resources.disk_full;
+            peer.max_replicas = resources.max_replicas;
+            peer.offline_replicas = resources.offline_replicas;
         }
+    }
+
+    /// Sets how many of this node's assigned replicas are not running; heartbeats carry it.
+    pub fn set_offline_replicas(&self, offline: u32) {
+        self.offline_replicas.store(u64::from(offline), Ordering::Relaxed);
+    }
+
+    /// How many of `node`'s assigned replicas are not running: this node's as set, a peer's as
+    /// its latest heartbeat said.
+    pub fn offline_replicas(&self, node: NodeId) -> u32 {
+        if node == self.node_id {
+            return self.offline_replicas.load(Ordering::Relaxed) as u32;
+        }
+        let peers = self.peers.read().expect("liveness lock poisoned");
+        peers.get(&node).map_or(0, |p| p.offline_replicas)
     }
 
     /// Sets how many partition replicas this node can host, which its heartbeats carry.
@@ -263,14 +305,14 @@ impl Liveness {
     }
 
     /// Whether the view can be trusted to say a group has no leader: every one of `peers` has been
-    /// heard from, or a whole timeout has passed since this node started. Before that, a
+    /// heard from with its claims, or a whole timeout has passed since this node started. Before that, a
     /// restarted node would mistake "not heard yet" for "no leader" and disrupt the cluster.
     pub fn settled(&self, peers: &[NodeId]) -> bool {
         if self.started.elapsed() >= self.timeout {
             return true;
         }
         let known = self.peers.read().expect("liveness lock poisoned");
-        peers.iter().filter(|&&p| p != self.node_id).all(|p| known.contains_key(p))
+        peers.iter().filter(|&&p| p != self.node_id).all(|p| known.get(p).is_some_and(|v| v.claims_version.is_some()))
     }
 
     /// Peers whose incarnation changed since the last call: they restarted.
@@ -298,4 +340,41 @@ impl std::fmt::Debug for Liveness {
 fn new_incarnation() -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     (nanos as u64) ^ (u64::from(std::process::id()) << 40)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::Liveness;
+
+    fn claims(pairs: &[(u64, u64)]) -> Option<impl FnOnce() -> HashMap<u64, u64>> {
+        let map: HashMap<u64, u64> = pairs.iter().copied().collect();
+        Some(move || map)
+    }
+
+    const NONE: Option<fn() -> HashMap<u64, u64>> = None;
+
+    #[test]
+    fn claims_left_out_count_only_once_held_at_that_version() {
+        let l = Liveness::new(1, Duration::from_secs(60));
+        assert!(!l.record(2, 7, 3, NONE), "a first heartbeat without claims cannot be current");
+        assert!(l.is_live(2));
+        assert!(!l.settled(&[1, 2]), "a peer whose claims are unknown leaves the view unsettled");
+        assert_eq!(l.claimed_leader(10), None);
+
+        assert!(l.record(2, 7, 3, claims(&[(10, 4)])));
+        assert!(l.settled(&[1, 2]));
+        assert_eq!(l.claimed_leader(10).map(|c| (c.node_id, c.term)), Some((2, 4)));
+        assert!(l.record(2, 7, 3, NONE), "the same version, left out: still current");
+        assert!(!l.record(2, 7, 4, NONE), "a newer version left out is not held");
+        assert_eq!(l.claimed_leader(10).map(|c| c.term), Some(4), "the older claims stand until the new arrive");
+
+        assert!(!l.record(2, 8, 4, NONE), "a restarted peer's claims are unknown");
+        assert_eq!(l.claimed_leader(10), None, "a restarted peer's old claims are forgotten");
+        assert_eq!(l.take_restarted(), vec![2]);
+        assert!(l.record(2, 8, 1, claims(&[(11, 5)])));
+        assert_eq!(l.claimed_leader(11).map(|c| c.term), Some(5));
+    }
 }

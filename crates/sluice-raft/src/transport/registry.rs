@@ -31,6 +31,8 @@ pub struct RaftRegistry<SM: GroupStateMachine> {
     generation: AtomicU64,
     /// Where incoming node heartbeats are recorded, once the node runs a liveness driver.
     liveness: OnceLock<Arc<Liveness>>,
+    /// Woken on every insert, for RPCs waiting for their group to start here.
+    inserted: tokio::sync::Notify,
 }
 
 impl<SM: GroupStateMachine> RaftRegistry<SM> {
@@ -42,6 +44,7 @@ impl<SM: GroupStateMachine> RaftRegistry<SM> {
             logs: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             liveness: OnceLock::new(),
+            inserted: tokio::sync::Notify::new(),
         }
     }
 
@@ -54,6 +57,7 @@ impl<SM: GroupStateMachine> RaftRegistry<SM> {
     pub fn insert(&self, group_id: u64, raft: Raft<SM>) -> Option<Raft<SM>> {
         let replaced = self.groups.write().expect("registry poisoned").insert(group_id, raft);
         self.generation.fetch_add(1, Ordering::Release);
+        self.inserted.notify_waiters();
         replaced
     }
 
@@ -92,6 +96,24 @@ impl<SM: GroupStateMachine> RaftRegistry<SM> {
     /// The Raft of `group_id`, if hosted here.
     pub fn get(&self, group_id: u64) -> Option<Raft<SM>> {
         self.groups.read().expect("registry poisoned").get(&group_id).cloned()
+    }
+
+    /// The Raft of `group_id`, waiting up to `within` for it to start here if it is not hosted
+    /// yet: the replicas of a new partition start on every broker at about the same time, and a
+    /// vote request that arrives first would otherwise fail and leave its candidate waiting out
+    /// an election timeout.
+    pub async fn get_within(&self, group_id: u64, within: std::time::Duration) -> Option<Raft<SM>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            // Registered before looking, so that an insert in between is not missed.
+            let inserted = self.inserted.notified();
+            if let Some(raft) = self.get(group_id) {
+                return Some(raft);
+            }
+            if tokio::time::timeout_at(deadline, inserted).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// Records incoming node heartbeats in `liveness` from now on. Only the first call counts.

@@ -34,6 +34,11 @@ use openraft::raft::AppendEntriesRequest;
 use crate::partition::RetainedWriter;
 use crate::typ::{LogId, PartitionConfig, Raft, Vote};
 
+/// How long a vote request for a group not hosted here waits for it to start (see
+/// [`RaftRegistry::get_within`]): within the candidate's deadline for the answer, three quarters
+/// of the election timeout's minimum (375 ms by default).
+const VOTE_WAITS_FOR_GROUP: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// The `RaftPeer` gRPC service of one node, routing each RPC to the group it names.
 pub struct PeerService<SM: GroupStateMachine> {
     registry: Arc<RaftRegistry<SM>>,
@@ -61,6 +66,12 @@ impl<SM: GroupStateMachine> PeerService<SM> {
 
     fn raft(&self, group_id: u64) -> Result<Raft<SM>, Status> {
         self.registry.get(group_id).ok_or_else(|| group_not_found(group_id, self.registry.node_id()))
+    }
+
+    /// Like [`PeerService::raft`], for a vote: waits briefly for a group that is starting.
+    async fn raft_for_vote(&self, group_id: u64) -> Result<Raft<SM>, Status> {
+        let raft = self.registry.get_within(group_id, VOTE_WAITS_FOR_GROUP).await;
+        raft.ok_or_else(|| group_not_found(group_id, self.registry.node_id()))
     }
 
     /// Starts staging the retained entries of a snapshot for partition group `group_id`.
@@ -138,7 +149,7 @@ impl<SM: GroupStateMachine> RaftPeer for PeerService<SM> {
     async fn vote(&self, request: Request<pb::VoteRequest>) -> Result<Response<pb::VoteResponse>, Status> {
         let message = request.into_inner();
         let group_id = message.group_id;
-        let raft = self.raft(group_id)?;
+        let raft = self.raft_for_vote(group_id).await?;
         let rpc = convert::vote_request_from_pb(message)?;
         let response = raft.vote(rpc).await.map_err(|e| raft_stopped(group_id, self.node_id(), &e.unwrap_fatal()))?;
         Ok(Response::new(convert::vote_response_to_pb(&response)))
@@ -147,7 +158,7 @@ impl<SM: GroupStateMachine> RaftPeer for PeerService<SM> {
     async fn pre_vote(&self, request: Request<pb::VoteRequest>) -> Result<Response<pb::VoteResponse>, Status> {
         let message = request.into_inner();
         let group_id = message.group_id;
-        let raft = self.raft(group_id)?;
+        let raft = self.raft_for_vote(group_id).await?;
         let rpc = convert::vote_request_from_pb(message)?;
         let response =
             raft.pre_vote(rpc).await.map_err(|e| raft_stopped(group_id, self.node_id(), &e.unwrap_fatal()))?;
@@ -229,12 +240,19 @@ impl<SM: GroupStateMachine> RaftPeer for PeerService<SM> {
             led_terms,
             disk_full,
             max_replicas,
+            claims_omitted,
+            offline_replicas,
         } = beat;
-        liveness.record(from, incarnation, claims_version, || led_groups.into_iter().zip(led_terms).collect());
+        let claims = (!claims_omitted).then_some(|| led_groups.into_iter().zip(led_terms).collect());
+        let claims_current = liveness.record(from, incarnation, claims_version, claims);
         let disk_full = disk_full
             .map(|d| crate::liveness::DiskFull { free_bytes: d.free_bytes, threshold_bytes: d.threshold_bytes });
-        liveness.record_resources(from, disk_full, max_replicas);
-        Ok(Response::new(pb::NodeHeartbeatAck { node_id: self.node_id(), incarnation: liveness.incarnation() }))
+        liveness.record_resources(from, crate::liveness::Resources { disk_full, max_replicas, offline_replicas });
+        Ok(Response::new(pb::NodeHeartbeatAck {
+            node_id: self.node_id(),
+            incarnation: liveness.incarnation(),
+            claims_current,
+        }))
     }
 }
 
