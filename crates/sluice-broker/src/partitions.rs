@@ -29,6 +29,10 @@ use crate::disk::DiskState;
 use crate::fail_stop::{FailStop, OnExhaustion};
 use crate::parked::Parked;
 
+/// The longest a replica of a new partition waits for its live preferred leader to initialize
+/// the group before it initializes the group itself.
+const INITIALIZE_FALLBACK_MAX: Duration = Duration::from_secs(30);
+
 /// How many partition groups one reconciliation starts at once.
 const STARTS_AT_ONCE: usize = 64;
 
@@ -386,7 +390,7 @@ impl Partitions {
         self.registry.insert_log(p.group_id, Arc::clone(&log));
         self.registry.insert(p.group_id, raft.clone());
         let fallback = Duration::from_millis(2 * self.raft_config.election_timeout_max);
-        if let Err(e) = initialize(self.node_id, &raft, p, addrs, fallback).await {
+        if let Err(e) = initialize(self.node_id, &self.liveness, &raft, p, addrs, fallback).await {
             // Undone, so that the next try starts afresh: a group left running would keep its
             // log's directory locked, and every later try would fail on the lock.
             self.registry.remove(p.group_id);
@@ -447,12 +451,13 @@ fn flush_policy_of(m: &Metadata, p: &HostedPartition) -> FlushPolicy {
 /// Makes `raft` a member of its group. A new partition's preferred leader (its first replica)
 /// initializes the group with the assigned replicas as voters, which in openraft also starts its
 /// election at once; the others learn the membership from it when it replicates. They initialize
-/// too (the same membership) only if nothing reached them within `fallback`: the preferred
-/// leader may be down. Every replica initializing at once made all three campaign in the same
+/// too (the same membership) only if nothing reached them within `fallback` while the preferred
+/// leader is down, or within [`INITIALIZE_FALLBACK_MAX`] however it is. Every replica initializing at once made all three campaign in the same
 /// term, split the vote, and left a new topic leaderless for an election timeout. Restarts find
 /// the group initialized.
 async fn initialize(
     node_id: u64,
+    liveness: &Arc<Liveness>,
     raft: &Raft<BrokerStateMachine>,
     p: &HostedPartition,
     addrs: &BTreeMap<u64, String>,
@@ -470,15 +475,25 @@ async fn initialize(
         }
         return Ok(());
     }
-    let raft = raft.clone();
+    let (raft, liveness, preferred) = (raft.clone(), Arc::clone(liveness), p.replicas.first().map(|r| r.0));
     tokio::spawn(async move {
-        tokio::time::sleep(fallback).await;
-        // A stopped group answers with an error: nothing to do then either.
-        if matches!(raft.is_initialized().await, Ok(false)) {
-            tracing::info!(group, "no leader reached this replica of a new partition: initializing it here");
-            if let Err(e) = raft.initialize(voters).await {
-                tracing::debug!(group, "partition group already initialized elsewhere: {e}");
+        let started = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(fallback).await;
+            // A stopped group answers with an error: nothing to do then either.
+            if !matches!(raft.is_initialized().await, Ok(false)) {
+                return;
             }
+            // A live preferred leader starting thousands of groups may take a while to come to
+            // this one; initializing here then would only elect a leader that hands over later.
+            let preferred_live = preferred.is_some_and(|p| liveness.is_live(p));
+            if !preferred_live || started.elapsed() >= INITIALIZE_FALLBACK_MAX {
+                break;
+            }
+        }
+        tracing::info!(group, "no leader reached this replica of a new partition: initializing it here");
+        if let Err(e) = raft.initialize(voters).await {
+            tracing::debug!(group, "partition group already initialized elsewhere: {e}");
         }
     });
     Ok(())

@@ -122,8 +122,7 @@ impl Admin {
     pub async fn wait_for_leaders(&self, topic: &str, timeout: Duration) -> Result<Arc<TopicInfo>> {
         let deadline = Instant::now() + timeout;
         loop {
-            let metadata = self.client.refresh_metadata().await?;
-            let info = metadata.topics.get(topic).cloned().ok_or_else(|| unknown_topic(topic))?;
+            let info = self.client.fetch_topic(topic).await?.ok_or_else(|| unknown_topic(topic))?;
             let waiting = info.partitions.iter().filter(|p| p.leader.is_none()).count();
             if waiting == 0 && !info.partitions.is_empty() {
                 return Ok(info);

@@ -415,12 +415,28 @@ impl Client {
         if current.fetched_at > seen {
             return Ok(current);
         }
-        let fresh = Arc::new(self.fetch_metadata(&current, suspect).await?);
+        let fresh = Arc::new(self.fetch_metadata(&current, suspect, Vec::new()).await?);
         *self.inner.metadata.write().expect("metadata lock") = Arc::clone(&fresh);
         Ok(fresh)
     }
 
-    async fn fetch_metadata(&self, current: &ClusterMetadata, suspect: Option<&str>) -> Result<ClusterMetadata> {
+    /// The metadata of `topic` alone, asked of the cluster now; the cache is left as it is. A
+    /// caller polling one topic (waiting for its leaders) then costs the broker that topic, not
+    /// every partition of the cluster.
+    pub(crate) async fn fetch_topic(&self, topic: &str) -> Result<Option<Arc<TopicInfo>>> {
+        let current = self.metadata();
+        let answer = self.fetch_metadata(&current, None, vec![topic.to_owned()]).await?;
+        Ok(answer.topics.get(topic).cloned())
+    }
+
+    /// Asks the brokers `current` knows (controller first, `suspect` last) for the metadata of
+    /// `topics` (empty: every topic) until one answers.
+    async fn fetch_metadata(
+        &self,
+        current: &ClusterMetadata,
+        suspect: Option<&str>,
+        topics: Vec<String>,
+    ) -> Result<ClusterMetadata> {
         let mut candidates: Vec<String> = current.controller_address().map(str::to_owned).into_iter().collect();
         let live = current.brokers.values().filter(|b| b.live).map(|b| b.address.clone());
         for address in live.chain(self.inner.config.bootstrap.iter().cloned()) {
@@ -435,7 +451,7 @@ impl Client {
         let mut last_error = String::from("no address to try");
         for address in &candidates {
             let mut rpc = self.rpc(address)?;
-            let request = v1::MetadataRequest { topics: Vec::new() };
+            let request = v1::MetadataRequest { topics: topics.clone() };
             match tokio::time::timeout(self.inner.config.request_timeout, rpc.metadata(request)).await {
                 Ok(Ok(response)) => {
                     let response = response.into_inner();

@@ -1,9 +1,9 @@
 //! [`LivenessDriver`]: the loop that sends this node's heartbeats and decides, group by group,
 //! whether openraft's ticker runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::ServerState;
@@ -34,6 +34,9 @@ pub struct LivenessConfig {
 /// How many leadership transfers one round may start: rebalancing moves groups a few at a time.
 const TRANSFERS_PER_ROUND: usize = 8;
 
+/// Every this many rounds the driver looks at every group, not only the changed and hot ones.
+const FULL_SCAN_ROUNDS: u64 = 10;
+
 /// What a round decided to do once it has looked at every group.
 struct Actions<SM: GroupStateMachine> {
     heartbeat: Vec<Raft<SM>>,
@@ -59,12 +62,28 @@ pub(super) struct Tracked<SM: GroupStateMachine> {
     ticking: Option<bool>,
     /// Since when no live node has claimed the group (while this node follows it).
     leaderless_since: Option<Instant>,
+    /// Marks the group dirty whenever its state, vote or membership changes.
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl<SM: GroupStateMachine> Drop for Tracked<SM> {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
 }
 
 type ServerMetricsWatch = WatchReceiverOf<PartitionConfig, RaftServerMetrics<PartitionConfig>>;
 
 impl<SM: GroupStateMachine> Tracked<SM> {
-    fn new(raft: Raft<SM>) -> Tracked<SM> {
+    fn new(group: u64, raft: Raft<SM>, dirty: &Arc<Mutex<HashSet<u64>>>) -> Tracked<SM> {
+        let mut changes = raft.server_metrics();
+        let dirty = Arc::clone(dirty);
+        // Ends when the group shuts down (the sender goes) or stops being tracked (aborted).
+        let watcher = tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                dirty.lock().expect("dirty set poisoned").insert(group);
+            }
+        });
         let metrics = raft.server_metrics();
         let membership = Arc::clone(&metrics.borrow_watched().membership_config);
         let voters = membership.membership().voter_ids().collect();
@@ -79,7 +98,14 @@ impl<SM: GroupStateMachine> Tracked<SM> {
             transfer: None,
             ticking: None,
             leaderless_since: None,
+            watcher,
         }
+    }
+
+    /// Whether the group needs looking at every round: its ticker runs (a campaign), it has no
+    /// leader, or its leadership is being handed over.
+    fn hot(&self) -> bool {
+        self.ticking == Some(true) || self.leaderless_since.is_some() || self.transfer.is_some()
     }
 
     /// Re-reads the group's state; says whether it changed since the last call. Reading the
@@ -129,6 +155,14 @@ pub struct LivenessDriver<SM: GroupStateMachine> {
     view: (u64, Vec<NodeId>, bool),
     /// The claims last sent, and their version.
     claims: (Vec<(u64, u64)>, u64),
+    /// The groups this node leads and claims, with their terms: `claims` when it last changed.
+    led: BTreeMap<u64, u64>,
+    /// Groups whose Raft state changed since they were last looked at (see [`Tracked::new`]).
+    dirty: Arc<Mutex<HashSet<u64>>>,
+    /// Groups looked at every round ([`Tracked::hot`]); every running campaign is among them.
+    hot: HashSet<u64>,
+    /// Rounds run; every [`FULL_SCAN_ROUNDS`]th looks at every group.
+    rounds: u64,
     /// Per peer, the claims version it said it holds: heartbeats to it leave the claims out
     /// while that is current. A restarted peer holds none, says so, and gets them next round.
     acked: HashMap<NodeId, u64>,
@@ -161,6 +195,10 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
             view: (0, Vec::new(), false),
             claims: (Vec::new(), 0),
             acked: HashMap::new(),
+            led: BTreeMap::new(),
+            dirty: Arc::default(),
+            hot: HashSet::new(),
+            rounds: 0,
         }
     }
 
@@ -174,8 +212,8 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
                 _ = ticker.tick() => {}
                 () = &mut stop => return,
             }
-            self.sync_groups();
-            let actions = self.check_groups();
+            let groups_changed = self.sync_groups();
+            let actions = self.check_groups(groups_changed);
             for raft in actions.heartbeat {
                 if let Err(e) = raft.trigger().heartbeat().await {
                     tracing::debug!("heartbeat to a restarted or stale peer: {e}");
@@ -196,43 +234,67 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
         }
     }
 
-    /// Tracks the registry's groups (only when it changed).
-    fn sync_groups(&mut self) {
+    /// Tracks the registry's groups (only when it changed); says whether it did.
+    fn sync_groups(&mut self) -> bool {
         let generation = self.registry.generation();
         if self.registry_generation == Some(generation) {
-            return;
+            return false;
         }
         self.registry_generation = Some(generation);
         let hosted: HashMap<u64, Raft<SM>> =
             self.registry.groups().into_iter().filter(|(g, _)| !self.unmanaged.contains(g)).collect();
         self.groups.retain(|g, _| hosted.contains_key(g));
+        self.hot.retain(|g| hosted.contains_key(g));
         for (group, raft) in hosted {
-            self.groups.entry(group).or_insert_with(|| Tracked::new(raft));
+            let dirty = &self.dirty;
+            self.groups.entry(group).or_insert_with(|| Tracked::new(group, raft, dirty));
         }
+        true
+    }
+
+    /// The groups to look at this round: all of them when the view of the cluster or the set
+    /// of groups changed, a peer restarted, or every [`FULL_SCAN_ROUNDS`]th round (rebalancing
+    /// is checked then); otherwise only those whose Raft state changed and the hot ones. An
+    /// idle broker leading thousands of groups so touches none of them most rounds: reading
+    /// every group's state every round cost it half its idle CPU.
+    fn groups_to_check(&mut self, everything: bool) -> Vec<u64> {
+        self.rounds += 1;
+        let dirty = std::mem::take(&mut *self.dirty.lock().expect("dirty set poisoned"));
+        if everything || self.rounds.is_multiple_of(FULL_SCAN_ROUNDS) {
+            self.led.retain(|g, _| self.groups.contains_key(g));
+            return self.groups.keys().copied().collect();
+        }
+        let mut visit: HashSet<u64> = dirty.into_iter().filter(|g| self.groups.contains_key(g)).collect();
+        visit.extend(self.hot.iter().copied());
+        visit.into_iter().collect()
     }
 
     /// Sets tickers, collects this node's claims, and returns what to do next: the leaders
     /// that should send a Raft heartbeat now (to a follower that restarted, so it learns its
     /// leader and catches up, or to a peer still claiming the group in an older term, so that
     /// one steps down), and the groups to hand to their preferred leader.
-    fn check_groups(&mut self) -> Actions<SM> {
+    fn check_groups(&mut self, groups_changed: bool) -> Actions<SM> {
         let view = (self.liveness.generation(), self.liveness.live_peers(), self.liveness.settled(&self.peer_ids));
         let view_changed = view != self.view;
         self.view = view;
         let restarted = self.liveness.take_restarted();
-        let mut claims = Vec::with_capacity(self.claims.0.len());
+        let visit = self.groups_to_check(view_changed || groups_changed || !restarted.is_empty());
         let mut actions = Actions { heartbeat: Vec::new(), elect: Vec::new(), transfer: Vec::new() };
-        let running = self.groups.values().filter(|t| t.ticking == Some(true) && t.state != ServerState::Leader);
-        let mut campaigns = Campaigns { running: running.count(), started: Vec::new() };
-        for (&group, t) in &mut self.groups {
+        let running = self.hot.iter().filter_map(|g| self.groups.get(g));
+        let running = running.filter(|t| t.ticking == Some(true) && t.state != ServerState::Leader).count();
+        let mut campaigns = Campaigns { running, started: Vec::new() };
+        let mut led_changed = false;
+        for group in visit {
+            let Some(t) = self.groups.get_mut(&group) else { continue };
             let changed = t.refresh();
+            let mut claim = None;
             match t.state {
                 ServerState::Leader => {
                     // A leader needs no ticker: followers hear of it through node heartbeats.
                     t.tick(false);
                     t.leaderless_since = None;
                     if !rebalance::abandoned(&self.liveness, &self.config, t) {
-                        claims.push((group, t.term));
+                        claim = Some(t.term);
                     }
                     let restarted = t.voters.iter().any(|v| restarted.contains(v));
                     let stale = (changed || view_changed)
@@ -254,10 +316,19 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
                 }
                 _ => {}
             }
+            if t.hot() {
+                self.hot.insert(group);
+            } else {
+                self.hot.remove(&group);
+            }
+            led_changed |= match claim {
+                Some(term) => self.led.insert(group, term) != Some(term),
+                None => self.led.remove(&group).is_some(),
+            };
         }
         actions.elect = campaigns.started;
-        claims.sort_unstable();
-        if claims != self.claims.0 {
+        if led_changed {
+            let claims: Vec<(u64, u64)> = self.led.iter().map(|(&g, &t)| (g, t)).collect();
             self.claims = (claims, self.claims.1 + 1);
         }
         actions
@@ -342,8 +413,16 @@ fn follow<SM: GroupStateMachine>(
     }
     let since = *t.leaderless_since.get_or_insert_with(Instant::now);
     let live: Vec<NodeId> = t.voters.iter().copied().filter(|&v| liveness.is_live(v)).collect();
-    let rank = campaign_rank(group, liveness.node_id(), &live, liveness.preferred_leader(group));
-    let turn = since + config.campaign_stagger * rank;
+    let preferred = liveness.preferred_leader(group);
+    let rank = campaign_rank(group, liveness.node_id(), &live, preferred);
+    // While a live preferred leader keeps winning groups (a cluster restarting, a broker
+    // returning), it is working through its campaigns a few dozen at a time and will come to
+    // this one: the others' turns count from its latest win, not from when the group lost its
+    // leader. Otherwise they won thousands of its groups first, and each went back to it by a
+    // second election (rebalancing): twice the elections, on a machine already short of CPU.
+    let preferred_busy =
+        preferred.filter(|&p| rank > 0 && live.contains(&p)).and_then(|p| liveness.claims_changed_at(p));
+    let turn = since.max(preferred_busy.unwrap_or(since)) + config.campaign_stagger * rank;
     let was = t.ticking == Some(true);
     // A new group (term 0) needs no push: its preferred leader's openraft elects as it
     // initializes the group, and a second election now would compete with that one.

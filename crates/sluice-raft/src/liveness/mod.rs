@@ -82,6 +82,8 @@ struct PeerView {
     restarted: bool,
     /// Group id → the term the peer leads it in.
     claims: HashMap<u64, u64>,
+    /// When its claims last changed (or it was first heard).
+    claims_changed: Instant,
     /// Its disk state, as its latest heartbeat said.
     disk_full: Option<DiskFull>,
     /// Its capacity in replicas, as its latest heartbeat said (0: not said).
@@ -160,6 +162,7 @@ impl Liveness {
             // leaders here to catch up.
             restarted: true,
             claims: HashMap::new(),
+            claims_changed: now,
             disk_full: None,
             max_replicas: 0,
             offline_replicas: 0,
@@ -184,6 +187,7 @@ impl Liveness {
         let Some(claims) = claims else { return false };
         peer.claims_version = Some(claims_version);
         peer.claims = claims();
+        peer.claims_changed = now;
         self.generation.fetch_add(1, Ordering::Release);
         true
     }
@@ -293,6 +297,12 @@ impl Liveness {
         Some(peer.live_since.elapsed())
     }
 
+    /// When `node`'s claims last changed, if it is a peer heard from.
+    pub fn claims_changed_at(&self, node: NodeId) -> Option<Instant> {
+        let peers = self.peers.read().expect("liveness lock poisoned");
+        peers.get(&node).map(|p| p.claims_changed)
+    }
+
     /// The live peer claiming `group` in the highest term, if any. This node's own leadership
     /// is not included: its Raft metrics say that.
     pub fn claimed_leader(&self, group: u64) -> Option<Claim> {
@@ -367,7 +377,10 @@ mod tests {
         assert!(l.record(2, 7, 3, claims(&[(10, 4)])));
         assert!(l.settled(&[1, 2]));
         assert_eq!(l.claimed_leader(10).map(|c| (c.node_id, c.term)), Some((2, 4)));
+        let changed = l.claims_changed_at(2).expect("heard");
         assert!(l.record(2, 7, 3, NONE), "the same version, left out: still current");
+        assert!(l.record(2, 7, 3, claims(&[(10, 4)])), "the same version again");
+        assert_eq!(l.claims_changed_at(2), Some(changed), "an unchanged version is no change");
         assert!(!l.record(2, 7, 4, NONE), "a newer version left out is not held");
         assert_eq!(l.claimed_leader(10).map(|c| c.term), Some(4), "the older claims stand until the new arrive");
 
@@ -375,6 +388,7 @@ mod tests {
         assert_eq!(l.claimed_leader(10), None, "a restarted peer's old claims are forgotten");
         assert_eq!(l.take_restarted(), vec![2]);
         assert!(l.record(2, 8, 1, claims(&[(11, 5)])));
+        assert!(l.claims_changed_at(2).expect("heard") > changed, "new claims are a change");
         assert_eq!(l.claimed_leader(11).map(|c| c.term), Some(5));
     }
 }

@@ -50,6 +50,12 @@ pub async fn serve<SM: GroupStateMachine>(
         .initial_connection_window_size(config.connection_window_bytes)
         .http2_keepalive_interval(Some(keepalive_interval))
         .http2_keepalive_timeout(Some(keepalive_timeout))
+        // Peers are trusted, and a mass leadership change (a broker returning, a big topic's
+        // replicas rebalancing) ends hundreds of replication streams at once, some before this
+        // server accepted them. h2's default of 20 such resets (its defence against the rapid
+        // reset attack) then closed the whole connection, and every group replicating over it
+        // stalled until it reconnected.
+        .http2_max_pending_accept_reset_streams(Some(config.max_concurrent_streams as usize))
         .add_service(PeerService::new(registry, config).closing_on(closing).into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
