@@ -406,7 +406,11 @@ fn follow<SM: GroupStateMachine>(
     campaigns: &mut Campaigns<SM>,
 ) {
     let led = liveness.claimed_leader(group).is_some_and(|c| c.term >= t.term);
-    if led || !settled {
+    // A replica that is no voter — a new partition's, before its leader reached it — cannot
+    // win: a campaign slot given to it would never come back, and enough of them starved the
+    // preferred leaders' campaigns of every slot.
+    let voter = t.voters.contains(&liveness.node_id());
+    if led || !settled || !voter {
         t.leaderless_since = None;
         campaigns.set(t, false);
         return;
