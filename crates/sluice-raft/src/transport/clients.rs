@@ -133,7 +133,14 @@ impl PeerClients {
             .initial_connection_window_size(config.connection_window_bytes)
             .http2_keep_alive_interval(config.keepalive_interval())
             .keep_alive_timeout(config.keepalive_timeout())
-            .keep_alive_while_idle(true))
+            .keep_alive_while_idle(true)
+            // Peers are trusted. Many groups changing leader at once end many replication
+            // streams and vote calls early; the frames still in flight for them each count as
+            // a local error reset, and at h2's default of 1,024 the connection was closed with
+            // GOAWAY — every group replicating over it and the node heartbeats with them, which
+            // made the peer look dead and caused more elections.
+            .http2_max_local_error_reset_streams(None)
+            .http2_max_concurrent_reset_streams(config.max_concurrent_streams as usize))
     }
 
     fn client(&self, channel: Channel) -> RaftPeerClient<Channel> {

@@ -56,6 +56,8 @@ pub async fn serve<SM: GroupStateMachine>(
         // reset attack) then closed the whole connection, and every group replicating over it
         // stalled until it reconnected.
         .http2_max_pending_accept_reset_streams(Some(config.max_concurrent_streams as usize))
+        // Likewise for the resets this side sends (see the client's endpoint in clients.rs).
+        .http2_max_local_error_reset_streams(None)
         .add_service(PeerService::new(registry, config).closing_on(closing).into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
