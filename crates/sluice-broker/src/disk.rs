@@ -119,7 +119,7 @@ pub(crate) async fn watch_space(
         }
         // While full, the heartbeats carry the latest figures; once not, nothing.
         if now.full || before.full {
-            liveness.set_disk_full(now.as_heartbeat());
+            liveness.update_own_resources(|r| r.disk_full = now.as_heartbeat());
         }
         state.send_replace(now);
     }

@@ -129,10 +129,10 @@ impl Broker {
                 "this broker can host {max_replicas} partition replicas (the least of its bounds; 0: no limit)"
             ),
         }
-        liveness.set_max_replicas(max_replicas);
+        liveness.update_own_resources(|r| r.max_replicas = max_replicas);
         let session = std::time::Duration::from_millis(config.broker_session_timeout_ms);
         let heard = Arc::clone(&liveness);
-        let capacity = move |node| heard.max_replicas(node);
+        let capacity = move |node| heard.resources(node).max_replicas;
         let duties = Arc::clone(&controller).run_duties(config.peers.clone(), capacity, session, stopped.clone());
         tasks.push(tokio::spawn(duties));
         tasks.push(tokio::spawn(driver.run(wait_until_true(stopped.clone()))));

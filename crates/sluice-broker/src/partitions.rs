@@ -138,12 +138,14 @@ impl Partitions {
 
     /// Tells peers, through node heartbeats, how many assigned groups are not running here.
     fn report_offline(&self) {
-        self.liveness.set_offline_replicas(u32::try_from(self.offline_count()).unwrap_or(u32::MAX));
+        let offline = u32::try_from(self.offline_count()).unwrap_or(u32::MAX);
+        self.liveness.update_own_resources(|r| r.offline_replicas = offline);
     }
 
-    /// How many of broker `node`'s assigned replicas are not running, as this broker knows.
-    pub fn offline_replicas_of(&self, node: u64) -> u32 {
-        self.liveness.offline_replicas(node)
+    /// Broker `node`'s disk state, capacity and offline replicas: this broker's own as last
+    /// found, a peer's as its heartbeats say (see [`Liveness::resources`]).
+    pub fn resources_of(&self, node: u64) -> sluice_raft::liveness::Resources {
+        self.liveness.resources(node)
     }
 
     /// Deletes the data of parked groups no longer assigned here (their topic was deleted):
@@ -195,7 +197,7 @@ impl Partitions {
     /// Whether broker `node`'s disk is below its free-space threshold: this broker's own as its
     /// guard last found, a live peer's as its heartbeats say.
     pub fn disk_full(&self, node: u64) -> Option<sluice_raft::liveness::DiskFull> {
-        self.liveness.disk_full(node)
+        self.liveness.resources(node).disk_full
     }
 
     /// Whether broker `node` is live, as this broker's node heartbeats say.
@@ -451,10 +453,10 @@ fn flush_policy_of(m: &Metadata, p: &HostedPartition) -> FlushPolicy {
 /// Makes `raft` a member of its group. A new partition's preferred leader (its first replica)
 /// initializes the group with the assigned replicas as voters, which in openraft also starts its
 /// election at once; the others learn the membership from it when it replicates. They initialize
-/// too (the same membership) only if nothing reached them within `fallback` while the preferred
-/// leader is down, or within [`INITIALIZE_FALLBACK_MAX`] however it is. Every replica initializing at once made all three campaign in the same
-/// term, split the vote, and left a new topic leaderless for an election timeout. Restarts find
-/// the group initialized.
+/// it too (the same membership) only if nothing reached them within `fallback` while the
+/// preferred leader is down, or within [`INITIALIZE_FALLBACK_MAX`] however it is. Every replica
+/// initializing at once made all three campaign in the same term, split the vote, and left a new
+/// topic leaderless for an election timeout. Restarts find the group initialized.
 async fn initialize(
     node_id: u64,
     liveness: &Arc<Liveness>,
@@ -468,14 +470,17 @@ async fn initialize(
     }
     let voters: BTreeMap<u64, Node> =
         p.replicas.iter().map(|r| (r.0, Node { addr: addrs.get(&r.0).cloned().unwrap_or_default() })).collect();
-    let group = p.group_id;
-    if p.replicas.first().is_some_and(|r| r.0 == node_id) {
+    let (group, preferred) = (p.group_id, p.replicas.first().map(|r| r.0));
+    let init = async move |raft: &Raft<BrokerStateMachine>| {
         if let Err(e) = raft.initialize(voters).await {
             tracing::debug!(group, "partition group already initialized elsewhere: {e}");
         }
+    };
+    if preferred == Some(node_id) {
+        init(raft).await;
         return Ok(());
     }
-    let (raft, liveness, preferred) = (raft.clone(), Arc::clone(liveness), p.replicas.first().map(|r| r.0));
+    let (raft, liveness) = (raft.clone(), Arc::clone(liveness));
     tokio::spawn(async move {
         let started = tokio::time::Instant::now();
         loop {
@@ -492,9 +497,7 @@ async fn initialize(
             }
         }
         tracing::info!(group, "no leader reached this replica of a new partition: initializing it here");
-        if let Err(e) = raft.initialize(voters).await {
-            tracing::debug!(group, "partition group already initialized elsewhere: {e}");
-        }
+        init(&raft).await;
     });
     Ok(())
 }

@@ -24,14 +24,20 @@ impl ClientService {
         let (version, brokers, topics) = self.controller.metadata().read(|m| {
             let mut brokers: Vec<BrokerInfo> = m
                 .brokers()
-                .map(|b| BrokerInfo {
-                    node_id: b.node_id.0,
-                    client_address: b.client_addr.clone(),
-                    live: b.live,
-                    disk_full: self.disk_full_of(b.node_id.0),
-                    replicas: m.load(b.node_id).replicas,
-                    max_replicas: b.max_replicas,
-                    offline_replicas: self.partitions.offline_replicas_of(b.node_id.0),
+                .map(|b| {
+                    // As this broker last heard them.
+                    let heard = self.partitions.resources_of(b.node_id.0);
+                    BrokerInfo {
+                        node_id: b.node_id.0,
+                        client_address: b.client_addr.clone(),
+                        live: b.live,
+                        disk_full: heard
+                            .disk_full
+                            .map(|d| DiskFull { free_bytes: d.free_bytes, threshold_bytes: d.threshold_bytes }),
+                        replicas: m.load(b.node_id).replicas,
+                        max_replicas: b.max_replicas,
+                        offline_replicas: heard.offline_replicas,
+                    }
                 })
                 .collect();
             // Configured brokers that have not registered yet are listed, as not live.
@@ -43,10 +49,7 @@ impl ClientService {
                     node_id: p.node_id,
                     client_address: p.client_addr.clone(),
                     live: false,
-                    disk_full: None,
-                    replicas: 0,
-                    max_replicas: 0,
-                    offline_replicas: 0,
+                    ..BrokerInfo::default()
                 })
                 .collect();
             brokers.extend(unregistered);
@@ -67,12 +70,6 @@ impl ClientService {
             })
             .collect();
         MetadataResponse { error: Some(Error::ok()), brokers, controller_id, topics, metadata_version: version }
-    }
-
-    /// Broker `node`'s full disk, as this broker knows it.
-    fn disk_full_of(&self, node: u64) -> Option<DiskFull> {
-        let full = self.partitions.disk_full(node)?;
-        Some(DiskFull { free_bytes: full.free_bytes, threshold_bytes: full.threshold_bytes })
     }
 
     /// `t` as clients see it: config, replicas, and each partition's leader — as this broker

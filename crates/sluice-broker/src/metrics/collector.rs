@@ -179,7 +179,7 @@ impl BrokerCollector {
             (
                 "sluice_max_replicas",
                 "The most partition replicas this broker hosts (max_replicas, or its open-file budget; 0: no limit).",
-                u64::from(self.liveness.max_replicas(self.node_id)),
+                u64::from(self.liveness.resources(self.node_id).max_replicas),
             ),
             (
                 "sluice_partitions_parked",

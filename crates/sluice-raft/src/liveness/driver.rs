@@ -153,10 +153,10 @@ pub struct LivenessDriver<SM: GroupStateMachine> {
     registry_generation: Option<u64>,
     /// The liveness view as of the last round: generation, live peers, settled.
     view: (u64, Vec<NodeId>, bool),
-    /// The claims last sent, and their version.
-    claims: (Vec<(u64, u64)>, u64),
-    /// The groups this node leads and claims, with their terms: `claims` when it last changed.
+    /// The groups this node leads and claims, with their terms, in group order.
     led: BTreeMap<u64, u64>,
+    /// Grows whenever `led` changes; heartbeats carry it.
+    claims_version: u64,
     /// Groups whose Raft state changed since they were last looked at (see [`Tracked::new`]).
     dirty: Arc<Mutex<HashSet<u64>>>,
     /// Groups looked at every round ([`Tracked::hot`]); every running campaign is among them.
@@ -193,7 +193,7 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
             groups: HashMap::new(),
             registry_generation: None,
             view: (0, Vec::new(), false),
-            claims: (Vec::new(), 0),
+            claims_version: 0,
             acked: HashMap::new(),
             led: BTreeMap::new(),
             dirty: Arc::default(),
@@ -328,8 +328,7 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
         }
         actions.elect = campaigns.started;
         if led_changed {
-            let claims: Vec<(u64, u64)> = self.led.iter().map(|(&g, &t)| (g, t)).collect();
-            self.claims = (claims, self.claims.1 + 1);
+            self.claims_version += 1;
         }
         actions
     }
@@ -338,32 +337,33 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
     /// dead peer delays the next round by at most that. A peer that holds the current claims
     /// gets a heartbeat without them.
     async fn send_heartbeats(&mut self) {
-        let (led_groups, led_terms): (Vec<u64>, Vec<u64>) = self.claims.0.iter().copied().unzip();
-        let version = self.claims.1;
-        let beat = pb::NodeHeartbeatRequest {
+        let version = self.claims_version;
+        let own = self.liveness.resources(self.liveness.node_id());
+        let brief = pb::NodeHeartbeatRequest {
             from: self.liveness.node_id(),
             incarnation: self.liveness.incarnation(),
-            led_groups,
-            led_terms,
-            claims_version: version,
-            disk_full: self
-                .liveness
-                .disk_full(self.liveness.node_id())
-                .map(|d| pb::DiskFull { free_bytes: d.free_bytes, threshold_bytes: d.threshold_bytes }),
-            max_replicas: self.liveness.max_replicas(self.liveness.node_id()),
-            claims_omitted: false,
-            offline_replicas: self.liveness.offline_replicas(self.liveness.node_id()),
-        };
-        let brief = pb::NodeHeartbeatRequest {
             led_groups: Vec::new(),
             led_terms: Vec::new(),
+            claims_version: version,
+            disk_full: own
+                .disk_full
+                .map(|d| pb::DiskFull { free_bytes: d.free_bytes, threshold_bytes: d.threshold_bytes }),
+            max_replicas: own.max_replicas,
             claims_omitted: true,
-            ..beat.clone()
+            offline_replicas: own.offline_replicas,
         };
+        // The lists are built only when some peer does not hold this version.
+        let needs_claims = self.peers.iter().any(|(peer, _)| self.acked.get(peer) != Some(&version));
+        let full = needs_claims.then(|| {
+            let (led_groups, led_terms) = self.led.iter().map(|(&g, &t)| (g, t)).unzip();
+            pb::NodeHeartbeatRequest { led_groups, led_terms, claims_omitted: false, ..brief.clone() }
+        });
         let (this, interval) = (&*self, self.config.interval);
         let sends = this.peers.iter().map(|(peer, addr)| {
-            let omit = this.acked.get(peer) == Some(&version);
-            let beat = if omit { brief.clone() } else { beat.clone() };
+            let beat = match &full {
+                Some(full) if this.acked.get(peer) != Some(&version) => full.clone(),
+                _ => brief.clone(),
+            };
             async move {
                 let sent = match this.clients.raft_client(*peer, addr) {
                     Ok(mut client) => tokio::time::timeout(interval, client.node_heartbeat(beat))
@@ -427,10 +427,9 @@ fn follow<SM: GroupStateMachine>(
     let preferred_busy =
         preferred.filter(|&p| rank > 0 && live.contains(&p)).and_then(|p| liveness.claims_changed_at(p));
     let turn = since.max(preferred_busy.unwrap_or(since)) + config.campaign_stagger * rank;
-    let was = t.ticking == Some(true);
     // A new group (term 0) needs no push: its preferred leader's openraft elects as it
     // initializes the group, and a second election now would compete with that one.
-    if campaigns.set(t, Instant::now() >= turn) && !was && t.term > 0 {
+    if campaigns.set(t, Instant::now() >= turn) && t.term > 0 {
         campaigns.started.push((group, t.raft.clone()));
     }
 }
@@ -445,18 +444,18 @@ const MAX_CAMPAIGNS: usize = 32;
 /// The campaigns (followers with their ticker on) running on this node.
 struct Campaigns<SM: GroupStateMachine> {
     running: usize,
-    /// The campaigns this round started. Each stands for election now (a
-    /// pre-vote first, which a live leader's followers refuse, so a healthy leader is never
-    /// deposed) rather than after openraft's randomized election timeout: the turns
-    /// (`campaign_stagger` apart) already keep a group's voters from campaigning together, and
-    /// waiting out the timeout made every new topic and every restart wait most of a second per
-    /// batch of campaigns. The ticker stays on as a fallback.
+    /// The campaigns this round started. Each stands for election now (a pre-vote first, which
+    /// a live leader's followers refuse, so a healthy leader is never deposed) rather than after
+    /// openraft's randomized election timeout: the turns (`campaign_stagger` apart) already keep
+    /// a group's voters from campaigning together, and waiting out the timeout made every new
+    /// topic and every restart wait most of a second per batch of campaigns. The ticker stays
+    /// on as a fallback.
     started: Vec<(u64, Raft<SM>)>,
 }
 
 impl<SM: GroupStateMachine> Campaigns<SM> {
     /// Turns `t`'s ticker on or off; on only if a campaign slot is free (otherwise the group
-    /// stays leaderless and asks again next round). Says whether its campaign runs now.
+    /// stays leaderless and asks again next round). Says whether this started its campaign.
     fn set(&mut self, t: &mut Tracked<SM>, on: bool) -> bool {
         let was = t.ticking == Some(true);
         if on && !was {
@@ -468,7 +467,7 @@ impl<SM: GroupStateMachine> Campaigns<SM> {
             self.running = self.running.saturating_sub(1);
         }
         t.tick(on);
-        on
+        on && !was
     }
 }
 

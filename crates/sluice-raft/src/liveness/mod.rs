@@ -52,12 +52,8 @@ pub struct Liveness {
     generation: AtomicU64,
     /// Each group's preferred leader, which campaigns first when the group has none.
     preferred: RwLock<HashMap<u64, NodeId>>,
-    /// This node's own disk state, sent with every heartbeat.
-    disk_full: RwLock<Option<DiskFull>>,
-    /// How many partition replicas this node can host, sent with every heartbeat.
-    max_replicas: AtomicU64,
-    /// How many of its assigned replicas this node is not running, sent with every heartbeat.
-    offline_replicas: AtomicU64,
+    /// This node's own resources, sent with every heartbeat.
+    own: RwLock<Resources>,
 }
 
 /// A node whose data directory has less free space than its threshold: partitions with a
@@ -84,12 +80,8 @@ struct PeerView {
     claims: HashMap<u64, u64>,
     /// When its claims last changed (or it was first heard).
     claims_changed: Instant,
-    /// Its disk state, as its latest heartbeat said.
-    disk_full: Option<DiskFull>,
-    /// Its capacity in replicas, as its latest heartbeat said (0: not said).
-    max_replicas: u32,
-    /// Its assigned replicas not running, as its latest heartbeat said.
-    offline_replicas: u32,
+    /// Its resources, as its latest heartbeat said.
+    resources: Resources,
 }
 
 /// What a node's heartbeat says about its resources.
@@ -123,9 +115,7 @@ impl Liveness {
             peers: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             preferred: RwLock::new(HashMap::new()),
-            disk_full: RwLock::new(None),
-            max_replicas: AtomicU64::new(0),
-            offline_replicas: AtomicU64::new(0),
+            own: RwLock::new(Resources::default()),
         }
     }
 
@@ -163,9 +153,7 @@ impl Liveness {
             restarted: true,
             claims: HashMap::new(),
             claims_changed: now,
-            disk_full: None,
-            max_replicas: 0,
-            offline_replicas: 0,
+            resources: Resources::default(),
         });
         if now.duration_since(peer.last_heard) >= self.timeout || peer.incarnation != incarnation {
             peer.live_since = now;
@@ -196,56 +184,26 @@ impl Liveness {
     pub fn record_resources(&self, from: NodeId, resources: Resources) {
         let mut peers = self.peers.write().expect("liveness lock poisoned");
         if let Some(peer) = peers.get_mut(&from) {
-            peer.disk_full = resources.disk_full;
-            peer.max_replicas = resources.max_replicas;
-            peer.offline_replicas = resources.offline_replicas;
+            peer.resources = resources;
         }
     }
 
-    /// Sets how many of this node's assigned replicas are not running; heartbeats carry it.
-    pub fn set_offline_replicas(&self, offline: u32) {
-        self.offline_replicas.store(u64::from(offline), Ordering::Relaxed);
+    /// Changes this node's own resources, which its heartbeats carry from now on.
+    pub fn update_own_resources(&self, update: impl FnOnce(&mut Resources)) {
+        update(&mut self.own.write().expect("liveness lock poisoned"));
     }
 
-    /// How many of `node`'s assigned replicas are not running: this node's as set, a peer's as
-    /// its latest heartbeat said.
-    pub fn offline_replicas(&self, node: NodeId) -> u32 {
-        if node == self.node_id {
-            return self.offline_replicas.load(Ordering::Relaxed) as u32;
-        }
-        let peers = self.peers.read().expect("liveness lock poisoned");
-        peers.get(&node).map_or(0, |p| p.offline_replicas)
-    }
-
-    /// Sets how many partition replicas this node can host, which its heartbeats carry.
-    pub fn set_max_replicas(&self, max_replicas: u32) {
-        self.max_replicas.store(u64::from(max_replicas), Ordering::Relaxed);
-    }
-
-    /// How many partition replicas `node` can host: this node's as set, a peer's as its latest
-    /// heartbeat said (0: not said, or not heard from yet).
-    pub fn max_replicas(&self, node: NodeId) -> u32 {
-        if node == self.node_id {
-            return self.max_replicas.load(Ordering::Relaxed) as u32;
-        }
-        let peers = self.peers.read().expect("liveness lock poisoned");
-        peers.get(&node).map_or(0, |p| p.max_replicas)
-    }
-
-    /// Sets this node's own disk state, which its heartbeats carry from now on.
-    pub fn set_disk_full(&self, state: Option<DiskFull>) {
-        *self.disk_full.write().expect("liveness lock poisoned") = state;
-    }
-
-    /// Whether `node`'s disk is below its threshold: this node's as last set, a live peer's as
-    /// its latest heartbeat said. A peer not heard from lately counts as not full: it is down,
+    /// `node`'s resources: this node's as last set, a peer's as its latest heartbeat said (all
+    /// zero if not heard from yet). A peer not heard from lately counts as not full: it is down,
     /// and takes no writes anyway.
-    pub fn disk_full(&self, node: NodeId) -> Option<DiskFull> {
+    pub fn resources(&self, node: NodeId) -> Resources {
         if node == self.node_id {
-            return *self.disk_full.read().expect("liveness lock poisoned");
+            return *self.own.read().expect("liveness lock poisoned");
         }
         let peers = self.peers.read().expect("liveness lock poisoned");
-        peers.get(&node).filter(|p| p.last_heard.elapsed() < self.timeout).and_then(|p| p.disk_full)
+        let Some(peer) = peers.get(&node) else { return Resources::default() };
+        let heard_lately = peer.last_heard.elapsed() < self.timeout;
+        Resources { disk_full: peer.resources.disk_full.filter(|_| heard_lately), ..peer.resources }
     }
 
     /// A number that grows whenever some peer's claims or incarnation change.
