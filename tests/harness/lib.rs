@@ -26,4 +26,4 @@ mod sdk;
 pub use binaries::{Binaries, binaries, workspace_root};
 pub use cluster::{Cluster, NodeId};
 pub use ports::free_ports;
-pub use sdk::{read_topic, within};
+pub use sdk::{read_topic, read_topic_filtered, within};

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use sluice_client::{Client, ConsumedRecord, ConsumerConfig, SeekTo};
+use sluice_client::{Client, ConsumedRecord, ConsumerConfig, MessageFilter, SeekTo};
 
 /// How long one consumer poll waits.
 const POLL_WAIT: Duration = Duration::from_secs(1);
@@ -25,7 +25,18 @@ pub async fn within<T>(limit: Duration, what: &str, test: impl Future<Output = T
 /// as they are when it starts, by partition in the order the consumer returned them (assign
 /// mode). Panics if it takes longer than `limit`.
 pub async fn read_topic(client: &Client, topic: &str, limit: Duration) -> BTreeMap<u32, Vec<ConsumedRecord>> {
-    let config = ConsumerConfig { start: SeekTo::Earliest, fetch_max_bytes: 4 << 20, ..ConsumerConfig::default() };
+    read_topic_filtered(client, topic, None, limit).await
+}
+
+/// [`read_topic`], receiving only the messages `filter` matches (the broker filters).
+pub async fn read_topic_filtered(
+    client: &Client,
+    topic: &str,
+    filter: Option<MessageFilter>,
+    limit: Duration,
+) -> BTreeMap<u32, Vec<ConsumedRecord>> {
+    let config =
+        ConsumerConfig { start: SeekTo::Earliest, fetch_max_bytes: 4 << 20, filter, ..ConsumerConfig::default() };
     let mut consumer = client.consumer(config).expect("a consumer");
     consumer.assign(topic, &[]).await.expect("assign every partition");
     let ends = consumer.end_offsets().await.expect("end offsets");

@@ -5,6 +5,8 @@
 //!   per-partition offsets.
 //! - `failover`: a partition leader SIGKILLed mid-write loses no acknowledged message and
 //!   duplicates none; restarted, it catches up to replicas identical to the others'.
+//! - `filters`: tag and SQL filters — a consumer receives exactly the matching messages of
+//!   100,000, in offset order, through the SDK and the CLI.
 //! - `cli`: `topic create`, `produce`, `consume`, `topic describe` and `cluster status` round
 //!   trip with JSON output.
 //! - `groups`: consumer groups — members share partitions exactly once, hand them over when
@@ -31,6 +33,7 @@ mod capacity;
 mod cli;
 mod disk_failure;
 mod failover;
+mod filters;
 mod groups;
 mod groups_kill;
 mod idle_reads;

@@ -34,6 +34,7 @@ mod controller;
 mod disk;
 mod fail_stop;
 pub mod files;
+pub mod filters;
 pub mod groups;
 pub mod metrics;
 mod node;

@@ -150,9 +150,39 @@ pub struct ConsumeArgs {
     /// Keep waiting for new messages (default: stop at what the topic held at the start).
     #[arg(long)]
     pub follow: bool,
+    /// Which messages to receive.
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// Output format: the value per line, or one JSON object per message.
     #[command(flatten)]
     pub output: OutputArg,
+}
+
+/// `--tag` and `--filter`: which messages a consumer receives, chosen by the broker
+/// (docs/FILTERS.md).
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Only messages with one of these tags: `TagA`, `TagA || TagB`, or `*` for all.
+    #[arg(long = "tag", value_name = "TAGS")]
+    pub tags: Option<String>,
+    /// Only messages for which this SQL92 expression over their properties, `TAGS` and `KEY`
+    /// is true, e.g. "price > 100 AND region IN ('eu', 'us')".
+    #[arg(long = "filter", value_name = "SQL")]
+    pub sql: Option<String>,
+}
+
+impl FilterArgs {
+    /// The filter, if either flag was given; checked, so a malformed expression fails early
+    /// with its position.
+    pub fn filter(&self) -> sluice_client::Result<Option<sluice_client::MessageFilter>> {
+        if self.tags.is_none() && self.sql.is_none() {
+            return Ok(None);
+        }
+        let filter = sluice_client::MessageFilter::tags(self.tags.clone().unwrap_or_default())
+            .and_sql(self.sql.clone().unwrap_or_default());
+        filter.validate()?;
+        Ok(Some(filter))
+    }
 }
 
 /// `sluice group ...`
@@ -256,6 +286,10 @@ pub struct BenchProduceArgs {
     /// Replication factor of the topic if it has to be created.
     #[arg(long, default_value_t = 3)]
     pub replication_factor: u32,
+    /// Tag the messages `tag-0`, `tag-1`, ... `tag-(N-1)` in turn, and give each a property
+    /// `n` (its number in the producer's sequence), for filter benchmarks. 0: untagged.
+    #[arg(long, default_value_t = 0)]
+    pub tags: u32,
 }
 
 /// `sluice bench consume`
@@ -267,6 +301,9 @@ pub struct BenchConsumeArgs {
     /// Where to start reading.
     #[arg(long, default_value = "earliest", value_parser = parse_from)]
     pub from: SeekTo,
+    /// Which messages to receive (the broker filters; skipped messages are not counted).
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `sluice bench commit`

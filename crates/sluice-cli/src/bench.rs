@@ -133,7 +133,8 @@ async fn produce(client: &Client, args: BenchProduceArgs) -> Result<Summary> {
             let worker = Worker {
                 client: client.clone(),
                 config: config.clone(),
-                record: ProducerRecord::new(Arc::clone(&topic), payload.clone()),
+                records: bench_records(&topic, &payload, args.tags),
+                tagged: args.tags > 0,
                 limit: Limit { count: share, ..limit.clone() },
                 max_in_flight: args.max_in_flight.map_or(usize::MAX, |m| m as usize),
                 progress: Arc::clone(&progress),
@@ -152,11 +153,23 @@ async fn produce(client: &Client, args: BenchProduceArgs) -> Result<Summary> {
     Ok(summary)
 }
 
+/// The records a producer of the benchmark sends in turn: one untagged, or one per tag.
+fn bench_records(topic: &Arc<str>, payload: &Bytes, tags: u32) -> Vec<ProducerRecord> {
+    let record = ProducerRecord::new(Arc::clone(topic), payload.clone());
+    if tags == 0 {
+        return vec![record];
+    }
+    (0..tags).map(|t| record.clone().tag(format!("tag-{t}"))).collect()
+}
+
 /// One producer of the produce benchmark.
 struct Worker {
     client: Client,
     config: ProducerConfig,
-    record: ProducerRecord,
+    /// Sent in turn.
+    records: Vec<ProducerRecord>,
+    /// Whether the records carry tags (and so the `n` property).
+    tagged: bool,
     limit: Limit,
     /// Offered and not yet acknowledged messages at which the worker stops offering.
     max_in_flight: usize,
@@ -172,9 +185,15 @@ struct Outcome {
 }
 
 impl Worker {
+    /// The record to send as message `n`: its tag in turn, and `n` as a property when tagged.
+    fn next_record(&self, n: u64) -> ProducerRecord {
+        let record = self.records[(n % self.records.len() as u64) as usize].clone();
+        if self.tagged { record.property("n", n.to_string()) } else { record }
+    }
+
     async fn run(self) -> Result<Outcome> {
         let producer = self.client.producer(self.config.clone()).await?;
-        let value_bytes = self.record.size_bytes() as u64;
+        let value_bytes = self.records[0].size_bytes() as u64;
         let mut outcome = Outcome { latency_us: new_histogram()?, acknowledged: 0, errors: 0, first_error: None };
         let mut pending = FuturesUnordered::new();
         let mut offered = 0u64;
@@ -197,7 +216,7 @@ impl Worker {
                         eprintln!("stopping: {}", outcome.first_error.as_deref().unwrap_or_default());
                     }
                 }
-                delivery = producer.enqueue(self.record.clone()), if more && pending.len() < self.max_in_flight => {
+                delivery = producer.enqueue(self.next_record(offered)), if more && pending.len() < self.max_in_flight => {
                     pending.push(timed(delivery?, offered_at));
                     offered += 1;
                 }
@@ -236,7 +255,8 @@ async fn timed(delivery: Delivery, offered_at: Instant) -> (Duration, sluice_cli
 }
 
 async fn consume(client: &Client, args: BenchConsumeArgs) -> Result<Summary> {
-    let mut consumer = client.consumer(ConsumerConfig { start: args.from, ..ConsumerConfig::default() })?;
+    let filter = args.filter.filter()?;
+    let mut consumer = client.consumer(ConsumerConfig { start: args.from, filter, ..ConsumerConfig::default() })?;
     consumer.assign(&args.run.topic, &[]).await?;
     for partition in consumer.assignment() {
         consumer.seek(partition, args.from).await?;

@@ -19,7 +19,8 @@ pub(crate) async fn run(client: &Client, args: ConsumeArgs) -> Result<()> {
     if let Some(group) = args.group.clone() {
         return crate::consume_group::run(client, args, &group).await;
     }
-    let mut consumer = client.consumer(ConsumerConfig { start: args.from, ..ConsumerConfig::default() })?;
+    let filter = args.filter.filter()?;
+    let mut consumer = client.consumer(ConsumerConfig { start: args.from, filter, ..ConsumerConfig::default() })?;
     let partitions: Vec<u32> = args.partition.into_iter().collect();
     consumer.assign(&args.topic, &partitions).await?;
     for partition in consumer.assignment() {

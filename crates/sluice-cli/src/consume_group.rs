@@ -52,8 +52,12 @@ pub(crate) async fn run(client: &Client, args: ConsumeArgs, group: &str) -> Resu
         Some(ends)
     };
     // Each printed batch is committed exactly, so auto-commit is off.
-    let config =
-        GroupConsumerConfig { auto_commit: false, auto_offset_reset: reset, ..GroupConsumerConfig::new(group) };
+    let config = GroupConsumerConfig {
+        auto_commit: false,
+        auto_offset_reset: reset,
+        filter: args.filter.filter()?,
+        ..GroupConsumerConfig::new(group)
+    };
     let mut consumer = client.group_consumer(config)?;
     consumer.subscribe(&[args.topic.as_str()]).await.with_context(|| format!("cannot join group {group}"))?;
     let printed = print_records(&mut consumer, &args, ends.as_ref()).await;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::filter::MessageFilter;
 
 /// The local three-node cluster of `cluster-configs/`.
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093";
@@ -184,6 +185,9 @@ pub struct ConsumerConfig {
     /// How long a broker holds a fetch open when there is nothing new (long poll).
     /// Default: 500 ms.
     pub fetch_max_wait: Duration,
+    /// Only the messages this filter matches, chosen on the broker (docs/FILTERS.md); the
+    /// position moves past the others. Default: `None` (every message).
+    pub filter: Option<MessageFilter>,
 }
 
 impl Default for ConsumerConfig {
@@ -192,6 +196,7 @@ impl Default for ConsumerConfig {
             start: SeekTo::Latest,
             fetch_max_bytes: 1024 * 1024,
             fetch_max_wait: Duration::from_millis(500),
+            filter: None,
         }
     }
 }
@@ -205,7 +210,7 @@ impl ConsumerConfig {
         if u32::try_from(self.fetch_max_wait.as_millis()).is_err() {
             return Err(invalid("fetch_max_wait is too long"));
         }
-        Ok(())
+        self.filter.as_ref().map_or(Ok(()), MessageFilter::validate)
     }
 }
 
@@ -299,6 +304,9 @@ pub struct GroupConsumerConfig {
     /// How long a broker holds a fetch open when there is nothing new (long poll).
     /// Default: 500 ms.
     pub fetch_max_wait: Duration,
+    /// Only the messages this filter matches, chosen on the broker (docs/FILTERS.md); the
+    /// committed positions move past the others. Default: `None` (every message).
+    pub filter: Option<MessageFilter>,
 }
 
 impl GroupConsumerConfig {
@@ -319,6 +327,7 @@ impl GroupConsumerConfig {
             auto_offset_reset: OffsetReset::Latest,
             fetch_max_bytes: 1024 * 1024,
             fetch_max_wait: Duration::from_millis(500),
+            filter: None,
         }
     }
 
@@ -351,6 +360,7 @@ impl GroupConsumerConfig {
             start: SeekTo::Latest,
             fetch_max_bytes: self.fetch_max_bytes,
             fetch_max_wait: self.fetch_max_wait,
+            filter: self.filter.clone(),
         }
         .validate()
     }

@@ -42,7 +42,8 @@ pub struct Consumer {
 impl Consumer {
     pub(crate) fn new(client: Client, config: ConsumerConfig) -> Result<Consumer> {
         config.validate()?;
-        let fetcher = Fetcher::new(client.clone(), config.fetch_max_bytes, config.fetch_max_wait);
+        let fetcher = Fetcher::new(client.clone(), config.fetch_max_bytes, config.fetch_max_wait)
+            .with_filter(config.filter.clone().unwrap_or_default(), String::new());
         Ok(Consumer { client, config, topic: None, fetcher })
     }
 
@@ -69,6 +70,7 @@ impl Consumer {
             auto_offset_reset,
             fetch_max_bytes: self.config.fetch_max_bytes,
             fetch_max_wait: self.config.fetch_max_wait,
+            filter: self.config.filter.clone(),
             ..GroupConsumerConfig::new(group)
         };
         let mut member = self.client.group_consumer(config)?;

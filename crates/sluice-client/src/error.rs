@@ -199,6 +199,7 @@ fn hint(code: ErrorCode) -> &'static str {
             "the brokers cannot host that many more partition replicas; delete unused topics, add brokers, or raise \
              the brokers' open-file limit (`sluice cluster status` shows each broker's replicas)"
         }
+        ErrorCode::InvalidFilter => "fix the filter expression at the position the message gives (docs/FILTERS.md)",
         ErrorCode::StorageFull => {
             "a broker holding the partition is short of disk space; free some (retention, `sluice topic delete`, or \
              more disk) and writes resume by themselves"

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::client::{Call, Client, Route};
 use crate::error::{Error, Result};
+use crate::filter::MessageFilter;
 use crate::record::ConsumedRecord;
 use crate::topic_partition::TopicPartition;
 
@@ -26,6 +27,10 @@ pub(crate) struct Fetcher {
     client: Client,
     max_bytes: u32,
     max_wait: Duration,
+    /// Applied by the brokers to every fetch.
+    filter: MessageFilter,
+    /// The consumer group, named in fetches for the brokers' filter metrics ("" outside one).
+    group: String,
     cursors: BTreeMap<TopicPartition, Cursor>,
     results: mpsc::UnboundedSender<Fetched>,
     arrivals: mpsc::UnboundedReceiver<Fetched>,
@@ -80,12 +85,21 @@ impl Fetcher {
             client,
             max_bytes,
             max_wait,
+            filter: MessageFilter::default(),
+            group: String::new(),
             cursors: BTreeMap::new(),
             results,
             arrivals,
             pending_error: None,
             generations: 0,
         }
+    }
+
+    /// Asks the brokers for only the messages `filter` matches; `group` names the consumer
+    /// group in the fetches ("" outside one).
+    pub(crate) fn with_filter(mut self, filter: MessageFilter, group: String) -> Fetcher {
+        (self.filter, self.group) = (filter, group);
+        self
     }
 
     /// Starts reading `tp` from a position to be set with [`Fetcher::seek`] (nothing is
@@ -192,6 +206,9 @@ impl Fetcher {
                 offset,
                 max_bytes: self.max_bytes,
                 max_wait_ms: u32::try_from(self.max_wait.as_millis()).unwrap_or(u32::MAX),
+                tag_filter: self.filter.tag_expression().to_owned(),
+                sql_filter: self.filter.sql_expression().to_owned(),
+                group: self.group.clone(),
             };
             let (client, results, generation, tp) =
                 (self.client.clone(), self.results.clone(), cursor.generation, tp.clone());
@@ -258,7 +275,8 @@ async fn fetch(client: &Client, request: v1::FetchRequest, wait: Duration) -> Re
     }
 }
 
-/// Appends the records at or after `position` to `out`; returns the next position.
+/// Appends the records at or after `position` to `out`; returns the next position: where the
+/// broker says to continue (past messages a filter skipped), else past the last batch.
 fn decode(
     topic: &Arc<str>,
     partition: u32,
@@ -270,13 +288,22 @@ fn decode(
         let base_offset = fetched.base_offset;
         let corrupt = |source| Error::CorruptBatch { topic: topic.to_string(), partition, base_offset, source };
         let batch = RecordBatch::parse(fetched.batch).map_err(corrupt)?;
-        let end = base_offset + u64::from(batch.header().count);
+        let count = batch.header().count as usize;
+        let deltas = &fetched.offset_deltas;
+        if !deltas.is_empty() && deltas.len() != count {
+            let message =
+                format!("a filtered batch at offset {base_offset} holds {count} records but {} offsets", deltas.len());
+            return Err(Error::Protocol { address: String::new(), message });
+        }
+        let offset_of = |i: usize| base_offset + deltas.get(i).map_or(i as u64, |d| u64::from(*d));
+        let end = if count == 0 { base_offset } else { offset_of(count - 1) + 1 };
         if end <= position {
             continue; // wholly before the position: nothing to decode
         }
         if !batch.header().control {
-            for (offset, record) in (base_offset..).zip(batch.records()) {
+            for (i, record) in batch.records().enumerate() {
                 let view = record.map_err(corrupt)?;
+                let offset = offset_of(i);
                 if offset >= position {
                     out.push(ConsumedRecord { topic: Arc::clone(topic), partition, offset, view });
                 }
@@ -284,7 +311,7 @@ fn decode(
         }
         position = end;
     }
-    Ok(position)
+    Ok(response.next_offset.map_or(position, |next| next.max(position)))
 }
 
 #[cfg(test)]
@@ -302,11 +329,11 @@ mod tests {
             record.properties = vec![("k".into(), "v".into())];
             builder.push(&record);
         }
-        v1::FetchedBatch { base_offset, batch: builder.finish() }
+        v1::FetchedBatch { base_offset, batch: builder.finish(), offset_deltas: Vec::new() }
     }
 
     fn response(batches: Vec<v1::FetchedBatch>) -> v1::FetchResponse {
-        v1::FetchResponse { error: None, batches, high_watermark: 0, log_start_offset: 0 }
+        v1::FetchResponse { error: None, batches, high_watermark: 0, log_start_offset: 0, next_offset: None }
     }
 
     #[test]

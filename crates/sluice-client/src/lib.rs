@@ -49,6 +49,7 @@ mod config;
 mod consumer;
 mod error;
 mod fetcher;
+mod filter;
 mod group;
 mod metadata;
 pub mod partitioner;
@@ -64,6 +65,7 @@ pub use config::{
 };
 pub use consumer::Consumer;
 pub use error::{Error, Result};
+pub use filter::MessageFilter;
 pub use group::{
     GroupConsumer, GroupContext, GroupDescription, GroupListing, GroupMemberDescription, NoRebalanceListener,
     PartitionLag, RebalanceListener,

@@ -1,9 +1,11 @@
 //! Types every Sluice crate shares: node, partition and offset identifiers, validated topic
-//! names, and the record batch format (messages as producers send them and Raft stores them).
+//! names, the record batch format (messages as producers send them and Raft stores them), and
+//! subscription filters (which of them a consumer receives).
 //!
 //! This crate is deliberately small and has no I/O. Identifiers are newtypes so that a Raft log
 //! index, a message offset and a partition number can never be confused for one another.
 
+pub mod filter;
 mod ids;
 pub mod record;
 mod topic;

@@ -18,9 +18,15 @@ use sluice_raft::partition::{LogStart, confirm_lease, read_committed};
 use sluice_storage::{Log, StorageError};
 use tokio::sync::watch;
 
+use sluice_common::filter::Filter;
+
 use super::errors::error;
 use super::route::Led;
 use super::{ClientService, DEFAULT_FETCH_MAX_BYTES, MAX_FETCH_MAX_BYTES, MAX_FETCH_WAIT};
+use crate::filters::Scan;
+
+/// How much a filtered fetch reads from the log at a time, filtering as it goes.
+const FILTER_READ_BYTES: usize = 1024 * 1024;
 
 /// What a partition holds: the first offset still stored and the high watermark.
 #[derive(Debug, Clone, Copy)]
@@ -35,12 +41,30 @@ struct Watches {
     log_start: watch::Receiver<LogStart>,
 }
 
+impl Watches {
+    /// The partition's bounds now.
+    fn bounds(&mut self, log: &Log) -> Bounds {
+        Bounds::of(log, *self.high_watermark.borrow_and_update(), self.log_start.borrow().offset)
+    }
+}
+
 impl Bounds {
     /// `retained` is the log start retention set (see the module doc).
     fn of(log: &Log, high_watermark: u64, retained: u64) -> Bounds {
         // Nothing indexed: empty, or everything trimmed by retention.
         let held = log.first_indexed_offset().unwrap_or(high_watermark);
         Bounds { log_start: held.max(retained).min(high_watermark), high_watermark }
+    }
+
+    /// An OK answer carrying `batches`, continuing at `next_offset`.
+    fn answer(self, batches: Vec<FetchedBatch>, next_offset: u64) -> FetchResponse {
+        FetchResponse {
+            error: Some(Error::ok()),
+            batches,
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start,
+            next_offset: Some(next_offset),
+        }
     }
 
     fn out_of_range(self, led: &Led, offset: u64) -> FetchResponse {
@@ -55,6 +79,7 @@ impl Bounds {
             batches: Vec::new(),
             high_watermark,
             log_start_offset: log_start,
+            next_offset: None,
         }
     }
 }
@@ -71,56 +96,120 @@ impl ClientService {
 
     /// Serves one fetch; `waited` is set to how long it waited for new data.
     async fn fetch(&self, request: FetchRequest, waited: &mut Duration) -> FetchResponse {
-        let failed = |e: Error| FetchResponse { error: Some(e), ..FetchResponse::default() };
         let led = match self.led_partition(&request.topic, request.partition) {
             Ok(led) => led,
             Err(e) => return failed(e),
         };
-        let Watches { high_watermark: mut watermark, log_start } = match self.watches(&led).await {
+        // Compiled before any wait, so a malformed expression is refused at once.
+        let filter = match self.filters.get(&request.tag_filter, &request.sql_filter) {
+            Ok(filter) => filter,
+            Err(e) => return failed(error(ErrorCode::InvalidFilter, format!("{e} (docs/FILTERS.md)"))),
+        };
+        let mut watches = match self.watches(&led).await {
             Ok(w) => w,
             Err(e) => return failed(e),
         };
-        let retained = || log_start.borrow().offset;
-        let offset = request.offset;
-        let mut bounds = Bounds::of(&led.log, *watermark.borrow_and_update(), retained());
-        if offset < bounds.log_start || offset > bounds.high_watermark {
-            return bounds.out_of_range(&led, offset);
-        }
-        if offset == bounds.high_watermark && request.max_wait_ms > 0 {
-            let wait = Duration::from_millis(u64::from(request.max_wait_ms)).min(MAX_FETCH_WAIT);
-            let wait_started = Instant::now();
-            bounds = Bounds::of(&led.log, self.wait_past(&mut watermark, offset, wait).await, retained());
-            if offset < bounds.log_start {
-                return bounds.out_of_range(&led, offset);
-            }
-            *waited = wait_started.elapsed();
-        }
         let max_bytes = match request.max_bytes {
             0 => DEFAULT_FETCH_MAX_BYTES,
             n => (n as usize).min(MAX_FETCH_MAX_BYTES),
         };
+        let wait = Duration::from_millis(u64::from(request.max_wait_ms)).min(MAX_FETCH_WAIT);
+        let bounds = watches.bounds(&led.log);
+        if request.offset < bounds.log_start || request.offset > bounds.high_watermark {
+            return bounds.out_of_range(&led, request.offset);
+        }
+        match filter {
+            None => self.fetch_all(&led, request.offset, &mut watches, max_bytes, wait, waited).await,
+            Some(filter) => self.fetch_filtered(&led, &request, &filter, &mut watches, max_bytes, wait, waited).await,
+        }
+    }
+
+    /// A fetch without a filter: whole batches as stored.
+    async fn fetch_all(
+        &self,
+        led: &Led,
+        offset: u64,
+        watches: &mut Watches,
+        max_bytes: usize,
+        wait: Duration,
+        waited: &mut Duration,
+    ) -> FetchResponse {
+        let mut bounds = watches.bounds(&led.log);
+        if offset == bounds.high_watermark && !wait.is_zero() {
+            let wait_started = Instant::now();
+            self.wait_past(&mut watches.high_watermark, offset, wait).await;
+            bounds = watches.bounds(&led.log);
+            if offset < bounds.log_start {
+                return bounds.out_of_range(led, offset);
+            }
+            *waited = wait_started.elapsed();
+        }
         match read_committed(&led.log, offset, bounds.high_watermark, max_bytes) {
             Ok(batches) => {
                 let bytes: usize = batches.iter().map(|b| b.batch.len()).sum();
                 if bytes > 0 {
                     self.metrics.fetched(led.group_id, bytes, || self.partitions.group_ids());
                 }
-                FetchResponse {
-                    error: Some(Error::ok()),
-                    batches: batches
-                        .into_iter()
-                        .map(|b| FetchedBatch { base_offset: b.base_offset, batch: b.batch })
-                        .collect(),
-                    high_watermark: bounds.high_watermark,
-                    log_start_offset: bounds.log_start,
-                }
+                let next_offset = batches.last().map_or(offset, |b| b.base_offset + u64::from(b.count));
+                let batches = batches
+                    .into_iter()
+                    .map(|b| FetchedBatch { base_offset: b.base_offset, batch: b.batch, offset_deltas: Vec::new() })
+                    .collect();
+                bounds.answer(batches, next_offset)
             }
             // Retention trimmed the offset away while it was being read.
-            Err(StorageError::Purged { .. }) => {
-                Bounds::of(&led.log, bounds.high_watermark, retained()).out_of_range(&led, offset)
-            }
-            Err(e) => failed(read_failed(&led, offset, &e)),
+            Err(StorageError::Purged { .. }) => watches.bounds(&led.log).out_of_range(led, offset),
+            Err(e) => failed(read_failed(led, offset, &e)),
         }
+    }
+
+    /// A fetch with a filter: the matching messages from `request.offset` on, waiting up to
+    /// `wait` for one to be written if none is there yet (see [`crate::filters`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_filtered(
+        &self,
+        led: &Led,
+        request: &FetchRequest,
+        filter: &Filter,
+        watches: &mut Watches,
+        max_bytes: usize,
+        wait: Duration,
+        waited: &mut Duration,
+    ) -> FetchResponse {
+        let deadline = Instant::now() + wait;
+        let mut scan = Scan::new(request.offset);
+        let bounds = loop {
+            let bounds = watches.bounds(&led.log);
+            if scan.next_offset < bounds.log_start {
+                return bounds.out_of_range(led, scan.next_offset);
+            }
+            while scan.next_offset < bounds.high_watermark && !scan.is_done(max_bytes) {
+                let from = scan.next_offset;
+                let batches = match read_committed(&led.log, from, bounds.high_watermark, FILTER_READ_BYTES) {
+                    Ok(batches) if batches.is_empty() => break,
+                    Ok(batches) => batches,
+                    Err(StorageError::Purged { .. }) => return watches.bounds(&led.log).out_of_range(led, from),
+                    Err(e) => return failed(read_failed(led, from, &e)),
+                };
+                if let Err(e) = scan.add(filter, batches, max_bytes) {
+                    return failed(error(ErrorCode::Internal, format!("{}/{}: {e}", led.topic, led.partition)));
+                }
+            }
+            let now = Instant::now();
+            if !scan.batches.is_empty() || scan.is_done(max_bytes) || now >= deadline {
+                break bounds;
+            }
+            let hw = self.wait_past(&mut watches.high_watermark, scan.next_offset, deadline - now).await;
+            *waited += now.elapsed();
+            if hw <= scan.next_offset {
+                break watches.bounds(&led.log);
+            }
+        };
+        if scan.returned_bytes > 0 {
+            self.metrics.fetched(led.group_id, scan.returned_bytes, || self.partitions.group_ids());
+        }
+        self.metrics.filtered(&request.group, &led.topic, &scan.stats);
+        bounds.answer(scan.batches, scan.next_offset)
     }
 
     pub(super) async fn handle_list_offsets(&self, request: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -197,6 +286,10 @@ impl ClientService {
         }
         *watermark.borrow()
     }
+}
+
+fn failed(e: Error) -> FetchResponse {
+    FetchResponse { error: Some(e), ..FetchResponse::default() }
 }
 
 fn read_failed(led: &Led, offset: u64, e: &StorageError) -> Error {

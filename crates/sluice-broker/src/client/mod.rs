@@ -43,6 +43,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::{BrokerConfig, PeerConfig};
 use crate::controller::ControllerGroup;
+use crate::filters::FilterCache;
 use crate::groups::GroupsService;
 use crate::metrics::RequestMetrics;
 use crate::partitions::Partitions;
@@ -119,6 +120,8 @@ pub struct ClientService {
     stop: watch::Receiver<bool>,
     /// Produce and fetch counters and latencies, recorded once per request.
     metrics: Arc<RequestMetrics>,
+    /// Fetch filters, compiled once per expression.
+    filters: Arc<FilterCache>,
 }
 
 impl ClientService {
@@ -143,6 +146,7 @@ impl ClientService {
             partitions,
             stop,
             metrics: Arc::new(RequestMetrics::new()),
+            filters: Arc::default(),
         }
     }
 

@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use sluice_common::record::{ProducerStamp, RecordBatch, RecordView};
+use sluice_common::filter::tag_summary_bit;
+use sluice_common::record::{BatchError, ProducerStamp, RecordBatch, RecordView};
 use sluice_proto::v1::{ProduceRequest, ProduceResponse};
 use sluice_proto::{Error, ErrorCode};
 use sluice_raft::Reply;
@@ -204,9 +205,11 @@ fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> R
         return Err(invalid("transactional and control batches are not supported yet; send plain batches".into()));
     }
     check_producer(&h.producer, h.count).map_err(invalid)?;
+    let mut tag_summary = 0;
     for (i, record) in parsed.records().enumerate() {
         let record =
             record.map_err(|e| invalid(format!("{e}; build batches as docs/FORMAT.md describes (the SDK does)")))?;
+        tag_summary |= record.tag().map_or(0, tag_summary_bit);
         let size = message_bytes(&record);
         if size > max_message_bytes as usize {
             return Err(error(
@@ -218,6 +221,12 @@ fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> R
                 ),
             ));
         }
+    }
+    // A tag filter skips a batch by its summary: one that left out a tag would hide messages.
+    if let Some(header) = h.tag_summary
+        && header != tag_summary
+    {
+        return Err(invalid(format!("{}", BatchError::TagSummary { header, computed: tag_summary })));
     }
     Ok(())
 }
@@ -306,6 +315,23 @@ mod tests {
         assert_eq!(code(check_batch(&batch(stamp, &[Record::new("v", 1)]), 1024, 1024)), ErrorCode::InvalidRequest);
         let ok = ProducerStamp { producer_id: 3, epoch: 0, base_sequence: 0 };
         assert_eq!(check_batch(&batch(ok, &[Record::new("v", 1)]), 1024, 1024), Ok(()));
+    }
+
+    #[test]
+    fn a_tag_summary_that_leaves_out_a_tag_is_refused() {
+        let tagged = Record { tag: Some("TagA".into()), ..Record::new("v", 1) };
+        let good = batch(ProducerStamp::NONE, &[tagged, Record::new("w", 2)]);
+        assert_eq!(check_batch(&good, 1024, 1024), Ok(()));
+        let mut raw = good.to_vec();
+        raw[46..54].copy_from_slice(&0u64.to_le_bytes());
+        let crc = crc32fast::hash(&raw[4..]);
+        raw[..4].copy_from_slice(&crc.to_le_bytes());
+        let e = check_batch(&Bytes::from(raw), 1024, 1024).unwrap_err();
+        assert_eq!(e.error_code(), ErrorCode::InvalidRequest);
+        assert!(
+            e.message.contains("tag_summary 0x0000000000000000 but its records' tags give 0x0000000001000000"),
+            "{e:?}"
+        );
     }
 
     #[test]

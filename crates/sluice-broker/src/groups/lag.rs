@@ -112,7 +112,14 @@ impl Context {
         let leader = self.partitions.leader_of(gid).map(|(l, _)| l).or(reported)?;
         let address = self.broker_address(leader)?.client_address;
         let mut client = SluiceClient::new(self.channel(&address).ok()?).max_decoding_message_size(usize::MAX);
-        let fetch = |offset| FetchRequest { topic: topic.into(), partition, offset, max_bytes: 1, max_wait_ms: 0 };
+        let fetch = |offset| FetchRequest {
+            topic: topic.into(),
+            partition,
+            offset,
+            max_bytes: 1,
+            max_wait_ms: 0,
+            ..FetchRequest::default()
+        };
         let mut at = committed.unwrap_or(0);
         for _ in 0..2 {
             let answer: FetchResponse = client.fetch(fetch(at)).await.ok()?.into_inner();

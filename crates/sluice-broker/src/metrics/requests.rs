@@ -18,6 +18,8 @@ use prometheus_client::registry::{Registry, Unit};
 use sluice_proto::ErrorCode;
 use sluice_storage::SyncObserver;
 
+use crate::filters::ScanStats;
+
 /// Upper bounds of the latency buckets, in seconds: 0.1 ms to 10 s in 1-2.5-5 steps, from an
 /// acknowledgement without fsync on an idle broker to a produce waiting out a slow disk.
 pub const LATENCY_BUCKETS_SECONDS: [f64; 16] =
@@ -31,6 +33,43 @@ struct CodeLabel(&'static str);
 impl EncodeLabelSet for CodeLabel {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> std::fmt::Result {
         prometheus_client::encoding::EncodeLabel::encode(&("code", self.0), encoder.encode_label())
+    }
+}
+
+/// The `group` and `topic` labels of the filter metrics. A fetch outside a group has group "".
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GroupTopic {
+    group: String,
+    topic: String,
+}
+
+/// What subscription filters did on this broker, by consumer group and topic.
+#[derive(Debug, Default)]
+struct FilterMetrics {
+    matched: Family<GroupTopic, Counter>,
+    skipped: Family<GroupTopic, Counter>,
+    errors: Family<GroupTopic, Counter>,
+    evaluating: Family<GroupTopic, Counter<f64, AtomicU64>>,
+    /// The label sets in use: the group name comes from clients, so past
+    /// [`MAX_FILTER_LABEL_SETS`] new ones are counted under the group `_other`.
+    seen: std::sync::Mutex<HashSet<GroupTopic>>,
+}
+
+/// Most (group, topic) pairs the filter metrics keep apart.
+const MAX_FILTER_LABEL_SETS: usize = 1000;
+
+impl FilterMetrics {
+    fn labels(&self, group: &str, topic: &str) -> GroupTopic {
+        let labels = GroupTopic { group: group.to_owned(), topic: topic.to_owned() };
+        let mut seen = self.seen.lock().expect("filter labels lock");
+        if seen.contains(&labels) {
+            return labels;
+        }
+        if seen.len() >= MAX_FILTER_LABEL_SETS {
+            return GroupTopic { group: "_other".into(), topic: topic.to_owned() };
+        }
+        seen.insert(labels.clone());
+        labels
     }
 }
 
@@ -87,6 +126,7 @@ pub struct RequestMetrics {
     produce: RequestKind,
     fetch: RequestKind,
     log_syncs: Histogram,
+    filters: FilterMetrics,
     /// Per-partition counters by Raft group id: only partitions hosted here, pruned when one is
     /// added (see [`RequestMetrics::traffic`]).
     traffic: RwLock<HashMap<u64, Arc<PartitionTraffic>>>,
@@ -105,6 +145,7 @@ impl RequestMetrics {
             produce: RequestKind::new(),
             fetch: RequestKind::new(),
             log_syncs: Histogram::new(LATENCY_BUCKETS_SECONDS),
+            filters: FilterMetrics::default(),
             traffic: RwLock::default(),
         }
     }
@@ -130,6 +171,38 @@ impl RequestMetrics {
             Unit::Seconds,
             self.log_syncs.clone(),
         );
+        let f = &self.filters;
+        registry.register(
+            "sluice_filter_matched_messages",
+            "Messages a fetch filter matched and returned, by consumer group and topic",
+            f.matched.clone(),
+        );
+        registry.register(
+            "sluice_filter_skipped_messages",
+            "Messages a fetch filter examined and did not return (evaluation errors included), by consumer group and topic",
+            f.skipped.clone(),
+        );
+        registry.register(
+            "sluice_filter_evaluation_errors",
+            "Messages whose filter evaluation failed (a type mismatch; the message did not match), by consumer group and topic",
+            f.errors.clone(),
+        );
+        registry.register_with_unit(
+            "sluice_filter_evaluation",
+            "Time fetch filters spent examining batches, by consumer group and topic",
+            Unit::Seconds,
+            f.evaluating.clone(),
+        );
+    }
+
+    /// A filtered fetch for `group` (empty outside a group) on `topic` did `stats`.
+    pub fn filtered(&self, group: &str, topic: &str, stats: &ScanStats) {
+        let f = &self.filters;
+        let labels = f.labels(group, topic);
+        f.matched.get_or_create(&labels).inc_by(stats.matched);
+        f.skipped.get_or_create(&labels).inc_by(stats.skipped);
+        f.errors.get_or_create(&labels).inc_by(stats.errors);
+        f.evaluating.get_or_create(&labels).inc_by(stats.evaluating.as_secs_f64());
     }
 
     /// What the broker's flusher tells of each fsync it ran.

@@ -54,7 +54,7 @@ pub(super) async fn wait_live(cluster: &Cluster, n: usize) {
 }
 
 pub(super) fn fetch_request(topic: &str, partition: u32, offset: u64, max_wait_ms: u32) -> FetchRequest {
-    FetchRequest { topic: topic.into(), partition, offset, max_bytes: 0, max_wait_ms }
+    FetchRequest { topic: topic.into(), partition, offset, max_bytes: 0, max_wait_ms, ..FetchRequest::default() }
 }
 
 /// Sends an admin write to broker 0, following `NOT_CONTROLLER` hints (and retrying while the

@@ -93,7 +93,14 @@ async fn produce_and_fetch(cluster: &Cluster, name: &str, want_synced_at_ack: Op
     assert!(expected, "{name}: acknowledged with {synced} of 3 replicas fsynced");
 
     // From the leader of the moment: leadership may have moved since the produce.
-    let fetch = FetchRequest { topic: name.into(), partition: 0, offset: base, max_bytes: 0, max_wait_ms: 0 };
+    let fetch = FetchRequest {
+        topic: name.into(),
+        partition: 0,
+        offset: base,
+        max_bytes: 0,
+        max_wait_ms: 0,
+        ..FetchRequest::default()
+    };
     let r = eventually(Duration::from_secs(30), &format!("a fetch of {name} answered"), || async {
         let at = cluster.brokers.iter().position(|b| b.partitions().raft(group).is_some_and(|r| r.is_leader()));
         let r = cluster.client(at.unwrap_or(leader)).await.fetch(fetch.clone()).await.expect("rpc").into_inner();

@@ -134,7 +134,14 @@ async fn produce(cluster: &Cluster, group: u64, batch: Bytes, sent: &mut Sent) -
 
 /// Fetches from broker `i` at `offset`; tallies the answer; returns the next offset.
 async fn fetch(cluster: &Cluster, i: usize, offset: u64, max_wait_ms: u32, sent: &mut Sent) -> (ErrorCode, u64) {
-    let request = FetchRequest { topic: TOPIC.into(), partition: 0, offset, max_bytes: 0, max_wait_ms };
+    let request = FetchRequest {
+        topic: TOPIC.into(),
+        partition: 0,
+        offset,
+        max_bytes: 0,
+        max_wait_ms,
+        ..FetchRequest::default()
+    };
     let response = cluster.client(i).await.fetch(request).await.expect("rpc").into_inner();
     let code = error_of(response.error.as_ref()).error_code();
     *sent.fetch_codes.entry(code.as_str_name()).or_default() += 1;

@@ -251,8 +251,14 @@ async fn fetch_led_by(
         let mut fetched = Vec::new();
         let mut next = from;
         while next < end {
-            let request =
-                FetchRequest { topic: TOPIC.into(), partition: 0, offset: next, max_bytes: 0, max_wait_ms: 0 };
+            let request = FetchRequest {
+                topic: TOPIC.into(),
+                partition: 0,
+                offset: next,
+                max_bytes: 0,
+                max_wait_ms: 0,
+                ..FetchRequest::default()
+            };
             let r = client.fetch(request).await.expect("rpc").into_inner();
             let code = error_of(r.error.as_ref()).error_code();
             if code.is_retriable() {
@@ -286,7 +292,14 @@ async fn fetch_led_by(
 /// Checks what the leader's client API says about `start`, and that it serves every batch of
 /// `produced` from `start` on, as written.
 async fn assert_client_view(cluster: &Cluster, group: u64, start: LogStart, produced: &BTreeMap<u64, Bytes>) {
-    let fetch = |offset| FetchRequest { topic: TOPIC.into(), partition: 0, offset, max_bytes: 0, max_wait_ms: 0 };
+    let fetch = |offset| FetchRequest {
+        topic: TOPIC.into(),
+        partition: 0,
+        offset,
+        max_bytes: 0,
+        max_wait_ms: 0,
+        ..FetchRequest::default()
+    };
 
     let below = fetch_from_leader(cluster, group, fetch(0)).await;
     assert_eq!(error_of(below.error.as_ref()).error_code(), ErrorCode::OffsetOutOfRange);

@@ -117,7 +117,8 @@ impl Client {
         let core = Core {
             client: self.clone(),
             membership: Arc::new(Membership::new(config.instance_id.clone())),
-            fetcher: Fetcher::new(self.clone(), config.fetch_max_bytes, config.fetch_max_wait),
+            fetcher: Fetcher::new(self.clone(), config.fetch_max_bytes, config.fetch_max_wait)
+                .with_filter(config.filter.clone().unwrap_or_default(), config.group.clone()),
             book: OffsetBook::default(),
             applied_incarnation: 0,
             applied_version: 0,

@@ -374,8 +374,13 @@ impl Sluice for FakeBroker {
                 }
                 // Batches that end after the offset; the first may start before it.
                 let batches = p.log.iter().filter(|(base, b)| base + u64::from(count(b)) > r.offset);
-                answer.batches =
-                    batches.map(|(base, b)| v1::FetchedBatch { base_offset: *base, batch: b.clone() }).collect();
+                answer.batches = batches
+                    .map(|(base, b)| v1::FetchedBatch {
+                        base_offset: *base,
+                        batch: b.clone(),
+                        offset_deltas: Vec::new(),
+                    })
+                    .collect();
                 if !answer.batches.is_empty() || tokio::time::Instant::now() >= deadline {
                     return Ok(Response::new(answer));
                 }

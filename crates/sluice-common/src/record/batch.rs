@@ -2,16 +2,19 @@
 //! fetches. Pure codec, no I/O. `docs/FORMAT.md` draws the same layout.
 //!
 //! ```text
-//! batch header, 46 bytes, then the records section
-//! 0      4      5       6         8       12            20      22         26          34          42           46
-//! | crc  | magic| attrs | reserved| count | producer_id | epoch | base_seq | first_ts_ms | max_ts_ms | records_len | records ...
-//! | u32  | u8=1 | u8    | u16 = 0 | u32   | i64         | i16   | i32      | i64         | i64       | u32         |
+//! batch header, 54 bytes (format 2), then the records section
+//! 0      4      5       6         8       12            20      22         26          34          42           46            54
+//! | crc  | magic| attrs | reserved| count | producer_id | epoch | base_seq | first_ts_ms | max_ts_ms | records_len | tag_summary | records ...
+//! | u32  | u8=2 | u8    | u16 = 0 | u32   | i64         | i16   | i32      | i64         | i64       | u32         | u64         |
 //!   crc = CRC-32/IEEE (zlib's crc32) of bytes 4..end, stored little-endian like every integer;
 //!   attrs bits 0-2: compression (0 = none), bit 3: transactional, bit 4: control, bits 5-7 and
 //!   `reserved` must be 0; producer_id -1 = no idempotence (then epoch and base_seq are -1 too).
 //!   first_ts_ms is the first record's timestamp, max_ts_ms the largest (both checked on
 //!   decode). The base offset is not in the batch: the partition assigns it when the batch is
 //!   applied (docs/ARCHITECTURE.md, D2) and fetch responses carry it.
+//!   tag_summary has bit crc32(tag) mod 64 set for each record's tag (0: no record has one), so
+//!   a tag filter skips a batch holding none of its tags without reading it (docs/FILTERS.md).
+//!   Format 1 is format 2 without tag_summary (a 46-byte header); it is still read.
 //!
 //! each record in the records section
 //! | body_len uvarint | ts_delta zigzag varint | key_len+1 uvarint (0 = no key) | key |
@@ -25,11 +28,14 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::varint::{get_uvarint, put_uvarint, unzigzag, uvarint_len, zigzag};
+use crate::filter::tag_summary_bit;
 
-/// Byte length of a batch header.
-pub const BATCH_HEADER_LEN: usize = 46;
-/// Batch format version written by this build.
-pub const BATCH_MAGIC: u8 = 1;
+/// Byte length of a batch header, as this build writes it.
+pub const BATCH_HEADER_LEN: usize = 54;
+/// Byte length of a format 1 header (no tag summary).
+const BATCH_HEADER_LEN_V1: usize = 46;
+/// Batch format version written by this build. Format 1 is read too.
+pub const BATCH_MAGIC: u8 = 2;
 const ATTR_COMPRESSION_MASK: u8 = 0b0000_0111;
 const ATTR_TRANSACTIONAL: u8 = 0b0000_1000;
 const ATTR_CONTROL: u8 = 0b0001_0000;
@@ -86,6 +92,21 @@ pub struct BatchHeader {
     /// Largest record timestamp in the batch, exactly (the time index relies on it). Equal to
     /// `first_timestamp_ms` in an empty batch.
     pub max_timestamp_ms: i64,
+    /// The bits of the records' tags ([`crate::filter::tag_summary_bit`]); `None` in a
+    /// format 1 batch, which has no summary.
+    pub tag_summary: Option<u64>,
+}
+
+impl BatchHeader {
+    /// Bytes of the header: where the records section starts.
+    pub fn len(&self) -> usize {
+        if self.tag_summary.is_some() { BATCH_HEADER_LEN } else { BATCH_HEADER_LEN_V1 }
+    }
+
+    /// Never: a header always has bytes.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
 }
 
 /// Why bytes are not a valid batch or record. Messages name the field and the byte position.
@@ -108,8 +129,20 @@ pub enum BatchError {
         computed: u32,
     },
     /// A batch format this build does not read.
-    #[error("record batch format {0} is not supported (this build reads format {BATCH_MAGIC})")]
+    #[error("record batch format {0} is not supported (this build reads formats 1 and {BATCH_MAGIC})")]
     Magic(u8),
+    /// `tag_summary` disagrees with the records' tags: a tag filter would skip matching
+    /// messages.
+    #[error(
+        "record batch header says tag_summary {header:#018x} but its records' tags give {computed:#018x}: \
+         set bit crc32(tag) mod 64 for each record's tag (docs/FORMAT.md)"
+    )]
+    TagSummary {
+        /// The header's `tag_summary`.
+        header: u64,
+        /// The summary of the records' tags.
+        computed: u64,
+    },
     /// A compression codec this build does not implement.
     #[error("record batch uses compression codec {0}, which this build does not support")]
     Compression(u8),
@@ -219,6 +252,7 @@ pub struct BatchBuilder {
     max_ts: i64,
     producer: ProducerStamp,
     transactional: bool,
+    tag_summary: u64,
 }
 
 impl BatchBuilder {
@@ -226,7 +260,7 @@ impl BatchBuilder {
     pub fn new(producer: ProducerStamp, capacity: usize) -> BatchBuilder {
         let mut buf = BytesMut::with_capacity(capacity.max(BATCH_HEADER_LEN));
         buf.put_bytes(0, BATCH_HEADER_LEN);
-        BatchBuilder { buf, count: 0, first_ts: None, max_ts: i64::MIN, producer, transactional: false }
+        BatchBuilder { buf, count: 0, first_ts: None, max_ts: i64::MIN, producer, transactional: false, tag_summary: 0 }
     }
 
     /// Marks the batch as part of a transaction.
@@ -254,12 +288,50 @@ impl BatchBuilder {
         let tag = record.tag.as_deref().unwrap_or("");
         put_uvarint(b, tag.len() as u64);
         b.put_slice(tag.as_bytes());
+        if !tag.is_empty() {
+            self.tag_summary |= tag_summary_bit(tag);
+        }
         put_uvarint(b, record.properties.len() as u64);
         for (k, v) in &record.properties {
             put_uvarint(b, k.len() as u64);
             b.put_slice(k.as_bytes());
             put_uvarint(b, v.len() as u64);
             b.put_slice(v.as_bytes());
+        }
+        self.count += 1;
+        self.max_ts = self.max_ts.max(record.timestamp_ms);
+    }
+
+    /// Appends a record decoded from another batch, copying its fields as they are encoded
+    /// (a broker rebuilding a batch from the messages a filter kept).
+    pub fn push_view(&mut self, record: &RecordView) {
+        let first = *self.first_ts.get_or_insert(record.timestamp_ms);
+        let ts = zigzag(record.timestamp_ms.wrapping_sub(first));
+        let key_len = record.key.as_ref().map_or(0, |k| k.len() as u64 + 1);
+        let body = uvarint_len(ts)
+            + uvarint_len(key_len)
+            + record.key.as_ref().map_or(0, Bytes::len)
+            + uvarint_len(record.value.len() as u64)
+            + record.value.len()
+            + uvarint_len(record.tag.len() as u64)
+            + record.tag.len()
+            + uvarint_len(record.property_count)
+            + record.properties.len();
+        let b = &mut self.buf;
+        put_uvarint(b, body as u64);
+        put_uvarint(b, ts);
+        put_uvarint(b, key_len);
+        if let Some(k) = &record.key {
+            b.put_slice(k);
+        }
+        put_uvarint(b, record.value.len() as u64);
+        b.put_slice(&record.value);
+        put_uvarint(b, record.tag.len() as u64);
+        b.put_slice(&record.tag);
+        put_uvarint(b, record.property_count);
+        b.put_slice(&record.properties);
+        if let Some(tag) = record.tag() {
+            self.tag_summary |= tag_summary_bit(tag);
         }
         self.count += 1;
         self.max_ts = self.max_ts.max(record.timestamp_ms);
@@ -297,6 +369,7 @@ impl BatchBuilder {
         h.put_i64_le(first);
         h.put_i64_le(max);
         h.put_u32_le(records_len);
+        h.put_u64_le(self.tag_summary);
         let crc = crc32fast::hash(&self.buf[4..]);
         self.buf[..4].copy_from_slice(&crc.to_le_bytes());
         self.buf.freeze()
@@ -333,7 +406,7 @@ impl RecordBatch {
     /// and `max_ts_ms` when it reaches the end.
     pub fn records(&self) -> Records {
         Records {
-            section: self.bytes.slice(BATCH_HEADER_LEN..),
+            section: self.bytes.slice(self.header.len()..),
             pos: 0,
             index: 0,
             newest: self.header.first_timestamp_ms,
@@ -345,12 +418,19 @@ impl RecordBatch {
 
 /// Reads and checks a batch header without copying the batch.
 pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
-    if bytes.len() < BATCH_HEADER_LEN {
-        return Err(BatchError::Length { expected: BATCH_HEADER_LEN, actual: bytes.len() });
+    if bytes.len() < BATCH_HEADER_LEN_V1 {
+        return Err(BatchError::Length { expected: BATCH_HEADER_LEN_V1, actual: bytes.len() });
     }
     let le32 = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let le64 = |at: usize| i64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    let expected = BATCH_HEADER_LEN + le32(42) as usize;
+    let header_len = match bytes[4] {
+        1 => BATCH_HEADER_LEN_V1,
+        _ => BATCH_HEADER_LEN,
+    };
+    if bytes.len() < header_len {
+        return Err(BatchError::Length { expected: header_len, actual: bytes.len() });
+    }
+    let expected = header_len + le32(42) as usize;
     if bytes.len() != expected {
         return Err(BatchError::Length { expected, actual: bytes.len() });
     }
@@ -358,7 +438,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     if stored != computed {
         return Err(BatchError::Checksum { stored, computed });
     }
-    if bytes[4] != BATCH_MAGIC {
+    if !matches!(bytes[4], 1 | BATCH_MAGIC) {
         return Err(BatchError::Magic(bytes[4]));
     }
     let reserved = u16::from_le_bytes([bytes[6], bytes[7]]);
@@ -385,7 +465,19 @@ pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         compression,
         first_timestamp_ms: le64(26),
         max_timestamp_ms: le64(34),
+        tag_summary: (header_len == BATCH_HEADER_LEN).then(|| le64(46) as u64),
     })
+}
+
+/// The tag summary `records` should carry; an error at the first malformed record.
+pub fn tag_summary_of(batch: &RecordBatch) -> Result<u64, BatchError> {
+    let mut summary = 0;
+    for record in batch.records() {
+        if let Some(tag) = record?.tag() {
+            summary |= tag_summary_bit(tag);
+        }
+    }
+    Ok(summary)
 }
 
 /// One decoded record: every field is a slice of the batch's bytes.

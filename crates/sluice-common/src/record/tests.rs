@@ -123,9 +123,10 @@ fn first_ts_ms_must_be_the_first_records_timestamp() {
     for (delta, zigzagged) in [(-3i64, 5u8), (1, 2)] {
         assert_eq!(varint::zigzag(delta), u64::from(zigzagged));
         let mut raw = build(&sample(), ProducerStamp::NONE).to_vec();
-        // Record 0's ts_delta: byte 47, after its one-byte body_len.
-        assert_eq!(raw[47], 0);
-        raw[47] = zigzagged;
+        // Record 0's ts_delta: right after the header and its one-byte body_len.
+        let at = BATCH_HEADER_LEN + 1;
+        assert_eq!(raw[at], 0);
+        raw[at] = zigzagged;
         let err = decode_all(&reparse(raw).unwrap()).unwrap_err();
         let header = 1_700_000_000_000;
         assert_eq!(err, BatchError::FirstTimestamp { header, record: header + delta });
