@@ -289,6 +289,31 @@ mod tests {
     }
 
     #[test]
+    fn filter_counters_are_kept_per_group_and_topic_and_bounded() {
+        let m = RequestMetrics::new();
+        let stats = ScanStats { matched: 3, skipped: 7, errors: 1, batches_skipped: 1, evaluating: Duration::from_millis(2) };
+        m.filtered("billing", "orders", &stats);
+        m.filtered("billing", "orders", &stats);
+        m.filtered("", "orders", &stats);
+        for i in 0..MAX_FILTER_LABEL_SETS {
+            m.filtered(&format!("g{i}"), "t", &stats);
+        }
+        let mut registry = Registry::default();
+        m.register(&mut registry);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        for line in [
+            "sluice_filter_matched_messages_total{group=\"billing\",topic=\"orders\"} 6\n",
+            "sluice_filter_skipped_messages_total{group=\"billing\",topic=\"orders\"} 14\n",
+            "sluice_filter_evaluation_errors_total{group=\"\",topic=\"orders\"} 1\n",
+            "sluice_filter_evaluation_seconds_total{group=\"billing\",topic=\"orders\"} 0.004\n",
+            "sluice_filter_matched_messages_total{group=\"_other\",topic=\"t\"} 6\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
     fn partition_counters_add_per_batch_and_forget_groups_no_longer_hosted() {
         let m = RequestMetrics::new();
         m.produced(7, 3, 100, || vec![7]);
