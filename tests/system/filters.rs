@@ -5,12 +5,16 @@
 //! their acknowledgements named. The CLI's `consume --tag/--filter` agrees, and a malformed
 //! expression is refused with its position.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_client::{ConsumedRecord, MessageFilter, ProducerConfig, ProducerRecord, RecordMetadata, TopicConfig};
+use sluice_client::{
+    ConsumedRecord, ErrorCode, GroupConsumerConfig, MessageFilter, OffsetReset, ProducerConfig, ProducerRecord,
+    RecordMetadata, TopicConfig,
+};
 use sluice_system_tests::cli::sluice;
+use sluice_system_tests::groups::{Member, eventually};
 use sluice_system_tests::{Cluster, read_topic_filtered, within};
 
 const TOPIC: &str = "filtered";
@@ -126,6 +130,64 @@ async fn tag_and_sql_filters_deliver_exactly_the_matching_messages() {
         assert_eq!(out.stdout.lines().count(), want, "consume --tag --filter prints the matching messages");
         let bad = sluice(&bootstrap, &["consume", TOPIC, "--filter", "price >"], None, limit).await;
         bad.assert_failure("a malformed --filter", &["SQL filter", "Column: 8"]);
+
+        eprintln!("--- a group of 3 members shares the matching messages; a member with another filter is refused");
+        group_consumes_the_matching_messages(&client, &bootstrap, &acked, &priced).await;
     })
     .await;
+}
+
+/// Three members of a group with the SQL filter receive, together, exactly the matching
+/// messages; a fourth with another filter is refused, and the CLI changes the group's filter
+/// only once its members are gone.
+async fn group_consumes_the_matching_messages(
+    client: &sluice_client::Client,
+    bootstrap: &str,
+    acked: &[RecordMetadata],
+    matches: &dyn Fn(usize) -> bool,
+) {
+    let expression = "price > 500 AND region IN ('eu', 'us')";
+    let config = || GroupConsumerConfig {
+        auto_offset_reset: OffsetReset::Earliest,
+        filter: Some(MessageFilter::sql(expression)),
+        ..GroupConsumerConfig::new("filtered-group")
+    };
+    let mut members = Vec::new();
+    for name in ["m1", "m2", "m3"] {
+        members.push(Member::join(client, name, config(), TOPIC).await);
+    }
+    let want = (0..acked.len()).filter(|&i| matches(i)).count();
+    eventually(Duration::from_secs(60), "the group receives every matching message", || {
+        let got: usize = members.iter().map(|m| m.view().records.len()).sum();
+        async move { if got >= want { Ok(()) } else { Err(format!("{got} of {want}")) } }
+    })
+    .await;
+
+    let refused = GroupConsumerConfig { filter: Some(MessageFilter::sql("price > 100")), ..config() };
+    let mut other = client.group_consumer(refused).expect("a group consumer");
+    let e = other.subscribe(&[TOPIC]).await.expect_err("another filter is refused");
+    assert_eq!(e.code(), Some(ErrorCode::FilterMismatch), "{e}");
+    assert!(e.to_string().contains(expression), "{e}");
+    drop(other);
+    let set_filter = ["group", "set-filter", "filtered-group", TOPIC, "--tag", "tag-1"];
+    let limit = Duration::from_secs(60);
+    sluice(bootstrap, &set_filter, None, limit).await.assert_failure("set-filter with members", &["stop them first"]);
+
+    let by_offset: HashMap<(u32, u64), usize> =
+        acked.iter().enumerate().map(|(i, m)| ((m.partition, m.offset), i)).collect();
+    let mut seen = vec![false; acked.len()];
+    for member in members {
+        let name = member.name.clone();
+        for (partition, offset) in member.close().await.records {
+            let i = by_offset[&(partition, offset)];
+            assert!(matches(i), "{name} received message {i}, which does not match");
+            assert!(!std::mem::replace(&mut seen[i], true), "message {i} was received twice");
+        }
+    }
+    assert_eq!(seen.iter().filter(|s| **s).count(), want, "every matching message was received once");
+
+    sluice(bootstrap, &set_filter, None, limit).await.assert_success("set-filter once the members are gone");
+    let described = sluice(bootstrap, &["group", "describe", "filtered-group", "--output", "json"], None, limit).await;
+    let json: serde_json::Value = serde_json::from_str(&described.assert_success("group describe").stdout).unwrap();
+    assert_eq!(json["filters"][TOPIC], serde_json::json!({"tag": "tag-1", "sql": ""}), "{json}");
 }

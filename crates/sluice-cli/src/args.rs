@@ -202,6 +202,22 @@ pub enum GroupCommand {
     /// Set a group's committed offsets of a topic. Refused while any consumer of the group
     /// runs: stop them first.
     Reset(ResetArgs),
+    /// Change the filter a group consumes a topic with (docs/FILTERS.md); without --tag and
+    /// --filter, the group consumes every message. Refused while a consumer of the group
+    /// reads the topic: stop them, change it, start them with the new filter.
+    SetFilter(SetFilterArgs),
+}
+
+/// `sluice group set-filter`
+#[derive(Debug, Args)]
+pub struct SetFilterArgs {
+    /// The group.
+    pub group: String,
+    /// The topic.
+    pub topic: String,
+    /// The new filter.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `sluice group reset`

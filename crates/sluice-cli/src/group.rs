@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use sluice_client::{Client, GroupDescription, GroupListing, TopicPartition};
+use sluice_client::{Client, GroupDescription, GroupListing, MessageFilter, TopicPartition};
 
 use crate::args::{GroupCommand, Output};
 use crate::{print, print_json};
@@ -37,8 +37,30 @@ pub(crate) async fn run(client: &Client, command: GroupCommand) -> Result<()> {
             print(&reset_plain(&a.topic, &offsets))?;
             eprintln!("reset group {} on topic {}: {} partitions", a.group, a.topic, offsets.len());
         }
+        GroupCommand::SetFilter(a) => {
+            let filter = a.filter.filter()?;
+            let said = filter_plain(filter.as_ref());
+            admin
+                .set_group_filter(&a.group, &a.topic, filter)
+                .await
+                .with_context(|| format!("cannot set the filter of group {} on topic {}", a.group, a.topic))?;
+            eprintln!("group {} now consumes {} with {said}", a.group, a.topic);
+        }
     }
     Ok(())
+}
+
+/// A filter for people: `--tag "A || B" --filter "x > 1"`, or `no filter`.
+fn filter_plain(filter: Option<&MessageFilter>) -> String {
+    let Some(f) = filter else { return "no filter".to_owned() };
+    let mut parts = Vec::new();
+    if !f.tag_expression().is_empty() {
+        parts.push(format!("--tag {:?}", f.tag_expression()));
+    }
+    if !f.sql_expression().is_empty() {
+        parts.push(format!("--filter {:?}", f.sql_expression()));
+    }
+    if parts.is_empty() { "no filter".to_owned() } else { parts.join(" ") }
 }
 
 #[derive(Debug, Serialize)]
@@ -126,6 +148,10 @@ pub fn describe_json(d: &GroupDescription) -> serde_json::Value {
         "coordinator": {"node_id": d.coordinator_id, "address": d.coordinator_address},
         "members": members,
         "partitions": partitions,
+        "filters": d.filters.iter().map(|(topic, f)| (topic.clone(), serde_json::json!({
+            "tag": f.tag_expression(),
+            "sql": f.sql_expression(),
+        }))).collect::<serde_json::Map<_, _>>(),
     })
 }
 
@@ -140,6 +166,9 @@ pub fn describe_plain(d: &GroupDescription) -> String {
         d.coordinator_address,
         d.members.len()
     );
+    for (topic, f) in &d.filters {
+        let _ = writeln!(out, "filter on {topic}: {}", filter_plain(Some(f)));
+    }
     if !d.members.is_empty() {
         let _ = writeln!(out, "\n{:<36} {:<20} {:>6} {:<21} ASSIGNED", "MEMBER", "INSTANCE", "EPOCH", "HOST");
         for m in &d.members {
@@ -210,6 +239,7 @@ mod tests {
                 target: vec![tp(0)],
                 client_host: "127.0.0.1:50000".into(),
             }],
+            filters: BTreeMap::from([("orders".to_owned(), MessageFilter::tags("paid").and_sql("price > 10"))]),
             partitions: vec![
                 PartitionLag {
                     partition: tp(0),

@@ -200,6 +200,10 @@ fn hint(code: ErrorCode) -> &'static str {
              the brokers' open-file limit (`sluice cluster status` shows each broker's replicas)"
         }
         ErrorCode::InvalidFilter => "fix the filter expression at the position the message gives (docs/FILTERS.md)",
+        ErrorCode::FilterMismatch => {
+            "consume with the group's filter (`sluice group describe` shows it), or stop the group's consumers and \
+             change it with `sluice group set-filter`"
+        }
         ErrorCode::StorageFull => {
             "a broker holding the partition is short of disk space; free some (retention, `sluice topic delete`, or \
              more disk) and writes resume by themselves"

@@ -45,7 +45,7 @@ use sluice_proto::v1::groups_server::Groups;
 use sluice_proto::v1::{
     CommitOffsetsRequest, CommitOffsetsResponse, DescribeGroupRequest, DescribeGroupResponse, FetchOffsetsRequest,
     FetchOffsetsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupHeartbeatRequest,
-    GroupHeartbeatResponse, ListGroupsRequest, ListGroupsResponse,
+    GroupHeartbeatResponse, ListGroupsRequest, ListGroupsResponse, SetGroupFilterRequest, SetGroupFilterResponse,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -143,5 +143,12 @@ impl Groups for GroupsService {
         request: Request<DescribeGroupRequest>,
     ) -> Result<Response<DescribeGroupResponse>, Status> {
         Ok(Response::new(self.coordinators.describe(request.into_inner()).await))
+    }
+
+    async fn set_group_filter(
+        &self,
+        request: Request<SetGroupFilterRequest>,
+    ) -> Result<Response<SetGroupFilterResponse>, Status> {
+        Ok(Response::new(self.coordinators.set_filter(request.into_inner()).await))
     }
 }

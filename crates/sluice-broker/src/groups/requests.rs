@@ -10,6 +10,7 @@ use futures_util::future::join_all;
 use sluice_proto::v1::{
     CommitOffsetsRequest, CommitOffsetsResponse, DescribeGroupRequest, DescribeGroupResponse, FetchOffsetsRequest,
     FetchOffsetsResponse, GroupHeartbeatRequest, GroupHeartbeatResponse, ListGroupsResponse, PartitionLag,
+    SetGroupFilterRequest, SetGroupFilterResponse,
 };
 use sluice_proto::{Error, ErrorCode};
 use tokio::time::Instant;
@@ -39,6 +40,14 @@ impl Coordinators {
             Err(e) => Err(e),
         };
         CommitOffsetsResponse { error: Some(outcome.err().unwrap_or_else(Error::ok)) }
+    }
+
+    pub async fn set_filter(&self, request: SetGroupFilterRequest) -> SetGroupFilterResponse {
+        let outcome = match self.route(&request.group) {
+            Ok(c) => set_filter(&c, &request).await,
+            Err(e) => Err(e),
+        };
+        SetGroupFilterResponse { error: Some(outcome.err().unwrap_or_else(Error::ok)) }
     }
 
     pub async fn fetch_offsets(&self, request: FetchOffsetsRequest) -> FetchOffsetsResponse {
@@ -76,6 +85,7 @@ impl Coordinators {
             coordinator: self.ctx.broker_address(self.ctx.node_id),
             members: view.members,
             partitions,
+            filters: view.filters,
         }
     }
 
@@ -220,6 +230,14 @@ fn track(c: &Coordinator, request: &GroupHeartbeatRequest, plan: &HeartbeatPlan)
             }
         }
     }
+}
+
+async fn set_filter(c: &Arc<Coordinator>, request: &SetGroupFilterRequest) -> Result<(), Error> {
+    let turn = c.turn(&request.group).await?;
+    let records = c.state().set_filter(request).map_err(refused)?;
+    c.write(&request.group, &records).await?;
+    drop(turn);
+    Ok(())
 }
 
 async fn commit(c: &Arc<Coordinator>, request: &CommitOffsetsRequest) -> Result<(), Error> {

@@ -25,7 +25,10 @@ use sluice_proto::{ErrorCode, v1};
 
 use super::assignor::Assignment;
 
+mod filters;
 mod plan;
+
+pub(crate) use filters::FilterSpec;
 
 /// The member epoch a member joins (or rejoins after being fenced) with.
 const JOIN_EPOCH: i32 = 0;
@@ -154,6 +157,8 @@ pub(crate) struct GroupView {
     pub offsets: Vec<v1::CommittedOffset>,
     /// Every topic some member subscribes to, ascending.
     pub topics: Vec<String>,
+    /// The filter of each topic the group consumes with one (docs/FILTERS.md), by topic.
+    pub filters: Vec<v1::TopicFilter>,
 }
 
 /// Every group of one `__consumer_offsets` partition.
@@ -185,6 +190,8 @@ struct Group {
     partition_counts: BTreeMap<String, u32>,
     members: BTreeMap<String, Member>,
     offsets: BTreeMap<(String, u32), Committed>,
+    /// The filter each topic is consumed with, once a member subscribed to it (`filters`).
+    filters: BTreeMap<String, FilterSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -329,6 +336,7 @@ impl Coordinated {
             members,
             offsets,
             topics: topics.into_iter().cloned().collect(),
+            filters: g.filters_view(),
         })
     }
 
@@ -359,6 +367,7 @@ impl Coordinated {
         for (name, g) in &self.groups {
             let rec = |change| record(name, change);
             out.push(rec(Change::GroupEpoch(epoch_record(g.epoch, &g.partition_counts))));
+            out.extend(g.filter_records(name));
             for (id, m) in &g.members {
                 out.push(rec(Change::Member(m.upsert(id))));
                 out.push(rec(Change::Target(target_record(id, &m.target))));
@@ -426,6 +435,7 @@ impl Group {
                     m.static_left = true;
                 }
             }
+            Change::Filter(f) => self.apply_filter(f),
             Change::Checkpoint(_) | Change::GroupDeleted(_) => {}
         }
     }
@@ -566,3 +576,7 @@ mod commit_tests;
 #[cfg(test)]
 #[path = "state_replay_tests.rs"]
 mod replay_tests;
+
+#[cfg(test)]
+#[path = "state_filter_tests.rs"]
+mod filter_tests;

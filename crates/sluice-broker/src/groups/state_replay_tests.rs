@@ -87,6 +87,7 @@ impl Client {
             owned: self.owned.to_client(),
             session_timeout_ms: 0,
             rebalance_timeout_ms: 0,
+            filters: Vec::new(),
         }
     }
 

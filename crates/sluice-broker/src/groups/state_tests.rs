@@ -115,6 +115,7 @@ pub(super) fn req(group: &str, id: &str, epoch: i32, topics: &[&str], owned: &As
         owned: owned.to_client(),
         session_timeout_ms: 0,
         rebalance_timeout_ms: 0,
+        filters: Vec::new(),
     }
 }
 
@@ -151,6 +152,7 @@ fn kinds(records: &[GroupRecord]) -> Vec<&'static str> {
         Change::StaticLeft(_) => "static_left",
         Change::Checkpoint(_) => "checkpoint",
         Change::GroupDeleted(_) => "deleted",
+        Change::Filter(_) => "filter",
     };
     records.iter().map(kind).collect()
 }

@@ -291,7 +291,8 @@ mod tests {
     #[test]
     fn filter_counters_are_kept_per_group_and_topic_and_bounded() {
         let m = RequestMetrics::new();
-        let stats = ScanStats { matched: 3, skipped: 7, errors: 1, batches_skipped: 1, evaluating: Duration::from_millis(2) };
+        let stats =
+            ScanStats { matched: 3, skipped: 7, errors: 1, batches_skipped: 1, evaluating: Duration::from_millis(2) };
         m.filtered("billing", "orders", &stats);
         m.filtered("billing", "orders", &stats);
         m.filtered("", "orders", &stats);

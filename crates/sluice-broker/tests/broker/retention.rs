@@ -83,7 +83,9 @@ async fn given_retention_bytes_when_segments_roll_every_replica_trims_and_keeps_
             None => None,
         };
         let first = cluster.brokers[follower].partitions().log(group).map(|l| l.first_index());
-        if theirs == Some(current) && snapshot.is_some_and(|s| s >= first_trim.trimmed_before) {
+        // Entries below the first trim are gone from the leader: only a snapshot up to at least
+        // the last of them (trimmed_before - 1) brings the follower past them.
+        if theirs == Some(current) && snapshot.is_some_and(|s| s + 1 >= first_trim.trimmed_before) {
             // The snapshot carried the retained entries: the log starts at the log start, like
             // the leader's, not after the snapshot.
             assert_eq!(first, Some(current.trimmed_before), "the caught-up log starts at the log start");

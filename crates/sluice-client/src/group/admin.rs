@@ -15,6 +15,7 @@ use crate::admin::Admin;
 use crate::client::{Answer, Client, GroupsRpc, unknown_topic};
 use crate::config::{SeekTo, check_group_id};
 use crate::error::{Error, Result};
+use crate::filter::MessageFilter;
 use crate::topic_partition::TopicPartition;
 
 /// The member id and epoch of an administrative commit (no member: accepted only while the
@@ -63,6 +64,9 @@ pub struct GroupDescription {
     pub members: Vec<GroupMemberDescription>,
     /// Every partition of the subscribed topics and every partition with a committed offset.
     pub partitions: Vec<PartitionLag>,
+    /// The filter the group consumes each topic with (docs/FILTERS.md), by topic; topics
+    /// consumed unfiltered are absent.
+    pub filters: BTreeMap<String, MessageFilter>,
 }
 
 /// One member of a described group.
@@ -170,6 +174,43 @@ impl Admin {
             })
             .await?;
         Ok(description_of(answer))
+    }
+
+    /// Changes the filter `group` consumes `topic` with (docs/FILTERS.md); `None` consumes
+    /// every message. Members of a group all consume a topic with its filter: one joining
+    /// with another is refused [`ErrorCode::FilterMismatch`]. The filter can be changed only
+    /// while no member of the group consumes the topic, else [`ErrorCode::GroupNotEmpty`]:
+    /// stop the consumers, change it, start them with the new filter.
+    ///
+    /// ```no_run
+    /// # async fn example(client: sluice_client::Client) -> sluice_client::Result<()> {
+    /// use sluice_client::MessageFilter;
+    /// client.admin().set_group_filter("billing", "orders", Some(MessageFilter::tags("paid"))).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_group_filter(&self, group: &str, topic: &str, filter: Option<MessageFilter>) -> Result<()> {
+        check_group_id("group", group)?;
+        TopicName::new(topic).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let filter = filter.unwrap_or_default();
+        filter.validate()?;
+        let request = v1::SetGroupFilterRequest {
+            group: group.to_owned(),
+            filter: Some(v1::TopicFilter {
+                topic: topic.to_owned(),
+                tag_filter: filter.tag_expression().to_owned(),
+                sql_filter: filter.sql_expression().to_owned(),
+            }),
+        };
+        let client = self.client();
+        let coordinator = Coordinator::new(client.clone(), group);
+        let deadline = Instant::now() + client.config().operation_timeout;
+        coordinator
+            .call("SetGroupFilter", deadline, |mut rpc| {
+                let request = request.clone();
+                async move { rpc.set_group_filter(request).await }
+            })
+            .await
+            .map(drop)
     }
 
     /// Sets `group`'s committed offsets of every partition of `topic` to `to`, resolved per
@@ -329,6 +370,12 @@ fn description_of(answer: v1::DescribeGroupResponse) -> GroupDescription {
                 member_id: p.member_id,
             })
             .collect(),
+        filters: answer
+            .filters
+            .into_iter()
+            .filter(|f| !(f.tag_filter.is_empty() && f.sql_filter.is_empty()))
+            .map(|f| (f.topic, MessageFilter::tags(f.tag_filter).and_sql(f.sql_filter)))
+            .collect(),
     }
 }
 
@@ -379,8 +426,14 @@ mod tests {
                 lag_ms: 1500,
                 member_id: Some("m1".into()),
             }],
+            filters: vec![
+                v1::TopicFilter { topic: "t".into(), tag_filter: "a || b".into(), sql_filter: "x > 1".into() },
+                v1::TopicFilter { topic: "u".into(), tag_filter: String::new(), sql_filter: String::new() },
+            ],
         };
         let d = description_of(answer);
+        assert_eq!(d.filters.len(), 1, "a topic pinned unfiltered is not listed");
+        assert_eq!(d.filters["t"], MessageFilter::tags("a || b").and_sql("x > 1"));
         assert_eq!((d.group.as_str(), d.state.as_str(), d.group_epoch), ("g", "RECONCILING", 7));
         assert_eq!((d.coordinator_id, d.coordinator_address.as_str()), (2, "h:2"));
         let m = &d.members[0];

@@ -34,7 +34,8 @@ group_answers!(
     v1::CommitOffsetsResponse,
     v1::FetchOffsetsResponse,
     v1::ListGroupsResponse,
-    v1::DescribeGroupResponse
+    v1::DescribeGroupResponse,
+    v1::SetGroupFilterResponse
 );
 
 /// How one attempt failed.

@@ -22,6 +22,7 @@ use super::book::{from_proto, to_proto};
 use super::coordinator::{Coordinator, Failure, MAX_IMMEDIATE_REDIRECTS};
 use crate::config::{ClientConfig, GroupConsumerConfig};
 use crate::error::Error;
+use crate::filter::MessageFilter;
 use crate::topic_partition::TopicPartition;
 
 /// The member epoch that joins a group.
@@ -108,6 +109,7 @@ impl MemberState {
             owned: to_proto(&self.owned),
             session_timeout_ms: millis(config.session_timeout),
             rebalance_timeout_ms: millis(config.rebalance_timeout),
+            filters: topic_filters(&self.topics, config.filter.as_ref()),
         }
     }
 
@@ -312,6 +314,18 @@ async fn leave(membership: &Membership, coordinator: &Coordinator, config: &Grou
         Ok(_) => tracing::debug!(group = coordinator.group(), "left the group"),
         Err(error) => tracing::warn!(group = coordinator.group(), %error, "leaving the group failed"),
     }
+}
+
+/// The member's filter of each subscribed topic, as its heartbeats carry it (the same filter
+/// for every topic; none without one).
+fn topic_filters(topics: &[String], filter: Option<&MessageFilter>) -> Vec<v1::TopicFilter> {
+    let Some(f) = filter else { return Vec::new() };
+    let filter = |topic: &String| v1::TopicFilter {
+        topic: topic.clone(),
+        tag_filter: f.tag_expression().to_owned(),
+        sql_filter: f.sql_expression().to_owned(),
+    };
+    topics.iter().map(filter).collect()
 }
 
 #[cfg(test)]

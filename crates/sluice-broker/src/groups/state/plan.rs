@@ -17,6 +17,7 @@ use sluice_proto::internal::group_record::Change;
 use sluice_proto::internal::{self, GroupRecord};
 use sluice_proto::{ErrorCode, v1};
 
+use super::filters::check_member_filters;
 use super::{
     Coordinated, Group, GroupDefaults, GroupError, HeartbeatPlan, JOIN_EPOCH, LEAVE_EPOCH, LeaveKind,
     MAX_COMMIT_METADATA_BYTES, Member, STATIC_LEAVE_EPOCH, current_record, epoch_record, record, target_record,
@@ -193,6 +194,7 @@ fn plan_stay(
 ) -> Result<HeartbeatPlan, GroupError> {
     let who = resolve(group, req)?;
     let topics = subscription(&req.topics)?;
+    let set_filters = check_member_filters(group, req, &topics)?;
     let owned = Assignment::from_client(&req.owned);
     let id = req.member_id.as_str();
     let upsert = internal::MemberUpsert {
@@ -224,6 +226,7 @@ fn plan_stay(
             resubscribed
         }
     };
+    set_filters.into_iter().for_each(|f| plan.push(f));
     let counts = plan.group.subscribed_counts(partition_count);
     if resubscribed || counts != plan.group.partition_counts {
         plan.bump_epoch(counts);
