@@ -5,6 +5,8 @@
 //!   per-partition offsets.
 //! - `failover`: a partition leader SIGKILLed mid-write loses no acknowledged message and
 //!   duplicates none; restarted, it catches up to replicas identical to the others'.
+//! - `broadcast`: every instance of a broadcast group reads every message; one SIGKILLed and
+//!   restarted resumes from its own committed offsets.
 //! - `filters`: tag and SQL filters — a consumer receives exactly the matching messages of
 //!   100,000, in offset order, through the SDK and the CLI.
 //! - `cli`: `topic create`, `produce`, `consume`, `topic describe` and `cluster status` round
@@ -29,6 +31,7 @@
 //!   free ports.
 
 mod bad_input;
+mod broadcast;
 mod capacity;
 mod cli;
 mod disk_failure;

@@ -144,6 +144,15 @@ pub struct ConsumeArgs {
     /// the end offsets they had at the start.
     #[arg(long)]
     pub group: Option<String>,
+    /// With --group: broadcast consumption — this instance reads every message of the topic
+    /// whatever the group's other members read, from its own committed offsets (kept by the
+    /// brokers under --instance-id, so a restarted instance resumes where it was).
+    #[arg(long, requires_all = ["group", "instance_id"])]
+    pub broadcast: bool,
+    /// With --group: this consumer's stable instance id (a static member; required with
+    /// --broadcast).
+    #[arg(long, requires = "group")]
+    pub instance_id: Option<String>,
     /// Stop after this many messages.
     #[arg(long)]
     pub max: Option<u64>,

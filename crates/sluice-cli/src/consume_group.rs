@@ -56,6 +56,8 @@ pub(crate) async fn run(client: &Client, args: ConsumeArgs, group: &str) -> Resu
         auto_commit: false,
         auto_offset_reset: reset,
         filter: args.filter.filter()?,
+        broadcast: args.broadcast,
+        instance_id: args.instance_id.clone(),
         ..GroupConsumerConfig::new(group)
     };
     let mut consumer = client.group_consumer(config)?;

@@ -138,6 +138,7 @@ pub fn describe_json(d: &GroupDescription) -> serde_json::Value {
                 "end_offset": p.end_offset,
                 "lag_messages": p.lag_messages,
                 "lag_seconds": seconds(p.lag_ms),
+                "instance_id": p.instance_id,
             })
         })
         .collect();
@@ -145,6 +146,7 @@ pub fn describe_json(d: &GroupDescription) -> serde_json::Value {
         "group": d.group,
         "state": d.state,
         "group_epoch": d.group_epoch,
+        "broadcast": d.broadcast,
         "coordinator": {"node_id": d.coordinator_id, "address": d.coordinator_address},
         "members": members,
         "partitions": partitions,
@@ -166,6 +168,9 @@ pub fn describe_plain(d: &GroupDescription) -> String {
         d.coordinator_address,
         d.members.len()
     );
+    if d.broadcast {
+        let _ = writeln!(out, "broadcast: every member reads every partition; positions are per instance");
+    }
     for (topic, f) in &d.filters {
         let _ = writeln!(out, "filter on {topic}: {}", filter_plain(Some(f)));
     }
@@ -200,10 +205,19 @@ pub fn describe_plain(d: &GroupDescription) -> String {
             p.end_offset,
             p.lag_messages,
             seconds(p.lag_ms),
-            p.member_id.as_deref().unwrap_or("-")
+            member_column(p)
         );
     }
     out
+}
+
+/// The MEMBER column: the owner, and in a broadcast group the instance the row is about.
+fn member_column(p: &sluice_client::PartitionLag) -> String {
+    let member = p.member_id.as_deref().unwrap_or("-");
+    match &p.instance_id {
+        Some(instance) => format!("{member} (instance {instance})"),
+        None => member.to_owned(),
+    }
 }
 
 /// `group reset`: the new offset of each partition.
@@ -248,6 +262,7 @@ mod tests {
                     lag_messages: 10,
                     lag_ms: 2500,
                     member_id: Some("m-1".into()),
+                    instance_id: None,
                 },
                 PartitionLag {
                     partition: tp(1),
@@ -256,8 +271,10 @@ mod tests {
                     lag_messages: 0,
                     lag_ms: 0,
                     member_id: None,
+                    instance_id: None,
                 },
             ],
+            broadcast: false,
         }
     }
 
@@ -272,8 +289,10 @@ mod tests {
         assert_eq!(
             v["partitions"][0],
             json!({"topic": "orders", "partition": 0, "member_id": "m-1", "committed_offset": 90,
-                   "end_offset": 100, "lag_messages": 10, "lag_seconds": 2.5})
+                   "end_offset": 100, "lag_messages": 10, "lag_seconds": 2.5, "instance_id": null})
         );
+        assert_eq!(v["filters"], json!({"orders": {"tag": "paid", "sql": "price > 10"}}));
+        assert_eq!(v["broadcast"], json!(false));
         assert_eq!(v["partitions"][1]["committed_offset"], json!(null));
     }
 

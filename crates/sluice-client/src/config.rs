@@ -307,6 +307,11 @@ pub struct GroupConsumerConfig {
     /// Only the messages this filter matches, chosen on the broker (docs/FILTERS.md); the
     /// committed positions move past the others. Default: `None` (every message).
     pub filter: Option<MessageFilter>,
+    /// Broadcast consumption (RocketMQ's BROADCASTING): this member receives every partition
+    /// of its topics, whatever the group's other members do, and its committed offsets are its
+    /// own, kept by the group's coordinator under `instance_id` (required), so an instance that
+    /// restarts resumes where it was. All members of a group consume one way. Default: false.
+    pub broadcast: bool,
 }
 
 impl GroupConsumerConfig {
@@ -328,6 +333,7 @@ impl GroupConsumerConfig {
             fetch_max_bytes: 1024 * 1024,
             fetch_max_wait: Duration::from_millis(500),
             filter: None,
+            broadcast: false,
         }
     }
 
@@ -343,6 +349,11 @@ impl GroupConsumerConfig {
         check_group_id("group", &self.group)?;
         if let Some(id) = &self.instance_id {
             check_group_id("instance_id", id)?;
+        }
+        if self.broadcast && self.instance_id.is_none() {
+            return Err(invalid(
+                "broadcast needs an instance_id: each instance's offsets are kept under it, so it resumes where it was",
+            ));
         }
         for (name, value, min) in [
             ("session_timeout", self.session_timeout, Duration::from_millis(100)),

@@ -165,6 +165,7 @@ pub(super) mod tests {
                         offset: u64::from(partition),
                         metadata: "m".repeat(metadata_bytes),
                         commit_timestamp_ms: 1,
+                        instance_id: String::new(),
                     };
                     GroupRecord { group: format!("g{g}"), change: Some(Change::Offset(commit)) }
                 })
@@ -212,6 +213,7 @@ pub(super) mod tests {
                 offset,
                 metadata: String::new(),
                 commit_timestamp_ms: 2,
+                instance_id: String::new(),
             };
             vec![GroupRecord { group: "g0".into(), change: Some(Change::Offset(commit)) }]
         };

@@ -158,8 +158,14 @@ mod tests {
     use crate::groups::records::encode_batch;
 
     fn commit(group: &str, partition: u32, offset: u64) -> GroupRecord {
-        let commit =
-            OffsetCommit { topic: "t".into(), partition, offset, metadata: String::new(), commit_timestamp_ms: 7 };
+        let commit = OffsetCommit {
+            topic: "t".into(),
+            partition,
+            offset,
+            metadata: String::new(),
+            commit_timestamp_ms: 7,
+            instance_id: String::new(),
+        };
         GroupRecord { group: group.into(), change: Some(Change::Offset(commit)) }
     }
 

@@ -19,6 +19,7 @@ fn sample() -> Vec<GroupRecord> {
         offset: 42,
         metadata: "note".into(),
         commit_timestamp_ms: 1_700_000_000_123,
+        instance_id: String::new(),
     };
     vec![
         GroupRecord { group: String::new(), change: Some(Change::Checkpoint(internal::Checkpoint::default())) },

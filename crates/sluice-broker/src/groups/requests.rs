@@ -86,6 +86,7 @@ impl Coordinators {
             members: view.members,
             partitions,
             filters: view.filters,
+            broadcast: view.broadcast,
         }
     }
 
@@ -93,25 +94,45 @@ impl Coordinators {
     /// offset for, with its owner, committed offset and lag, and where the partition stands
     /// (`None` if that could not be learnt within `limit`: the row has no lag then).
     async fn partition_lags(&self, view: &GroupView, limit: Duration) -> Vec<(PartitionLag, Option<Position>)> {
-        let mut rows: BTreeMap<(String, u32), PartitionLag> = BTreeMap::new();
+        // A broadcast group has a row per instance and partition; any other, per partition.
+        let mut rows: BTreeMap<(String, String, u32), PartitionLag> = BTreeMap::new();
+        let instances: Vec<&str> = if view.broadcast {
+            view.instances.iter().map(|(_, instance)| instance.as_str()).collect()
+        } else {
+            vec![""]
+        };
         for topic in &view.topics {
             for partition in 0..self.ctx.partition_count(topic).unwrap_or(0) {
-                let row = PartitionLag { topic: topic.clone(), partition, ..PartitionLag::default() };
-                rows.insert((topic.clone(), partition), row);
+                for instance in &instances {
+                    let row = PartitionLag {
+                        topic: topic.clone(),
+                        partition,
+                        instance_id: (*instance).to_owned(),
+                        ..PartitionLag::default()
+                    };
+                    rows.insert(((*instance).to_owned(), topic.clone(), partition), row);
+                }
             }
         }
         for o in &view.offsets {
-            let row = rows.entry((o.topic.clone(), o.partition)).or_insert_with(|| PartitionLag {
+            let key = (o.instance_id.clone(), o.topic.clone(), o.partition);
+            let row = rows.entry(key).or_insert_with(|| PartitionLag {
                 topic: o.topic.clone(),
                 partition: o.partition,
+                instance_id: o.instance_id.clone(),
                 ..PartitionLag::default()
             });
             row.committed_offset = o.offset;
         }
+        let instance_of = |member_id: &str| {
+            let found = view.instances.iter().find(|(id, _)| id == member_id);
+            if view.broadcast { found.map_or("", |(_, i)| i.as_str()) } else { "" }
+        };
         for m in &view.members {
+            let instance = instance_of(&m.member_id);
             for tp in &m.assigned {
                 for p in &tp.partitions {
-                    if let Some(row) = rows.get_mut(&(tp.topic.clone(), *p)) {
+                    if let Some(row) = rows.get_mut(&(instance.to_owned(), tp.topic.clone(), *p)) {
                         row.member_id = Some(m.member_id.clone());
                     }
                 }
@@ -151,17 +172,19 @@ impl Coordinators {
             .collect();
         let lags = join_all(views.iter().map(|view| self.partition_lags(view, limit))).await;
         let rows = views.iter().zip(lags).flat_map(|(view, rows)| rows.into_iter().map(move |row| (view, row)));
-        rows.filter_map(|(view, (row, position))| {
-            let p = position?;
-            Some(GroupLag {
-                group: view.group.clone(),
-                topic: row.topic,
-                partition: row.partition,
-                messages: p.lag_messages,
-                seconds: p.lag_ms as f64 / 1000.0,
+        // A broadcast instance's rows are not exported: the metric has no instance label.
+        rows.filter(|(_, (row, _))| row.instance_id.is_empty())
+            .filter_map(|(view, (row, position))| {
+                let p = position?;
+                Some(GroupLag {
+                    group: view.group.clone(),
+                    topic: row.topic,
+                    partition: row.partition,
+                    messages: p.lag_messages,
+                    seconds: p.lag_ms as f64 / 1000.0,
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 }
 

@@ -153,12 +153,16 @@ pub(crate) struct GroupView {
     /// Members by id; `assigned` includes partitions still being revoked, and a static member
     /// that left shows member epoch -2.
     pub members: Vec<v1::GroupMember>,
-    /// Committed offsets, by topic and partition.
+    /// Committed offsets, by instance (a broadcast group's; "" otherwise), topic and partition.
     pub offsets: Vec<v1::CommittedOffset>,
     /// Every topic some member subscribes to, ascending.
     pub topics: Vec<String>,
     /// The filter of each topic the group consumes with one (docs/FILTERS.md), by topic.
     pub filters: Vec<v1::TopicFilter>,
+    /// Whether the group consumes in broadcast mode.
+    pub broadcast: bool,
+    /// Every member's instance id, for a broadcast group's rows.
+    pub instances: Vec<(String, String)>,
 }
 
 /// Every group of one `__consumer_offsets` partition.
@@ -189,7 +193,11 @@ struct Group {
     /// The partition counts of the subscribed topics at `epoch` (existing topics only).
     partition_counts: BTreeMap<String, u32>,
     members: BTreeMap<String, Member>,
-    offsets: BTreeMap<(String, u32), Committed>,
+    /// By instance id (a broadcast group's members commit their own; "" for the group's),
+    /// topic and partition.
+    offsets: BTreeMap<OffsetKey, Committed>,
+    /// Broadcast consumption: every member is given every partition of its topics.
+    broadcast: bool,
     /// The filter each topic is consumed with, once a member subscribed to it (`filters`).
     filters: BTreeMap<String, FilterSpec>,
 }
@@ -212,6 +220,9 @@ struct Member {
     /// What it should own at the group epoch.
     target: Assignment,
 }
+
+/// Whose offset of which partition: (instance id or "", topic, partition).
+type OffsetKey = (String, String, u32);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Committed {
@@ -301,16 +312,17 @@ impl Coordinated {
     /// committed nothing.
     pub fn fetch_offsets(&self, req: &v1::FetchOffsetsRequest) -> Result<Vec<v1::CommittedOffset>, GroupError> {
         validate_group_id(&req.group)?;
+        let instance = req.instance_id.clone().unwrap_or_default();
         let offsets = self.groups.get(&req.group).map(|g| &g.offsets);
         if req.partitions.is_empty() {
-            return Ok(offsets.into_iter().flatten().map(|((t, p), c)| committed_offset(t, *p, Some(c))).collect());
+            let mine = offsets.into_iter().flatten().filter(|((i, _, _), _)| *i == instance);
+            return Ok(mine.map(|(key, c)| committed_offset(key, Some(c))).collect());
         }
-        let lookup = |topic: &str, p: u32| offsets.and_then(|o| o.get(&(topic.to_owned(), p)));
-        Ok(req
-            .partitions
-            .iter()
-            .flat_map(|tp| tp.partitions.iter().map(move |&p| committed_offset(&tp.topic, p, lookup(&tp.topic, p))))
-            .collect())
+        let lookup = |topic: &str, p: u32| {
+            let key = (instance.clone(), topic.to_owned(), p);
+            committed_offset(&key, offsets.and_then(|o| o.get(&key)))
+        };
+        Ok(req.partitions.iter().flat_map(|tp| tp.partitions.iter().map(|&p| lookup(&tp.topic, p))).collect())
     }
 
     /// Every group, by name.
@@ -327,7 +339,8 @@ impl Coordinated {
     pub fn describe(&self, group: &str) -> Option<GroupView> {
         let g = self.groups.get(group)?;
         let members = g.members.iter().map(|(id, m)| m.view(id)).collect();
-        let offsets = g.offsets.iter().map(|((t, p), c)| committed_offset(t, *p, Some(c))).collect();
+        let offsets = g.offsets.iter().map(|(key, c)| committed_offset(key, Some(c))).collect();
+        let instances = g.members.iter().filter_map(|(id, m)| Some((id.clone(), m.instance_id.clone()?))).collect();
         let topics: BTreeSet<&String> = g.members.values().flat_map(|m| &m.topics).collect();
         Some(GroupView {
             group: group.to_owned(),
@@ -337,6 +350,8 @@ impl Coordinated {
             offsets,
             topics: topics.into_iter().cloned().collect(),
             filters: g.filters_view(),
+            broadcast: g.broadcast,
+            instances,
         })
     }
 
@@ -368,6 +383,9 @@ impl Coordinated {
             let rec = |change| record(name, change);
             out.push(rec(Change::GroupEpoch(epoch_record(g.epoch, &g.partition_counts))));
             out.extend(g.filter_records(name));
+            if g.broadcast {
+                out.push(rec(Change::Mode(internal::GroupMode { broadcast: true })));
+            }
             for (id, m) in &g.members {
                 out.push(rec(Change::Member(m.upsert(id))));
                 out.push(rec(Change::Target(target_record(id, &m.target))));
@@ -376,13 +394,14 @@ impl Coordinated {
                     out.push(rec(Change::StaticLeft(internal::StaticMemberLeft { member_id: id.clone() })));
                 }
             }
-            for ((topic, partition), c) in &g.offsets {
+            for ((instance, topic, partition), c) in &g.offsets {
                 out.push(rec(Change::Offset(internal::OffsetCommit {
                     topic: topic.clone(),
                     partition: *partition,
                     offset: c.offset,
                     metadata: c.metadata.clone(),
                     commit_timestamp_ms: c.commit_timestamp_ms,
+                    instance_id: instance.clone(),
                 })));
             }
         }
@@ -428,7 +447,7 @@ impl Group {
                     metadata: o.metadata.clone(),
                     commit_timestamp_ms: o.commit_timestamp_ms,
                 };
-                self.offsets.insert((o.topic.clone(), o.partition), committed);
+                self.offsets.insert((o.instance_id.clone(), o.topic.clone(), o.partition), committed);
             }
             Change::StaticLeft(s) => {
                 if let Some(m) = self.members.get_mut(&s.member_id) {
@@ -436,6 +455,7 @@ impl Group {
                 }
             }
             Change::Filter(f) => self.apply_filter(f),
+            Change::Mode(m) => self.broadcast = m.broadcast,
             Change::Checkpoint(_) | Change::GroupDeleted(_) => {}
         }
     }
@@ -526,10 +546,11 @@ fn current_record(
     }
 }
 
-fn committed_offset(topic: &str, partition: u32, c: Option<&Committed>) -> v1::CommittedOffset {
+fn committed_offset((instance, topic, partition): &OffsetKey, c: Option<&Committed>) -> v1::CommittedOffset {
     v1::CommittedOffset {
-        topic: topic.to_owned(),
-        partition,
+        instance_id: instance.clone(),
+        topic: topic.clone(),
+        partition: *partition,
         offset: c.map(|c| c.offset),
         metadata: c.map(|c| c.metadata.clone()).unwrap_or_default(),
         commit_timestamp_ms: c.map_or(0, |c| c.commit_timestamp_ms),

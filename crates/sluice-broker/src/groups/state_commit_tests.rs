@@ -41,7 +41,10 @@ fn given_a_member_when_it_commits_partitions_it_owns_or_is_giving_up_then_the_of
     let records = f.state.commit(&request, 1_700_000_000_000).expect("accepted");
     assert_eq!(records.len(), 2);
     f.apply(&records);
-    let fetched = f.state.fetch_offsets(&FetchOffsetsRequest { group: "g".into(), partitions: vec![] }).unwrap();
+    let fetched = f
+        .state
+        .fetch_offsets(&FetchOffsetsRequest { group: "g".into(), partitions: vec![], instance_id: None })
+        .unwrap();
     assert_eq!(fetched.len(), 2);
     let first = fetched.iter().find(|o| o.partition == kept[0]).unwrap();
     assert_eq!(
@@ -107,20 +110,32 @@ fn given_committed_offsets_when_fetching_then_asked_partitions_come_in_order_wit
         .commit(&commit("g", "", -1, vec![offset("b", 0, 4), offset("a", 2, 9), offset("a", 2, 11)]), 3)
         .unwrap();
     f.apply(&records);
-    let all = f.state.fetch_offsets(&FetchOffsetsRequest { group: "g".into(), partitions: vec![] }).unwrap();
+    let all = f
+        .state
+        .fetch_offsets(&FetchOffsetsRequest { group: "g".into(), partitions: vec![], instance_id: None })
+        .unwrap();
     let got: Vec<(&str, u32, Option<u64>)> = all.iter().map(|o| (o.topic.as_str(), o.partition, o.offset)).collect();
     assert_eq!(got, vec![("a", 2, Some(11)), ("b", 0, Some(4))], "the last commit of a partition wins");
     let asked = vec![TopicPartitions { topic: "b".into(), partitions: vec![1, 0] }];
-    let some = f.state.fetch_offsets(&FetchOffsetsRequest { group: "g".into(), partitions: asked.clone() }).unwrap();
+    let some = f
+        .state
+        .fetch_offsets(&FetchOffsetsRequest { group: "g".into(), partitions: asked.clone(), instance_id: None })
+        .unwrap();
     let got: Vec<(u32, Option<u64>, i64)> =
         some.iter().map(|o| (o.partition, o.offset, o.commit_timestamp_ms)).collect();
     assert_eq!(got, vec![(1, None, 0), (0, Some(4), 3)]);
-    let none = f.state.fetch_offsets(&FetchOffsetsRequest { group: "other".into(), partitions: asked }).unwrap();
+    let none = f
+        .state
+        .fetch_offsets(&FetchOffsetsRequest { group: "other".into(), partitions: asked, instance_id: None })
+        .unwrap();
     assert!(none.iter().all(|o| o.offset.is_none()));
     assert!(
-        f.state.fetch_offsets(&FetchOffsetsRequest { group: "other".into(), partitions: vec![] }).unwrap().is_empty()
+        f.state
+            .fetch_offsets(&FetchOffsetsRequest { group: "other".into(), partitions: vec![], instance_id: None })
+            .unwrap()
+            .is_empty()
     );
-    let bad = FetchOffsetsRequest { group: String::new(), partitions: vec![] };
+    let bad = FetchOffsetsRequest { group: String::new(), partitions: vec![], instance_id: None };
     assert_eq!(f.state.fetch_offsets(&bad).unwrap_err().code, ErrorCode::InvalidGroupId);
 }
 
@@ -144,7 +159,8 @@ fn given_an_empty_group_when_no_commit_came_for_the_retention_then_a_record_dele
     assert_eq!(deletion.len(), 1);
     f.apply(&deletion);
     assert!(f.state.describe("old").is_none());
-    let fetched = f.state.fetch_offsets(&FetchOffsetsRequest { group: "old".into(), partitions: Vec::new() });
+    let fetched =
+        f.state.fetch_offsets(&FetchOffsetsRequest { group: "old".into(), partitions: Vec::new(), instance_id: None });
     assert_eq!(fetched, Ok(Vec::new()), "its offsets went with it");
     assert!(f.state.describe("recent").is_some());
 

@@ -107,3 +107,64 @@ fn an_operator_changes_the_filter_only_while_no_member_consumes_the_topic() {
     f.state.checkpoint().iter().for_each(|r| replayed.apply(r));
     assert_eq!(replayed, f.state, "a checkpoint carries the filters");
 }
+
+fn broadcast_join(id: &str, instance: &str) -> GroupHeartbeatRequest {
+    GroupHeartbeatRequest { broadcast: true, instance_id: Some(instance.into()), ..join(id, vec![]) }
+}
+
+#[test]
+fn broadcast_members_each_get_every_partition_and_commit_their_own_offsets() {
+    let mut f = Fixture::new(&[("t", 3)]);
+    let all = |plan: &HeartbeatPlan| plan.response.assignment.as_ref().map(|a| a.partitions.clone());
+    let every = vec![v1::TopicPartitions { topic: "t".into(), partitions: vec![0, 1, 2] }];
+    assert_eq!(all(&f.ok(&broadcast_join("m1", "i1"))), Some(every.clone()));
+    assert_eq!(all(&f.ok(&broadcast_join("m2", "i2"))), Some(every.clone()), "no waiting for m1 to give any up");
+    let no_instance = GroupHeartbeatRequest { instance_id: None, ..broadcast_join("m3", "x") };
+    assert_eq!(refusal(&f, &no_instance).code, ErrorCode::InvalidRequest);
+    let clustering = refusal(&f, &join("m3", vec![]));
+    assert_eq!(clustering.code, ErrorCode::InvalidRequest);
+    assert!(clustering.message.contains("consumes in broadcast mode"), "{clustering}");
+
+    let epoch = |f: &Fixture, id: &str| {
+        f.state.describe("g").unwrap().members.iter().find(|m| m.member_id == id).unwrap().member_epoch
+    };
+    for (id, offset) in [("m1", 10), ("m2", 20)] {
+        let commit = v1::CommitOffsetsRequest {
+            group: "g".into(),
+            member_id: id.into(),
+            member_epoch: epoch(&f, id),
+            offsets: vec![v1::OffsetToCommit { topic: "t".into(), partition: 1, offset, metadata: String::new() }],
+        };
+        let records = f.state.commit(&commit, 5).unwrap();
+        f.apply(&records);
+    }
+    let fetch = |instance: Option<&str>| {
+        let req = v1::FetchOffsetsRequest {
+            group: "g".into(),
+            partitions: vec![v1::TopicPartitions { topic: "t".into(), partitions: vec![1] }],
+            instance_id: instance.map(str::to_owned),
+        };
+        f.state.fetch_offsets(&req).unwrap()[0].offset
+    };
+    assert_eq!((fetch(Some("i1")), fetch(Some("i2")), fetch(None)), (Some(10), Some(20), None));
+    let admin =
+        v1::CommitOffsetsRequest { group: "g".into(), member_id: String::new(), member_epoch: -1, offsets: vec![] };
+    f.ok(&leave("m1"));
+    f.ok(&leave("m2"));
+    assert!(f.state.commit(&admin, 6).unwrap_err().message.contains("broadcast mode"));
+    let mut replayed = Coordinated::new();
+    f.state.checkpoint().iter().for_each(|r| replayed.apply(r));
+    assert_eq!(replayed, f.state, "a checkpoint carries the mode and each instance's offsets");
+    let rejoined = f.ok(&broadcast_join("m9", "i2"));
+    assert_eq!(all(&rejoined), Some(every));
+    assert_eq!(fetch_in(&f, "i2"), Some(20), "a restarted instance finds its offsets");
+}
+
+fn fetch_in(f: &Fixture, instance: &str) -> Option<u64> {
+    let req = v1::FetchOffsetsRequest {
+        group: "g".into(),
+        partitions: vec![v1::TopicPartitions { topic: "t".into(), partitions: vec![1] }],
+        instance_id: Some(instance.into()),
+    };
+    f.state.fetch_offsets(&req).unwrap()[0].offset
+}

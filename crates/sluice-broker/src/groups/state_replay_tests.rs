@@ -88,6 +88,7 @@ impl Client {
             session_timeout_ms: 0,
             rebalance_timeout_ms: 0,
             filters: Vec::new(),
+            broadcast: false,
         }
     }
 

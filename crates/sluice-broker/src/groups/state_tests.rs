@@ -95,6 +95,9 @@ impl Fixture {
 
 /// No partition is owned, or being given up, by two members at once.
 pub(super) fn assert_exclusive(g: &Group) {
+    if g.broadcast {
+        return; // every member reads every partition
+    }
     let mut seen: BTreeMap<(String, u32), &str> = BTreeMap::new();
     for (id, m) in &g.members {
         for (t, p) in m.assigned.iter().chain(m.pending_revocation.iter()) {
@@ -116,6 +119,7 @@ pub(super) fn req(group: &str, id: &str, epoch: i32, topics: &[&str], owned: &As
         session_timeout_ms: 0,
         rebalance_timeout_ms: 0,
         filters: Vec::new(),
+        broadcast: false,
     }
 }
 
@@ -153,6 +157,7 @@ fn kinds(records: &[GroupRecord]) -> Vec<&'static str> {
         Change::Checkpoint(_) => "checkpoint",
         Change::GroupDeleted(_) => "deleted",
         Change::Filter(_) => "filter",
+        Change::Mode(_) => "mode",
     };
     records.iter().map(kind).collect()
 }

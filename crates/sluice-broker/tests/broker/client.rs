@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sluice_common::record::{BatchBuilder, ProducerStamp, Record, RecordBatch};
+use sluice_common::record::{BATCH_HEADER_LEN, BatchBuilder, ProducerStamp, Record, RecordBatch};
 use sluice_proto::v1::list_offsets_request::At;
 use sluice_proto::v1::sluice_client::SluiceClient;
 use sluice_proto::v1::{
@@ -688,7 +688,9 @@ async fn given_batches_breaking_the_format_rules_produce_refuses_each_and_says_w
             edited(&good, |b| b[34..42].copy_from_slice(&1_000i64.to_le_bytes())),
             "max_ts_ms 1000 but its newest record is stamped 1001",
         ),
-        (edited(&good, |b| b[47] = 2), "first_ts_ms 1000 but its first record is stamped 1001"),
+        // Record 0's ts_delta: after the header and the record's one-byte body_len.
+        (edited(&good, |b| b[BATCH_HEADER_LEN + 1] = 2), "first_ts_ms 1000 but its first record is stamped 1001"),
+        (edited(&good, |b| b[46] = 1), "tag_summary 0x0000000000000001 but its records' tags give 0x0000000000000000"),
         (
             batch(ProducerStamp { producer_id: -1, epoch: 0, base_sequence: 0 }, &["c".into()], 1),
             "carries epoch -1 and base sequence -1",

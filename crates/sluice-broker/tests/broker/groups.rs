@@ -176,7 +176,7 @@ impl Coordinator {
 
     /// The committed offset of each partition of the topic that has one.
     async fn committed(&mut self, cluster: &Cluster) -> Vec<(u32, u64)> {
-        let request = FetchOffsetsRequest { group: GROUP.into(), partitions: Vec::new() };
+        let request = FetchOffsetsRequest { group: GROUP.into(), partitions: Vec::new(), instance_id: None };
         let (code, offsets) = self
             .call(cluster, |mut c| {
                 let request = request.clone();

@@ -67,6 +67,8 @@ pub struct GroupDescription {
     /// The filter the group consumes each topic with (docs/FILTERS.md), by topic; topics
     /// consumed unfiltered are absent.
     pub filters: BTreeMap<String, MessageFilter>,
+    /// Whether the group consumes in broadcast mode (every member every partition).
+    pub broadcast: bool,
 }
 
 /// One member of a described group.
@@ -118,6 +120,9 @@ pub struct PartitionLag {
     pub lag_ms: u64,
     /// The member that owns it, if any.
     pub member_id: Option<String>,
+    /// In a broadcast group: the instance whose position this is (a row per instance and
+    /// partition); `None` otherwise.
+    pub instance_id: Option<String>,
 }
 
 impl Admin {
@@ -368,8 +373,10 @@ fn description_of(answer: v1::DescribeGroupResponse) -> GroupDescription {
                 lag_messages: p.lag_messages,
                 lag_ms: p.lag_ms,
                 member_id: p.member_id,
+                instance_id: Some(p.instance_id).filter(|i| !i.is_empty()),
             })
             .collect(),
+        broadcast: answer.broadcast,
         filters: answer
             .filters
             .into_iter()
@@ -425,7 +432,9 @@ mod tests {
                 lag_messages: 9,
                 lag_ms: 1500,
                 member_id: Some("m1".into()),
+                instance_id: String::new(),
             }],
+            broadcast: false,
             filters: vec![
                 v1::TopicFilter { topic: "t".into(), tag_filter: "a || b".into(), sql_filter: "x > 1".into() },
                 v1::TopicFilter { topic: "u".into(), tag_filter: String::new(), sql_filter: String::new() },

@@ -264,7 +264,12 @@ impl Core {
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, Option<u64>>> {
-        let request = v1::FetchOffsetsRequest { group: self.config.group.clone(), partitions: to_proto(partitions) };
+        let request = v1::FetchOffsetsRequest {
+            group: self.config.group.clone(),
+            partitions: to_proto(partitions),
+            // A broadcast member resumes from its own instance's offsets.
+            instance_id: self.config.instance_id.clone().filter(|_| self.config.broadcast),
+        };
         let deadline = Instant::now() + self.client.config().operation_timeout;
         let answer = self
             .coordinator

@@ -110,6 +110,7 @@ impl MemberState {
             session_timeout_ms: millis(config.session_timeout),
             rebalance_timeout_ms: millis(config.rebalance_timeout),
             filters: topic_filters(&self.topics, config.filter.as_ref()),
+            broadcast: config.broadcast,
         }
     }
 

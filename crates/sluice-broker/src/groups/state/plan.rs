@@ -119,6 +119,13 @@ impl Coordinated {
         } else {
             check_member_commit(group, req)?;
         }
+        // A broadcast member's offsets are its instance's own.
+        let instance_id = match group {
+            Some(g) if g.broadcast => {
+                g.members.get(&req.member_id).and_then(|m| m.instance_id.clone()).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
         let offset = |o: &v1::OffsetToCommit| {
             let commit = internal::OffsetCommit {
                 topic: o.topic.clone(),
@@ -126,6 +133,7 @@ impl Coordinated {
                 offset: o.offset,
                 metadata: o.metadata.clone(),
                 commit_timestamp_ms: now_ms,
+                instance_id: instance_id.clone(),
             };
             record(&req.group, Change::Offset(commit))
         };
@@ -134,6 +142,15 @@ impl Coordinated {
 }
 
 fn check_admin_commit(group: Option<&Group>, req: &v1::CommitOffsetsRequest) -> Result<(), GroupError> {
+    if group.is_some_and(|g| g.broadcast) {
+        return Err(GroupError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "group {} consumes in broadcast mode: each instance keeps its own offsets, which only it commits",
+                req.group
+            ),
+        ));
+    }
     if req.member_epoch != LEAVE_EPOCH {
         return Err(GroupError::new(
             ErrorCode::InvalidRequest,
@@ -195,6 +212,8 @@ fn plan_stay(
     let who = resolve(group, req)?;
     let topics = subscription(&req.topics)?;
     let set_filters = check_member_filters(group, req, &topics)?;
+    let set_mode = check_mode(group, req)?;
+    let mode_changed = set_mode.is_some();
     let owned = Assignment::from_client(&req.owned);
     let id = req.member_id.as_str();
     let upsert = internal::MemberUpsert {
@@ -226,9 +245,9 @@ fn plan_stay(
             resubscribed
         }
     };
-    set_filters.into_iter().for_each(|f| plan.push(f));
+    set_filters.into_iter().chain(set_mode).for_each(|f| plan.push(f));
     let counts = plan.group.subscribed_counts(partition_count);
-    if resubscribed || counts != plan.group.partition_counts {
+    if resubscribed || mode_changed || counts != plan.group.partition_counts {
         plan.bump_epoch(counts);
     }
     plan.reconcile(id, &owned);
@@ -404,7 +423,8 @@ impl<'a> Planner<'a> {
             .iter()
             .map(|(id, m)| MemberSpec { id, topics: &m.topics, previous: &m.target })
             .collect();
-        let targets = assignor::assign(&specs, &counts);
+        let targets =
+            if self.group.broadcast { broadcast_targets(&specs, &counts) } else { assignor::assign(&specs, &counts) };
         let epoch = self.group.epoch + 1;
         self.push(Change::GroupEpoch(epoch_record(epoch, &counts)));
         for (id, target) in targets {
@@ -437,7 +457,8 @@ fn next_assignment(group: &Group, id: &str, owned: &Assignment) -> Option<(i32, 
     let next = if owned.intersects(&revoke) {
         (m.epoch, keep, revoke)
     } else {
-        let held = group.held_by_others(id);
+        // In broadcast every member reads every partition: none is held against another.
+        let held = if group.broadcast { Assignment::default() } else { group.held_by_others(id) };
         let mut assigned = keep;
         for (topic, p) in m.target.iter().filter(|&(t, p)| !held.contains(t, p)) {
             assigned.insert(topic, p);
@@ -446,6 +467,51 @@ fn next_assignment(group: &Group, id: &str, owned: &Assignment) -> Option<(i32, 
     };
     let same = next.0 == m.epoch && next.1 == m.assigned && next.2 == m.pending_revocation;
     (!same).then_some(next)
+}
+
+/// Broadcast targets: each member every partition of the topics it subscribes to.
+fn broadcast_targets(specs: &[MemberSpec<'_>], counts: &BTreeMap<String, u32>) -> BTreeMap<String, Assignment> {
+    let all = |topics: &BTreeSet<String>| {
+        let mut a = Assignment::default();
+        for (topic, &n) in counts.iter().filter(|(t, _)| topics.contains(*t)) {
+            (0..n).for_each(|p| a.insert(topic, p));
+        }
+        a
+    };
+    specs.iter().map(|s| (s.id.to_owned(), all(s.topics))).collect()
+}
+
+/// Checks a member's way of consuming against its group's: every member of a group consumes
+/// in broadcast mode, or none; the first member of a group without members decides (the record
+/// to write if that changes the group's mode). A broadcast member needs an instance id, under
+/// which its offsets are kept.
+fn check_mode(group: Option<&Group>, req: &v1::GroupHeartbeatRequest) -> Result<Option<Change>, GroupError> {
+    if req.broadcast && req.instance_id.is_none() {
+        return Err(GroupError::new(
+            ErrorCode::InvalidRequest,
+            "a broadcast member needs an instance id: its committed offsets are kept under it, so a restarted \
+             instance resumes where it was",
+        ));
+    }
+    let current = group.is_some_and(|g| g.broadcast);
+    if current == req.broadcast {
+        return Ok(None);
+    }
+    let others = group.is_some_and(|g| g.members.keys().any(|id| *id != req.member_id));
+    if others {
+        let mode = |b: bool| if b { "broadcast" } else { "clustering (partitions shared out)" };
+        return Err(GroupError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "group {} consumes in {} mode and this member asked for {} mode: every member of a group consumes \
+                 the same way; use another group, or stop the group's members first",
+                req.group,
+                mode(current),
+                mode(req.broadcast)
+            ),
+        ));
+    }
+    Ok(Some(Change::Mode(internal::GroupMode { broadcast: req.broadcast })))
 }
 
 /// The subscribed topics, validated, sorted and without duplicates.
