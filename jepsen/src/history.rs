@@ -115,6 +115,15 @@ pub enum Op {
         /// Every (offset, value) it holds, in order.
         entries: Vec<(u64, String)>,
     },
+    /// A group's members consume with a tag filter (recorded once by the runner, before any
+    /// member joins): they must receive exactly the messages whose tag ([`tag_of`]) is one of
+    /// `tags`.
+    Subscribe {
+        /// The group.
+        group: String,
+        /// The tags its filter selects.
+        tags: Vec<String>,
+    },
     /// The group's committed offsets after the run, from its coordinator.
     FinalCommitted {
         /// The group.
@@ -174,6 +183,13 @@ pub fn read(input: impl BufRead) -> io::Result<Vec<Event>> {
         events.push(event);
     }
     Ok(events)
+}
+
+/// The tag producers give the value `"{process}-{n}"`: `t{n mod 4}`, so a filter's matches can
+/// be told from the value alone. `None` for a value not made that way.
+pub fn tag_of(value: &str) -> Option<String> {
+    let n: u64 = value.rsplit_once('-')?.1.parse().ok()?;
+    Some(format!("t{}", n % 4))
 }
 
 #[cfg(test)]

@@ -84,6 +84,9 @@ struct RunArgs {
     /// Consumer group member processes.
     #[arg(long, default_value_t = 2)]
     members: u32,
+    /// Members of a second group, which consumes with a tag filter (docs/FILTERS.md).
+    #[arg(long, default_value_t = 1)]
+    filtered_members: u32,
     /// Assign-mode reader processes.
     #[arg(long, default_value_t = 1)]
     readers: u32,
@@ -129,6 +132,7 @@ fn run_command(args: RunArgs) -> Result<bool> {
         partitions: args.partitions,
         producers: args.producers,
         members: args.members,
+        filtered_members: args.filtered_members,
         readers: args.readers,
         sends_per_second: args.rate,
         ..WorkloadConfig::default()

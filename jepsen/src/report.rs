@@ -54,8 +54,11 @@ pub enum AnomalyKind {
     PollSkip,
     /// A producer's later acknowledged send landed below an earlier one in the same partition.
     NonmonotonicSend,
-    /// An offset below a group's final committed offset that no member of the group received.
+    /// An offset below a group's final committed offset that no member of the group received
+    /// (for a filtered group: a message its filter selects).
     GroupLost,
+    /// A member of a filtered group received a message its filter does not select.
+    FilterLeak,
     /// Replicas of a partition disagree, or one misses an acknowledged value below its end.
     Divergence,
     /// An event the checker cannot interpret (e.g. an `ok` send without its offset): the
@@ -65,7 +68,7 @@ pub enum AnomalyKind {
 
 impl AnomalyKind {
     /// Every kind, in report order.
-    pub const ALL: [AnomalyKind; 11] = [
+    pub const ALL: [AnomalyKind; 12] = [
         AnomalyKind::LostWrite,
         AnomalyKind::Unseen,
         AnomalyKind::Duplicate,
@@ -75,6 +78,7 @@ impl AnomalyKind {
         AnomalyKind::PollSkip,
         AnomalyKind::NonmonotonicSend,
         AnomalyKind::GroupLost,
+        AnomalyKind::FilterLeak,
         AnomalyKind::Divergence,
         AnomalyKind::Malformed,
     ];
@@ -91,6 +95,7 @@ impl AnomalyKind {
             AnomalyKind::PollSkip => "poll-skip",
             AnomalyKind::NonmonotonicSend => "nonmonotonic-send",
             AnomalyKind::GroupLost => "group-lost",
+            AnomalyKind::FilterLeak => "filter-leak",
             AnomalyKind::Divergence => "divergence",
             AnomalyKind::Malformed => "malformed",
         }

@@ -1,6 +1,7 @@
 //! Consumer groups: at-least-once delivery. Every offset below a group's final committed
 //! offset must have reached some member of the group (redelivery is allowed and counted; loss
-//! is not). The range checked starts at the lowest position any `assign` of the group named
+//! is not). A group with a tag filter (`subscribe`) owes only the messages its filter selects
+//! ([`tag_of`] of their value), and must never receive another (`filter-leak`). The range checked starts at the lowest position any `assign` of the group named
 //! for the partition (a group reading from `latest` never owed the earlier offsets), or at 0
 //! when no assign named one.
 
@@ -8,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::Found;
 use super::index::Index;
-use crate::history::{Event, Kind, Op};
+use crate::history::{Event, Kind, Op, tag_of};
 use crate::report::{Anomaly, AnomalyKind, EXAMPLES_PER_KIND, GroupStats};
 
 /// What the history says about one group.
@@ -22,16 +23,31 @@ struct Group {
     lowest_start: HashMap<u32, u64>,
     /// The last `final_committed` offsets.
     committed: Vec<(u32, u64)>,
+    /// The tags its filter selects, if it has one.
+    filter: Option<BTreeSet<String>>,
+}
+
+impl Group {
+    /// Whether its filter (if any) selects a message with `value`.
+    fn selects(&self, value: &str) -> bool {
+        self.filter.as_ref().is_none_or(|tags| tag_of(value).is_some_and(|t| tags.contains(&t)))
+    }
 }
 
 /// Checks every group and returns their delivery figures, in group-name order.
 pub(crate) fn check(events: &[Event], index: &Index<'_>, found: &mut Found) -> Vec<GroupStats> {
     let groups = collect(events);
     let at: HashMap<(u32, u64), &str> = index.reads.iter().map(|r| ((r.partition, r.offset), r.value)).collect();
+    let held: BTreeMap<(u32, u64), &str> = at.iter().map(|(k, v)| (*k, *v)).collect();
+    leaks(events, &groups, found);
     let mut stats = Vec::with_capacity(groups.len());
     for (name, group) in &groups {
         for &(partition, committed) in &group.committed {
-            lost(name, group, partition, committed, &at, found);
+            if group.filter.is_some() {
+                lost_filtered(name, group, partition, committed, &held, found);
+            } else {
+                lost(name, group, partition, committed, &at, found);
+            }
         }
         stats.push(GroupStats {
             group: name.to_string(),
@@ -66,6 +82,9 @@ fn collect(events: &[Event]) -> BTreeMap<&str, Group> {
             (Op::Commit { group: name, .. }, _) => {
                 groups.entry(name).or_default();
             }
+            (Op::Subscribe { group: name, tags }, _) => {
+                groups.entry(name).or_default().filter = Some(tags.iter().cloned().collect());
+            }
             (Op::FinalCommitted { group: name, offsets }, _) => {
                 groups.entry(name).or_default().committed.clone_from(offsets);
             }
@@ -73,6 +92,52 @@ fn collect(events: &[Event]) -> BTreeMap<&str, Group> {
         }
     }
     groups
+}
+
+/// Reports every message a filtered group's members received that its filter does not select.
+fn leaks(events: &[Event], groups: &BTreeMap<&str, Group>, found: &mut Found) {
+    for event in events {
+        let (Op::Poll { group: Some(name), reads }, Kind::Ok) = (&event.op, event.kind) else { continue };
+        let Some(group) = groups.get(name.as_str()).filter(|g| g.filter.is_some()) else { continue };
+        for (partition, entries) in reads {
+            for (offset, value) in entries.iter().filter(|(_, v)| !group.selects(v)) {
+                found.push(Anomaly::FilterLeak {
+                    group: name.clone(),
+                    partition: *partition,
+                    offset: *offset,
+                    value: value.clone(),
+                    event: event.index,
+                });
+            }
+        }
+    }
+}
+
+/// [`lost`] for a filtered group: of the messages the partition holds in [start, committed),
+/// those its filter selects that no member received, and any offset committed past the end of
+/// what the partition holds.
+fn lost_filtered(
+    name: &str,
+    group: &Group,
+    partition: u32,
+    committed: u64,
+    held: &BTreeMap<(u32, u64), &str>,
+    found: &mut Found,
+) {
+    let start = group.lowest_start.get(&partition).copied().unwrap_or(0);
+    if committed <= start {
+        return;
+    }
+    for (&(_, offset), value) in held.range((partition, start)..(partition, committed)) {
+        if group.selects(value) && !group.delivered.contains(&(partition, offset)) {
+            let value = Some((*value).to_owned());
+            found.push(Anomaly::GroupLost { group: name.to_owned(), partition, offset, committed, value });
+        }
+    }
+    let end = held.range((partition, 0)..=(partition, u64::MAX)).next_back().map_or(0, |(&(_, o), _)| o + 1);
+    if committed > end.max(start) {
+        found.count_more(AnomalyKind::GroupLost, committed - end.max(start));
+    }
 }
 
 /// Reports the offsets of `partition` in [start, committed) no member received: all are
@@ -124,6 +189,49 @@ mod tests {
             Anomaly::GroupLost { group: "g".into(), partition: 0, offset: 1, committed: 3, value: Some("b".into()) };
         assert_eq!(lost[0], expected);
         assert_eq!((report.groups[0].delivered, report.groups[0].redeliveries), (2, 0));
+    }
+
+    /// Values `0-n` carry tag `t{n % 4}`; the group's filter selects t0 and t2 (even n).
+    fn filtered_history() -> History {
+        let mut h = History::new();
+        h.subscribe("f", &["t0", "t2"]);
+        for n in 0..4u64 {
+            h.send_ok(0, &format!("0-{n}"), 0, n);
+        }
+        h.final_read(0, &[(0, "0-0"), (1, "0-1"), (2, "0-2"), (3, "0-3")]);
+        h.assign(5, Some("f"), &[(0, 0)]);
+        h
+    }
+
+    #[test]
+    fn a_filtered_group_owes_only_what_its_filter_selects_and_may_skip_the_rest() {
+        let mut h = filtered_history();
+        h.poll(5, Some("f"), &[(0, &[(0, "0-0")])]).poll(5, Some("f"), &[(0, &[(2, "0-2")])]);
+        h.final_committed("f", &[(0, 4)]);
+        let report = check(&h.events);
+        only(&report, AnomalyKind::GroupLost, 0);
+        assert_eq!(report.groups[0].delivered, 2);
+    }
+
+    #[test]
+    fn a_filtered_group_receiving_what_its_filter_leaves_out_is_a_filter_leak() {
+        let mut h = filtered_history();
+        h.poll(5, Some("f"), &[(0, &[(0, "0-0"), (1, "0-1"), (2, "0-2")])]);
+        h.final_committed("f", &[(0, 3)]);
+        let leak = only(&check(&h.events), AnomalyKind::FilterLeak, 1);
+        assert!(matches!(&leak[0], Anomaly::FilterLeak { offset: 1, value, .. } if value == "0-1"), "{leak:?}");
+    }
+
+    #[test]
+    fn a_filtered_group_that_commits_past_a_selected_message_it_never_received_lost_it() {
+        let mut h = filtered_history();
+        h.poll(5, Some("f"), &[(0, &[(0, "0-0")])]);
+        h.final_committed("f", &[(0, 4)]);
+        let lost = only(&check(&h.events), AnomalyKind::GroupLost, 1);
+        assert!(matches!(&lost[0], Anomaly::GroupLost { offset: 2, .. }), "{lost:?}");
+        let mut past_the_end = filtered_history();
+        past_the_end.poll(5, Some("f"), &[(0, &[(0, "0-0"), (2, "0-2")])]).final_committed("f", &[(0, 6)]);
+        only(&check(&past_the_end.events), AnomalyKind::GroupLost, 2);
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //!   nonmonotonic sends — everything decided by comparing acknowledgements with reads;
 //! - `polls`: each consumer's successive reads of a partition, which must be contiguous
 //!   unless an `assign` (rebalance or seek) came between;
-//! - `groups`: offsets a group committed past without any member receiving them, and
-//!   redelivery counts;
+//! - `groups`: offsets a group committed past without any member receiving them, messages a
+//!   filtered group received that its filter does not select, and redelivery counts;
 //! - `replicas`: the nodes' local logs compared with each other and with the acks;
 //! - `availability`: gaps between acknowledged sends, per fault window.
 
@@ -77,6 +77,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::FinalRead { .. } => "final_read",
         Op::NodeLog { .. } => "node_log",
         Op::FinalCommitted { .. } => "final_committed",
+        Op::Subscribe { .. } => "subscribe",
     }
 }
 

@@ -2,9 +2,11 @@
 //! partition ended: offsets are dense in Sluice (every offset holds a message), so a poll that
 //! starts lower went backwards and one that starts higher skipped messages. An `assign` (a
 //! rebalance or a seek) resets the expectation to the position it names; a partition it
-//! names no position for may restart anywhere.
+//! names no position for may restart anywhere. A member of a group with a filter (`subscribe`)
+//! skips what its filter leaves out: only going backwards is an anomaly there (what it must
+//! not skip, `groups` checks).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::Found;
 use crate::history::{Event, Kind, Op};
@@ -20,8 +22,12 @@ struct Expect {
 /// Checks every consumer's successive polls.
 pub(crate) fn check(events: &[Event], found: &mut Found) {
     let mut expect: HashMap<(u32, u32), Expect> = HashMap::new();
+    let mut filtered: HashSet<&str> = HashSet::new();
     for event in events {
         match (&event.op, event.kind) {
+            (Op::Subscribe { group, .. }, _) => {
+                filtered.insert(group);
+            }
             (Op::Assign { positions, .. }, Kind::Ok) => {
                 expect.retain(|&(process, _), _| process != event.process);
                 for &(partition, next) in positions {
@@ -33,11 +39,14 @@ pub(crate) fn check(events: &[Event], found: &mut Found) {
             (Op::Assign { .. } | Op::Poll { .. }, Kind::Info) => {
                 expect.retain(|&(process, _), _| process != event.process);
             }
-            (Op::Poll { reads, .. }, Kind::Ok) => {
+            (Op::Poll { reads, group }, Kind::Ok) => {
+                let skips = group.as_deref().is_some_and(|g| filtered.contains(g));
                 for (partition, entries) in reads {
                     let key = (event.process, *partition);
                     for &(offset, _) in entries {
-                        if let Some(&Expect { next, set_by }) = expect.get(&key) {
+                        if let Some(&Expect { next, set_by }) = expect.get(&key)
+                            && !(skips && offset > next)
+                        {
                             flag(event, *partition, next, offset, set_by, found);
                         }
                         expect.insert(key, Expect { next: offset + 1, set_by: event.index });

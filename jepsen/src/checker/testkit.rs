@@ -118,6 +118,12 @@ impl History {
         self.push(RUNNER, Kind::Ok, Op::NodeLog { node, partition, entries: owned(entries) })
     }
 
+    /// A group's members consume with a filter of `tags`.
+    pub fn subscribe(&mut self, group: &str, tags: &[&str]) -> &mut History {
+        let op = Op::Subscribe { group: group.into(), tags: tags.iter().map(|t| (*t).to_owned()).collect() };
+        self.push(RUNNER, Kind::Ok, op)
+    }
+
     /// A group's committed offsets after the run.
     pub fn final_committed(&mut self, group: &str, offsets: &[(u32, u64)]) -> &mut History {
         let op = Op::FinalCommitted { group: group.into(), offsets: offsets.to_vec() };

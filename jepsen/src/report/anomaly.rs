@@ -126,6 +126,19 @@ pub enum Anomaly {
         /// What the partition holds there, if anyone read it.
         value: Option<String>,
     },
+    /// A member of a filtered group received a message its filter does not select.
+    FilterLeak {
+        /// The group.
+        group: String,
+        /// The partition.
+        partition: u32,
+        /// The offset.
+        offset: u64,
+        /// The message.
+        value: String,
+        /// The poll that returned it.
+        event: u64,
+    },
     /// Two or more replicas hold different values at one offset.
     ReplicaMismatch {
         /// The partition.
@@ -220,6 +233,9 @@ impl Anomaly {
             Anomaly::GroupLost { group, partition, offset, committed, value } => format!(
                 "group {group} committed p{partition} to {committed} but never received offset {offset} ({value:?})"
             ),
+            Anomaly::FilterLeak { group, partition, offset, value, event } => format!(
+                "group {group} received p{partition}@{offset} {value:?} (event {event}), which its filter does not select"
+            ),
             Anomaly::ReplicaMismatch { partition, offset, replicas } => {
                 format!("p{partition}@{offset}: replicas hold {replicas:?}")
             }
@@ -243,6 +259,7 @@ impl Anomaly {
             Anomaly::PollSkip { .. } => AnomalyKind::PollSkip,
             Anomaly::NonmonotonicSend { .. } => AnomalyKind::NonmonotonicSend,
             Anomaly::GroupLost { .. } => AnomalyKind::GroupLost,
+            Anomaly::FilterLeak { .. } => AnomalyKind::FilterLeak,
             Anomaly::ReplicaMismatch { .. } | Anomaly::ReplicaMissing { .. } => AnomalyKind::Divergence,
             Anomaly::Malformed { .. } => AnomalyKind::Malformed,
         }

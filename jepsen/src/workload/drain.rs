@@ -27,10 +27,10 @@ pub(super) async fn run(
         let reads = retry(&what, limit, deadline, || read_partition(client, &config.topic, partition)).await?;
         history.record(Kind::Ok, Op::FinalRead { partition, reads })?;
     }
-    if config.members > 0 {
-        let what = format!("reading the committed offsets of group {}", config.group);
-        let offsets = retry(&what, limit, deadline, || committed(client, config)).await?;
-        history.record(Kind::Ok, Op::FinalCommitted { group: config.group.clone(), offsets })?;
+    for (group, _) in config.groups() {
+        let what = format!("reading the committed offsets of group {group}");
+        let offsets = retry(&what, limit, deadline, || committed(client, &config.topic, &group)).await?;
+        history.record(Kind::Ok, Op::FinalCommitted { group, offsets })?;
     }
     Ok(())
 }
@@ -82,8 +82,8 @@ async fn read_partition(client: &Client, topic: &str, partition: u32) -> sluice_
 
 /// The group's committed offsets of the topic's partitions, ascending; none if the group is
 /// unknown (no member ever committed).
-async fn committed(client: &Client, config: &WorkloadConfig) -> sluice_client::Result<Vec<(u32, u64)>> {
-    let description = match client.admin().describe_group(&config.group).await {
+async fn committed(client: &Client, topic: &str, group: &str) -> sluice_client::Result<Vec<(u32, u64)>> {
+    let description = match client.admin().describe_group(group).await {
         Ok(description) => description,
         Err(Error::Broker { code: ErrorCode::GroupNotFound, .. }) => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -91,7 +91,7 @@ async fn committed(client: &Client, config: &WorkloadConfig) -> sluice_client::R
     let mut offsets: Vec<(u32, u64)> = description
         .partitions
         .iter()
-        .filter(|lag| lag.partition.topic() == config.topic)
+        .filter(|lag| lag.partition.topic() == topic)
         .filter_map(|lag| lag.committed_offset.map(|offset| (lag.partition.partition(), offset)))
         .collect();
     offsets.sort_unstable();

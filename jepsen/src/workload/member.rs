@@ -13,11 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sluice_client::{
-    Client, GroupConsumer, GroupConsumerConfig, GroupContext, OffsetReset, RebalanceListener, TopicPartition,
+    Client, GroupConsumer, GroupConsumerConfig, GroupContext, MessageFilter, OffsetReset, RebalanceListener,
+    TopicPartition,
 };
 use tokio::time::Instant;
 
-use super::{ERROR_PAUSE, History, POLL_WAIT, WorkloadConfig, WorkloadError, empty_poll, poll_deadline, poll_reads};
+use super::{
+    ERROR_PAUSE, FILTER_TAGS, History, POLL_WAIT, WorkloadConfig, WorkloadError, empty_poll, poll_deadline, poll_reads,
+};
 use crate::history::{Kind, Op};
 
 /// A member's session: a member that stops heartbeating loses its partitions this soon.
@@ -55,14 +58,21 @@ pub(super) async fn run(
     history: History,
     config: Arc<WorkloadConfig>,
     until: Instant,
+    filtered: bool,
 ) -> Result<(), WorkloadError> {
+    let (group, filter) = if filtered {
+        (config.filtered_group(), Some(MessageFilter::tags(FILTER_TAGS.join(" || "))))
+    } else {
+        (config.group.clone(), None)
+    };
     let member_config = GroupConsumerConfig {
         session_timeout: SESSION_TIMEOUT,
         rebalance_timeout: REBALANCE_TIMEOUT,
         auto_commit: true,
         auto_commit_interval: AUTO_COMMIT_INTERVAL,
         auto_offset_reset: OffsetReset::Earliest,
-        ..GroupConsumerConfig::new(config.group.as_str())
+        filter,
+        ..GroupConsumerConfig::new(group.as_str())
     };
     let changed = Arc::new(AtomicBool::new(true));
     let consumer = client.group_consumer(member_config).map_err(|e| WorkloadError::Config(e.to_string()))?;
@@ -70,7 +80,7 @@ pub(super) async fn run(
     if !join(&mut consumer, &config.topic, history.process, until).await {
         return Ok(());
     }
-    let result = poll_until(&mut consumer, &history, &config, &changed, until).await;
+    let result = poll_until(&mut consumer, &history, &config.topic, &group, &changed, until).await;
     match tokio::time::timeout(CLOSE_LIMIT, consumer.close()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -97,11 +107,12 @@ async fn join(consumer: &mut GroupConsumer<Changes>, topic: &str, process: u32, 
 async fn poll_until(
     consumer: &mut GroupConsumer<Changes>,
     history: &History,
-    config: &WorkloadConfig,
+    topic: &str,
+    group: &str,
     changed: &AtomicBool,
     until: Instant,
 ) -> Result<(), WorkloadError> {
-    let group = Some(config.group.as_str());
+    let group = Some(group);
     let mut recorded: Option<Vec<u32>> = None;
     while Instant::now() < until {
         history.record(Kind::Invoke, empty_poll(group))?;
@@ -120,9 +131,9 @@ async fn poll_until(
             }
         };
         let reads = poll_reads(&records);
-        let partitions = owned(consumer, &config.topic);
+        let partitions = owned(consumer, topic);
         if changed.swap(false, Ordering::SeqCst) || recorded.as_ref() != Some(&partitions) {
-            let positions = starts(&partitions, &reads, |p| consumer.position(&TopicPartition::new(&*config.topic, p)));
+            let positions = starts(&partitions, &reads, |p| consumer.position(&TopicPartition::new(topic, p)));
             let assign = Op::Assign { group: group.map(str::to_owned), partitions: partitions.clone(), positions };
             history.record(Kind::Ok, assign)?;
             recorded = Some(partitions);

@@ -11,6 +11,10 @@
 //!   `Assign` whenever their partitions changed. Auto-commit is invisible to the application, so
 //!   no `Commit` events are recorded; the group's committed offsets are read once at the end
 //!   (`FinalCommitted`).
+//! - **Filtered members** (the next `filtered_members` process ids): the same, in a second group
+//!   (`{group}-filtered`) whose members consume with the tag filter [`FILTER_TAGS`]; producers
+//!   tag each value by [`tag_of`](crate::history::tag_of), and a `Subscribe` event records the
+//!   filter before the run, so the checker knows what the group owes and must never receive.
 //! - **Readers** (the next `readers` process ids): assign-mode consumers reading every partition
 //!   from the earliest offset, recording every poll and an `Assign` after each (re)seek.
 //!
@@ -35,7 +39,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sluice_client::{
-    Client, ClientConfig, ConsumedRecord, ErrorCode, GroupConsumerConfig, TopicConfig, parse_bootstrap,
+    Client, ClientConfig, ConsumedRecord, ErrorCode, GroupConsumerConfig, MessageFilter, TopicConfig, parse_bootstrap,
 };
 use sluice_common::TopicName;
 use tokio::time::Instant;
@@ -55,6 +59,10 @@ pub const PROBE_PROCESS: u32 = u32::MAX - 1;
 
 /// The highest send rate a producer may be given, per second.
 pub const MAX_SENDS_PER_SECOND: u32 = 10_000;
+
+/// The tags the filtered group's filter selects (of the four [`tag_of`](crate::history::tag_of)
+/// gives).
+pub const FILTER_TAGS: [&str; 2] = ["t0", "t2"];
 
 /// The replication factor of the workload's topic.
 const REPLICATION_FACTOR: u32 = 3;
@@ -94,6 +102,8 @@ pub struct WorkloadConfig {
     pub group: String,
     /// Group member processes.
     pub members: u32,
+    /// Processes of the filtered group.
+    pub filtered_members: u32,
     /// Assign-mode reader processes.
     pub readers: u32,
     /// Sends per second of each producer, 1 to [`MAX_SENDS_PER_SECOND`].
@@ -108,6 +118,7 @@ impl Default for WorkloadConfig {
             producers: 2,
             group: "jepsen-group".into(),
             members: 2,
+            filtered_members: 1,
             readers: 1,
             sends_per_second: 200,
         }
@@ -128,10 +139,14 @@ impl WorkloadConfig {
                 self.sends_per_second
             )));
         }
-        let processes = u64::from(self.producers) + u64::from(self.members) + u64::from(self.readers);
+        let processes = u64::from(self.producers)
+            + u64::from(self.members)
+            + u64::from(self.filtered_members)
+            + u64::from(self.readers);
         if processes == 0 || processes >= u64::from(PROBE_PROCESS) {
             return Err(WorkloadError::Config(format!(
-                "producers + members + readers must be at least 1 and below {PROBE_PROCESS}, not {processes}"
+                "producers + members + filtered members + readers must be at least 1 and below {PROBE_PROCESS}, not \
+                 {processes}"
             )));
         }
         Ok(())
@@ -139,7 +154,24 @@ impl WorkloadConfig {
 
     /// How many client processes the workload runs.
     fn processes(&self) -> u32 {
-        self.producers + self.members + self.readers
+        self.producers + self.members + self.filtered_members + self.readers
+    }
+
+    /// The group the filtered members join.
+    pub fn filtered_group(&self) -> String {
+        format!("{}-filtered", self.group)
+    }
+
+    /// The groups whose members run, with the filter each consumes with.
+    fn groups(&self) -> Vec<(String, Option<MessageFilter>)> {
+        let mut groups = Vec::new();
+        if self.members > 0 {
+            groups.push((self.group.clone(), None));
+        }
+        if self.filtered_members > 0 {
+            groups.push((self.filtered_group(), Some(MessageFilter::tags(FILTER_TAGS.join(" || ")))));
+        }
+        groups
     }
 }
 
@@ -248,6 +280,14 @@ impl Workload {
     /// If the history cannot be written, the processes stop and [`Workload::drain`] reports it.
     pub async fn run(&self, recorder: SharedRecorder, until: Instant) {
         let config = &self.config;
+        if config.filtered_members > 0 {
+            let runner = History { recorder: Arc::clone(&recorder), process: RUNNER_PROCESS };
+            let tags = FILTER_TAGS.iter().map(|t| (*t).to_owned()).collect();
+            if let Err(e) = runner.record(Kind::Ok, Op::Subscribe { group: config.filtered_group(), tags }) {
+                self.history_failure.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(e.to_string());
+                return;
+            }
+        }
         let mut tasks = Vec::with_capacity(self.clients.len());
         for (process, client) in (0u32..).zip(&self.clients) {
             let history = History { recorder: Arc::clone(&recorder), process };
@@ -255,7 +295,9 @@ impl Workload {
             let task = if process < config.producers {
                 tokio::spawn(producer::run(client, history, config, until))
             } else if process < config.producers + config.members {
-                tokio::spawn(member::run(client, history, config, until))
+                tokio::spawn(member::run(client, history, config, until, false))
+            } else if process < config.producers + config.members + config.filtered_members {
+                tokio::spawn(member::run(client, history, config, until, true))
             } else {
                 tokio::spawn(reader::run(client, history, config, until))
             };

@@ -15,7 +15,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::outcome::{delivery_failure, enqueue_failure, value_name};
 use super::{ERROR_PAUSE, History, WorkloadConfig, WorkloadError};
-use crate::history::{Kind, Op};
+use crate::history::{Kind, Op, tag_of};
 
 /// Sends awaiting their delivery at once: enough to keep up the rate while each waits for
 /// replication and fsync, and to keep several batches per partition in flight.
@@ -55,7 +55,10 @@ pub(super) async fn run(
                 let value = value_name(history.process, sent);
                 sent += 1;
                 history.record(Kind::Invoke, send(&value, None))?;
-                let record = ProducerRecord::new(Arc::clone(&topic), value.clone());
+                let mut record = ProducerRecord::new(Arc::clone(&topic), value.clone());
+                if let Some(tag) = tag_of(&value) {
+                    record = record.tag(tag);
+                }
                 match tokio::time::timeout(ENQUEUE_LIMIT, producer.enqueue(record)).await {
                     Ok(Ok(delivery)) => {
                         outstanding.insert(value.clone());
