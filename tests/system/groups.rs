@@ -304,6 +304,7 @@ async fn a_zombie_commit_is_refused_with_a_stale_epoch_and_after_its_session_exp
             rebalance_timeout_ms: 60_000,
             filters: vec![],
             broadcast: false,
+            skipped: vec![],
         };
         let joined = heartbeat(broker, &beat).await;
         assert_eq!(code_of(joined.error.as_ref()), ErrorCode::Ok, "{joined:?}");

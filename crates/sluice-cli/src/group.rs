@@ -147,6 +147,7 @@ pub fn describe_json(d: &GroupDescription) -> serde_json::Value {
         "state": d.state,
         "group_epoch": d.group_epoch,
         "broadcast": d.broadcast,
+        "skipped": d.skipped,
         "coordinator": {"node_id": d.coordinator_id, "address": d.coordinator_address},
         "members": members,
         "partitions": partitions,
@@ -172,7 +173,8 @@ pub fn describe_plain(d: &GroupDescription) -> String {
         let _ = writeln!(out, "broadcast: every member reads every partition; positions are per instance");
     }
     for (topic, f) in &d.filters {
-        let _ = writeln!(out, "filter on {topic}: {}", filter_plain(Some(f)));
+        let skipped = d.skipped.get(topic).copied().unwrap_or(0);
+        let _ = writeln!(out, "filter on {topic}: {} (skipped {skipped} messages)", filter_plain(Some(f)));
     }
     if !d.members.is_empty() {
         let _ = writeln!(out, "\n{:<36} {:<20} {:>6} {:<21} ASSIGNED", "MEMBER", "INSTANCE", "EPOCH", "HOST");
@@ -275,6 +277,7 @@ mod tests {
                 },
             ],
             broadcast: false,
+            skipped: BTreeMap::from([("orders".to_owned(), 40)]),
         }
     }
 

@@ -31,6 +31,8 @@ pub(crate) struct Fetcher {
     filter: MessageFilter,
     /// The consumer group, named in fetches for the brokers' filter metrics ("" outside one).
     group: String,
+    /// Messages the filter skipped, per topic: positions advanced past without a record.
+    skipped: BTreeMap<Arc<str>, u64>,
     cursors: BTreeMap<TopicPartition, Cursor>,
     results: mpsc::UnboundedSender<Fetched>,
     arrivals: mpsc::UnboundedReceiver<Fetched>,
@@ -87,6 +89,7 @@ impl Fetcher {
             max_wait,
             filter: MessageFilter::default(),
             group: String::new(),
+            skipped: BTreeMap::new(),
             cursors: BTreeMap::new(),
             results,
             arrivals,
@@ -100,6 +103,11 @@ impl Fetcher {
     pub(crate) fn with_filter(mut self, filter: MessageFilter, group: String) -> Fetcher {
         (self.filter, self.group) = (filter, group);
         self
+    }
+
+    /// Messages the filter skipped so far, per topic.
+    pub(crate) fn skipped(&self) -> &BTreeMap<Arc<str>, u64> {
+        &self.skipped
     }
 
     /// Starts reading `tp` from a position to be set with [`Fetcher::seek`] (nothing is
@@ -231,9 +239,17 @@ impl Fetcher {
         cursor.in_flight = None;
         let position = cursor.position.expect("fetches start from a known position");
         let (topic, partition) = (fetched.tp.topic_arc(), fetched.tp.partition());
+        let before = out.len();
         let outcome = fetched.result.and_then(|response| decode(topic, partition, position, response, out));
         match outcome {
-            Ok(next) => cursor.position = Some(next),
+            Ok(next) => {
+                cursor.position = Some(next);
+                let returned = (out.len() - before) as u64;
+                let advanced = next.saturating_sub(position);
+                if advanced > returned {
+                    *self.skipped.entry(Arc::clone(topic)).or_default() += advanced - returned;
+                }
+            }
             Err(error) => {
                 cursor.paused = true;
                 self.pending_error.get_or_insert(error);

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use super::context::{Context, now_ms};
 use super::records::encode_batch;
+use super::skipped::SkipCounts;
 use super::state::{Coordinated, GroupError};
 use super::timers::{Deadline, MemberKey, Timers};
 use super::{checkpoint, load, retention};
@@ -94,6 +95,8 @@ pub(super) struct Coordinator {
     pub checkpointing: AtomicBool,
     /// The timer and retention tasks run (started by the first load).
     timers_started: AtomicBool,
+    /// What the groups' filters skipped, as members report it.
+    pub skipped: SkipCounts,
 }
 
 impl Coordinator {
@@ -117,6 +120,7 @@ impl Coordinator {
             since_checkpoint: AtomicU64::new(0),
             checkpointing: AtomicBool::new(false),
             timers_started: AtomicBool::new(false),
+            skipped: SkipCounts::default(),
         }
     }
 

@@ -36,6 +36,7 @@ mod load;
 mod records;
 mod requests;
 mod retention;
+mod skipped;
 mod state;
 mod timers;
 

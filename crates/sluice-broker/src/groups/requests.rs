@@ -87,6 +87,7 @@ impl Coordinators {
             partitions,
             filters: view.filters,
             broadcast: view.broadcast,
+            skipped: coordinator.skipped.of(&request.group),
         }
     }
 
@@ -199,6 +200,11 @@ async fn heartbeat(
     let plan = c.state().heartbeat(request, client_host, &|t| c.ctx.partition_count(t), &defaults).map_err(refused)?;
     c.write(&request.group, &plan.records).await?;
     track(c, request, &plan);
+    let state = c.state();
+    let left = plan.left != LeaveKind::None;
+    c.skipped
+        .report(&request.group, &request.member_id, &request.skipped, left, |m| state.is_member(&request.group, m));
+    drop(state);
     drop(turn);
     let mut response = plan.response;
     response.error.get_or_insert_with(Error::ok);

@@ -325,6 +325,11 @@ impl Coordinated {
         Ok(req.partitions.iter().flat_map(|tp| tp.partitions.iter().map(|&p| lookup(&tp.topic, p))).collect())
     }
 
+    /// Whether `member` is in `group`.
+    pub fn is_member(&self, group: &str, member: &str) -> bool {
+        self.groups.get(group).is_some_and(|g| g.members.contains_key(member))
+    }
+
     /// Every group, by name.
     pub fn list(&self) -> Vec<v1::GroupListing> {
         let listing = |(name, g): (&String, &Group)| v1::GroupListing {

@@ -89,6 +89,7 @@ impl Client {
             rebalance_timeout_ms: 0,
             filters: Vec::new(),
             broadcast: false,
+            skipped: Vec::new(),
         }
     }
 

@@ -120,6 +120,7 @@ pub(super) fn req(group: &str, id: &str, epoch: i32, topics: &[&str], owned: &As
         rebalance_timeout_ms: 0,
         filters: Vec::new(),
         broadcast: false,
+        skipped: Vec::new(),
     }
 }
 

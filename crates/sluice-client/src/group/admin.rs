@@ -69,6 +69,9 @@ pub struct GroupDescription {
     pub filters: BTreeMap<String, MessageFilter>,
     /// Whether the group consumes in broadcast mode (every member every partition).
     pub broadcast: bool,
+    /// Messages the group's filters skipped, per topic, as its members reported them since
+    /// its coordinator took it over (a statistic, not replicated).
+    pub skipped: BTreeMap<String, u64>,
 }
 
 /// One member of a described group.
@@ -377,6 +380,7 @@ fn description_of(answer: v1::DescribeGroupResponse) -> GroupDescription {
             })
             .collect(),
         broadcast: answer.broadcast,
+        skipped: answer.skipped.into_iter().map(|c| (c.topic, c.count)).collect(),
         filters: answer
             .filters
             .into_iter()
@@ -435,6 +439,7 @@ mod tests {
                 instance_id: String::new(),
             }],
             broadcast: false,
+            skipped: vec![v1::TopicCount { topic: "t".into(), count: 12 }],
             filters: vec![
                 v1::TopicFilter { topic: "t".into(), tag_filter: "a || b".into(), sql_filter: "x > 1".into() },
                 v1::TopicFilter { topic: "u".into(), tag_filter: String::new(), sql_filter: String::new() },
@@ -442,6 +447,7 @@ mod tests {
         };
         let d = description_of(answer);
         assert_eq!(d.filters.len(), 1, "a topic pinned unfiltered is not listed");
+        assert_eq!(d.skipped["t"], 12);
         assert_eq!(d.filters["t"], MessageFilter::tags("a || b").and_sql("x > 1"));
         assert_eq!((d.group.as_str(), d.state.as_str(), d.group_epoch), ("g", "RECONCILING", 7));
         assert_eq!((d.coordinator_id, d.coordinator_address.as_str()), (2, "h:2"));

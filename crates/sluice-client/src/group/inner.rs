@@ -86,6 +86,16 @@ pub(super) async fn reconcile<L: RebalanceListener>(core: &mut Core, listener: &
 }
 
 impl Core {
+    /// Hands what the filter skipped to the heartbeats, which report it to the coordinator.
+    pub(super) fn report_skipped(&self) {
+        let skipped = self.fetcher.skipped();
+        if skipped.is_empty() {
+            return;
+        }
+        let counts = skipped.iter().map(|(topic, &count)| v1::TopicCount { topic: topic.to_string(), count });
+        self.membership.lock().skipped = counts.collect();
+    }
+
     pub(super) fn check_subscribed(&self) -> Result<()> {
         match self.heartbeat {
             Some(_) => Ok(()),

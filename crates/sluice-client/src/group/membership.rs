@@ -77,6 +77,8 @@ pub(crate) struct MemberState {
     /// Whether the coordinator ever accepted this member (a leave is then worth sending).
     pub(crate) joined: bool,
     pub(crate) leaving: bool,
+    /// Messages the filter skipped, per topic, reported by every heartbeat.
+    pub(crate) skipped: Vec<v1::TopicCount>,
 }
 
 impl MemberState {
@@ -95,6 +97,7 @@ impl MemberState {
             heartbeat_interval: Duration::from_secs(3),
             joined: false,
             leaving: false,
+            skipped: Vec::new(),
         }
     }
 
@@ -111,6 +114,7 @@ impl MemberState {
             rebalance_timeout_ms: millis(config.rebalance_timeout),
             filters: topic_filters(&self.topics, config.filter.as_ref()),
             broadcast: config.broadcast,
+            skipped: self.skipped.clone(),
         }
     }
 

@@ -236,6 +236,7 @@ impl<L: RebalanceListener> GroupConsumer<L> {
                 Err(error) => return Err(error),
             };
             core.note_returned();
+            core.report_skipped();
             if !records.is_empty() || Instant::now() >= deadline {
                 return Ok(records);
             }
