@@ -16,7 +16,8 @@ use sluice_system_tests::{Cluster, binaries, within};
 const TOPIC: &str = "broadcast";
 const GROUP: &str = "everyone";
 const PARTITIONS: u32 = 6;
-const BATCH: usize = 10_000;
+/// Written before and while the CLI instance is down: 100,000 in all.
+const BATCH: usize = 50_000;
 const LIMIT: Duration = Duration::from_secs(240);
 
 /// Sends messages `from..to`; returns (partition, offset) of each.
