@@ -9,6 +9,7 @@
 //! set through Raft (published on the state machine's log start watch): between a trim being
 //! applied and the replica purging its log, the trimmed offsets are already out of range.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_proto::v1::list_offsets_request::At;
@@ -23,10 +24,7 @@ use sluice_common::filter::Filter;
 use super::errors::error;
 use super::route::Led;
 use super::{ClientService, DEFAULT_FETCH_MAX_BYTES, MAX_FETCH_MAX_BYTES, MAX_FETCH_WAIT};
-use crate::filters::Scan;
-
-/// How much a filtered fetch reads from the log at a time, filtering as it goes.
-const FILTER_READ_BYTES: usize = 1024 * 1024;
+use crate::filters::{Scan, ScanFailure, scan_committed};
 
 /// What a partition holds: the first offset still stored and the high watermark.
 #[derive(Debug, Clone, Copy)]
@@ -170,7 +168,7 @@ impl ClientService {
         &self,
         led: &Led,
         request: &FetchRequest,
-        filter: &Filter,
+        filter: &Arc<Filter>,
         watches: &mut Watches,
         max_bytes: usize,
         wait: Duration,
@@ -183,15 +181,21 @@ impl ClientService {
             if scan.next_offset < bounds.log_start {
                 return bounds.out_of_range(led, scan.next_offset);
             }
-            while scan.next_offset < bounds.high_watermark && !scan.is_done(max_bytes) {
-                let from = scan.next_offset;
-                let batches = match read_committed(&led.log, from, bounds.high_watermark, FILTER_READ_BYTES) {
-                    Ok(batches) if batches.is_empty() => break,
-                    Ok(batches) => batches,
-                    Err(StorageError::Purged { .. }) => return watches.bounds(&led.log).out_of_range(led, from),
-                    Err(e) => return failed(read_failed(led, from, &e)),
-                };
-                if let Err(e) = scan.add(filter, batches, max_bytes) {
+            // Decoding and evaluating up to MAX_SCAN_BYTES takes milliseconds of CPU: off the
+            // runtime's threads, which answer every other request of this broker.
+            let (log, f, high_watermark) = (Arc::clone(&led.log), Arc::clone(filter), bounds.high_watermark);
+            let scanned = tokio::task::spawn_blocking(move || {
+                let outcome = scan_committed(&log, &f, &mut scan, high_watermark, max_bytes);
+                (scan, outcome)
+            })
+            .await;
+            let outcome;
+            (scan, outcome) = scanned.expect("a filtered scan does not panic");
+            match outcome {
+                Ok(()) => {}
+                Err(ScanFailure::Purged { offset }) => return watches.bounds(&led.log).out_of_range(led, offset),
+                Err(ScanFailure::Read { offset, source }) => return failed(read_failed(led, offset, &source)),
+                Err(ScanFailure::Corrupt(e)) => {
                     return failed(error(ErrorCode::Internal, format!("{}/{}: {e}", led.topic, led.partition)));
                 }
             }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use sluice_common::filter::Filter;
 use sluice_common::record::{BatchBuilder, ProducerStamp, RecordBatch, RecordView};
 use sluice_proto::v1::FetchedBatch;
-use sluice_raft::partition::CommittedBatch;
+use sluice_raft::partition::{CommittedBatch, read_committed};
+use sluice_storage::{Log, StorageError};
 
 pub use cache::FilterCache;
 
@@ -50,6 +51,55 @@ pub struct CorruptBatch {
     /// What is wrong.
     #[source]
     pub source: sluice_common::record::BatchError,
+}
+
+/// How much a filtered scan reads from the log at a time, filtering as it goes.
+const READ_BYTES: usize = 1024 * 1024;
+
+/// Why a filtered scan stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanFailure {
+    /// Retention trimmed `offset` away while it was being read.
+    #[error("offset {offset} was trimmed while it was read")]
+    Purged {
+        /// Where the read was.
+        offset: u64,
+    },
+    /// The log could not be read.
+    #[error("reading from offset {offset}: {source}")]
+    Read {
+        /// Where the read was.
+        offset: u64,
+        /// What failed.
+        #[source]
+        source: StorageError,
+    },
+    /// A stored batch fails its checks.
+    #[error(transparent)]
+    Corrupt(#[from] CorruptBatch),
+}
+
+/// Reads committed batches from `scan.next_offset` up to `high_watermark` and filters them
+/// into `scan`, until it [`Scan::is_done`] or reaches the high watermark. Blocking: file reads
+/// and CPU (run it off the async runtime).
+pub fn scan_committed(
+    log: &Log,
+    filter: &Filter,
+    scan: &mut Scan,
+    high_watermark: u64,
+    max_bytes: usize,
+) -> Result<(), ScanFailure> {
+    while scan.next_offset < high_watermark && !scan.is_done(max_bytes) {
+        let offset = scan.next_offset;
+        let batches = match read_committed(log, offset, high_watermark, READ_BYTES) {
+            Ok(batches) if batches.is_empty() => return Ok(()),
+            Ok(batches) => batches,
+            Err(StorageError::Purged { .. }) => return Err(ScanFailure::Purged { offset }),
+            Err(source) => return Err(ScanFailure::Read { offset, source }),
+        };
+        scan.add(filter, batches, max_bytes)?;
+    }
+    Ok(())
 }
 
 /// One filtered fetch's progress over the committed batches it reads.
