@@ -186,10 +186,12 @@ pub fn read(input: impl BufRead) -> io::Result<Vec<Event>> {
 }
 
 /// The tag producers give the value `"{process}-{n}"`: `t{n mod 4}`, so a filter's matches can
-/// be told from the value alone. `None` for a value not made that way.
+/// be told from the value alone. `None` for a value not made that way — the runner's probes
+/// (`probe-<n>`) are sent untagged.
 pub fn tag_of(value: &str) -> Option<String> {
-    let n: u64 = value.rsplit_once('-')?.1.parse().ok()?;
-    Some(format!("t{}", n % 4))
+    let (process, n) = value.split_once('-')?;
+    process.parse::<u32>().ok()?;
+    Some(format!("t{}", n.parse::<u64>().ok()? % 4))
 }
 
 #[cfg(test)]

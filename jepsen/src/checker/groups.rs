@@ -214,6 +214,18 @@ mod tests {
     }
 
     #[test]
+    fn untagged_probes_are_owed_to_no_filtered_group() {
+        let mut h = filtered_history();
+        h.send_ok(u32::MAX - 1, "probe-4", 0, 4)
+            .final_read(0, &[(0, "0-0"), (1, "0-1"), (2, "0-2"), (3, "0-3"), (4, "probe-4")]);
+        h.poll(5, Some("f"), &[(0, &[(0, "0-0"), (2, "0-2")])]);
+        h.final_committed("f", &[(0, 5)]);
+        only(&check(&h.events), AnomalyKind::GroupLost, 0);
+        assert_eq!(crate::history::tag_of("probe-12"), None);
+        assert_eq!(crate::history::tag_of("3-14").as_deref(), Some("t2"));
+    }
+
+    #[test]
     fn a_filtered_group_receiving_what_its_filter_leaves_out_is_a_filter_leak() {
         let mut h = filtered_history();
         h.poll(5, Some("f"), &[(0, &[(0, "0-0"), (1, "0-1"), (2, "0-2")])]);
