@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Broker-side filters on this machine (docs/BENCHMARKS.md, "Filters"), on the local three-node
 # cluster (start-cluster.sh), all in one run:
-#   - a topic of BENCH_MESSAGES 100-byte messages (6 partitions, RF 3) tagged tag-0 .. tag-99
-#     in turn, so one tag is 1 %;
-#   - reading it all (what a client filtering for itself must read), then with the broker
+#   - two topics of BENCH_MESSAGES 100-byte messages (6 partitions, RF 3) tagged tag-0 ..
+#     tag-99, so one tag is 1 %: `mixed`, the tag changing with every message (every batch
+#     holds every tag: the brokers must look at each message's tag), and `runs`, each tag on
+#     1,000 messages in a row (events of one kind in bursts: whole batches are skipped by
+#     their tag summary);
+#   - reading each all (what a client filtering for itself must read), then with the broker
 #     filters --tag tag-7 and --filter "TAGS = 'tag-7'": wall time, messages, and the batch
 #     bytes the brokers sent (sluice_fetch_bytes_total, summed over the brokers);
 #   - the cost for a consumer without a filter: reading an untagged topic of the same size,
@@ -62,11 +65,14 @@ stop() { SLUICE_DATA_DIR="$1" "$root/scripts/stop-cluster.sh" >/dev/null; }
 sluice="$new_bin/sluice"
 start "$work/new" "$new_bin"
 echo "== $messages messages of 100 B, 6 partitions, RF 3 ($work)"
-produce tagged --tags 100
+produce mixed --tags 100
+produce runs --tags 100 --tag-run 1000
 produce plain
-consume "tagged, everything (client-side filtering)" --topic tagged
-consume "tagged, --tag tag-7 (1 %)" --topic tagged --tag tag-7
-consume "tagged, --filter \"TAGS = 'tag-7'\" (1 %)" --topic tagged --filter "TAGS = 'tag-7'"
+for topic in mixed runs; do
+  consume "$topic, everything (client-side filtering)" --topic "$topic"
+  consume "$topic, --tag tag-7 (1 %)" --topic "$topic" --tag tag-7
+  consume "$topic, --filter \"TAGS = 'tag-7'\" (1 %)" --topic "$topic" --filter "TAGS = 'tag-7'"
+done
 consume "untagged, no filter" --topic plain
 stop "$work/new"
 

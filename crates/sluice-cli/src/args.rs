@@ -315,6 +315,11 @@ pub struct BenchProduceArgs {
     /// `n` (its number in the producer's sequence), for filter benchmarks. 0: untagged.
     #[arg(long, default_value_t = 0)]
     pub tags: u32,
+    /// With --tags: each tag is given to this many messages in a row before the next one (1:
+    /// every message the next tag; 1000: runs of a thousand, as events of one kind arriving in
+    /// bursts, which lets a tag filter skip whole batches).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tag_run: u64,
 }
 
 /// `sluice bench consume`

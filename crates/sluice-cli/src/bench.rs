@@ -135,6 +135,7 @@ async fn produce(client: &Client, args: BenchProduceArgs) -> Result<Summary> {
                 config: config.clone(),
                 records: bench_records(&topic, &payload, args.tags),
                 tagged: args.tags > 0,
+                tag_run: args.tag_run,
                 limit: Limit { count: share, ..limit.clone() },
                 max_in_flight: args.max_in_flight.map_or(usize::MAX, |m| m as usize),
                 progress: Arc::clone(&progress),
@@ -170,6 +171,8 @@ struct Worker {
     records: Vec<ProducerRecord>,
     /// Whether the records carry tags (and so the `n` property).
     tagged: bool,
+    /// Messages in a row with the same tag.
+    tag_run: u64,
     limit: Limit,
     /// Offered and not yet acknowledged messages at which the worker stops offering.
     max_in_flight: usize,
@@ -185,9 +188,10 @@ struct Outcome {
 }
 
 impl Worker {
-    /// The record to send as message `n`: its tag in turn, and `n` as a property when tagged.
+    /// The record to send as message `n`: its tag in turn (runs of `tag_run`), and `n` as a
+    /// property when tagged.
     fn next_record(&self, n: u64) -> ProducerRecord {
-        let record = self.records[(n % self.records.len() as u64) as usize].clone();
+        let record = self.records[(n / self.tag_run % self.records.len() as u64) as usize].clone();
         if self.tagged { record.property("n", n.to_string()) } else { record }
     }
 
