@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
-use openraft::metrics::RaftServerMetrics;
+use openraft::metrics::{RaftDataMetrics, RaftServerMetrics};
 use openraft::type_config::alias::WatchReceiverOf;
 
 use super::Liveness;
@@ -37,6 +37,12 @@ const TRANSFERS_PER_ROUND: usize = 8;
 /// Every this many rounds the driver looks at every group, not only the changed and hot ones.
 const FULL_SCAN_ROUNDS: u64 = 10;
 
+/// Heartbeats a leader sends, one per full scan, once its commit index stopped moving. With the
+/// ticker off nothing else would tell a follower that missed the last commit update (its
+/// message lost, or dropped while the stream was busy) that the entries it holds are
+/// committed: it would not apply them until the next write. Three, in case one is lost too.
+const SETTLE_HEARTBEATS: u8 = 3;
+
 /// What a round decided to do once it has looked at every group.
 struct Actions<SM: GroupStateMachine> {
     heartbeat: Vec<Raft<SM>>,
@@ -50,6 +56,12 @@ pub(super) struct Tracked<SM: GroupStateMachine> {
     pub(super) raft: Raft<SM>,
     /// The group's state, vote and membership.
     metrics: ServerMetricsWatch,
+    /// Its log and commit positions, read at full scans while it leads.
+    data: DataMetricsWatch,
+    /// The commit index the last full scan saw, while leading.
+    commit_seen: Option<u64>,
+    /// Settle heartbeats still to send for `commit_seen` (see [`SETTLE_HEARTBEATS`]).
+    settle_left: u8,
     /// Whether `state`, `term` and `voters` have been read yet.
     read: bool,
     state: ServerState,
@@ -73,6 +85,7 @@ impl<SM: GroupStateMachine> Drop for Tracked<SM> {
 }
 
 type ServerMetricsWatch = WatchReceiverOf<PartitionConfig, RaftServerMetrics<PartitionConfig>>;
+type DataMetricsWatch = WatchReceiverOf<PartitionConfig, RaftDataMetrics<PartitionConfig>>;
 
 impl<SM: GroupStateMachine> Tracked<SM> {
     fn new(group: u64, raft: Raft<SM>, dirty: &Arc<Mutex<HashSet<u64>>>) -> Tracked<SM> {
@@ -88,6 +101,9 @@ impl<SM: GroupStateMachine> Tracked<SM> {
         let membership = Arc::clone(&metrics.borrow_watched().membership_config);
         let voters = membership.membership().voter_ids().collect();
         Tracked {
+            data: raft.data_metrics(),
+            commit_seen: None,
+            settle_left: 0,
             raft,
             metrics,
             read: false,
@@ -126,6 +142,20 @@ impl<SM: GroupStateMachine> Tracked<SM> {
         }
         self.read = true;
         true
+    }
+
+    /// At a full scan, while leading: whether to send a settle heartbeat now — the commit index
+    /// has not moved since the last full scan, which saw it move.
+    fn settle(&mut self) -> bool {
+        let committed = self.data.borrow_watched().cluster_committed.as_ref().map(|c| c.index());
+        if committed != self.commit_seen {
+            self.commit_seen = committed;
+            self.settle_left = SETTLE_HEARTBEATS;
+            return false;
+        }
+        let due = self.settle_left > 0;
+        self.settle_left = self.settle_left.saturating_sub(1);
+        due
     }
 
     fn tick(&mut self, on: bool) {
@@ -257,16 +287,17 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
     /// is checked then); otherwise only those whose Raft state changed and the hot ones. An
     /// idle broker leading thousands of groups so touches none of them most rounds: reading
     /// every group's state every round cost it half its idle CPU.
-    fn groups_to_check(&mut self, everything: bool) -> Vec<u64> {
+    fn groups_to_check(&mut self, everything: bool) -> (Vec<u64>, bool) {
         self.rounds += 1;
         let dirty = std::mem::take(&mut *self.dirty.lock().expect("dirty set poisoned"));
-        if everything || self.rounds.is_multiple_of(FULL_SCAN_ROUNDS) {
+        let full = self.rounds.is_multiple_of(FULL_SCAN_ROUNDS);
+        if everything || full {
             self.led.retain(|g, _| self.groups.contains_key(g));
-            return self.groups.keys().copied().collect();
+            return (self.groups.keys().copied().collect(), full);
         }
         let mut visit: HashSet<u64> = dirty.into_iter().filter(|g| self.groups.contains_key(g)).collect();
         visit.extend(self.hot.iter().copied());
-        visit.into_iter().collect()
+        (visit.into_iter().collect(), false)
     }
 
     /// Sets tickers, collects this node's claims, and returns what to do next: the leaders
@@ -278,7 +309,7 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
         let view_changed = view != self.view;
         self.view = view;
         let restarted = self.liveness.take_restarted();
-        let visit = self.groups_to_check(view_changed || groups_changed || !restarted.is_empty());
+        let (visit, full_scan) = self.groups_to_check(view_changed || groups_changed || !restarted.is_empty());
         let mut actions = Actions { heartbeat: Vec::new(), elect: Vec::new(), transfer: Vec::new() };
         let running = self.hot.iter().filter_map(|g| self.groups.get(g));
         let running = running.filter(|t| t.ticking == Some(true) && t.state != ServerState::Leader).count();
@@ -299,7 +330,9 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
                     let restarted = t.voters.iter().any(|v| restarted.contains(v));
                     let stale = (changed || view_changed)
                         && self.liveness.claimed_leader(group).is_some_and(|c| c.term < t.term);
-                    if restarted || stale {
+                    // Full scans come at a steady pace, which settle heartbeats are counted in.
+                    let settle = full_scan && t.settle();
+                    if restarted || stale || settle {
                         actions.heartbeat.push(t.raft.clone());
                     }
                     if actions.transfer.len() < TRANSFERS_PER_ROUND
