@@ -199,8 +199,11 @@ impl ClientService {
                     return failed(error(ErrorCode::Internal, format!("{}/{}: {e}", led.topic, led.partition)));
                 }
             }
+            // Waiting is for a consumer at the end: one that was moved past skipped messages
+            // hears of it at once, or its last fetch of a partition would wait out max_wait.
             let now = Instant::now();
-            if !scan.batches.is_empty() || scan.is_done(max_bytes) || now >= deadline {
+            let advanced = scan.next_offset > request.offset;
+            if !scan.batches.is_empty() || advanced || now >= deadline {
                 break bounds;
             }
             let hw = self.wait_past(&mut watches.high_watermark, scan.next_offset, deadline - now).await;
