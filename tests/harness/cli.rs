@@ -121,3 +121,46 @@ fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
 fn collect(reader: JoinHandle<Vec<u8>>) -> String {
     String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned()
 }
+
+/// A `sluice` process running in the background (a consumer the test SIGKILLs), its standard
+/// output going to a file; SIGKILLed when dropped, so a failing test leaves none behind.
+#[derive(Debug)]
+pub struct Background(std::process::Child);
+
+impl Background {
+    /// Starts `sluice --bootstrap BOOTSTRAP ARGS...` writing its standard output to `out`.
+    pub fn start(bootstrap: &str, args: &[&str], out: &Path) -> Background {
+        let stdout = std::fs::File::create(out).expect("the process's output file");
+        let child = Command::new(&binaries().cli)
+            .args(["--bootstrap", bootstrap])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sluice");
+        Background(child)
+    }
+
+    /// SIGKILLs it and waits for it to end.
+    pub fn kill(&mut self) {
+        self.0.kill().expect("SIGKILL the process");
+        self.0.wait().expect("reap it");
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// (partition, offset) of each message `consume --output json` printed to `path` so far.
+pub fn printed_positions(path: &Path) -> Vec<(u32, u64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|v| Some((u32::try_from(v["partition"].as_u64()?).ok()?, v["offset"].as_u64()?)))
+        .collect()
+}

@@ -5,13 +5,12 @@
 //! losing nothing and reading nothing twice.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
 use sluice_client::{Client, GroupConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, TopicConfig};
+use sluice_system_tests::cli::{Background, printed_positions};
 use sluice_system_tests::groups::{Member, eventually};
-use sluice_system_tests::{Cluster, binaries, within};
+use sluice_system_tests::{Cluster, within};
 
 const TOPIC: &str = "broadcast";
 const GROUP: &str = "everyone";
@@ -45,37 +44,10 @@ fn config(instance: &str) -> GroupConsumerConfig {
     }
 }
 
-/// (partition, offset) of each message a CLI instance printed.
-fn printed(path: &std::path::Path) -> Vec<(u32, u64)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter_map(|v| Some((u32::try_from(v["partition"].as_u64()?).ok()?, v["offset"].as_u64()?)))
-        .collect()
-}
-
-/// A child process SIGKILLed when dropped.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_instance(bootstrap: &str, out: &std::path::Path) -> KillOnDrop {
-    let stdout = std::fs::File::create(out).expect("the instance's output file");
-    let args = ["--bootstrap", bootstrap, "consume", TOPIC, "--group", GROUP, "--broadcast", "--instance-id", "cli"];
-    let child = Command::new(&binaries().cli)
-        .args(args)
-        .args(["--follow", "--output", "json"])
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start `sluice consume --broadcast`");
-    KillOnDrop(child)
+fn spawn_instance(bootstrap: &str, out: &std::path::Path) -> Background {
+    let args =
+        ["consume", TOPIC, "--group", GROUP, "--broadcast", "--instance-id", "cli", "--follow", "--output", "json"];
+    Background::start(bootstrap, &args, out)
 }
 
 /// The CLI instance's committed offsets, by partition, as the coordinator describes them.
@@ -120,7 +92,7 @@ async fn every_broadcast_instance_receives_every_message_and_a_sigkilled_one_res
             if c == want { Ok(()) } else { Err(format!("committed {c:?}, want {want:?}")) }
         })
         .await;
-        let first = printed(&first_out);
+        let first = printed_positions(&first_out);
         assert_eq!(first.iter().copied().collect::<BTreeSet<_>>(), written, "the CLI instance read everything");
         assert_eq!(first.len(), written.len(), "once each");
 
@@ -138,11 +110,11 @@ async fn every_broadcast_instance_receives_every_message_and_a_sigkilled_one_res
         .await;
         let _cli = spawn_instance(&bootstrap, &second_out);
         eventually(Duration::from_secs(60), "the restarted instance reads what was written meanwhile", || async {
-            let n = printed(&second_out).len();
+            let n = printed_positions(&second_out).len();
             if n >= later.len() { Ok(()) } else { Err(format!("{n} of {}", later.len())) }
         })
         .await;
-        let second = printed(&second_out);
+        let second = printed_positions(&second_out);
         let resumed: BTreeSet<(u32, u64)> = second.iter().copied().collect();
         assert_eq!(resumed, later, "it resumed at its committed offsets: nothing lost, nothing read again");
         assert_eq!(second.len(), later.len(), "once each");

@@ -5,13 +5,12 @@
 //! and every produced message is consumed.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use sluice_client::{Client, GroupConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, TopicConfig};
+use sluice_system_tests::cli::{Background, printed_positions};
 use sluice_system_tests::groups::{Member, MemberView, eventually, find_coordinator};
-use sluice_system_tests::{Cluster, binaries, within};
+use sluice_system_tests::{Cluster, within};
 
 const PARTITIONS: u32 = 12;
 const TOPIC: &str = "groups-kill";
@@ -51,13 +50,7 @@ async fn produce(client: &Client, count: usize) -> BTreeMap<u32, u64> {
 
 /// What the CLI member printed: (partition, offset) of each message.
 fn printed(path: &std::path::Path) -> MemberView {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let records = text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter_map(|v| Some((u32::try_from(v["partition"].as_u64()?).ok()?, v["offset"].as_u64()?)))
-        .collect();
-    MemberView { records, ..MemberView::default() }
+    MemberView { records: printed_positions(path), ..MemberView::default() }
 }
 
 /// Ok once every offset below `ends` was consumed by a member or is in a view of one gone.
@@ -90,26 +83,8 @@ async fn committed(client: &Client) -> Result<(Vec<String>, BTreeMap<u32, u64>),
     Ok((members, offsets))
 }
 
-/// A child process that is SIGKILLed when dropped, so a failing test leaves none behind.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_cli_member(bootstrap: &str, out: &std::path::Path) -> KillOnDrop {
-    let stdout = std::fs::File::create(out).expect("the CLI member's output file");
-    let child = Command::new(&binaries().cli)
-        .args(["--bootstrap", bootstrap, "consume", TOPIC, "--group", GROUP, "--follow", "--output", "json"])
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start `sluice consume --group`");
-    KillOnDrop(child)
+fn spawn_cli_member(bootstrap: &str, out: &std::path::Path) -> Background {
+    Background::start(bootstrap, &["consume", TOPIC, "--group", GROUP, "--follow", "--output", "json"], out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,8 +116,7 @@ async fn a_sigkilled_member_process_and_a_sigkilled_coordinator_lose_no_partitio
 
         // SIGKILL the member process: no leave, no commit. Its session expires, and a and b
         // take its partitions over from what it committed.
-        cli.0.kill().expect("SIGKILL the CLI member");
-        cli.0.wait().expect("reap it");
+        cli.kill();
         let killed_at = Instant::now();
         let cli_view = printed(&cli_out);
         eventually(CLI_SESSION + HANDOVER, "a and b own every partition", || async {
