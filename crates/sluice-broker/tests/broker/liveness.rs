@@ -72,8 +72,10 @@ fn heartbeat_acks(cluster: &Cluster, groups: &[u64]) -> Vec<String> {
     acks
 }
 
-/// How long the acknowledgements must stay the same to count as settled.
-const QUIET: Duration = Duration::from_millis(500);
+/// How long the acknowledgements must stay the same to count as settled: longer than the
+/// settle heartbeats a leader sends after its last commit (three, one per full scan of the
+/// liveness driver: every 500 ms with these tests' 50 ms node heartbeat).
+const QUIET: Duration = Duration::from_millis(2500);
 
 /// The leaders' acknowledgements once they have stopped changing for [`QUIET`]. Just after every
 /// group has its preferred leader, the entries of the new terms (and of any leadership moved

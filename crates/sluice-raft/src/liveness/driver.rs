@@ -43,6 +43,11 @@ const FULL_SCAN_ROUNDS: u64 = 10;
 /// committed: it would not apply them until the next write. Three, in case one is lost too.
 const SETTLE_HEARTBEATS: u8 = 3;
 
+/// Settle heartbeats one full scan may send: after a restart every group has just committed
+/// (its election's entry), and thousands of heartbeats at once would delay the round's node
+/// heartbeats. Those over the budget go out at later scans.
+const SETTLE_PER_SCAN: usize = 64;
+
 /// What a round decided to do once it has looked at every group.
 struct Actions<SM: GroupStateMachine> {
     heartbeat: Vec<Raft<SM>>,
@@ -145,17 +150,20 @@ impl<SM: GroupStateMachine> Tracked<SM> {
     }
 
     /// At a full scan, while leading: whether to send a settle heartbeat now — the commit index
-    /// has not moved since the last full scan, which saw it move.
-    fn settle(&mut self) -> bool {
+    /// has not moved since the last full scan, which saw it move, and `may_send` (the scan's
+    /// budget allows one).
+    fn settle(&mut self, may_send: bool) -> bool {
         let committed = self.data.borrow_watched().cluster_committed.as_ref().map(|c| c.index());
         if committed != self.commit_seen {
             self.commit_seen = committed;
             self.settle_left = SETTLE_HEARTBEATS;
             return false;
         }
-        let due = self.settle_left > 0;
-        self.settle_left = self.settle_left.saturating_sub(1);
-        due
+        if self.settle_left == 0 || !may_send {
+            return false;
+        }
+        self.settle_left -= 1;
+        true
     }
 
     fn tick(&mut self, on: bool) {
@@ -315,6 +323,7 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
         let running = running.filter(|t| t.ticking == Some(true) && t.state != ServerState::Leader).count();
         let mut campaigns = Campaigns { running, started: Vec::new() };
         let mut led_changed = false;
+        let mut settle_budget = SETTLE_PER_SCAN;
         for group in visit {
             let Some(t) = self.groups.get_mut(&group) else { continue };
             let changed = t.refresh();
@@ -331,7 +340,8 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
                     let stale = (changed || view_changed)
                         && self.liveness.claimed_leader(group).is_some_and(|c| c.term < t.term);
                     // Full scans come at a steady pace, which settle heartbeats are counted in.
-                    let settle = full_scan && t.settle();
+                    let settle = full_scan && t.settle(settle_budget > 0);
+                    settle_budget -= usize::from(settle);
                     if restarted || stale || settle {
                         actions.heartbeat.push(t.raft.clone());
                     }

@@ -10,7 +10,10 @@
 //! - Every node sends every other node a [`NodeHeartbeat`](crate::transport::pb::NodeHeartbeatRequest)
 //!   each interval: its incarnation and the groups it leads, with their terms.
 //! - Managed groups run with openraft's ticker off: a leader sends no heartbeats and a follower
-//!   runs no election timer. Replication and commit propagation do not need the ticker.
+//!   runs no election timer. Replication and commit propagation do not need the ticker, with
+//!   one backstop: once a leader's commit index stops moving it sends three heartbeats, one per
+//!   full scan of the driver, so a follower that missed the last commit update (its message
+//!   lost) learns it without waiting for the next write.
 //! - A follower turns its ticker (and so openraft's own election timer) on only while no live
 //!   node claims its group at its term or later: the leader's node stopped being heard, or the
 //!   leader lost leadership. Followers do so one after another, which avoids split votes: the
