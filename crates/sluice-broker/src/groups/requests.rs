@@ -12,7 +12,7 @@ use sluice_proto::v1::{
     FetchOffsetsResponse, GroupHeartbeatRequest, GroupHeartbeatResponse, ListGroupsResponse, PartitionLag,
     SetGroupFilterRequest, SetGroupFilterResponse,
 };
-use sluice_proto::{Error, ErrorCode};
+use sluice_proto::{Error, ErrorCode, v1};
 use tokio::time::Instant;
 
 use super::context::now_ms;
@@ -97,21 +97,23 @@ impl Coordinators {
     async fn partition_lags(&self, view: &GroupView, limit: Duration) -> Vec<(PartitionLag, Option<Position>)> {
         // A broadcast group has a row per instance and partition; any other, per partition.
         let mut rows: BTreeMap<(String, String, u32), PartitionLag> = BTreeMap::new();
-        let instances: Vec<&str> = if view.broadcast {
-            view.instances.iter().map(|(_, instance)| instance.as_str()).collect()
-        } else {
-            vec![""]
+        // A member's row key: its instance id in a broadcast group, "" otherwise.
+        let instance_of = |m: &v1::GroupMember| match &m.instance_id {
+            Some(instance) if view.broadcast => instance.clone(),
+            _ => String::new(),
         };
+        let instances: Vec<String> =
+            if view.broadcast { view.members.iter().map(instance_of).collect() } else { vec![String::new()] };
         for topic in &view.topics {
             for partition in 0..self.ctx.partition_count(topic).unwrap_or(0) {
                 for instance in &instances {
                     let row = PartitionLag {
                         topic: topic.clone(),
                         partition,
-                        instance_id: (*instance).to_owned(),
+                        instance_id: instance.clone(),
                         ..PartitionLag::default()
                     };
-                    rows.insert(((*instance).to_owned(), topic.clone(), partition), row);
+                    rows.insert((instance.clone(), topic.clone(), partition), row);
                 }
             }
         }
@@ -125,15 +127,11 @@ impl Coordinators {
             });
             row.committed_offset = o.offset;
         }
-        let instance_of = |member_id: &str| {
-            let found = view.instances.iter().find(|(id, _)| id == member_id);
-            if view.broadcast { found.map_or("", |(_, i)| i.as_str()) } else { "" }
-        };
         for m in &view.members {
-            let instance = instance_of(&m.member_id);
+            let instance = instance_of(m);
             for tp in &m.assigned {
                 for p in &tp.partitions {
-                    if let Some(row) = rows.get_mut(&(instance.to_owned(), tp.topic.clone(), *p)) {
+                    if let Some(row) = rows.get_mut(&(instance.clone(), tp.topic.clone(), *p)) {
                         row.member_id = Some(m.member_id.clone());
                     }
                 }

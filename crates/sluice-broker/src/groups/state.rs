@@ -161,8 +161,6 @@ pub(crate) struct GroupView {
     pub filters: Vec<v1::TopicFilter>,
     /// Whether the group consumes in broadcast mode.
     pub broadcast: bool,
-    /// Every member's instance id, for a broadcast group's rows.
-    pub instances: Vec<(String, String)>,
 }
 
 /// Every group of one `__consumer_offsets` partition.
@@ -345,7 +343,6 @@ impl Coordinated {
         let g = self.groups.get(group)?;
         let members = g.members.iter().map(|(id, m)| m.view(id)).collect();
         let offsets = g.offsets.iter().map(|(key, c)| committed_offset(key, Some(c))).collect();
-        let instances = g.members.iter().filter_map(|(id, m)| Some((id.clone(), m.instance_id.clone()?))).collect();
         let topics: BTreeSet<&String> = g.members.values().flat_map(|m| &m.topics).collect();
         Some(GroupView {
             group: group.to_owned(),
@@ -356,7 +353,6 @@ impl Coordinated {
             topics: topics.into_iter().cloned().collect(),
             filters: g.filters_view(),
             broadcast: g.broadcast,
-            instances,
         })
     }
 

@@ -98,14 +98,9 @@ pub struct BatchHeader {
 }
 
 impl BatchHeader {
-    /// Bytes of the header: where the records section starts.
-    pub fn len(&self) -> usize {
+    /// Bytes of the header (46 in format 1, 54 in format 2): where the records section starts.
+    pub fn header_len(&self) -> usize {
         if self.tag_summary.is_some() { BATCH_HEADER_LEN } else { BATCH_HEADER_LEN_V1 }
-    }
-
-    /// Never: a header always has bytes.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 }
 
@@ -406,7 +401,7 @@ impl RecordBatch {
     /// and `max_ts_ms` when it reaches the end.
     pub fn records(&self) -> Records {
         Records {
-            section: self.bytes.slice(self.header.len()..),
+            section: self.bytes.slice(self.header.header_len()..),
             pos: 0,
             index: 0,
             newest: self.header.first_timestamp_ms,
@@ -480,17 +475,6 @@ fn header_of(bytes: &[u8], verify_checksum: bool) -> Result<BatchHeader, BatchEr
         max_timestamp_ms: le64(34),
         tag_summary: (header_len == BATCH_HEADER_LEN).then(|| le64(46) as u64),
     })
-}
-
-/// The tag summary `records` should carry; an error at the first malformed record.
-pub fn tag_summary_of(batch: &RecordBatch) -> Result<u64, BatchError> {
-    let mut summary = 0;
-    for record in batch.records() {
-        if let Some(tag) = record?.tag() {
-            summary |= tag_summary_bit(tag);
-        }
-    }
-    Ok(summary)
 }
 
 /// One decoded record: every field is a slice of the batch's bytes.

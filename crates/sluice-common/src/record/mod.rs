@@ -5,7 +5,7 @@ pub mod varint;
 
 pub use batch::{
     BATCH_HEADER_LEN, BATCH_MAGIC, BatchBuilder, BatchError, BatchHeader, Compression, ProducerStamp, Record,
-    RecordBatch, RecordView, Records, parse_header, peek_header, tag_summary_of,
+    RecordBatch, RecordView, Records, parse_header, peek_header,
 };
 
 #[cfg(test)]
