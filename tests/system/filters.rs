@@ -74,7 +74,11 @@ fn check(
             assert!(matches(i), "{what}: message {i} does not match but was received");
             assert!(!seen[i], "{what}: message {i} was received twice");
             seen[i] = true;
-            assert_eq!(acked[i], RecordMetadata { partition, offset: r.offset() }, "{what}: message {i}'s offset");
+            assert_eq!(
+                acked[i],
+                RecordMetadata { partition, offset: r.offset(), delayed_id: None },
+                "{what}: message {i}'s offset"
+            );
             assert!(last < Some(r.offset()), "{what}: partition {partition} out of order at {}", r.offset());
             last = Some(r.offset());
         }

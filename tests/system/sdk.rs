@@ -67,7 +67,11 @@ async fn three_brokers_return_100000_produced_messages_once_each_in_dense_offset
                 let record_key = record.key().unwrap_or_else(|| panic!("message {i} lost its key"));
                 assert_eq!(&record_key[..], key(i).as_bytes(), "message {i}'s key");
                 assert_eq!(partition, partition_for_key(record_key, PARTITIONS), "message {i}: key-hashed partition");
-                assert_eq!(acked[i], RecordMetadata { partition, offset: expected_offset }, "message {i}'s ack");
+                assert_eq!(
+                    acked[i],
+                    RecordMetadata { partition, offset: expected_offset, delayed_id: None },
+                    "message {i}'s ack"
+                );
             }
         }
         let missing: Vec<usize> = (0..MESSAGES).filter(|&i| !seen[i]).take(10).collect();

@@ -323,6 +323,11 @@ pub struct BrokerConfig {
     /// applies. Default: 10000 (about 3 MiB of memory per partition replica at worst).
     #[serde(default = "default_max_producers_per_partition")]
     pub max_producers_per_partition: u32,
+    /// The longest delay a delayed message may ask for (docs/DELAYS.md): a `deliver_at` further
+    /// ahead of the leader's clock is refused with INVALID_DELAY. In ms. Default: 31536000000
+    /// (365 days).
+    #[serde(default = "default_max_delay_ms")]
+    pub max_delay_ms: u64,
     /// The free-space guard: while the file system of `data_dir` has less free space than the
     /// larger of this and `disk_min_free_percent`, the broker refuses writes to every partition
     /// with a replica on it (STORAGE_FULL) and keeps serving reads, consumer groups and
@@ -374,6 +379,10 @@ fn default_producer_id_expiration_ms() -> u64 {
     sluice_raft::partition::DEFAULT_PRODUCER_ID_EXPIRATION_MS
 }
 
+fn default_max_delay_ms() -> u64 {
+    sluice_common::delay::DEFAULT_MAX_DELAY_MS
+}
+
 fn default_max_producers_per_partition() -> u32 {
     sluice_raft::partition::DEFAULT_MAX_PRODUCERS
 }
@@ -399,6 +408,9 @@ fn default_max_batch_bytes() -> u32 {
 pub fn max_batch_bytes_limit() -> u32 {
     LogConfig::default().max_entry_bytes - sluice_raft::partition::PRODUCE_OVERHEAD_BYTES
 }
+
+/// The largest `max_delay_ms` accepted: 100 years, far from any overflow of a u64 of ms.
+const MAX_DELAY_LIMIT_MS: u64 = 100 * 365 * 24 * 3_600_000;
 
 /// The largest `max_producers_per_partition` accepted: 1,000,000 ids are about 300 MiB of
 /// memory per partition replica.
@@ -438,6 +450,7 @@ impl BrokerConfig {
             segment_roll_ms: default_segment_roll_ms(),
             producer_id_expiration_ms: default_producer_id_expiration_ms(),
             max_producers_per_partition: default_max_producers_per_partition(),
+            max_delay_ms: default_max_delay_ms(),
             disk_min_free_bytes: default_disk_min_free_bytes(),
             disk_min_free_percent: default_disk_min_free_percent(),
             disk_check_interval_ms: default_disk_check_interval_ms(),
@@ -543,6 +556,12 @@ impl BrokerConfig {
             return invalid(format!(
                 "max_producers_per_partition is {}; use 1 to {most}",
                 self.max_producers_per_partition
+            ));
+        }
+        if self.max_delay_ms == 0 || self.max_delay_ms > MAX_DELAY_LIMIT_MS {
+            return invalid(format!(
+                "max_delay_ms is {}; use 1 to {MAX_DELAY_LIMIT_MS} (100 years)",
+                self.max_delay_ms
             ));
         }
         if self.worker_threads > MAX_WORKER_THREADS {

@@ -31,6 +31,7 @@
 pub mod client;
 mod config;
 mod controller;
+pub mod delays;
 mod disk;
 mod fail_stop;
 pub mod files;

@@ -16,6 +16,7 @@ use sluice_storage::{DirLock, Flusher, StorageError};
 use crate::client::{self, ClientService};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::controller::{BrokerStateMachine, ControllerGroup};
+use crate::delays::{self, Delays};
 use crate::disk::{self, DiskState};
 use crate::fail_stop::{FailStop, GroupFailure};
 use crate::groups::GroupsService;
@@ -153,12 +154,17 @@ impl Broker {
             config.raft.partition()?,
             Arc::clone(&liveness),
         );
+        // A release is one entry: within a batch the broker accepts, with room for its list.
+        let release_bytes = (config.max_batch_bytes as usize / 2).min(1 << 20);
+        let delays = Delays::open(&config.data_dir.join("delays"), release_bytes)?;
         let partitions = Arc::new(
             partitions
                 .with_segment_roll(std::time::Duration::from_millis(config.segment_roll_ms))
                 .with_fail_stop(fail_stop.clone())
-                .with_disk(disk.clone()),
+                .with_disk(disk.clone())
+                .with_delays(Arc::clone(&delays)),
         );
+        tasks.push(tokio::spawn(delays::run(Arc::clone(&partitions), delays, stopped.clone())));
         let service = ClientService::new(&config, Arc::clone(&controller), Arc::clone(&partitions), stopped.clone())
             .with_metrics(Arc::clone(&requests));
         let (groups, coordinators) =

@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use sluice_controller::{HostedPartition, Metadata};
 use sluice_raft::partition::LogStart;
+use sluice_raft::partition::delay::LaneShared;
 use sluice_raft::typ::{LeaderReadBarrier, Node, Raft, RaftConfig, ServerState, WatchReceiver};
 use sluice_raft::{
     Exhausted, Exhaustion, FsmHandle, GroupNetworkFactory, Liveness, NodeStateMachine, PartitionLogStore,
@@ -25,6 +26,7 @@ use sluice_storage::{FlushPolicy, Flusher, LockMode, Log, LogConfig, Retention, 
 use tokio::sync::{mpsc, watch};
 
 use crate::controller::BrokerStateMachine;
+use crate::delays::Delays;
 use crate::disk::DiskState;
 use crate::fail_stop::{FailStop, OnExhaustion};
 use crate::parked::Parked;
@@ -47,6 +49,8 @@ struct Hosted {
     log_start: watch::Receiver<LogStart>,
     /// Whether, as leader, it may serve reads yet.
     read_barrier: LeaderReadBarrier,
+    /// What the releaser reads of its delay lane.
+    lane: Option<Arc<LaneShared>>,
 }
 
 /// The partition groups this broker runs.
@@ -75,6 +79,8 @@ pub struct Partitions {
     park_requests: mpsc::UnboundedSender<(u64, Exhausted)>,
     /// The free-space guard's latest check; `None` outside a broker (always room).
     disk: Option<watch::Receiver<DiskState>>,
+    /// Where replicas keep delayed messages; `None`: they refuse them.
+    delays: Option<Arc<Delays>>,
 }
 
 impl Partitions {
@@ -112,8 +118,24 @@ impl Partitions {
             parked: Parked::default(),
             park_requests,
             disk: None,
+            delays: None,
         };
         (partitions, parked_groups)
+    }
+
+    /// Replicas keep delayed messages in `delays`.
+    pub fn with_delays(self, delays: Arc<Delays>) -> Partitions {
+        Partitions { delays: Some(delays), ..self }
+    }
+
+    /// The delay store and release timing, if replicas keep delayed messages.
+    pub fn delays(&self) -> Option<&Arc<Delays>> {
+        self.delays.as_ref()
+    }
+
+    /// What the releaser reads of hosted group `group_id`'s delay lane.
+    pub fn delay_lane(&self, group_id: u64) -> Option<Arc<LaneShared>> {
+        self.hosted.lock().expect("hosted lock").get(&group_id).and_then(|h| h.lane.clone())
     }
 
     /// Restarts a replica stopped by ENOSPC only when `disk` says there is room.
@@ -288,6 +310,9 @@ impl Partitions {
                 if let Err(e) = std::fs::remove_dir_all(&h.dir) {
                     tracing::error!(dir = %h.dir.display(), "deleting a removed partition's data: {e}");
                 }
+                if let Some(Err(e)) = self.delays.as_ref().map(|d| d.delete_group(gid)) {
+                    tracing::error!(group = gid, "deleting a removed partition's delayed messages: {e}");
+                }
             })
             .await;
         }
@@ -357,15 +382,20 @@ impl Partitions {
         };
         let (log, sm) = {
             let (dir, cache) = (dir.clone(), Arc::clone(&self.segment_cache));
+            let (delays, group) = (self.delays.clone(), p.group_id);
             // Opening reads and fsyncs: off the runtime's threads, so that other starts proceed.
             tokio::task::spawn_blocking(move || -> io::Result<_> {
                 let log = Arc::new(Log::open_with(&dir, config, cache)?);
-                let sm = PartitionStateMachine::open(Arc::clone(&log))?;
+                let mut sm = PartitionStateMachine::open(Arc::clone(&log))?;
+                if let Some(delays) = delays {
+                    sm = sm.with_delays(delays.lane(group)?);
+                }
                 Ok((log, sm))
             })
             .await
             .map_err(io::Error::other)??
         };
+        let lane = sm.delays().map(|l| l.shared());
         let exhaustion = Arc::new(Exhaustion::default());
         let sm = sm.noting_exhaustion(Arc::clone(&exhaustion));
         let (high_watermark, log_start) = (sm.high_watermark(), sm.log_start());
@@ -405,7 +435,7 @@ impl Partitions {
         tracing::info!(topic = %p.topic, partition = p.partition.0, group = p.group_id, "hosting partition");
         self.hosted.lock().expect("hosted lock").insert(
             p.group_id,
-            Arc::new(Hosted { raft, log, dir, high_watermark, log_start, read_barrier: Default::default() }),
+            Arc::new(Hosted { raft, log, dir, high_watermark, log_start, read_barrier: Default::default(), lane }),
         );
         Ok(())
     }

@@ -37,6 +37,33 @@ pub enum Command {
     /// Measure produce, consume and consumer-group commit throughput and latency, and rebalance times.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// List and cancel pending delayed messages.
+    #[command(subcommand)]
+    Delay(DelayCommand),
+}
+
+/// `sluice delay ...`
+#[derive(Debug, Subcommand)]
+pub enum DelayCommand {
+    /// A topic's pending delayed messages, earliest due first, and how many there are.
+    List {
+        /// The topic.
+        topic: String,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Cancels a pending delayed message: says CANCELLED, or ALREADY_DELIVERED if it was
+    /// delivered first.
+    Cancel {
+        /// The topic.
+        topic: String,
+        /// The message's id, PARTITION-SEQ, as `sluice produce --delay` printed it.
+        id: sluice_client::DelayedId,
+    },
 }
 
 /// How a read command prints.
@@ -122,6 +149,18 @@ pub struct ProduceArgs {
     /// A string header `name=value`; repeat for more.
     #[arg(long = "property", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
+    /// Deliver every message this long after it is sent (500ms, 30s, 2m, 1h): it waits in its
+    /// partition, invisible to consumers, until then. Prints each message's delayed id.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "deliver_at")]
+    pub delay: Option<Duration>,
+    /// Deliver every message at this RFC 3339 time (2026-12-24T18:00:00Z). Prints each
+    /// message's delayed id.
+    #[arg(long, value_parser = parse_time)]
+    pub deliver_at: Option<u64>,
+    /// How acknowledgements print: delayed messages' ids (plain), or every message's partition
+    /// and offset or delayed id (json, one object per line).
+    #[command(flatten)]
+    pub output: OutputArg,
     /// Messages to send, one per argument. Without any, each line of standard input is one.
     pub values: Vec<String>,
 }
@@ -423,6 +462,13 @@ pub fn parse_from(text: &str) -> Result<SeekTo, String> {
             "{text:?} is not earliest, latest, an offset, or an RFC 3339 time such as 2024-05-01T12:00:00Z ({e})"
         )),
     }
+}
+
+/// Parses an RFC 3339 time into ms since the Unix epoch.
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    let time = chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time such as 2026-12-24T18:00:00Z ({e})"))?;
+    u64::try_from(time.timestamp_millis()).map_err(|_| format!("{text} is before 1970"))
 }
 
 /// Parses `name=value`.

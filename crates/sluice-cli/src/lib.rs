@@ -2,7 +2,8 @@
 //! runs: [`args::Cli`] is the command line, [`run`] carries it out against a cluster.
 //!
 //! Commands: `topic create|list|describe|delete`, `produce`, `consume` (alone, or with
-//! `--group` as a member of a consumer group), `group list|describe|reset`, `cluster status`,
+//! `--group` as a member of a consumer group), `group list|describe|reset`, `delay
+//! list|cancel`, `cluster status`,
 //! `bench produce|consume|commit|rebalance`. Read commands take `--output json`. Every command
 //! bootstraps from `--bootstrap` or `SLUICE_BOOTSTRAP`, defaulting to the local three-node
 //! cluster.
@@ -14,6 +15,7 @@ mod bench_rebalance;
 mod bench_rebalance_member;
 mod consume;
 mod consume_group;
+mod delay;
 pub mod group;
 mod manage;
 pub mod output;
@@ -36,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Consume(args) => consume::run(&client, args).await,
         Command::Group(command) => group::run(&client, command).await,
         Command::Bench(command) => bench::run(&client, command).await,
+        Command::Delay(command) => delay::run(&client, command).await,
     }
 }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use sluice_client::{Client, Delivery, ProducerConfig, ProducerRecord};
 use tokio::sync::mpsc;
 
-use crate::args::ProduceArgs;
+use crate::args::{Output, ProduceArgs};
 
 /// Lines read ahead of the producer.
 const STDIN_QUEUE_LINES: usize = 4096;
@@ -18,7 +18,7 @@ const STDIN_QUEUE_LINES: usize = 4096;
 pub(crate) async fn run(client: &Client, args: ProduceArgs) -> Result<()> {
     let producer = client.producer(ProducerConfig::default()).await?;
     let template = Template::new(&args);
-    let mut acks = Acks::default();
+    let mut acks = Acks { output: args.output.output, ..Acks::default() };
     let outcome = if args.values.is_empty() {
         send_stdin(&producer, &template, &mut acks).await
     } else {
@@ -73,6 +73,8 @@ struct Template {
     tag: Option<String>,
     partition: Option<u32>,
     properties: Vec<(String, String)>,
+    delay: Option<std::time::Duration>,
+    deliver_at: Option<u64>,
 }
 
 impl Template {
@@ -83,6 +85,8 @@ impl Template {
             tag: args.tag.clone(),
             partition: args.partition,
             properties: args.properties.clone(),
+            delay: args.delay,
+            deliver_at: args.deliver_at,
         }
     }
 
@@ -100,6 +104,12 @@ impl Template {
         for (name, value) in &self.properties {
             record = record.property(name.clone(), value.clone());
         }
+        if let Some(delay) = self.delay {
+            record = record.delay(delay);
+        }
+        if let Some(at) = self.deliver_at {
+            record = record.deliver_at(at);
+        }
         record
     }
 }
@@ -111,6 +121,7 @@ struct Acks {
     sent: u64,
     acknowledged: u64,
     first_error: Option<sluice_client::Error>,
+    output: Output,
 }
 
 impl Acks {
@@ -136,10 +147,29 @@ impl Acks {
 
     fn count(&mut self, result: sluice_client::Result<sluice_client::RecordMetadata>) {
         match result {
-            Ok(_) => self.acknowledged += 1,
+            Ok(meta) => {
+                self.acknowledged += 1;
+                print_ack(&meta, self.output);
+            }
             Err(e) => {
                 self.first_error.get_or_insert(e);
             }
         }
     }
+}
+
+/// Prints a delayed message's id (plain), or any message's place (json). A closed standard
+/// output does not stop the sending.
+fn print_ack(meta: &sluice_client::RecordMetadata, output: Output) {
+    let line = match (output, meta.delayed_id) {
+        (Output::Plain, Some(id)) => format!("{id}\n"),
+        (Output::Plain, None) => return,
+        (Output::Json, Some(id)) => {
+            format!("{}\n", serde_json::json!({"partition": meta.partition, "delayed_id": id.to_string()}))
+        }
+        (Output::Json, None) => {
+            format!("{}\n", serde_json::json!({"partition": meta.partition, "offset": meta.offset}))
+        }
+    };
+    let _ = crate::print(&line);
 }

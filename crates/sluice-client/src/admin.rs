@@ -139,7 +139,18 @@ impl Admin {
         }
     }
 
-    /// Deletes a topic and its data on every broker.
+    /// The `limit` earliest pending delayed messages of `topic` (over all its partitions, from
+    /// their leaders), and how many it has pending in all (docs/DELAYS.md).
+    pub async fn list_delayed(&self, topic: &str, limit: u32) -> Result<crate::DelayedListing> {
+        crate::delay::list(&self.client, topic, limit).await
+    }
+
+    /// Cancels delayed message `id` of `topic`, as [`Producer::cancel_delayed`](crate::Producer::cancel_delayed).
+    pub async fn cancel_delayed(&self, topic: &str, id: crate::DelayedId) -> Result<crate::CancelOutcome> {
+        crate::delay::cancel(&self.client, topic, id).await
+    }
+
+    /// Deletes a topic and, on every broker, its data.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         check_name(name)?;
         let call = self.client.call("DeleteTopic", Route::Controller);

@@ -104,7 +104,9 @@ answers!(
     v1::InitProducerResponse,
     v1::ProduceResponse,
     v1::FetchResponse,
-    v1::ListOffsetsResponse
+    v1::ListOffsetsResponse,
+    v1::CancelDelayedResponse,
+    v1::ListDelayedResponse
 );
 
 /// How one attempt failed.

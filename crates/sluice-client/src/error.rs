@@ -181,6 +181,7 @@ fn hint(code: ErrorCode) -> &'static str {
              expected sequence); older, its records were written already (do not resend); the message says which"
         }
         ErrorCode::InvalidConfig => "fix the setting the message names",
+        ErrorCode::InvalidDelay => "give a delivery time within the brokers' max_delay_ms (365 days by default)",
         ErrorCode::Unavailable => "the broker is starting, stopping or electing a leader; retry shortly",
         ErrorCode::Internal => "a broker failed internally; see its log",
         ErrorCode::NotCoordinator | ErrorCode::CoordinatorLoading => "the group's coordinator is moving; retry shortly",

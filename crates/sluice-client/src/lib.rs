@@ -47,6 +47,7 @@ mod admin;
 mod client;
 mod config;
 mod consumer;
+mod delay;
 mod error;
 mod fetcher;
 mod filter;
@@ -64,6 +65,7 @@ pub use config::{
     ProducerConfig, SeekTo, parse_bootstrap,
 };
 pub use consumer::Consumer;
+pub use delay::{CancelOutcome, DelayedId, DelayedInfo, DelayedListing};
 pub use error::{Error, Result};
 pub use filter::MessageFilter;
 pub use group::{

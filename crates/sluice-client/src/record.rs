@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use sluice_common::record::{Record, RecordView};
+use sluice_common::delay::DelayedId;
+use sluice_common::record::{DELIVER_AT_PROPERTY, Record, RecordView};
 
 /// A message to send.
 ///
@@ -52,6 +53,27 @@ impl ProducerRecord {
     pub fn partition(mut self, partition: u32) -> ProducerRecord {
         self.partition = Some(partition);
         self
+    }
+
+    /// Delivers the record at `deliver_at_ms` (ms since the Unix epoch) rather than now: it
+    /// waits in its partition, invisible to consumers, until then, and is then appended once
+    /// (docs/DELAYS.md). A time in the past delivers at once; one further ahead than the
+    /// brokers' `max_delay_ms` (365 days by default) is refused with `INVALID_DELAY`.
+    pub fn deliver_at(mut self, deliver_at_ms: u64) -> ProducerRecord {
+        self.record.properties.retain(|(name, _)| name != DELIVER_AT_PROPERTY);
+        self.record.properties.push((DELIVER_AT_PROPERTY.to_owned(), deliver_at_ms.to_string()));
+        self
+    }
+
+    /// Delivers the record `delay` after it is enqueued (see [`ProducerRecord::deliver_at`]).
+    pub fn delay(self, delay: std::time::Duration) -> ProducerRecord {
+        let at = now_ms().max(0) as u64;
+        self.deliver_at(at.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)))
+    }
+
+    /// Whether the record is delayed (has a delivery time).
+    pub fn is_delayed(&self) -> bool {
+        self.record.properties.iter().any(|(name, _)| name == DELIVER_AT_PROPERTY)
     }
 
     /// Sets the create time, in ms since the Unix epoch (default: when it is sent).
@@ -104,8 +126,21 @@ impl ProducerRecord {
 pub struct RecordMetadata {
     /// The partition.
     pub partition: u32,
-    /// The record's offset in the partition.
+    /// The record's offset in the partition; [`RecordMetadata::NO_OFFSET`] for a delayed
+    /// record, which gets its offset only when it is released.
     pub offset: u64,
+    /// A delayed record's id, to cancel it with ([`Producer::cancel_delayed`](crate::Producer::cancel_delayed)).
+    pub delayed_id: Option<DelayedId>,
+}
+
+impl RecordMetadata {
+    /// The offset of a record not yet in the partition (a delayed one), as Kafka's -1.
+    pub const NO_OFFSET: u64 = u64::MAX;
+
+    /// Whether the record has its offset (it is not a pending delayed record).
+    pub fn has_offset(&self) -> bool {
+        self.offset != Self::NO_OFFSET
+    }
 }
 
 /// A record read by a [`Consumer`](crate::Consumer). Key, value, tag and properties are slices

@@ -5,9 +5,11 @@
 //! This crate is deliberately small and has no I/O. Identifiers are newtypes so that a Raft log
 //! index, a message offset and a partition number can never be confused for one another.
 
+pub mod delay;
 pub mod filter;
 mod ids;
 pub mod record;
+pub mod schedule;
 mod topic;
 
 pub use ids::{NodeId, Offset, PartitionId};

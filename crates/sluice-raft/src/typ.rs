@@ -122,6 +122,16 @@ pub enum Reply {
         /// What went wrong, for people.
         message: String,
     },
+    /// A delayed batch was accepted: its messages are numbered from `base_seq` and wait in the
+    /// partition's delay lane until due.
+    Delayed {
+        /// The number of the batch's first message (`DelayedId::seq`).
+        base_seq: u64,
+        /// Messages in the batch.
+        count: u32,
+    },
+    /// What a cancel of a pending delayed message found.
+    Cancel(crate::partition::delay::CancelOutcome),
     /// What an [`Fsm`](crate::Fsm) answered (controller and other replicated features).
     Fsm(Bytes),
     /// The entry carried no command (blank or membership), or one with nothing to report.

@@ -16,6 +16,7 @@
 //! failures (the generated server's decoding limits, deadlines, connections).
 
 mod admin;
+mod delay;
 mod errors;
 mod fetch;
 mod metadata;
@@ -32,9 +33,10 @@ use std::time::Duration;
 use sluice_proto::v1::groups_server::GroupsServer;
 use sluice_proto::v1::sluice_server::{Sluice, SluiceServer};
 use sluice_proto::v1::{
-    CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, FetchRequest, FetchResponse,
-    InitProducerRequest, InitProducerResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse,
+    CancelDelayedRequest, CancelDelayedResponse, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest,
+    DeleteTopicResponse, FetchRequest, FetchResponse, InitProducerRequest, InitProducerResponse, ListDelayedRequest,
+    ListDelayedResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse,
 };
 use tokio::sync::watch;
 use tonic::transport::Server;
@@ -105,6 +107,8 @@ pub struct ClientService {
     /// partition's producer table.
     producer_id_expiration_ms: u64,
     max_producers_per_partition: u32,
+    /// The furthest ahead a delayed message may be due.
+    max_delay_ms: u64,
     /// A replica that has not acknowledged its partition leader for this long counts as
     /// unreachable when a produce times out (`NOT_ENOUGH_REPLICAS` rather than `TIMEOUT`).
     replica_ack_window: Duration,
@@ -139,6 +143,7 @@ impl ClientService {
             max_batch_bytes: config.max_batch_bytes,
             producer_id_expiration_ms: config.producer_id_expiration_ms,
             max_producers_per_partition: config.max_producers_per_partition,
+            max_delay_ms: config.max_delay_ms,
             replica_ack_window: Duration::from_millis(2 * config.raft.partition_election_timeout_ms[1]),
             pipeline_lease_window: Duration::from_millis(config.raft.partition_election_timeout_ms[1] / 2),
             read_lease_window: Duration::from_millis(config.raft.partition_election_timeout_ms[0]),
@@ -197,6 +202,20 @@ impl Sluice for ClientService {
         request: Request<ListOffsetsRequest>,
     ) -> Result<Response<ListOffsetsResponse>, Status> {
         Ok(Response::new(self.handle_list_offsets(request.into_inner()).await))
+    }
+
+    async fn cancel_delayed(
+        &self,
+        request: Request<CancelDelayedRequest>,
+    ) -> Result<Response<CancelDelayedResponse>, Status> {
+        Ok(Response::new(self.handle_cancel_delayed(request.into_inner()).await))
+    }
+
+    async fn list_delayed(
+        &self,
+        request: Request<ListDelayedRequest>,
+    ) -> Result<Response<ListDelayedResponse>, Status> {
+        Ok(Response::new(self.handle_list_delayed(request.into_inner()).await))
     }
 
     type ProduceStreamStream = produce_stream::Answers;

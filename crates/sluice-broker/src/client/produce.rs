@@ -35,7 +35,7 @@ impl ClientService {
     async fn produce(&self, request: ProduceRequest) -> Result<ProduceResponse, Error> {
         let prepared = self.prepare_produce(request)?;
         let outcome = tokio::time::timeout(prepared.timeout, write(&prepared.led.raft, prepared.command)).await;
-        self.conclude_produce(&prepared.led, prepared.batch_bytes, prepared.timeout, outcome)
+        self.conclude_produce(&prepared.led, prepared.batch_bytes, prepared.delayed, prepared.timeout, outcome)
     }
 
     /// Finds the led partition and checks the batch: everything before the batch is proposed.
@@ -50,7 +50,10 @@ impl ClientService {
         }
         let led = self.led_partition(&request.topic, request.partition)?;
         self.check_disks(&led)?;
-        check_batch(&request.batch, led.max_message_bytes, self.max_batch_bytes)?;
+        let delayed = check_batch(&request.batch, led.max_message_bytes, self.max_batch_bytes)?;
+        if delayed {
+            self.check_delays(&request.batch)?;
+        }
         let timeout = match request.timeout_ms {
             0 => DEFAULT_PRODUCE_TIMEOUT,
             ms => Duration::from_millis(u64::from(ms)).min(MAX_PRODUCE_TIMEOUT),
@@ -64,7 +67,7 @@ impl ClientService {
             max_producers: self.max_producers_per_partition,
         };
         let command = PartitionCommand::produce_at(&request.batch, &stamp);
-        Ok(PreparedProduce { batch_bytes: request.batch.len(), led, timeout, command })
+        Ok(PreparedProduce { batch_bytes: request.batch.len(), led, timeout, command, delayed })
     }
 
     /// STORAGE_FULL while a broker holding a replica of the partition is below its free-space
@@ -89,6 +92,7 @@ impl ClientService {
         &self,
         led: &Led,
         batch_bytes: usize,
+        delayed: bool,
         timeout: Duration,
         outcome: Result<Result<Reply, WriteError>, tokio::time::error::Elapsed>,
     ) -> Result<ProduceResponse, Error> {
@@ -97,7 +101,7 @@ impl ClientService {
                 if let Reply::Appended { count, .. } = reply {
                     self.metrics.produced(led.group_id, count, batch_bytes, || self.partitions.group_ids());
                 }
-                answer(reply)
+                answer(reply, delayed)
             }
             Ok(Err(WriteError::NotLeader { leader })) => Err(self.not_leader(&led.topic, led.partition, leader)),
             Ok(Err(WriteError::LeaseExpired)) => Err(error(
@@ -138,6 +142,8 @@ pub(super) struct PreparedProduce {
     pub led: Led,
     pub command: sluice_raft::Command,
     pub batch_bytes: usize,
+    /// A delayed batch (answered with delayed-message numbers, not offsets).
+    pub delayed: bool,
     /// How long the commit may take before the answer is `TIMEOUT`.
     pub timeout: Duration,
 }
@@ -148,16 +154,23 @@ fn wall_clock_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The response for what applying the batch answered.
-fn answer(reply: Reply) -> Result<ProduceResponse, Error> {
+/// The response for what applying the batch answered; `delayed` if the batch was.
+fn answer(reply: Reply, delayed: bool) -> Result<ProduceResponse, Error> {
     let ok = Some(Error::ok());
+    let response = ProduceResponse { error: ok, ..ProduceResponse::default() };
     match reply {
-        Reply::Appended { base_offset, count } => {
-            Ok(ProduceResponse { error: ok, base_offset, count, duplicate: false })
+        Reply::Appended { base_offset, count } => Ok(ProduceResponse { base_offset, count, ..response }),
+        // The producer table remembers a delayed batch's first number where it keeps offsets.
+        Reply::Duplicate { base_offset, count } if delayed => {
+            Ok(ProduceResponse { delayed, delayed_base_seq: base_offset, count, duplicate: true, ..response })
         }
         Reply::Duplicate { base_offset, count } => {
-            Ok(ProduceResponse { error: ok, base_offset, count, duplicate: true })
+            Ok(ProduceResponse { base_offset, count, duplicate: true, ..response })
         }
+        Reply::Delayed { base_seq, count } => {
+            Ok(ProduceResponse { delayed: true, delayed_base_seq: base_seq, count, ..response })
+        }
+        Reply::Rejected { code: reject::DELAYS_UNAVAILABLE, message } => Err(error(ErrorCode::Internal, message)),
         Reply::Rejected { code: reject::INVALID_BATCH, message } => {
             Err(error(ErrorCode::InvalidRequest, format!("{message}; rebuild the batch (docs/FORMAT.md)")))
         }
@@ -182,8 +195,8 @@ fn answer(reply: Reply) -> Result<ProduceResponse, Error> {
 }
 
 /// Checks `batch` before it is proposed: size, checksum, header fields, every record, and each
-/// message against `max_message_bytes`.
-fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> Result<(), Error> {
+/// message against `max_message_bytes`. Says whether the batch is delayed.
+fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> Result<bool, Error> {
     if batch.len() > max_batch_bytes as usize {
         return Err(error(
             ErrorCode::MessageTooLarge,
@@ -228,7 +241,7 @@ fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> R
     {
         return Err(invalid(format!("{}", BatchError::TagSummary { header, computed: tag_summary })));
     }
-    Ok(())
+    Ok(h.delayed)
 }
 
 /// Checks a batch's producer fields (docs/FORMAT.md, "Header fields"): all three -1 when not
@@ -281,7 +294,7 @@ mod tests {
         b.finish()
     }
 
-    fn code(result: Result<(), Error>) -> ErrorCode {
+    fn code(result: Result<bool, Error>) -> ErrorCode {
         result.unwrap_err().error_code()
     }
 
@@ -295,7 +308,7 @@ mod tests {
             timestamp_ms: 5,
         };
         let b = batch(ProducerStamp::NONE, std::slice::from_ref(&r));
-        assert_eq!(check_batch(&b, 11, 1024), Ok(()));
+        assert_eq!(check_batch(&b, 11, 1024), Ok(false));
         let e = check_batch(&b, 10, 1024).unwrap_err();
         assert_eq!(e.error_code(), ErrorCode::MessageTooLarge);
         assert!(e.message.contains("11 bytes") && e.message.contains("at most 10"), "{}", e.message);
@@ -314,14 +327,14 @@ mod tests {
         let stamp = ProducerStamp { producer_id: 3, epoch: 0, base_sequence: -5 };
         assert_eq!(code(check_batch(&batch(stamp, &[Record::new("v", 1)]), 1024, 1024)), ErrorCode::InvalidRequest);
         let ok = ProducerStamp { producer_id: 3, epoch: 0, base_sequence: 0 };
-        assert_eq!(check_batch(&batch(ok, &[Record::new("v", 1)]), 1024, 1024), Ok(()));
+        assert_eq!(check_batch(&batch(ok, &[Record::new("v", 1)]), 1024, 1024), Ok(false));
     }
 
     #[test]
     fn a_tag_summary_that_leaves_out_a_tag_is_refused() {
         let tagged = Record { tag: Some("TagA".into()), ..Record::new("v", 1) };
         let good = batch(ProducerStamp::NONE, &[tagged, Record::new("w", 2)]);
-        assert_eq!(check_batch(&good, 1024, 1024), Ok(()));
+        assert_eq!(check_batch(&good, 1024, 1024), Ok(false));
         let mut raw = good.to_vec();
         raw[46..54].copy_from_slice(&0u64.to_le_bytes());
         let crc = crc32fast::hash(&raw[4..]);
@@ -340,7 +353,7 @@ mod tests {
         let check = |s: ProducerStamp, count: u32| {
             let mut b = BatchBuilder::new(s, 64);
             (0..count).for_each(|i| b.push(&Record::new("v", i64::from(i))));
-            check_batch(&b.finish(), 1024, 1 << 20)
+            check_batch(&b.finish(), 1024, 1 << 20).map(drop)
         };
         assert_eq!(check(ProducerStamp::NONE, 1), Ok(()));
         assert_eq!(check(stamp(1, 0, 0), 1), Ok(()));
@@ -362,13 +375,17 @@ mod tests {
 
     #[test]
     fn state_machine_replies_map_to_client_codes() {
-        let dup = answer(Reply::Duplicate { base_offset: 4, count: 2 }).unwrap();
-        assert_eq!((dup.base_offset, dup.count, dup.duplicate), (4, 2, true));
-        let rejected = |code| answer(Reply::Rejected { code, message: "m".into() }).unwrap_err().error_code();
+        let dup = answer(Reply::Duplicate { base_offset: 4, count: 2 }, false).unwrap();
+        assert_eq!((dup.base_offset, dup.count, dup.duplicate, dup.delayed), (4, 2, true, false));
+        let dup = answer(Reply::Duplicate { base_offset: 4, count: 2 }, true).unwrap();
+        assert_eq!((dup.delayed_base_seq, dup.count, dup.duplicate, dup.delayed), (4, 2, true, true));
+        let delayed = answer(Reply::Delayed { base_seq: 9, count: 3 }, true).unwrap();
+        assert_eq!((delayed.delayed_base_seq, delayed.count, delayed.delayed), (9, 3, true));
+        let rejected = |code| answer(Reply::Rejected { code, message: "m".into() }, false).unwrap_err().error_code();
         assert_eq!(rejected(reject::INVALID_BATCH), ErrorCode::InvalidRequest);
         assert_eq!(rejected(reject::PRODUCER_FENCED), ErrorCode::ProducerFenced);
         assert_eq!(rejected(reject::OUT_OF_ORDER_SEQUENCE), ErrorCode::OutOfOrderSequence);
         assert_eq!(rejected(99), ErrorCode::Internal);
-        assert_eq!(answer(Reply::Done).unwrap_err().error_code(), ErrorCode::Internal);
+        assert_eq!(answer(Reply::Done, false).unwrap_err().error_code(), ErrorCode::Internal);
     }
 }

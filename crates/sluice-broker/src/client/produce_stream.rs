@@ -105,10 +105,10 @@ impl ClientService {
             Ok(prepared) => prepared,
             Err(e) => return self.answered(started, Err(e)),
         };
-        let PreparedProduce { led, command, batch_bytes, timeout } = prepared;
+        let PreparedProduce { led, command, batch_bytes, delayed, timeout } = prepared;
         if !lease_fresh(&led.raft, self.pipeline_lease_window) {
             let outcome = tokio::time::timeout(timeout, write(&led.raft, command)).await;
-            let answer = self.conclude_produce(&led, batch_bytes, timeout, outcome);
+            let answer = self.conclude_produce(&led, batch_bytes, delayed, timeout, outcome);
             return self.answered(started, answer);
         }
         match submit(&led.raft, command).await {
@@ -116,12 +116,12 @@ impl ClientService {
                 let service = Arc::clone(self);
                 Box::pin(async move {
                     let outcome = tokio::time::timeout(timeout, pending).await;
-                    let answer = service.conclude_produce(&led, batch_bytes, timeout, outcome);
+                    let answer = service.conclude_produce(&led, batch_bytes, delayed, timeout, outcome);
                     service.answered(started, answer).await
                 })
             }
             Err(e) => {
-                let answer = self.conclude_produce(&led, batch_bytes, timeout, Ok(Err(e)));
+                let answer = self.conclude_produce(&led, batch_bytes, delayed, timeout, Ok(Err(e)));
                 self.answered(started, answer)
             }
         }

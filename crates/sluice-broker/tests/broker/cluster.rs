@@ -88,6 +88,7 @@ impl Cluster {
                 segment_roll_ms: 7 * 24 * 3_600_000,
                 producer_id_expiration_ms: 7 * 24 * 3_600_000,
                 max_producers_per_partition: 10_000,
+                max_delay_ms: sluice_common::delay::DEFAULT_MAX_DELAY_MS,
                 // The guard on, with a threshold any test machine's disk clears.
                 disk_min_free_bytes: 64 << 20,
                 disk_min_free_percent: 0,

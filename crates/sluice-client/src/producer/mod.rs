@@ -34,6 +34,9 @@ use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::partitioner::{Sticky, choose};
 use crate::record::{ProducerRecord, RecordMetadata};
+use sluice_common::delay::DelayedId;
+
+use crate::delay::CancelOutcome;
 
 /// A topic's `max_message_bytes` when the topic does not say.
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -168,6 +171,7 @@ impl Producer {
             return Err(Error::broker(sluice_proto::ErrorCode::UnknownPartition, message));
         }
         record.stamp_now();
+        let delayed = record.is_delayed();
         let reserved = record.record.encoded_len(record.record.timestamp_ms) + RECORD_SLACK_BYTES;
         if reserved > shared.config.buffer_memory_bytes {
             let limit = shared.config.buffer_memory_bytes;
@@ -188,7 +192,7 @@ impl Producer {
             Ok(appended)
         });
         match appended {
-            Ok(a) => Ok(Delivery { outcome: a.outcome, index: a.index, partition }),
+            Ok(a) => Ok(Delivery { outcome: a.outcome, index: a.index, partition, delayed }),
             Err(e) => {
                 shared.memory.add_permits(reserved);
                 Err(e)
@@ -217,6 +221,13 @@ impl Producer {
         self.flush().await;
     }
 
+    /// Cancels delayed record `id` of `topic` (from its [`RecordMetadata::delayed_id`]):
+    /// [`CancelOutcome::Cancelled`] if it will never be delivered, `AlreadyDelivered` if it
+    /// was delivered first. Repeating a cancel is safe.
+    pub async fn cancel_delayed(&self, topic: &str, id: DelayedId) -> Result<CancelOutcome> {
+        crate::delay::cancel(&self.handle.shared.client, topic, id).await
+    }
+
     /// Bytes of buffer memory free now.
     pub fn available_buffer_bytes(&self) -> usize {
         self.handle.shared.memory.available_permits()
@@ -230,6 +241,7 @@ pub struct Delivery {
     outcome: Arc<BatchOutcome>,
     index: u32,
     partition: u32,
+    delayed: bool,
 }
 
 impl Delivery {
@@ -251,9 +263,19 @@ impl Delivery {
 
     fn metadata(&self, result: &Result<u64>) -> Result<RecordMetadata> {
         match result {
-            Ok(base_offset) => {
-                Ok(RecordMetadata { partition: self.partition, offset: base_offset + u64::from(self.index) })
+            Ok(base) if self.delayed => {
+                let id = DelayedId { partition: self.partition, seq: base + u64::from(self.index) };
+                Ok(RecordMetadata {
+                    partition: self.partition,
+                    offset: RecordMetadata::NO_OFFSET,
+                    delayed_id: Some(id),
+                })
             }
+            Ok(base_offset) => Ok(RecordMetadata {
+                partition: self.partition,
+                offset: base_offset + u64::from(self.index),
+                delayed_id: None,
+            }),
             Err(e) => Err(e.clone()),
         }
     }

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use sluice_common::record::{BATCH_HEADER_LEN, BatchBuilder, ProducerStamp, Record};
+use sluice_common::record::{BATCH_HEADER_LEN, BatchBuilder, DELIVER_AT_PROPERTY, ProducerStamp, Record};
 use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
@@ -83,12 +83,15 @@ pub(crate) struct PendingBatch {
     pub(crate) created: Instant,
     /// Buffer memory its records hold, returned when the batch finishes.
     pub(crate) reserved_bytes: usize,
+    /// Delayed records (each with a delivery time); a batch holds only one kind.
+    pub(crate) delayed: bool,
 }
 
 impl PendingBatch {
-    fn new(stamp: ProducerStamp, capacity: usize, now: Instant) -> PendingBatch {
+    fn new(stamp: ProducerStamp, capacity: usize, now: Instant, delayed: bool) -> PendingBatch {
         PendingBatch {
-            builder: BatchBuilder::new(stamp, capacity),
+            delayed,
+            builder: BatchBuilder::new(stamp, capacity).delayed(delayed),
             stamp,
             outcome: Arc::new(BatchOutcome::default()),
             created: now,
@@ -104,8 +107,12 @@ impl PendingBatch {
     /// The encoded batch, stamped `wanted`. The batch was stamped when it was opened; only
     /// when that guess is wrong (after a lost identity) are the header fields rewritten.
     pub(crate) fn encode(self, wanted: ProducerStamp) -> (Bytes, BatchDone) {
-        let done =
-            BatchDone { outcome: self.outcome, reserved_bytes: self.reserved_bytes, count: self.builder.count() };
+        let done = BatchDone {
+            outcome: self.outcome,
+            reserved_bytes: self.reserved_bytes,
+            count: self.builder.count(),
+            delayed: self.delayed,
+        };
         let bytes = self.builder.finish();
         let bytes = if self.stamp == wanted { bytes } else { restamp(&bytes, wanted) };
         (bytes, done)
@@ -118,6 +125,7 @@ pub(crate) struct BatchDone {
     pub(crate) outcome: Arc<BatchOutcome>,
     pub(crate) reserved_bytes: usize,
     pub(crate) count: u32,
+    pub(crate) delayed: bool,
 }
 
 /// A copy of `batch` with another producer stamp and a new checksum.
@@ -198,14 +206,21 @@ impl PartitionQueue {
             return Err(Error::Closed);
         }
         let estimate = record.encoded_len(record.timestamp_ms) + RECORD_SLACK_BYTES;
+        let delayed = is_delayed(record);
         let mut wake = false;
-        if self.open.as_ref().is_some_and(|b| !b.builder.is_empty() && b.builder.len() + estimate > max_batch_bytes) {
+        let other_kind = |b: &PendingBatch| b.delayed != delayed;
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|b| !b.builder.is_empty() && (b.builder.len() + estimate > max_batch_bytes || other_kind(b)))
+        {
             self.seal_open();
             wake = true;
         }
         if self.open.is_none() {
             let stamp = self.stamp_for_next();
-            self.open = Some(PendingBatch::new(stamp, max_batch_bytes.max(BATCH_HEADER_LEN + estimate), now));
+            let capacity = max_batch_bytes.max(BATCH_HEADER_LEN + estimate);
+            self.open = Some(PendingBatch::new(stamp, capacity, now, delayed));
             wake = true;
         }
         let open = self.open.as_mut().expect("opened above");
@@ -324,6 +339,11 @@ impl PartitionQueue {
             self.sealed.push_back(batch);
         }
     }
+}
+
+/// Whether `record` is delayed: it carries a delivery time ([`DELIVER_AT_PROPERTY`]).
+fn is_delayed(record: &Record) -> bool {
+    record.properties.iter().any(|(name, _)| name == DELIVER_AT_PROPERTY)
 }
 
 #[cfg(test)]

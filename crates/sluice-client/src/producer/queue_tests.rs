@@ -233,3 +233,24 @@ fn running_out_of_sequence_numbers_asks_for_a_new_identity() {
     assert_eq!(q.stamp_next(batch.count()), None);
     assert_eq!(q.identity(), Identity::Lost, "sequence {} + 2 does not fit", i32::MAX - 1);
 }
+
+#[test]
+fn delayed_and_immediate_records_never_share_a_batch() {
+    let t0 = Instant::now();
+    let mut q = PartitionQueue::new(known());
+    let mut delayed = record(10);
+    delayed.properties.push((DELIVER_AT_PROPERTY.into(), "1700000005000".into()));
+    q.append(&record(10), 30, t0, MAX).unwrap();
+    let in_flight = send(&mut q, t0);
+    for r in [&delayed, &delayed, &record(10)] {
+        q.append(r, 30, t0, MAX).unwrap();
+    }
+    let kinds: Vec<(bool, u32)> = std::iter::from_fn(|| match q.next(t0 + LINGER, LINGER) {
+        Next::Send(b) => Some((b.delayed, b.count())),
+        _ => None,
+    })
+    .collect();
+    assert_eq!(kinds, [(true, 2), (false, 1)], "the kind switch sealed the delayed batch");
+    let (bytes, _) = in_flight.encode(ProducerStamp { producer_id: 7, epoch: 0, base_sequence: 0 });
+    assert!(!parse_header(&bytes).unwrap().delayed);
+}

@@ -349,7 +349,16 @@ impl Sender {
         let error = error_of(answer.error.as_ref());
         if error.is_ok() {
             self.backoff = None;
-            return self.finish(front, Ok(answer.base_offset));
+            // A delayed batch is numbered among the partition's delayed messages instead.
+            let base = if front.done.delayed { answer.delayed_base_seq } else { answer.base_offset };
+            if answer.delayed != front.done.delayed {
+                let message = format!(
+                    "the broker answered delayed={} for a batch with delayed={}",
+                    answer.delayed, front.done.delayed
+                );
+                return self.finish(front, Err(Error::broker(ErrorCode::Internal, message)));
+            }
+            return self.finish(front, Ok(base));
         }
         let code = error.error_code();
         let error = Error::from_proto(&error);

@@ -170,7 +170,7 @@ impl FakeBroker {
             }
             Ok((base_offset, duplicate)) => {
                 let count = RecordBatch::parse(r.batch).map_or(0, |b| b.header().count);
-                v1::ProduceResponse { error: Some(Error::ok()), base_offset, count, duplicate }
+                v1::ProduceResponse { error: Some(Error::ok()), base_offset, count, duplicate, ..Default::default() }
             }
             Err(e) => v1::ProduceResponse { error: Some(e), ..Default::default() },
         };
@@ -331,6 +331,21 @@ impl Sluice for FakeBroker {
 
     async fn produce(&self, r: Request<v1::ProduceRequest>) -> Result<Response<v1::ProduceResponse>, Status> {
         Ok(Response::new(self.answer_produce(r.into_inner()).await))
+    }
+
+    /// Delayed messages are tested against real brokers (tests/system/delays.rs).
+    async fn cancel_delayed(
+        &self,
+        _: Request<v1::CancelDelayedRequest>,
+    ) -> Result<Response<v1::CancelDelayedResponse>, Status> {
+        Err(Status::unimplemented("the fake broker keeps no delayed messages"))
+    }
+
+    async fn list_delayed(
+        &self,
+        _: Request<v1::ListDelayedRequest>,
+    ) -> Result<Response<v1::ListDelayedResponse>, Status> {
+        Err(Status::unimplemented("the fake broker keeps no delayed messages"))
     }
 
     type ProduceStreamStream = Pin<Box<dyn Stream<Item = Result<v1::ProduceResponse, Status>> + Send>>;

@@ -7,7 +7,8 @@
 //! | crc  | magic| attrs | reserved| count | producer_id | epoch | base_seq | first_ts_ms | max_ts_ms | records_len | tag_summary | records ...
 //! | u32  | u8=2 | u8    | u16 = 0 | u32   | i64         | i16   | i32      | i64         | i64       | u32         | u64         |
 //!   crc = CRC-32/IEEE (zlib's crc32) of bytes 4..end, stored little-endian like every integer;
-//!   attrs bits 0-2: compression (0 = none), bit 3: transactional, bit 4: control, bits 5-7 and
+//!   attrs bits 0-2: compression (0 = none), bit 3: transactional, bit 4: control, bit 5:
+//!   delayed (every record carries a `deliver_at` property, docs/DELAYS.md), bits 6-7 and
 //!   `reserved` must be 0; producer_id -1 = no idempotence (then epoch and base_seq are -1 too).
 //!   first_ts_ms is the first record's timestamp, max_ts_ms the largest (both checked on
 //!   decode). The base offset is not in the batch: the partition assigns it when the batch is
@@ -39,9 +40,15 @@ pub const BATCH_MAGIC: u8 = 2;
 const ATTR_COMPRESSION_MASK: u8 = 0b0000_0111;
 const ATTR_TRANSACTIONAL: u8 = 0b0000_1000;
 const ATTR_CONTROL: u8 = 0b0001_0000;
+const ATTR_DELAYED: u8 = 0b0010_0000;
 /// Attribute bits no format version has given a meaning yet. Refused rather than ignored, so a
 /// later version can give them one without old readers silently misreading its batches.
-const ATTR_RESERVED_MASK: u8 = 0b1110_0000;
+const ATTR_RESERVED_MASK: u8 = 0b1100_0000;
+
+/// The property that holds a delayed record's delivery time: ms since the Unix epoch, in
+/// decimal. Every record of a delayed batch has it, and keeps it once released, so a consumer
+/// can tell when the message was due.
+pub const DELIVER_AT_PROPERTY: &str = "sluice.deliver_at";
 
 /// Idempotent-producer identity of a batch (docs/ARCHITECTURE.md, D6). `NONE` when idempotence
 /// is off.
@@ -84,6 +91,8 @@ pub struct BatchHeader {
     pub transactional: bool,
     /// A control batch (transaction marker) rather than user records.
     pub control: bool,
+    /// Delayed records: each becomes visible at the time its [`DELIVER_AT_PROPERTY`] names.
+    pub delayed: bool,
     /// Compression of the records section.
     pub compression: Compression,
     /// Timestamp of the first record (in batch order, not the oldest); others are stored
@@ -145,7 +154,7 @@ pub enum BatchError {
     #[error("record batch reserved field (bytes 6-7) is {0:#06x}; it must be 0")]
     Reserved(u16),
     /// An attribute bit that has no meaning yet is set.
-    #[error("record batch attributes {0:#04x} set reserved bits 5-7 (mask 0xe0); they must be 0")]
+    #[error("record batch attributes {0:#04x} set reserved bits 6-7 (mask 0xc0); they must be 0")]
     Attributes(u8),
     /// `first_ts_ms` is not the first record's timestamp (its ts_delta is not 0).
     #[error(
@@ -247,6 +256,7 @@ pub struct BatchBuilder {
     max_ts: i64,
     producer: ProducerStamp,
     transactional: bool,
+    delayed: bool,
     tag_summary: u64,
 }
 
@@ -255,12 +265,27 @@ impl BatchBuilder {
     pub fn new(producer: ProducerStamp, capacity: usize) -> BatchBuilder {
         let mut buf = BytesMut::with_capacity(capacity.max(BATCH_HEADER_LEN));
         buf.put_bytes(0, BATCH_HEADER_LEN);
-        BatchBuilder { buf, count: 0, first_ts: None, max_ts: i64::MIN, producer, transactional: false, tag_summary: 0 }
+        BatchBuilder {
+            buf,
+            count: 0,
+            first_ts: None,
+            max_ts: i64::MIN,
+            producer,
+            transactional: false,
+            delayed: false,
+            tag_summary: 0,
+        }
     }
 
     /// Marks the batch as part of a transaction.
     pub fn transactional(mut self, yes: bool) -> BatchBuilder {
         self.transactional = yes;
+        self
+    }
+
+    /// Marks the batch as delayed: every record pushed must carry a [`DELIVER_AT_PROPERTY`].
+    pub fn delayed(mut self, yes: bool) -> BatchBuilder {
+        self.delayed = yes;
         self
     }
 
@@ -352,7 +377,8 @@ impl BatchBuilder {
         let records_len = u32::try_from(self.buf.len() - BATCH_HEADER_LEN).expect("batch under 4 GiB");
         let first = self.first_ts.unwrap_or(0);
         let max = if self.count == 0 { first } else { self.max_ts };
-        let attrs = if self.transactional { ATTR_TRANSACTIONAL } else { 0 };
+        let attrs =
+            if self.transactional { ATTR_TRANSACTIONAL } else { 0 } | if self.delayed { ATTR_DELAYED } else { 0 };
         let mut h = &mut self.buf[4..BATCH_HEADER_LEN];
         h.put_u8(BATCH_MAGIC);
         h.put_u8(attrs);
@@ -470,6 +496,7 @@ fn header_of(bytes: &[u8], verify_checksum: bool) -> Result<BatchHeader, BatchEr
         },
         transactional: attrs & ATTR_TRANSACTIONAL != 0,
         control: attrs & ATTR_CONTROL != 0,
+        delayed: attrs & ATTR_DELAYED != 0,
         compression,
         first_timestamp_ms: le64(26),
         max_timestamp_ms: le64(34),

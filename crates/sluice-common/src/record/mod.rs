@@ -4,8 +4,8 @@ mod batch;
 pub mod varint;
 
 pub use batch::{
-    BATCH_HEADER_LEN, BATCH_MAGIC, BatchBuilder, BatchError, BatchHeader, Compression, ProducerStamp, Record,
-    RecordBatch, RecordView, Records, parse_header, peek_header,
+    BATCH_HEADER_LEN, BATCH_MAGIC, BatchBuilder, BatchError, BatchHeader, Compression, DELIVER_AT_PROPERTY,
+    ProducerStamp, Record, RecordBatch, RecordView, Records, parse_header, peek_header,
 };
 
 #[cfg(test)]

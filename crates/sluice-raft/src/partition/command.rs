@@ -5,7 +5,12 @@
 //! trim       | 2 | up_to_index u64 LE | log_start_offset u64 LE |      (17 bytes)
 //! produce at | 3 | now_ms u64 LE | producer_id_expiration_ms u64 LE | max_producers u32 LE |
 //!            |   | record batch |
+//! release    | 4 | release_ms u64 LE | n u32 LE | (seq u64 LE | due_ms u64 LE)*n | record batch |
+//! cancel     | 5 | seq u64 LE |                                                       (9 bytes)
 //! ```
+//! *Release* moves pending delayed messages into the partition: its batch holds them, in the
+//! order of its `(seq, due_ms)` list, and gets offsets like a produced batch; *cancel* drops one
+//! (docs/adr/0009-delayed-messages.md).
 //! A command is decoded the same way on every replica, so an undecodable one is rejected the
 //! same way everywhere (deterministic apply). Tags are never reused: a broker that predates a
 //! tag refuses its commands as [`CommandError::UnknownTag`] and changes nothing.
@@ -29,6 +34,12 @@ use crate::typ::Command;
 const TAG_PRODUCE: u8 = 1;
 const TAG_TRIM: u8 = 2;
 const TAG_PRODUCE_AT: u8 = 3;
+const TAG_RELEASE: u8 = 4;
+const TAG_CANCEL: u8 = 5;
+/// Bytes of a cancel command's body: the tag and a `u64`.
+const CANCEL_LEN: usize = 9;
+/// Bytes of a release command's body before its list: the tag, `release_ms` and `n`.
+const RELEASE_FIXED: usize = 13;
 /// Bytes of a trim command's body: the tag and two `u64`s.
 const TRIM_LEN: usize = 17;
 /// Bytes of a [`LeaderStamp`].
@@ -62,6 +73,22 @@ pub enum PartitionCommand {
         /// The leader's time and limits; `None` for a plain produce.
         stamp: Option<LeaderStamp>,
     },
+    /// Release of pending delayed messages, proposed by the leader once they are due.
+    Release {
+        /// The leader's clock when it built the release; every message in it is due by then.
+        release_ms: u64,
+        /// `(seq, due_ms)` of each message, in batch order.
+        items: Vec<(u64, u64)>,
+        /// The batch's verified header.
+        header: BatchHeader,
+        /// The released messages as one batch.
+        batch: Bytes,
+    },
+    /// Cancels pending delayed message `seq`.
+    Cancel {
+        /// The message's number in the partition.
+        seq: u64,
+    },
     /// Retention: the entries up to and including `up_to_index` are deleted on every replica,
     /// and the partition's log start becomes `log_start_offset`. The leader decides both (see
     /// the broker's retention task); replicas apply them as given, so all trim alike.
@@ -94,6 +121,30 @@ impl PartitionCommand {
         stored.put_u64_le(stamp.producer_id_expiration_ms);
         stored.put_u32_le(stamp.max_producers);
         stored.put_slice(batch);
+        Command::from_stored(stored.freeze()).expect("starts with the normal kind byte")
+    }
+
+    /// Encodes a release command (see [`PartitionCommand::Release`]).
+    pub fn release(release_ms: u64, items: &[(u64, u64)], batch: &[u8]) -> Command {
+        let mut stored = BytesMut::with_capacity(1 + RELEASE_FIXED + 16 * items.len() + batch.len());
+        stored.put_u8(KIND_NORMAL);
+        stored.put_u8(TAG_RELEASE);
+        stored.put_u64_le(release_ms);
+        stored.put_u32_le(u32::try_from(items.len()).expect("fewer than 2^32 messages"));
+        for (seq, due_ms) in items {
+            stored.put_u64_le(*seq);
+            stored.put_u64_le(*due_ms);
+        }
+        stored.put_slice(batch);
+        Command::from_stored(stored.freeze()).expect("starts with the normal kind byte")
+    }
+
+    /// Encodes a cancel command (see [`PartitionCommand::Cancel`]).
+    pub fn cancel(seq: u64) -> Command {
+        let mut stored = BytesMut::with_capacity(1 + CANCEL_LEN);
+        stored.put_u8(KIND_NORMAL);
+        stored.put_u8(TAG_CANCEL);
+        stored.put_u64_le(seq);
         Command::from_stored(stored.freeze()).expect("starts with the normal kind byte")
     }
 
@@ -134,6 +185,26 @@ impl PartitionCommand {
                 let header = parse_header(&batch).map_err(CommandError::Batch)?;
                 Ok(PartitionCommand::Produce { header, batch, stamp: Some(stamp) })
             }
+            Some(&TAG_RELEASE) => {
+                let at = release_batch_at(&body).ok_or(CommandError::BadLength {
+                    tag: TAG_RELEASE,
+                    len: body.len(),
+                    expected: RELEASE_FIXED,
+                })?;
+                let mut fields = &body[1..at];
+                let release_ms = fields.get_u64_le();
+                let n = fields.get_u32_le() as usize;
+                let items = (0..n).map(|_| (fields.get_u64_le(), fields.get_u64_le())).collect();
+                let batch = body.slice(at..);
+                let header = parse_header(&batch).map_err(CommandError::Batch)?;
+                Ok(PartitionCommand::Release { release_ms, items, header, batch })
+            }
+            Some(&TAG_CANCEL) => {
+                if body.len() != CANCEL_LEN {
+                    return Err(CommandError::BadLength { tag: TAG_CANCEL, len: body.len(), expected: CANCEL_LEN });
+                }
+                Ok(PartitionCommand::Cancel { seq: (&body[1..]).get_u64_le() })
+            }
             Some(&TAG_TRIM) => {
                 if body.len() != TRIM_LEN {
                     return Err(CommandError::BadLength { tag: TAG_TRIM, len: body.len(), expected: TRIM_LEN });
@@ -158,8 +229,16 @@ pub fn produce_batch(payload: &Bytes) -> Option<Bytes> {
         TAG_PRODUCE_AT if payload.len() >= PRODUCE_OVERHEAD_BYTES as usize => {
             Some(payload.slice(PRODUCE_OVERHEAD_BYTES as usize..))
         }
+        TAG_RELEASE => release_batch_at(&payload[1..]).map(|at| payload.slice(1 + at..)),
         _ => None,
     }
+}
+
+/// Where a release command body's batch starts (after its list), if the body is long enough.
+fn release_batch_at(body: &[u8]) -> Option<usize> {
+    let n = u32::from_le_bytes(body.get(9..RELEASE_FIXED)?.try_into().expect("4 bytes")) as usize;
+    let at = RELEASE_FIXED.checked_add(n.checked_mul(16)?)?;
+    (body.len() >= at).then_some(at)
 }
 
 /// Why a command could not be decoded.
@@ -265,5 +344,29 @@ mod tests {
         }
         assert!(matches!(PartitionCommand::decode(&Command::new(&stored[1..30])), Err(CommandError::Batch(_))));
         assert_eq!(produce_batch(&stored.slice(..21)), None, "a stamp cut short holds no batch");
+    }
+
+    #[test]
+    fn release_and_cancel_round_trip_and_a_release_gives_back_its_batch() {
+        let mut b = BatchBuilder::new(ProducerStamp::NONE, 64);
+        b.push(&Record::new("v", 10));
+        let batch = b.finish();
+        let command = PartitionCommand::release(77, &[(5, 70), (6, 71)], &batch);
+        let PartitionCommand::Release { release_ms, items, header, batch: got } =
+            PartitionCommand::decode(&command).unwrap()
+        else {
+            panic!("not a release")
+        };
+        assert_eq!((release_ms, items, header.count, &got), (77, vec![(5, 70), (6, 71)], 1, &batch));
+        assert_eq!(produce_batch(command.stored()).as_ref(), Some(&batch), "fetch finds the released batch");
+        let stored = command.stored();
+        for cut in 1..1 + RELEASE_FIXED + 32 {
+            assert!(PartitionCommand::decode(&Command::new(&stored[1..cut])).is_err(), "cut at {cut}");
+            assert_eq!(produce_batch(&stored.slice(..cut)), None, "cut at {cut}");
+        }
+        let cancel = PartitionCommand::cancel(0x0102_0304_0506_0708);
+        assert_eq!(cancel.stored()[..3], [KIND_NORMAL, 5, 8], "the stored bytes never change");
+        assert_eq!(PartitionCommand::decode(&cancel), Ok(PartitionCommand::Cancel { seq: 0x0102_0304_0506_0708 }));
+        assert_eq!(produce_batch(cancel.stored()), None, "a cancel is not data");
     }
 }

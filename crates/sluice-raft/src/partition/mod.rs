@@ -4,6 +4,7 @@
 //! consumers.
 
 mod command;
+pub mod delay;
 mod producers;
 mod read;
 pub mod retained;

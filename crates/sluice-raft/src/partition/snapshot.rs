@@ -5,14 +5,16 @@
 //!
 //! ```text
 //! | magic "SLPS" | version u16 = 3 | next_offset u64 | log_start_offset u64 | trimmed_before u64 |
-//! | clock_ms u64 | producer_count u32 |
+//! | clock_ms u64 | next_delay_seq u64 | max_release_ms u64 | producer_count u32 |
 //! | (producer_id i64 | epoch i16 | last_active_ms u64 | batch_count u8 |
 //! |    (base_sequence i32 | count u32 | base_offset u64)*)* |
 //! | crc u32 |      crc = crc32(everything before it)
 //! ```
 //! `clock_ms` is the partition clock and `last_active_ms` each producer's last write on it, so
 //! a replica that installs the snapshot expires producers exactly as the others do
-//! (docs/adr/0007-producer-expiry.md). Older versions are still read: version 2 (before producer
+//! (docs/adr/0007-producer-expiry.md). `next_delay_seq` numbers delayed messages and
+//! `max_release_ms` is the latest release time committed (docs/adr/0009-delayed-messages.md).
+//! Older versions are still read: version 3 (before delays) lacks those two, version 2 (before producer
 //! expiry) lacks `clock_ms` and `last_active_ms`, version 1 (before retention) also
 //! `log_start_offset` and `trimmed_before`; each missing field reads as 0 (a clock of 0 makes
 //! every producer active from the clock's first reading).
@@ -24,7 +26,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::producers::{DEDUP_WINDOW, ProducerEntry, ProducerTable, WrittenBatch};
 
 const MAGIC: &[u8; 4] = b"SLPS";
-const VERSION: u16 = 3;
+const VERSION: u16 = 4;
+/// The version before delayed messages, still read.
+const VERSION_3: u16 = 3;
 /// The version before retention, still read.
 const VERSION_1: u16 = 1;
 /// The version before producer expiry, still read.
@@ -40,6 +44,11 @@ pub struct PartitionState {
     pub log_start_offset: u64,
     /// Retention trimmed every Raft log entry below this index (0: none). Never moves backwards.
     pub trimmed_before: u64,
+    /// The number the next delayed message gets: how many the partition has accepted.
+    pub next_delay_seq: u64,
+    /// The latest `release_ms` of an applied release: a new leader releases nothing until its
+    /// clock has passed it, so no message is released earlier than one before it was.
+    pub max_release_ms: u64,
     /// Idempotent producers' recent batches.
     pub producers: ProducerTable,
 }
@@ -54,6 +63,8 @@ impl PartitionState {
         b.put_u64_le(self.log_start_offset);
         b.put_u64_le(self.trimmed_before);
         b.put_u64_le(self.producers.clock_ms());
+        b.put_u64_le(self.next_delay_seq);
+        b.put_u64_le(self.max_release_ms);
         b.put_u32_le(self.producers.producers.len() as u32);
         for (id, p) in &self.producers.producers {
             b.put_i64_le(*id);
@@ -83,7 +94,8 @@ impl PartitionState {
         let mut b = &body[4..];
         let version = b.get_u16_le();
         let fixed = match version {
-            VERSION => 36,
+            VERSION => 52,
+            VERSION_3 => 36,
             VERSION_2 => 28,
             VERSION_1 => 12,
             _ => {
@@ -96,8 +108,10 @@ impl PartitionState {
         let next_offset = b.get_u64_le();
         let (log_start_offset, trimmed_before) =
             if version >= VERSION_2 { (b.get_u64_le(), b.get_u64_le()) } else { (0, 0) };
-        let timed = version >= VERSION;
+        let timed = version >= VERSION_3;
         let clock_ms = if timed { b.get_u64_le() } else { 0 };
+        let (next_delay_seq, max_release_ms) =
+            if version >= VERSION { (b.get_u64_le(), b.get_u64_le()) } else { (0, 0) };
         let mut producers = BTreeMap::new();
         for _ in 0..b.get_u32_le() {
             let (id, entry) = decode_producer(&mut b, timed).ok_or("partition snapshot cut short")?;
@@ -112,7 +126,7 @@ impl PartitionState {
                 "partition snapshot log start {log_start_offset} is past its next offset {next_offset}"
             ));
         }
-        Ok(PartitionState { next_offset, log_start_offset, trimmed_before, producers })
+        Ok(PartitionState { next_offset, log_start_offset, trimmed_before, next_delay_seq, max_release_ms, producers })
     }
 }
 
@@ -145,6 +159,8 @@ mod tests {
             next_offset: 12_345,
             log_start_offset: 6_000,
             trimmed_before: 77,
+            next_delay_seq: 31,
+            max_release_ms: 1_700_000_000_000,
             ..PartitionState::default()
         };
         for pid in 0..3 {

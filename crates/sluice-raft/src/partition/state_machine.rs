@@ -41,6 +41,7 @@ use tokio::sync::watch;
 use crate::exhaustion::{self, Exhaustion};
 
 use super::command::{LeaderStamp, PartitionCommand};
+use super::delay::{DelayLane, DelayStore, transfer};
 use super::producers::Check;
 use super::snapshot::PartitionState;
 use super::watermark::LogStart;
@@ -59,6 +60,8 @@ pub mod reject {
     /// A new idempotent producer id, and the partition already tracks as many as the leader's
     /// `max_producers_per_partition` allows.
     pub const TOO_MANY_PRODUCER_IDS: u16 = 4;
+    /// A delay command on a replica without a delay store (only tests build those).
+    pub const DELAYS_UNAVAILABLE: u16 = 5;
 }
 
 /// A partition replica's state machine.
@@ -77,6 +80,8 @@ pub struct PartitionStateMachine {
     answers: Vec<(ApplyResponder<PartitionConfig>, Reply)>,
     /// Notes a snapshot that cannot be written for want of a resource (see `noting_exhaustion`).
     exhaustion: Option<Arc<Exhaustion>>,
+    /// Where delayed messages wait (docs/adr/0009-delayed-messages.md); `None` refuses them.
+    delays: Option<DelayLane>,
 }
 
 impl PartitionStateMachine {
@@ -85,6 +90,18 @@ impl PartitionStateMachine {
     pub fn noting_exhaustion(mut self, flag: Arc<Exhaustion>) -> PartitionStateMachine {
         self.exhaustion = Some(flag);
         self
+    }
+
+    /// The same state machine, keeping its delayed messages in `lane`.
+    pub fn with_delays(mut self, lane: DelayLane) -> PartitionStateMachine {
+        lane.publish(&self.state);
+        self.delays = Some(lane);
+        self
+    }
+
+    /// The delay lane, if the replica has one.
+    pub fn delays(&self) -> Option<&DelayLane> {
+        self.delays.as_ref()
     }
 
     /// Opens the state machine over `log`, starting from the snapshot stored beside it, if any.
@@ -100,6 +117,7 @@ impl PartitionStateMachine {
             log_start: watch::Sender::new(LogStart::default()),
             answers: Vec::new(),
             exhaustion: None,
+            delays: None,
         };
         let stored = snapshot_file::load(sm.log.dir())?;
         // A crash may have stopped the installation of a snapshot after it was stored but
@@ -144,9 +162,13 @@ impl PartitionStateMachine {
     }
 
     fn restore(&mut self, meta: &SnapshotMetaOf<PartitionConfig>, data: &Bytes) -> io::Result<()> {
-        self.state = PartitionState::decode(data).map_err(|e| invalid(self.log.dir(), &e))?;
+        let (state, _) = transfer::decode(data).map_err(|e| invalid(self.log.dir(), &e))?;
+        self.state = PartitionState::decode(&state).map_err(|e| invalid(self.log.dir(), &e))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        if let Some(lane) = &self.delays {
+            lane.publish(&self.state);
+        }
         self.publish();
         Ok(())
     }
@@ -161,7 +183,16 @@ impl PartitionStateMachine {
                 Ok(Reply::Done)
             }
             EntryPayload::Normal(command) => match PartitionCommand::decode(&command) {
-                Ok(PartitionCommand::Produce { header, stamp, .. }) => self.apply_produce(index, &header, stamp),
+                Ok(PartitionCommand::Produce { header, stamp, batch }) => {
+                    self.apply_produce(index, &header, &batch, stamp)
+                }
+                Ok(PartitionCommand::Release { release_ms, items, header, .. }) => {
+                    self.apply_release(index, release_ms, &items, &header)
+                }
+                Ok(PartitionCommand::Cancel { seq }) => match self.delays.as_mut() {
+                    Some(lane) => lane.cancel(&self.state, index, seq),
+                    None => Ok(no_delays()),
+                },
                 Ok(PartitionCommand::Trim { up_to_index, log_start_offset }) => {
                     Ok(self.apply_trim(index, up_to_index, log_start_offset))
                 }
@@ -174,6 +205,7 @@ impl PartitionStateMachine {
         &mut self,
         index: u64,
         h: &sluice_common::record::BatchHeader,
+        batch: &Bytes,
         stamp: Option<LeaderStamp>,
     ) -> io::Result<Reply> {
         // Unstamped (a broker's own batch, or one written before stamps): no clock, no cap.
@@ -198,6 +230,9 @@ impl PartitionStateMachine {
             let message = check.refusal(&h.producer).expect("a refused batch's check says why");
             return Ok(Reply::Rejected { code, message });
         }
+        if h.delayed {
+            return self.apply_delayed(index, h, batch);
+        }
         let base_offset = self.state.next_offset;
         if h.count > 0 {
             self.log.index_batch(index, base_offset, h.count, h.max_timestamp_ms)?;
@@ -211,6 +246,57 @@ impl PartitionStateMachine {
 }
 
 impl PartitionStateMachine {
+    /// A delayed batch the producer check accepted: numbered and stored, given no offset.
+    fn apply_delayed(
+        &mut self,
+        index: u64,
+        h: &sluice_common::record::BatchHeader,
+        batch: &Bytes,
+    ) -> io::Result<Reply> {
+        let Some(lane) = self.delays.as_mut() else { return Ok(no_delays()) };
+        match lane.accept(&mut self.state, index, h, batch)? {
+            Ok(base_seq) => {
+                if h.producer.is_idempotent() {
+                    self.state.producers.record(&h.producer, h.count, base_seq);
+                }
+                Ok(Reply::Delayed { base_seq, count: h.count })
+            }
+            Err(refused) => Ok(refused),
+        }
+    }
+
+    /// A release proposed by the leader: its batch gets offsets like a produced one, and its
+    /// messages leave the delay store.
+    fn apply_release(
+        &mut self,
+        index: u64,
+        release_ms: u64,
+        items: &[(u64, u64)],
+        h: &sluice_common::record::BatchHeader,
+    ) -> io::Result<Reply> {
+        if self.delays.is_none() {
+            return Ok(no_delays());
+        }
+        if let Some(refused) = DelayLane::refuse_release(release_ms, items, h) {
+            return Ok(refused);
+        }
+        let base_offset = self.state.next_offset;
+        if h.count > 0 {
+            self.log.index_batch(index, base_offset, h.count, h.max_timestamp_ms)?;
+        }
+        self.state.next_offset += u64::from(h.count);
+        self.state.max_release_ms = self.state.max_release_ms.max(release_ms);
+        let lane = self.delays.as_mut().expect("checked above");
+        lane.released(index, items)?;
+        lane.publish(&self.state);
+        Ok(Reply::Appended { base_offset, count: h.count })
+    }
+
+    /// The number the next delayed message gets, and the latest release time committed.
+    pub fn delay_counters(&self) -> (u64, u64) {
+        (self.state.next_delay_seq, self.state.max_release_ms)
+    }
+
     /// Records a trim decided by the leader. The values come from the command, so every replica
     /// records the same; a trim behind an earlier one changes nothing, and one reaching the
     /// trim entry itself (only a faulty leader proposes it) is refused on every replica alike.
@@ -225,6 +311,11 @@ impl PartitionStateMachine {
         self.state.log_start_offset = self.state.log_start_offset.max(start);
         Reply::Done
     }
+}
+
+fn no_delays() -> Reply {
+    let message = "this replica keeps no delayed messages".to_string();
+    Reply::Rejected { code: reject::DELAYS_UNAVAILABLE, message }
 }
 
 fn publish_if_moved<T: PartialEq>(watch: &watch::Sender<T>, value: T) {
@@ -272,10 +363,13 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        // Read now, between applies: the rows are exactly those of the snapshot's last entry.
+        let rows = self.delays.as_ref().map_or(Ok(Vec::new()), DelayLane::snapshot_rows);
         SnapshotBuilder {
             log: Arc::clone(&self.log),
             meta: SnapshotMeta { last_log_id: self.last_applied, last_membership: self.membership.clone() },
-            data: self.state.encode(),
+            data: rows.map(|rows| transfer::encode(self.state.encode(), &rows)),
+            delays: self.delays.as_ref().map(|lane| Arc::clone(lane.store())),
             exhaustion: self.exhaustion.clone(),
         }
     }
@@ -284,7 +378,14 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
         // The snapshot first: the log's purge point may then rise to the snapshot's last entry
         // (the back-fill empties the log to it), never above what the state machine covers.
         let noted = |e| exhaustion::note(self.exhaustion.as_deref(), e);
-        persist_snapshot(&self.log, meta, &snapshot).map_err(noted)?;
+        let (_, rows) = transfer::decode(&snapshot).map_err(|e| invalid(self.log.dir(), &e))?;
+        // The store before the snapshot file: a crash between them leaves the store ahead of
+        // the stored snapshot, whose entries openraft re-applies without touching the store.
+        if let (Some(lane), Some(last)) = (self.delays.as_mut(), meta.last_log_id) {
+            lane.install(last.index, rows.as_deref().unwrap_or_default()).map_err(noted)?;
+            lane.sync().map_err(noted)?;
+        }
+        persist_snapshot(&self.log, None, meta, &snapshot).map_err(noted)?;
         adopt_retained(&self.log, meta.last_log_id).map_err(noted)?;
         self.restore(meta, &snapshot)?;
         self.snapshot = Some((meta.clone(), snapshot));
@@ -303,7 +404,9 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
 pub struct SnapshotBuilder {
     log: Arc<Log>,
     meta: SnapshotMetaOf<PartitionConfig>,
-    data: Bytes,
+    /// The snapshot data, or why the delay store could not be read for it.
+    data: io::Result<Bytes>,
+    delays: Option<Arc<DelayStore>>,
     exhaustion: Option<Arc<Exhaustion>>,
 }
 
@@ -311,18 +414,32 @@ impl RaftSnapshotBuilder<PartitionConfig> for SnapshotBuilder {
     type SnapshotData = Bytes;
 
     async fn build_snapshot(&mut self) -> io::Result<SnapshotOf<PartitionConfig, Bytes>> {
-        persist_snapshot(&self.log, &self.meta, &self.data)
+        let data = match &self.data {
+            Ok(data) => data.clone(),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("delay store: {e}"))),
+        };
+        persist_snapshot(&self.log, self.delays.as_deref(), &self.meta, &data)
             .map_err(|e| exhaustion::note(self.exhaustion.as_deref(), e))?;
-        Ok(Snapshot { meta: self.meta.clone(), snapshot: self.data.clone() })
+        Ok(Snapshot { meta: self.meta.clone(), snapshot: data })
     }
 }
 
 /// Writes the snapshot durably, after making the log's indexes durable up to it.
-fn persist_snapshot(log: &Log, meta: &SnapshotMetaOf<PartitionConfig>, data: &Bytes) -> io::Result<()> {
+fn persist_snapshot(
+    log: &Log,
+    delays: Option<&DelayStore>,
+    meta: &SnapshotMetaOf<PartitionConfig>,
+    data: &Bytes,
+) -> io::Result<()> {
     // Under a relaxed flush policy the entries a snapshot covers may not be fsynced yet; a
     // snapshot that survived a crash the log did not would stand ahead of the log.
     log.sync()?;
     log.flush_indexes()?;
+    // Likewise the delay store: its mark must never be behind a stored snapshot, since entries
+    // up to the snapshot are not applied again (docs/adr/0009-delayed-messages.md).
+    if let Some(store) = delays {
+        store.sync()?;
+    }
     snapshot_file::store(log.dir(), meta, data)
 }
 
@@ -421,3 +538,7 @@ mod tests {
         assert_eq!(replica(&commands), (replies, state));
     }
 }
+
+#[cfg(test)]
+#[path = "state_machine_delay_tests.rs"]
+mod delay_tests;

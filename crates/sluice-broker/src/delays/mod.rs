@@ -1,0 +1,89 @@
+//! Delayed messages on the broker (docs/DELAYS.md, docs/adr/0009-delayed-messages.md): the
+//! store every partition replica here keeps its pending messages in, and the releaser that,
+//! on partitions this broker leads, proposes a release once messages are due.
+//!
+//! The replicated part — numbering, storing, releasing, cancelling — is the partition state
+//! machine's delay lane (`sluice_raft::partition::delay`). What is here is only the leader's
+//! timing: which partition is due when (`board.rs`), and the release round (`release.rs`).
+
+mod board;
+mod release;
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use sluice_raft::partition::delay::{DelayLane, DelayStore};
+use tokio::sync::{Notify, OwnedMutexGuard};
+
+use self::board::Board;
+pub(crate) use self::release::{run, wall_clock_ms};
+
+/// The broker's delay store and release timing.
+pub struct Delays {
+    store: Arc<DelayStore>,
+    board: Mutex<Board>,
+    /// Wakes the releaser when a note is earlier than what it sleeps for.
+    wake: Notify,
+    /// Per group: held while a release or a cancel is proposed and applied, so the two never
+    /// cross in the log (a release is built from what was applied before it).
+    locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    /// The longest a release holds, in bytes of its batch.
+    release_bytes: usize,
+}
+
+impl Delays {
+    /// Opens the store under `dir`; releases hold at most `release_bytes` of messages each.
+    pub fn open(dir: &Path, release_bytes: usize) -> io::Result<Arc<Delays>> {
+        Ok(Arc::new(Delays {
+            store: Arc::new(DelayStore::open(dir)?),
+            board: Mutex::default(),
+            wake: Notify::new(),
+            locks: Mutex::default(),
+            release_bytes,
+        }))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<DelayStore> {
+        &self.store
+    }
+
+    /// The delay lane of a replica of `group` starting here.
+    pub fn lane(self: &Arc<Self>, group: u64) -> io::Result<DelayLane> {
+        let delays = Arc::downgrade(self);
+        let hook = Arc::new(move |group, due_ms| {
+            if let Some(delays) = delays.upgrade() {
+                delays.note(group, due_ms);
+            }
+        });
+        Ok(DelayLane::open(Arc::clone(&self.store), group)?.on_due(hook))
+    }
+
+    /// Notes that `group` has a message due at `due_ms`.
+    pub(crate) fn note(&self, group: u64, due_ms: u64) {
+        let earlier = {
+            let mut board = self.board.lock().expect("board lock");
+            let before = board.first_due();
+            board.note(group, due_ms);
+            before.is_none_or(|b| due_ms < b)
+        };
+        if earlier {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Serialises releases and cancels of `group`.
+    pub(crate) async fn lock(&self, group: u64) -> OwnedMutexGuard<()> {
+        let lock = Arc::clone(self.locks.lock().expect("locks lock").entry(group).or_default());
+        lock.lock_owned().await
+    }
+
+    /// Forgets a replica that was deleted: its pending messages go with it.
+    pub fn delete_group(&self, group: u64) -> io::Result<()> {
+        self.board.lock().expect("board lock").forget(group);
+        self.locks.lock().expect("locks lock").remove(&group);
+        self.store.delete_group(group)
+    }
+}

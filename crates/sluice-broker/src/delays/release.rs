@@ -1,0 +1,176 @@
+//! The releaser: on every partition this broker leads, proposes the release of the delayed
+//! messages that are due, as soon as they are (docs/DELAYS.md, "Release").
+//!
+//! It sleeps until the earliest due time on the [`Board`](super::board::Board), woken early by
+//! notes of earlier ones (a delayed batch applied here, a release that left more). Once a
+//! second it also sweeps the partitions it leads and notes each one's earliest due message
+//! from the store: that is how a new leader, or a restarted broker, finds what was pending.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use sluice_common::record::{BatchBuilder, ProducerStamp, RecordBatch};
+use sluice_raft::Reply;
+use sluice_raft::partition::PartitionCommand;
+use sluice_raft::partition::delay::Pending;
+use sluice_raft::partition::write;
+use tokio::sync::watch;
+
+use super::Delays;
+use crate::partitions::Partitions;
+
+/// How often the releaser sweeps the partitions it leads for pending messages.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Messages in one release at most.
+const RELEASE_MESSAGES: usize = 10_000;
+/// Partitions released at once.
+const GROUPS_AT_ONCE: usize = 32;
+/// The longest a release commit is waited for before the partition is tried again.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a failed release, the partition is tried again this much later.
+const RETRY_AFTER_MS: u64 = 200;
+/// Releases one partition makes in a row before others get their turn.
+const ROUNDS_IN_A_ROW: usize = 16;
+
+/// Releases due messages until `stop` turns true.
+pub(crate) async fn run(partitions: Arc<Partitions>, delays: Arc<Delays>, mut stop: watch::Receiver<bool>) {
+    let mut sweep_at = tokio::time::Instant::now();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= sweep_at {
+            sweep(&partitions, &delays);
+            sweep_at = now + SWEEP_EVERY;
+        }
+        let due = delays.board.lock().expect("board lock").take_due(wall_clock_ms());
+        if !due.is_empty() {
+            futures_util::stream::iter(due)
+                .for_each_concurrent(GROUPS_AT_ONCE, |group| release_group(&partitions, &delays, group))
+                .await;
+            continue;
+        }
+        let first = delays.board.lock().expect("board lock").first_due();
+        let until_first = first.map(|due| Duration::from_millis(due.saturating_sub(wall_clock_ms())));
+        let sleep = until_first.map_or(SWEEP_EVERY, |d| d.min(SWEEP_EVERY));
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            () = delays.wake.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Notes the earliest pending message of every partition this broker leads.
+fn sweep(partitions: &Partitions, delays: &Delays) {
+    for group in partitions.group_ids() {
+        if !partitions.raft(group).is_some_and(|r| r.is_leader()) {
+            continue;
+        }
+        match delays.store.next_due(group) {
+            Ok(Some(due)) => delays.note(group, due),
+            Ok(None) => {}
+            Err(e) => tracing::error!(group, "reading the delay store: {e}"),
+        }
+    }
+}
+
+/// Releases what is due in `group`, if this broker leads it, in rounds of at most
+/// [`RELEASE_MESSAGES`]; notes the group again for what is left.
+async fn release_group(partitions: &Partitions, delays: &Delays, group: u64) {
+    let Some(raft) = partitions.raft(group).filter(|r| r.is_leader()) else { return };
+    // Built from what this replica applied: it must hold everything its predecessors committed.
+    if !partitions.leader_caught_up_within(group, COMMIT_TIMEOUT).await {
+        delays.note(group, wall_clock_ms() + RETRY_AFTER_MS);
+        return;
+    }
+    let Some(lane) = partitions.delay_lane(group) else { return };
+    let _serialised = delays.lock(group).await;
+    let (mut more, mut released_to) = (false, 0);
+    for _ in 0..ROUNDS_IN_A_ROW {
+        let now = wall_clock_ms();
+        released_to = now;
+        // Never behind a release already committed: a leader whose clock is behind its
+        // predecessor's waits (docs/DELAYS.md, "Clocks").
+        let latest = lane.max_release_ms.load(std::sync::atomic::Ordering::Acquire);
+        if now < latest {
+            delays.note(group, latest);
+            return;
+        }
+        let rows = match delays.store.pending(group, 0, now, RELEASE_MESSAGES, delays.release_bytes) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(group, "reading the delay store: {e}");
+                delays.note(group, now + RETRY_AFTER_MS);
+                return;
+            }
+        };
+        if rows.is_empty() {
+            break;
+        }
+        let Some((items, batch)) = release_batch(group, &rows) else {
+            delays.note(group, now + RETRY_AFTER_MS);
+            return;
+        };
+        let full = rows.len() == RELEASE_MESSAGES;
+        let command = PartitionCommand::release(now, &items, &batch);
+        match tokio::time::timeout(COMMIT_TIMEOUT, write(&raft, command)).await {
+            Ok(Ok(Reply::Appended { .. })) => {}
+            Ok(Ok(other)) => {
+                tracing::error!(group, "a release was refused: {other:?}");
+                delays.note(group, now + RETRY_AFTER_MS);
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(group, "release not committed (will retry if still leader): {e}");
+                delays.note(group, now + RETRY_AFTER_MS);
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(group, "release not committed within {COMMIT_TIMEOUT:?}; retrying");
+                delays.note(group, now + RETRY_AFTER_MS);
+                return;
+            }
+        }
+        more = full;
+        if !full {
+            break;
+        }
+    }
+    match delays.store.next_due(group) {
+        // Still due after a round that took all it could: only a damaged message is left, and
+        // it is not retried in a tight loop.
+        Ok(Some(due)) if !more && due <= released_to => delays.note(group, wall_clock_ms() + RETRY_AFTER_MS),
+        Ok(Some(due)) => delays.note(group, due),
+        Ok(None) => {}
+        Err(e) => tracing::error!(group, "reading the delay store: {e}"),
+    }
+}
+
+/// The release of `rows`: their `(seq, due_ms)` and one batch of their messages. A stored
+/// message that fails its checksum stays pending and is reported (`None` if none is left).
+fn release_batch(group: u64, rows: &[Pending]) -> Option<(Vec<(u64, u64)>, bytes::Bytes)> {
+    let bytes: usize = rows.iter().map(|r| r.batch.len()).sum();
+    let mut builder = BatchBuilder::new(ProducerStamp::NONE, bytes);
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        let record = RecordBatch::parse(row.batch.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|b| b.records().next().ok_or_else(|| "no record".to_string())?.map_err(|e| e.to_string()));
+        match record {
+            Ok(view) => {
+                builder.push_view(&view);
+                items.push((row.seq, row.due_ms));
+            }
+            Err(e) => tracing::error!(group, seq = row.seq, "a stored delayed message is damaged ({e}); kept pending"),
+        }
+    }
+    (!items.is_empty()).then(|| (items, builder.finish()))
+}
+
+/// This broker's wall clock in ms since the Unix epoch.
+pub(crate) fn wall_clock_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,165 @@
+//! The delay lane applied by the state machine: numbering, release, cancel, re-application
+//! after a crash, and snapshot installation (docs/adr/0009-delayed-messages.md).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::EntryPayload;
+use openraft::entry::RaftEntry as _;
+use sluice_common::record::{BatchBuilder, DELIVER_AT_PROPERTY, ProducerStamp, Record};
+use sluice_storage::{Log, LogConfig};
+
+use super::*;
+use crate::partition::delay::{CancelOutcome, DelayStore};
+use crate::partition::read_committed;
+use crate::typ::Command;
+
+const GROUP: u64 = 7;
+
+fn delayed(values_and_dues: &[(&str, u64)], producer: ProducerStamp) -> Bytes {
+    let mut b = BatchBuilder::new(producer, 256).delayed(true);
+    for (value, due) in values_and_dues {
+        let mut r = Record::new(value.to_string(), 1);
+        r.properties.push((DELIVER_AT_PROPERTY.into(), due.to_string()));
+        b.push(&r);
+    }
+    b.finish()
+}
+
+/// A replica over a log and a delay store in `dir`.
+struct Replica {
+    sm: PartitionStateMachine,
+    log: Arc<Log>,
+    store: Arc<DelayStore>,
+    next_index: u64,
+}
+
+impl Replica {
+    fn open(dir: &std::path::Path) -> Replica {
+        let log = Arc::new(Log::open(dir.join("log"), LogConfig::default()).unwrap());
+        let store = Arc::new(DelayStore::open(&dir.join("delays")).unwrap());
+        let lane = DelayLane::open(Arc::clone(&store), GROUP).unwrap();
+        let sm = PartitionStateMachine::open(Arc::clone(&log)).unwrap().with_delays(lane);
+        let next_index = log.last_id().map_or(1, |e| e.index + 1);
+        Replica { sm, log, store, next_index }
+    }
+
+    fn apply(&mut self, command: Command) -> Reply {
+        let entry = RaftEntry::new(crate::typ::log_id(1, self.next_index), EntryPayload::Normal(command));
+        self.next_index += 1;
+        self.log.append(&[crate::codec::encode(&entry)]).unwrap();
+        self.sm.apply_one(entry).unwrap()
+    }
+
+    /// Applies logged entry `index` again, as openraft does after a restart.
+    fn reapply(&mut self, index: u64, command: Command) -> Reply {
+        let entry = RaftEntry::new(crate::typ::log_id(1, index), EntryPayload::Normal(command));
+        self.sm.apply_one(entry).unwrap()
+    }
+
+    fn release_due(&mut self, now: u64) -> Reply {
+        let command = self.release_command(now);
+        self.apply(command)
+    }
+
+    fn release_command(&self, now: u64) -> Command {
+        let rows = self.store.pending(GROUP, 0, now, 100, usize::MAX).unwrap();
+        let mut b = BatchBuilder::new(ProducerStamp::NONE, 256);
+        for row in &rows {
+            let view = sluice_common::record::RecordBatch::parse(row.batch.clone()).unwrap().records().next().unwrap();
+            b.push_view(&view.unwrap());
+        }
+        let items: Vec<(u64, u64)> = rows.iter().map(|r| (r.seq, r.due_ms)).collect();
+        PartitionCommand::release(now, &items, &b.finish())
+    }
+}
+
+#[test]
+fn delayed_messages_are_numbered_released_once_and_cancelled_by_log_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::open(dir.path());
+    let stamp = ProducerStamp { producer_id: 3, epoch: 0, base_sequence: 0 };
+    let batch = delayed(&[("a", 100), ("b", 300), ("c", 200)], stamp);
+    assert_eq!(r.apply(PartitionCommand::produce(&batch)), Reply::Delayed { base_seq: 0, count: 3 });
+    assert_eq!(r.apply(PartitionCommand::produce(&batch)), Reply::Duplicate { base_offset: 0, count: 3 }, "a retry");
+    assert_eq!((r.sm.next_offset(), r.store.count(GROUP).unwrap()), (0, 3), "no offsets yet, stored once");
+
+    let early = PartitionCommand::release(150, &[(1, 300)], &BatchBuilder::new(ProducerStamp::NONE, 8).finish());
+    assert!(matches!(r.apply(early), Reply::Rejected { code: reject::INVALID_BATCH, .. }), "never early");
+    assert_eq!(r.release_due(250), Reply::Appended { base_offset: 0, count: 2 }, "a and c, by due time");
+    let released = read_committed(&r.log, 0, r.sm.next_offset(), usize::MAX).unwrap();
+    let values: Vec<Bytes> = sluice_common::record::RecordBatch::parse(released[0].batch.clone())
+        .unwrap()
+        .records()
+        .map(|v| v.unwrap().value)
+        .collect();
+    assert_eq!(values, ["a", "c"]);
+    assert_eq!(r.sm.delay_counters(), (3, 250));
+
+    assert_eq!(r.apply(PartitionCommand::cancel(0)), Reply::Cancel(CancelOutcome::AlreadyDelivered));
+    assert_eq!(r.apply(PartitionCommand::cancel(1)), Reply::Cancel(CancelOutcome::Cancelled));
+    assert_eq!(r.apply(PartitionCommand::cancel(1)), Reply::Cancel(CancelOutcome::Cancelled), "repeated");
+    assert_eq!(r.apply(PartitionCommand::cancel(9)), Reply::Cancel(CancelOutcome::Unknown));
+    assert_eq!(r.release_due(1_000), Reply::Appended { base_offset: 2, count: 0 }, "nothing left to release");
+    assert_eq!(r.store.count(GROUP).unwrap(), 0);
+}
+
+#[test]
+fn a_batch_with_a_bad_delivery_time_is_refused_whole_on_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::open(dir.path());
+    let mut b = BatchBuilder::new(ProducerStamp::NONE, 64).delayed(true);
+    b.push(&Record::new("no time", 1));
+    let refused = r.apply(PartitionCommand::produce(&b.finish()));
+    assert!(matches!(&refused, Reply::Rejected { code: reject::INVALID_BATCH, message } if message.contains("lacks")));
+    assert_eq!((r.sm.delay_counters().0, r.store.count(GROUP).unwrap()), (0, 0));
+}
+
+#[test]
+fn entries_applied_again_after_a_crash_decide_as_before_and_store_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let commands = {
+        let mut r = Replica::open(dir.path());
+        let commands = vec![
+            PartitionCommand::produce(&delayed(&[("a", 10), ("b", 20)], ProducerStamp::NONE)),
+            PartitionCommand::cancel(1),
+        ];
+        for c in &commands {
+            r.apply(c.clone());
+        }
+        let release = r.release_command(15);
+        assert_eq!(r.apply(release.clone()), Reply::Appended { base_offset: 0, count: 1 });
+        let mut all = commands;
+        all.push(release);
+        all
+    };
+    tracing::info!("--- the process restarts with no snapshot: openraft applies entries 1 to 3 again");
+    let mut r = Replica::open(dir.path());
+    assert_eq!(r.reapply(1, commands[0].clone()), Reply::Delayed { base_seq: 0, count: 2 });
+    assert_eq!(r.reapply(2, commands[1].clone()), Reply::Done, "already in the store: nothing to answer");
+    assert_eq!(r.reapply(3, commands[2].clone()), Reply::Appended { base_offset: 0, count: 1 }, "same offsets");
+    assert_eq!(r.store.count(GROUP).unwrap(), 0, "b stays cancelled, a released, nothing stored again");
+    assert_eq!(r.sm.delay_counters(), (2, 15));
+}
+
+#[test]
+fn a_replica_installing_a_snapshot_gets_the_pending_messages_with_it() {
+    let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut leader = Replica::open(from.path());
+    leader.apply(PartitionCommand::produce(&delayed(&[("a", 10), ("b", 20), ("c", 30)], ProducerStamp::NONE)));
+    leader.apply(PartitionCommand::cancel(1));
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let snapshot = rt.block_on(async {
+        let mut builder = leader.sm.get_snapshot_builder().await;
+        builder.build_snapshot().await.unwrap()
+    });
+    let mut follower = Replica::open(to.path());
+    follower.apply(PartitionCommand::produce(&delayed(&[("stale", 5)], ProducerStamp::NONE)));
+    rt.block_on(follower.sm.install_snapshot(&snapshot.meta, snapshot.snapshot)).unwrap();
+    let seqs = |s: &DelayStore| -> Vec<(u64, u64)> {
+        s.pending(GROUP, 0, u64::MAX, 100, usize::MAX).unwrap().iter().map(|p| (p.seq, p.due_ms)).collect()
+    };
+    assert_eq!(seqs(&follower.store), [(0, 10), (2, 30)], "the leader's pending messages replace its own");
+    assert_eq!(follower.store.mark(GROUP).unwrap(), 2);
+    assert_eq!(follower.sm.delay_counters(), leader.sm.delay_counters());
+}
