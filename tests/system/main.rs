@@ -9,6 +9,8 @@
 //!   restarted resumes from its own committed offsets.
 //! - `filters`: tag and SQL filters — a consumer receives exactly the matching messages of
 //!   100,000, in offset order, through the SDK and the CLI.
+//! - `delays`: 10,000 delayed messages due over 20 s, a partition leader SIGKILLed while they
+//!   wait: each is consumed once and none early; cancelled ones never appear.
 //! - `cli`: `topic create`, `produce`, `consume`, `topic describe` and `cluster status` round
 //!   trip with JSON output.
 //! - `groups`: consumer groups — members share partitions exactly once, hand them over when
@@ -34,6 +36,7 @@ mod bad_input;
 mod broadcast;
 mod capacity;
 mod cli;
+mod delays;
 mod disk_failure;
 mod failover;
 mod filters;
