@@ -131,6 +131,129 @@ pub enum Op {
         /// (partition, committed offset), ascending.
         offsets: Vec<(u32, u64)>,
     },
+    /// The delay workload's parameters, recorded once by the runner (`ok`) before anything is
+    /// sent: what the checker needs to judge delivery times.
+    DelaySetup {
+        /// How far a broker's wall clock may be from the runner's, in ms: the bound of the
+        /// clock fault when it is in the schedule, 0 otherwise. A leader releases a message
+        /// when *its* clock reaches the delivery time, so by the runner's clock a release may
+        /// come this much early (or, after a leader whose clock ran ahead, this much late).
+        max_clock_skew_ms: u64,
+        /// How long after the latest delivery time (plus the skew) the consumers read at least.
+        grace_ms: u64,
+        /// Delivery times are drawn from `now + 0..=max_delay_ms`.
+        max_delay_ms: u64,
+        /// The share of acknowledged messages the canceller picks, in percent.
+        cancel_percent: u32,
+    },
+    /// Produce one unique delayed `value`, due at `deliver_at_ms`. On `ok`: its delayed id
+    /// (`partition`, `seq`); it has no offset until it is released.
+    DelaySend {
+        /// Unique in the whole run (also its key).
+        value: String,
+        /// When it is due, in ms since the Unix epoch by the runner's clock.
+        deliver_at_ms: u64,
+        /// The partition that acknowledged it.
+        partition: Option<u32>,
+        /// Its number among the partition's delayed messages.
+        seq: Option<u64>,
+    },
+    /// Cancel the delayed message sent as `value`, by its id. On `ok`: what the partition
+    /// answered. `info`: unknown whether the cancel took effect.
+    Cancel {
+        /// The message's value.
+        value: String,
+        /// Its id: the partition.
+        partition: u32,
+        /// Its id: the number.
+        seq: u64,
+        /// The answer, on `ok`.
+        outcome: Option<CancelResult>,
+    },
+    /// One poll of a delay workload consumer (every partition, from the earliest offset). On
+    /// `ok`: when the poll returned, by the runner's wall clock, and every record it returned.
+    DelayPoll {
+        /// When the poll returned, in ms since the Unix epoch.
+        received_ms: Option<u64>,
+        /// The records, in the order returned.
+        reads: Vec<DelayRead>,
+    },
+    /// The delay workload's consumers stopped (recorded once by the runner, `ok`).
+    DelayEnd {
+        /// When, in ms since the Unix epoch by the runner's clock.
+        at_ms: u64,
+        /// How many acknowledged messages the runner still expected and had not received.
+        missing: u64,
+    },
+}
+
+/// What cancelling a delayed message answered (`sluice_client::CancelOutcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelResult {
+    /// It will never be delivered.
+    Cancelled,
+    /// It was released (appended) before the cancel, and is delivered exactly once.
+    AlreadyDelivered,
+}
+
+/// One record a delay workload consumer received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelayRead {
+    /// Where: the partition.
+    pub partition: u32,
+    /// Where: the offset.
+    pub offset: u64,
+    /// Its value.
+    pub value: String,
+    /// Its `sluice.deliver_at` property, if it has one that is a number.
+    pub deliver_at_ms: Option<u64>,
+}
+
+impl Op {
+    /// Whether the operation belongs to the delay workload.
+    pub fn is_delay(&self) -> bool {
+        matches!(
+            self,
+            Op::DelaySetup { .. }
+                | Op::DelaySend { .. }
+                | Op::Cancel { .. }
+                | Op::DelayPoll { .. }
+                | Op::DelayEnd { .. }
+        )
+    }
+}
+
+/// Which workload a run drives (`run --workload`), and so which checks its history gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    /// The message log: producers, consumer groups, assign-mode readers, the final drain.
+    #[default]
+    Log,
+    /// Delayed messages: sent with a delivery time, some cancelled, read once released.
+    Delay,
+}
+
+impl WorkloadKind {
+    /// The workload a history comes from: `delay` if it holds any delay operation.
+    pub fn of(events: &[Event]) -> WorkloadKind {
+        if events.iter().any(|e| e.op.is_delay()) { WorkloadKind::Delay } else { WorkloadKind::Log }
+    }
+
+    /// Its command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Log => "log",
+            WorkloadKind::Delay => "delay",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Appends events to a history file as they happen, numbering them.
@@ -214,6 +337,27 @@ mod tests {
         let events = read(&buffer[..]).unwrap();
         assert_eq!(events.len(), 3);
         assert_eq!((events[1].index, events[1].kind, &events[1].op), (1, Kind::Ok, &done));
+    }
+
+    #[test]
+    fn delay_events_round_trip_and_mark_a_delay_history() {
+        let mut recorder = Recorder::new(Vec::new());
+        let send =
+            Op::DelaySend { value: "0-1".into(), deliver_at_ms: 1_700_000_000_500, partition: Some(2), seq: Some(9) };
+        recorder.record(0, Kind::Ok, send.clone()).unwrap();
+        let cancel =
+            Op::Cancel { value: "0-1".into(), partition: 2, seq: 9, outcome: Some(CancelResult::AlreadyDelivered) };
+        recorder.record(2, Kind::Ok, cancel.clone()).unwrap();
+        let record = DelayRead { partition: 2, offset: 4, value: "0-1".into(), deliver_at_ms: Some(1_700_000_000_500) };
+        let poll = Op::DelayPoll { received_ms: Some(1_700_000_000_510), reads: vec![record] };
+        recorder.record(3, Kind::Ok, poll.clone()).unwrap();
+        let buffer = recorder.out;
+        let text = String::from_utf8(buffer.clone()).unwrap();
+        assert!(text.contains(r#""f":"delay_send""#) && text.contains(r#""outcome":"already_delivered""#), "{text}");
+        let events = read(&buffer[..]).unwrap();
+        assert_eq!([&events[0].op, &events[1].op, &events[2].op], [&send, &cancel, &poll]);
+        assert_eq!(WorkloadKind::of(&events), WorkloadKind::Delay);
+        assert_eq!(WorkloadKind::of(&events[..0]), WorkloadKind::Log);
     }
 
     #[test]

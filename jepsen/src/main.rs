@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use sluice_jepsen::net::NetworkMode;
 use sluice_jepsen::run::{self, RunOptions};
 use sluice_jepsen::schedule::parse_families;
-use sluice_jepsen::workload::WorkloadConfig;
+use sluice_jepsen::workload::{DelayConfig, WorkloadConfig, WorkloadKind};
 use sluice_jepsen::{disk, net, nodes};
 
 /// Sluice's failure-injection suite.
@@ -75,24 +75,41 @@ struct RunArgs {
     /// pick free ports and need no number.
     #[arg(long, default_value_t = 0)]
     net: u8,
+    /// The workload: log (producers, consumer groups, readers, the final drain) or delay
+    /// (delayed messages, some cancelled, read once released; docs/DELAYS.md).
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Log)]
+    workload: WorkloadKind,
     /// Partitions of the workload's topic.
     #[arg(long, default_value_t = 6)]
     partitions: u32,
     /// Producer processes.
     #[arg(long, default_value_t = 2)]
     producers: u32,
-    /// Consumer group member processes.
+    /// Consumer group member processes (log workload).
     #[arg(long, default_value_t = 2)]
     members: u32,
-    /// Members of a second group, which consumes with a tag filter (docs/FILTERS.md).
+    /// Members of a second group, which consumes with a tag filter (docs/FILTERS.md; log
+    /// workload).
     #[arg(long, default_value_t = 1)]
     filtered_members: u32,
-    /// Assign-mode reader processes.
+    /// Assign-mode reader processes (the delay workload's consumers).
     #[arg(long, default_value_t = 1)]
     readers: u32,
     /// Sends per second of each producer.
     #[arg(long, default_value_t = 200)]
     rate: u32,
+    /// Delay workload: each message is due a uniformly random 0 to this many ms after it is
+    /// sent.
+    #[arg(long, default_value_t = DelayConfig::default().max_delay_ms)]
+    max_delay_ms: u64,
+    /// Delay workload: the share of acknowledged messages not yet due that are cancelled, in
+    /// percent.
+    #[arg(long, default_value_t = DelayConfig::default().cancel_percent)]
+    cancel_percent: u32,
+    /// Delay workload: how long, in seconds, the consumers read on past the latest delivery
+    /// time (plus the clock fault's skew) before missing messages count as lost.
+    #[arg(long, default_value_t = DelayConfig::default().grace.as_secs())]
+    delay_grace: u64,
 }
 
 fn main() -> ExitCode {
@@ -129,6 +146,14 @@ fn run_command(args: RunArgs) -> Result<bool> {
     }
     let seed = args.seed.unwrap_or_else(random_seed);
     let workload = WorkloadConfig {
+        kind: args.workload,
+        delay: DelayConfig {
+            max_delay_ms: args.max_delay_ms,
+            cancel_percent: args.cancel_percent,
+            grace: Duration::from_secs(args.delay_grace),
+            // The seed and the clock skew come from the run (`run::run`).
+            ..DelayConfig::default()
+        },
         partitions: args.partitions,
         producers: args.producers,
         members: args.members,
@@ -161,7 +186,11 @@ fn run_command(args: RunArgs) -> Result<bool> {
         network,
         workload,
     };
-    eprintln!("sluice-jepsen: seed {seed}, {network} network, run directory {}", run_dir.display());
+    eprintln!(
+        "sluice-jepsen: {} workload, seed {seed}, {network} network, run directory {}",
+        args.workload,
+        run_dir.display()
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let outcome = runtime.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
@@ -175,8 +204,12 @@ fn run_command(args: RunArgs) -> Result<bool> {
     })?;
     print!("{}", run::summary(&outcome, seed));
     println!("files: {} (report.json, history.jsonl, node logs)", run_dir.display());
+    let workload = match args.workload {
+        WorkloadKind::Log => String::new(),
+        WorkloadKind::Delay => format!(" --workload delay --max-delay-ms {}", args.max_delay_ms),
+    };
     println!(
-        "reproduce: sluice-jepsen run --seed {seed} --time-limit {} --faults {} --network {network}",
+        "reproduce: sluice-jepsen run --seed {seed} --time-limit {} --faults {} --network {network}{workload}",
         args.time_limit, args.faults
     );
     Ok(outcome.is_clean())

@@ -11,6 +11,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::history::WorkloadKind;
+
 mod anomaly;
 
 pub use anomaly::{Anomaly, Place, Sighting};
@@ -21,16 +23,74 @@ pub const EXAMPLES_PER_KIND: usize = 20;
 /// The result of checking one history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The workload the history comes from.
+    #[serde(default)]
+    pub workload: WorkloadKind,
     /// How many events the history held.
     pub events: u64,
     /// Per operation kind (`send`, `poll`, …): how many were invoked and how they ended.
     pub totals: Vec<OpTotals>,
-    /// Every anomaly kind, found or not (a kind with count 0 was checked and is clean).
+    /// Every anomaly kind checked for (the workload's, [`AnomalyKind::checked_for`]), found
+    /// or not (a kind with count 0 was checked and is clean), and any other kind found.
     pub anomalies: BTreeMap<AnomalyKind, Findings>,
     /// Per consumer group: what its members received, and what it committed at the end.
     pub groups: Vec<GroupStats>,
     /// How long the cluster went without acknowledging a send, per fault window and overall.
     pub availability: Availability,
+    /// The delay workload's figures (`None` for a log history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<DelayStats>,
+}
+
+/// What the delay workload did and saw: its sends, cancels, receipts and how late they came.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelayStats {
+    /// The clock skew allowed (`DelaySetup`), in ms.
+    pub max_clock_skew_ms: u64,
+    /// Delayed sends invoked.
+    pub sent: u64,
+    /// Acknowledged (given a delayed id).
+    pub acked: u64,
+    /// Certainly not written.
+    pub failed: u64,
+    /// Unknown (timed out, or a retriable error, or still unresolved at the end).
+    pub unknown: u64,
+    /// Cancels invoked.
+    pub cancels: u64,
+    /// Cancels that answered `Cancelled`.
+    pub cancelled: u64,
+    /// Cancels that answered `AlreadyDelivered`.
+    pub already_delivered: u64,
+    /// Cancels whose outcome is unknown.
+    pub cancels_unknown: u64,
+    /// Acknowledged messages that must be received: not cancelled, and not possibly cancelled.
+    pub expected: u64,
+    /// Distinct delayed messages received.
+    pub received: u64,
+    /// Records the consumers returned in all (a position is read again by each consumer and
+    /// after a re-poll).
+    pub reads: u64,
+    /// How late the messages received came: per message, its first receipt less its delivery
+    /// time, by the runner's clock (`None` if nothing was received).
+    pub lateness: Option<Lateness>,
+    /// When the consumers stopped (`DelayEnd`), ms since the Unix epoch.
+    pub read_until_ms: Option<u64>,
+    /// The latest delivery time of an acknowledged message, ms since the Unix epoch.
+    pub latest_deliver_at_ms: Option<u64>,
+}
+
+/// A distribution of lateness, in ms (negative: received before the delivery time, which only
+/// a broker clock ahead of the runner's may do).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lateness {
+    /// The earliest.
+    pub min_ms: i64,
+    /// The median.
+    pub p50_ms: i64,
+    /// The 99th percentile (nearest rank).
+    pub p99_ms: i64,
+    /// The latest.
+    pub max_ms: i64,
 }
 
 /// The anomalies the checker looks for (see `notes/FAULTS.md` for their origin).
@@ -61,6 +121,16 @@ pub enum AnomalyKind {
     FilterLeak,
     /// Replicas of a partition disagree, or one misses an acknowledged value below its end.
     Divergence,
+    /// A delayed message received before its delivery time (less the allowed clock skew).
+    EarlyRelease,
+    /// An acknowledged delayed message never received although it was not cancelled (no cancel,
+    /// or one that answered `AlreadyDelivered`).
+    LostDelayed,
+    /// A delayed message received although a cancel of it answered `Cancelled`.
+    CancelledDelivered,
+    /// A read that matches no send: a value never sent, or a delayed one carrying another
+    /// delivery time than it was sent with.
+    GarbageRead,
     /// An event the checker cannot interpret (e.g. an `ok` send without its offset): the
     /// history itself is broken, so the other verdicts may be incomplete.
     Malformed,
@@ -68,7 +138,27 @@ pub enum AnomalyKind {
 
 impl AnomalyKind {
     /// Every kind, in report order.
-    pub const ALL: [AnomalyKind; 12] = [
+    pub const ALL: [AnomalyKind; 16] = [
+        AnomalyKind::LostWrite,
+        AnomalyKind::Unseen,
+        AnomalyKind::Duplicate,
+        AnomalyKind::InconsistentOffsets,
+        AnomalyKind::AbortedRead,
+        AnomalyKind::NonmonotonicPoll,
+        AnomalyKind::PollSkip,
+        AnomalyKind::NonmonotonicSend,
+        AnomalyKind::GroupLost,
+        AnomalyKind::FilterLeak,
+        AnomalyKind::Divergence,
+        AnomalyKind::EarlyRelease,
+        AnomalyKind::LostDelayed,
+        AnomalyKind::CancelledDelivered,
+        AnomalyKind::GarbageRead,
+        AnomalyKind::Malformed,
+    ];
+
+    /// The kinds the log workload's history is checked for, in report order.
+    pub const LOG: [AnomalyKind; 12] = [
         AnomalyKind::LostWrite,
         AnomalyKind::Unseen,
         AnomalyKind::Duplicate,
@@ -82,6 +172,29 @@ impl AnomalyKind {
         AnomalyKind::Divergence,
         AnomalyKind::Malformed,
     ];
+
+    /// The kinds the delay workload's history is checked for, in report order: a message
+    /// released twice is a `duplicate` (one value at two places), a failed send that is read an
+    /// `aborted-read`.
+    pub const DELAY: [AnomalyKind; 9] = [
+        AnomalyKind::Duplicate,
+        AnomalyKind::InconsistentOffsets,
+        AnomalyKind::AbortedRead,
+        AnomalyKind::Divergence,
+        AnomalyKind::EarlyRelease,
+        AnomalyKind::LostDelayed,
+        AnomalyKind::CancelledDelivered,
+        AnomalyKind::GarbageRead,
+        AnomalyKind::Malformed,
+    ];
+
+    /// The kinds a history of `workload` is checked for.
+    pub fn checked_for(workload: WorkloadKind) -> &'static [AnomalyKind] {
+        match workload {
+            WorkloadKind::Log => &AnomalyKind::LOG,
+            WorkloadKind::Delay => &AnomalyKind::DELAY,
+        }
+    }
 
     /// The kind's name as the report prints it (`lost-write`, …).
     pub fn name(self) -> &'static str {
@@ -97,6 +210,10 @@ impl AnomalyKind {
             AnomalyKind::GroupLost => "group-lost",
             AnomalyKind::FilterLeak => "filter-leak",
             AnomalyKind::Divergence => "divergence",
+            AnomalyKind::EarlyRelease => "early-release",
+            AnomalyKind::LostDelayed => "lost-delayed",
+            AnomalyKind::CancelledDelivered => "cancelled-delivered",
+            AnomalyKind::GarbageRead => "garbage-read",
             AnomalyKind::Malformed => "malformed",
         }
     }
@@ -223,6 +340,9 @@ impl Report {
         let seed = seed.map_or_else(|| "none".to_owned(), |s| s.to_string());
         let _ = writeln!(out, "{verdict}  (seed {seed}, {} events)", self.events);
         self.write_ops(&mut out);
+        if let Some(delay) = &self.delay {
+            write_delay(&mut out, delay);
+        }
         self.write_anomalies(&mut out);
         self.write_groups(&mut out);
         self.write_availability(&mut out);
@@ -245,8 +365,7 @@ impl Report {
 
     fn write_anomalies(&self, out: &mut String) {
         let _ = writeln!(out, "anomalies:");
-        for kind in AnomalyKind::ALL {
-            let findings = self.anomalies.get(&kind).cloned().unwrap_or_default();
+        for (kind, findings) in &self.anomalies {
             let first = findings.examples.first().map(|a| format!("  e.g. {}", a.describe()));
             let _ = writeln!(out, "  {:<22} {:>6}{}", kind.name(), findings.count, first.unwrap_or_default());
         }
@@ -289,6 +408,44 @@ impl Report {
                 w.sends_failed,
                 w.sends_unknown
             );
+        }
+    }
+}
+
+/// The delay workload's lines of the summary.
+fn write_delay(out: &mut String, d: &DelayStats) {
+    let _ = writeln!(
+        out,
+        "delayed sends: {} invoked, {} acknowledged, {} failed, {} unknown",
+        d.sent, d.acked, d.failed, d.unknown
+    );
+    let _ = writeln!(
+        out,
+        "cancels: {} invoked, {} cancelled, {} already delivered, {} unknown",
+        d.cancels, d.cancelled, d.already_delivered, d.cancels_unknown
+    );
+    let until = match (d.read_until_ms, d.latest_deliver_at_ms) {
+        (Some(until), Some(latest)) => {
+            format!("{} ms after the latest acknowledged deliver_at", i128::from(until) - i128::from(latest))
+        }
+        (Some(until), None) => format!("at {until} ms"),
+        (None, _) => "(not recorded)".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "received: {} distinct delayed messages ({} reads), {} expected; consumers stopped {until}",
+        d.received, d.reads, d.expected
+    );
+    match d.lateness {
+        Some(l) => {
+            let _ = writeln!(
+                out,
+                "lateness (receipt - deliver_at): min {}ms, p50 {}ms, p99 {}ms, max {}ms; clock skew allowed {}ms",
+                l.min_ms, l.p50_ms, l.p99_ms, l.max_ms, d.max_clock_skew_ms
+            );
+        }
+        None => {
+            let _ = writeln!(out, "lateness: nothing received; clock skew allowed {}ms", d.max_clock_skew_ms);
         }
     }
 }

@@ -29,7 +29,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the cluster may take to serve again once every fault healed.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the final drain may take.
+/// How long the final drain may take (the log workload's; the delay workload's consumers read
+/// until its messages are all in or its grace has passed).
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 /// How long the workload may overrun its time limit before the run gives up on it.
 const WORKLOAD_GRACE: Duration = Duration::from_secs(60);
@@ -97,6 +98,16 @@ fn planned_sends(options: &RunOptions) -> u64 {
     per_second.saturating_mul(options.time_limit.as_secs().max(1))
 }
 
+/// The workload's configuration as the run gives it: the delay workload's delivery times and
+/// cancels seeded by the run's seed, and the clock skew its checks allow that of the schedule's
+/// clock fault.
+fn workload_config(options: &RunOptions) -> WorkloadConfig {
+    let mut config = options.workload.clone();
+    config.delay.seed = options.seed;
+    config.delay.max_clock_skew = crate::schedule::max_clock_skew(&options.families);
+    config
+}
+
 /// Records fault events in the shared history.
 struct HistoryFaults(SharedRecorder);
 
@@ -143,7 +154,7 @@ pub async fn run(options: RunOptions) -> Result<Outcome> {
     let recorder: SharedRecorder = Arc::new(Mutex::new(Recorder::new(BufWriter::new(file))));
 
     let bootstrap = cluster.bootstrap().join(",");
-    let setup = Workload::setup(&bootstrap, options.workload.clone());
+    let setup = Workload::setup(&bootstrap, workload_config(&options));
     let workload = tokio::time::timeout(SETUP_TIMEOUT, setup).await.context("workload setup timed out")??;
     let client = sluice_client::Client::connect(sluice_client::ClientConfig::new(cluster.bootstrap())).await?;
     let topic = &options.workload.topic;
@@ -294,6 +305,23 @@ pub fn check_file(path: &Path) -> Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_workload_takes_the_runs_seed_and_the_clock_faults_skew() {
+        let options = |faults: &str| RunOptions {
+            seed: 9,
+            time_limit: Duration::from_secs(60),
+            families: crate::schedule::parse_families(faults).unwrap(),
+            bin_dir: PathBuf::new(),
+            run_dir: PathBuf::new(),
+            network: NetworkMode::Proxy,
+            workload: WorkloadConfig::default(),
+        };
+        let config = workload_config(&options("kill,partition"));
+        assert_eq!((config.delay.seed, config.delay.max_clock_skew), (9, Duration::ZERO));
+        let config = workload_config(&options("clock"));
+        assert_eq!(config.delay.max_clock_skew, Duration::from_secs(120));
+    }
 
     #[test]
     fn stamps_are_utc_calendar_times() {

@@ -147,6 +147,13 @@ pub fn parse_families(list: &str) -> Result<Vec<Family>> {
     Ok(families)
 }
 
+/// The most a broker's wall clock can be from the runner's in a run of `families`: the clock
+/// fault's largest jump if it is among them, zero otherwise (every other fault leaves the
+/// clocks alone, and the brokers run on the runner's machine).
+pub fn max_clock_skew(families: &[Family]) -> Duration {
+    if families.contains(&Family::Clock) { Duration::from_secs(CLOCK_SKEW_S.1) } else { Duration::ZERO }
+}
+
 /// One fault, with its targets chosen (except "the leader", chosen when it starts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -385,6 +392,18 @@ mod tests {
         assert!(e.contains("bogus") && e.contains(known), "{e}");
         assert_eq!(parse_families("all").unwrap(), Family::ALL);
         assert!(parse_families("kill,kill").unwrap_err().to_string().contains("twice"));
+    }
+
+    #[test]
+    fn only_the_clock_family_skews_clocks_and_never_beyond_its_bound() {
+        assert_eq!(max_clock_skew(&[Family::Kill, Family::Partition, Family::Combined]), Duration::ZERO);
+        assert_eq!(max_clock_skew(&[Family::Kill, Family::Clock]), Duration::from_secs(120));
+        let s = Schedule::generate(5, Duration::from_secs(3_600), &[Family::Clock], &NODES);
+        let bound = max_clock_skew(&Family::ALL).as_secs();
+        for w in &s.windows {
+            let Fault::ClockSkew(_, secs) = w.fault else { panic!("{} is not a clock fault", w.fault) };
+            assert!(secs.unsigned_abs() <= bound, "{s}");
+        }
     }
 
     #[test]

@@ -122,9 +122,14 @@ async fn leader(client: &Client) -> NodeId {
 
 /// Reads the topic from the start until `stop`, noting when each message arrived.
 async fn consume(client: Client, count: Arc<AtomicUsize>, stop: Arc<AtomicBool>) -> Vec<Received> {
+    consume_topic(client, TOPIC, count, stop).await
+}
+
+/// Reads `topic` from the start until `stop`, noting when each message arrived.
+async fn consume_topic(client: Client, topic: &str, count: Arc<AtomicUsize>, stop: Arc<AtomicBool>) -> Vec<Received> {
     let config = ConsumerConfig { start: SeekTo::Earliest, ..ConsumerConfig::default() };
     let mut consumer = client.consumer(config).expect("a consumer");
-    consumer.assign(TOPIC, &[]).await.expect("assign every partition");
+    consumer.assign(topic, &[]).await.expect("assign every partition");
     let mut received = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let records = match consumer.poll(Duration::from_millis(200)).await {
@@ -189,4 +194,59 @@ fn check(expected: &BTreeMap<String, u64>, cancelled: &BTreeSet<String>, receive
         received.len(),
         late.iter().max().unwrap_or(&0)
     );
+}
+
+const SCHEDULED: &str = "scheduled";
+
+/// A schedule firing every second goes on firing across a SIGKILL of its partition's leader:
+/// once per due time, never early, and stops once deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_keeps_firing_once_per_due_time_across_a_leader_kill() {
+    let mut cluster = Cluster::start(3).await;
+    within(LIMIT, "the schedule test", async {
+        let client = cluster.client().await;
+        client.admin().create_topic(SCHEDULED, &TopicConfig::new(1, 3)).await.expect("create the topic");
+        client.admin().wait_for_leaders(SCHEDULED, Duration::from_secs(30)).await.expect("leaders");
+        let every = sluice_client::Cadence::Every(Duration::from_secs(1));
+        let record = ProducerRecord::new(SCHEDULED, "tick");
+        client.admin().create_schedule("tick", &every, &record).await.expect("create the schedule");
+        let exists = client.admin().create_schedule("tick", &every, &record).await.unwrap_err();
+        assert_eq!(exists.code(), Some(sluice_client::ErrorCode::ScheduleExists), "{exists}");
+
+        let (count, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let consumer = tokio::spawn(consume_topic(client.clone(), SCHEDULED, Arc::clone(&count), Arc::clone(&stop)));
+        wait_for_count(&count, 3, Duration::from_secs(20)).await;
+        let metadata = client.refresh_metadata().await.expect("metadata");
+        let killed = metadata.topics[SCHEDULED].partition(0).and_then(|p| p.leader).expect("a leader");
+        cluster.kill(killed);
+        let at_kill = count.load(Ordering::Relaxed);
+        eprintln!("SIGKILLed broker {killed}, leader of {SCHEDULED}/0, after {at_kill} fires");
+        wait_for_count(&count, at_kill + 5, Duration::from_secs(40)).await;
+        cluster.restart(killed);
+        cluster.wait_ready().await;
+        wait_for_count(&count, at_kill + 8, Duration::from_secs(20)).await;
+        client.admin().delete_schedule(SCHEDULED, "tick").await.expect("delete the schedule");
+        let at_delete = count.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.store(true, Ordering::Relaxed);
+        let fires = consumer.await.expect("the consumer");
+        assert!(fires.len() <= at_delete + 1, "{} fires after the delete", fires.len() - at_delete);
+        let mut dues = BTreeSet::new();
+        for f in &fires {
+            assert!(dues.insert(f.deliver_at), "the fire due at {} arrived twice", f.deliver_at);
+            assert!(f.received_at >= f.deliver_at, "a fire due at {} arrived at {}", f.deliver_at, f.received_at);
+        }
+        let gaps: Vec<u64> = dues.iter().zip(dues.iter().skip(1)).map(|(a, b)| b - a).collect();
+        assert!(gaps.iter().all(|g| g % 1_000 == 0), "fires on the one-second grid: {gaps:?}");
+        eprintln!("{} fires, once each, none early; gaps {gaps:?} ms", fires.len());
+    })
+    .await;
+}
+
+async fn wait_for_count(count: &AtomicUsize, at_least: usize, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while count.load(Ordering::Relaxed) < at_least {
+        assert!(tokio::time::Instant::now() < deadline, "fewer than {at_least} fires within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -184,7 +184,9 @@ impl Broker {
                 liveness,
                 Arc::clone(&requests),
             );
-            let exporter = Exporter::new(&requests, collector.with_disk(disk.clone())).with_groups(groups);
+            let exporter = Exporter::new(&requests, collector.with_disk(disk.clone()))
+                .with_delays(partitions.delays().map(|d| d.metrics()))
+                .with_groups(groups);
             tasks.push(tokio::spawn(metrics::serve(listener, exporter, wait_until_true(stopped.clone()))));
         }
         let retention_check = std::time::Duration::from_millis(config.retention_check_ms);

@@ -40,6 +40,65 @@ pub enum Command {
     /// List and cancel pending delayed messages.
     #[command(subcommand)]
     Delay(DelayCommand),
+    /// Create, list and delete recurring schedules: a message sent each time a cron expression
+    /// or an interval fires.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+/// `sluice schedule ...`
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Creates a schedule: each time it fires, the message is appended to the topic, once.
+    Create(ScheduleCreateArgs),
+    /// Lists schedules, with their next fire.
+    List {
+        /// Only this topic's (default: every topic's).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Deletes a schedule.
+    Delete {
+        /// The schedule's name.
+        name: String,
+        /// Its topic; needed only if several topics have a schedule of that name.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+}
+
+/// `sluice schedule create`
+#[derive(Debug, Args)]
+pub struct ScheduleCreateArgs {
+    /// The schedule's name, unique on its topic.
+    pub name: String,
+    /// The topic its messages go to.
+    #[arg(long)]
+    pub topic: String,
+    /// A cron expression with seconds: `sec min hour dom mon dow [year]` ('0 */5 * * * *').
+    #[arg(long, conflicts_with = "every", required_unless_present = "every")]
+    pub cron: Option<String>,
+    /// The cron expression's IANA time zone (default UTC), e.g. Europe/Berlin.
+    #[arg(long, requires = "cron")]
+    pub tz: Option<String>,
+    /// Fire every this long instead (at least 100ms): 500ms, 30s, 5m.
+    #[arg(long, value_parser = parse_duration)]
+    pub every: Option<Duration>,
+    /// The message's value.
+    #[arg(long)]
+    pub value: String,
+    /// The message's key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// The message's tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// A string header `name=value` of the message; repeat for more.
+    #[arg(long = "property", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
 }
 
 /// `sluice delay ...`
@@ -301,6 +360,9 @@ pub enum BenchCommand {
     Commit(BenchCommitArgs),
     /// Time consumer-group rebalances: a member joining, one crashing, one leaving.
     Rebalance(BenchRebalanceArgs),
+    /// Delayed messages under load: release lateness at a steady rate, a burst all due at
+    /// once, or many pending far ahead.
+    Delay(BenchDelayArgs),
 }
 
 /// How long a benchmark runs, and where.
@@ -439,6 +501,78 @@ pub struct BenchRebalanceArgs {
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(3..))]
     pub partitions: u32,
     /// Replication factor of the topic if it has to be created.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replication_factor: u32,
+    /// Output format of the summary.
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+/// What `sluice bench delay` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DelayBenchMode {
+    /// Send --rate delayed messages per second for --duration, each due --delay after it is
+    /// sent; read them as they are released: release lateness (receive time minus due time),
+    /// releases per second, and the sends' acknowledgement latency.
+    Steady,
+    /// Send --count delayed messages all due at one time T, then wait: the time from T until
+    /// the last one is read (the drain), and the acknowledgement latency of a plain producer
+    /// on another topic just before T and during the drain.
+    Burst,
+    /// Send --count delayed messages due far ahead (--delay) as fast as they are
+    /// acknowledged: the produce rate, and how many the topic has pending at the end. They
+    /// stay pending (and are released at their due time) after the run.
+    Pending,
+}
+
+/// `sluice bench delay`
+#[derive(Debug, Args)]
+pub struct BenchDelayArgs {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = DelayBenchMode::Steady)]
+    pub mode: DelayBenchMode,
+    /// The topic of the delayed messages (created if missing, with --partitions and
+    /// --replication-factor). Default: sluice-bench-delay-MODE.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Steady: how long to send.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Steady: delayed messages sent per second.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub rate: u32,
+    /// Steady: each message is due this long after it is sent (default 5s). Pending: the same
+    /// (default 1h). Burst: the due time T is this long after sending starts (default: enough
+    /// for sending at 10,000 msgs/s, then --baseline, then 5 s).
+    #[arg(long, value_parser = parse_duration)]
+    pub delay: Option<Duration>,
+    /// Burst and pending: delayed messages to send (default: 1000000 for burst, 10000000
+    /// for pending).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Bytes of each message's value (at least 16: it starts with the run's id).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
+    pub value_bytes: u32,
+    /// Delayed messages offered and not yet acknowledged at most. Default: as many as the
+    /// producer's 32 MiB buffer holds.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: Option<u32>,
+    /// Burst: the topic of the plain (not delayed) producer.
+    #[arg(long, default_value = "sluice-bench-delay-plain")]
+    pub plain_topic: String,
+    /// Burst: messages per second the plain producer sends.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub plain_rate: u32,
+    /// Burst: plain messages offered and not yet acknowledged at most.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub plain_max_in_flight: u32,
+    /// Burst: the plain producer's baseline is measured over this long just before T.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub baseline: Duration,
+    /// Partitions of the topics if they have to be created.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..))]
+    pub partitions: u32,
+    /// Replication factor of the topics if they have to be created.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub replication_factor: u32,
     /// Output format of the summary.

@@ -3,7 +3,7 @@
 //!
 //! Commands: `topic create|list|describe|delete`, `produce`, `consume` (alone, or with
 //! `--group` as a member of a consumer group), `group list|describe|reset`, `delay
-//! list|cancel`, `cluster status`,
+//! list|cancel`, `schedule create|list|delete`, `cluster status`,
 //! `bench produce|consume|commit|rebalance`. Read commands take `--output json`. Every command
 //! bootstraps from `--bootstrap` or `SLUICE_BOOTSTRAP`, defaulting to the local three-node
 //! cluster.
@@ -11,6 +11,7 @@
 pub mod args;
 mod bench;
 mod bench_commit;
+mod bench_delay;
 mod bench_rebalance;
 mod bench_rebalance_member;
 mod consume;
@@ -20,6 +21,7 @@ pub mod group;
 mod manage;
 pub mod output;
 mod produce;
+mod schedule;
 
 use std::io::Write;
 
@@ -39,6 +41,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Group(command) => group::run(&client, command).await,
         Command::Bench(command) => bench::run(&client, command).await,
         Command::Delay(command) => delay::run(&client, command).await,
+        Command::Schedule(command) => schedule::run(&client, command).await,
     }
 }
 

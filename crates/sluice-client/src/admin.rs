@@ -150,6 +150,37 @@ impl Admin {
         crate::delay::cancel(&self.client, topic, id).await
     }
 
+    /// Creates recurring schedule `name`: each time `cadence` fires, `record` (its value, key,
+    /// tag and properties) is appended to its topic, once (docs/DELAYS.md, "Schedules").
+    /// Returns the first fire time, in ms since the Unix epoch. SCHEDULE_EXISTS if the topic
+    /// has a schedule of that name.
+    pub async fn create_schedule(
+        &self,
+        name: &str,
+        cadence: &crate::Cadence,
+        record: &crate::ProducerRecord,
+    ) -> Result<u64> {
+        crate::schedule::create(&self.client, name, cadence, record).await
+    }
+
+    /// Deletes schedule `name` of `topic`; UNKNOWN_SCHEDULE if there is none.
+    pub async fn delete_schedule(&self, topic: &str, name: &str) -> Result<()> {
+        crate::schedule::delete(&self.client, topic, name).await
+    }
+
+    /// The schedules of `topic`, or of every topic, by name.
+    pub async fn list_schedules(&self, topic: Option<&str>) -> Result<Vec<crate::ScheduleInfo>> {
+        let topics: Vec<String> = match topic {
+            Some(t) => vec![t.to_owned()],
+            None => self.list_topics().await?.iter().map(|t| t.name.clone()).collect(),
+        };
+        let mut all = Vec::new();
+        for topic in topics {
+            all.extend(crate::schedule::list(&self.client, &topic).await?);
+        }
+        Ok(all)
+    }
+
     /// Deletes a topic and, on every broker, its data.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         check_name(name)?;

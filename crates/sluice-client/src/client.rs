@@ -106,7 +106,10 @@ answers!(
     v1::FetchResponse,
     v1::ListOffsetsResponse,
     v1::CancelDelayedResponse,
-    v1::ListDelayedResponse
+    v1::ListDelayedResponse,
+    v1::CreateScheduleResponse,
+    v1::DeleteScheduleResponse,
+    v1::ListSchedulesResponse
 );
 
 /// How one attempt failed.

@@ -182,6 +182,9 @@ fn hint(code: ErrorCode) -> &'static str {
         }
         ErrorCode::InvalidConfig => "fix the setting the message names",
         ErrorCode::InvalidDelay => "give a delivery time within the brokers' max_delay_ms (365 days by default)",
+        ErrorCode::ScheduleExists => "delete the schedule first (`sluice schedule delete`), or choose another name",
+        ErrorCode::UnknownSchedule => "check the name with `sluice schedule list`",
+        ErrorCode::InvalidSchedule => "fix the cron expression, time zone or interval the message names",
         ErrorCode::Unavailable => "the broker is starting, stopping or electing a leader; retry shortly",
         ErrorCode::Internal => "a broker failed internally; see its log",
         ErrorCode::NotCoordinator | ErrorCode::CoordinatorLoading => "the group's coordinator is moving; retry shortly",

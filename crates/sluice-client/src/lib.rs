@@ -56,6 +56,7 @@ mod metadata;
 pub mod partitioner;
 mod producer;
 mod record;
+pub mod schedule;
 mod topic_partition;
 
 pub use admin::{Admin, BrokerStatus, ClusterStatus, PartitionDescription, TopicDescription};
@@ -75,5 +76,6 @@ pub use group::{
 pub use metadata::{BrokerInfo, ClusterMetadata, DiskFull, PartitionInfo, TopicConfig, TopicInfo};
 pub use producer::{Delivery, Producer};
 pub use record::{ConsumedRecord, ProducerRecord, RecordMetadata};
+pub use schedule::{Cadence, ScheduleInfo};
 pub use sluice_proto::ErrorCode;
 pub use topic_partition::TopicPartition;

@@ -1,6 +1,8 @@
 //! One pass over the history that gathers what the write and group checks share: every send
 //! with its outcome, and every read (poll or final drain) flattened to (partition, offset,
-//! value).
+//! value). The delay workload's sends and reads are included: a delayed send has no
+//! acknowledged place (it gets its offset when released), so only its value and a `fail` are
+//! indexed; its reads are reads like any other.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,7 +18,7 @@ pub(crate) struct Send<'a> {
     /// The producer process.
     pub process: u32,
     /// Every `ok` completion: (partition, offset, event index). More than one is a bug the
-    /// duplicate check reports if they disagree.
+    /// duplicate check reports if they disagree. Always empty for a delayed send.
     pub acks: Vec<(u32, u64, u64)>,
     /// The `fail` completion, if any.
     pub fail: Option<u64>,
@@ -63,6 +65,12 @@ impl<'a> Index<'a> {
                     }
                 }
                 Op::FinalRead { partition, reads } => index.add_reads(event.index, *partition, reads),
+                Op::DelaySend { value, .. } => index.add_delay_send(event, value, found),
+                Op::DelayPoll { reads, .. } if event.kind == Kind::Ok => {
+                    for read in reads {
+                        index.add_read(event.index, read.partition, read.offset, &read.value);
+                    }
+                }
                 _ => {}
             }
         }
@@ -113,11 +121,37 @@ impl<'a> Index<'a> {
         }
     }
 
+    /// A delayed send: its value (unique among every send) and whether it failed; its `ok`
+    /// (a delayed id, no offset) is the delay check's business.
+    fn add_delay_send(&mut self, event: &Event, value: &'a str, found: &mut Found) {
+        let malformed = |reason: String| Anomaly::Malformed { event: event.index, reason };
+        if event.kind == Kind::Invoke {
+            if self.by_value.contains_key(value) {
+                found.push(malformed(format!("value {value:?} is sent twice; values must be unique")));
+                return;
+            }
+            self.by_value.insert(value, self.sends.len());
+            self.sends.push(Send { value, process: event.process, ..Send::default() });
+            return;
+        }
+        let Some(&i) = self.by_value.get(value) else {
+            found.push(malformed(format!("delayed send of {value:?} completes without an invocation")));
+            return;
+        };
+        if event.kind == Kind::Fail {
+            self.sends[i].fail = Some(event.index);
+        }
+    }
+
     fn add_reads(&mut self, event: u64, partition: u32, entries: &'a [(u64, String)]) {
         for (offset, value) in entries {
-            self.reads.push(Read { event, partition, offset: *offset, value });
-            let highest = self.highest_read.entry(partition).or_insert(*offset);
-            *highest = (*highest).max(*offset);
+            self.add_read(event, partition, *offset, value);
         }
+    }
+
+    fn add_read(&mut self, event: u64, partition: u32, offset: u64, value: &'a str) {
+        self.reads.push(Read { event, partition, offset, value });
+        let highest = self.highest_read.entry(partition).or_insert(offset);
+        *highest = (*highest).max(offset);
     }
 }

@@ -10,9 +10,18 @@
 //! - `groups`: offsets a group committed past without any member receiving them, messages a
 //!   filtered group received that its filter does not select, and redelivery counts;
 //! - `replicas`: the nodes' local logs compared with each other and with the acks;
-//! - `availability`: gaps between acknowledged sends, per fault window.
+//! - `availability`: gaps between acknowledged sends, per fault window;
+//! - `delays` (delay workload): delayed messages released early, lost, delivered after a
+//!   successful cancel, or read with a value or delivery time nobody sent. Its sends and reads
+//!   are in the index too, so the write checks report a message released twice (`duplicate`),
+//!   two values at one offset, and a failed send that is read (`aborted-read`).
+//!
+//! Every check runs on every history (a check finds nothing in the other workload's
+//! operations); which kinds the report lists as checked depends on the workload
+//! ([`WorkloadKind::of`]).
 
 mod availability;
+mod delays;
 mod groups;
 mod index;
 mod polls;
@@ -25,32 +34,42 @@ mod writes;
 
 use std::collections::BTreeMap;
 
-use crate::history::{Event, Kind, Op};
+use crate::history::{Event, Kind, Op, WorkloadKind};
 use crate::report::{Anomaly, AnomalyKind, Findings, OpTotals, Report};
 
 /// Checks `events` (a whole history, in recorded order) and reports what it found.
 pub fn check(events: &[Event]) -> Report {
-    let mut found = Found::default();
+    let workload = WorkloadKind::of(events);
+    let mut found = Found::checking(AnomalyKind::checked_for(workload));
     let index = index::Index::build(events, &mut found);
     writes::check(&index, &mut found);
     polls::check(events, &mut found);
     let groups = groups::check(events, &index, &mut found);
     replicas::check(events, &index, &mut found);
     let availability = availability::measure(events, &mut found);
-    Report { events: events.len() as u64, totals: totals(events), anomalies: found.0, groups, availability }
-}
-
-/// The findings so far, one entry per [`AnomalyKind`] (all present, so a clean kind shows 0).
-#[derive(Debug)]
-pub(crate) struct Found(BTreeMap<AnomalyKind, Findings>);
-
-impl Default for Found {
-    fn default() -> Found {
-        Found(AnomalyKind::ALL.into_iter().map(|k| (k, Findings::default())).collect())
+    let delay = (workload == WorkloadKind::Delay).then(|| delays::check(events, &index, &mut found));
+    Report {
+        workload,
+        events: events.len() as u64,
+        totals: totals(events),
+        anomalies: found.0,
+        groups,
+        availability,
+        delay,
     }
 }
 
+/// The findings so far, one entry per [`AnomalyKind`] checked for (so a clean kind shows 0),
+/// and one per other kind found.
+#[derive(Debug)]
+pub(crate) struct Found(BTreeMap<AnomalyKind, Findings>);
+
 impl Found {
+    /// No findings yet, of `kinds`.
+    fn checking(kinds: &[AnomalyKind]) -> Found {
+        Found(kinds.iter().map(|&k| (k, Findings::default())).collect())
+    }
+
     /// Counts one instance, keeping it as evidence while there is room.
     pub fn push(&mut self, anomaly: Anomaly) {
         self.findings(anomaly.kind()).push(anomaly);
@@ -78,6 +97,11 @@ fn op_name(op: &Op) -> &'static str {
         Op::NodeLog { .. } => "node_log",
         Op::FinalCommitted { .. } => "final_committed",
         Op::Subscribe { .. } => "subscribe",
+        Op::DelaySetup { .. } => "delay_setup",
+        Op::DelaySend { .. } => "delay_send",
+        Op::Cancel { .. } => "cancel",
+        Op::DelayPoll { .. } => "delay_poll",
+        Op::DelayEnd { .. } => "delay_end",
     }
 }
 

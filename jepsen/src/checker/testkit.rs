@@ -1,7 +1,7 @@
 //! Builds histories by hand for the checker's tests: one call per operation, with invocation
 //! and completion recorded as a real run would, one millisecond apart unless told otherwise.
 
-use crate::history::{Event, Kind, Op};
+use crate::history::{CancelResult, DelayRead, Event, Kind, Op};
 use crate::report::{Anomaly, AnomalyKind, Report};
 
 /// The process number the runner records faults and final reads under.
@@ -129,6 +129,95 @@ impl History {
         let op = Op::FinalCommitted { group: group.into(), offsets: offsets.to_vec() };
         self.push(RUNNER, Kind::Ok, op)
     }
+}
+
+/// The delay workload's operations.
+impl History {
+    /// The delay workload's parameters.
+    pub fn delay_setup(&mut self, max_clock_skew_ms: u64, grace_ms: u64) -> &mut History {
+        let op = Op::DelaySetup { max_clock_skew_ms, grace_ms, max_delay_ms: 5_000, cancel_percent: 20 };
+        self.push(RUNNER, Kind::Ok, op)
+    }
+
+    /// The invocation of a delayed send due at `deliver_at_ms`.
+    pub fn delay_send_invoke(&mut self, process: u32, value: &str, deliver_at_ms: u64) -> &mut History {
+        self.push(process, Kind::Invoke, delay_send(value, deliver_at_ms, None))
+    }
+
+    /// A delayed send acknowledged with the id (`partition`, `seq`).
+    pub fn delay_send_ok(
+        &mut self,
+        process: u32,
+        value: &str,
+        deliver_at_ms: u64,
+        partition: u32,
+        seq: u64,
+    ) -> &mut History {
+        self.delay_send_invoke(process, value, deliver_at_ms);
+        self.push(process, Kind::Ok, delay_send(value, deliver_at_ms, Some((partition, seq))))
+    }
+
+    /// A delayed send whose outcome is unknown.
+    pub fn delay_send_info(&mut self, process: u32, value: &str, deliver_at_ms: u64) -> &mut History {
+        self.delay_send_invoke(process, value, deliver_at_ms);
+        self.push(process, Kind::Info, delay_send(value, deliver_at_ms, None))
+    }
+
+    /// A delayed send that certainly failed.
+    pub fn delay_send_fail(&mut self, process: u32, value: &str, deliver_at_ms: u64) -> &mut History {
+        self.delay_send_invoke(process, value, deliver_at_ms);
+        self.push(process, Kind::Fail, delay_send(value, deliver_at_ms, None))
+    }
+
+    /// An `ok` completion of a delayed send that lacks its id (a broken history).
+    pub fn delay_send_ack_without_id(&mut self, process: u32, value: &str, deliver_at_ms: u64) -> &mut History {
+        self.push(process, Kind::Ok, delay_send(value, deliver_at_ms, None))
+    }
+
+    /// A cancel of the message sent as `value` with the id (`partition`, `seq`): `ok` with
+    /// `outcome`, or `info` (unknown) when `None`.
+    pub fn cancel(
+        &mut self,
+        process: u32,
+        value: &str,
+        partition: u32,
+        seq: u64,
+        outcome: Option<CancelResult>,
+    ) -> &mut History {
+        let op = |outcome| Op::Cancel { value: value.into(), partition, seq, outcome };
+        self.push(process, Kind::Invoke, op(None));
+        self.push(process, if outcome.is_some() { Kind::Ok } else { Kind::Info }, op(outcome))
+    }
+
+    /// A delay consumer's poll returning at `received_ms` with `reads`: (partition, offset,
+    /// value, deliver_at property).
+    pub fn delay_poll(
+        &mut self,
+        process: u32,
+        received_ms: u64,
+        reads: &[(u32, u64, &str, Option<u64>)],
+    ) -> &mut History {
+        self.push(process, Kind::Invoke, Op::DelayPoll { received_ms: None, reads: Vec::new() });
+        let reads = reads
+            .iter()
+            .map(|&(partition, offset, value, deliver_at_ms)| DelayRead {
+                partition,
+                offset,
+                value: value.into(),
+                deliver_at_ms,
+            })
+            .collect();
+        self.push(process, Kind::Ok, Op::DelayPoll { received_ms: Some(received_ms), reads })
+    }
+
+    /// The delay consumers stopped at `at_ms`, `missing` messages short.
+    pub fn delay_end(&mut self, at_ms: u64, missing: u64) -> &mut History {
+        self.push(RUNNER, Kind::Ok, Op::DelayEnd { at_ms, missing })
+    }
+}
+
+fn delay_send(value: &str, deliver_at_ms: u64, id: Option<(u32, u64)>) -> Op {
+    Op::DelaySend { value: value.into(), deliver_at_ms, partition: id.map(|i| i.0), seq: id.map(|i| i.1) }
 }
 
 fn owned(entries: &[(u64, &str)]) -> Vec<(u64, String)> {

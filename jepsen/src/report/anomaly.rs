@@ -163,6 +163,81 @@ pub enum Anomaly {
         /// The replica's `node_log` event.
         event: u64,
     },
+    /// A delayed message received before its delivery time, by more than the allowed skew.
+    EarlyRelease {
+        /// The value.
+        value: String,
+        /// Where it was read first.
+        partition: u32,
+        /// Where it was read first.
+        offset: u64,
+        /// Its delivery time, as sent (ms since the Unix epoch).
+        deliver_at_ms: u64,
+        /// When it was first received (ms since the Unix epoch, the runner's clock).
+        received_ms: u64,
+        /// The clock skew allowed, in ms.
+        max_clock_skew_ms: u64,
+        /// The poll that first returned it.
+        event: u64,
+    },
+    /// An acknowledged delayed message, not cancelled, never received.
+    LostDelayed {
+        /// The value.
+        value: String,
+        /// Its id: the partition.
+        partition: u32,
+        /// Its id: the number.
+        seq: u64,
+        /// Its delivery time, as sent (ms since the Unix epoch).
+        deliver_at_ms: u64,
+        /// The `ok` completion of its send.
+        ack_event: u64,
+        /// The `ok` completion of a cancel that answered `AlreadyDelivered`, if one did.
+        already_delivered_event: Option<u64>,
+        /// When the consumers stopped reading (`DelayEnd`), if the history says.
+        read_until_ms: Option<u64>,
+    },
+    /// A delayed message received although its cancel answered `Cancelled`.
+    CancelledDelivered {
+        /// The value.
+        value: String,
+        /// Where it was read.
+        partition: u32,
+        /// Where it was read.
+        offset: u64,
+        /// The cancel's `ok` completion.
+        cancel_event: u64,
+        /// The poll that first returned it.
+        read_event: u64,
+        /// When that poll returned (ms since the Unix epoch).
+        received_ms: u64,
+    },
+    /// A value read that nobody sent.
+    UnsentRead {
+        /// The value.
+        value: String,
+        /// Where it was read first.
+        partition: u32,
+        /// Where it was read first.
+        offset: u64,
+        /// The poll that first returned it.
+        event: u64,
+    },
+    /// A delayed message read with another delivery time than it was sent with (or none).
+    DeliverAtMismatch {
+        /// The value.
+        value: String,
+        /// Where it was read.
+        partition: u32,
+        /// Where it was read.
+        offset: u64,
+        /// The delivery time it was sent with.
+        sent_ms: u64,
+        /// The `sluice.deliver_at` property it was read with.
+        read_ms: Option<u64>,
+        /// The poll that returned it so.
+        event: u64,
+    },
     /// An event the checker cannot interpret.
     Malformed {
         /// The event.
@@ -243,6 +318,51 @@ impl Anomaly {
                 let holds = found.as_ref().map_or_else(|| "nothing".to_owned(), |v| format!("{v:?}"));
                 format!("node {node} p{partition}@{offset} (event {event}) holds {holds}, acked {value:?}")
             }
+            Anomaly::EarlyRelease {
+                value,
+                partition,
+                offset,
+                deliver_at_ms,
+                received_ms,
+                max_clock_skew_ms,
+                event,
+            } => format!(
+                "{value:?} due at {deliver_at_ms} received at {received_ms} ({} ms early, {max_clock_skew_ms} ms skew \
+                 allowed) at p{partition}@{offset} (event {event})",
+                deliver_at_ms.saturating_sub(*received_ms)
+            ),
+            Anomaly::LostDelayed {
+                value,
+                partition,
+                seq,
+                deliver_at_ms,
+                ack_event,
+                already_delivered_event,
+                read_until_ms,
+            } => {
+                let cancel = already_delivered_event
+                    .map_or_else(String::new, |e| format!(", a cancel answered already-delivered (event {e})"));
+                let until = read_until_ms.map_or_else(
+                    || "consumers' end unknown".to_owned(),
+                    |until| {
+                        format!("read until {} ms after it was due", i128::from(until) - i128::from(*deliver_at_ms))
+                    },
+                );
+                format!(
+                    "{value:?} acked as delayed {partition}-{seq} (event {ack_event}), due at {deliver_at_ms}{cancel}, never \
+                     received; {until}"
+                )
+            }
+            Anomaly::CancelledDelivered { value, partition, offset, cancel_event, read_event, received_ms } => format!(
+                "{value:?} cancelled (event {cancel_event}) but read at p{partition}@{offset} (event {read_event}, at \
+                 {received_ms})"
+            ),
+            Anomaly::UnsentRead { value, partition, offset, event } => {
+                format!("{value:?} read at p{partition}@{offset} (event {event}) was never sent")
+            }
+            Anomaly::DeliverAtMismatch { value, partition, offset, sent_ms, read_ms, event } => format!(
+                "{value:?} sent due at {sent_ms} read at p{partition}@{offset} (event {event}) with deliver_at {read_ms:?}"
+            ),
             Anomaly::Malformed { event, reason } => format!("event {event}: {reason}"),
         }
     }
@@ -261,6 +381,10 @@ impl Anomaly {
             Anomaly::GroupLost { .. } => AnomalyKind::GroupLost,
             Anomaly::FilterLeak { .. } => AnomalyKind::FilterLeak,
             Anomaly::ReplicaMismatch { .. } | Anomaly::ReplicaMissing { .. } => AnomalyKind::Divergence,
+            Anomaly::EarlyRelease { .. } => AnomalyKind::EarlyRelease,
+            Anomaly::LostDelayed { .. } => AnomalyKind::LostDelayed,
+            Anomaly::CancelledDelivered { .. } => AnomalyKind::CancelledDelivered,
+            Anomaly::UnsentRead { .. } | Anomaly::DeliverAtMismatch { .. } => AnomalyKind::GarbageRead,
             Anomaly::Malformed { .. } => AnomalyKind::Malformed,
         }
     }

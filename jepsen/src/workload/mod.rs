@@ -18,6 +18,9 @@
 //! - **Readers** (the next `readers` process ids): assign-mode consumers reading every partition
 //!   from the earliest offset, recording every poll and an `Assign` after each (re)seek.
 //!
+//! The delay workload (`WorkloadKind::Delay`, `delay/`) runs other processes instead: producers
+//! of delayed messages, a canceller and consumers; see `delay/mod.rs`.
+//!
 //! Afterwards, [`Workload::drain`] reads every partition whole (`FinalRead`) and the group's
 //! committed offsets (`FinalCommitted`), and [`record_node_logs`] records each stopped broker's
 //! own copy of every partition (`NodeLog`). Those three, being observations of the final state
@@ -26,6 +29,7 @@
 //! rather than an operation of its own. Every other operation is an `invoke` followed by one
 //! completion of the same process.
 
+mod delay;
 mod drain;
 mod member;
 mod node_log;
@@ -44,8 +48,10 @@ use sluice_client::{
 use sluice_common::TopicName;
 use tokio::time::Instant;
 
+pub use crate::history::WorkloadKind;
 use crate::history::{Kind, Op, Recorder};
 
+pub use self::delay::DelayConfig;
 pub use self::node_log::record_node_logs;
 
 /// The history being written, shared by every task of the workload and the runner.
@@ -92,6 +98,11 @@ const ERROR_PAUSE: Duration = Duration::from_millis(200);
 /// What the workload does: its topic, group and how many clients of each kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadConfig {
+    /// Which workload: the message log (the fields below) or delayed messages (producers,
+    /// readers and rate below, and [`WorkloadConfig::delay`]; no group members).
+    pub kind: WorkloadKind,
+    /// The delay workload's own settings.
+    pub delay: DelayConfig,
     /// The topic written and read; created by [`Workload::setup`] with replication factor 3.
     pub topic: String,
     /// The topic's partitions.
@@ -104,7 +115,7 @@ pub struct WorkloadConfig {
     pub members: u32,
     /// Processes of the filtered group.
     pub filtered_members: u32,
-    /// Assign-mode reader processes.
+    /// Assign-mode reader processes (the delay workload's consumers).
     pub readers: u32,
     /// Sends per second of each producer, 1 to [`MAX_SENDS_PER_SECOND`].
     pub sends_per_second: u32,
@@ -113,6 +124,8 @@ pub struct WorkloadConfig {
 impl Default for WorkloadConfig {
     fn default() -> WorkloadConfig {
         WorkloadConfig {
+            kind: WorkloadKind::Log,
+            delay: DelayConfig::default(),
             topic: "jepsen".into(),
             partitions: 6,
             producers: 2,
@@ -139,6 +152,9 @@ impl WorkloadConfig {
                 self.sends_per_second
             )));
         }
+        if self.kind == WorkloadKind::Delay {
+            return self.delay.validate(self.producers, self.readers);
+        }
         let processes = u64::from(self.producers)
             + u64::from(self.members)
             + u64::from(self.filtered_members)
@@ -154,7 +170,10 @@ impl WorkloadConfig {
 
     /// How many client processes the workload runs.
     fn processes(&self) -> u32 {
-        self.producers + self.members + self.filtered_members + self.readers
+        match self.kind {
+            WorkloadKind::Log => self.producers + self.members + self.filtered_members + self.readers,
+            WorkloadKind::Delay => self.producers + 1 + self.readers,
+        }
     }
 
     /// The group the filtered members join.
@@ -233,6 +252,8 @@ pub struct Workload {
     /// The first failure to write the history during `run` (which cannot return it); `drain`
     /// reports it.
     history_failure: Mutex<Option<String>>,
+    /// The delay workload's consumers and what they have seen (unused by the log workload).
+    delay: delay::Delays,
 }
 
 impl std::fmt::Debug for Workload {
@@ -264,7 +285,13 @@ impl Workload {
         for _ in 0..config.processes() {
             clients.push(connect().await?);
         }
-        Ok(Workload { config: Arc::new(config), admin, clients, history_failure: Mutex::new(None) })
+        Ok(Workload {
+            config: Arc::new(config),
+            admin,
+            clients,
+            history_failure: Mutex::new(None),
+            delay: delay::Delays::default(),
+        })
     }
 
     /// The configuration it runs.
@@ -277,32 +304,22 @@ impl Workload {
     /// fail/info). Returns shortly after `until`: deliveries still unresolved a moment after it
     /// are recorded as `info`, and members leave their group.
     ///
+    /// The delay workload's producers and canceller stop the same way; its consumers read on,
+    /// until [`Workload::drain`] stops them.
+    ///
     /// If the history cannot be written, the processes stop and [`Workload::drain`] reports it.
     pub async fn run(&self, recorder: SharedRecorder, until: Instant) {
-        let config = &self.config;
-        if config.filtered_members > 0 {
-            let runner = History { recorder: Arc::clone(&recorder), process: RUNNER_PROCESS };
-            let tags = FILTER_TAGS.iter().map(|t| (*t).to_owned()).collect();
-            if let Err(e) = runner.record(Kind::Ok, Op::Subscribe { group: config.filtered_group(), tags }) {
+        let started = match self.config.kind {
+            WorkloadKind::Log => self.start_log(&recorder, until),
+            WorkloadKind::Delay => delay::start(self, &recorder, until),
+        };
+        let tasks = match started {
+            Ok(tasks) => tasks,
+            Err(e) => {
                 self.history_failure.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(e.to_string());
                 return;
             }
-        }
-        let mut tasks = Vec::with_capacity(self.clients.len());
-        for (process, client) in (0u32..).zip(&self.clients) {
-            let history = History { recorder: Arc::clone(&recorder), process };
-            let (client, config) = (client.clone(), Arc::clone(config));
-            let task = if process < config.producers {
-                tokio::spawn(producer::run(client, history, config, until))
-            } else if process < config.producers + config.members {
-                tokio::spawn(member::run(client, history, config, until, false))
-            } else if process < config.producers + config.members + config.filtered_members {
-                tokio::spawn(member::run(client, history, config, until, true))
-            } else {
-                tokio::spawn(reader::run(client, history, config, until))
-            };
-            tasks.push(task);
-        }
+        };
         for task in tasks {
             let failure = match task.await {
                 Ok(Ok(())) => continue,
@@ -318,18 +335,61 @@ impl Workload {
         }
     }
 
+    /// Starts the log workload's processes.
+    fn start_log(&self, recorder: &SharedRecorder, until: Instant) -> Result<Vec<Task>, WorkloadError> {
+        let config = &self.config;
+        if config.filtered_members > 0 {
+            let runner = History { recorder: Arc::clone(recorder), process: RUNNER_PROCESS };
+            let tags = FILTER_TAGS.iter().map(|t| (*t).to_owned()).collect();
+            runner.record(Kind::Ok, Op::Subscribe { group: config.filtered_group(), tags })?;
+        }
+        let mut tasks = Vec::with_capacity(self.clients.len());
+        for (process, client) in (0u32..).zip(&self.clients) {
+            let history = History { recorder: Arc::clone(recorder), process };
+            let (client, config) = (client.clone(), Arc::clone(config));
+            let task = if process < config.producers {
+                tokio::spawn(producer::run(client, history, config, until))
+            } else if process < config.producers + config.members {
+                tokio::spawn(member::run(client, history, config, until, false))
+            } else if process < config.producers + config.members + config.filtered_members {
+                tokio::spawn(member::run(client, history, config, until, true))
+            } else {
+                tokio::spawn(reader::run(client, history, config, until))
+            };
+            tasks.push(task);
+        }
+        Ok(tasks)
+    }
+
     /// After every fault healed: reads every partition from the start (`FinalRead` events) and
     /// the group's committed offsets (`FinalCommitted`), retrying until it succeeds or `limit`
     /// passes. Fails if `run` could not write the history, or if something could not be read
     /// in time (what was read is recorded).
+    ///
+    /// The delay workload instead lets its consumers read on until every message it expects
+    /// has arrived, or its grace (`DelayConfig::grace`) has passed since the latest delivery
+    /// time (and since now), then stops them (`DelayEnd`); `limit` does not apply.
     pub async fn drain(&self, recorder: SharedRecorder, limit: Duration) -> Result<(), WorkloadError> {
-        if let Some(failure) = self.history_failure.lock().unwrap_or_else(PoisonError::into_inner).clone() {
-            return Err(WorkloadError::History(failure));
-        }
         let history = History { recorder, process: RUNNER_PROCESS };
-        let result = drain::run(&self.admin, &history, &self.config, Instant::now() + limit).await;
+        let result = match self.config.kind {
+            WorkloadKind::Log => self.drain_log(&history, limit).await,
+            WorkloadKind::Delay => delay::drain(self, &history).await,
+        };
         history.flush()?;
         result
+    }
+
+    async fn drain_log(&self, history: &History, limit: Duration) -> Result<(), WorkloadError> {
+        self.check_history()?;
+        drain::run(&self.admin, history, &self.config, Instant::now() + limit).await
+    }
+
+    /// The failure to write the history during `run`, if there was one.
+    fn check_history(&self) -> Result<(), WorkloadError> {
+        match self.history_failure.lock().unwrap_or_else(PoisonError::into_inner).clone() {
+            Some(failure) => Err(WorkloadError::History(failure)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -357,6 +417,9 @@ async fn create_topic(admin: &Client, config: &WorkloadConfig) -> Result<(), Wor
     }
     Ok(())
 }
+
+/// A workload process's task.
+type Task = tokio::task::JoinHandle<Result<(), WorkloadError>>;
 
 /// One process's view of the history: records its events.
 #[derive(Clone)]

@@ -19,7 +19,7 @@ use crate::history::{Kind, Op, tag_of};
 
 /// Sends awaiting their delivery at once: enough to keep up the rate while each waits for
 /// replication and fsync, and to keep several batches per partition in flight.
-const IN_FLIGHT: usize = 32;
+pub(super) const IN_FLIGHT: usize = 32;
 
 /// How long a record may take to be acknowledged, retries included, before it is given up as
 /// unknown; short enough that sends invoked during a fault resolve within a run.
@@ -27,10 +27,10 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The longest one `enqueue` may wait (for metadata or buffer memory); beyond it the send is
 /// recorded as unknown.
-const ENQUEUE_LIMIT: Duration = Duration::from_secs(5);
+pub(super) const ENQUEUE_LIMIT: Duration = Duration::from_secs(5);
 
 /// How long after the end of the run deliveries are still awaited; the rest are unknown.
-const GRACE: Duration = Duration::from_secs(2);
+pub(super) const GRACE: Duration = Duration::from_secs(2);
 
 /// Runs one producer process until `until`.
 pub(super) async fn run(
@@ -86,7 +86,7 @@ pub(super) async fn run(
 }
 
 /// The producer, once the controller gave it an id; `None` if that did not happen by `until`.
-async fn start(client: &Client, process: u32, until: Instant) -> Option<Producer> {
+pub(super) async fn start(client: &Client, process: u32, until: Instant) -> Option<Producer> {
     // Every record to the next partition (no sticky turns): every partition, and so every
     // leader a fault may hit, has writes in flight all the time.
     let config = ProducerConfig {

@@ -1,6 +1,6 @@
 //! What can be tested without a cluster: configuration, value names, how SDK errors become
 //! `fail` or `info`, how reads are grouped, and reading a replica from a data directory.
-//! The whole workload against a cluster is tested in tests/workload.rs.
+//! The whole workload against a cluster is tested in tests/workload/main.rs.
 
 use std::io::BufReader;
 use std::sync::{Arc, Mutex};

@@ -13,7 +13,7 @@ use sluice_proto::v1::{
 use sluice_proto::{Error, ErrorCode};
 use sluice_raft::Reply;
 use sluice_raft::partition::delay::CancelOutcome;
-use sluice_raft::partition::{PartitionCommand, WriteError, write};
+use sluice_raft::partition::{PartitionCommand, WriteError};
 
 use super::ClientService;
 use super::errors::error;
@@ -59,24 +59,24 @@ impl ClientService {
             .partitions
             .delays()
             .ok_or_else(|| error(ErrorCode::Internal, "this broker keeps no delayed messages"))?;
-        // Not while a release of the partition is on its way: it was built without this cancel.
-        let _serialised = delays.lock(led.group_id).await;
-        let outcome = tokio::time::timeout(CANCEL_TIMEOUT, write(&led.raft, PartitionCommand::cancel(request.seq)));
+        // Not beside a release of the partition: each must be built knowing the other's effect.
+        let command = PartitionCommand::cancel(request.seq);
+        let outcome = delays.write_serialised(led.group_id, &led.raft, command, CANCEL_TIMEOUT).await;
         let name = format!("{}/{}", led.topic, led.partition);
-        match outcome.await {
-            Ok(Ok(Reply::Cancel(CancelOutcome::Cancelled))) => Ok(WireOutcome::Cancelled),
-            Ok(Ok(Reply::Cancel(CancelOutcome::AlreadyDelivered))) => Ok(WireOutcome::AlreadyDelivered),
-            Ok(Ok(Reply::Cancel(CancelOutcome::Unknown))) => Err(error(
+        match outcome {
+            Some(Ok(Reply::Cancel(CancelOutcome::Cancelled))) => Ok(WireOutcome::Cancelled),
+            Some(Ok(Reply::Cancel(CancelOutcome::AlreadyDelivered))) => Ok(WireOutcome::AlreadyDelivered),
+            Some(Ok(Reply::Cancel(CancelOutcome::Unknown))) => Err(error(
                 ErrorCode::InvalidRequest,
                 format!(
                     "{name} has no delayed message {}-{}: it never gave out that number",
                     led.partition, request.seq
                 ),
             )),
-            Ok(Ok(other)) => Err(error(ErrorCode::Internal, format!("{name} answered {other:?} to a cancel"))),
-            Ok(Err(WriteError::NotLeader { leader })) => Err(self.not_leader(&led.topic, led.partition, leader)),
-            Ok(Err(e)) => Err(error(ErrorCode::Unavailable, format!("{name}: {e}; retry"))),
-            Err(_) => Err(error(
+            Some(Ok(other)) => Err(error(ErrorCode::Internal, format!("{name} answered {other:?} to a cancel"))),
+            Some(Err(WriteError::NotLeader { leader })) => Err(self.not_leader(&led.topic, led.partition, leader)),
+            Some(Err(e)) => Err(error(ErrorCode::Unavailable, format!("{name}: {e}; retry"))),
+            None => Err(error(
                 ErrorCode::Timeout,
                 format!(
                     "{name}: the cancel was not committed within {CANCEL_TIMEOUT:?}; retry (a repeated cancel is safe)"

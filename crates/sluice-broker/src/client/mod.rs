@@ -23,6 +23,7 @@ mod metadata;
 mod produce;
 mod produce_stream;
 mod route;
+mod schedule;
 
 use std::future::Future;
 use std::io;
@@ -33,10 +34,11 @@ use std::time::Duration;
 use sluice_proto::v1::groups_server::GroupsServer;
 use sluice_proto::v1::sluice_server::{Sluice, SluiceServer};
 use sluice_proto::v1::{
-    CancelDelayedRequest, CancelDelayedResponse, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest,
-    DeleteTopicResponse, FetchRequest, FetchResponse, InitProducerRequest, InitProducerResponse, ListDelayedRequest,
-    ListDelayedResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse,
+    CancelDelayedRequest, CancelDelayedResponse, CreateScheduleRequest, CreateScheduleResponse, CreateTopicRequest,
+    CreateTopicResponse, DeleteScheduleRequest, DeleteScheduleResponse, DeleteTopicRequest, DeleteTopicResponse,
+    FetchRequest, FetchResponse, InitProducerRequest, InitProducerResponse, ListDelayedRequest, ListDelayedResponse,
+    ListOffsetsRequest, ListOffsetsResponse, ListSchedulesRequest, ListSchedulesResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse,
 };
 use tokio::sync::watch;
 use tonic::transport::Server;
@@ -216,6 +218,27 @@ impl Sluice for ClientService {
         request: Request<ListDelayedRequest>,
     ) -> Result<Response<ListDelayedResponse>, Status> {
         Ok(Response::new(self.handle_list_delayed(request.into_inner()).await))
+    }
+
+    async fn create_schedule(
+        &self,
+        request: Request<CreateScheduleRequest>,
+    ) -> Result<Response<CreateScheduleResponse>, Status> {
+        Ok(Response::new(self.handle_create_schedule(request.into_inner()).await))
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<DeleteScheduleRequest>,
+    ) -> Result<Response<DeleteScheduleResponse>, Status> {
+        Ok(Response::new(self.handle_delete_schedule(request.into_inner()).await))
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<ListSchedulesRequest>,
+    ) -> Result<Response<ListSchedulesResponse>, Status> {
+        Ok(Response::new(self.handle_list_schedules(request.into_inner()).await))
     }
 
     type ProduceStreamStream = produce_stream::Answers;

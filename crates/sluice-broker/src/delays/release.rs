@@ -10,14 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use sluice_common::record::{BatchBuilder, ProducerStamp, RecordBatch};
+use sluice_common::record::{BatchBuilder, DELIVER_AT_PROPERTY, ProducerStamp, RecordBatch};
 use sluice_raft::Reply;
 use sluice_raft::partition::PartitionCommand;
 use sluice_raft::partition::delay::Pending;
-use sluice_raft::partition::write;
+use sluice_raft::partition::reject;
+use sluice_raft::typ::Raft;
 use tokio::sync::watch;
 
 use super::Delays;
+use crate::controller::BrokerStateMachine;
 use crate::partitions::Partitions;
 
 /// How often the releaser sweeps the partitions it leads for pending messages.
@@ -32,6 +34,10 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_AFTER_MS: u64 = 200;
 /// Releases one partition makes in a row before others get their turn.
 const ROUNDS_IN_A_ROW: usize = 16;
+/// Schedules of one partition fired in one turn at most.
+const FIRES_AT_ONCE: usize = 64;
+/// The property naming the schedule a fired message comes from.
+pub const SCHEDULE_PROPERTY: &str = "sluice.schedule";
 
 /// Releases due messages until `stop` turns true.
 pub(crate) async fn run(partitions: Arc<Partitions>, delays: Arc<Delays>, mut stop: watch::Receiver<bool>) {
@@ -87,9 +93,14 @@ async fn release_group(partitions: &Partitions, delays: &Delays, group: u64) {
         return;
     }
     let Some(lane) = partitions.delay_lane(group) else { return };
-    let _serialised = delays.lock(group).await;
     let (mut more, mut released_to) = (false, 0);
     for _ in 0..ROUNDS_IN_A_ROW {
+        // Another write of the group on its way (a cancel, or a release that outlasted its
+        // wait): the store does not show its effect yet, so nothing is built from it.
+        let Some(serialised) = delays.try_lock(group) else {
+            delays.note(group, wall_clock_ms() + RETRY_AFTER_MS);
+            return;
+        };
         let now = wall_clock_ms();
         released_to = now;
         // Never behind a release already committed: a leader whose clock is behind its
@@ -99,8 +110,13 @@ async fn release_group(partitions: &Partitions, delays: &Delays, group: u64) {
             delays.note(group, latest);
             return;
         }
-        let rows = match delays.store.pending(group, 0, now, RELEASE_MESSAGES, delays.release_bytes) {
-            Ok(rows) => rows,
+        // The mark before the rows: rows read after a later write are refused as stale, never
+        // accepted as fresh.
+        let read = delays.store.mark(group).and_then(|built_at| {
+            Ok((built_at, delays.store.pending(group, 0, now, RELEASE_MESSAGES, delays.release_bytes)?))
+        });
+        let (built_at, rows) = match read {
+            Ok(read) => read,
             Err(e) => {
                 tracing::error!(group, "reading the delay store: {e}");
                 delays.note(group, now + RETRY_AFTER_MS);
@@ -115,21 +131,27 @@ async fn release_group(partitions: &Partitions, delays: &Delays, group: u64) {
             return;
         };
         let full = rows.len() == RELEASE_MESSAGES;
-        let command = PartitionCommand::release(now, &items, &batch);
-        match tokio::time::timeout(COMMIT_TIMEOUT, write(&raft, command)).await {
-            Ok(Ok(Reply::Appended { .. })) => {}
-            Ok(Ok(other)) => {
+        let command = PartitionCommand::release(now, built_at, &items, &batch);
+        match Delays::write_holding(serialised, &raft, command, COMMIT_TIMEOUT).await {
+            Some(Ok(Reply::Appended { .. })) => delays.metrics.released(wall_clock_ms(), items.iter().map(|i| i.1)),
+            Some(Ok(Reply::Rejected { code: reject::STALE_RELEASE, message })) => {
+                delays.metrics.stale();
+                tracing::debug!(group, "release refused as stale ({message}); building it again");
+                delays.note(group, now);
+                return;
+            }
+            Some(Ok(other)) => {
                 tracing::error!(group, "a release was refused: {other:?}");
                 delays.note(group, now + RETRY_AFTER_MS);
                 return;
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 tracing::debug!(group, "release not committed (will retry if still leader): {e}");
                 delays.note(group, now + RETRY_AFTER_MS);
                 return;
             }
-            Err(_) => {
-                tracing::warn!(group, "release not committed within {COMMIT_TIMEOUT:?}; retrying");
+            None => {
+                tracing::warn!(group, "release not committed within {COMMIT_TIMEOUT:?}; waiting for it");
                 delays.note(group, now + RETRY_AFTER_MS);
                 return;
             }
@@ -139,6 +161,10 @@ async fn release_group(partitions: &Partitions, delays: &Delays, group: u64) {
             break;
         }
     }
+    if !fire_due(&raft, delays, group).await {
+        delays.note(group, wall_clock_ms() + RETRY_AFTER_MS);
+        return;
+    }
     match delays.store.next_due(group) {
         // Still due after a round that took all it could: only a damaged message is left, and
         // it is not retried in a tight loop.
@@ -147,6 +173,58 @@ async fn release_group(partitions: &Partitions, delays: &Delays, group: u64) {
         Ok(None) => {}
         Err(e) => tracing::error!(group, "reading the delay store: {e}"),
     }
+}
+
+/// Fires the schedules of `group` that are due, one entry each; false if one failed.
+async fn fire_due(raft: &Raft<BrokerStateMachine>, delays: &Delays, group: u64) -> bool {
+    let now = wall_clock_ms();
+    let due = match delays.store.due_fires(group, now, FIRES_AT_ONCE) {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::error!(group, "reading the delay store: {e}");
+            return false;
+        }
+    };
+    for (due_ms, name) in due {
+        // Built from the store under the group's lock, its mark read first (as a release).
+        let Some(serialised) = delays.try_lock(group) else { return false };
+        let read = delays.store.mark(group).and_then(|built_at| Ok((built_at, delays.store.schedule(group, &name)?)));
+        let (built_at, row) = match read {
+            Ok((built_at, Some(row))) if row.next_due_ms == due_ms => (built_at, row),
+            Ok(_) => continue, // deleted or fired since it was listed
+            Err(e) => {
+                tracing::error!(group, "reading the delay store: {e}");
+                return false;
+            }
+        };
+        let Some(batch) = fire_batch(&name, due_ms, now, &row.batch) else {
+            tracing::error!(group, name, "a stored schedule's message is damaged; it does not fire");
+            continue;
+        };
+        let command = PartitionCommand::fire(now, built_at, due_ms, &name, &batch);
+        match Delays::write_holding(serialised, raft, command, COMMIT_TIMEOUT).await {
+            Some(Ok(Reply::Appended { .. })) => delays.metrics.fired(wall_clock_ms(), due_ms),
+            outcome => {
+                tracing::debug!(group, name, "schedule fire not committed (will retry if still leader): {outcome:?}");
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The message of one fire of schedule `name`: the stored record, stamped with the fire's
+/// time, its due time as `deliver_at` and the schedule's name.
+fn fire_batch(name: &str, due_ms: u64, now: u64, stored: &bytes::Bytes) -> Option<bytes::Bytes> {
+    let view = RecordBatch::parse(stored.clone()).ok()?.records().next()?.ok()?;
+    let mut record = view.to_record();
+    record.timestamp_ms = now as i64;
+    record.properties.retain(|(k, _)| k != DELIVER_AT_PROPERTY && k != SCHEDULE_PROPERTY);
+    record.properties.push((DELIVER_AT_PROPERTY.to_owned(), due_ms.to_string()));
+    record.properties.push((SCHEDULE_PROPERTY.to_owned(), name.to_owned()));
+    let mut b = BatchBuilder::new(ProducerStamp::NONE, stored.len() + 64);
+    b.push(&record);
+    Some(b.finish())
 }
 
 /// The release of `rows`: their `(seq, due_ms)` and one batch of their messages. A stored

@@ -82,6 +82,8 @@ struct PartitionView {
     group: GroupView,
     high_watermark: Option<u64>,
     traffic: Option<Arc<PartitionTraffic>>,
+    /// Pending delayed messages, and on a leader how long the earliest due one is overdue.
+    delays: Option<(u64, Option<u64>)>,
 }
 
 /// The `topic` and `partition` labels, and optionally one more.
@@ -161,11 +163,26 @@ impl BrokerCollector {
                     group: GroupView::of(&raft, self.node_id),
                     high_watermark: self.partitions.high_watermark(p.group_id).map(|w| *w.borrow()),
                     traffic: traffic.get(&p.group_id).cloned(),
+                    delays: self.delays_of(p.group_id, raft.is_leader()),
                 })
             })
             .collect();
         views.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         views
+    }
+
+    /// A partition's pending delayed messages, and if `leading` how far past due the earliest
+    /// is (0 if none is due): two reads of the store.
+    fn delays_of(&self, group: u64, leading: bool) -> Option<(u64, Option<u64>)> {
+        let store = self.partitions.delays()?.store();
+        let pending = store.count(group).ok()?;
+        let overdue = if leading && pending > 0 {
+            let now = crate::delays::wall_clock_ms();
+            store.next_due(group).ok().map(|due| due.map_or(0, |due| now.saturating_sub(due)))
+        } else {
+            None
+        };
+        Some((pending, overdue))
     }
 
     fn encode_node(&self, encoder: &mut DescriptorEncoder, hosted: usize, led: usize) -> fmt::Result {
@@ -252,6 +269,7 @@ impl Collector for BrokerCollector {
         encode_roles(&mut encoder, &parts)?;
         encode_raft_positions(&mut encoder, &parts)?;
         encode_lags(&mut encoder, &parts)?;
+        encode_delays(&mut encoder, &parts)?;
         encode_traffic(&mut encoder, &parts)
     }
 }
@@ -309,6 +327,24 @@ fn encode_raft_positions(encoder: &mut DescriptorEncoder, parts: &[PartitionView
             if let Some(v) = value(p) {
                 ConstGauge::new(v).encode(metric.encode_family(&PartitionLabels::of(p))?)?;
             }
+        }
+    }
+    Ok(())
+}
+
+fn encode_delays(encoder: &mut DescriptorEncoder, parts: &[PartitionView]) -> fmt::Result {
+    let help = "Delayed messages the partition holds pending (every replica).";
+    let mut metric = encoder.encode_descriptor("sluice_delay_pending", help, None, MetricType::Gauge)?;
+    for p in parts {
+        if let Some((pending, _)) = p.delays {
+            ConstGauge::new(pending).encode(metric.encode_family(&PartitionLabels::of(p))?)?;
+        }
+    }
+    let help = "On the partition leader: how long its earliest pending delayed message is past due (0: none due).";
+    let mut metric = encoder.encode_descriptor("sluice_delay_overdue_seconds", help, None, MetricType::Gauge)?;
+    for p in parts {
+        if let Some((_, Some(overdue_ms))) = p.delays {
+            ConstGauge::new(overdue_ms as f64 / 1000.0).encode(metric.encode_family(&PartitionLabels::of(p))?)?;
         }
     }
     Ok(())

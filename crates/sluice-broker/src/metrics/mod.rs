@@ -48,6 +48,14 @@ impl Exporter {
         Exporter { registry, groups: None }
     }
 
+    /// Also exports the delay releaser's metrics.
+    pub fn with_delays(mut self, delays: Option<&crate::delays::DelayMetrics>) -> Exporter {
+        if let Some(delays) = delays {
+            delays.register(&mut self.registry);
+        }
+        self
+    }
+
     /// Also exports the consumer lag of the groups `groups` coordinates, gathered by
     /// [`Exporter::refresh`].
     pub fn with_groups(mut self, groups: GroupsService) -> Exporter {

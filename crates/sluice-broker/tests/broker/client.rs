@@ -682,8 +682,8 @@ async fn given_batches_breaking_the_format_rules_produce_refuses_each_and_says_w
     let good = batch(ProducerStamp::NONE, &["a".into(), "b".into()], 1_000);
     let invalid = [
         (edited(&good, |b| b[6] = 1), "reserved field (bytes 6-7) is 0x0001; it must be 0"),
-        (edited(&good, |b| b[5] = 0x20), "attributes 0x20 set reserved bits 5-7"),
-        (edited(&good, |b| b[5] = 0x80), "attributes 0x80 set reserved bits 5-7"),
+        (edited(&good, |b| b[5] = 0x40), "attributes 0x40 set reserved bits 6-7"),
+        (edited(&good, |b| b[5] = 0x80), "attributes 0x80 set reserved bits 6-7"),
         (
             edited(&good, |b| b[34..42].copy_from_slice(&1_000i64.to_le_bytes())),
             "max_ts_ms 1000 but its newest record is stamped 1001",
@@ -703,6 +703,9 @@ async fn given_batches_breaking_the_format_rules_produce_refuses_each_and_says_w
     for (bad, says) in invalid {
         assert_eq!(refused(bad, says).await, ErrorCode::InvalidRequest, "{says}");
     }
+    let undated = edited(&good, |b| b[5] = 0x20);
+    let says = "a record of a delayed batch lacks the sluice.deliver_at property";
+    assert_eq!(refused(undated, says).await, ErrorCode::InvalidDelay, "a delayed batch needs its due times");
     assert_eq!(produce(&cluster, "wire", 0, good.clone()).await.base_offset, 0, "none of them was written");
 
     tracing::info!("--- sequences count records; lower is older, higher is a gap");

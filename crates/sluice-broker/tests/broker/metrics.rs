@@ -1,8 +1,8 @@
 //! The metrics endpoint of a running cluster, scraped over HTTP as Prometheus would: the produce
 //! and fetch counters add up, over the brokers, to exactly what a client sent and got back;
 //! each replica reports its Raft role, term, log positions and high watermark; the leader
-//! reports every follower caught up; the node gauges agree across brokers; and any other path
-//! is not found.
+//! reports every follower caught up; the node gauges agree across brokers; a delayed batch is
+//! counted pending, then released once; and any other path is not found.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -75,6 +75,17 @@ fn batch(i: u64) -> Bytes {
     let mut b = BatchBuilder::new(ProducerStamp::NONE, 256);
     for m in 0..MESSAGES_PER_BATCH {
         b.push(&Record::new(format!("metered-{i}-{m}"), 1_000 + i as i64));
+    }
+    b.finish()
+}
+
+/// Three messages due at `due_ms`, as a delayed batch.
+fn delayed_batch(due_ms: u64) -> Bytes {
+    let mut b = BatchBuilder::new(ProducerStamp::NONE, 256).delayed(true);
+    for m in 0..3 {
+        let mut r = Record::new(format!("later-{m}"), 1_000);
+        r.properties.push((sluice_common::record::DELIVER_AT_PROPERTY.into(), due_ms.to_string()));
+        b.push(&r);
     }
     b.finish()
 }
@@ -289,6 +300,28 @@ async fn scraped_metrics_count_what_clients_sent_and_show_each_replicas_raft_sta
         |s: &Samples| s.0.keys().filter(|k| k.starts_with("sluice_partition_follower_lag_entries{")).count();
     let lags: Vec<usize> = scrapes.iter().map(lag_series).collect();
     assert_eq!(lags.iter().sum::<usize>(), 2, "only the leader reports lag, one series per follower: {lags:?}");
+
+    tracing::info!("--- a delayed batch: pending on every replica, then released once by the leader");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
+    let due_ms = now + 3_000; // far enough that the first scrape comes before it
+    assert_eq!(produce(&cluster, group, delayed_batch(due_ms), &mut sent).await, ErrorCode::Ok);
+    let pending = part("sluice_delay_pending", "");
+    let mut scrapes = scrape_all(&cluster).await;
+    assert!(scrapes.iter().any(|s| s.get(&pending) == 3.0), "pending somewhere before its time");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while total(&scrapes, "sluice_delay_released_messages_total") < 3.0 || total(&scrapes, &pending) > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "never released: {:?}",
+            scrapes.iter().map(|s| s.get(&pending)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        scrapes = scrape_all(&cluster).await;
+    }
+    assert_eq!(total(&scrapes, "sluice_delay_released_messages_total"), 3.0, "released once");
+    assert_eq!(total(&scrapes, "sluice_delay_releases_total"), 1.0, "in one entry");
+    assert_eq!(total(&scrapes, "sluice_delay_release_lateness_seconds_count"), 3.0);
+    assert_eq!(total(&scrapes, &part("sluice_delay_overdue_seconds", "")), 0.0, "nothing overdue once released");
 
     tracing::info!("--- any other path is not found");
     let addr = cluster.brokers[0].metrics_addr().unwrap();

@@ -348,6 +348,27 @@ impl Sluice for FakeBroker {
         Err(Status::unimplemented("the fake broker keeps no delayed messages"))
     }
 
+    async fn create_schedule(
+        &self,
+        _: Request<v1::CreateScheduleRequest>,
+    ) -> Result<Response<v1::CreateScheduleResponse>, Status> {
+        Err(Status::unimplemented("the fake broker keeps no schedules"))
+    }
+
+    async fn delete_schedule(
+        &self,
+        _: Request<v1::DeleteScheduleRequest>,
+    ) -> Result<Response<v1::DeleteScheduleResponse>, Status> {
+        Err(Status::unimplemented("the fake broker keeps no schedules"))
+    }
+
+    async fn list_schedules(
+        &self,
+        _: Request<v1::ListSchedulesRequest>,
+    ) -> Result<Response<v1::ListSchedulesResponse>, Status> {
+        Err(Status::unimplemented("the fake broker keeps no schedules"))
+    }
+
     type ProduceStreamStream = Pin<Box<dyn Stream<Item = Result<v1::ProduceResponse, Status>> + Send>>;
 
     /// Answers a stream's batches one after another, in order (a real broker overlaps their

@@ -7,7 +7,13 @@
 //!            |   | record batch |
 //! release    | 4 | release_ms u64 LE | n u32 LE | (seq u64 LE | due_ms u64 LE)*n | record batch |
 //! cancel     | 5 | seq u64 LE |                                                       (9 bytes)
+//! schedule   | 6 | first_due_ms u64 LE | name_len u16 LE | name | cadence_len u16 LE | cadence |
+//!            |   | one-record batch |
+//! unschedule | 7 | name |
+//! fire       | 8 | release_ms u64 LE | due_ms u64 LE | name_len u16 LE | name | record batch |
 //! ```
+//! *Schedule* adds a recurring schedule (`delay::ScheduleRow`), *unschedule* removes one, and
+//! *fire* appends one fire's message, like a release, and moves the schedule to its next fire.
 //! *Release* moves pending delayed messages into the partition: its batch holds them, in the
 //! order of its `(seq, due_ms)` list, and gets offsets like a produced batch; *cancel* drops one
 //! (docs/adr/0009-delayed-messages.md).
@@ -38,8 +44,13 @@ const TAG_RELEASE: u8 = 4;
 const TAG_CANCEL: u8 = 5;
 /// Bytes of a cancel command's body: the tag and a `u64`.
 const CANCEL_LEN: usize = 9;
-/// Bytes of a release command's body before its list: the tag, `release_ms` and `n`.
-const RELEASE_FIXED: usize = 13;
+/// Bytes of a release command's body before its list: the tag, `release_ms`, `built_at` and `n`.
+const RELEASE_FIXED: usize = 21;
+const TAG_SCHEDULE: u8 = 6;
+const TAG_UNSCHEDULE: u8 = 7;
+const TAG_FIRE: u8 = 8;
+/// Bytes of a fire command's body before its name: the tag, three `u64`s and the name length.
+const FIRE_FIXED: usize = 27;
 /// Bytes of a trim command's body: the tag and two `u64`s.
 const TRIM_LEN: usize = 17;
 /// Bytes of a [`LeaderStamp`].
@@ -77,6 +88,9 @@ pub enum PartitionCommand {
     Release {
         /// The leader's clock when it built the release; every message in it is due by then.
         release_ms: u64,
+        /// The delay store's mark the leader built it from: refused if a cancel, release,
+        /// fire or schedule change was applied after that entry.
+        built_at: u64,
         /// `(seq, due_ms)` of each message, in batch order.
         items: Vec<(u64, u64)>,
         /// The batch's verified header.
@@ -88,6 +102,37 @@ pub enum PartitionCommand {
     Cancel {
         /// The message's number in the partition.
         seq: u64,
+    },
+    /// Adds recurring schedule `name`, first firing at `first_due_ms`.
+    Schedule {
+        /// Its name, unique in the partition.
+        name: String,
+        /// Its first fire, decided by the leader.
+        first_due_ms: u64,
+        /// Its cadence (`Cadence::encode`).
+        cadence: String,
+        /// The message each fire produces, as a one-record batch.
+        batch: Bytes,
+    },
+    /// Removes recurring schedule `name`.
+    Unschedule {
+        /// Its name.
+        name: String,
+    },
+    /// One fire of schedule `name`: its message, appended like a release.
+    Fire {
+        /// The leader's clock when it built the fire; the fire is due by then.
+        release_ms: u64,
+        /// As for a release: the delay store's mark the leader built it from.
+        built_at: u64,
+        /// The fire time it stands for.
+        due_ms: u64,
+        /// The schedule.
+        name: String,
+        /// The batch's verified header.
+        header: BatchHeader,
+        /// The message.
+        batch: Bytes,
     },
     /// Retention: the entries up to and including `up_to_index` are deleted on every replica,
     /// and the partition's log start becomes `log_start_offset`. The leader decides both (see
@@ -125,11 +170,12 @@ impl PartitionCommand {
     }
 
     /// Encodes a release command (see [`PartitionCommand::Release`]).
-    pub fn release(release_ms: u64, items: &[(u64, u64)], batch: &[u8]) -> Command {
+    pub fn release(release_ms: u64, built_at: u64, items: &[(u64, u64)], batch: &[u8]) -> Command {
         let mut stored = BytesMut::with_capacity(1 + RELEASE_FIXED + 16 * items.len() + batch.len());
         stored.put_u8(KIND_NORMAL);
         stored.put_u8(TAG_RELEASE);
         stored.put_u64_le(release_ms);
+        stored.put_u64_le(built_at);
         stored.put_u32_le(u32::try_from(items.len()).expect("fewer than 2^32 messages"));
         for (seq, due_ms) in items {
             stored.put_u64_le(*seq);
@@ -145,6 +191,43 @@ impl PartitionCommand {
         stored.put_u8(KIND_NORMAL);
         stored.put_u8(TAG_CANCEL);
         stored.put_u64_le(seq);
+        Command::from_stored(stored.freeze()).expect("starts with the normal kind byte")
+    }
+
+    /// Encodes a schedule command (see [`PartitionCommand::Schedule`]).
+    pub fn schedule(name: &str, first_due_ms: u64, cadence: &str, batch: &[u8]) -> Command {
+        let mut stored = BytesMut::with_capacity(14 + name.len() + cadence.len() + batch.len());
+        stored.put_u8(KIND_NORMAL);
+        stored.put_u8(TAG_SCHEDULE);
+        stored.put_u64_le(first_due_ms);
+        stored.put_u16_le(u16::try_from(name.len()).expect("a schedule name is short"));
+        stored.put_slice(name.as_bytes());
+        stored.put_u16_le(u16::try_from(cadence.len()).expect("a cadence is short"));
+        stored.put_slice(cadence.as_bytes());
+        stored.put_slice(batch);
+        Command::from_stored(stored.freeze()).expect("starts with the normal kind byte")
+    }
+
+    /// Encodes an unschedule command (see [`PartitionCommand::Unschedule`]).
+    pub fn unschedule(name: &str) -> Command {
+        let mut stored = BytesMut::with_capacity(2 + name.len());
+        stored.put_u8(KIND_NORMAL);
+        stored.put_u8(TAG_UNSCHEDULE);
+        stored.put_slice(name.as_bytes());
+        Command::from_stored(stored.freeze()).expect("starts with the normal kind byte")
+    }
+
+    /// Encodes a fire command (see [`PartitionCommand::Fire`]).
+    pub fn fire(release_ms: u64, built_at: u64, due_ms: u64, name: &str, batch: &[u8]) -> Command {
+        let mut stored = BytesMut::with_capacity(1 + FIRE_FIXED + name.len() + batch.len());
+        stored.put_u8(KIND_NORMAL);
+        stored.put_u8(TAG_FIRE);
+        stored.put_u64_le(release_ms);
+        stored.put_u64_le(built_at);
+        stored.put_u64_le(due_ms);
+        stored.put_u16_le(u16::try_from(name.len()).expect("a schedule name is short"));
+        stored.put_slice(name.as_bytes());
+        stored.put_slice(batch);
         Command::from_stored(stored.freeze()).expect("starts with the normal kind byte")
     }
 
@@ -192,18 +275,33 @@ impl PartitionCommand {
                     expected: RELEASE_FIXED,
                 })?;
                 let mut fields = &body[1..at];
-                let release_ms = fields.get_u64_le();
+                let (release_ms, built_at) = (fields.get_u64_le(), fields.get_u64_le());
                 let n = fields.get_u32_le() as usize;
                 let items = (0..n).map(|_| (fields.get_u64_le(), fields.get_u64_le())).collect();
                 let batch = body.slice(at..);
                 let header = parse_header(&batch).map_err(CommandError::Batch)?;
-                Ok(PartitionCommand::Release { release_ms, items, header, batch })
+                Ok(PartitionCommand::Release { release_ms, built_at, items, header, batch })
             }
             Some(&TAG_CANCEL) => {
                 if body.len() != CANCEL_LEN {
                     return Err(CommandError::BadLength { tag: TAG_CANCEL, len: body.len(), expected: CANCEL_LEN });
                 }
                 Ok(PartitionCommand::Cancel { seq: (&body[1..]).get_u64_le() })
+            }
+            Some(&TAG_SCHEDULE) => decode_schedule(&body),
+            Some(&TAG_UNSCHEDULE) => Ok(PartitionCommand::Unschedule { name: utf8(&body[1..], TAG_UNSCHEDULE)? }),
+            Some(&TAG_FIRE) => {
+                let at = fire_batch_at(&body).ok_or(CommandError::BadLength {
+                    tag: TAG_FIRE,
+                    len: body.len(),
+                    expected: FIRE_FIXED,
+                })?;
+                let mut fields = &body[1..FIRE_FIXED];
+                let (release_ms, built_at, due_ms) = (fields.get_u64_le(), fields.get_u64_le(), fields.get_u64_le());
+                let name = utf8(&body[FIRE_FIXED..at], TAG_FIRE)?;
+                let batch = body.slice(at..);
+                let header = parse_header(&batch).map_err(CommandError::Batch)?;
+                Ok(PartitionCommand::Fire { release_ms, built_at, due_ms, name, header, batch })
             }
             Some(&TAG_TRIM) => {
                 if body.len() != TRIM_LEN {
@@ -230,13 +328,43 @@ pub fn produce_batch(payload: &Bytes) -> Option<Bytes> {
             Some(payload.slice(PRODUCE_OVERHEAD_BYTES as usize..))
         }
         TAG_RELEASE => release_batch_at(&payload[1..]).map(|at| payload.slice(1 + at..)),
+        TAG_FIRE => fire_batch_at(&payload[1..]).map(|at| payload.slice(1 + at..)),
         _ => None,
     }
 }
 
+/// Where a fire command body's batch starts (after its name), if the body is long enough.
+fn fire_batch_at(body: &[u8]) -> Option<usize> {
+    let n = u16::from_le_bytes(body.get(FIRE_FIXED - 2..FIRE_FIXED)?.try_into().expect("2 bytes")) as usize;
+    let at = FIRE_FIXED + n;
+    (body.len() >= at).then_some(at)
+}
+
+fn decode_schedule(body: &Bytes) -> Result<PartitionCommand, CommandError> {
+    let short = || CommandError::BadLength { tag: TAG_SCHEDULE, len: body.len(), expected: 13 };
+    let mut at = 1;
+    let mut take = |n: usize| -> Result<&[u8], CommandError> {
+        let slice = body.get(at..at + n).ok_or_else(short)?;
+        at += n;
+        Ok(slice)
+    };
+    let first_due_ms = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
+    let name_len = u16::from_le_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
+    let name = utf8(take(name_len)?, TAG_SCHEDULE)?;
+    let cadence_len = u16::from_le_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
+    let cadence = utf8(take(cadence_len)?, TAG_SCHEDULE)?;
+    let batch = body.slice(at..);
+    parse_header(&batch).map_err(CommandError::Batch)?;
+    Ok(PartitionCommand::Schedule { name, first_due_ms, cadence, batch })
+}
+
+fn utf8(bytes: &[u8], tag: u8) -> Result<String, CommandError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| CommandError::NotUtf8 { tag })
+}
+
 /// Where a release command body's batch starts (after its list), if the body is long enough.
 fn release_batch_at(body: &[u8]) -> Option<usize> {
-    let n = u32::from_le_bytes(body.get(9..RELEASE_FIXED)?.try_into().expect("4 bytes")) as usize;
+    let n = u32::from_le_bytes(body.get(RELEASE_FIXED - 4..RELEASE_FIXED)?.try_into().expect("4 bytes")) as usize;
     let at = RELEASE_FIXED.checked_add(n.checked_mul(16)?)?;
     (body.len() >= at).then_some(at)
 }
@@ -250,6 +378,12 @@ pub enum CommandError {
     /// The record batch is malformed.
     #[error("invalid record batch: {0}")]
     Batch(BatchError),
+    /// A name or cadence is not UTF-8.
+    #[error("partition command tag {tag} holds text that is not UTF-8")]
+    NotUtf8 {
+        /// The command's tag.
+        tag: u8,
+    },
     /// A command is shorter or longer than its tag requires.
     #[error("partition command tag {tag} is {len} bytes long; expected {expected}")]
     BadLength {
@@ -351,13 +485,13 @@ mod tests {
         let mut b = BatchBuilder::new(ProducerStamp::NONE, 64);
         b.push(&Record::new("v", 10));
         let batch = b.finish();
-        let command = PartitionCommand::release(77, &[(5, 70), (6, 71)], &batch);
-        let PartitionCommand::Release { release_ms, items, header, batch: got } =
+        let command = PartitionCommand::release(77, 12, &[(5, 70), (6, 71)], &batch);
+        let PartitionCommand::Release { release_ms, built_at, items, header, batch: got } =
             PartitionCommand::decode(&command).unwrap()
         else {
             panic!("not a release")
         };
-        assert_eq!((release_ms, items, header.count, &got), (77, vec![(5, 70), (6, 71)], 1, &batch));
+        assert_eq!((release_ms, built_at, items, header.count, &got), (77, 12, vec![(5, 70), (6, 71)], 1, &batch));
         assert_eq!(produce_batch(command.stored()).as_ref(), Some(&batch), "fetch finds the released batch");
         let stored = command.stored();
         for cut in 1..1 + RELEASE_FIXED + 32 {

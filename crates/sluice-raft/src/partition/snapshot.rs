@@ -5,16 +5,19 @@
 //!
 //! ```text
 //! | magic "SLPS" | version u16 = 3 | next_offset u64 | log_start_offset u64 | trimmed_before u64 |
-//! | clock_ms u64 | next_delay_seq u64 | max_release_ms u64 | producer_count u32 |
+//! | clock_ms u64 | next_delay_seq u64 | max_release_ms u64 | last_change_index u64 |
+//! | producer_count u32 |
 //! | (producer_id i64 | epoch i16 | last_active_ms u64 | batch_count u8 |
 //! |    (base_sequence i32 | count u32 | base_offset u64)*)* |
 //! | crc u32 |      crc = crc32(everything before it)
 //! ```
 //! `clock_ms` is the partition clock and `last_active_ms` each producer's last write on it, so
 //! a replica that installs the snapshot expires producers exactly as the others do
-//! (docs/adr/0007-producer-expiry.md). `next_delay_seq` numbers delayed messages and
-//! `max_release_ms` is the latest release time committed (docs/adr/0009-delayed-messages.md).
-//! Older versions are still read: version 3 (before delays) lacks those two, version 2 (before producer
+//! (docs/adr/0007-producer-expiry.md). `next_delay_seq` numbers delayed messages,
+//! `max_release_ms` is the latest release time committed and `last_change_index` the last entry
+//! that released, cancelled or fired a delayed message or changed a schedule
+//! (docs/adr/0009-delayed-messages.md). Older versions are still read: version 3 (before
+//! delays) lacks those three, version 2 (before producer
 //! expiry) lacks `clock_ms` and `last_active_ms`, version 1 (before retention) also
 //! `log_start_offset` and `trimmed_before`; each missing field reads as 0 (a clock of 0 makes
 //! every producer active from the clock's first reading).
@@ -49,6 +52,10 @@ pub struct PartitionState {
     /// The latest `release_ms` of an applied release: a new leader releases nothing until its
     /// clock has passed it, so no message is released earlier than one before it was.
     pub max_release_ms: u64,
+    /// The index of the last entry that released, cancelled or fired a delayed message or
+    /// added or removed a schedule. A release or fire the leader built from its delay store as
+    /// of an earlier entry is refused: the store it read no longer holds.
+    pub last_change_index: u64,
     /// Idempotent producers' recent batches.
     pub producers: ProducerTable,
 }
@@ -65,6 +72,7 @@ impl PartitionState {
         b.put_u64_le(self.producers.clock_ms());
         b.put_u64_le(self.next_delay_seq);
         b.put_u64_le(self.max_release_ms);
+        b.put_u64_le(self.last_change_index);
         b.put_u32_le(self.producers.producers.len() as u32);
         for (id, p) in &self.producers.producers {
             b.put_i64_le(*id);
@@ -94,7 +102,7 @@ impl PartitionState {
         let mut b = &body[4..];
         let version = b.get_u16_le();
         let fixed = match version {
-            VERSION => 52,
+            VERSION => 60,
             VERSION_3 => 36,
             VERSION_2 => 28,
             VERSION_1 => 12,
@@ -110,8 +118,8 @@ impl PartitionState {
             if version >= VERSION_2 { (b.get_u64_le(), b.get_u64_le()) } else { (0, 0) };
         let timed = version >= VERSION_3;
         let clock_ms = if timed { b.get_u64_le() } else { 0 };
-        let (next_delay_seq, max_release_ms) =
-            if version >= VERSION { (b.get_u64_le(), b.get_u64_le()) } else { (0, 0) };
+        let (next_delay_seq, max_release_ms, last_change_index) =
+            if version >= VERSION { (b.get_u64_le(), b.get_u64_le(), b.get_u64_le()) } else { (0, 0, 0) };
         let mut producers = BTreeMap::new();
         for _ in 0..b.get_u32_le() {
             let (id, entry) = decode_producer(&mut b, timed).ok_or("partition snapshot cut short")?;
@@ -126,7 +134,15 @@ impl PartitionState {
                 "partition snapshot log start {log_start_offset} is past its next offset {next_offset}"
             ));
         }
-        Ok(PartitionState { next_offset, log_start_offset, trimmed_before, next_delay_seq, max_release_ms, producers })
+        Ok(PartitionState {
+            next_offset,
+            log_start_offset,
+            trimmed_before,
+            next_delay_seq,
+            max_release_ms,
+            last_change_index,
+            producers,
+        })
     }
 }
 
@@ -161,6 +177,7 @@ mod tests {
             trimmed_before: 77,
             next_delay_seq: 31,
             max_release_ms: 1_700_000_000_000,
+            last_change_index: 77,
             ..PartitionState::default()
         };
         for pid in 0..3 {

@@ -41,7 +41,7 @@ use tokio::sync::watch;
 use crate::exhaustion::{self, Exhaustion};
 
 use super::command::{LeaderStamp, PartitionCommand};
-use super::delay::{DelayLane, DelayStore, transfer};
+use super::delay::{DelayLane, DelayStore, ScheduleRow, transfer};
 use super::producers::Check;
 use super::snapshot::PartitionState;
 use super::watermark::LogStart;
@@ -62,6 +62,13 @@ pub mod reject {
     pub const TOO_MANY_PRODUCER_IDS: u16 = 4;
     /// A delay command on a replica without a delay store (only tests build those).
     pub const DELAYS_UNAVAILABLE: u16 = 5;
+    /// A schedule with the name exists in the partition.
+    pub const SCHEDULE_EXISTS: u16 = 6;
+    /// No schedule with the name exists in the partition.
+    pub const UNKNOWN_SCHEDULE: u16 = 7;
+    /// A release or fire built from a delay store that a later entry changed; the leader
+    /// builds it again.
+    pub const STALE_RELEASE: u16 = 8;
 }
 
 /// A partition replica's state machine.
@@ -186,13 +193,22 @@ impl PartitionStateMachine {
                 Ok(PartitionCommand::Produce { header, stamp, batch }) => {
                     self.apply_produce(index, &header, &batch, stamp)
                 }
-                Ok(PartitionCommand::Release { release_ms, items, header, .. }) => {
-                    self.apply_release(index, release_ms, &items, &header)
+                Ok(PartitionCommand::Release { release_ms, built_at, items, header, .. }) => {
+                    self.apply_release(index, release_ms, built_at, &items, &header)
                 }
-                Ok(PartitionCommand::Cancel { seq }) => match self.delays.as_mut() {
-                    Some(lane) => lane.cancel(&self.state, index, seq),
-                    None => Ok(no_delays()),
-                },
+                Ok(PartitionCommand::Cancel { seq }) => {
+                    self.apply_change(index, |lane, state| lane.cancel(state, index, seq))
+                }
+                Ok(PartitionCommand::Schedule { name, first_due_ms, cadence, batch }) => {
+                    let row = ScheduleRow { next_due_ms: first_due_ms, cadence, batch };
+                    self.apply_change(index, |lane, _| lane.schedule(index, &name, row))
+                }
+                Ok(PartitionCommand::Unschedule { name }) => {
+                    self.apply_change(index, |lane, _| lane.unschedule(index, &name))
+                }
+                Ok(PartitionCommand::Fire { release_ms, built_at, due_ms, name, header, .. }) => {
+                    self.apply_fire(index, (release_ms, built_at), due_ms, &name, &header)
+                }
                 Ok(PartitionCommand::Trim { up_to_index, log_start_offset }) => {
                     Ok(self.apply_trim(index, up_to_index, log_start_offset))
                 }
@@ -271,6 +287,7 @@ impl PartitionStateMachine {
         &mut self,
         index: u64,
         release_ms: u64,
+        built_at: u64,
         items: &[(u64, u64)],
         h: &sluice_common::record::BatchHeader,
     ) -> io::Result<Reply> {
@@ -280,6 +297,10 @@ impl PartitionStateMachine {
         if let Some(refused) = DelayLane::refuse_release(release_ms, items, h) {
             return Ok(refused);
         }
+        if let Some(stale) = self.stale(built_at) {
+            return Ok(stale);
+        }
+        self.state.last_change_index = index;
         let base_offset = self.state.next_offset;
         if h.count > 0 {
             self.log.index_batch(index, base_offset, h.count, h.max_timestamp_ms)?;
@@ -290,6 +311,57 @@ impl PartitionStateMachine {
         lane.released(index, items)?;
         lane.publish(&self.state);
         Ok(Reply::Appended { base_offset, count: h.count })
+    }
+
+    /// A schedule's fire proposed by the leader: its message gets an offset like a release.
+    fn apply_fire(
+        &mut self,
+        index: u64,
+        (release_ms, built_at): (u64, u64),
+        due_ms: u64,
+        name: &str,
+        h: &sluice_common::record::BatchHeader,
+    ) -> io::Result<Reply> {
+        if self.delays.is_none() {
+            return Ok(no_delays());
+        }
+        if let Some(refused) = DelayLane::refuse_release(release_ms, &[(0, due_ms)], h) {
+            return Ok(refused);
+        }
+        if let Some(stale) = self.stale(built_at) {
+            return Ok(stale);
+        }
+        self.state.last_change_index = index;
+        let base_offset = self.state.next_offset;
+        self.log.index_batch(index, base_offset, h.count, h.max_timestamp_ms)?;
+        self.state.next_offset += u64::from(h.count);
+        self.state.max_release_ms = self.state.max_release_ms.max(release_ms);
+        let lane = self.delays.as_mut().expect("checked above");
+        lane.fired(index, name, due_ms, release_ms)?;
+        lane.publish(&self.state);
+        Ok(Reply::Appended { base_offset, count: h.count })
+    }
+
+    /// A cancel or a schedule change: recorded as the partition's last delay change, so that a
+    /// release or fire built before it is refused, whatever the store then answers.
+    fn apply_change(
+        &mut self,
+        index: u64,
+        change: impl FnOnce(&mut DelayLane, &PartitionState) -> io::Result<Reply>,
+    ) -> io::Result<Reply> {
+        let Some(lane) = self.delays.as_mut() else { return Ok(no_delays()) };
+        self.state.last_change_index = index;
+        change(lane, &self.state)
+    }
+
+    /// Refuses a release or fire built from the delay store as of entry `built_at` if a later
+    /// entry changed what it read. Decided from the state alone, so every replica decides alike.
+    fn stale(&self, built_at: u64) -> Option<Reply> {
+        let last = self.state.last_change_index;
+        (built_at < last).then(|| Reply::Rejected {
+            code: reject::STALE_RELEASE,
+            message: format!("built from the delay store as of entry {built_at}; entry {last} changed it since"),
+        })
     }
 
     /// The number the next delayed message gets, and the latest release time committed.
@@ -364,7 +436,7 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         // Read now, between applies: the rows are exactly those of the snapshot's last entry.
-        let rows = self.delays.as_ref().map_or(Ok(Vec::new()), DelayLane::snapshot_rows);
+        let rows = self.delays.as_ref().map_or(Ok(Default::default()), DelayLane::snapshot_rows);
         SnapshotBuilder {
             log: Arc::clone(&self.log),
             meta: SnapshotMeta { last_log_id: self.last_applied, last_membership: self.membership.clone() },
@@ -382,7 +454,7 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
         // The store before the snapshot file: a crash between them leaves the store ahead of
         // the stored snapshot, whose entries openraft re-applies without touching the store.
         if let (Some(lane), Some(last)) = (self.delays.as_mut(), meta.last_log_id) {
-            lane.install(last.index, rows.as_deref().unwrap_or_default()).map_err(noted)?;
+            lane.install(last.index, &rows.unwrap_or_default()).map_err(noted)?;
             lane.sync().map_err(noted)?;
         }
         persist_snapshot(&self.log, None, meta, &snapshot).map_err(noted)?;

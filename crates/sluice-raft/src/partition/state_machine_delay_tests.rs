@@ -62,7 +62,9 @@ impl Replica {
         self.apply(command)
     }
 
+    /// A release of what is due at `now`, built as the leader builds one: the store's mark first.
     fn release_command(&self, now: u64) -> Command {
+        let built_at = self.store.mark(GROUP).unwrap();
         let rows = self.store.pending(GROUP, 0, now, 100, usize::MAX).unwrap();
         let mut b = BatchBuilder::new(ProducerStamp::NONE, 256);
         for row in &rows {
@@ -70,7 +72,7 @@ impl Replica {
             b.push_view(&view.unwrap());
         }
         let items: Vec<(u64, u64)> = rows.iter().map(|r| (r.seq, r.due_ms)).collect();
-        PartitionCommand::release(now, &items, &b.finish())
+        PartitionCommand::release(now, built_at, &items, &b.finish())
     }
 }
 
@@ -84,7 +86,7 @@ fn delayed_messages_are_numbered_released_once_and_cancelled_by_log_order() {
     assert_eq!(r.apply(PartitionCommand::produce(&batch)), Reply::Duplicate { base_offset: 0, count: 3 }, "a retry");
     assert_eq!((r.sm.next_offset(), r.store.count(GROUP).unwrap()), (0, 3), "no offsets yet, stored once");
 
-    let early = PartitionCommand::release(150, &[(1, 300)], &BatchBuilder::new(ProducerStamp::NONE, 8).finish());
+    let early = PartitionCommand::release(150, 2, &[(1, 300)], &BatchBuilder::new(ProducerStamp::NONE, 8).finish());
     assert!(matches!(r.apply(early), Reply::Rejected { code: reject::INVALID_BATCH, .. }), "never early");
     assert_eq!(r.release_due(250), Reply::Appended { base_offset: 0, count: 2 }, "a and c, by due time");
     let released = read_committed(&r.log, 0, r.sm.next_offset(), usize::MAX).unwrap();
@@ -102,6 +104,28 @@ fn delayed_messages_are_numbered_released_once_and_cancelled_by_log_order() {
     assert_eq!(r.apply(PartitionCommand::cancel(9)), Reply::Cancel(CancelOutcome::Unknown));
     assert_eq!(r.release_due(1_000), Reply::Appended { base_offset: 2, count: 0 }, "nothing left to release");
     assert_eq!(r.store.count(GROUP).unwrap(), 0);
+}
+
+/// A release the leader built before a cancel (or another release) reached the log — a leader
+/// that lost its leadership and won it back, a write that outlasted its wait — is refused on
+/// every replica: the cancelled message is never delivered, a released one never twice.
+#[test]
+fn a_release_built_before_a_cancel_or_another_release_is_refused_as_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::open(dir.path());
+    r.apply(PartitionCommand::produce(&delayed(&[("a", 10), ("b", 20)], ProducerStamp::NONE)));
+    let before_cancel = r.release_command(50);
+    assert_eq!(r.apply(PartitionCommand::cancel(0)), Reply::Cancel(CancelOutcome::Cancelled));
+    let stale = r.apply(before_cancel);
+    assert!(matches!(stale, Reply::Rejected { code: reject::STALE_RELEASE, .. }), "{stale:?}");
+    assert_eq!(r.sm.next_offset(), 0, "nothing delivered");
+
+    let first = r.release_command(50);
+    let second = r.release_command(50);
+    assert_eq!(r.apply(first), Reply::Appended { base_offset: 0, count: 1 }, "b alone");
+    let twice = r.apply(second);
+    assert!(matches!(twice, Reply::Rejected { code: reject::STALE_RELEASE, .. }), "{twice:?}");
+    assert_eq!((r.sm.next_offset(), r.store.count(GROUP).unwrap()), (1, 0), "b delivered once");
 }
 
 #[test]
@@ -162,4 +186,49 @@ fn a_replica_installing_a_snapshot_gets_the_pending_messages_with_it() {
     assert_eq!(seqs(&follower.store), [(0, 10), (2, 30)], "the leader's pending messages replace its own");
     assert_eq!(follower.store.mark(GROUP).unwrap(), 2);
     assert_eq!(follower.sm.delay_counters(), leader.sm.delay_counters());
+}
+
+fn one_record(value: &str) -> Bytes {
+    let mut b = BatchBuilder::new(ProducerStamp::NONE, 64);
+    b.push(&Record::new(value.to_string(), 1));
+    b.finish()
+}
+
+#[test]
+fn a_schedule_fires_once_per_due_time_collapses_missed_fires_and_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::open(dir.path());
+    let every = "every|1000|5000";
+    assert_eq!(r.apply(PartitionCommand::schedule("tick", 5_000, every, &one_record("m"))), Reply::Done);
+    let again = r.apply(PartitionCommand::schedule("tick", 5_000, every, &one_record("m")));
+    assert!(matches!(again, Reply::Rejected { code: reject::SCHEDULE_EXISTS, .. }), "{again:?}");
+    let early = r.apply(PartitionCommand::fire(4_999, 2, 5_000, "tick", &one_record("m")));
+    assert!(matches!(early, Reply::Rejected { code: reject::INVALID_BATCH, .. }), "never early: {early:?}");
+    assert_eq!(
+        r.apply(PartitionCommand::fire(5_002, 2, 5_000, "tick", &one_record("m"))),
+        Reply::Appended { base_offset: 0, count: 1 }
+    );
+    assert_eq!(r.store.schedule(GROUP, "tick").unwrap().unwrap().next_due_ms, 6_000, "the next fire");
+    tracing::info!("--- handled 9.5 s late: the missed fires collapse into this one");
+    r.apply(PartitionCommand::fire(15_500, 4, 6_000, "tick", &one_record("m")));
+    assert_eq!(r.store.schedule(GROUP, "tick").unwrap().unwrap().next_due_ms, 16_000);
+    assert_eq!(r.store.due_fires(GROUP, 16_000, 10).unwrap(), [(16_000, "tick".to_string())]);
+    assert_eq!(r.apply(PartitionCommand::unschedule("tick")), Reply::Done);
+    let gone = r.apply(PartitionCommand::unschedule("tick"));
+    assert!(matches!(gone, Reply::Rejected { code: reject::UNKNOWN_SCHEDULE, .. }), "{gone:?}");
+    assert_eq!((r.store.schedules(GROUP).unwrap(), r.store.next_due(GROUP).unwrap()), (vec![], None));
+    assert_eq!(r.sm.next_offset(), 2, "two fires appended");
+}
+
+#[test]
+fn schedules_travel_with_a_snapshot() {
+    let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut leader = Replica::open(from.path());
+    leader.apply(PartitionCommand::schedule("cron", 9_000, "cron|Europe/Berlin|0 30 2 * * *", &one_record("c")));
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let snapshot = rt.block_on(async { leader.sm.get_snapshot_builder().await.build_snapshot().await.unwrap() });
+    let mut follower = Replica::open(to.path());
+    rt.block_on(follower.sm.install_snapshot(&snapshot.meta, snapshot.snapshot)).unwrap();
+    assert_eq!(follower.store.schedules(GROUP).unwrap(), leader.store.schedules(GROUP).unwrap());
+    assert_eq!(follower.store.next_due(GROUP).unwrap(), Some(9_000));
 }

@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sluice_common::delay::deliver_at_of;
 use sluice_common::record::{BatchBuilder, BatchHeader, ProducerStamp, RecordBatch};
 
+use sluice_common::schedule::{Cadence, next_fire};
+
+use super::schedules::ScheduleRow;
 use super::store::DelayStore;
 use crate::partition::snapshot::PartitionState;
 use crate::partition::state_machine::reject;
@@ -159,14 +162,87 @@ impl DelayLane {
         Ok(Reply::Cancel(outcome))
     }
 
-    /// Every pending message of the group, for a snapshot (see `transfer`).
-    pub fn snapshot_rows(&self) -> io::Result<Vec<super::Pending>> {
-        self.store.pending(self.group, 0, u64::MAX, usize::MAX, usize::MAX)
+    /// Every pending message and schedule of the group, for a snapshot (see `transfer`).
+    pub fn snapshot_rows(&self) -> io::Result<super::transfer::Carried> {
+        Ok(super::transfer::Carried {
+            pending: self.store.pending(self.group, 0, u64::MAX, usize::MAX, usize::MAX)?,
+            schedules: self.store.schedules(self.group)?,
+        })
     }
 
-    /// Installs a snapshot of entry `index`: the group's store becomes `rows`.
-    pub fn install(&mut self, index: u64, rows: &[super::Pending]) -> io::Result<()> {
-        self.store.replace_group(self.group, index, rows)?;
+    /// Installs a snapshot of entry `index`: the group's store becomes `carried`.
+    pub fn install(&mut self, index: u64, carried: &super::transfer::Carried) -> io::Result<()> {
+        self.store.replace_group(self.group, index, &carried.pending, &carried.schedules)?;
+        self.mark = index;
+        Ok(())
+    }
+
+    /// Adds schedule `name` (refused if the partition has one by that name).
+    pub fn schedule(&mut self, index: u64, name: &str, row: ScheduleRow) -> io::Result<Reply> {
+        if !self.fresh(index) {
+            return Ok(Reply::Done);
+        }
+        if self.store.schedule(self.group, name)?.is_some() {
+            self.mark_only(index)?;
+            let message = format!("a schedule named {name:?} exists; delete it first or choose another name");
+            return Ok(Reply::Rejected { code: reject::SCHEDULE_EXISTS, message });
+        }
+        let first = row.next_due_ms;
+        let mut writes = self.store.batch(self.group, index)?;
+        writes.put_schedule(name, &row);
+        writes.commit()?;
+        self.mark = index;
+        if let Some(hook) = &self.on_due {
+            hook(self.group, first);
+        }
+        Ok(Reply::Done)
+    }
+
+    /// Removes schedule `name`.
+    pub fn unschedule(&mut self, index: u64, name: &str) -> io::Result<Reply> {
+        if !self.fresh(index) {
+            return Ok(Reply::Done);
+        }
+        let Some(row) = self.store.schedule(self.group, name)? else {
+            self.mark_only(index)?;
+            let message = format!("no schedule named {name:?}");
+            return Ok(Reply::Rejected { code: reject::UNKNOWN_SCHEDULE, message });
+        };
+        let mut writes = self.store.batch(self.group, index)?;
+        writes.remove_schedule(name, row.next_due_ms);
+        writes.commit()?;
+        self.mark = index;
+        Ok(Reply::Done)
+    }
+
+    /// Moves schedule `name` past the fire due at `due_ms`, applied at `release_ms`: to its
+    /// next fire, or gone if its cadence has none. A fire the leader built from a stale view
+    /// (the schedule changed since) is reported, not decided on, as for releases.
+    pub fn fired(&mut self, index: u64, name: &str, due_ms: u64, release_ms: u64) -> io::Result<()> {
+        if !self.fresh(index) {
+            return Ok(());
+        }
+        let mut writes = self.store.batch(self.group, index)?;
+        match self.store.schedule(self.group, name)? {
+            Some(row) if row.next_due_ms == due_ms => {
+                writes.remove_schedule(name, due_ms);
+                let next = Cadence::decode_stored(&row.cadence).ok().and_then(|c| next_fire(&c, due_ms, release_ms));
+                if let Some(next_due_ms) = next {
+                    writes.put_schedule(name, &ScheduleRow { next_due_ms, ..row });
+                }
+            }
+            _ => tracing::error!(group = self.group, name, due_ms, "fired a schedule that was not due then"),
+        }
+        writes.commit()?;
+        self.mark = index;
+        Ok(())
+    }
+
+    /// Records entry `index` as stored though it changed nothing: the state counts it as a
+    /// delay change (`last_change_index`), and the leader builds releases from the store as of
+    /// its mark, which must not be behind that.
+    fn mark_only(&mut self, index: u64) -> io::Result<()> {
+        self.store.batch(self.group, index)?.commit()?;
         self.mark = index;
         Ok(())
     }

@@ -16,8 +16,10 @@
 //!   `release_ms` committed before it releases anything.
 
 mod lane;
+mod schedules;
 mod store;
 pub mod transfer;
 
 pub use lane::{DelayLane, DueHook, LaneShared};
+pub use schedules::ScheduleRow;
 pub use store::{CancelOutcome, DelayStore, Pending, StoreBatch};

@@ -11,6 +11,8 @@
 //! 'x' group u64 | seq u64                (empty): cancelled
 //! 'n' group u64                          pending count u64
 //! 'm' group u64                          the last Raft index whose effects are stored
+//! 's' group u64 | name                   a recurring schedule (`schedules.rs`)
+//! 'f' group u64 | due_ms u64 | name      (empty): the schedule's next fire
 //! ```
 //! All integers big-endian in keys (so keys sort by them), little-endian in values.
 //!
@@ -30,6 +32,10 @@ const BY_SEQ: u8 = b'i';
 const CANCELLED: u8 = b'x';
 const COUNT: u8 = b'n';
 const MARK: u8 = b'm';
+pub(super) const SCHEDULE: u8 = b's';
+pub(super) const FIRE: u8 = b'f';
+/// Every key prefix, for dropping a group.
+const PREFIXES: [u8; 7] = [PENDING, BY_SEQ, CANCELLED, COUNT, MARK, SCHEDULE, FIRE];
 
 /// RocksDB memory: two 8 MiB memtables and a 16 MiB block cache, so ten million pending
 /// messages stay well under the 64 MiB the index may use (docs/DELAYS.md).
@@ -60,8 +66,8 @@ pub enum CancelOutcome {
 
 /// The pending delayed messages of a broker's partition replicas.
 pub struct DelayStore {
-    db: DB,
-    path: PathBuf,
+    pub(super) db: DB,
+    pub(super) path: PathBuf,
 }
 
 impl DelayStore {
@@ -72,6 +78,12 @@ impl DelayStore {
         opts.create_if_missing(true);
         opts.set_write_buffer_size(MEMTABLE_BYTES);
         opts.set_max_write_buffer_number(2);
+        // RocksDB preallocates 4 MiB for each manifest by default: on every broker, before any
+        // message is delayed, and on a nearly full disk out of the guard's margin. The manifest
+        // of this single-column-family store stays a few KiB.
+        opts.set_manifest_preallocation_size(64 << 10);
+        opts.set_keep_log_file_num(3);
+        opts.set_max_log_file_size(1 << 20);
         let mut table = BlockBasedOptions::default();
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES).map_err(|e| db_error("cache", dir, e))?;
         table.set_block_cache(&cache);
@@ -96,9 +108,11 @@ impl DelayStore {
         Ok(self.get(&key(BY_SEQ, group, &[seq]))?.map(|v| le64(&v)))
     }
 
-    /// The earliest due time in `group`.
+    /// The earliest due time in `group`: of a pending message or a schedule's next fire.
     pub fn next_due(&self, group: u64) -> io::Result<Option<u64>> {
-        Ok(self.pending(group, 0, u64::MAX, 1, usize::MAX)?.first().map(|p| p.due_ms))
+        let message = self.pending(group, 0, u64::MAX, 1, usize::MAX)?.first().map(|p| p.due_ms);
+        let fire = self.due_fires(group, u64::MAX, 1)?.first().map(|(due, _)| *due);
+        Ok(message.into_iter().chain(fire).min())
     }
 
     /// Pending messages of `group` due at or before `up_to_ms`, earliest first: at most `limit`,
@@ -142,8 +156,11 @@ impl DelayStore {
 
     /// Forgets `group` entirely (its replica is deleted, or replaced by a snapshot).
     pub fn delete_group(&self, group: u64) -> io::Result<()> {
+        if self.holds_nothing_of(group)? {
+            return Ok(()); // no write: a broker that never delayed a message keeps an empty log
+        }
         let mut batch = WriteBatch::default();
-        for prefix in [PENDING, BY_SEQ, CANCELLED, COUNT, MARK] {
+        for prefix in PREFIXES {
             batch.delete_range(key(prefix, group, &[]), key(prefix, group + 1, &[]));
         }
         self.db.write(batch).map_err(|e| db_error("write", &self.path, e))
@@ -151,14 +168,28 @@ impl DelayStore {
 
     /// Replaces everything of `group` with `rows`, as of entry `index` (a replica installing a
     /// snapshot), atomically.
-    pub fn replace_group(&self, group: u64, index: u64, rows: &[Pending]) -> io::Result<()> {
+    pub fn replace_group(
+        &self,
+        group: u64,
+        index: u64,
+        rows: &[Pending],
+        schedules: &[(String, super::ScheduleRow)],
+    ) -> io::Result<()> {
+        if rows.is_empty() && schedules.is_empty() && self.holds_nothing_of(group)? {
+            // Nothing to replace and no mark needed: with no stored effects, every entry after
+            // the snapshot is fresh, as the mark would say.
+            return Ok(());
+        }
         let mut batch = WriteBatch::default();
-        for prefix in [PENDING, BY_SEQ, CANCELLED, COUNT, MARK] {
+        for prefix in PREFIXES {
             batch.delete_range(key(prefix, group, &[]), key(prefix, group + 1, &[]));
         }
         let mut writes = StoreBatch { store: self, group, index, batch, count: 0 };
         for row in rows {
             writes.add(row.seq, row.due_ms, &row.batch);
+        }
+        for (name, row) in schedules {
+            writes.put_schedule(name, row);
         }
         writes.commit()
     }
@@ -169,6 +200,20 @@ impl DelayStore {
         self.db.flush_wal(true).map_err(|e| db_error("sync", &self.path, e))
     }
 
+    /// Whether no key of `group` is stored.
+    fn holds_nothing_of(&self, group: u64) -> io::Result<bool> {
+        for prefix in PREFIXES {
+            let mut read = ReadOptions::default();
+            read.set_iterate_upper_bound(key(prefix, group + 1, &[]));
+            let start = key(prefix, group, &[]);
+            if let Some(item) = self.db.iterator_opt(IteratorMode::From(&start, Direction::Forward), read).next() {
+                item.map_err(|e| db_error("read", &self.path, e))?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
         self.db.get(key).map_err(|e| db_error("read", &self.path, e))
     }
@@ -176,10 +221,10 @@ impl DelayStore {
 
 /// The writes one entry makes, written atomically with the group's mark by [`StoreBatch::commit`].
 pub struct StoreBatch<'a> {
-    store: &'a DelayStore,
-    group: u64,
+    pub(super) store: &'a DelayStore,
+    pub(super) group: u64,
     index: u64,
-    batch: WriteBatch,
+    pub(super) batch: WriteBatch,
     count: u64,
 }
 
@@ -230,7 +275,7 @@ impl StoreBatch<'_> {
     }
 }
 
-fn key(prefix: u8, group: u64, rest: &[u64]) -> Vec<u8> {
+pub(super) fn key(prefix: u8, group: u64, rest: &[u64]) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + 8 * rest.len());
     k.push(prefix);
     k.extend_from_slice(&group.to_be_bytes());
@@ -240,7 +285,7 @@ fn key(prefix: u8, group: u64, rest: &[u64]) -> Vec<u8> {
     k
 }
 
-fn be64(b: &[u8]) -> u64 {
+pub(super) fn be64(b: &[u8]) -> u64 {
     u64::from_be_bytes(b.try_into().expect("8 bytes"))
 }
 
@@ -248,6 +293,6 @@ fn le64(b: &[u8]) -> u64 {
     b.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
 }
 
-fn db_error(op: &str, path: &Path, e: rocksdb::Error) -> io::Error {
+pub(super) fn db_error(op: &str, path: &Path, e: rocksdb::Error) -> io::Error {
     io::Error::other(format!("delay store {op} {}: {e}", path.display()))
 }

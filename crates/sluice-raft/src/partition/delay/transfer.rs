@@ -4,20 +4,33 @@
 //!
 //! ```text
 //! | magic "SLPX" | state_len u32 | partition state (snapshot.rs) | count u32 |
-//! | (seq u64 | due_ms u64 | len u32 | one-record batch)* | crc u32 |     crc of everything before
+//! | (seq u64 | due_ms u64 | len u32 | one-record batch)* |
+//! | schedule_count u32 | (name_len u16 | name | row_len u32 | schedule row (schedules.rs))* |
+//! | crc u32 |                                                          crc of everything before
 //! ```
-//! A partition with nothing pending writes the partition state alone (magic "SLPS"), as
-//! before delays existed. Every number little-endian.
+//! A partition with nothing pending and no schedule writes the partition state alone (magic
+//! "SLPS"), as before delays existed. Every number little-endian.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::schedules::ScheduleRow;
 use super::store::Pending;
+
+/// What a snapshot carries besides the partition state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// Pending delayed messages.
+    pub pending: Vec<Pending>,
+    /// Schedules, by name.
+    pub schedules: Vec<(String, ScheduleRow)>,
+}
 
 const MAGIC: &[u8; 4] = b"SLPX";
 
-/// Snapshot data: `state` followed by `pending`, or `state` alone if nothing is pending.
-pub fn encode(state: Bytes, pending: &[Pending]) -> Bytes {
-    if pending.is_empty() {
+/// Snapshot data: `state` followed by what is carried, or `state` alone if nothing is.
+pub fn encode(state: Bytes, carried: &Carried) -> Bytes {
+    let (pending, schedules) = (&carried.pending, &carried.schedules);
+    if pending.is_empty() && schedules.is_empty() {
         return state;
     }
     let rows: usize = pending.iter().map(|p| 20 + p.batch.len()).sum();
@@ -32,14 +45,22 @@ pub fn encode(state: Bytes, pending: &[Pending]) -> Bytes {
         b.put_u32_le(p.batch.len() as u32);
         b.put_slice(&p.batch);
     }
+    b.put_u32_le(schedules.len() as u32);
+    for (name, row) in schedules {
+        b.put_u16_le(name.len() as u16);
+        b.put_slice(name.as_bytes());
+        let row = row.encode();
+        b.put_u32_le(row.len() as u32);
+        b.put_slice(&row);
+    }
     let crc = crc32fast::hash(&b);
     b.put_u32_le(crc);
     b.freeze()
 }
 
-/// Splits snapshot data into the partition state and the pending messages (`None` when the
-/// data is the state alone).
-pub fn decode(data: &Bytes) -> Result<(Bytes, Option<Vec<Pending>>), String> {
+/// Splits snapshot data into the partition state and what it carries (`None` when the data is
+/// the state alone).
+pub fn decode(data: &Bytes) -> Result<(Bytes, Option<Carried>), String> {
     if data.get(..4) != Some(MAGIC) {
         return Ok((data.clone(), None));
     }
@@ -66,10 +87,19 @@ pub fn decode(data: &Bytes) -> Result<(Bytes, Option<Vec<Pending>>), String> {
         let (seq, due_ms, len) = (row.get_u64_le(), row.get_u64_le(), row.get_u32_le() as usize);
         pending.push(Pending { seq, due_ms, batch: take(len)? });
     }
+    let count = take(4)?.get_u32_le();
+    let mut schedules = Vec::with_capacity(count.min(1 << 16) as usize);
+    for _ in 0..count {
+        let name_len = take(2)?.get_u16_le() as usize;
+        let name = String::from_utf8(take(name_len)?.to_vec()).map_err(|_| "a schedule name is not UTF-8")?;
+        let row_len = take(4)?.get_u32_le() as usize;
+        let row = ScheduleRow::decode(&take(row_len)?).ok_or("a schedule in a partition snapshot is malformed")?;
+        schedules.push((name, row));
+    }
     if at != body.len() {
         return Err("trailing bytes in partition snapshot with delays".into());
     }
-    Ok((state, Some(pending)))
+    Ok((state, Some(Carried { pending, schedules })))
 }
 
 #[cfg(test)]
@@ -79,14 +109,16 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_damage() {
         let state = Bytes::from_static(b"SLPS-state");
-        assert_eq!(encode(state.clone(), &[]), state, "nothing pending: the state alone");
         assert_eq!(decode(&state).unwrap(), (state.clone(), None));
+        assert_eq!(encode(state.clone(), &Carried::default()), state, "nothing carried: the state alone");
         let pending = vec![
             Pending { seq: 4, due_ms: 100, batch: Bytes::from_static(b"abc") },
             Pending { seq: 9, due_ms: 50, batch: Bytes::from_static(b"") },
         ];
-        let data = encode(state.clone(), &pending);
-        assert_eq!(decode(&data).unwrap(), (state, Some(pending)));
+        let row = ScheduleRow { next_due_ms: 7, cadence: "every|500|0".into(), batch: Bytes::from_static(b"m") };
+        let carried = Carried { pending, schedules: vec![("tick".into(), row)] };
+        let data = encode(state.clone(), &carried);
+        assert_eq!(decode(&data).unwrap(), (state, Some(carried)));
         for cut in 4..data.len() {
             assert!(decode(&data.slice(..cut)).is_err(), "cut at {cut}");
         }

@@ -1,6 +1,9 @@
 //! The workload end to end against a real three-broker cluster without faults: ten seconds of
 //! producers, group members and a reader, the drain, and each stopped broker's copy of the
 //! partitions, all recorded; the history read back must be complete, consistent and clean.
+//! The delay workload's run is in `delay.rs`, in this one test binary.
+
+mod delay;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufReader, BufWriter};
