@@ -405,7 +405,11 @@ impl Partitions {
             .noting_exhaustion(Arc::clone(&exhaustion));
         // Snapshots sent from here carry the retained entries read from the log, and those
         // received are staged in it (docs/adr/0006-snapshot-catch-up.md).
-        let network = GroupNetworkFactory::new(p.group_id, self.clients.clone()).with_log(Arc::clone(&log));
+        let mut network = GroupNetworkFactory::new(p.group_id, self.clients.clone()).with_log(Arc::clone(&log));
+        if let Some(delays) = &self.delays {
+            // ... and the partition's pending delayed messages (docs/adr/0009-delayed-messages.md).
+            network = network.with_delays(Arc::clone(delays.store()));
+        }
         let raft = Raft::new(self.node_id, self.group_config(policy), network, store, NodeStateMachine::Partition(sm))
             .await
             .map_err(io::Error::other)?;

@@ -101,15 +101,12 @@ async fn release_group(partitions: &Partitions, delays: &Delays, group: u64) {
             delays.note(group, wall_clock_ms() + RETRY_AFTER_MS);
             return;
         };
-        let now = wall_clock_ms();
-        released_to = now;
-        // Never behind a release already committed: a leader whose clock is behind its
-        // predecessor's waits (docs/DELAYS.md, "Clocks").
         let latest = lane.max_release_ms.load(std::sync::atomic::Ordering::Acquire);
-        if now < latest {
+        let Some(now) = release_clock(wall_clock_ms(), latest) else {
             delays.note(group, latest);
             return;
-        }
+        };
+        released_to = now;
         // The mark before the rows: rows read after a later write are refused as stale, never
         // accepted as fresh.
         let read = delays.store.mark(group).and_then(|built_at| {
@@ -248,7 +245,36 @@ fn release_batch(group: u64, rows: &[Pending]) -> Option<(Vec<(u64, u64)>, bytes
     (!items.is_empty()).then(|| (items, builder.finish()))
 }
 
+/// The time a release built now is stamped with: the clock, unless a release already
+/// committed is stamped later — a new leader whose clock is behind its predecessor's, or a
+/// clock that jumped back — and then none until the clock has passed it (docs/DELAYS.md, "What
+/// is guaranteed"), so no message is released earlier than one before it was.
+fn release_clock(now_ms: u64, latest_committed_ms: u64) -> Option<u64> {
+    (now_ms >= latest_committed_ms).then_some(now_ms)
+}
+
 /// This broker's wall clock in ms since the Unix epoch.
 pub(crate) fn wall_clock_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_that_jumps_back_releases_nothing_until_it_passes_the_latest_release() {
+        let mut latest = 0;
+        for (clock, stamped) in [
+            (1_000, Some(1_000)),
+            (5_000, Some(5_000)),
+            (2_000, None),
+            (4_999, None),
+            (5_000, Some(5_000)),
+            (5_001, Some(5_001)),
+        ] {
+            assert_eq!(release_clock(clock, latest), stamped, "clock {clock}, latest {latest}");
+            latest = latest.max(stamped.unwrap_or(0));
+        }
+    }
 }

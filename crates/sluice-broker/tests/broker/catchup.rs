@@ -1,6 +1,7 @@
 //! A follower whose broker was down catches up when it restarts: from the leader's log when the
 //! leader still holds every entry it missed, and by installing the partition snapshot when the
-//! leader has purged past it. Either way it ends with the leader's entries and offsets.
+//! leader has purged past it. Either way it ends with the leader's entries and offsets, and
+//! with the partition's pending delayed messages.
 //!
 //! Batches are written by `LANES` idempotent producers at once, each sending its batches in
 //! sequence, so a batch retried across a leader change is acknowledged once and written once.
@@ -67,6 +68,12 @@ async fn given_a_follower_behind_the_log_start_when_it_restarts_it_installs_a_sn
     let behind = log(&cluster, follower, group).last_id().map_or(0, |id| id.index);
     cluster.stop_broker(follower).await;
     assert_dense(&produce(&cluster, group, 0..2_000).await, 0);
+    let due_in_an_hour =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64 + 3_600_000;
+    assert_eq!(
+        command(&cluster, group, PartitionCommand::produce(&delayed(due_in_an_hour))).await,
+        Reply::Delayed { base_seq: 0, count: 5 }
+    );
 
     tracing::info!("--- the leader snapshots and purges its log past the follower's last entry");
     let (snapshot, first) = snapshot_and_purge(&cluster, group).await;
@@ -85,6 +92,12 @@ async fn given_a_follower_behind_the_log_start_when_it_restarts_it_installs_a_sn
     let start = log(&cluster, follower, group).first_index();
     assert!(start >= first, "the follower's log starts at {start}, before the leader's {first}");
     assert_eq!(log(&cluster, follower, group).find_offset(0), None, "offsets before the snapshot are not held");
+    tracing::info!("--- the snapshot sent brought the 5 pending delayed messages; a later cancel reaches them");
+    let pending = |c: &Cluster| c.brokers[follower].partitions().delays().map(|d| d.store().count(group).unwrap());
+    assert_eq!(pending(&cluster), Some(5), "pending rows came with the snapshot");
+    let cancelled = command(&cluster, group, PartitionCommand::cancel(2)).await;
+    assert_eq!(cancelled, Reply::Cancel(sluice_raft::partition::delay::CancelOutcome::Cancelled));
+    cluster.wait_for(SETTLE, "the follower applied the cancel", |c| pending(c) == Some(4)).await;
 
     tracing::info!("--- its state machine carries on from the snapshot's next offset");
     let after = produce(&cluster, group, 2_000..3_000).await;
@@ -160,6 +173,33 @@ pub(crate) fn batch(i: u64) -> Bytes {
         b.push(&Record::new(format!("message-{i}-{k}"), 1_000 + i as i64));
     }
     b.finish()
+}
+
+/// Five messages due at `due_ms`, as a delayed batch.
+fn delayed(due_ms: u64) -> Bytes {
+    let mut b = BatchBuilder::new(ProducerStamp::NONE, 256).delayed(true);
+    for k in 0..5 {
+        let mut r = Record::new(format!("later-{k}"), 1_000);
+        r.properties.push((sluice_common::record::DELIVER_AT_PROPERTY.into(), due_ms.to_string()));
+        b.push(&r);
+    }
+    b.finish()
+}
+
+/// Proposes `command` through whichever running broker leads `group`, retrying while a leader
+/// settles; returns the reply.
+async fn command(cluster: &Cluster, group: u64, command: sluice_raft::Command) -> Reply {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        for raft in cluster.brokers.iter().filter_map(|b| b.partitions().raft(group)).filter(|r| r.is_leader()) {
+            match raft.client_write(command.clone()).await {
+                Ok(written) => return written.data,
+                Err(e) => tracing::info!("not written, retrying: {e}"),
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leader took the command");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Produces `batches` through whichever running broker leads `group`, `LANES` at a time, each

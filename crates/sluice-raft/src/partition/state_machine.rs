@@ -435,12 +435,12 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        // Read now, between applies: the rows are exactly those of the snapshot's last entry.
-        let rows = self.delays.as_ref().map_or(Ok(Default::default()), DelayLane::snapshot_rows);
+        // The state alone: the replica's own delay store holds its rows, and a snapshot sent to
+        // another replica gets them from the store then (`transfer::with_rows`).
         SnapshotBuilder {
             log: Arc::clone(&self.log),
             meta: SnapshotMeta { last_log_id: self.last_applied, last_membership: self.membership.clone() },
-            data: rows.map(|rows| transfer::encode(self.state.encode(), &rows)),
+            data: self.state.encode(),
             delays: self.delays.as_ref().map(|lane| Arc::clone(lane.store())),
             exhaustion: self.exhaustion.clone(),
         }
@@ -450,13 +450,15 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
         // The snapshot first: the log's purge point may then rise to the snapshot's last entry
         // (the back-fill empties the log to it), never above what the state machine covers.
         let noted = |e| exhaustion::note(self.exhaustion.as_deref(), e);
-        let (_, rows) = transfer::decode(&snapshot).map_err(|e| invalid(self.log.dir(), &e))?;
+        let (state, rows) = transfer::decode(&snapshot).map_err(|e| invalid(self.log.dir(), &e))?;
         // The store before the snapshot file: a crash between them leaves the store ahead of
         // the stored snapshot, whose entries openraft re-applies without touching the store.
         if let (Some(lane), Some(last)) = (self.delays.as_mut(), meta.last_log_id) {
             lane.install(last.index, &rows.unwrap_or_default()).map_err(noted)?;
             lane.sync().map_err(noted)?;
         }
+        // Stored without the rows, which are in the store now.
+        let snapshot = state;
         persist_snapshot(&self.log, None, meta, &snapshot).map_err(noted)?;
         adopt_retained(&self.log, meta.last_log_id).map_err(noted)?;
         self.restore(meta, &snapshot)?;
@@ -476,8 +478,8 @@ impl RaftStateMachine<PartitionConfig> for PartitionStateMachine {
 pub struct SnapshotBuilder {
     log: Arc<Log>,
     meta: SnapshotMetaOf<PartitionConfig>,
-    /// The snapshot data, or why the delay store could not be read for it.
-    data: io::Result<Bytes>,
+    /// The snapshot data: the partition state.
+    data: Bytes,
     delays: Option<Arc<DelayStore>>,
     exhaustion: Option<Arc<Exhaustion>>,
 }
@@ -486,10 +488,7 @@ impl RaftSnapshotBuilder<PartitionConfig> for SnapshotBuilder {
     type SnapshotData = Bytes;
 
     async fn build_snapshot(&mut self) -> io::Result<SnapshotOf<PartitionConfig, Bytes>> {
-        let data = match &self.data {
-            Ok(data) => data.clone(),
-            Err(e) => return Err(io::Error::new(e.kind(), format!("delay store: {e}"))),
-        };
+        let data = self.data.clone();
         persist_snapshot(&self.log, self.delays.as_deref(), &self.meta, &data)
             .map_err(|e| exhaustion::note(self.exhaustion.as_deref(), e))?;
         Ok(Snapshot { meta: self.meta.clone(), snapshot: data })

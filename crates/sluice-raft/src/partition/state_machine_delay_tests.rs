@@ -10,7 +10,7 @@ use sluice_common::record::{BatchBuilder, DELIVER_AT_PROPERTY, ProducerStamp, Re
 use sluice_storage::{Log, LogConfig};
 
 use super::*;
-use crate::partition::delay::{CancelOutcome, DelayStore};
+use crate::partition::delay::{CancelOutcome, DelayStore, transfer};
 use crate::partition::read_committed;
 use crate::typ::Command;
 
@@ -166,26 +166,44 @@ fn entries_applied_again_after_a_crash_decide_as_before_and_store_nothing_twice(
     assert_eq!(r.sm.delay_counters(), (2, 15));
 }
 
+/// The snapshot a replica stores is its state alone; one sent to a lagging replica carries the
+/// sender's rows as its store holds them when sending, possibly past the snapshot's last entry.
+/// The receiver takes the sender's mark, so the entries after the snapshot, which it applies
+/// next, do not store (or cancel, or release) again what the rows already show.
 #[test]
 fn a_replica_installing_a_snapshot_gets_the_pending_messages_with_it() {
     let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut leader = Replica::open(from.path());
-    leader.apply(PartitionCommand::produce(&delayed(&[("a", 10), ("b", 20), ("c", 30)], ProducerStamp::NONE)));
-    leader.apply(PartitionCommand::cancel(1));
+    let first = PartitionCommand::produce(&delayed(&[("a", 10), ("b", 20), ("c", 30)], ProducerStamp::NONE));
+    leader.apply(first.clone());
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let snapshot = rt.block_on(async {
         let mut builder = leader.sm.get_snapshot_builder().await;
         builder.build_snapshot().await.unwrap()
     });
+    assert_eq!(&snapshot.snapshot[..4], b"SLPS", "stored without rows");
+    tracing::info!("--- entries 2 and 3 after the snapshot: a cancel and another delayed message");
+    let after = [PartitionCommand::cancel(1), PartitionCommand::produce(&delayed(&[("d", 40)], ProducerStamp::NONE))];
+    for c in &after {
+        leader.apply(c.clone());
+    }
+    let sent = transfer::with_rows(&snapshot.snapshot, &leader.store, GROUP).unwrap();
+
     let mut follower = Replica::open(to.path());
     follower.apply(PartitionCommand::produce(&delayed(&[("stale", 5)], ProducerStamp::NONE)));
-    rt.block_on(follower.sm.install_snapshot(&snapshot.meta, snapshot.snapshot)).unwrap();
+    rt.block_on(follower.sm.install_snapshot(&snapshot.meta, sent)).unwrap();
     let seqs = |s: &DelayStore| -> Vec<(u64, u64)> {
         s.pending(GROUP, 0, u64::MAX, 100, usize::MAX).unwrap().iter().map(|p| (p.seq, p.due_ms)).collect()
     };
-    assert_eq!(seqs(&follower.store), [(0, 10), (2, 30)], "the leader's pending messages replace its own");
-    assert_eq!(follower.store.mark(GROUP).unwrap(), 2);
+    assert_eq!(seqs(&follower.store), [(0, 10), (2, 30), (3, 40)], "the leader's rows replace its own");
+    assert_eq!(follower.store.mark(GROUP).unwrap(), 3, "the sender's mark");
+    for (index, c) in (2..).zip(&after) {
+        follower.reapply(index, c.clone());
+    }
+    assert_eq!(seqs(&follower.store), seqs(&leader.store), "nothing stored twice");
     assert_eq!(follower.sm.delay_counters(), leader.sm.delay_counters());
+    let again = follower.reapply(4, PartitionCommand::cancel(1));
+    assert_eq!(again, Reply::Cancel(CancelOutcome::Cancelled), "the cancel travelled: a repeat answers the same");
 }
 
 fn one_record(value: &str) -> Bytes {
@@ -227,8 +245,9 @@ fn schedules_travel_with_a_snapshot() {
     leader.apply(PartitionCommand::schedule("cron", 9_000, "cron|Europe/Berlin|0 30 2 * * *", &one_record("c")));
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let snapshot = rt.block_on(async { leader.sm.get_snapshot_builder().await.build_snapshot().await.unwrap() });
+    let sent = transfer::with_rows(&snapshot.snapshot, &leader.store, GROUP).unwrap();
     let mut follower = Replica::open(to.path());
-    rt.block_on(follower.sm.install_snapshot(&snapshot.meta, snapshot.snapshot)).unwrap();
+    rt.block_on(follower.sm.install_snapshot(&snapshot.meta, sent)).unwrap();
     assert_eq!(follower.store.schedules(GROUP).unwrap(), leader.store.schedules(GROUP).unwrap());
     assert_eq!(follower.store.next_due(GROUP).unwrap(), Some(9_000));
 }

@@ -38,6 +38,7 @@ use super::error::Call;
 use super::faults::Fault;
 use super::pb::raft_peer_client::RaftPeerClient;
 use super::{snapshot, stream_append};
+use crate::partition::delay::DelayStore;
 use crate::typ::{Node, NodeId, PartitionConfig, Vote};
 
 type C = PartitionConfig;
@@ -49,18 +50,27 @@ pub struct GroupNetworkFactory {
     group_id: u64,
     clients: PeerClients,
     log: Option<Arc<Log>>,
+    delays: Option<Arc<DelayStore>>,
 }
 
 impl GroupNetworkFactory {
     /// The factory for group `group_id` over `clients`.
     pub fn new(group_id: u64, clients: PeerClients) -> GroupNetworkFactory {
-        GroupNetworkFactory { group_id, clients, log: None }
+        GroupNetworkFactory { group_id, clients, log: None, delays: None }
     }
 
     /// The same factory for a partition group over `log`: the snapshots it sends carry the
     /// retained entries from it (`partition::retained`).
     pub fn with_log(mut self, log: Arc<Log>) -> GroupNetworkFactory {
         self.log = Some(log);
+        self
+    }
+
+    /// The same factory for a partition group whose delay store is `store`: the snapshots it
+    /// sends carry the group's pending delayed messages and schedules read from it
+    /// (`partition::delay::transfer`).
+    pub fn with_delays(mut self, store: Arc<DelayStore>) -> GroupNetworkFactory {
+        self.delays = Some(store);
         self
     }
 
@@ -76,6 +86,7 @@ impl RaftNetworkFactory<C> for GroupNetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerNetwork {
         let mut network = self.clients.network(self.group_id, target, node);
         network.log = self.log.clone();
+        network.delays = self.delays.clone();
         network
     }
 }
@@ -89,6 +100,8 @@ pub struct PeerNetwork {
     client: Result<RaftPeerClient<Channel>, String>,
     /// A partition group's log: its snapshots carry the retained entries read from it.
     log: Option<Arc<Log>>,
+    /// A partition group's delay store: its snapshots carry the group's rows read from it.
+    delays: Option<Arc<DelayStore>>,
 }
 
 impl PeerNetwork {
@@ -98,7 +111,7 @@ impl PeerNetwork {
         clients: PeerClients,
         client: Result<RaftPeerClient<Channel>, String>,
     ) -> PeerNetwork {
-        PeerNetwork { group_id, target, clients, client, log: None }
+        PeerNetwork { group_id, target, clients, client, log: None, delays: None }
     }
 
     /// The group these RPCs belong to.
@@ -114,6 +127,11 @@ impl PeerNetwork {
     /// The partition group's log, if the group is a partition.
     pub(crate) fn log(&self) -> Option<&Arc<Log>> {
         self.log.as_ref()
+    }
+
+    /// The partition group's delay store, if it has one.
+    pub(crate) fn delays(&self) -> Option<&Arc<DelayStore>> {
+        self.delays.as_ref()
     }
 
     pub(crate) fn clients(&self) -> &PeerClients {

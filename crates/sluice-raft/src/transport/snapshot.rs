@@ -42,6 +42,7 @@ use super::error::WireError;
 use super::faults::Fault;
 use super::network::PeerNetwork;
 use super::pb::{self, snapshot_chunk::Chunk};
+use crate::partition::delay::transfer;
 use crate::partition::{RetainedRange, RetainedReader, retained};
 use crate::typ::{LogId, PartitionConfig, Vote};
 
@@ -60,7 +61,7 @@ pub(crate) async fn send(
     let deadline = option.soft_ttl();
     let chunk_bytes =
         net.clients().config().snapshot_chunk_bytes.min(option.snapshot_chunk_size().unwrap_or(usize::MAX));
-    let data = snapshot.snapshot;
+    let data = with_delay_rows(net, snapshot.snapshot).await.map_err(|e| call.unreachable(e))?;
     let mut header = convert::snapshot_header_to_pb(net.group_id(), &vote, &snapshot.meta, data.len() as u64);
     let retained = retained_reader(net, &data, snapshot.meta.last_log_id.as_ref());
     header.retained = retained.as_ref().map(|(_, range)| convert::retained_to_pb(range));
@@ -103,6 +104,17 @@ pub(crate) async fn send(
             }
         }
     }
+}
+
+/// A partition snapshot's data with the group's delayed messages and schedules, read from the
+/// delay store now (off the async threads: a large pending set takes a while); other data as is.
+async fn with_delay_rows(net: &PeerNetwork, data: Bytes) -> Result<Bytes, String> {
+    let Some(store) = net.delays().cloned() else { return Ok(data) };
+    let group = net.group_id();
+    tokio::task::spawn_blocking(move || transfer::with_rows(&data, &store, group))
+        .await
+        .map_err(|e| format!("reading the delay store for a snapshot: {e}"))?
+        .map_err(|e| format!("reading the delay store for a snapshot: {e}"))
 }
 
 /// A reader of the retained entries a partition's snapshot carries, and their range; `None` for

@@ -162,18 +162,13 @@ impl DelayLane {
         Ok(Reply::Cancel(outcome))
     }
 
-    /// Every pending message and schedule of the group, for a snapshot (see `transfer`).
-    pub fn snapshot_rows(&self) -> io::Result<super::transfer::Carried> {
-        Ok(super::transfer::Carried {
-            pending: self.store.pending(self.group, 0, u64::MAX, usize::MAX, usize::MAX)?,
-            schedules: self.store.schedules(self.group)?,
-        })
-    }
-
-    /// Installs a snapshot of entry `index`: the group's store becomes `carried`.
+    /// Installs a snapshot of entry `index`: the group's store becomes `carried`, which holds
+    /// the effects of the entries up to `carried.mark` (at or past `index`: the sender's store
+    /// as it was when it sent). Entries up to there, applied after the snapshot, store nothing.
     pub fn install(&mut self, index: u64, carried: &super::transfer::Carried) -> io::Result<()> {
-        self.store.replace_group(self.group, index, &carried.pending, &carried.schedules)?;
-        self.mark = index;
+        let mark = index.max(carried.mark);
+        self.store.replace_group(self.group, mark, carried)?;
+        self.mark = mark;
         Ok(())
     }
 

@@ -70,6 +70,12 @@ pub struct DelayStore {
     pub(super) path: PathBuf,
 }
 
+impl std::fmt::Debug for DelayStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DelayStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
 impl DelayStore {
     /// Opens (creating if missing) the store in `dir`.
     pub fn open(dir: &Path) -> io::Result<DelayStore> {
@@ -166,16 +172,11 @@ impl DelayStore {
         self.db.write(batch).map_err(|e| db_error("write", &self.path, e))
     }
 
-    /// Replaces everything of `group` with `rows`, as of entry `index` (a replica installing a
-    /// snapshot), atomically.
-    pub fn replace_group(
-        &self,
-        group: u64,
-        index: u64,
-        rows: &[Pending],
-        schedules: &[(String, super::ScheduleRow)],
-    ) -> io::Result<()> {
-        if rows.is_empty() && schedules.is_empty() && self.holds_nothing_of(group)? {
+    /// Replaces everything of `group` with `carried`, as of entry `index` (a replica installing
+    /// a snapshot), atomically.
+    pub fn replace_group(&self, group: u64, index: u64, carried: &super::transfer::Carried) -> io::Result<()> {
+        let (rows, schedules) = (&carried.pending, &carried.schedules);
+        if rows.is_empty() && schedules.is_empty() && carried.cancelled.is_empty() && self.holds_nothing_of(group)? {
             // Nothing to replace and no mark needed: with no stored effects, every entry after
             // the snapshot is fresh, as the mark would say.
             return Ok(());
@@ -191,6 +192,9 @@ impl DelayStore {
         for (name, row) in schedules {
             writes.put_schedule(name, row);
         }
+        for seq in &carried.cancelled {
+            writes.batch.put(key(CANCELLED, group, &[*seq]), []);
+        }
         writes.commit()
     }
 
@@ -198,6 +202,38 @@ impl DelayStore {
     /// is never behind a stored snapshot.
     pub fn sync(&self) -> io::Result<()> {
         self.db.flush_wal(true).map_err(|e| db_error("sync", &self.path, e))
+    }
+
+    /// Everything of `group` — pending messages, cancelled numbers, schedules — and the mark
+    /// they stand for, read at one point of the store (a RocksDB snapshot), for a replica that
+    /// catches up by snapshot (`transfer`).
+    pub fn export(&self, group: u64) -> io::Result<super::transfer::Carried> {
+        let snap = self.db.snapshot();
+        let read_err = |e| db_error("read", &self.path, e);
+        let mark = snap.get(key(MARK, group, &[])).map_err(read_err)?.map_or(0, |v| le64(&v));
+        let scan = |prefix: u8| {
+            let mut read = ReadOptions::default();
+            read.set_iterate_upper_bound(key(prefix, group + 1, &[]));
+            let start = key(prefix, group, &[]);
+            snap.iterator_opt(IteratorMode::From(&start, Direction::Forward), read)
+        };
+        let mut carried = super::transfer::Carried { mark, ..Default::default() };
+        for item in scan(PENDING) {
+            let (k, v) = item.map_err(read_err)?;
+            let batch = Bytes::from(v.into_vec());
+            carried.pending.push(Pending { due_ms: be64(&k[9..17]), seq: be64(&k[17..25]), batch });
+        }
+        for item in scan(CANCELLED) {
+            carried.cancelled.push(be64(&item.map_err(read_err)?.0[9..17]));
+        }
+        for item in scan(SCHEDULE) {
+            let (k, v) = item.map_err(read_err)?;
+            let name = String::from_utf8_lossy(&k[9..]).into_owned();
+            if let Some(row) = super::ScheduleRow::decode(&Bytes::from(v.into_vec())) {
+                carried.schedules.push((name, row));
+            }
+        }
+        Ok(carried)
     }
 
     /// Whether no key of `group` is stored.

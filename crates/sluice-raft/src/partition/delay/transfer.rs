@@ -1,15 +1,19 @@
-//! Pending delayed messages inside a partition snapshot, for a replica that catches up by
+//! Pending delayed messages inside a partition snapshot sent to a replica that catches up by
 //! installing one: its store is rebuilt from them, since the entries that made them may be
 //! trimmed.
 //!
 //! ```text
-//! | magic "SLPX" | state_len u32 | partition state (snapshot.rs) | count u32 |
+//! | magic "SLPX" | state_len u32 | partition state (snapshot.rs) | mark u64 | count u32 |
 //! | (seq u64 | due_ms u64 | len u32 | one-record batch)* |
+//! | cancelled_count u32 | seq u64 * |
 //! | schedule_count u32 | (name_len u16 | name | row_len u32 | schedule row (schedules.rs))* |
 //! | crc u32 |                                                          crc of everything before
 //! ```
-//! A partition with nothing pending and no schedule writes the partition state alone (magic
-//! "SLPS"), as before delays existed. Every number little-endian.
+//! The snapshot a replica stores for itself is the partition state alone (magic "SLPS"): its
+//! own store holds its rows. The rows are added only when the snapshot is sent
+//! ([`with_rows`]), read from the sender's store as it is then, which may be ahead of the
+//! snapshot's last entry: `mark` says how far, and the receiver takes it as its own mark, so it
+//! does not store again what the entries after the snapshot did. Every number little-endian.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -19,8 +23,12 @@ use super::store::Pending;
 /// What a snapshot carries besides the partition state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Carried {
+    /// The last entry whose effects these rows hold.
+    pub mark: u64,
     /// Pending delayed messages.
     pub pending: Vec<Pending>,
+    /// Numbers of cancelled messages (so that a repeated cancel answers `Cancelled` again).
+    pub cancelled: Vec<u64>,
     /// Schedules, by name.
     pub schedules: Vec<(String, ScheduleRow)>,
 }
@@ -30,20 +38,25 @@ const MAGIC: &[u8; 4] = b"SLPX";
 /// Snapshot data: `state` followed by what is carried, or `state` alone if nothing is.
 pub fn encode(state: Bytes, carried: &Carried) -> Bytes {
     let (pending, schedules) = (&carried.pending, &carried.schedules);
-    if pending.is_empty() && schedules.is_empty() {
+    if pending.is_empty() && schedules.is_empty() && carried.cancelled.is_empty() {
         return state;
     }
-    let rows: usize = pending.iter().map(|p| 20 + p.batch.len()).sum();
-    let mut b = BytesMut::with_capacity(16 + state.len() + rows);
+    let rows: usize = pending.iter().map(|p| 20 + p.batch.len()).sum::<usize>() + 8 * carried.cancelled.len();
+    let mut b = BytesMut::with_capacity(32 + state.len() + rows);
     b.put_slice(MAGIC);
     b.put_u32_le(u32::try_from(state.len()).expect("state under 4 GiB"));
     b.put_slice(&state);
+    b.put_u64_le(carried.mark);
     b.put_u32_le(u32::try_from(pending.len()).expect("fewer than 2^32 pending"));
     for p in pending {
         b.put_u64_le(p.seq);
         b.put_u64_le(p.due_ms);
         b.put_u32_le(p.batch.len() as u32);
         b.put_slice(&p.batch);
+    }
+    b.put_u32_le(u32::try_from(carried.cancelled.len()).expect("fewer than 2^32 cancelled"));
+    for seq in &carried.cancelled {
+        b.put_u64_le(*seq);
     }
     b.put_u32_le(schedules.len() as u32);
     for (name, row) in schedules {
@@ -80,12 +93,18 @@ pub fn decode(data: &Bytes) -> Result<(Bytes, Option<Carried>), String> {
     };
     let state_len = take(4)?.get_u32_le() as usize;
     let state = take(state_len)?;
+    let mark = take(8)?.get_u64_le();
     let count = take(4)?.get_u32_le();
     let mut pending = Vec::with_capacity(count.min(1 << 20) as usize);
     for _ in 0..count {
         let mut row = take(20)?;
         let (seq, due_ms, len) = (row.get_u64_le(), row.get_u64_le(), row.get_u32_le() as usize);
         pending.push(Pending { seq, due_ms, batch: take(len)? });
+    }
+    let count = take(4)?.get_u32_le();
+    let mut cancelled = Vec::with_capacity(count.min(1 << 20) as usize);
+    for _ in 0..count {
+        cancelled.push(take(8)?.get_u64_le());
     }
     let count = take(4)?.get_u32_le();
     let mut schedules = Vec::with_capacity(count.min(1 << 16) as usize);
@@ -99,7 +118,14 @@ pub fn decode(data: &Bytes) -> Result<(Bytes, Option<Carried>), String> {
     if at != body.len() {
         return Err("trailing bytes in partition snapshot with delays".into());
     }
-    Ok((state, Some(Carried { pending, schedules })))
+    Ok((state, Some(Carried { mark, pending, cancelled, schedules })))
+}
+
+/// The snapshot data to send for a stored snapshot `data` of `group`: its partition state with
+/// the rows `store` holds now. Reads every pending message into memory; see ADR 0009.
+pub fn with_rows(data: &Bytes, store: &super::DelayStore, group: u64) -> std::io::Result<Bytes> {
+    let (state, _) = decode(data).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(encode(state, &store.export(group)?))
 }
 
 #[cfg(test)]
@@ -116,7 +142,7 @@ mod tests {
             Pending { seq: 9, due_ms: 50, batch: Bytes::from_static(b"") },
         ];
         let row = ScheduleRow { next_due_ms: 7, cadence: "every|500|0".into(), batch: Bytes::from_static(b"m") };
-        let carried = Carried { pending, schedules: vec![("tick".into(), row)] };
+        let carried = Carried { mark: 12, pending, cancelled: vec![3, 5], schedules: vec![("tick".into(), row)] };
         let data = encode(state.clone(), &carried);
         assert_eq!(decode(&data).unwrap(), (state, Some(carried)));
         for cut in 4..data.len() {
