@@ -40,6 +40,18 @@ pub struct Delays {
     /// The longest a release holds, in bytes of its batch.
     release_bytes: usize,
     metrics: DelayMetrics,
+    /// Per group this broker leads: the key `(due_ms, seq)` no pending message sorts before,
+    /// and the term it holds in. Releases delete from the front of a group's key range; a scan
+    /// from the start would step over every deletion RocksDB has not compacted away yet, which
+    /// after a burst of a million makes each scan, and so each release, slower than the last.
+    floors: Mutex<HashMap<u64, Floor>>,
+}
+
+/// See [`Delays::floors`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Floor {
+    term: u64,
+    key: (u64, u64),
 }
 
 impl Delays {
@@ -52,6 +64,7 @@ impl Delays {
             locks: Mutex::default(),
             release_bytes,
             metrics: DelayMetrics::default(),
+            floors: Mutex::default(),
         }))
     }
 
@@ -78,6 +91,9 @@ impl Delays {
 
     /// Notes that `group` has a message due at `due_ms`.
     pub(crate) fn note(&self, group: u64, due_ms: u64) {
+        if let Some(floor) = self.floors.lock().expect("floors lock").get_mut(&group) {
+            floor.key = floor.key.min((due_ms, 0)); // a message accepted below it
+        }
         let earlier = {
             let mut board = self.board.lock().expect("board lock");
             let before = board.first_due();
@@ -87,6 +103,42 @@ impl Delays {
         if earlier {
             self.wake.notify_one();
         }
+    }
+
+    /// Where scans of `group`'s pending messages start while this broker leads it in `term`:
+    /// a floor from another term is not trusted (a snapshot installed since may have brought
+    /// messages below it).
+    pub(crate) fn floor(&self, group: u64, term: u64) -> (u64, u64) {
+        match self.floors.lock().expect("floors lock").get(&group) {
+            Some(floor) if floor.term == term => floor.key,
+            _ => (0, 0),
+        }
+    }
+
+    /// After a release of everything before `to`, built from a scan that started at `read`:
+    /// the floor moves to `to`, unless a message below it was accepted since (it moved).
+    pub(crate) fn raise_floor(&self, group: u64, term: u64, read: (u64, u64), to: (u64, u64)) {
+        let mut floors = self.floors.lock().expect("floors lock");
+        let current = floors.get(&group).filter(|f| f.term == term).map_or((0, 0), |f| f.key);
+        if current == read {
+            floors.insert(group, Floor { term, key: to });
+        }
+    }
+
+    /// The earliest due time of `group` (a message or a schedule's fire), led in `term`.
+    pub(crate) fn next_due(&self, group: u64, term: u64) -> io::Result<Option<u64>> {
+        self.store.next_due_from(group, self.floor(group, term))
+    }
+
+    /// Runs `read` of the store on the blocking pool: a scan may take milliseconds (more after
+    /// a burst, until RocksDB compacts the deletions away), and a broker's runtime may have a
+    /// single thread, which its heartbeats need.
+    pub(crate) async fn off_runtime<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Delays) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let delays = Arc::clone(self);
+        tokio::task::spawn_blocking(move || read(&delays)).await.map_err(io::Error::other)?
     }
 
     /// The lock serialising the releases, fires, cancels and schedule changes of `group`.
@@ -140,6 +192,7 @@ impl Delays {
     pub fn delete_group(&self, group: u64) -> io::Result<()> {
         self.board.lock().expect("board lock").forget(group);
         self.locks.lock().expect("locks lock").remove(&group);
+        self.floors.lock().expect("floors lock").remove(&group);
         self.store.delete_group(group)
     }
 }

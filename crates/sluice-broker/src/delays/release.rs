@@ -15,7 +15,7 @@ use sluice_raft::Reply;
 use sluice_raft::partition::PartitionCommand;
 use sluice_raft::partition::delay::Pending;
 use sluice_raft::partition::reject;
-use sluice_raft::typ::Raft;
+use sluice_raft::typ::{Raft, WatchReceiver};
 use tokio::sync::watch;
 
 use super::Delays;
@@ -26,7 +26,9 @@ use crate::partitions::Partitions;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Messages in one release at most.
 const RELEASE_MESSAGES: usize = 10_000;
-/// Partitions released at once.
+/// Partitions released at once. (4 instead drained a burst of a million no faster and left
+/// other producers no better off on this machine: the drain is bound by CPU, docs/BENCHMARKS.md
+/// "Delayed messages".)
 const GROUPS_AT_ONCE: usize = 32;
 /// The longest a release commit is waited for before the partition is tried again.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,7 +50,7 @@ pub(crate) async fn run(partitions: Arc<Partitions>, delays: Arc<Delays>, mut st
         }
         let now = tokio::time::Instant::now();
         if now >= sweep_at {
-            sweep(&partitions, &delays);
+            sweep(&partitions, &delays).await;
             sweep_at = now + SWEEP_EVERY;
         }
         let due = delays.board.lock().expect("board lock").take_due(wall_clock_ms());
@@ -70,22 +72,30 @@ pub(crate) async fn run(partitions: Arc<Partitions>, delays: Arc<Delays>, mut st
 }
 
 /// Notes the earliest pending message of every partition this broker leads.
-fn sweep(partitions: &Partitions, delays: &Delays) {
-    for group in partitions.group_ids() {
-        if !partitions.raft(group).is_some_and(|r| r.is_leader()) {
-            continue;
-        }
-        match delays.store.next_due(group) {
-            Ok(Some(due)) => delays.note(group, due),
-            Ok(None) => {}
-            Err(e) => tracing::error!(group, "reading the delay store: {e}"),
-        }
+async fn sweep(partitions: &Partitions, delays: &Arc<Delays>) {
+    let led: Vec<(u64, u64)> = partitions
+        .group_ids()
+        .into_iter()
+        .filter_map(|group| partitions.raft(group).filter(|r| r.is_leader()).map(|raft| (group, term_of(&raft))))
+        .collect();
+    let swept = delays
+        .off_runtime(move |delays| {
+            for (group, term) in led {
+                if let Some(due) = delays.next_due(group, term)? {
+                    delays.note(group, due);
+                }
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = swept {
+        tracing::error!("reading the delay store: {e}");
     }
 }
 
 /// Releases what is due in `group`, if this broker leads it, in rounds of at most
 /// [`RELEASE_MESSAGES`]; notes the group again for what is left.
-async fn release_group(partitions: &Partitions, delays: &Delays, group: u64) {
+async fn release_group(partitions: &Partitions, delays: &Arc<Delays>, group: u64) {
     let Some(raft) = partitions.raft(group).filter(|r| r.is_leader()) else { return };
     // Built from what this replica applied: it must hold everything its predecessors committed.
     if !partitions.leader_caught_up_within(group, COMMIT_TIMEOUT).await {
@@ -93,6 +103,7 @@ async fn release_group(partitions: &Partitions, delays: &Delays, group: u64) {
         return;
     }
     let Some(lane) = partitions.delay_lane(group) else { return };
+    let term = term_of(&raft);
     let (mut more, mut released_to) = (false, 0);
     for _ in 0..ROUNDS_IN_A_ROW {
         // Another write of the group on its way (a cancel, or a release that outlasted its
@@ -109,10 +120,16 @@ async fn release_group(partitions: &Partitions, delays: &Delays, group: u64) {
         released_to = now;
         // The mark before the rows: rows read after a later write are refused as stale, never
         // accepted as fresh.
-        let read = delays.store.mark(group).and_then(|built_at| {
-            Ok((built_at, delays.store.pending(group, 0, now, RELEASE_MESSAGES, delays.release_bytes)?))
-        });
-        let (built_at, rows) = match read {
+        let floor = delays.floor(group, term);
+        let read = delays
+            .off_runtime(move |delays| {
+                let built_at = delays.store.mark(group)?;
+                let rows = delays.store.pending_from(group, floor, now, RELEASE_MESSAGES, delays.release_bytes)?;
+                let last = rows.last().map(|r| (r.due_ms, r.seq + 1));
+                Ok((built_at, rows.len(), last, release_batch(group, &rows)))
+            })
+            .await;
+        let (built_at, read_rows, last, built) = match read {
             Ok(read) => read,
             Err(e) => {
                 tracing::error!(group, "reading the delay store: {e}");
@@ -120,17 +137,18 @@ async fn release_group(partitions: &Partitions, delays: &Delays, group: u64) {
                 return;
             }
         };
-        if rows.is_empty() {
-            break;
-        }
-        let Some((items, batch)) = release_batch(group, &rows) else {
+        let Some(last) = last else { break };
+        let Some((items, batch)) = built else {
             delays.note(group, now + RETRY_AFTER_MS);
             return;
         };
-        let full = rows.len() == RELEASE_MESSAGES;
+        let full = read_rows == RELEASE_MESSAGES;
         let command = PartitionCommand::release(now, built_at, &items, &batch);
         match Delays::write_holding(serialised, &raft, command, COMMIT_TIMEOUT).await {
-            Some(Ok(Reply::Appended { .. })) => delays.metrics.released(wall_clock_ms(), items.iter().map(|i| i.1)),
+            Some(Ok(Reply::Appended { .. })) => {
+                delays.metrics.released(wall_clock_ms(), items.iter().map(|i| i.1));
+                delays.raise_floor(group, term, floor, last);
+            }
             Some(Ok(Reply::Rejected { code: reject::STALE_RELEASE, message })) => {
                 delays.metrics.stale();
                 tracing::debug!(group, "release refused as stale ({message}); building it again");
@@ -162,7 +180,7 @@ async fn release_group(partitions: &Partitions, delays: &Delays, group: u64) {
         delays.note(group, wall_clock_ms() + RETRY_AFTER_MS);
         return;
     }
-    match delays.store.next_due(group) {
+    match delays.off_runtime(move |delays| delays.next_due(group, term)).await {
         // Still due after a round that took all it could: only a damaged message is left, and
         // it is not retried in a tight loop.
         Ok(Some(due)) if !more && due <= released_to => delays.note(group, wall_clock_ms() + RETRY_AFTER_MS),
@@ -251,6 +269,11 @@ fn release_batch(group: u64, rows: &[Pending]) -> Option<(Vec<(u64, u64)>, bytes
 /// is guaranteed"), so no message is released earlier than one before it was.
 fn release_clock(now_ms: u64, latest_committed_ms: u64) -> Option<u64> {
     (now_ms >= latest_committed_ms).then_some(now_ms)
+}
+
+/// The current term of a group's Raft node.
+fn term_of(raft: &Raft<BrokerStateMachine>) -> u64 {
+    raft.metrics().borrow_watched().current_term
 }
 
 /// This broker's wall clock in ms since the Unix epoch.

@@ -157,13 +157,15 @@ impl BrokerCollector {
             .into_iter()
             .filter_map(|p| {
                 let raft = self.partitions.raft(p.group_id)?;
+                let group = GroupView::of(&raft, self.node_id);
+                let delays = self.delays_of(p.group_id, group.role == ServerState::Leader, group.term);
                 Some(PartitionView {
                     topic: p.topic.as_str().to_owned(),
                     partition: p.partition.0,
-                    group: GroupView::of(&raft, self.node_id),
+                    group,
                     high_watermark: self.partitions.high_watermark(p.group_id).map(|w| *w.borrow()),
                     traffic: traffic.get(&p.group_id).cloned(),
-                    delays: self.delays_of(p.group_id, raft.is_leader()),
+                    delays,
                 })
             })
             .collect();
@@ -173,12 +175,12 @@ impl BrokerCollector {
 
     /// A partition's pending delayed messages, and if `leading` how far past due the earliest
     /// is (0 if none is due): two reads of the store.
-    fn delays_of(&self, group: u64, leading: bool) -> Option<(u64, Option<u64>)> {
-        let store = self.partitions.delays()?.store();
-        let pending = store.count(group).ok()?;
+    fn delays_of(&self, group: u64, leading: bool, term: u64) -> Option<(u64, Option<u64>)> {
+        let delays = self.partitions.delays()?;
+        let pending = delays.store().count(group).ok()?;
         let overdue = if leading && pending > 0 {
             let now = crate::delays::wall_clock_ms();
-            store.next_due(group).ok().map(|due| due.map_or(0, |due| now.saturating_sub(due)))
+            delays.next_due(group, term).ok().map(|due| due.map_or(0, |due| now.saturating_sub(due)))
         } else {
             None
         };

@@ -140,10 +140,8 @@ impl DelayLane {
             return Ok(());
         }
         let mut writes = self.store.batch(self.group, index)?;
-        for &(seq, due_ms) in items {
-            if !writes.release(seq, due_ms)? {
-                tracing::error!(group = self.group, seq, "released a delayed message that was not pending");
-            }
+        for seq in writes.release_all(items)? {
+            tracing::error!(group = self.group, seq, "released a delayed message that was not pending");
         }
         writes.commit()?;
         self.mark = index;
