@@ -24,6 +24,8 @@ mod catchup;
 mod client;
 #[path = "broker/cluster.rs"]
 mod cluster;
+#[path = "broker/delays.rs"]
+mod delays;
 #[path = "broker/disk_full.rs"]
 mod disk_full;
 #[path = "broker/faults.rs"]

@@ -110,7 +110,7 @@ pub(super) async fn leader_of(cluster: &Cluster, topic: &str, partition: u32) ->
 }
 
 /// Produces to the leader of `topic`/`partition`, following `NOT_LEADER` while it settles.
-async fn produce(cluster: &Cluster, topic: &str, partition: u32, batch: Bytes) -> ProduceResponse {
+pub(super) async fn produce(cluster: &Cluster, topic: &str, partition: u32, batch: Bytes) -> ProduceResponse {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut client = cluster.client(leader_of(cluster, topic, partition).await).await;
@@ -597,7 +597,7 @@ async fn a_leader_cut_off_from_its_peers_serves_no_reads() {
 }
 
 /// A one-broker cluster, once its broker has registered with the controller.
-async fn single_broker() -> Cluster {
+pub(super) async fn single_broker() -> Cluster {
     single_broker_adjusted(|_| {}).await
 }
 
