@@ -2,6 +2,9 @@
 //! how late, and how often a release was refused as stale. The pending counts per partition
 //! are read from the store at scrape time (`metrics::collector`).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
@@ -11,10 +14,11 @@ const LATENESS_BUCKETS_SECONDS: [f64; 14] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0];
 
 /// Counted by the releaser of the partitions this broker leads.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DelayMetrics {
     releases: Counter,
-    released: Counter,
+    /// Messages released per partition group, exported per partition by the collector.
+    released: Mutex<HashMap<u64, u64>>,
     fires: Counter,
     stale: Counter,
     lateness: Histogram,
@@ -24,7 +28,7 @@ impl Default for DelayMetrics {
     fn default() -> DelayMetrics {
         DelayMetrics {
             releases: Counter::default(),
-            released: Counter::default(),
+            released: Mutex::default(),
             fires: Counter::default(),
             stale: Counter::default(),
             lateness: Histogram::new(LATENESS_BUCKETS_SECONDS),
@@ -34,14 +38,14 @@ impl Default for DelayMetrics {
 
 impl DelayMetrics {
     /// A release committed at `committed_ms` (the leader's clock) of messages due at `dues`.
-    pub(crate) fn released(&self, committed_ms: u64, dues: impl Iterator<Item = u64>) {
+    pub(crate) fn released(&self, group: u64, committed_ms: u64, dues: impl Iterator<Item = u64>) {
         self.releases.inc();
         let mut n = 0;
         for due in dues {
             n += 1;
             self.lateness.observe(committed_ms.saturating_sub(due) as f64 / 1000.0);
         }
-        self.released.inc_by(n);
+        *self.released.lock().expect("released lock").entry(group).or_default() += n;
     }
 
     /// A schedule's fire committed at `committed_ms`, due at `due_ms`.
@@ -55,10 +59,14 @@ impl DelayMetrics {
         self.stale.inc();
     }
 
+    /// Messages released in `group` while this broker led it.
+    pub fn released_in(&self, group: u64) -> u64 {
+        self.released.lock().expect("released lock").get(&group).copied().unwrap_or(0)
+    }
+
     /// Adds the metrics to `registry`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register("sluice_delay_releases", "Release entries committed", self.releases.clone());
-        registry.register("sluice_delay_released_messages", "Delayed messages released", self.released.clone());
         registry.register("sluice_schedule_fires", "Schedule fires committed", self.fires.clone());
         registry.register(
             "sluice_delay_stale_releases",

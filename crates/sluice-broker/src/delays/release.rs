@@ -146,7 +146,7 @@ async fn release_group(partitions: &Partitions, delays: &Arc<Delays>, group: u64
         let command = PartitionCommand::release(now, built_at, &items, &batch);
         match Delays::write_holding(serialised, &raft, command, COMMIT_TIMEOUT).await {
             Some(Ok(Reply::Appended { .. })) => {
-                delays.metrics.released(wall_clock_ms(), items.iter().map(|i| i.1));
+                delays.metrics.released(group, wall_clock_ms(), items.iter().map(|i| i.1));
                 delays.raise_floor(group, term, floor, last);
             }
             Some(Ok(Reply::Rejected { code: reject::STALE_RELEASE, message })) => {

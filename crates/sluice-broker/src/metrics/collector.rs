@@ -82,8 +82,9 @@ struct PartitionView {
     group: GroupView,
     high_watermark: Option<u64>,
     traffic: Option<Arc<PartitionTraffic>>,
-    /// Pending delayed messages, and on a leader how long the earliest due one is overdue.
-    delays: Option<(u64, Option<u64>)>,
+    /// Pending delayed messages, on a leader how long the earliest due one is overdue, and how
+    /// many this broker released as its leader.
+    delays: Option<(u64, Option<u64>, u64)>,
 }
 
 /// The `topic` and `partition` labels, and optionally one more.
@@ -175,7 +176,7 @@ impl BrokerCollector {
 
     /// A partition's pending delayed messages, and if `leading` how far past due the earliest
     /// is (0 if none is due): two reads of the store.
-    fn delays_of(&self, group: u64, leading: bool, term: u64) -> Option<(u64, Option<u64>)> {
+    fn delays_of(&self, group: u64, leading: bool, term: u64) -> Option<(u64, Option<u64>, u64)> {
         let delays = self.partitions.delays()?;
         let pending = delays.store().count(group).ok()?;
         let overdue = if leading && pending > 0 {
@@ -184,7 +185,7 @@ impl BrokerCollector {
         } else {
             None
         };
-        Some((pending, overdue))
+        Some((pending, overdue, delays.metrics().released_in(group)))
     }
 
     fn encode_node(&self, encoder: &mut DescriptorEncoder, hosted: usize, led: usize) -> fmt::Result {
@@ -338,15 +339,22 @@ fn encode_delays(encoder: &mut DescriptorEncoder, parts: &[PartitionView]) -> fm
     let help = "Delayed messages the partition holds pending (every replica).";
     let mut metric = encoder.encode_descriptor("sluice_delay_pending", help, None, MetricType::Gauge)?;
     for p in parts {
-        if let Some((pending, _)) = p.delays {
+        if let Some((pending, _, _)) = p.delays {
             ConstGauge::new(pending).encode(metric.encode_family(&PartitionLabels::of(p))?)?;
         }
     }
     let help = "On the partition leader: how long its earliest pending delayed message is past due (0: none due).";
     let mut metric = encoder.encode_descriptor("sluice_delay_overdue_seconds", help, None, MetricType::Gauge)?;
     for p in parts {
-        if let Some((_, Some(overdue_ms))) = p.delays {
+        if let Some((_, Some(overdue_ms), _)) = p.delays {
             ConstGauge::new(overdue_ms as f64 / 1000.0).encode(metric.encode_family(&PartitionLabels::of(p))?)?;
+        }
+    }
+    let help = "Delayed messages this broker released as the partition's leader (sum over brokers; rate() for releases per second).";
+    let mut metric = encoder.encode_descriptor("sluice_delay_released_messages", help, None, MetricType::Counter)?;
+    for p in parts {
+        if let Some((_, _, released)) = p.delays {
+            ConstCounter::new(released).encode(metric.encode_family(&PartitionLabels::of(p))?)?;
         }
     }
     Ok(())
