@@ -52,6 +52,15 @@ pub struct Delays {
 struct Floor {
     term: u64,
     key: (u64, u64),
+    /// The earliest due time noted since the last release scan began: a message accepted
+    /// while a release is on its way may sort before the release's last message.
+    noted_since_scan: u64,
+}
+
+impl Default for Floor {
+    fn default() -> Floor {
+        Floor { term: 0, key: (0, 0), noted_since_scan: u64::MAX }
+    }
 }
 
 impl Delays {
@@ -91,8 +100,13 @@ impl Delays {
 
     /// Notes that `group` has a message due at `due_ms`.
     pub(crate) fn note(&self, group: u64, due_ms: u64) {
-        if let Some(floor) = self.floors.lock().expect("floors lock").get_mut(&group) {
-            floor.key = floor.key.min((due_ms, 0)); // a message accepted below it
+        {
+            // Even with no floor for the current term yet: a release in flight must not raise
+            // one past a message accepted while it was being built.
+            let mut floors = self.floors.lock().expect("floors lock");
+            let floor = floors.entry(group).or_default();
+            floor.key = floor.key.min((due_ms, 0));
+            floor.noted_since_scan = floor.noted_since_scan.min(due_ms);
         }
         let earlier = {
             let mut board = self.board.lock().expect("board lock");
@@ -115,14 +129,21 @@ impl Delays {
         }
     }
 
-    /// After a release of everything before `to`, built from a scan that started at `read`:
-    /// the floor moves to `to`, unless a message below it was accepted since (it moved).
-    pub(crate) fn raise_floor(&self, group: u64, term: u64, read: (u64, u64), to: (u64, u64)) {
+    /// [`Delays::floor`] for a release scan, which the next [`Delays::raise_floor`] ends.
+    pub(crate) fn start_scan(&self, group: u64, term: u64) -> (u64, u64) {
         let mut floors = self.floors.lock().expect("floors lock");
-        let current = floors.get(&group).filter(|f| f.term == term).map_or((0, 0), |f| f.key);
-        if current == read {
-            floors.insert(group, Floor { term, key: to });
-        }
+        let floor = floors.entry(group).or_default();
+        floor.noted_since_scan = u64::MAX;
+        if floor.term == term { floor.key } else { (0, 0) }
+    }
+
+    /// After a release of everything before `to` (read by the scan [`Delays::start_scan`]
+    /// began): the floor moves to `to`, or to the earliest due time noted since the scan began
+    /// if that is before it.
+    pub(crate) fn raise_floor(&self, group: u64, term: u64, to: (u64, u64)) {
+        let mut floors = self.floors.lock().expect("floors lock");
+        let floor = floors.entry(group).or_default();
+        *floor = Floor { term, key: to.min((floor.noted_since_scan, 0)), noted_since_scan: u64::MAX };
     }
 
     /// The earliest due time of `group` (a message or a schedule's fire), led in `term`.
@@ -194,5 +215,33 @@ impl Delays {
         self.locks.lock().expect("locks lock").remove(&group);
         self.floors.lock().expect("floors lock").remove(&group);
         self.store.delete_group(group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The case a failure-injection run found: a new leader's first release was built with no
+    /// floor yet while a message due before the release's last one was accepted; raising the
+    /// floor past it left that message pending for good.
+    #[test]
+    fn a_message_accepted_while_a_release_is_built_keeps_the_floor_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let delays = Delays::open(dir.path(), 1 << 20).unwrap();
+        let (group, term) = (3, 33);
+        assert_eq!(delays.start_scan(group, term), (0, 0), "no floor in a new term");
+        delays.note(group, 100); // accepted, due at 100, while the release (up to (150, 8)) is on its way
+        delays.raise_floor(group, term, (150, 8));
+        assert_eq!(delays.floor(group, term), (100, 0), "not raised past the accepted message");
+
+        assert_eq!(delays.start_scan(group, term), (100, 0));
+        delays.raise_floor(group, term, (150, 8));
+        assert_eq!(delays.floor(group, term), (150, 8), "raised when nothing was noted meanwhile");
+        delays.note(group, 120);
+        assert_eq!(delays.floor(group, term), (120, 0), "a note lowers it");
+        delays.note(group, 900);
+        assert_eq!(delays.floor(group, term), (120, 0), "a later one does not");
+        assert_eq!(delays.floor(group, term + 1), (0, 0), "another term starts from the beginning");
     }
 }

@@ -120,7 +120,7 @@ async fn release_group(partitions: &Partitions, delays: &Arc<Delays>, group: u64
         released_to = now;
         // The mark before the rows: rows read after a later write are refused as stale, never
         // accepted as fresh.
-        let floor = delays.floor(group, term);
+        let floor = delays.start_scan(group, term);
         let read = delays
             .off_runtime(move |delays| {
                 let built_at = delays.store.mark(group)?;
@@ -147,7 +147,7 @@ async fn release_group(partitions: &Partitions, delays: &Arc<Delays>, group: u64
         match Delays::write_holding(serialised, &raft, command, COMMIT_TIMEOUT).await {
             Some(Ok(Reply::Appended { .. })) => {
                 delays.metrics.released(group, wall_clock_ms(), items.iter().map(|i| i.1));
-                delays.raise_floor(group, term, floor, last);
+                delays.raise_floor(group, term, last);
             }
             Some(Ok(Reply::Rejected { code: reject::STALE_RELEASE, message })) => {
                 delays.metrics.stale();
