@@ -59,6 +59,8 @@ impl ErrorCode {
                 | ErrorCode::NotCoordinator
                 | ErrorCode::CoordinatorLoading
                 | ErrorCode::StorageFull
+                | ErrorCode::ConcurrentTransactions
+                | ErrorCode::TooManyTransactions
         )
     }
 }
