@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use sluice_controller::{HostedPartition, Metadata};
-use sluice_raft::partition::LogStart;
 use sluice_raft::partition::delay::LaneShared;
+use sluice_raft::partition::{LogStart, Stable};
 use sluice_raft::typ::{LeaderReadBarrier, Node, Raft, RaftConfig, ServerState, WatchReceiver};
 use sluice_raft::{
     Exhausted, Exhaustion, FsmHandle, GroupNetworkFactory, Liveness, NodeStateMachine, PartitionLogStore,
@@ -47,6 +47,7 @@ struct Hosted {
     /// goes through the state machine's task.
     high_watermark: watch::Receiver<u64>,
     log_start: watch::Receiver<LogStart>,
+    stable: watch::Receiver<Stable>,
     /// Whether, as leader, it may serve reads yet.
     read_barrier: LeaderReadBarrier,
     /// What the releaser reads of its delay lane.
@@ -262,6 +263,12 @@ impl Partitions {
         self.hosted.lock().expect("hosted lock").get(&group_id).map(|h| h.log_start.clone())
     }
 
+    /// The last stable offset and aborted ranges watch of hosted group `group_id`
+    /// (docs/TRANSACTIONS.md), if hosted here.
+    pub fn stable(&self, group_id: u64) -> Option<watch::Receiver<Stable>> {
+        self.hosted.lock().expect("hosted lock").get(&group_id).map(|h| h.stable.clone())
+    }
+
     /// The group ids hosted here.
     pub fn group_ids(&self) -> Vec<u64> {
         self.hosted.lock().expect("hosted lock").keys().copied().collect()
@@ -398,7 +405,7 @@ impl Partitions {
         let lane = sm.delays().map(|l| l.shared());
         let exhaustion = Arc::new(Exhaustion::default());
         let sm = sm.noting_exhaustion(Arc::clone(&exhaustion));
-        let (high_watermark, log_start) = (sm.high_watermark(), sm.log_start());
+        let (high_watermark, log_start, stable) = (sm.high_watermark(), sm.log_start(), sm.stable());
         let store = PartitionLogStore::new(Arc::clone(&log), Arc::clone(&self.flusher))
             .with_flush_policy(policy)
             .retaining(log_start.clone())
@@ -439,7 +446,16 @@ impl Partitions {
         tracing::info!(topic = %p.topic, partition = p.partition.0, group = p.group_id, "hosting partition");
         self.hosted.lock().expect("hosted lock").insert(
             p.group_id,
-            Arc::new(Hosted { raft, log, dir, high_watermark, log_start, read_barrier: Default::default(), lane }),
+            Arc::new(Hosted {
+                raft,
+                log,
+                dir,
+                high_watermark,
+                log_start,
+                stable,
+                read_barrier: Default::default(),
+                lane,
+            }),
         );
         Ok(())
     }

@@ -64,6 +64,7 @@ struct PartitionJson<'a> {
     replicas: &'a [u64],
     log_start_offset: Option<u64>,
     log_end_offset: Option<u64>,
+    last_stable_offset: Option<u64>,
     /// Why the offsets are missing, if they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     offsets_error: Option<&'a str>,
@@ -81,6 +82,7 @@ pub fn describe_json(d: &TopicDescription) -> serde_json::Value {
             replicas: &p.replicas,
             log_start_offset: p.log_start_offset.as_ref().ok().copied(),
             log_end_offset: p.log_end_offset.as_ref().ok().copied(),
+            last_stable_offset: p.last_stable_offset.as_ref().ok().copied(),
             offsets_error: p.log_start_offset.as_ref().err().or(p.log_end_offset.as_ref().err()).map(String::as_str),
         })
         .collect();
@@ -109,8 +111,8 @@ pub fn describe_plain(d: &TopicDescription) -> String {
     );
     let _ = writeln!(
         out,
-        "{:>9} {:>7} {:>6} {:<16} {:>14} {:>14}",
-        "PARTITION", "LEADER", "TERM", "REPLICAS", "START", "END"
+        "{:>9} {:>7} {:>6} {:<16} {:>14} {:>14} {:>14}",
+        "PARTITION", "LEADER", "TERM", "REPLICAS", "START", "END", "STABLE"
     );
     let mut errors = Vec::new();
     for p in &d.partitions {
@@ -119,13 +121,14 @@ pub fn describe_plain(d: &TopicDescription) -> String {
         let offset = |o: &Result<u64, String>| o.as_ref().map_or_else(|_| "?".to_owned(), u64::to_string);
         let _ = writeln!(
             out,
-            "{:>9} {:>7} {:>6} {:<16} {:>14} {:>14}",
+            "{:>9} {:>7} {:>6} {:<16} {:>14} {:>14} {:>14}",
             p.partition,
             leader,
             p.leader_term,
             replicas,
             offset(&p.log_start_offset),
-            offset(&p.log_end_offset)
+            offset(&p.log_end_offset),
+            offset(&p.last_stable_offset)
         );
         if let Some(e) = p.log_start_offset.as_ref().err().or(p.log_end_offset.as_ref().err()) {
             errors.push(format!("partition {}: offsets unavailable: {e}", p.partition));
@@ -337,6 +340,7 @@ mod tests {
                     leader_term: 4,
                     log_start_offset: Ok(0),
                     log_end_offset: Ok(17),
+                    last_stable_offset: Ok(12),
                 },
                 PartitionDescription {
                     partition: 1,
@@ -345,6 +349,7 @@ mod tests {
                     leader_term: 0,
                     log_start_offset: Err("no leader".into()),
                     log_end_offset: Err("no leader".into()),
+                    last_stable_offset: Err("no leader".into()),
                 },
             ],
         };
@@ -353,7 +358,7 @@ mod tests {
         assert_eq!(v["config"]["partitions"], 2);
         assert_eq!(
             v["partitions"][0],
-            json!({"partition": 0, "leader": 1, "leader_term": 4, "replicas": [1, 2, 3], "log_start_offset": 0, "log_end_offset": 17})
+            json!({"partition": 0, "leader": 1, "leader_term": 4, "replicas": [1, 2, 3], "log_start_offset": 0, "log_end_offset": 17, "last_stable_offset": 12})
         );
         assert_eq!(v["partitions"][1]["leader"], json!(null));
         assert_eq!(v["partitions"][1]["offsets_error"], "no leader");

@@ -1,5 +1,6 @@
 //! [`Admin`]: topics and the cluster's state (consumer groups: `group/admin.rs`).
 
+use crate::Isolation;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,8 +37,12 @@ pub struct PartitionDescription {
     pub leader_term: u64,
     /// The first offset still stored, or why it could not be read.
     pub log_start_offset: Result<u64, String>,
-    /// The offset after the last committed message, or why it could not be read.
+    /// The offset after the last committed message (the high watermark), or why it could not
+    /// be read.
     pub log_end_offset: Result<u64, String>,
+    /// The last stable offset: the first offset of the oldest open transaction, or the log end
+    /// when none is open (docs/TRANSACTIONS.md); `read_committed` consumers read up to it.
+    pub last_stable_offset: Result<u64, String>,
 }
 
 /// A topic with its partitions' leaders and offsets.
@@ -208,9 +213,10 @@ impl Admin {
         let metadata = self.client.refresh_metadata().await?;
         let info = metadata.topics.get(name).cloned().ok_or_else(|| unknown_topic(name))?;
         let partitions = join_all(info.partitions.iter().map(|p| async move {
-            let (start, end) = tokio::join!(
-                self.client.list_offset(name, p.partition, SeekTo::Earliest),
-                self.client.list_offset(name, p.partition, SeekTo::Latest),
+            let (start, end, stable) = tokio::join!(
+                self.client.list_offset(name, p.partition, SeekTo::Earliest, Isolation::ReadUncommitted),
+                self.client.list_offset(name, p.partition, SeekTo::Latest, Isolation::ReadUncommitted),
+                self.client.list_offset(name, p.partition, SeekTo::Latest, Isolation::ReadCommitted),
             );
             PartitionDescription {
                 partition: p.partition,
@@ -219,6 +225,7 @@ impl Admin {
                 leader_term: p.leader_term,
                 log_start_offset: start.map_err(|e| e.to_string()),
                 log_end_offset: end.map_err(|e| e.to_string()),
+                last_stable_offset: stable.map_err(|e| e.to_string()),
             }
         }))
         .await;

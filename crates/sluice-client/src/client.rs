@@ -3,6 +3,7 @@
 //! partition calls to the partition's leader, admin writes to the controller (metadata goes to
 //! the controller first, then any broker), retrying what the protocol calls retriable.
 
+use crate::Isolation;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -184,7 +185,13 @@ impl Client {
 
     /// A partition's offset at `at`: ListOffsets on its leader (an explicit offset is
     /// returned as it is).
-    pub(crate) async fn list_offset(&self, topic: &str, partition: u32, at: SeekTo) -> Result<u64> {
+    pub(crate) async fn list_offset(
+        &self,
+        topic: &str,
+        partition: u32,
+        at: SeekTo,
+        isolation: Isolation,
+    ) -> Result<u64> {
         use v1::list_offsets_request::At;
         let at = match at {
             SeekTo::Offset(offset) => return Ok(offset),
@@ -195,7 +202,12 @@ impl Client {
         let call = self.call("ListOffsets", Route::Leader { topic, partition });
         let answer = self
             .execute(call, |mut rpc| {
-                let request = v1::ListOffsetsRequest { topic: topic.to_owned(), partition, at: Some(at) };
+                let request = v1::ListOffsetsRequest {
+                    topic: topic.to_owned(),
+                    partition,
+                    at: Some(at),
+                    isolation: isolation.wire().into(),
+                };
                 async move { rpc.list_offsets(request).await }
             })
             .await?;

@@ -173,6 +173,27 @@ pub enum SeekTo {
     Timestamp(i64),
 }
 
+/// What a consumer sees of transactions (docs/TRANSACTIONS.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// Only committed transactions' messages, and nothing past the last stable offset (the
+    /// first message of a transaction still open): what most consumers want.
+    #[default]
+    ReadCommitted,
+    /// Everything written, up to the high watermark: messages of open and aborted transactions
+    /// too (transaction markers are never returned).
+    ReadUncommitted,
+}
+
+impl Isolation {
+    pub(crate) fn wire(self) -> sluice_proto::v1::Isolation {
+        match self {
+            Isolation::ReadCommitted => sluice_proto::v1::Isolation::ReadCommitted,
+            Isolation::ReadUncommitted => sluice_proto::v1::Isolation::ReadUncommitted,
+        }
+    }
+}
+
 /// How a [`Consumer`](crate::Consumer) fetches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerConfig {
@@ -188,6 +209,8 @@ pub struct ConsumerConfig {
     /// Only the messages this filter matches, chosen on the broker (docs/FILTERS.md); the
     /// position moves past the others. Default: `None` (every message).
     pub filter: Option<MessageFilter>,
+    /// What of transactions this consumer sees. Default: [`Isolation::ReadCommitted`].
+    pub isolation: Isolation,
 }
 
 impl Default for ConsumerConfig {
@@ -197,6 +220,7 @@ impl Default for ConsumerConfig {
             fetch_max_bytes: 1024 * 1024,
             fetch_max_wait: Duration::from_millis(500),
             filter: None,
+            isolation: Isolation::ReadCommitted,
         }
     }
 }
@@ -312,6 +336,8 @@ pub struct GroupConsumerConfig {
     /// own, kept by the group's coordinator under `instance_id` (required), so an instance that
     /// restarts resumes where it was. All members of a group consume one way. Default: false.
     pub broadcast: bool,
+    /// What of transactions this member sees. Default: [`Isolation::ReadCommitted`].
+    pub isolation: Isolation,
 }
 
 impl GroupConsumerConfig {
@@ -334,6 +360,7 @@ impl GroupConsumerConfig {
             fetch_max_wait: Duration::from_millis(500),
             filter: None,
             broadcast: false,
+            isolation: Isolation::ReadCommitted,
         }
     }
 
@@ -372,6 +399,7 @@ impl GroupConsumerConfig {
             fetch_max_bytes: self.fetch_max_bytes,
             fetch_max_wait: self.fetch_max_wait,
             filter: self.filter.clone(),
+            isolation: self.isolation,
         }
         .validate()
     }

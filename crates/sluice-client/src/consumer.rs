@@ -43,7 +43,8 @@ impl Consumer {
     pub(crate) fn new(client: Client, config: ConsumerConfig) -> Result<Consumer> {
         config.validate()?;
         let fetcher = Fetcher::new(client.clone(), config.fetch_max_bytes, config.fetch_max_wait)
-            .with_filter(config.filter.clone().unwrap_or_default(), String::new());
+            .with_filter(config.filter.clone().unwrap_or_default(), String::new())
+            .with_isolation(config.isolation);
         Ok(Consumer { client, config, topic: None, fetcher })
     }
 
@@ -114,7 +115,7 @@ impl Consumer {
         if !self.fetcher.contains(&tp) {
             return Err(Error::InvalidArgument(format!("partition {tp} is not assigned")));
         }
-        let offset = self.client.list_offset(tp.topic(), partition, to).await?;
+        let offset = self.client.list_offset(tp.topic(), partition, to, self.config.isolation).await?;
         self.fetcher.seek(&tp, offset);
         Ok(offset)
     }
@@ -132,7 +133,10 @@ impl Consumer {
         let topic = self.assigned_topic()?;
         let mut ends = BTreeMap::new();
         for tp in self.fetcher.partitions() {
-            ends.insert(tp.partition(), self.client.list_offset(&topic, tp.partition(), SeekTo::Latest).await?);
+            ends.insert(
+                tp.partition(),
+                self.client.list_offset(&topic, tp.partition(), SeekTo::Latest, self.config.isolation).await?,
+            );
         }
         Ok(ends)
     }

@@ -7,6 +7,7 @@
 //! current ones. A fetch follows leader changes by itself (NOT_LEADER → metadata refresh →
 //! retry); an error it cannot get past pauses the partition until the caller has seen it.
 
+use crate::Isolation;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,8 @@ pub(crate) struct Fetcher {
     filter: MessageFilter,
     /// The consumer group, named in fetches for the brokers' filter metrics ("" outside one).
     group: String,
+    /// What of transactions fetches see.
+    isolation: Isolation,
     /// Messages the filter skipped, per topic: positions advanced past without a record.
     skipped: BTreeMap<Arc<str>, u64>,
     cursors: BTreeMap<TopicPartition, Cursor>,
@@ -89,6 +92,7 @@ impl Fetcher {
             max_wait,
             filter: MessageFilter::default(),
             group: String::new(),
+            isolation: Isolation::ReadCommitted,
             skipped: BTreeMap::new(),
             cursors: BTreeMap::new(),
             results,
@@ -102,6 +106,12 @@ impl Fetcher {
     /// group in the fetches ("" outside one).
     pub(crate) fn with_filter(mut self, filter: MessageFilter, group: String) -> Fetcher {
         (self.filter, self.group) = (filter, group);
+        self
+    }
+
+    /// Fetches at `isolation` (read_committed until told otherwise).
+    pub(crate) fn with_isolation(mut self, isolation: Isolation) -> Fetcher {
+        self.isolation = isolation;
         self
     }
 
@@ -217,6 +227,7 @@ impl Fetcher {
                 tag_filter: self.filter.tag_expression().to_owned(),
                 sql_filter: self.filter.sql_expression().to_owned(),
                 group: self.group.clone(),
+                isolation: self.isolation.wire().into(),
             };
             let (client, results, generation, tp) =
                 (self.client.clone(), self.results.clone(), cursor.generation, tp.clone());
@@ -349,7 +360,7 @@ mod tests {
     }
 
     fn response(batches: Vec<v1::FetchedBatch>) -> v1::FetchResponse {
-        v1::FetchResponse { error: None, batches, high_watermark: 0, log_start_offset: 0, next_offset: None }
+        v1::FetchResponse { error: None, batches, next_offset: None, ..Default::default() }
     }
 
     #[test]

@@ -62,8 +62,8 @@ mod topic_partition;
 pub use admin::{Admin, BrokerStatus, ClusterStatus, PartitionDescription, TopicDescription};
 pub use client::Client;
 pub use config::{
-    BOOTSTRAP_ENV, ClientConfig, ConsumerConfig, DEFAULT_BOOTSTRAP, GroupConsumerConfig, MAX_GROUP_ID_LEN, OffsetReset,
-    ProducerConfig, SeekTo, parse_bootstrap,
+    BOOTSTRAP_ENV, ClientConfig, ConsumerConfig, DEFAULT_BOOTSTRAP, GroupConsumerConfig, Isolation, MAX_GROUP_ID_LEN,
+    OffsetReset, ProducerConfig, SeekTo, parse_bootstrap,
 };
 pub use consumer::Consumer;
 pub use delay::{CancelOutcome, DelayedId, DelayedInfo, DelayedListing};

@@ -15,6 +15,9 @@ use crate::partition::{PartitionStateMachine, SnapshotBuilder};
 use crate::typ::{LogId, PartitionConfig, StoredMembership};
 
 /// The state machine of one group on a node: a partition, or a replicated `F`.
+// One per Raft group, made once and then owned by openraft's state machine task: the size of
+// the larger variant costs nothing on any path that moves it often.
+#[allow(clippy::large_enum_variant)]
 pub enum NodeStateMachine<F> {
     /// A partition replica.
     Partition(PartitionStateMachine),

@@ -5,6 +5,11 @@
 //! high watermark waits on that watch (no polling) for at most its `max_wait_ms`, then reads
 //! whole batches from the log as stored (`sluice_raft::partition::read_committed`).
 //!
+//! Transactions (docs/TRANSACTIONS.md): a `read_committed` fetch (the default) reads up to the
+//! last stable offset, published on a third watch with the aborted ranges, and leaves out the
+//! batches of aborted transactions and the markers; `read_uncommitted` reads to the high
+//! watermark, everything as stored.
+//!
 //! The log start is the later of the first offset the log still holds and the one retention
 //! set through Raft (published on the state machine's log start watch): between a trim being
 //! applied and the replica purging its log, the trimmed offsets are already out of range.
@@ -13,9 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_proto::v1::list_offsets_request::At;
-use sluice_proto::v1::{FetchRequest, FetchResponse, FetchedBatch, ListOffsetsRequest, ListOffsetsResponse};
+use sluice_proto::v1::{FetchRequest, FetchResponse, FetchedBatch, Isolation, ListOffsetsRequest, ListOffsetsResponse};
 use sluice_proto::{Error, ErrorCode};
-use sluice_raft::partition::{LogStart, confirm_lease, read_committed};
+use sluice_raft::partition::{CommittedBatch, LogStart, Stable, confirm_lease, read_committed};
 use sluice_storage::{Log, StorageError};
 use tokio::sync::watch;
 
@@ -26,32 +31,48 @@ use super::route::Led;
 use super::{ClientService, DEFAULT_FETCH_MAX_BYTES, MAX_FETCH_MAX_BYTES, MAX_FETCH_WAIT};
 use crate::filters::{Scan, ScanFailure, scan_committed};
 
-/// What a partition holds: the first offset still stored and the high watermark.
+/// What a partition holds: the first offset still stored, the last stable offset and the high
+/// watermark.
 #[derive(Debug, Clone, Copy)]
 struct Bounds {
     log_start: u64,
+    last_stable: u64,
     high_watermark: u64,
 }
 
-/// A partition's high watermark and log start watches.
+/// A partition's high watermark, log start and last stable offset watches.
 struct Watches {
     high_watermark: watch::Receiver<u64>,
     log_start: watch::Receiver<LogStart>,
+    stable: watch::Receiver<Stable>,
 }
 
 impl Watches {
     /// The partition's bounds now.
     fn bounds(&mut self, log: &Log) -> Bounds {
-        Bounds::of(log, *self.high_watermark.borrow_and_update(), self.log_start.borrow().offset)
+        let high_watermark = *self.high_watermark.borrow_and_update();
+        // Read after the high watermark, and never above it: the two watches are published
+        // one after the other.
+        let last_stable = self.stable.borrow().offset.min(high_watermark);
+        Bounds::of(log, high_watermark, last_stable, self.log_start.borrow().offset)
+    }
+
+    /// What a read at `isolation` may return up to, and the aborted ranges it hides.
+    fn visible(&mut self, log: &Log, isolation: Isolation) -> (Bounds, u64, Option<Stable>) {
+        let bounds = self.bounds(log);
+        match isolation {
+            Isolation::ReadCommitted => (bounds, bounds.last_stable, Some(self.stable.borrow().clone())),
+            Isolation::ReadUncommitted => (bounds, bounds.high_watermark, None),
+        }
     }
 }
 
 impl Bounds {
     /// `retained` is the log start retention set (see the module doc).
-    fn of(log: &Log, high_watermark: u64, retained: u64) -> Bounds {
+    fn of(log: &Log, high_watermark: u64, last_stable: u64, retained: u64) -> Bounds {
         // Nothing indexed: empty, or everything trimmed by retention.
         let held = log.first_indexed_offset().unwrap_or(high_watermark);
-        Bounds { log_start: held.max(retained).min(high_watermark), high_watermark }
+        Bounds { log_start: held.max(retained).min(high_watermark), last_stable, high_watermark }
     }
 
     /// An OK answer carrying `batches`, continuing at `next_offset`.
@@ -62,11 +83,12 @@ impl Bounds {
             high_watermark: self.high_watermark,
             log_start_offset: self.log_start,
             next_offset: Some(next_offset),
+            last_stable_offset: self.last_stable,
         }
     }
 
     fn out_of_range(self, led: &Led, offset: u64) -> FetchResponse {
-        let Bounds { log_start, high_watermark } = self;
+        let Bounds { log_start, high_watermark, last_stable } = self;
         let message = format!(
             "offset {offset} is outside {}/{}'s offsets {log_start}..={high_watermark}; fetch from {log_start} \
              (earliest) or {high_watermark} (latest)",
@@ -78,6 +100,7 @@ impl Bounds {
             high_watermark,
             log_start_offset: log_start,
             next_offset: None,
+            last_stable_offset: last_stable,
         }
     }
 }
@@ -116,33 +139,34 @@ impl ClientService {
         if request.offset < bounds.log_start || request.offset > bounds.high_watermark {
             return bounds.out_of_range(&led, request.offset);
         }
+        let isolation = request.isolation();
         match filter {
-            None => self.fetch_all(&led, request.offset, &mut watches, max_bytes, wait, waited).await,
+            None => self.fetch_all(&led, (request.offset, isolation), &mut watches, max_bytes, wait, waited).await,
             Some(filter) => self.fetch_filtered(&led, &request, &filter, &mut watches, max_bytes, wait, waited).await,
         }
     }
 
-    /// A fetch without a filter: whole batches as stored.
+    /// A fetch without a filter: whole batches as stored, less what `isolation` hides.
     async fn fetch_all(
         &self,
         led: &Led,
-        offset: u64,
+        (offset, isolation): (u64, Isolation),
         watches: &mut Watches,
         max_bytes: usize,
         wait: Duration,
         waited: &mut Duration,
     ) -> FetchResponse {
-        let mut bounds = watches.bounds(&led.log);
-        if offset == bounds.high_watermark && !wait.is_zero() {
+        let (mut bounds, mut end, mut hidden) = watches.visible(&led.log, isolation);
+        if offset >= end && !wait.is_zero() {
             let wait_started = Instant::now();
-            self.wait_past(&mut watches.high_watermark, offset, wait).await;
-            bounds = watches.bounds(&led.log);
+            self.wait_visible(watches, isolation, offset, wait).await;
+            (bounds, end, hidden) = watches.visible(&led.log, isolation);
             if offset < bounds.log_start {
                 return bounds.out_of_range(led, offset);
             }
             *waited = wait_started.elapsed();
         }
-        match read_committed(&led.log, offset, bounds.high_watermark, max_bytes) {
+        match read_committed(&led.log, offset, end, max_bytes) {
             Ok(batches) => {
                 let bytes: usize = batches.iter().map(|b| b.batch.len()).sum();
                 if bytes > 0 {
@@ -151,6 +175,7 @@ impl ClientService {
                 let next_offset = batches.last().map_or(offset, |b| b.base_offset + u64::from(b.count));
                 let batches = batches
                     .into_iter()
+                    .filter(|b| !hides(hidden.as_ref(), b))
                     .map(|b| FetchedBatch { base_offset: b.base_offset, batch: b.batch, offset_deltas: Vec::new() })
                     .collect();
                 bounds.answer(batches, next_offset)
@@ -175,17 +200,19 @@ impl ClientService {
         waited: &mut Duration,
     ) -> FetchResponse {
         let deadline = Instant::now() + wait;
+        let isolation = request.isolation();
         let mut scan = Scan::new(request.offset);
         let bounds = loop {
-            let bounds = watches.bounds(&led.log);
+            let (bounds, end, hidden) = watches.visible(&led.log, isolation);
             if scan.next_offset < bounds.log_start {
                 return bounds.out_of_range(led, scan.next_offset);
             }
+            scan.hidden = hidden;
             // Decoding and evaluating up to MAX_SCAN_BYTES takes milliseconds of CPU: off the
             // runtime's threads, which answer every other request of this broker.
-            let (log, f, high_watermark) = (Arc::clone(&led.log), Arc::clone(filter), bounds.high_watermark);
+            let (log, f) = (Arc::clone(&led.log), Arc::clone(filter));
             let scanned = tokio::task::spawn_blocking(move || {
-                let outcome = scan_committed(&log, &f, &mut scan, high_watermark, max_bytes);
+                let outcome = scan_committed(&log, &f, &mut scan, end, max_bytes);
                 (scan, outcome)
             })
             .await;
@@ -206,9 +233,9 @@ impl ClientService {
             if !scan.batches.is_empty() || advanced || now >= deadline {
                 break bounds;
             }
-            let hw = self.wait_past(&mut watches.high_watermark, scan.next_offset, deadline - now).await;
+            let end = self.wait_visible(watches, isolation, scan.next_offset, deadline - now).await;
             *waited += now.elapsed();
-            if hw <= scan.next_offset {
+            if end <= scan.next_offset {
                 break watches.bounds(&led.log);
             }
         };
@@ -230,13 +257,13 @@ impl ClientService {
         let Some(at) = request.at else {
             return Err(error(ErrorCode::InvalidRequest, "set one of earliest, latest or timestamp_ms"));
         };
+        let isolation = request.isolation();
         let led = self.led_partition(&request.topic, request.partition)?;
-        let watches = self.watches(&led).await?;
-        let high_watermark = *watches.high_watermark.borrow();
-        let bounds = Bounds::of(&led.log, high_watermark, watches.log_start.borrow().offset);
+        let mut watches = self.watches(&led).await?;
+        let (bounds, end, _) = watches.visible(&led.log, isolation);
         Ok(match at {
             At::Earliest(_) => bounds.log_start,
-            At::Latest(_) => bounds.high_watermark,
+            At::Latest(_) => end,
             // The time index starts a batch at its newest timestamp: the batch found may hold
             // older messages too, which a consumer skips.
             At::TimestampMs(ts) => led
@@ -274,13 +301,30 @@ impl ClientService {
             ));
         }
         let found = self.partitions.high_watermark(led.group_id).zip(self.partitions.log_start(led.group_id));
-        let Some((high_watermark, log_start)) = found else {
+        let Some(((high_watermark, log_start), stable)) = found.zip(self.partitions.stable(led.group_id)) else {
             return Err(error(
                 ErrorCode::Unavailable,
                 format!("{}/{} is stopping on broker {}; retry shortly", led.topic, led.partition, self.node_id),
             ));
         };
-        Ok(Watches { high_watermark, log_start })
+        Ok(Watches { high_watermark, log_start, stable })
+    }
+
+    /// Waits until what a read at `isolation` may return passes `offset` (the last stable
+    /// offset for `read_committed`, the high watermark otherwise), for at most `wait`, or until
+    /// the broker stops; returns that bound then.
+    async fn wait_visible(&self, watches: &mut Watches, isolation: Isolation, offset: u64, wait: Duration) -> u64 {
+        match isolation {
+            Isolation::ReadUncommitted => self.wait_past(&mut watches.high_watermark, offset, wait).await,
+            Isolation::ReadCommitted => {
+                let mut stop = self.stop.clone();
+                tokio::select! {
+                    _ = tokio::time::timeout(wait, watches.stable.wait_for(|s| s.offset > offset)) => {}
+                    _ = stop.wait_for(|stopped| *stopped) => {}
+                }
+                watches.stable.borrow().offset.min(*watches.high_watermark.borrow())
+            }
+        }
     }
 
     /// Waits until the high watermark passes `offset`, for at most `wait`, or until the broker
@@ -293,6 +337,13 @@ impl ClientService {
         }
         *watermark.borrow()
     }
+}
+
+/// Whether a `read_committed` read leaves `batch` out (see [`Stable::hides`]). A batch whose
+/// header cannot be read is passed on: the consumer's checks report it.
+fn hides(stable: Option<&Stable>, batch: &CommittedBatch) -> bool {
+    let Some(stable) = stable else { return false };
+    sluice_common::record::peek_header(&batch.batch).is_ok_and(|h| stable.hides(&h, batch.base_offset))
 }
 
 fn failed(e: Error) -> FetchResponse {

@@ -182,6 +182,7 @@ fn answer(reply: Reply, delayed: bool) -> Result<ProduceResponse, Error> {
         Reply::Rejected { code: reject::OUT_OF_ORDER_SEQUENCE, message } => {
             Err(error(ErrorCode::OutOfOrderSequence, message))
         }
+        Reply::Rejected { code: reject::INVALID_TXN_STATE, message } => Err(error(ErrorCode::InvalidTxnState, message)),
         Reply::Rejected { code: reject::TOO_MANY_PRODUCER_IDS, message } => Err(error(
             ErrorCode::TooManyProducerIds,
             format!(
@@ -214,8 +215,12 @@ fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> R
     if h.count == 0 {
         return Err(invalid("the batch holds no records; send at least one".into()));
     }
-    if h.transactional || h.control {
-        return Err(invalid("transactional and control batches are not supported yet; send plain batches".into()));
+    if h.control {
+        return Err(invalid(
+            "control batches (transaction markers) are written by transaction coordinators only; send plain or \
+             transactional batches"
+                .into(),
+        ));
     }
     check_producer(&h.producer, h.count).map_err(invalid)?;
     let mut tag_summary = 0;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use sluice_common::filter::Filter;
 use sluice_common::record::{BatchBuilder, ProducerStamp, RecordBatch, RecordView, peek_header};
 use sluice_proto::v1::FetchedBatch;
-use sluice_raft::partition::{CommittedBatch, read_committed};
+use sluice_raft::partition::{CommittedBatch, Stable, read_committed};
 use sluice_storage::{Log, StorageError};
 
 pub use cache::FilterCache;
@@ -115,6 +115,9 @@ pub struct Scan {
     pub scanned_bytes: usize,
     /// Counts for the filter metrics.
     pub stats: ScanStats,
+    /// For a `read_committed` fetch, the aborted ranges whose batches (and the markers) are left
+    /// out before filtering.
+    pub hidden: Option<Stable>,
 }
 
 impl Scan {
@@ -126,6 +129,7 @@ impl Scan {
             returned_bytes: 0,
             scanned_bytes: 0,
             stats: ScanStats::default(),
+            hidden: None,
         }
     }
 
@@ -154,9 +158,13 @@ impl Scan {
         let first = (self.next_offset.saturating_sub(base_offset)) as u32;
         self.scanned_bytes += batch.len();
         self.next_offset = base_offset + u64::from(count);
+        let header = peek_header(&batch).map_err(corrupt)?;
+        if self.hidden.as_ref().is_some_and(|s| s.hides(&header, base_offset)) {
+            return Ok(());
+        }
         // The log checked the entry's checksum when it read it: a batch ruled out by its
         // header is skipped without a second pass over its bytes.
-        if !filter.batch_may_match(&peek_header(&batch).map_err(corrupt)?) {
+        if !filter.batch_may_match(&header) {
             self.stats.skipped += u64::from(count - first);
             self.stats.batches_skipped += 1;
             return Ok(());

@@ -368,7 +368,7 @@ async fn long_polls(cluster: &Cluster) {
 async fn list_offsets(cluster: &Cluster) {
     tracing::info!("--- offsets by position and by time");
     let at = async |at: Option<At>| {
-        let request = ListOffsetsRequest { topic: "orders".into(), partition: 0, at };
+        let request = ListOffsetsRequest { topic: "orders".into(), partition: 0, at, ..Default::default() };
         let r = ask_leader(cluster, "orders", 0, |mut leader| {
             let request = request.clone();
             async move {
@@ -540,7 +540,12 @@ async fn a_leader_just_elected_never_shows_a_high_watermark_behind_what_was_comm
             let fetched = client.fetch(fetch_request("reread", 0, 20, 0)).await.expect("rpc").into_inner();
             let e = error_of(fetched.error.as_ref());
             assert_ne!(e.error_code(), ErrorCode::OffsetOutOfRange, "a committed position looked out of range: {e:?}");
-            let latest = ListOffsetsRequest { topic: "reread".into(), partition: 0, at: Some(At::Latest(Empty {})) };
+            let latest = ListOffsetsRequest {
+                topic: "reread".into(),
+                partition: 0,
+                at: Some(At::Latest(Empty {})),
+                ..Default::default()
+            };
             let listed = client.list_offsets(latest).await.expect("rpc").into_inner();
             if error_of(listed.error.as_ref()).is_ok() {
                 assert!(
@@ -588,7 +593,12 @@ async fn a_leader_cut_off_from_its_peers_serves_no_reads() {
     let fetched = cut_off.fetch(fetch_request("cutoff", 0, 20, 0)).await.expect("rpc").into_inner();
     let e = error_of(fetched.error.as_ref());
     assert!(matches!(e.error_code(), ErrorCode::Unavailable | ErrorCode::NotLeader), "served a read: {e:?}");
-    let latest = ListOffsetsRequest { topic: "cutoff".into(), partition: 0, at: Some(At::Latest(Empty {})) };
+    let latest = ListOffsetsRequest {
+        topic: "cutoff".into(),
+        partition: 0,
+        at: Some(At::Latest(Empty {})),
+        ..Default::default()
+    };
     let listed = cut_off.list_offsets(latest).await.expect("rpc").into_inner();
     let e = error_of(listed.error.as_ref());
     assert!(!e.is_ok() || listed.offset >= 20, "latest {} from a deposed leader", listed.offset);

@@ -309,7 +309,12 @@ async fn assert_client_view(cluster: &Cluster, group: u64, start: LogStart, prod
     let just_below = fetch_from_leader(cluster, group, fetch(start.offset - 1)).await;
     assert_eq!(error_of(just_below.error.as_ref()).error_code(), ErrorCode::OffsetOutOfRange);
 
-    let earliest = ListOffsetsRequest { topic: TOPIC.into(), partition: 0, at: Some(At::Earliest(Empty {})) };
+    let earliest = ListOffsetsRequest {
+        topic: TOPIC.into(),
+        partition: 0,
+        at: Some(At::Earliest(Empty {})),
+        ..Default::default()
+    };
     let earliest = eventually(CLIENT_LIMIT, "list-offsets earliest from the leader", || async {
         let leader = leader_of(cluster, group).ok_or("no leader yet")?;
         let r = cluster.client(leader).await.list_offsets(earliest.clone()).await.map_err(|s| s.to_string())?;

@@ -1,6 +1,7 @@
 //! Group administration on [`Admin`]: list the groups, describe one (members, assignment,
 //! committed offsets, lag), and reset a group's offsets while it has no live members.
 
+use crate::Isolation;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Instant;
@@ -284,13 +285,13 @@ async fn resolve(client: &Client, topic: &str, partition: u32, to: SeekTo) -> Re
     match to {
         SeekTo::Offset(offset) => {
             let (start, end) = tokio::join!(
-                client.list_offset(topic, partition, SeekTo::Earliest),
-                client.list_offset(topic, partition, SeekTo::Latest)
+                client.list_offset(topic, partition, SeekTo::Earliest, Isolation::ReadUncommitted),
+                client.list_offset(topic, partition, SeekTo::Latest, Isolation::ReadUncommitted)
             );
             let start = start?;
             Ok(offset.clamp(start, end?.max(start)))
         }
-        other => client.list_offset(topic, partition, other).await,
+        other => client.list_offset(topic, partition, other, Isolation::ReadUncommitted).await,
     }
 }
 

@@ -248,14 +248,14 @@ impl Core {
             return Ok(());
         }
         let committed = self.fetch_committed(&unresolved).await?;
-        let reset = self.config.auto_offset_reset.seek_to();
+        let (reset, isolation) = (self.config.auto_offset_reset.seek_to(), self.config.isolation);
         let client = &self.client;
         let starts = join_all(unresolved.iter().map(|tp| {
             let committed = committed.get(tp).copied().flatten();
             async move {
                 match committed {
                     Some(offset) => Ok((offset, Some(offset))),
-                    None => client.list_offset(tp.topic(), tp.partition(), reset).await.map(|o| (o, None)),
+                    None => client.list_offset(tp.topic(), tp.partition(), reset, isolation).await.map(|o| (o, None)),
                 }
             }
         }))
@@ -294,7 +294,7 @@ impl Core {
     /// Moves a partition whose position fell outside its log to `auto_offset_reset`.
     pub(super) async fn reset_position(&mut self, tp: &TopicPartition) -> Result<()> {
         let reset = self.config.auto_offset_reset.seek_to();
-        let offset = self.client.list_offset(tp.topic(), tp.partition(), reset).await?;
+        let offset = self.client.list_offset(tp.topic(), tp.partition(), reset, self.config.isolation).await?;
         if self.fetcher.seek(tp, offset) {
             self.book.returned(tp, offset);
         }
@@ -305,7 +305,7 @@ impl Core {
         if !self.fetcher.contains(tp) {
             return Err(Error::InvalidArgument(format!("{tp} is not assigned to this member")));
         }
-        let offset = self.client.list_offset(tp.topic(), tp.partition(), to).await?;
+        let offset = self.client.list_offset(tp.topic(), tp.partition(), to, self.config.isolation).await?;
         let started = self.fetcher.position(tp).is_some();
         self.fetcher.seek(tp, offset);
         if started {

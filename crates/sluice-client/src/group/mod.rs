@@ -118,7 +118,8 @@ impl Client {
             client: self.clone(),
             membership: Arc::new(Membership::new(config.instance_id.clone())),
             fetcher: Fetcher::new(self.clone(), config.fetch_max_bytes, config.fetch_max_wait)
-                .with_filter(config.filter.clone().unwrap_or_default(), config.group.clone()),
+                .with_filter(config.filter.clone().unwrap_or_default(), config.group.clone())
+                .with_isolation(config.isolation),
             book: OffsetBook::default(),
             applied_incarnation: 0,
             applied_version: 0,

@@ -256,6 +256,7 @@ pub struct BatchBuilder {
     max_ts: i64,
     producer: ProducerStamp,
     transactional: bool,
+    control: bool,
     delayed: bool,
     tag_summary: u64,
 }
@@ -272,6 +273,7 @@ impl BatchBuilder {
             max_ts: i64::MIN,
             producer,
             transactional: false,
+            control: false,
             delayed: false,
             tag_summary: 0,
         }
@@ -280,6 +282,13 @@ impl BatchBuilder {
     /// Marks the batch as part of a transaction.
     pub fn transactional(mut self, yes: bool) -> BatchBuilder {
         self.transactional = yes;
+        self
+    }
+
+    /// Marks the batch as a control batch (a transaction marker, see [`super::marker`]):
+    /// written by brokers only, skipped by consumers.
+    pub fn control(mut self, yes: bool) -> BatchBuilder {
+        self.control = yes;
         self
     }
 
@@ -377,8 +386,9 @@ impl BatchBuilder {
         let records_len = u32::try_from(self.buf.len() - BATCH_HEADER_LEN).expect("batch under 4 GiB");
         let first = self.first_ts.unwrap_or(0);
         let max = if self.count == 0 { first } else { self.max_ts };
-        let attrs =
-            if self.transactional { ATTR_TRANSACTIONAL } else { 0 } | if self.delayed { ATTR_DELAYED } else { 0 };
+        let attrs = if self.transactional { ATTR_TRANSACTIONAL } else { 0 }
+            | if self.control { ATTR_CONTROL } else { 0 }
+            | if self.delayed { ATTR_DELAYED } else { 0 };
         let mut h = &mut self.buf[4..BATCH_HEADER_LEN];
         h.put_u8(BATCH_MAGIC);
         h.put_u8(attrs);

@@ -1,6 +1,7 @@
 //! Messages and record batches: what producers send and consumers receive.
 
 mod batch;
+pub mod marker;
 pub mod varint;
 
 pub use batch::{

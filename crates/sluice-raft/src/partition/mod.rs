@@ -10,6 +10,7 @@ mod read;
 pub mod retained;
 mod snapshot;
 mod state_machine;
+mod txns;
 mod watermark;
 mod write;
 
@@ -21,5 +22,6 @@ pub use read::{CommittedBatch, read_committed};
 pub use retained::{RetainedRange, RetainedReader, RetainedWriter, range_to_send};
 pub use snapshot::PartitionState;
 pub use state_machine::{PartitionStateMachine, SnapshotBuilder, reject};
+pub use txns::{AbortedRange, MarkerOutcome, OpenTxn, Stable, TxnIndex};
 pub use watermark::{LogStart, high_watermark_of, log_start_of};
 pub use write::{PendingWrite, WriteError, confirm_lease, lease_fresh, submit, write};

@@ -169,8 +169,9 @@ impl ProducerTable {
         if let Some(dup) = entry.recent.iter().find(|b| b.base_sequence == stamp.base_sequence && b.count == count) {
             return Check::Duplicate(*dup);
         }
-        let last = entry.recent.back().expect("an entry always holds a batch");
-        let expected = last.base_sequence.wrapping_add(last.count as i32);
+        // A transaction marker moves the epoch and empties the window: the epoch's first batch
+        // starts at sequence 0.
+        let expected = entry.recent.back().map_or(0, |last| last.base_sequence.wrapping_add(last.count as i32));
         match stamp.base_sequence.cmp(&expected) {
             std::cmp::Ordering::Equal => Check::Accept,
             std::cmp::Ordering::Greater => Check::OutOfOrder { expected },
@@ -199,6 +200,21 @@ impl ProducerTable {
             entry.recent.pop_front();
         }
         entry.recent.push_back(written);
+    }
+
+    /// Moves `producer_id` to `epoch` (a transaction marker's), with no batch of it written
+    /// yet: a later write at an older epoch is fenced, one at `epoch` starts at sequence 0. A
+    /// producer already at `epoch` or later is left alone.
+    pub fn bump(&mut self, producer_id: i64, epoch: i16) {
+        let now = self.clock_ms;
+        let entry = self.producers.entry(producer_id).or_insert_with(|| {
+            self.by_activity.insert((now, producer_id));
+            ProducerEntry { epoch, recent: VecDeque::new(), last_active_ms: now }
+        });
+        if entry.epoch < epoch {
+            entry.epoch = epoch;
+            entry.recent.clear();
+        }
     }
 
     /// Number of producers tracked.

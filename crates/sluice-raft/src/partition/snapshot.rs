@@ -4,13 +4,18 @@
 //! installs it and then receives entries from the log start on.
 //!
 //! ```text
-//! | magic "SLPS" | version u16 = 3 | next_offset u64 | log_start_offset u64 | trimmed_before u64 |
+//! | magic "SLPS" | version u16 = 5 | next_offset u64 | log_start_offset u64 | trimmed_before u64 |
 //! | clock_ms u64 | next_delay_seq u64 | max_release_ms u64 | last_change_index u64 |
 //! | producer_count u32 |
 //! | (producer_id i64 | epoch i16 | last_active_ms u64 | batch_count u8 |
 //! |    (base_sequence i32 | count u32 | base_offset u64)*)* |
+//! | open_count u32 | (producer_id i64 | epoch i16 | first_offset u64 | started_ms u64)* |
+//! | aborted_count u32 | (producer_id i64 | first_offset u64 | last_offset u64)* |
 //! | crc u32 |      crc = crc32(everything before it)
 //! ```
+//! The last two lists (version 5 on) are the partition's open transactions and aborted ranges
+//! (`txns`, docs/TRANSACTIONS.md); a producer's `batch_count` may be 0 from version 5 on (a
+//! transaction marker moved its epoch).
 //! `clock_ms` is the partition clock and `last_active_ms` each producer's last write on it, so
 //! a replica that installs the snapshot expires producers exactly as the others do
 //! (docs/adr/0007-producer-expiry.md). `next_delay_seq` numbers delayed messages,
@@ -27,9 +32,12 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::producers::{DEDUP_WINDOW, ProducerEntry, ProducerTable, WrittenBatch};
+use super::txns::{AbortedRange, OpenTxn, TxnIndex};
 
 const MAGIC: &[u8; 4] = b"SLPS";
-const VERSION: u16 = 4;
+const VERSION: u16 = 5;
+/// The version before transactions, still read.
+const VERSION_4: u16 = 4;
 /// The version before delayed messages, still read.
 const VERSION_3: u16 = 3;
 /// The version before retention, still read.
@@ -58,6 +66,8 @@ pub struct PartitionState {
     pub last_change_index: u64,
     /// Idempotent producers' recent batches.
     pub producers: ProducerTable,
+    /// Open transactions and aborted ranges.
+    pub txns: TxnIndex,
 }
 
 impl PartitionState {
@@ -85,6 +95,19 @@ impl PartitionState {
                 b.put_u64_le(w.base_offset);
             }
         }
+        b.put_u32_le(self.txns.open().len() as u32);
+        for (id, t) in self.txns.open() {
+            b.put_i64_le(*id);
+            b.put_i16_le(t.epoch);
+            b.put_u64_le(t.first_offset);
+            b.put_u64_le(t.started_ms);
+        }
+        b.put_u32_le(self.txns.aborted().len() as u32);
+        for r in self.txns.aborted() {
+            b.put_i64_le(r.producer_id);
+            b.put_u64_le(r.first_offset);
+            b.put_u64_le(r.last_offset);
+        }
         let crc = crc32fast::hash(&b);
         b.put_u32_le(crc);
         b.freeze()
@@ -102,7 +125,7 @@ impl PartitionState {
         let mut b = &body[4..];
         let version = b.get_u16_le();
         let fixed = match version {
-            VERSION => 60,
+            VERSION | VERSION_4 => 60,
             VERSION_3 => 36,
             VERSION_2 => 28,
             VERSION_1 => 12,
@@ -119,13 +142,19 @@ impl PartitionState {
         let timed = version >= VERSION_3;
         let clock_ms = if timed { b.get_u64_le() } else { 0 };
         let (next_delay_seq, max_release_ms, last_change_index) =
-            if version >= VERSION { (b.get_u64_le(), b.get_u64_le(), b.get_u64_le()) } else { (0, 0, 0) };
+            if version >= VERSION_4 { (b.get_u64_le(), b.get_u64_le(), b.get_u64_le()) } else { (0, 0, 0) };
         let mut producers = BTreeMap::new();
         for _ in 0..b.get_u32_le() {
-            let (id, entry) = decode_producer(&mut b, timed).ok_or("partition snapshot cut short")?;
+            let (id, entry) =
+                decode_producer(&mut b, timed, version >= VERSION).ok_or("partition snapshot cut short")?;
             producers.insert(id, entry);
         }
         let producers = ProducerTable::from_parts(producers, clock_ms);
+        let txns = if version >= VERSION {
+            decode_txns(&mut b).ok_or("partition snapshot cut short")?
+        } else {
+            TxnIndex::default()
+        };
         if !b.is_empty() {
             return Err("trailing bytes in partition snapshot".into());
         }
@@ -142,19 +171,50 @@ impl PartitionState {
             max_release_ms,
             last_change_index,
             producers,
+            txns,
         })
     }
 }
 
-/// One producer; `timed` (version 3 on) if it carries its last-activity time.
-fn decode_producer(b: &mut &[u8], timed: bool) -> Option<(i64, ProducerEntry)> {
+/// The open transactions and aborted ranges (version 5 on).
+fn decode_txns(b: &mut &[u8]) -> Option<TxnIndex> {
+    let mut open = BTreeMap::new();
+    let n = take_u32(b)? as usize;
+    for _ in 0..n {
+        if b.len() < 26 {
+            return None;
+        }
+        let id = b.get_i64_le();
+        open.insert(id, OpenTxn { epoch: b.get_i16_le(), first_offset: b.get_u64_le(), started_ms: b.get_u64_le() });
+    }
+    let n = take_u32(b)? as usize;
+    if b.len() < n.checked_mul(24)? {
+        return None;
+    }
+    let aborted = (0..n)
+        .map(|_| AbortedRange {
+            producer_id: b.get_i64_le(),
+            first_offset: b.get_u64_le(),
+            last_offset: b.get_u64_le(),
+        })
+        .collect();
+    Some(TxnIndex::from_parts(open, aborted))
+}
+
+fn take_u32(b: &mut &[u8]) -> Option<u32> {
+    (b.len() >= 4).then(|| b.get_u32_le())
+}
+
+/// One producer; `timed` (version 3 on) if it carries its last-activity time, `may_be_empty`
+/// (version 5 on) if it may have no batch.
+fn decode_producer(b: &mut &[u8], timed: bool, may_be_empty: bool) -> Option<(i64, ProducerEntry)> {
     if b.len() < if timed { 19 } else { 11 } {
         return None;
     }
     let (id, epoch) = (b.get_i64_le(), b.get_i16_le());
     let last_active_ms = if timed { b.get_u64_le() } else { 0 };
     let n = b.get_u8() as usize;
-    if n == 0 || n > DEDUP_WINDOW || b.len() < n * 16 {
+    if (n == 0 && !may_be_empty) || n > DEDUP_WINDOW || b.len() < n * 16 {
         return None;
     }
     let recent: VecDeque<WrittenBatch> = (0..n)
@@ -186,9 +246,15 @@ mod tests {
                 state.producers.record(&ProducerStamp { producer_id: pid, epoch: 2, base_sequence: seq }, 1, 100);
             }
         }
+        state.txns.wrote(1, 2, 12_000, 1_001);
+        state.txns.wrote(2, 2, 12_100, 1_002);
+        state.txns.mark(2, 3, false, 12_200);
+        state.producers.bump(2, 3);
         let raw = state.encode();
         let decoded = PartitionState::decode(&raw).unwrap();
         assert_eq!(decoded, state);
+        assert_eq!((decoded.txns.last_stable_offset(12_345), decoded.txns.aborted().len()), (12_000, 1));
+        assert!(decoded.producers.producers[&2].recent.is_empty(), "a marker emptied its window");
         assert_eq!((decoded.producers.clock_ms(), decoded.producers.producers[&1].last_active_ms), (1_002, 1_001));
         for cut in 0..raw.len() {
             assert!(PartitionState::decode(&raw[..cut]).is_err(), "cut at {cut}");

@@ -44,6 +44,7 @@ use super::command::{LeaderStamp, PartitionCommand};
 use super::delay::{DelayLane, DelayStore, ScheduleRow, transfer};
 use super::producers::Check;
 use super::snapshot::PartitionState;
+use super::txns::{MarkerOutcome, Stable};
 use super::watermark::LogStart;
 use crate::snapshot_file;
 use crate::typ::{LogId, PartitionConfig, RaftEntry, Reply, StoredMembership};
@@ -69,6 +70,12 @@ pub mod reject {
     /// A release or fire built from a delay store that a later entry changed; the leader
     /// builds it again.
     pub const STALE_RELEASE: u16 = 8;
+    /// A write that does not fit the producer's transaction here: outside its open transaction,
+    /// or at another epoch than it (docs/TRANSACTIONS.md).
+    pub const INVALID_TXN_STATE: u16 = 9;
+    /// A transaction marker at or below the epoch of the producer's open transaction: from an
+    /// earlier decision, it must not end a later transaction.
+    pub const STALE_MARKER: u16 = 10;
 }
 
 /// A partition replica's state machine.
@@ -82,6 +89,10 @@ pub struct PartitionStateMachine {
     high_watermark: watch::Sender<u64>,
     /// `state`'s log start as of the last applied run of entries.
     log_start: watch::Sender<LogStart>,
+    /// The last stable offset and aborted ranges as of the last applied run of entries.
+    stable: watch::Sender<Stable>,
+    /// Whether the aborted ranges changed since `stable` was last published.
+    aborted_changed: bool,
     /// The replies of an applied run, held until its high watermark is published (kept to
     /// reuse its allocation).
     answers: Vec<(ApplyResponder<PartitionConfig>, Reply)>,
@@ -122,6 +133,8 @@ impl PartitionStateMachine {
             snapshot: None,
             high_watermark: watch::Sender::new(0),
             log_start: watch::Sender::new(LogStart::default()),
+            stable: watch::Sender::new(Stable::default()),
+            aborted_changed: false,
             answers: Vec::new(),
             exhaustion: None,
             delays: None,
@@ -155,12 +168,40 @@ impl PartitionStateMachine {
         self.log_start.subscribe()
     }
 
-    /// Publishes `next_offset` to the high watermark watch and the log start to its watch, each
-    /// if it moved.
-    fn publish(&self) {
+    /// A watch of the last stable offset and the aborted ranges (docs/TRANSACTIONS.md): a
+    /// `read_committed` fetch reads below the offset and hides what the ranges cover. Updated
+    /// with the high watermark, before the run's writes are answered.
+    pub fn stable(&self) -> watch::Receiver<Stable> {
+        self.stable.subscribe()
+    }
+
+    /// The partition's open transactions and aborted ranges.
+    pub fn txns(&self) -> &super::txns::TxnIndex {
+        &self.state.txns
+    }
+
+    /// The partition clock, in ms: the latest leader time applied.
+    pub fn clock_ms(&self) -> u64 {
+        self.state.producers.clock_ms()
+    }
+
+    /// Publishes `next_offset` to the high watermark watch, the log start and the last stable
+    /// offset to theirs, each if it moved.
+    fn publish(&mut self) {
         publish_if_moved(&self.high_watermark, self.state.next_offset);
         let start = LogStart { offset: self.state.log_start_offset, trimmed_before: self.state.trimmed_before };
         publish_if_moved(&self.log_start, start);
+        let lso = self.state.txns.last_stable_offset(self.state.next_offset);
+        let aborted_changed = std::mem::take(&mut self.aborted_changed);
+        self.stable.send_if_modified(|stable| {
+            if aborted_changed {
+                *stable = self.state.txns.stable(self.state.next_offset);
+                return true;
+            }
+            let moved = stable.offset != lso;
+            stable.offset = lso;
+            moved
+        });
     }
 
     /// The log the state machine indexes.
@@ -176,6 +217,7 @@ impl PartitionStateMachine {
         if let Some(lane) = &self.delays {
             lane.publish(&self.state);
         }
+        self.aborted_changed = true;
         self.publish();
         Ok(())
     }
@@ -230,6 +272,12 @@ impl PartitionStateMachine {
             self.state.producers.advance(s.now_ms, s.producer_id_expiration_ms);
             max_producers = s.max_producers as usize;
         }
+        if h.control {
+            return self.apply_marker(index, h, batch);
+        }
+        if let Some(refused) = refuse_transactional(h) {
+            return Ok(refused);
+        }
         let check = if h.producer.is_idempotent() {
             self.state.producers.check(&h.producer, h.count, max_producers)
         } else {
@@ -246,6 +294,11 @@ impl PartitionStateMachine {
             let message = check.refusal(&h.producer).expect("a refused batch's check says why");
             return Ok(Reply::Rejected { code, message });
         }
+        let (pid, epoch) = (h.producer.producer_id, h.producer.epoch);
+        let misfit = h.producer.is_idempotent().then(|| self.state.txns.refusal(pid, epoch, h.transactional));
+        if let Some(message) = misfit.flatten() {
+            return Ok(Reply::Rejected { code: reject::INVALID_TXN_STATE, message });
+        }
         if h.delayed {
             return self.apply_delayed(index, h, batch);
         }
@@ -257,8 +310,52 @@ impl PartitionStateMachine {
         if h.producer.is_idempotent() {
             self.state.producers.record(&h.producer, h.count, base_offset);
         }
+        if h.transactional {
+            self.state.txns.wrote(pid, epoch, base_offset, self.state.producers.clock_ms());
+        }
         Ok(Reply::Appended { base_offset, count: h.count })
     }
+
+    /// A transaction marker from a coordinator: it ends the producer's open transaction here
+    /// (and is written at the next offset), or finds none open (and writes nothing); either
+    /// way the producer's epoch becomes the marker's, fencing late writes of the transaction.
+    fn apply_marker(&mut self, index: u64, h: &sluice_common::record::BatchHeader, batch: &Bytes) -> io::Result<Reply> {
+        let commit = match sluice_common::record::marker::parse_marker(batch.clone()) {
+            Ok(commit) => commit,
+            Err(e) => return Ok(Reply::Rejected { code: reject::INVALID_BATCH, message: e.to_string() }),
+        };
+        let (pid, epoch) = (h.producer.producer_id, h.producer.epoch);
+        let marker_offset = self.state.next_offset;
+        match self.state.txns.mark(pid, epoch, commit, marker_offset) {
+            MarkerOutcome::Stale { open_epoch } => {
+                let message = format!(
+                    "marker of producer {pid} at epoch {epoch} is stale: its transaction open here is at epoch {open_epoch}"
+                );
+                Ok(Reply::Rejected { code: reject::STALE_MARKER, message })
+            }
+            MarkerOutcome::NothingOpen => {
+                self.state.producers.bump(pid, epoch);
+                Ok(Reply::Done)
+            }
+            MarkerOutcome::Closed(_) => {
+                self.state.producers.bump(pid, epoch);
+                self.aborted_changed |= !commit;
+                self.log.index_batch(index, marker_offset, 1, h.max_timestamp_ms)?;
+                self.state.next_offset += 1;
+                Ok(Reply::Appended { base_offset: marker_offset, count: 1 })
+            }
+        }
+    }
+}
+
+/// Refuses a transactional batch that cannot be one: without a producer id, or delayed.
+fn refuse_transactional(h: &sluice_common::record::BatchHeader) -> Option<Reply> {
+    let why = match (h.transactional, h.producer.is_idempotent(), h.delayed) {
+        (false, _, _) | (true, true, false) => return None,
+        (true, false, _) => "a transactional batch needs a producer id and epoch (InitTransactions)",
+        (true, true, true) => "a delayed message cannot be part of a transaction",
+    };
+    Some(Reply::Rejected { code: reject::INVALID_BATCH, message: why.to_string() })
 }
 
 impl PartitionStateMachine {
@@ -381,6 +478,7 @@ impl PartitionStateMachine {
         // Never past the data: a log start beyond the next offset would hide later messages.
         let start = log_start_offset.min(self.state.next_offset);
         self.state.log_start_offset = self.state.log_start_offset.max(start);
+        self.aborted_changed |= self.state.txns.prune(self.state.log_start_offset);
         Reply::Done
     }
 }
@@ -613,3 +711,7 @@ mod tests {
 #[cfg(test)]
 #[path = "state_machine_delay_tests.rs"]
 mod delay_tests;
+
+#[cfg(test)]
+#[path = "state_machine_txn_tests.rs"]
+mod txn_tests;
