@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+pub use crate::txn::TxnConfig;
 use sluice_raft::typ::RaftConfig;
 use sluice_storage::LogConfig;
 
@@ -352,6 +354,9 @@ pub struct BrokerConfig {
     /// Consumer groups. Default: see [`GroupConfig`].
     #[serde(default)]
     pub groups: GroupConfig,
+    /// Transactions. Default: see [`TxnConfig`].
+    #[serde(default)]
+    pub transactions: TxnConfig,
     /// Threads of the broker's async runtime, which serves clients and runs every Raft group
     /// (fsyncs run on threads of their own). 0 means one per CPU core. When several brokers
     /// share a machine, as the local cluster of `cluster-configs/` does, give each its share:
@@ -456,6 +461,7 @@ impl BrokerConfig {
             disk_check_interval_ms: default_disk_check_interval_ms(),
             max_replicas: 0,
             groups: GroupConfig::default(),
+            transactions: TxnConfig::default(),
             worker_threads: 0,
         }
     }
@@ -571,6 +577,7 @@ impl BrokerConfig {
             ));
         }
         self.groups.validate()?;
+        self.transactions.validate()?;
         self.raft.controller()?;
         self.raft.partition()?;
         self.raft.node_liveness()?;

@@ -42,8 +42,9 @@ mod node;
 mod parked;
 mod partitions;
 mod retention;
+mod txn;
 
-pub use config::{BrokerConfig, ConfigError, GroupConfig, PeerConfig, RaftTimings};
+pub use config::{BrokerConfig, ConfigError, GroupConfig, PeerConfig, RaftTimings, TxnConfig};
 pub use controller::{BrokerStateMachine, ControllerGroup, ProposeError};
 pub use fail_stop::GroupFailure;
 pub use node::{Broker, StartError};

@@ -19,6 +19,7 @@ mod admin;
 mod delay;
 mod errors;
 mod fetch;
+mod markers;
 mod metadata;
 mod produce;
 mod produce_stream;

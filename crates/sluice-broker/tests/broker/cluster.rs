@@ -95,6 +95,7 @@ impl Cluster {
                 disk_check_interval_ms: 100,
                 max_replicas: 0,
                 groups: Default::default(),
+                transactions: Default::default(),
                 worker_threads: 0,
             })
             .map(|mut config| {

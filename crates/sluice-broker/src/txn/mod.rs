@@ -1,0 +1,5 @@
+//! Transactions, broker side (docs/TRANSACTIONS.md).
+
+mod config;
+
+pub use config::TxnConfig;
