@@ -11,6 +11,9 @@
 //!   100,000, in offset order, through the SDK and the CLI.
 //! - `delays`: 10,000 delayed messages due over 20 s, a partition leader SIGKILLed while they
 //!   wait: each is consumed once and none early; cancelled ones never appear.
+//! - `transactions`: transactions over 4 partitions of 2 topics are all-or-nothing for a
+//!   `read_committed` consumer, across a SIGKILL of the coordinator's broker during a commit;
+//!   aborted, timed-out and fenced ones are never seen.
 //! - `cli`: `topic create`, `produce`, `consume`, `topic describe` and `cluster status` round
 //!   trip with JSON output.
 //! - `groups`: consumer groups — members share partitions exactly once, hand them over when
@@ -45,3 +48,4 @@ mod groups_kill;
 mod idle_reads;
 mod scripts;
 mod sdk;
+mod transactions;

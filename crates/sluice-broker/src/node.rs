@@ -23,6 +23,7 @@ use crate::groups::GroupsService;
 use crate::metrics::{self, BrokerCollector, Exporter, RequestMetrics};
 use crate::partitions::Partitions;
 use crate::retention;
+use crate::txn::TxnService;
 
 /// How often the broker checks whether the metadata changed what it should host.
 const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -170,7 +171,16 @@ impl Broker {
         let (groups, coordinators) =
             GroupsService::start(&config, Arc::clone(&controller), Arc::clone(&partitions), stopped.clone());
         tasks.push(coordinators);
-        let serve_clients = client::serve(client_incoming, service, groups.clone(), wait_until_true(stopped.clone()));
+        let (txns, txn_coordinators) = TxnService::start(
+            &config,
+            Arc::clone(&controller),
+            Arc::clone(&partitions),
+            service.clone(),
+            stopped.clone(),
+        );
+        tasks.push(txn_coordinators);
+        let serve_clients =
+            client::serve(client_incoming, service, groups.clone(), txns, wait_until_true(stopped.clone()));
         tasks.push(tokio::spawn(async move {
             if let Err(e) = serve_clients.await {
                 tracing::error!("client service stopped: {e}");

@@ -9,7 +9,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use sluice_proto::v1::{self, groups_client::GroupsClient, sluice_client::SluiceClient};
+use sluice_proto::v1::{
+    self, groups_client::GroupsClient, sluice_client::SluiceClient, transactions_client::TransactionsClient,
+};
 use sluice_proto::{ErrorCode, error_of};
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
@@ -24,6 +26,9 @@ pub(crate) type Rpc = SluiceClient<Channel>;
 
 /// The generated consumer-group gRPC client over the same channel as a broker's [`Rpc`].
 pub(crate) type GroupsRpc = GroupsClient<Channel>;
+
+/// The generated transactions gRPC client over the same channel as a broker's [`Rpc`].
+pub(crate) type TxnRpc = TransactionsClient<Channel>;
 
 /// The largest gRPC message accepted or sent: a fetch returns at least one whole batch even if
 /// it is larger than asked for, so this is well above any batch a producer builds.
@@ -47,6 +52,7 @@ struct Inner {
     channels: Mutex<HashMap<String, Rpc>>,
     /// The `Groups` service of each broker in `channels`, over the same connection.
     groups: Mutex<HashMap<String, GroupsRpc>>,
+    txns: Mutex<HashMap<String, TxnRpc>>,
     /// Held while a metadata refresh runs, so concurrent callers share one.
     refresh_lock: tokio::sync::Mutex<()>,
     refresher: Mutex<Option<JoinHandle<()>>>,
@@ -399,9 +405,20 @@ impl Client {
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
         channels.insert(address.to_owned(), rpc.clone());
-        let groups = GroupsClient::new(channel).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        let groups = GroupsClient::new(channel.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
         self.inner.groups.lock().expect("groups map lock").insert(address.to_owned(), groups);
+        let txns = TransactionsClient::new(channel).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        self.inner.txns.lock().expect("txns map lock").insert(address.to_owned(), txns);
         Ok(rpc)
+    }
+
+    /// The transactions client of the broker at `address`, sharing its channel.
+    pub(crate) fn txn_rpc(&self, address: &str) -> Result<TxnRpc> {
+        if let Some(rpc) = self.inner.txns.lock().expect("txns map lock").get(address) {
+            return Ok(rpc.clone());
+        }
+        self.rpc(address)?;
+        Ok(self.inner.txns.lock().expect("txns map lock").get(address).cloned().expect("rpc() adds every client"))
     }
 
     /// The consumer-group client of the broker at `address`, sharing its channel.
@@ -544,6 +561,7 @@ impl Client {
             metadata: RwLock::new(Arc::new(ClusterMetadata::empty())),
             channels: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
+            txns: Mutex::new(HashMap::new()),
             refresh_lock: tokio::sync::Mutex::new(()),
             refresher: Mutex::new(None),
         });

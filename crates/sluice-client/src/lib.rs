@@ -58,6 +58,8 @@ mod producer;
 mod record;
 pub mod schedule;
 mod topic_partition;
+mod transaction;
+mod transaction_admin;
 
 pub use admin::{Admin, BrokerStatus, ClusterStatus, PartitionDescription, TopicDescription};
 pub use client::Client;
@@ -79,3 +81,5 @@ pub use record::{ConsumedRecord, ProducerRecord, RecordMetadata};
 pub use schedule::{Cadence, ScheduleInfo};
 pub use sluice_proto::ErrorCode;
 pub use topic_partition::TopicPartition;
+pub use transaction::{TransactionalConfig, TransactionalProducer};
+pub use transaction_admin::TransactionInfo;

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use sluice_proto::v1::groups_server::GroupsServer;
 use sluice_proto::v1::sluice_server::{Sluice, SluiceServer};
+use sluice_proto::v1::transactions_server::TransactionsServer;
 use sluice_proto::v1::{
     CancelDelayedRequest, CancelDelayedResponse, CreateScheduleRequest, CreateScheduleResponse, CreateTopicRequest,
     CreateTopicResponse, DeleteScheduleRequest, DeleteScheduleResponse, DeleteTopicRequest, DeleteTopicResponse,
@@ -52,6 +53,7 @@ use crate::filters::FilterCache;
 use crate::groups::GroupsService;
 use crate::metrics::RequestMetrics;
 use crate::partitions::Partitions;
+use crate::txn::TxnService;
 
 /// How long a produce waits for its batch to commit when the request does not say.
 pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -78,13 +80,14 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpIncoming> {
     Ok(TcpIncoming::bind(addr)?.with_nodelay(Some(true)))
 }
 
-/// Serves `service` and the consumer `groups` service on `incoming` until `shutdown` resolves;
+/// Serves `service`, the consumer `groups` service and the `txns` service on `incoming` until `shutdown` resolves;
 /// then stops accepting, lets the calls in flight finish (waiting fetches end at once: they
 /// watch the same stop signal as the service) and returns.
 pub async fn serve(
     incoming: TcpIncoming,
     service: ClientService,
     groups: GroupsService,
+    txns: TxnService,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let max_request = service.max_batch_bytes as usize + REQUEST_OVERHEAD_BYTES;
@@ -95,6 +98,7 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(SluiceServer::new(service).max_decoding_message_size(max_request))
         .add_service(GroupsServer::new(groups))
+        .add_service(TransactionsServer::new(txns))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -36,13 +36,11 @@ struct Slot {
 pub(super) struct Coordinators {
     pub ctx: Arc<Context>,
     slots: Mutex<HashMap<u64, Slot>>,
-    /// Held while the controller leader creates `__consumer_offsets`: one creation at a time.
-    pub creating: tokio::sync::Mutex<()>,
 }
 
 impl Coordinators {
     pub fn new(ctx: Arc<Context>) -> Coordinators {
-        Coordinators { ctx, slots: Mutex::new(HashMap::new()), creating: tokio::sync::Mutex::new(()) }
+        Coordinators { ctx, slots: Mutex::new(HashMap::new()) }
     }
 
     /// Watches every offsets partition hosted here, until the broker stops.

@@ -7,7 +7,6 @@
 //! them). The new partitions then elect leaders; until the group's partition has one the
 //! answer is `UNAVAILABLE`, which clients retry.
 
-use sluice_controller::{ControllerCommand, ControllerReply, TopicConfig, codes};
 use sluice_proto::v1::groups_client::GroupsClient;
 use sluice_proto::v1::{FindCoordinatorRequest, FindCoordinatorResponse};
 use sluice_proto::{Error, ErrorCode};
@@ -17,13 +16,11 @@ use super::OFFSETS_TOPIC;
 use super::context::check_group_id;
 use super::coordinators::Coordinators;
 
-/// How long creating `__consumer_offsets` may take; a client retries after that.
-const CREATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The request metadata key marking a call one broker forwarded to another.
-const FORWARDED: &str = "x-sluice-forwarded";
+pub(crate) const FORWARDED: &str = "x-sluice-forwarded";
 
 /// Whether `request` was forwarded by another broker.
-pub(super) fn is_forwarded<T>(request: &Request<T>) -> bool {
+pub(crate) fn is_forwarded<T>(request: &Request<T>) -> bool {
     request.metadata().contains_key(FORWARDED)
 }
 
@@ -45,7 +42,7 @@ impl Coordinators {
             if !self.ctx.controller.is_leader() {
                 return self.forward(request, forwarded).await;
             }
-            self.create_offsets_topic().await?;
+            self.ctx.create_internal_topic(OFFSETS_TOPIC, self.ctx.config.offsets_partitions).await?;
         }
         let home = self
             .ctx
@@ -65,36 +62,6 @@ impl Coordinators {
             coordinator: Some(coordinator),
             partition: home.partition,
         })
-    }
-
-    /// On the controller leader: proposes `__consumer_offsets` unless it exists (a concurrent
-    /// creation waits for the one under way).
-    async fn create_offsets_topic(&self) -> Result<(), Error> {
-        let _one = self.creating.lock().await;
-        if self.ctx.controller.metadata().read(|m| m.topic(OFFSETS_TOPIC).is_some()) {
-            return Ok(());
-        }
-        let config = TopicConfig::new(self.ctx.config.offsets_partitions, self.ctx.offsets_replication_factor());
-        let (partitions, replicas) = (config.partitions, config.replication_factor);
-        let command = ControllerCommand::CreateTopic { name: OFFSETS_TOPIC.into(), config };
-        let failed = |why: String| unavailable(format!("creating {OFFSETS_TOPIC} failed: {why}; retry shortly"));
-        match tokio::time::timeout(CREATE_TIMEOUT, self.ctx.controller.propose(&command)).await {
-            Ok(Ok(ControllerReply::Applied(_))) => {
-                tracing::info!(partitions, replicas, "created {OFFSETS_TOPIC}");
-                Ok(())
-            }
-            Ok(Ok(ControllerReply::Rejected(r))) if r.code == codes::TOPIC_EXISTS => Ok(()),
-            Ok(Ok(ControllerReply::Rejected(r))) if r.code == codes::NOT_ENOUGH_LIVE_BROKERS => Err(Error::new(
-                ErrorCode::NotEnoughReplicas,
-                format!("{OFFSETS_TOPIC} needs {replicas} live brokers for its replicas: {}", r.message),
-            )),
-            Ok(Ok(ControllerReply::Rejected(r))) => Err(Error::new(
-                ErrorCode::Internal,
-                format!("the controller refused to create {OFFSETS_TOPIC}: {r}; check the [groups] settings"),
-            )),
-            Ok(Err(e)) => Err(failed(e.to_string())),
-            Err(_elapsed) => Err(failed(format!("not committed within {CREATE_TIMEOUT:?}"))),
-        }
     }
 
     /// Sends the call to the controller leader, which creates `__consumer_offsets`.

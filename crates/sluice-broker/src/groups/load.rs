@@ -84,20 +84,8 @@ async fn load(coordinator: &Arc<Coordinator>) -> Result<Option<Summary>, String>
     if coordinator.phase() == Phase::Retired {
         return Ok(None);
     }
-    let barrier = BatchBuilder::new(ProducerStamp::NONE, 0).finish();
-    match tokio::time::timeout(WRITE_TIMEOUT, write(&coordinator.raft, PartitionCommand::produce(&barrier))).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(format!("the barrier write failed: {e}")),
-        Err(_) => return Err(format!("the barrier write was not committed within {WRITE_TIMEOUT:?}")),
-    }
-    let partitions = &coordinator.ctx.partitions;
-    let gid = coordinator.group_id;
-    let found = partitions.log(gid).zip(partitions.high_watermark(gid)).zip(partitions.log_start(gid));
-    let Some(((log, high_watermark), log_start)) = found else {
-        return Err("the partition is stopping here".into());
-    };
-    let high_watermark = *high_watermark.borrow();
-    let start = log.first_indexed_offset().unwrap_or(high_watermark).max(log_start.borrow().offset).min(high_watermark);
+    let (log, start, high_watermark) =
+        committed_range(&coordinator.raft, &coordinator.ctx.partitions, coordinator.group_id).await?;
     let replayed = tokio::task::spawn_blocking(move || replay(&log, start, high_watermark))
         .await
         .map_err(|e| format!("the replay task failed: {e}"))??;
@@ -113,6 +101,61 @@ pub(super) fn replay(log: &Log, start: u64, high_watermark: u64) -> Result<Repla
     let mut state = Coordinated::new();
     let mut since_checkpoint = 0u64;
     let mut summary = Summary::default();
+    for_each_committed(log, start, high_watermark, |b| {
+        let records = RecordBatch::parse(b.batch)
+            .map_err(|e| e.to_string())
+            .and_then(|batch| decode_batch(&batch).map_err(|e| e.to_string()));
+        let records = match records {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(base_offset = b.base_offset, "skipping a batch that holds no group records: {e}");
+                summary.skipped += 1;
+                return;
+            }
+        };
+        state.apply_batch(&records);
+        // As the coordinator counts: a checkpoint batch starts the count again.
+        if matches!(records.first().and_then(|r| r.change.as_ref()), Some(Change::Checkpoint(_))) {
+            since_checkpoint = 0;
+        } else {
+            since_checkpoint += records.len() as u64;
+        }
+        summary.batches += 1;
+        summary.records += records.len() as u64;
+    })?;
+    Ok(Replayed { state, since_checkpoint, summary })
+}
+
+/// Writes a barrier — an empty record batch — through `raft` in the leader's term and waits for
+/// it: once it is applied, so is every entry before it. Returns the partition's log and the
+/// committed offsets to replay, `[log start, high watermark)`.
+pub(crate) async fn committed_range(
+    raft: &sluice_raft::typ::Raft<crate::controller::BrokerStateMachine>,
+    partitions: &crate::partitions::Partitions,
+    gid: u64,
+) -> Result<(std::sync::Arc<Log>, u64, u64), String> {
+    let barrier = BatchBuilder::new(ProducerStamp::NONE, 0).finish();
+    match tokio::time::timeout(WRITE_TIMEOUT, write(raft, PartitionCommand::produce(&barrier))).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(format!("the barrier write failed: {e}")),
+        Err(_) => return Err(format!("the barrier write was not committed within {WRITE_TIMEOUT:?}")),
+    }
+    let found = partitions.log(gid).zip(partitions.high_watermark(gid)).zip(partitions.log_start(gid));
+    let Some(((log, high_watermark), log_start)) = found else {
+        return Err("the partition is stopping here".into());
+    };
+    let high_watermark = *high_watermark.borrow();
+    let start = log.first_indexed_offset().unwrap_or(high_watermark).max(log_start.borrow().offset).min(high_watermark);
+    Ok((log, start, high_watermark))
+}
+
+/// Calls `each` with every committed batch of `log` in `[start, high_watermark)`, in order.
+pub(crate) fn for_each_committed(
+    log: &Log,
+    start: u64,
+    high_watermark: u64,
+    mut each: impl FnMut(sluice_raft::partition::CommittedBatch),
+) -> Result<(), String> {
     let mut offset = start;
     while offset < high_watermark {
         let batches = read_committed(log, offset, high_watermark, READ_CHUNK_BYTES)
@@ -121,30 +164,9 @@ pub(super) fn replay(log: &Log, start: u64, high_watermark: u64) -> Result<Repla
             return Err(format!("offset {offset} is below the high watermark {high_watermark} but not in the log"));
         };
         offset = last.base_offset + u64::from(last.count);
-        for b in batches {
-            let records = RecordBatch::parse(b.batch)
-                .map_err(|e| e.to_string())
-                .and_then(|batch| decode_batch(&batch).map_err(|e| e.to_string()));
-            let records = match records {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(base_offset = b.base_offset, "skipping a batch that holds no group records: {e}");
-                    summary.skipped += 1;
-                    continue;
-                }
-            };
-            state.apply_batch(&records);
-            // As the coordinator counts: a checkpoint batch starts the count again.
-            if matches!(records.first().and_then(|r| r.change.as_ref()), Some(Change::Checkpoint(_))) {
-                since_checkpoint = 0;
-            } else {
-                since_checkpoint += records.len() as u64;
-            }
-            summary.batches += 1;
-            summary.records += records.len() as u64;
-        }
+        batches.into_iter().for_each(&mut each);
     }
-    Ok(Replayed { state, since_checkpoint, summary })
+    Ok(())
 }
 
 #[cfg(test)]

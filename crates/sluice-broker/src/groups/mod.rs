@@ -27,12 +27,12 @@
 
 mod assignor;
 mod checkpoint;
-mod context;
+pub(crate) mod context;
 mod coordinator;
 mod coordinators;
-mod find;
+pub(crate) mod find;
 mod lag;
-mod load;
+pub(crate) mod load;
 mod records;
 mod requests;
 mod retention;

@@ -11,9 +11,9 @@ use sluice_common::TopicName;
 use sluice_proto::{ErrorCode, error_of, v1};
 
 use super::book::from_proto;
-use super::coordinator::{Coordinator, Failure, attempt_at};
+use super::coordinator::{Coordinator, Failure, Groups, Kind, attempt_at};
 use crate::admin::Admin;
-use crate::client::{Answer, Client, GroupsRpc, unknown_topic};
+use crate::client::{Answer, Client, unknown_topic};
 use crate::config::{SeekTo, check_group_id};
 use crate::error::{Error, Result};
 use crate::filter::MessageFilter;
@@ -145,13 +145,12 @@ impl Admin {
         let metadata = client.refresh_metadata().await?;
         let deadline = Instant::now() + client.config().operation_timeout;
         let brokers: Vec<String> = metadata.brokers.values().filter(|b| b.live).map(|b| b.address.clone()).collect();
-        let answers =
-            join_all(brokers.iter().map(|address| {
-                ask_broker(client, address, deadline, |mut rpc| async move {
-                    rpc.list_groups(v1::ListGroupsRequest {}).await
-                })
-            }))
-            .await;
+        let answers = join_all(brokers.iter().map(|address| {
+            ask_broker::<Groups, _, _, _>(client, address, deadline, |mut rpc| async move {
+                rpc.list_groups(v1::ListGroupsRequest {}).await
+            })
+        }))
+        .await;
         let mut lists = Vec::with_capacity(answers.len());
         for answer in answers {
             lists.push(answer?.groups);
@@ -297,16 +296,17 @@ async fn resolve(client: &Client, topic: &str, partition: u32, to: SeekTo) -> Re
 
 /// Sends `op` to the broker at `address` (not to a coordinator) until it is answered with
 /// anything but a retriable error, or `deadline` passes.
-async fn ask_broker<R, F, Fut>(client: &Client, address: &str, deadline: Instant, mut op: F) -> Result<R>
+pub(crate) async fn ask_broker<K, R, F, Fut>(client: &Client, address: &str, deadline: Instant, mut op: F) -> Result<R>
 where
+    K: Kind,
     R: Answer,
-    F: FnMut(GroupsRpc) -> Fut,
+    F: FnMut(K::Rpc) -> Fut,
     Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
 {
     let started = Instant::now();
     let mut backoff = client.config().retry_backoff_min;
     loop {
-        let error = match attempt_at(client, address, &mut op).await {
+        let error = match attempt_at::<K, R, F, Fut>(client, address, &mut op).await {
             Ok(answer) => {
                 let error = error_of(answer.error());
                 if error.is_ok() {
@@ -321,7 +321,7 @@ where
             Err(retry) => retry.into_error(),
         };
         if Instant::now() + backoff >= deadline {
-            let operation = format!("listing the groups of broker {address}");
+            let operation = format!("asking broker {address} about its {}", K::SERVES);
             return Err(Error::Timeout { operation, elapsed: started.elapsed(), last: Box::new(error) });
         }
         tokio::time::sleep(backoff).await;

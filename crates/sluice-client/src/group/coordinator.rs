@@ -1,4 +1,6 @@
-//! [`Coordinator`]: sends one group's calls to the broker coordinating it (docs/adr/0005).
+//! [`Coordinator`]: sends one group's calls to the broker coordinating it (docs/adr/0005), or
+//! one transactional id's to its transaction coordinator (docs/TRANSACTIONS.md): the two are
+//! found and followed alike, each through its own service ([`Kind`]).
 //!
 //! The coordinator is found with `FindCoordinator`, asked of the known brokers in turn, and
 //! remembered until it stops being right: `NOT_COORDINATOR` (following the coordinator the
@@ -6,13 +8,15 @@
 //! the next call look again; `COORDINATOR_LOADING` is waited out at the same broker.
 
 use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_proto::{ErrorCode, error_of, v1};
 
-use crate::client::{Answer, Client, GroupsRpc};
+use crate::client::{Answer, Client, GroupsRpc, TxnRpc};
 use crate::error::{Error, Result};
 
 /// After this many consecutive redirects to a named coordinator, retries pause as for any
@@ -35,8 +39,70 @@ group_answers!(
     v1::FetchOffsetsResponse,
     v1::ListGroupsResponse,
     v1::DescribeGroupResponse,
-    v1::SetGroupFilterResponse
+    v1::SetGroupFilterResponse,
+    v1::FindTxnCoordinatorResponse,
+    v1::InitTransactionsResponse,
+    v1::AddTxnPartitionsResponse,
+    v1::EndTransactionResponse,
+    v1::ListTransactionsResponse,
+    v1::DescribeTransactionResponse,
+    v1::ForceEndTransactionResponse
 );
+
+/// What a `FindCoordinator` answered: its error and the coordinator it named.
+type Found = (Option<sluice_proto::Error>, Option<v1::BrokerAddress>);
+type FindCall = Pin<Box<dyn Future<Output = std::result::Result<Found, tonic::Status>> + Send>>;
+
+/// A kind of coordinated key: consumer groups, or transactional ids.
+pub(crate) trait Kind: Send + Sync + 'static {
+    /// The generated client of the service.
+    type Rpc;
+    /// What a key is, in messages.
+    const NOUN: &'static str;
+    /// What the service serves, in messages.
+    const SERVES: &'static str;
+    /// The service's client for the broker at `address`.
+    fn rpc(client: &Client, address: &str) -> Result<Self::Rpc>;
+    /// Asks the broker behind `rpc` which broker coordinates `key`.
+    fn find(rpc: Self::Rpc, key: String) -> FindCall;
+}
+
+/// Consumer groups: the `Groups` service.
+pub(crate) struct Groups;
+
+impl Kind for Groups {
+    type Rpc = GroupsRpc;
+    const NOUN: &'static str = "group";
+    const SERVES: &'static str = "consumer groups";
+    fn rpc(client: &Client, address: &str) -> Result<GroupsRpc> {
+        client.groups_rpc(address)
+    }
+    fn find(mut rpc: GroupsRpc, group: String) -> FindCall {
+        Box::pin(async move {
+            let a = rpc.find_coordinator(v1::FindCoordinatorRequest { group }).await?.into_inner();
+            Ok((a.error, a.coordinator))
+        })
+    }
+}
+
+/// Transactional ids: the `Transactions` service.
+pub(crate) struct Txns;
+
+impl Kind for Txns {
+    type Rpc = TxnRpc;
+    const NOUN: &'static str = "transactional id";
+    const SERVES: &'static str = "transactions";
+    fn rpc(client: &Client, address: &str) -> Result<TxnRpc> {
+        client.txn_rpc(address)
+    }
+    fn find(mut rpc: TxnRpc, transactional_id: String) -> FindCall {
+        Box::pin(async move {
+            let request = v1::FindTxnCoordinatorRequest { transactional_id };
+            let a = rpc.find_txn_coordinator(request).await?.into_inner();
+            Ok((a.error, a.coordinator))
+        })
+    }
+}
 
 /// How one attempt failed.
 #[derive(Debug)]
@@ -60,23 +126,37 @@ impl Failure {
     }
 }
 
-/// Routes one group's calls to its coordinator.
-pub(crate) struct Coordinator {
+/// Routes one group's (or transactional id's) calls to its coordinator.
+pub(crate) struct Coordinator<K: Kind = Groups> {
     client: Client,
     group: Arc<str>,
     /// The coordinator's client address, while it is believed right.
     address: Mutex<Option<String>>,
     /// Which broker `FindCoordinator` asks next (each failure moves on to another).
     next_broker: AtomicUsize,
+    kind: PhantomData<K>,
 }
 
-impl Coordinator {
+impl Coordinator<Groups> {
     /// Routes calls for `group`; nothing is asked until the first call.
     pub(crate) fn new(client: Client, group: &str) -> Coordinator {
-        Coordinator { client, group: Arc::from(group), address: Mutex::new(None), next_broker: AtomicUsize::new(0) }
+        Coordinator::of(client, group)
+    }
+}
+
+impl<K: Kind> Coordinator<K> {
+    /// Routes calls for `key`; nothing is asked until the first call.
+    pub(crate) fn of(client: Client, key: &str) -> Coordinator<K> {
+        Coordinator {
+            client,
+            group: Arc::from(key),
+            address: Mutex::new(None),
+            next_broker: AtomicUsize::new(0),
+            kind: PhantomData,
+        }
     }
 
-    /// The group's id.
+    /// The group's id (or the transactional id).
     pub(crate) fn group(&self) -> &str {
         &self.group
     }
@@ -91,7 +171,7 @@ impl Coordinator {
     pub(crate) async fn call<R, F, Fut>(&self, kind: &'static str, deadline: Instant, mut op: F) -> Result<R>
     where
         R: Answer,
-        F: FnMut(GroupsRpc) -> Fut,
+        F: FnMut(K::Rpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
     {
         let started = Instant::now();
@@ -113,7 +193,7 @@ impl Coordinator {
             };
             redirects = 0;
             if Instant::now() + backoff >= deadline {
-                let operation = format!("{kind} for group {}", self.group);
+                let operation = format!("{kind} for {} {}", K::NOUN, self.group);
                 return Err(Error::Timeout { operation, elapsed: started.elapsed(), last: Box::new(error) });
             }
             tokio::time::sleep(backoff).await;
@@ -126,7 +206,7 @@ impl Coordinator {
     pub(crate) async fn attempt<R, F, Fut>(&self, op: &mut F) -> Result<R, Failure>
     where
         R: Answer,
-        F: FnMut(GroupsRpc) -> Fut,
+        F: FnMut(K::Rpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
     {
         let cached = self.address.lock().expect("coordinator lock").clone();
@@ -134,7 +214,7 @@ impl Coordinator {
             Some(address) => address,
             None => self.find().await?,
         };
-        let answer = match attempt_at(&self.client, &address, op).await {
+        let answer = match attempt_at::<K, R, F, Fut>(&self.client, &address, op).await {
             Ok(answer) => answer,
             Err(failure) => {
                 self.forget(&address);
@@ -182,13 +262,13 @@ impl Coordinator {
         let candidates = self.candidates();
         let turn = self.next_broker.fetch_add(1, Ordering::Relaxed);
         let broker = &candidates[turn % candidates.len()];
-        let group = self.group.to_string();
-        let mut op = |mut rpc: GroupsRpc| {
-            let request = v1::FindCoordinatorRequest { group: group.clone() };
-            async move { rpc.find_coordinator(request).await }
+        let key = self.group.to_string();
+        let mut op = |rpc: K::Rpc| {
+            let found = K::find(rpc, key.clone());
+            async move { found.await.map(tonic::Response::new) }
         };
-        let answer = attempt_at(&self.client, broker, &mut op).await?;
-        let error = error_of(answer.error());
+        let (error, coordinator) = attempt_at::<K, Found, _, _>(&self.client, broker, &mut op).await?;
+        let error = error_of(error.as_ref());
         if !error.is_ok() {
             let failure = Error::from_proto(&error);
             return Err(if error.error_code().is_retriable() {
@@ -197,9 +277,9 @@ impl Coordinator {
                 Failure::Fatal(failure)
             });
         }
-        let address = answer.coordinator.map(|c| c.client_address).filter(|a| !a.is_empty());
+        let address = coordinator.map(|c| c.client_address).filter(|a| !a.is_empty());
         let Some(address) = address else {
-            let message = format!("broker {broker} named no coordinator for group {}", self.group);
+            let message = format!("broker {broker} named no coordinator for {} {}", K::NOUN, self.group);
             return Err(Failure::Fatal(Error::Protocol { address: broker.clone(), message }));
         };
         *self.address.lock().expect("coordinator lock") = Some(address.clone());
@@ -222,13 +302,14 @@ impl Coordinator {
 
 /// One attempt of `op` at the broker at `address`, within the request timeout. Transport
 /// failures and retriable codes are left to the caller to classify; a broker that does not
-/// serve the `Groups` service fails for good.
-pub(crate) async fn attempt_at<R, F, Fut>(client: &Client, address: &str, op: &mut F) -> Result<R, Failure>
+/// serve the service of kind `K` fails for good.
+pub(crate) async fn attempt_at<K, R, F, Fut>(client: &Client, address: &str, op: &mut F) -> Result<R, Failure>
 where
-    F: FnMut(GroupsRpc) -> Fut,
+    K: Kind,
+    F: FnMut(K::Rpc) -> Fut,
     Fut: Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
 {
-    let rpc = client.groups_rpc(address).map_err(Failure::Fatal)?;
+    let rpc = K::rpc(client, address).map_err(Failure::Fatal)?;
     let limit: Duration = client.config().request_timeout;
     match tokio::time::timeout(limit, op(rpc)).await {
         Err(_) => {
@@ -239,7 +320,7 @@ where
         Ok(Err(status)) => Err(match status.code() {
             tonic::Code::Unimplemented | tonic::Code::InvalidArgument => Failure::Fatal(Error::Protocol {
                 address: address.to_owned(),
-                message: format!("the broker does not serve consumer groups: {}", status.message()),
+                message: format!("the broker does not serve {}: {}", K::SERVES, status.message()),
             }),
             _ => Failure::retry(Error::from_status(address, &status)),
         }),

@@ -9,9 +9,9 @@
 //! at their committed offsets. Offsets are only ever committed for records the application
 //! has finished with (`book.rs`).
 
-mod admin;
+pub(crate) mod admin;
 mod book;
-mod coordinator;
+pub(crate) mod coordinator;
 mod inner;
 mod listener;
 mod membership;

@@ -1,0 +1,76 @@
+//! A coordinator's clock-driven work, one task per coordinator until it retires: aborting
+//! transactions past their timeout (so none hangs and holds a last stable offset back,
+//! docs/TRANSACTIONS.md) and forgetting transactional ids idle past their expiration.
+//!
+//! Deadlines are read from the replicated table with this broker's clock: a new coordinator
+//! finds them where the old one left them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::coordinator::{Phase, TxnCoordinator};
+use crate::groups::context::now_ms;
+
+/// How often the table is scanned: the granularity of transaction timeouts.
+const TICK: Duration = Duration::from_millis(100);
+/// Expired ids and idle locks are looked for every this many ticks.
+const SWEEP_TICKS: u32 = 100;
+
+/// Runs until `coordinator` retires.
+pub(super) async fn run(coordinator: Arc<TxnCoordinator>) {
+    let mut phases = coordinator.phases();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u32;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = phases.wait_for(|p| *p == Phase::Retired) => return,
+        }
+        if coordinator.phase() != Phase::Active {
+            continue;
+        }
+        let now = now_ms() as u64;
+        // Each abort on its own task: one whose markers wait for a partition with no leader
+        // must not hold the others back. A second task for the same id finds nothing to do.
+        let timed_out = coordinator.table().timed_out(now);
+        for id in timed_out {
+            let coordinator = Arc::clone(&coordinator);
+            tokio::spawn(async move { abort_timed_out(&coordinator, &id).await });
+        }
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(SWEEP_TICKS) {
+            forget_expired(&coordinator).await;
+            coordinator.prune_locks();
+        }
+    }
+}
+
+/// Aborts `id`'s transaction if it is still past its timeout under the id's turn.
+async fn abort_timed_out(coordinator: &Arc<TxnCoordinator>, id: &str) {
+    let Ok(turn) = coordinator.turn(id).await else { return };
+    let Some(plan) = coordinator.table().abort_timed_out(id, now_ms() as u64) else { return };
+    let outcome = match coordinator.write(&plan.records).await {
+        Ok(()) => coordinator.finish(id).await.map(drop),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => tracing::info!(id, "transaction aborted: it outlived its timeout"),
+        Err(e) => tracing::warn!(id, "aborting a timed-out transaction, will retry: {}", e.message),
+    }
+    drop(turn);
+}
+
+/// Removes the ids idle past `transactional_id_expiration_ms`.
+async fn forget_expired(coordinator: &Arc<TxnCoordinator>) {
+    let expiration = coordinator.config.transactional_id_expiration_ms;
+    let expired = coordinator.table().expired_ids(now_ms() as u64, expiration);
+    for id in expired {
+        let Ok(turn) = coordinator.turn(&id).await else { return };
+        let Some(record) = coordinator.table().remove(&id, now_ms() as u64, expiration) else { continue };
+        if let Err(e) = coordinator.write(&[record]).await {
+            tracing::warn!(id, "forgetting an expired transactional id: {}", e.message);
+        }
+        drop(turn);
+    }
+}
