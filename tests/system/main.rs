@@ -14,6 +14,8 @@
 //! - `transactions`: transactions over 4 partitions of 2 topics are all-or-nothing for a
 //!   `read_committed` consumer, across a SIGKILL of the coordinator's broker during a commit;
 //!   aborted, timed-out and fenced ones are never seen.
+//! - `exactly_once`: a consume-transform-produce processor writing its outputs and offsets in
+//!   transactions, dropped mid-transaction and replaced, outputs every input exactly once.
 //! - `cli`: `topic create`, `produce`, `consume`, `topic describe` and `cluster status` round
 //!   trip with JSON output.
 //! - `groups`: consumer groups — members share partitions exactly once, hand them over when
@@ -41,6 +43,7 @@ mod capacity;
 mod cli;
 mod delays;
 mod disk_failure;
+mod exactly_once;
 mod failover;
 mod filters;
 mod groups;

@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::group::coordinator::{Coordinator, Txns};
 use crate::partitioner::{Sticky, choose};
 use crate::record::ProducerRecord;
+use crate::topic_partition::TopicPartition;
 
 /// Settings of a [`TransactionalProducer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +82,9 @@ pub struct TransactionalProducer {
     sticky: Sticky,
     /// The open transaction's partitions; `None` when none is open.
     open: Option<BTreeMap<(Arc<str>, u32), PartitionPart>>,
+    /// The open transaction committed group offsets (so it exists at the coordinator even if
+    /// it wrote nothing).
+    offsets_sent: bool,
 }
 
 impl Client {
@@ -117,6 +121,7 @@ impl Client {
             epoch,
             sticky: Sticky::new(16 * 1024),
             open: None,
+            offsets_sent: false,
         })
     }
 }
@@ -171,6 +176,41 @@ impl TransactionalProducer {
         Ok(partition)
     }
 
+    /// Commits consumer group `group`'s offsets (each the *next* offset to read) as part of the
+    /// open transaction: they become the group's committed offsets if and when it commits, and
+    /// never if it aborts — exactly-once consume-transform-produce. Until the transaction ends,
+    /// a member fetching these partitions' offsets waits (the coordinator answers
+    /// CONCURRENT_TRANSACTIONS, which the SDK retries).
+    pub async fn send_offsets(&mut self, group: &str, offsets: &BTreeMap<TopicPartition, u64>) -> Result<()> {
+        if self.open.is_none() {
+            return Err(Error::InvalidArgument("no transaction is open: call begin first".into()));
+        }
+        let request = v1::TxnCommitOffsetsRequest {
+            transactional_id: self.config.transactional_id.clone(),
+            producer_id: self.producer_id,
+            epoch: i32::from(self.epoch),
+            group: group.to_owned(),
+            offsets: offsets
+                .iter()
+                .map(|(tp, offset)| v1::OffsetToCommit {
+                    topic: tp.topic().to_owned(),
+                    partition: tp.partition(),
+                    offset: *offset,
+                    metadata: String::new(),
+                })
+                .collect(),
+        };
+        let deadline = Instant::now() + self.client.config().operation_timeout;
+        self.coordinator
+            .call("TxnCommitOffsets", deadline, |mut rpc: TxnRpc| {
+                let request = request.clone();
+                async move { rpc.txn_commit_offsets(request).await }
+            })
+            .await?;
+        self.offsets_sent = true;
+        Ok(())
+    }
+
     /// Commits the open transaction: writes what is buffered, then has the coordinator commit.
     /// Returns once every partition has its commit marker: `read_committed` consumers then see
     /// the transaction's records. On an error the transaction's outcome is the coordinator's
@@ -207,7 +247,7 @@ impl TransactionalProducer {
         let Some(parts) = &self.open else {
             return Err(Error::InvalidArgument("no transaction is open: call begin first".into()));
         };
-        if parts.values().any(|p| p.added) {
+        if self.offsets_sent || parts.values().any(|p| p.added) {
             return self.end(false).await;
         }
         self.open = None;
@@ -301,6 +341,7 @@ impl TransactionalProducer {
         self.producer_id = answer.producer_id;
         self.epoch = epoch_of(answer.epoch)?;
         self.open = None;
+        self.offsets_sent = false;
         Ok(())
     }
 }

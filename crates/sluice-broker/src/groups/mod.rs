@@ -39,14 +39,16 @@ mod retention;
 mod skipped;
 mod state;
 mod timers;
+mod txn;
 
 use std::sync::Arc;
 
 use sluice_proto::v1::groups_server::Groups;
 use sluice_proto::v1::{
-    CommitOffsetsRequest, CommitOffsetsResponse, DescribeGroupRequest, DescribeGroupResponse, FetchOffsetsRequest,
-    FetchOffsetsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupHeartbeatRequest,
-    GroupHeartbeatResponse, ListGroupsRequest, ListGroupsResponse, SetGroupFilterRequest, SetGroupFilterResponse,
+    CommitOffsetsRequest, CommitOffsetsResponse, DescribeGroupRequest, DescribeGroupResponse, EndTxnOffsetsRequest,
+    EndTxnOffsetsResponse, FetchOffsetsRequest, FetchOffsetsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    GroupHeartbeatRequest, GroupHeartbeatResponse, ListGroupsRequest, ListGroupsResponse, SetGroupFilterRequest,
+    SetGroupFilterResponse, WriteTxnOffsetsRequest, WriteTxnOffsetsResponse,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -151,5 +153,19 @@ impl Groups for GroupsService {
         request: Request<SetGroupFilterRequest>,
     ) -> Result<Response<SetGroupFilterResponse>, Status> {
         Ok(Response::new(self.coordinators.set_filter(request.into_inner()).await))
+    }
+
+    async fn write_txn_offsets(
+        &self,
+        request: Request<WriteTxnOffsetsRequest>,
+    ) -> Result<Response<WriteTxnOffsetsResponse>, Status> {
+        Ok(Response::new(self.coordinators.write_txn_offsets(request.into_inner()).await))
+    }
+
+    async fn end_txn_offsets(
+        &self,
+        request: Request<EndTxnOffsetsRequest>,
+    ) -> Result<Response<EndTxnOffsetsResponse>, Status> {
+        Ok(Response::new(self.coordinators.end_txn_offsets(request.into_inner()).await))
     }
 }

@@ -27,6 +27,7 @@ use super::assignor::Assignment;
 
 mod filters;
 mod plan;
+mod txn_offsets;
 
 pub(crate) use filters::FilterSpec;
 
@@ -198,6 +199,8 @@ struct Group {
     broadcast: bool,
     /// The filter each topic is consumed with, once a member subscribed to it (`filters`).
     filters: BTreeMap<String, FilterSpec>,
+    /// Offsets of open transactions, by producer id (`txn_offsets`).
+    txn_offsets: BTreeMap<i64, txn_offsets::PendingTxn>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -286,7 +289,7 @@ impl Coordinated {
                 }
             }
             // These may create the group: a first member, a checkpoint's group, a commit.
-            Change::Member(_) | Change::GroupEpoch(_) | Change::Offset(_) => {
+            Change::Member(_) | Change::GroupEpoch(_) | Change::Offset(_) | Change::TxnOffsets(_) => {
                 if let Some(group) = self.groups.get_mut(&record.group) {
                     group.apply(change);
                 } else {
@@ -298,7 +301,8 @@ impl Coordinated {
             _ => {
                 let Some(group) = self.groups.get_mut(&record.group) else { return };
                 group.apply(change);
-                if matches!(change, Change::MemberRemoved(_)) && group.members.is_empty() && group.offsets.is_empty() {
+                let gone = group.members.is_empty() && group.offsets.is_empty() && group.txn_offsets.is_empty();
+                if matches!(change, Change::MemberRemoved(_) | Change::TxnOffsetsEnded(_)) && gone {
                     self.groups.remove(&record.group);
                 }
             }
@@ -310,6 +314,7 @@ impl Coordinated {
     /// committed nothing.
     pub fn fetch_offsets(&self, req: &v1::FetchOffsetsRequest) -> Result<Vec<v1::CommittedOffset>, GroupError> {
         validate_group_id(&req.group)?;
+        self.refuse_unstable(req)?;
         let instance = req.instance_id.clone().unwrap_or_default();
         let offsets = self.groups.get(&req.group).map(|g| &g.offsets);
         if req.partitions.is_empty() {
@@ -405,6 +410,7 @@ impl Coordinated {
                     instance_id: instance.clone(),
                 })));
             }
+            out.extend(g.txn_records(name));
         }
         out
     }
@@ -457,6 +463,7 @@ impl Group {
             }
             Change::Filter(f) => self.apply_filter(f),
             Change::Mode(m) => self.broadcast = m.broadcast,
+            Change::TxnOffsets(_) | Change::TxnOffsetsEnded(_) => self.apply_txn(change),
             Change::Checkpoint(_) | Change::GroupDeleted(_) => {}
         }
     }
@@ -602,3 +609,7 @@ mod replay_tests;
 #[cfg(test)]
 #[path = "state_filter_tests.rs"]
 mod filter_tests;
+
+#[cfg(test)]
+#[path = "state_txn_tests.rs"]
+mod txn_tests;

@@ -159,6 +159,8 @@ fn kinds(records: &[GroupRecord]) -> Vec<&'static str> {
         Change::GroupDeleted(_) => "deleted",
         Change::Filter(_) => "filter",
         Change::Mode(_) => "mode",
+        Change::TxnOffsets(_) => "txn_offsets",
+        Change::TxnOffsetsEnded(_) => "txn_ended",
     };
     records.iter().map(kind).collect()
 }

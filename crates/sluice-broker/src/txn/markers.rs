@@ -14,14 +14,50 @@ use sluice_proto::v1::{TxnMarker, WriteTxnMarkersRequest};
 use sluice_proto::{Error, ErrorCode};
 
 use super::coordinator::{Phase, TxnCoordinator};
+use super::offsets;
 use super::state::Markers;
 
 /// The first pause between rounds; it doubles up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(20);
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 
-/// Writes `markers` to every partition; `Err` only if the coordinator retired first.
+/// Writes `markers` to every partition and ends the transaction's offsets in every group;
+/// `Err` only if the coordinator retired first.
 pub(super) async fn write_all(coordinator: &Arc<TxnCoordinator>, markers: &Markers) -> Result<(), Error> {
+    let (partitions, groups) = tokio::join!(write_partitions(coordinator, markers), end_groups(coordinator, markers));
+    partitions.and(groups)
+}
+
+/// Ends the transaction's pending offsets in each of its groups, retrying until each is.
+async fn end_groups(coordinator: &TxnCoordinator, markers: &Markers) -> Result<(), Error> {
+    let mut pause = FIRST_PAUSE;
+    let mut pending: Vec<&String> = markers.offset_groups.iter().collect();
+    while !pending.is_empty() {
+        if coordinator.phase() == Phase::Retired {
+            return Err(Error::new(ErrorCode::NotCoordinator, "the coordinator moved while ending group offsets"));
+        }
+        let ends = pending.iter().map(|g| offsets::end_group(&coordinator.ctx, g, markers.producer_id, markers.commit));
+        let outcomes = futures_util::future::join_all(ends).await;
+        // A refusal that retrying cannot change (a malformed group id) is left as it is.
+        let mut again = Vec::new();
+        for (g, outcome) in pending.into_iter().zip(outcomes) {
+            match outcome {
+                Err(e) if e.error_code().is_retriable() => again.push(g),
+                Err(e) => tracing::warn!(group = g, "ending a transaction's offsets: {}", e.message),
+                Ok(()) => {}
+            }
+        }
+        pending = again;
+        if !pending.is_empty() {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    }
+    Ok(())
+}
+
+/// Writes a marker to every partition of the transaction, retrying until each has one.
+async fn write_partitions(coordinator: &Arc<TxnCoordinator>, markers: &Markers) -> Result<(), Error> {
     let mut pending: Vec<TxnMarker> = markers
         .partitions
         .iter()

@@ -27,6 +27,7 @@ mod find;
 mod ids;
 mod load;
 mod markers;
+mod offsets;
 mod records;
 mod requests;
 pub(crate) mod state;
@@ -39,7 +40,8 @@ use sluice_proto::v1::{
     AddTxnPartitionsRequest, AddTxnPartitionsResponse, DescribeTransactionRequest, DescribeTransactionResponse,
     EndTransactionRequest, EndTransactionResponse, FindTxnCoordinatorRequest, FindTxnCoordinatorResponse,
     ForceEndTransactionRequest, ForceEndTransactionResponse, InitTransactionsRequest, InitTransactionsResponse,
-    ListTransactionsRequest, ListTransactionsResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    ListTransactionsRequest, ListTransactionsResponse, TxnCommitOffsetsRequest, TxnCommitOffsetsResponse,
+    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -145,5 +147,12 @@ impl Transactions for TxnService {
         request: Request<WriteTxnMarkersRequest>,
     ) -> Result<Response<WriteTxnMarkersResponse>, Status> {
         Ok(Response::new(self.client.write_txn_markers(request.into_inner()).await))
+    }
+
+    async fn txn_commit_offsets(
+        &self,
+        request: Request<TxnCommitOffsetsRequest>,
+    ) -> Result<Response<TxnCommitOffsetsResponse>, Status> {
+        Ok(Response::new(self.coordinators.txn_commit_offsets(request.into_inner()).await))
     }
 }

@@ -46,7 +46,8 @@ group_answers!(
     v1::EndTransactionResponse,
     v1::ListTransactionsResponse,
     v1::DescribeTransactionResponse,
-    v1::ForceEndTransactionResponse
+    v1::ForceEndTransactionResponse,
+    v1::TxnCommitOffsetsResponse
 );
 
 /// What a `FindCoordinator` answered: its error and the coordinator it named.

@@ -31,7 +31,9 @@ type PartitionCount<'f> = &'f dyn Fn(&str) -> Option<u32>;
 /// No members, and the last commit at least `retention_ms` before `now_ms`.
 fn is_expired(g: &Group, now_ms: i64, retention_ms: u64) -> bool {
     let retention = i64::try_from(retention_ms).unwrap_or(i64::MAX);
-    g.members.is_empty() && g.last_commit_ms().is_none_or(|last| now_ms.saturating_sub(last) >= retention)
+    g.members.is_empty()
+        && g.txn_offsets.is_empty()
+        && g.last_commit_ms().is_none_or(|last| now_ms.saturating_sub(last) >= retention)
 }
 
 impl Coordinated {
