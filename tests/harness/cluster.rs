@@ -75,11 +75,17 @@ impl Cluster {
     /// first cluster of the run) and waits until every one of them answers `Metadata` with
     /// a controller leader and all brokers live.
     pub async fn start(size: usize) -> Cluster {
+        Cluster::start_with(size, "").await
+    }
+
+    /// [`Cluster::start`], with `extra` (TOML, e.g. a `[transactions]` table) appended to every
+    /// broker's configuration.
+    pub async fn start_with(size: usize, extra: &str) -> Cluster {
         assert!(size > 0, "a cluster has at least one broker");
         let broker_bin = binaries().broker.clone();
         let mut last = String::new();
         for attempt in 1..=START_ATTEMPTS {
-            let mut cluster = Cluster::configure(size, broker_bin.clone());
+            let mut cluster = Cluster::configure(size, broker_bin.clone(), extra);
             for node in cluster.node_ids() {
                 cluster.spawn(node);
             }
@@ -95,7 +101,7 @@ impl Cluster {
         panic!("brokers found their ports taken {START_ATTEMPTS} times; last: {last}");
     }
 
-    fn configure(size: usize, broker_bin: PathBuf) -> Cluster {
+    fn configure(size: usize, broker_bin: PathBuf, extra: &str) -> Cluster {
         let dir = tempfile::Builder::new().prefix("sluice-system-").tempdir().expect("create a temporary directory");
         let addrs = free_ports(2 * size);
         let ids: Vec<NodeId> = (1..=size as u64).collect();
@@ -114,7 +120,7 @@ impl Cluster {
             .map(|(i, &id)| {
                 let data_dir = dir.path().join(format!("node{id}"));
                 let config = dir.path().join(format!("node{id}.toml"));
-                let text = format!("node_id = {id}\ndata_dir = {:?}\n{peers}", data_dir.display().to_string());
+                let text = format!("node_id = {id}\ndata_dir = {:?}\n{peers}\n{extra}", data_dir.display().to_string());
                 std::fs::write(&config, text).expect("write a broker config");
                 let log = dir.path().join(format!("node{id}.log"));
                 Node {

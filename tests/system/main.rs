@@ -16,6 +16,9 @@
 //!   aborted, timed-out and fenced ones are never seen.
 //! - `exactly_once`: a consume-transform-produce processor writing its outputs and offsets in
 //!   transactions, dropped mid-transaction and replaced, outputs every input exactly once.
+//! - `half_messages`: half messages commit and roll back; one whose producer died is checked
+//!   back with a restarted member (and waits, uncounted, while none is connected); one never
+//!   answered is left undecided for an operator.
 //! - `cli`: `topic create`, `produce`, `consume`, `topic describe` and `cluster status` round
 //!   trip with JSON output.
 //! - `groups`: consumer groups — members share partitions exactly once, hand them over when
@@ -48,6 +51,7 @@ mod failover;
 mod filters;
 mod groups;
 mod groups_kill;
+mod half_messages;
 mod idle_reads;
 mod scripts;
 mod sdk;

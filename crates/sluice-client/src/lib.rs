@@ -52,6 +52,7 @@ mod error;
 mod fetcher;
 mod filter;
 mod group;
+mod half;
 mod metadata;
 pub mod partitioner;
 mod producer;
@@ -75,6 +76,7 @@ pub use group::{
     GroupConsumer, GroupContext, GroupDescription, GroupListing, GroupMemberDescription, NoRebalanceListener,
     PartitionLag, RebalanceListener,
 };
+pub use half::{CheckAnswer, HalfCheck, HalfConfig, HalfMessage, HalfProducer, TransactionChecker};
 pub use metadata::{BrokerInfo, ClusterMetadata, DiskFull, PartitionInfo, TopicConfig, TopicInfo};
 pub use producer::{Delivery, Producer};
 pub use record::{ConsumedRecord, ProducerRecord, RecordMetadata};

@@ -46,6 +46,9 @@ pub struct TransactionalConfig {
     /// A partition's buffered records are written (before commit) once they reach this many
     /// bytes. Default: 1 MiB.
     pub max_batch_bytes: usize,
+    /// Half messages ([`crate::HalfProducer`] sets it): at its timeout a transaction is not
+    /// aborted but checked back with a connected member of this producer group. Default: none.
+    pub check_group: Option<String>,
 }
 
 impl TransactionalConfig {
@@ -55,6 +58,7 @@ impl TransactionalConfig {
             transactional_id: id.into(),
             timeout: Duration::from_secs(60),
             max_batch_bytes: 1024 * 1024,
+            check_group: None,
         }
     }
 }
@@ -101,13 +105,14 @@ impl Client {
         }
         let coordinator = Coordinator::<Txns>::of(self.clone(), &config.transactional_id);
         let id = config.transactional_id.clone();
+        let check_group = config.check_group.clone().unwrap_or_default();
         let deadline = Instant::now() + self.config().operation_timeout;
         let answer = coordinator
             .call("InitTransactions", deadline, |mut rpc: TxnRpc| {
                 let request = v1::InitTransactionsRequest {
                     transactional_id: id.clone(),
                     timeout_ms,
-                    check_group: String::new(),
+                    check_group: check_group.clone(),
                 };
                 async move { rpc.init_transactions(request).await }
             })
@@ -131,6 +136,11 @@ fn epoch_of(epoch: i32) -> Result<i16> {
 }
 
 impl TransactionalProducer {
+    /// The transactional id.
+    pub fn transactional_id(&self) -> &str {
+        &self.config.transactional_id
+    }
+
     /// The producer id and epoch the next transaction writes with.
     pub fn identity(&self) -> (i64, i16) {
         (self.producer_id, self.epoch)

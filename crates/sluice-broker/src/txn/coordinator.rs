@@ -23,6 +23,7 @@ use sluice_raft::typ::Raft;
 use tokio::sync::{OwnedMutexGuard, OwnedRwLockReadGuard, RwLock, watch};
 
 use super::TXN_TOPIC;
+use super::checkback::CheckRegistry;
 use super::config::TxnConfig;
 use super::records::encode_batch;
 use super::state::{Markers, Planned, Producer, TxnLimits, TxnTable};
@@ -70,6 +71,8 @@ pub(super) struct TxnCoordinator {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The timer task runs (started by the first load).
     timers_started: AtomicBool,
+    /// Producer group members connected to this broker, for check-backs.
+    pub checkers: Arc<CheckRegistry>,
 }
 
 impl TxnCoordinator {
@@ -79,6 +82,7 @@ impl TxnCoordinator {
         (group_id, partition, term): (u64, u32, u64),
         raft: Raft<BrokerStateMachine>,
         gate: Arc<RwLock<()>>,
+        checkers: Arc<CheckRegistry>,
     ) -> TxnCoordinator {
         TxnCoordinator {
             ctx,
@@ -92,6 +96,7 @@ impl TxnCoordinator {
             table: Mutex::new(TxnTable::new()),
             locks: Mutex::new(HashMap::new()),
             timers_started: AtomicBool::new(false),
+            checkers,
         }
     }
 

@@ -14,6 +14,7 @@ use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
 
 use super::TXN_TOPIC;
+use super::checkback::CheckRegistry;
 use super::config::TxnConfig;
 use super::coordinator::{Phase, TxnCoordinator};
 use super::load;
@@ -36,11 +37,13 @@ pub(super) struct TxnCoordinators {
     pub ctx: Arc<Context>,
     pub config: TxnConfig,
     slots: Mutex<HashMap<u64, Slot>>,
+    /// Producer group members connected for check-backs.
+    pub checkers: Arc<CheckRegistry>,
 }
 
 impl TxnCoordinators {
     pub fn new(ctx: Arc<Context>, config: TxnConfig) -> TxnCoordinators {
-        TxnCoordinators { ctx, config, slots: Mutex::new(HashMap::new()) }
+        TxnCoordinators { ctx, config, slots: Mutex::new(HashMap::new()), checkers: Arc::default() }
     }
 
     /// Watches every `__txn` partition hosted here, until the broker stops.
@@ -107,8 +110,8 @@ impl TxnCoordinators {
         }
         let ids = (gid, partition, term);
         let gate = Arc::clone(&slot.gate);
-        let coordinator =
-            Arc::new(TxnCoordinator::new(Arc::clone(&self.ctx), self.config.clone(), ids, raft.clone(), gate));
+        let (ctx, checkers) = (Arc::clone(&self.ctx), Arc::clone(&self.checkers));
+        let coordinator = Arc::new(TxnCoordinator::new(ctx, self.config.clone(), ids, raft.clone(), gate, checkers));
         slot.current = Some(Arc::clone(&coordinator));
         drop(slots);
         tracing::info!(partition, term, "leading a __txn partition: loading its transactions");

@@ -20,6 +20,7 @@
 //! The partitions' side — open transactions, the last stable offset, aborted ranges, markers —
 //! is `sluice_raft::partition::txns`.
 
+mod checkback;
 mod config;
 mod coordinator;
 mod coordinators;
@@ -37,11 +38,11 @@ use std::sync::Arc;
 
 use sluice_proto::v1::transactions_server::Transactions;
 use sluice_proto::v1::{
-    AddTxnPartitionsRequest, AddTxnPartitionsResponse, DescribeTransactionRequest, DescribeTransactionResponse,
-    EndTransactionRequest, EndTransactionResponse, FindTxnCoordinatorRequest, FindTxnCoordinatorResponse,
-    ForceEndTransactionRequest, ForceEndTransactionResponse, InitTransactionsRequest, InitTransactionsResponse,
-    ListTransactionsRequest, ListTransactionsResponse, TxnCommitOffsetsRequest, TxnCommitOffsetsResponse,
-    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    AddTxnPartitionsRequest, AddTxnPartitionsResponse, CheckBackMessage, DescribeTransactionRequest,
+    DescribeTransactionResponse, EndTransactionRequest, EndTransactionResponse, FindTxnCoordinatorRequest,
+    FindTxnCoordinatorResponse, ForceEndTransactionRequest, ForceEndTransactionResponse, InitTransactionsRequest,
+    InitTransactionsResponse, ListTransactionsRequest, ListTransactionsResponse, TxnCommitOffsetsRequest,
+    TxnCommitOffsetsResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -147,6 +148,15 @@ impl Transactions for TxnService {
         request: Request<WriteTxnMarkersRequest>,
     ) -> Result<Response<WriteTxnMarkersResponse>, Status> {
         Ok(Response::new(self.client.write_txn_markers(request.into_inner()).await))
+    }
+
+    type CheckBackStream = checkback::Checks;
+
+    async fn check_back(
+        &self,
+        request: Request<tonic::Streaming<CheckBackMessage>>,
+    ) -> Result<Response<Self::CheckBackStream>, Status> {
+        Ok(Response::new(self.coordinators.check_back(request.into_inner()).await?))
     }
 
     async fn txn_commit_offsets(

@@ -125,7 +125,6 @@ pub(crate) enum Planned {
 
 /// A producer group member's answer to a check-back of a half-message transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(test), expect(dead_code, reason = "half messages: the check-back stream calls it (next step)"))]
 pub(crate) enum CheckAnswer {
     /// Commit the transaction.
     Commit,
@@ -201,7 +200,6 @@ impl TxnTable {
 
     /// Half-message transactions whose next check-back is due at `now_ms`, undecided ones
     /// aside ([`TxnTable::check_sent`] once one is sent).
-    #[cfg_attr(not(test), expect(dead_code, reason = "half messages: the check-back stream calls it (next step)"))]
     pub fn due_checks(&self, now_ms: u64) -> Vec<String> {
         self.ids_where(|m| is_check_due(m, now_ms))
     }

@@ -1,6 +1,7 @@
 //! A coordinator's clock-driven work, one task per coordinator until it retires: aborting
 //! transactions past their timeout (so none hangs and holds a last stable offset back,
-//! docs/TRANSACTIONS.md) and forgetting transactional ids idle past their expiration.
+//! docs/TRANSACTIONS.md), checking back half transactions (`checkback`), and forgetting
+//! transactional ids idle past their expiration.
 //!
 //! Deadlines are read from the replicated table with this broker's clock: a new coordinator
 //! finds them where the old one left them.
@@ -38,6 +39,8 @@ pub(super) async fn run(coordinator: Arc<TxnCoordinator>) {
             let coordinator = Arc::clone(&coordinator);
             tokio::spawn(async move { abort_timed_out(&coordinator, &id).await });
         }
+        let checkers = Arc::clone(&coordinator.checkers);
+        coordinator.check_due(&checkers).await;
         ticks = ticks.wrapping_add(1);
         if ticks.is_multiple_of(SWEEP_TICKS) {
             forget_expired(&coordinator).await;

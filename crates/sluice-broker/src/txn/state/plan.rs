@@ -160,7 +160,6 @@ impl TxnTable {
     /// last up to `check_max_ms`. When the attempts reach `max_check_attempts` the transaction
     /// is left undecided: never aborted or dropped by the coordinator, an operator decides.
     /// `None` if no check was due at `now_ms` (answered, ended, or counted already).
-    #[cfg_attr(not(test), expect(dead_code, reason = "half messages: the check-back stream calls it (next step)"))]
     pub fn check_sent(&self, id: &str, now_ms: u64, limits: &TxnLimits) -> Option<Plan> {
         let meta = self.txns.get(id).filter(|m| is_check_due(m, now_ms))?;
         let attempts = meta.check_attempts.saturating_add(1);
@@ -177,7 +176,6 @@ impl TxnTable {
     /// A check-back answer about `producer`'s transaction: commit or roll back as its producer
     /// would; unknown changes nothing (the next check is scheduled already). An answer about a
     /// transaction that is no longer open (ended, being ended, replaced) is stale and a no-op.
-    #[cfg_attr(not(test), expect(dead_code, reason = "half messages: the check-back stream calls it (next step)"))]
     pub fn check_answer(
         &self,
         id: &str,
