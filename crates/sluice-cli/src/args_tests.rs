@@ -277,3 +277,71 @@ fn bench_rebalance_takes_trials_scenarios_and_a_session_timeout() {
     assert!(refuse(&["bench", "rebalance", "--session-timeout", "3x"]).contains("unit"));
     assert!(refuse(&["bench", "rebalance", "--rate", "0"]).contains("0"));
 }
+
+#[test]
+fn produce_sends_in_one_transaction_on_request() {
+    let Command::Produce(p) = parse(&["produce", "orders", "a", "b"]).command else { panic!() };
+    assert!(!p.txn.transaction && !p.txn.abort && p.txn.transactional_id.is_none(), "no transaction unless asked");
+    let cli = parse(&["produce", "orders", "--transaction", "--transactional-id", "loader-1", "--abort", "a"]);
+    let Command::Produce(p) = cli.command else { panic!() };
+    assert!(p.txn.transaction && p.txn.abort);
+    assert_eq!((p.txn.transactional_id.as_deref(), p.values.as_slice()), (Some("loader-1"), &["a".to_owned()][..]));
+    assert_eq!(p.txn.transaction_timeout, Duration::from_secs(60));
+    let cli = parse(&["produce", "orders", "--transaction", "--transaction-timeout", "5m", "--output", "json"]);
+    let Command::Produce(p) = cli.command else { panic!() };
+    assert_eq!((p.txn.transaction_timeout, p.output.output), (Duration::from_secs(300), Output::Json));
+}
+
+#[test]
+fn produce_refuses_transaction_flags_that_cannot_work() {
+    for alone in [&["--abort"][..], &["--transactional-id", "x"], &["--transaction-timeout", "5s"]] {
+        let e = refuse(&[&["produce", "orders"], alone].concat());
+        assert!(e.contains("--transaction"), "{alone:?}: {e}");
+    }
+    let e = refuse(&["produce", "orders", "--transaction", "--delay", "5s"]);
+    assert!(e.contains("--transaction") && e.contains("--delay"), "{e}");
+    let e = refuse(&["produce", "orders", "--transaction", "--deliver-at", "2030-01-01T00:00:00Z"]);
+    assert!(e.contains("--transaction") && e.contains("--deliver-at"), "{e}");
+}
+
+#[test]
+fn consume_reads_committed_unless_told_otherwise() {
+    let Command::Consume(c) = parse(&["consume", "orders"]).command else { panic!() };
+    assert_eq!(c.isolation.isolation, IsolationLevel::ReadCommitted);
+    assert_eq!(c.isolation.isolation.sdk(), sluice_client::Isolation::ReadCommitted);
+    for (flag, level) in [
+        ("read_uncommitted", IsolationLevel::ReadUncommitted),
+        ("read-uncommitted", IsolationLevel::ReadUncommitted),
+        ("read_committed", IsolationLevel::ReadCommitted),
+    ] {
+        let Command::Consume(c) = parse(&["consume", "orders", "--isolation", flag]).command else { panic!() };
+        assert_eq!(c.isolation.isolation, level, "{flag}");
+    }
+    let cli = parse(&["consume", "orders", "--group", "g", "--isolation", "read_uncommitted"]);
+    let Command::Consume(c) = cli.command else { panic!() };
+    assert_eq!(
+        (c.group.as_deref(), c.isolation.isolation.sdk()),
+        (Some("g"), sluice_client::Isolation::ReadUncommitted)
+    );
+    let e = refuse(&["consume", "orders", "--isolation", "serializable"]);
+    assert!(e.contains("serializable") && e.contains("read_committed"), "{e}");
+}
+
+#[test]
+fn txn_commands_list_describe_commit_and_abort() {
+    let Command::Txn(TxnCommand::List { undecided, open, output }) = parse(&["txn", "list"]).command else { panic!() };
+    assert_eq!((undecided, open, output.output), (false, false, Output::Plain));
+    let cli = parse(&["txn", "list", "--undecided", "--open", "--output", "json"]);
+    let Command::Txn(TxnCommand::List { undecided, open, output }) = cli.command else { panic!() };
+    assert_eq!((undecided, open, output.output), (true, true, Output::Json));
+    let cli = parse(&["txn", "describe", "loader-1", "--output", "json"]);
+    let Command::Txn(TxnCommand::Describe { id, output }) = cli.command else { panic!() };
+    assert_eq!((id.as_str(), output.output), ("loader-1", Output::Json));
+    let Command::Txn(TxnCommand::Commit { id }) = parse(&["txn", "commit", "a"]).command else { panic!() };
+    assert_eq!(id, "a");
+    let Command::Txn(TxnCommand::Abort { id }) = parse(&["txn", "abort", "b"]).command else { panic!() };
+    assert_eq!(id, "b");
+    assert!(refuse(&["txn", "describe"]).contains("<ID>"));
+    assert!(refuse(&["txn", "commit", "a", "--output", "json"]).contains("--output"), "writes have no output");
+    assert!(refuse(&["txn", "end", "a"]).contains("end"));
+}

@@ -20,13 +20,16 @@ pub(crate) async fn run(client: &Client, args: ConsumeArgs) -> Result<()> {
         return crate::consume_group::run(client, args, &group).await;
     }
     let filter = args.filter.filter()?;
-    let mut consumer = client.consumer(ConsumerConfig { start: args.from, filter, ..ConsumerConfig::default() })?;
+    let isolation = args.isolation.isolation.sdk();
+    let mut consumer =
+        client.consumer(ConsumerConfig { start: args.from, filter, isolation, ..ConsumerConfig::default() })?;
     let partitions: Vec<u32> = args.partition.into_iter().collect();
     consumer.assign(&args.topic, &partitions).await?;
     for partition in consumer.assignment() {
         consumer.seek(partition, args.from).await?;
     }
-    // Without --follow, stop at the end offsets as they are now.
+    // Without --follow, stop at the end offsets as they are now (read_committed: the last
+    // stable offsets, as far as such a consumer can read).
     let ends = if args.follow { None } else { Some(consumer.end_offsets().await?) };
     if let Some((partition, end)) = ends.iter().flatten().find(|&(&p, &end)| consumer.position(p) > Some(end)) {
         bail!(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use sluice_client::{Client, ErrorCode, GroupConsumer, GroupConsumerConfig, OffsetReset, SeekTo, TopicPartition};
 
-use crate::args::ConsumeArgs;
+use crate::args::{ConsumeArgs, IsolationLevel};
 use crate::consume::{POLL_WAIT, before_end, write_record};
 
 /// Without `--follow`, how long a member that was given no partition waits for one before
@@ -44,9 +44,13 @@ pub(crate) async fn run(client: &Client, args: ConsumeArgs, group: &str) -> Resu
     let ends = if args.follow {
         None
     } else {
+        // A read_committed member reads no further than the last stable offset: waiting for
+        // the log end behind a transaction still open would never end.
+        let committed = args.isolation.isolation == IsolationLevel::ReadCommitted;
         let mut ends = BTreeMap::new();
         for p in &description.partitions {
-            let end = p.log_end_offset.as_ref().map_err(|e| anyhow::anyhow!("{}/{}: {e}", args.topic, p.partition))?;
+            let end = if committed { &p.last_stable_offset } else { &p.log_end_offset };
+            let end = end.as_ref().map_err(|e| anyhow::anyhow!("{}/{}: {e}", args.topic, p.partition))?;
             ends.insert(p.partition, *end);
         }
         Some(ends)
@@ -58,6 +62,7 @@ pub(crate) async fn run(client: &Client, args: ConsumeArgs, group: &str) -> Resu
         filter: args.filter.filter()?,
         broadcast: args.broadcast,
         instance_id: args.instance_id.clone(),
+        isolation: args.isolation.isolation.sdk(),
         ..GroupConsumerConfig::new(group)
     };
     let mut consumer = client.group_consumer(config)?;

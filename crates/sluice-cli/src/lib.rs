@@ -1,19 +1,23 @@
 //! The `sluice` command-line client, as a library so tests drive the same code the binary
 //! runs: [`args::Cli`] is the command line, [`run`] carries it out against a cluster.
 //!
-//! Commands: `topic create|list|describe|delete`, `produce`, `consume` (alone, or with
-//! `--group` as a member of a consumer group), `group list|describe|reset`, `delay
-//! list|cancel`, `schedule create|list|delete`, `cluster status`,
-//! `bench produce|consume|commit|rebalance`. Read commands take `--output json`. Every command
-//! bootstraps from `--bootstrap` or `SLUICE_BOOTSTRAP`, defaulting to the local three-node
-//! cluster.
+//! Commands: `topic create|list|describe|delete`, `produce` (`--transaction`: all in one
+//! transaction), `consume` (alone, or with `--group` as a member of a consumer group;
+//! `--isolation`), `group list|describe|reset`, `delay list|cancel`, `schedule
+//! create|list|delete`, `txn list|describe|commit|abort`, `cluster status`,
+//! `bench produce|consume|commit|rebalance|delay|txn`. Read commands take `--output json`.
+//! Every command bootstraps from `--bootstrap` or `SLUICE_BOOTSTRAP`, defaulting to the local
+//! three-node cluster.
 
 pub mod args;
+mod args_bench;
+mod args_txn;
 mod bench;
 mod bench_commit;
 mod bench_delay;
 mod bench_rebalance;
 mod bench_rebalance_member;
+mod bench_txn;
 mod consume;
 mod consume_group;
 mod delay;
@@ -21,7 +25,10 @@ pub mod group;
 mod manage;
 pub mod output;
 mod produce;
+mod produce_txn;
 mod schedule;
+mod txn;
+pub mod txn_output;
 
 use std::io::Write;
 
@@ -42,6 +49,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bench(command) => bench::run(&client, command).await,
         Command::Delay(command) => delay::run(&client, command).await,
         Command::Schedule(command) => schedule::run(&client, command).await,
+        Command::Txn(command) => txn::run(&client, command).await,
     }
 }
 

@@ -1,5 +1,6 @@
 //! `sluice produce`: sends the VALUEs given, or each line of standard input, batched by the
-//! SDK's producer, and reports on standard error how many were acknowledged.
+//! SDK's producer, and reports on standard error how many were acknowledged. With
+//! `--transaction`, all of them in one transaction instead (`produce_txn.rs`).
 
 use std::collections::VecDeque;
 use std::io::BufRead;
@@ -16,6 +17,9 @@ use crate::args::{Output, ProduceArgs};
 const STDIN_QUEUE_LINES: usize = 4096;
 
 pub(crate) async fn run(client: &Client, args: ProduceArgs) -> Result<()> {
+    if args.txn.transaction {
+        return crate::produce_txn::run(client, args).await;
+    }
     let producer = client.producer(ProducerConfig::default()).await?;
     let template = Template::new(&args);
     let mut acks = Acks { output: args.output.output, ..Acks::default() };
@@ -49,15 +53,7 @@ async fn send_values(
 }
 
 async fn send_stdin(producer: &sluice_client::Producer, template: &Template, acks: &mut Acks) -> Result<()> {
-    let (lines_tx, mut lines) = mpsc::channel(STDIN_QUEUE_LINES);
-    // A plain thread: a blocked read of standard input must not keep the runtime from exiting.
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            if lines_tx.blocking_send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let mut lines = stdin_lines();
     while let Some(line) = lines.recv().await {
         let line = line.context("cannot read standard input")?;
         acks.push(producer.enqueue(template.record(line.into())).await?);
@@ -66,8 +62,22 @@ async fn send_stdin(producer: &sluice_client::Producer, template: &Template, ack
     Ok(())
 }
 
+/// Each line of standard input, read ahead of the producer.
+pub(crate) fn stdin_lines() -> mpsc::Receiver<std::io::Result<String>> {
+    let (lines_tx, lines) = mpsc::channel(STDIN_QUEUE_LINES);
+    // A plain thread: a blocked read of standard input must not keep the runtime from exiting.
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            if lines_tx.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}
+
 /// Everything but the value, the same for every message.
-struct Template {
+pub(crate) struct Template {
     topic: Arc<str>,
     key: Option<Bytes>,
     tag: Option<String>,
@@ -78,7 +88,7 @@ struct Template {
 }
 
 impl Template {
-    fn new(args: &ProduceArgs) -> Template {
+    pub(crate) fn new(args: &ProduceArgs) -> Template {
         Template {
             topic: Arc::from(args.topic.as_str()),
             key: args.key.clone().map(Bytes::from),
@@ -90,7 +100,7 @@ impl Template {
         }
     }
 
-    fn record(&self, value: Bytes) -> ProducerRecord {
+    pub(crate) fn record(&self, value: Bytes) -> ProducerRecord {
         let mut record = ProducerRecord::new(Arc::clone(&self.topic), value);
         if let Some(key) = &self.key {
             record = record.key(key.clone());
