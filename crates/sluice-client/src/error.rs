@@ -187,7 +187,9 @@ fn hint(code: ErrorCode) -> &'static str {
         ErrorCode::InvalidSchedule => "fix the cron expression, time zone or interval the message names",
         ErrorCode::ConcurrentTransactions => "the previous transaction is still being completed; retry shortly",
         ErrorCode::InvalidTxnState => "the transaction is not in a state that allows this; the message says which",
-        ErrorCode::UnknownTransactionalId => "initialise the transactional producer first (init_transactions)",
+        ErrorCode::UnknownTransactionalId => {
+            "check the id with `sluice txn list`; a producer registers its id when it is created (InitTransactions)"
+        }
         ErrorCode::TooManyTransactions => "the coordinator holds its maximum of open transactions; retry once some end",
         ErrorCode::TransactionTimedOut => "the transaction outlived its timeout and was aborted; begin a new one",
         ErrorCode::Unavailable => "the broker is starting, stopping or electing a leader; retry shortly",

@@ -100,6 +100,15 @@ impl Client {
             .ok()
             .filter(|ms| *ms > 0)
             .ok_or_else(|| Error::InvalidArgument("the transaction timeout must be 1 ms to 49 days".into()))?;
+        let id = &config.transactional_id;
+        let valid = !id.is_empty()
+            && id.len() <= 249
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !valid {
+            return Err(Error::InvalidArgument(format!(
+                "transactional id {id:?} is invalid: use 1 to 249 characters from [A-Za-z0-9._-]"
+            )));
+        }
         if config.max_batch_bytes == 0 {
             return Err(Error::InvalidArgument("max_batch_bytes must be greater than zero".into()));
         }

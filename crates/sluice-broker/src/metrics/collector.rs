@@ -81,6 +81,8 @@ struct PartitionView {
     partition: u32,
     group: GroupView,
     high_watermark: Option<u64>,
+    /// The last stable offset, open transactions, and the age in seconds of the oldest.
+    stable: Option<(u64, u64, u64)>,
     traffic: Option<Arc<PartitionTraffic>>,
     /// Pending delayed messages, on a leader how long the earliest due one is overdue, and how
     /// many this broker released as its leader.
@@ -165,6 +167,7 @@ impl BrokerCollector {
                     partition: p.partition.0,
                     group,
                     high_watermark: self.partitions.high_watermark(p.group_id).map(|w| *w.borrow()),
+                    stable: self.partitions.stable(p.group_id).map(|s| stable_view(&s.borrow())),
                     traffic: traffic.get(&p.group_id).cloned(),
                     delays,
                 })
@@ -307,7 +310,7 @@ fn encode_files(encoder: &mut DescriptorEncoder) -> fmt::Result {
 type Position = fn(&PartitionView) -> Option<u64>;
 
 fn encode_raft_positions(encoder: &mut DescriptorEncoder, parts: &[PartitionView]) -> fmt::Result {
-    let gauges: [(&str, &str, Position); 5] = [
+    let gauges: [(&str, &str, Position); 8] = [
         ("sluice_partition_raft_term", "The replica's current Raft term.", |p| Some(p.group.term)),
         ("sluice_partition_raft_last_log_index", "Index of the last entry in the replica's Raft log.", |p| {
             p.group.last_log_index
@@ -322,6 +325,17 @@ fn encode_raft_positions(encoder: &mut DescriptorEncoder, parts: &[PartitionView
             "sluice_partition_high_watermark_offset",
             "The replica's high watermark: the offset the next committed message gets.",
             |p| p.high_watermark,
+        ),
+        (
+            "sluice_partition_last_stable_offset",
+            "The last stable offset: read_committed consumers read below it (docs/TRANSACTIONS.md).",
+            |p| p.stable.map(|s| s.0),
+        ),
+        ("sluice_partition_open_transactions", "Transactions open in the partition.", |p| p.stable.map(|s| s.1)),
+        (
+            "sluice_partition_oldest_open_transaction_age_seconds",
+            "Age of the partition's oldest open transaction (0: none): it holds the last stable offset back.",
+            |p| p.stable.map(|s| s.2),
         ),
     ];
     for (name, help, value) in gauges {
@@ -396,4 +410,12 @@ fn encode_traffic(encoder: &mut DescriptorEncoder, parts: &[PartitionView]) -> f
         }
     }
     Ok(())
+}
+
+/// The last stable offset, open transactions and the oldest one's age in seconds, by this
+/// broker's clock.
+fn stable_view(s: &sluice_raft::partition::Stable) -> (u64, u64, u64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let age = s.oldest_open_ms.map_or(0, |started| now.saturating_sub(started) / 1000);
+    (s.offset, s.open as u64, age)
 }

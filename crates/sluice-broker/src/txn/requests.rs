@@ -190,7 +190,11 @@ fn info(c: &TxnCoordinator, id: &str, meta: &TxnMeta) -> TransactionInfo {
         check_group: meta.check_group.clone().unwrap_or_default(),
         check_attempts: meta.check_attempts,
         undecided: meta.undecided,
-        ended_by: meta.ended_by().as_str_name().to_owned(),
+        // Who ended the last transaction: nothing to say while none has ended.
+        ended_by: match meta.state() {
+            TxnState::Empty | TxnState::Ongoing => String::new(),
+            _ => meta.ended_by().as_str_name().to_owned(),
+        },
         updated_ms: meta.updated_ms,
         coordinator_partition: c.partition,
         coordinator: c.ctx.node_id,

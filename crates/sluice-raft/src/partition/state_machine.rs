@@ -191,15 +191,17 @@ impl PartitionStateMachine {
         publish_if_moved(&self.high_watermark, self.state.next_offset);
         let start = LogStart { offset: self.state.log_start_offset, trimmed_before: self.state.trimmed_before };
         publish_if_moved(&self.log_start, start);
-        let lso = self.state.txns.last_stable_offset(self.state.next_offset);
+        let txns = &self.state.txns;
+        let (lso, open, oldest) =
+            (txns.last_stable_offset(self.state.next_offset), txns.open().len(), txns.oldest_started_ms());
         let aborted_changed = std::mem::take(&mut self.aborted_changed);
         self.stable.send_if_modified(|stable| {
             if aborted_changed {
-                *stable = self.state.txns.stable(self.state.next_offset);
+                *stable = txns.stable(self.state.next_offset);
                 return true;
             }
-            let moved = stable.offset != lso;
-            stable.offset = lso;
+            let moved = (stable.offset, stable.open, stable.oldest_open_ms) != (lso, open, oldest);
+            (stable.offset, stable.open, stable.oldest_open_ms) = (lso, open, oldest);
             moved
         });
     }

@@ -62,6 +62,10 @@ pub struct Stable {
     pub offset: u64,
     /// Aborted ranges at or above the log start, by marker offset.
     pub aborted: Arc<[AbortedRange]>,
+    /// Transactions open in the partition.
+    pub open: usize,
+    /// When the oldest of them began (the leader's clock, ms since the Unix epoch).
+    pub oldest_open_ms: Option<u64>,
 }
 
 impl Stable {
@@ -174,14 +178,20 @@ impl TxnIndex {
         self.aborted.len() != before
     }
 
-    /// The partition clock time the oldest open transaction began, if one is open.
+    /// When the transaction holding the LSO began (the oldest: a partition's clock and offsets
+    /// rise together), if one is open.
     pub fn oldest_started_ms(&self) -> Option<u64> {
-        self.open.values().map(|t| t.started_ms).min()
+        self.by_first.first().and_then(|(_, pid)| self.open.get(pid)).map(|t| t.started_ms)
     }
 
     /// The view a `read_committed` read needs.
     pub fn stable(&self, next_offset: u64) -> Stable {
-        Stable { offset: self.last_stable_offset(next_offset), aborted: self.aborted.iter().copied().collect() }
+        Stable {
+            offset: self.last_stable_offset(next_offset),
+            aborted: self.aborted.iter().copied().collect(),
+            open: self.open.len(),
+            oldest_open_ms: self.oldest_started_ms(),
+        }
     }
 }
 
