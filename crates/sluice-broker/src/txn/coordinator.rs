@@ -263,6 +263,34 @@ impl TxnCoordinator {
         }
     }
 
+    /// [`TxnCoordinator::finish`] for a producer waiting on its `EndTransaction`: answered once
+    /// every marker is written, while the completion record is written behind the answer,
+    /// still under `turn` (so the id's next request waits for it). If that write fails, the
+    /// coordinator reloads, finds the transaction decided and completes it again with the same
+    /// identity: planning is deterministic, except for a fresh producer id (epochs exhausted),
+    /// which is therefore completed before answering.
+    pub async fn finish_answering_early(self: &Arc<Self>, id: &str, turn: Turn) -> Result<Producer, Error> {
+        let Some(pending) = self.decided(id) else {
+            return Err(Error::new(ErrorCode::InvalidTxnState, format!("transactional id {id:?} has nothing decided")));
+        };
+        markers::write_all(self, &pending).await?;
+        let planned = self.table().complete(id, now_ms() as u64, None).map_err(Error::from)?;
+        let Planned::Plan(plan) = planned else {
+            let answer = self.finish(id).await;
+            drop(turn);
+            return answer;
+        };
+        let answer = plan.answer.clone().map_err(Error::from)?;
+        let (coordinator, id) = (Arc::clone(self), id.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = coordinator.write(&plan.records).await {
+                tracing::info!(id, "completing a transaction after its answer: {}", e.message);
+            }
+            drop(turn);
+        });
+        Ok(answer)
+    }
+
     /// The markers of `id`'s transaction if it is decided and not yet completed.
     fn decided(&self, id: &str) -> Option<Markers> {
         let table = self.table();

@@ -103,13 +103,13 @@ impl TxnCoordinators {
         let c = self.route(&r.transactional_id)?;
         let producer = Producer { producer_id: r.producer_id, epoch: epoch_of(r.epoch)? };
         let id = r.transactional_id.as_str();
-        let _turn = c.turn(id).await?;
+        let turn = c.turn(id).await?;
         let plan = c.table().end(id, producer, r.commit, now())?;
         c.write(&plan.records).await?;
         if plan.markers.is_none() {
             return plan.answer.map_err(Error::from);
         }
-        c.finish(id).await
+        c.finish_answering_early(id, turn).await
     }
 
     pub async fn force_end(&self, r: ForceEndTransactionRequest) -> ForceEndTransactionResponse {
