@@ -32,6 +32,7 @@ mod coordinator;
 mod coordinators;
 pub(crate) mod find;
 mod lag;
+pub(crate) mod leaders;
 pub(crate) mod load;
 mod records;
 mod requests;
