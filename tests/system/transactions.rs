@@ -82,7 +82,9 @@ fn by_label(values: &[String]) -> BTreeMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_are_all_or_nothing_through_a_coordinator_kill_timeouts_and_fencing() {
-    let mut cluster = Cluster::start(3).await;
+    // Checkpoints every 100 records: the coordinator killed below is replaced by one that
+    // loads from a checkpoint, the log before it trimmed.
+    let mut cluster = Cluster::start_with(3, "[transactions]\ncheckpoint_interval_records = 100\n").await;
     within(LIMIT, "the transactions test", async {
         let client = cluster.client().await;
         for topic in TOPICS {
@@ -92,9 +94,9 @@ async fn transactions_are_all_or_nothing_through_a_coordinator_kill_timeouts_and
         let mut committed: BTreeSet<String> = BTreeSet::new();
         let mut never: BTreeSet<String> = BTreeSet::new();
 
-        eprintln!("--- 20 transactions, every other one aborted");
+        eprintln!("--- 40 transactions, every other one aborted");
         let mut producer = client.transactional_producer(TransactionalConfig::new("tx-main")).await.expect("init");
-        for round in 0..20 {
+        for round in 0..40 {
             let label = format!("r{round}");
             send_four(&mut producer, &label).await;
             if round % 2 == 0 {

@@ -30,8 +30,12 @@ use sluice_proto::internal::group_record::Change;
 use sluice_proto::internal::{Checkpoint, GroupRecord};
 use sluice_raft::partition::{PartitionCommand, write};
 
+use sluice_raft::typ::Raft;
+
+use super::context::Context;
 use super::coordinator::{Coordinator, WRITE_TIMEOUT};
 use super::records::message_bytes;
+use crate::controller::BrokerStateMachine;
 
 /// The largest batch of a checkpoint: well within a partition log entry (16 MiB).
 pub(super) const MAX_CHECKPOINT_PART_BYTES: usize = 8 * 1024 * 1024;
@@ -45,7 +49,10 @@ pub(super) async fn run(coordinator: Arc<Coordinator>) {
     coordinator.checkpointing.store(false, Ordering::Release);
     let partition = coordinator.partition;
     match written {
-        Ok(Some(base_offset)) => trim_before(&coordinator, base_offset).await,
+        Ok(Some(base_offset)) => {
+            let ids = (coordinator.group_id, coordinator.partition);
+            trim_before(&coordinator.ctx, ids, &coordinator.raft, base_offset).await;
+        }
         Ok(None) => {}
         Err(e) => tracing::warn!(partition, "checkpoint not written: {e}"),
     }
@@ -105,15 +112,18 @@ pub(super) fn split(records: Vec<GroupRecord>, max_bytes: usize) -> Vec<Vec<Grou
     parts
 }
 
-/// Trims the log before the checkpoint at `base_offset`, if every replica holds it.
-async fn trim_before(coordinator: &Coordinator, base_offset: u64) {
-    let partition = coordinator.partition;
-    let Some(entry) = coordinator.ctx.partitions.log(coordinator.group_id).and_then(|l| l.find_offset(base_offset))
-    else {
+/// Trims the log of internal partition `(group_id, partition)` before the checkpoint at
+/// `base_offset`, if every replica holds it (shared with the transaction coordinators).
+pub(crate) async fn trim_before(
+    ctx: &Context,
+    (group_id, partition): (u64, u32),
+    raft: &Raft<BrokerStateMachine>,
+    base_offset: u64,
+) {
+    let Some(entry) = ctx.partitions.log(group_id).and_then(|l| l.find_offset(base_offset)) else {
         return;
     };
     let Some(up_to) = entry.entry_index.checked_sub(1) else { return };
-    let raft = &coordinator.raft;
     let wait = raft.wait(Some(REPLICAS_WAIT));
     // On the leader: every other voter is known to hold entry `up_to`.
     let held = wait.metrics(
@@ -134,12 +144,10 @@ async fn trim_before(coordinator: &Coordinator, base_offset: u64) {
             partition,
             up_to_index = up_to,
             log_start_offset = base_offset,
-            "trimmed before a group checkpoint"
+            "trimmed before a checkpoint"
         ),
-        Ok(Err(e)) => tracing::info!(partition, "trim before a group checkpoint not written: {e}"),
-        Err(_elapsed) => {
-            tracing::info!(partition, "trim before a group checkpoint not committed within {WRITE_TIMEOUT:?}")
-        }
+        Ok(Err(e)) => tracing::info!(partition, "trim before a checkpoint not written: {e}"),
+        Err(_elapsed) => tracing::info!(partition, "trim before a checkpoint not committed within {WRITE_TIMEOUT:?}"),
     }
 }
 

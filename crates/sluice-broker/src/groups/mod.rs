@@ -26,7 +26,7 @@
 //!   by a record.
 
 mod assignor;
-mod checkpoint;
+pub(crate) mod checkpoint;
 pub(crate) mod context;
 mod coordinator;
 mod coordinators;

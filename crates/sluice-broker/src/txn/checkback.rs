@@ -131,10 +131,10 @@ impl TxnCoordinators {
         let planned = c.table().check_answer(id, producer, answer, now_ms() as u64);
         let outcome = match planned {
             Ok(plan) if plan.markers.is_some() => match c.write(&plan.records).await {
-                Ok(()) => c.finish(id).await.map(drop),
+                Ok(_) => c.finish(id).await.map(drop),
                 Err(e) => Err(e),
             },
-            Ok(plan) => c.write(&plan.records).await,
+            Ok(plan) => c.write(&plan.records).await.map(drop),
             Err(e) => Err(e.into()),
         };
         match outcome {

@@ -31,6 +31,10 @@ pub struct TxnConfig {
     /// transaction is left *undecided* for an operator; attempts while no producer of the group
     /// is connected do not count. Default: 15 (RocketMQ's `transactionCheckMax`).
     pub max_check_attempts: u32,
+    /// After this many records have been written to a `__txn` partition since its last
+    /// checkpoint, its coordinator rewrites every id's state and trims the log before it.
+    /// Default: 10000.
+    pub checkpoint_interval_records: u64,
 }
 
 impl Default for TxnConfig {
@@ -44,6 +48,7 @@ impl Default for TxnConfig {
             check_initial_backoff_ms: 5_000,
             check_max_backoff_ms: 60_000,
             max_check_attempts: 15,
+            checkpoint_interval_records: 10_000,
         }
     }
 }
@@ -72,6 +77,12 @@ impl TxnConfig {
             return invalid(format!(
                 "check_initial_backoff_ms ({}) must be at least 1 and at most check_max_backoff_ms ({})",
                 self.check_initial_backoff_ms, self.check_max_backoff_ms
+            ));
+        }
+        if self.checkpoint_interval_records < 100 {
+            return invalid(format!(
+                "checkpoint_interval_records is {}; use at least 100",
+                self.checkpoint_interval_records
             ));
         }
         if self.transactional_id_expiration_ms == 0 {

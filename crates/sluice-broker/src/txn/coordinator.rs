@@ -11,7 +11,7 @@
 //! held shared by every write and exclusively by a load.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -73,6 +73,10 @@ pub(super) struct TxnCoordinator {
     timers_started: AtomicBool,
     /// Producer group members connected to this broker, for check-backs.
     pub checkers: Arc<CheckRegistry>,
+    /// Records applied since the last checkpoint (replayed ones included).
+    pub since_checkpoint: AtomicU64,
+    /// A checkpoint is being written.
+    pub checkpointing: AtomicBool,
 }
 
 impl TxnCoordinator {
@@ -97,6 +101,8 @@ impl TxnCoordinator {
             locks: Mutex::new(HashMap::new()),
             timers_started: AtomicBool::new(false),
             checkers,
+            since_checkpoint: AtomicU64::new(0),
+            checkpointing: AtomicBool::new(false),
         }
     }
 
@@ -164,20 +170,22 @@ impl TxnCoordinator {
         self.locks.lock().expect("id locks").retain(|_, l| Arc::strong_count(l) > 1);
     }
 
-    /// Writes `records` as one batch and applies them once committed. The caller holds the
-    /// id's [`Turn`] (or the gate exclusively).
-    pub async fn write(self: &Arc<Self>, records: &[TxnRecord]) -> Result<(), Error> {
+    /// Writes `records` as one batch and applies them once committed; returns the batch's
+    /// base offset (`None`: nothing to write). The caller holds the id's [`Turn`] (or the gate
+    /// exclusively). Starts a checkpoint once enough records were written since the last.
+    pub async fn write(self: &Arc<Self>, records: &[TxnRecord]) -> Result<Option<u64>, Error> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let command = PartitionCommand::produce(&encode_batch(records, now_ms()));
         let outcome = tokio::time::timeout(WRITE_TIMEOUT, write(&self.raft, command)).await;
         let what = format!("{TXN_TOPIC}/{}", self.partition);
         let id = records[0].transactional_id.as_str();
         match outcome {
-            Ok(Ok(Reply::Appended { .. })) => {
+            Ok(Ok(Reply::Appended { base_offset, .. })) => {
                 self.table().apply_batch(records);
-                Ok(())
+                self.count_towards_checkpoint(records.len() as u64);
+                Ok(Some(base_offset))
             }
             Ok(Ok(other)) => {
                 Err(Error::new(ErrorCode::Internal, format!("{what} refused the records of {id:?}: {other:?}; retry")))
@@ -206,6 +214,14 @@ impl TxnCoordinator {
         }
     }
 
+    /// Counts `n` records written, and starts a checkpoint when there have been enough.
+    fn count_towards_checkpoint(self: &Arc<Self>, n: u64) {
+        let since = self.since_checkpoint.fetch_add(n, Ordering::Relaxed) + n;
+        if since >= self.config.checkpoint_interval_records && !self.checkpointing.swap(true, Ordering::AcqRel) {
+            tokio::spawn(super::checkpoint::run(Arc::clone(self)));
+        }
+    }
+
     /// The state may have missed a write that committed after all: load it again from the log.
     fn reload(self: &Arc<Self>) {
         let was_active = self.phase.send_if_modified(|p| {
@@ -223,8 +239,9 @@ impl TxnCoordinator {
 
     /// Installs a freshly replayed table and serves it; the first install starts the timer
     /// task. Decided transactions left incomplete by an earlier coordinator are finished.
-    pub fn install(self: &Arc<Self>, replayed: TxnTable) {
+    pub fn install(self: &Arc<Self>, replayed: TxnTable, records: u64) {
         let pending = replayed.pending_markers();
+        self.since_checkpoint.store(records, Ordering::Relaxed);
         *self.table() = replayed;
         self.phase.send_replace(Phase::Active);
         if !self.timers_started.swap(true, Ordering::AcqRel) {

@@ -48,30 +48,35 @@ async fn load(coordinator: &Arc<TxnCoordinator>) -> Result<Option<usize>, String
     }
     let (log, start, high_watermark) =
         committed_range(&coordinator.raft, &coordinator.ctx.partitions, coordinator.group_id).await?;
-    let table = tokio::task::spawn_blocking(move || replay(&log, start, high_watermark))
+    let (table, records) = tokio::task::spawn_blocking(move || replay(&log, start, high_watermark))
         .await
         .map_err(|e| format!("the replay task failed: {e}"))??;
     if coordinator.phase() == Phase::Retired {
         return Ok(None);
     }
     let ids = table.iter().count();
-    coordinator.install(table);
+    coordinator.install(table, records);
     Ok(Some(ids))
 }
 
 /// Replays the committed batches of `log` in `[start, high_watermark)` into a fresh table;
-/// batches that hold no transaction records (the load barriers) are passed over.
-pub(super) fn replay(log: &Log, start: u64, high_watermark: u64) -> Result<TxnTable, String> {
+/// batches that hold no transaction records (the load barriers) are passed over. Returns the
+/// table and how many records it applied.
+pub(super) fn replay(log: &Log, start: u64, high_watermark: u64) -> Result<(TxnTable, u64), String> {
     let mut table = TxnTable::new();
+    let mut records = 0u64;
     for_each_committed(log, start, high_watermark, |b| {
         let Ok(batch) = RecordBatch::parse(b.batch) else { return };
         if batch.header().count == 0 {
             return;
         }
         match decode_batch(&batch) {
-            Ok(records) => table.apply_batch(&records),
+            Ok(batch) => {
+                records += batch.len() as u64;
+                table.apply_batch(&batch);
+            }
             Err(e) => tracing::warn!(base_offset = b.base_offset, "skipping a batch of no transaction records: {e}"),
         }
     })?;
-    Ok(table)
+    Ok((table, records))
 }

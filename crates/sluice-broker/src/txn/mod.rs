@@ -21,6 +21,7 @@
 //! is `sluice_raft::partition::txns`.
 
 mod checkback;
+mod checkpoint;
 mod config;
 mod coordinator;
 mod coordinators;

@@ -54,7 +54,7 @@ async fn abort_timed_out(coordinator: &Arc<TxnCoordinator>, id: &str) {
     let Ok(turn) = coordinator.turn(id).await else { return };
     let Some(plan) = coordinator.table().abort_timed_out(id, now_ms() as u64) else { return };
     let outcome = match coordinator.write(&plan.records).await {
-        Ok(()) => coordinator.finish(id).await.map(drop),
+        Ok(_) => coordinator.finish(id).await.map(drop),
         Err(e) => Err(e),
     };
     match outcome {
