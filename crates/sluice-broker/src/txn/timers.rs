@@ -6,8 +6,11 @@
 //! Deadlines are read from the replicated table with this broker's clock: a new coordinator
 //! finds them where the old one left them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::task::JoinHandle;
 
 use super::coordinator::{Phase, TxnCoordinator};
 use crate::groups::context::now_ms;
@@ -23,6 +26,7 @@ pub(super) async fn run(coordinator: Arc<TxnCoordinator>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks = 0u32;
+    let mut aborting: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -33,11 +37,13 @@ pub(super) async fn run(coordinator: Arc<TxnCoordinator>) {
         }
         let now = now_ms() as u64;
         // Each abort on its own task: one whose markers wait for a partition with no leader
-        // must not hold the others back. A second task for the same id finds nothing to do.
-        let timed_out = coordinator.table().timed_out(now);
-        for id in timed_out {
-            let coordinator = Arc::clone(&coordinator);
-            tokio::spawn(async move { abort_timed_out(&coordinator, &id).await });
+        // must not hold the others back. One task per id at a time.
+        aborting.retain(|_, task| !task.is_finished());
+        for id in coordinator.table().timed_out(now) {
+            if !aborting.contains_key(&id) {
+                let (coordinator, key) = (Arc::clone(&coordinator), id.clone());
+                aborting.insert(key, tokio::spawn(async move { abort_timed_out(&coordinator, &id).await }));
+            }
         }
         let checkers = Arc::clone(&coordinator.checkers);
         coordinator.check_due(&checkers).await;
