@@ -185,6 +185,193 @@ pub enum Op {
         /// How many acknowledged messages the runner still expected and had not received.
         missing: u64,
     },
+    /// The txn workload's parameters, recorded once by the runner (`ok`) before anything is
+    /// written.
+    TxnSetup {
+        /// The topics transactions write to. The first is the one the runner's probes write to
+        /// and whose node copies are recorded (`node_log`).
+        topics: Vec<String>,
+        /// Partitions of each of them.
+        partitions: u32,
+        /// The processor's input topic (plain writes).
+        source: String,
+        /// Its partitions.
+        source_partitions: u32,
+        /// The processor's consumer group.
+        group: String,
+        /// The transaction timeout every producer registers, in ms.
+        timeout_ms: u64,
+        /// How much longer than `timeout_ms + 1 s` an offset may stay above a partition's last
+        /// stable offset while no fault is active, in ms.
+        lso_allowance_ms: u64,
+        /// The same after a fault heals (recovery: restarts, elections, coordinator failover,
+        /// markers retried), in ms.
+        heal_allowance_ms: u64,
+    },
+    /// A transactional producer instance is registered (InitTransactions): `ok` once it fenced
+    /// any older instance of the id and aborted what it left open; `info` if that failed.
+    TxnInit {
+        /// The transactional id.
+        transactional_id: String,
+    },
+    /// One transaction: invoked with what it will write (and, for the processor, the source
+    /// offsets it commits), completed with its outcome: `ok` committed, `fail` certainly not
+    /// committed (aborted, abandoned, fenced, failed before its commit was asked for), `info`
+    /// unknown (its commit was asked for and did not answer OK).
+    Txn {
+        /// Unique in the run: `w{writer}-{n}` or, for the processor, `x-{n}`.
+        label: String,
+        /// What the workload meant to do with it.
+        plan: TxnPlan,
+        /// Every value it writes, with its place; values are unique in the run.
+        values: Vec<TxnValue>,
+        /// (source partition, next offset) committed for the processor's group with it.
+        offsets: Vec<(u32, u64)>,
+        /// How it ended, on completion.
+        outcome: Option<TxnOutcome>,
+    },
+    /// One poll of a `read_committed` reader. On `ok`: every record returned, in order.
+    TxnPoll {
+        /// The records.
+        reads: Vec<TxnRead>,
+    },
+    /// One look at the transactional topics' offsets (`describe_topic`): per partition that
+    /// answered, its last stable offset and its end (high watermark).
+    TxnLso {
+        /// The partitions that answered, on `ok`.
+        partitions: Vec<LsoSample>,
+    },
+    /// The end of the txn workload's clients (recorded once by the runner, `ok`, before the
+    /// final drains).
+    TxnEnd {
+        /// Whether the processor caught up with its source before it was stopped.
+        caught_up: bool,
+        /// Whether every partition's last stable offset reached its end, and no transaction of
+        /// the workload was open, before the drains.
+        settled: bool,
+        /// What was still unsettled when the wait gave up.
+        unsettled: Vec<String>,
+        /// Of it, the transactions of the workload still open at their coordinator
+        /// (`"{transactional id} {state}"`).
+        #[serde(default)]
+        open: Vec<String>,
+    },
+    /// The final drain of one partition, read whole from its start (runner, `ok`).
+    TxnDrain {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// `read_committed` (true) or `read_uncommitted`.
+        committed: bool,
+        /// The end offset read up to (last stable offset, or high watermark).
+        end: u64,
+        /// Every (offset, value) returned, in order.
+        reads: Vec<(u64, String)>,
+    },
+    /// The processor's group's committed offsets of its source topic after the run (runner,
+    /// `ok`).
+    TxnOffsets {
+        /// The group.
+        group: String,
+        /// (partition, committed offset), ascending; a partition never committed is absent.
+        offsets: Vec<(u32, u64)>,
+    },
+}
+
+/// What the txn workload meant to do with a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnPlan {
+    /// Commit it.
+    Commit,
+    /// Write its records, then abort it.
+    Abort,
+    /// Write its records, then drop the producer without ending it (a producer of its own
+    /// transactional id, never used again): its coordinator must abort it at its timeout.
+    Abandon,
+    /// Write its records, register a new instance of the same transactional id (which fences
+    /// this one and aborts the transaction), then ask the old instance to commit.
+    Fence,
+    /// The processor drops itself mid-transaction (records and offsets written) and is
+    /// replaced: the new instance fences the old one and aborts the transaction.
+    Crash,
+}
+
+/// How a transaction ended, as far as its producer knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnOutcome {
+    /// Its commit answered OK.
+    Committed,
+    /// Its abort answered OK (its commit was never asked for).
+    Aborted,
+    /// Dropped on purpose, never ended by its producer.
+    Abandoned,
+    /// Its instance was fenced before its commit was asked for (a producer call answered
+    /// PRODUCER_FENCED, or a new instance of its id registered first).
+    Fenced,
+    /// A call failed before its commit was asked for, and no abort answered OK.
+    Failed,
+    /// Its commit was asked for and did not answer OK: it may commit or abort.
+    Unknown,
+}
+
+impl TxnOutcome {
+    /// Whether it certainly never commits: its commit was never asked for, or its instance
+    /// had been fenced before.
+    pub fn must_abort(self) -> bool {
+        matches!(self, TxnOutcome::Aborted | TxnOutcome::Abandoned | TxnOutcome::Fenced | TxnOutcome::Failed)
+    }
+
+    /// Its name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnOutcome::Committed => "committed",
+            TxnOutcome::Aborted => "aborted",
+            TxnOutcome::Abandoned => "abandoned",
+            TxnOutcome::Fenced => "fenced",
+            TxnOutcome::Failed => "failed",
+            TxnOutcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// One value a transaction writes, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnValue {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// The value, unique in the run.
+    pub value: String,
+}
+
+/// One record a `read_committed` reader returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnRead {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// The offset.
+    pub offset: u64,
+    /// The value.
+    pub value: String,
+}
+
+/// One partition's offsets, as `describe_topic` gave them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LsoSample {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// Its last stable offset: `read_committed` readers see nothing at or above it.
+    pub lso: u64,
+    /// Its end (high watermark).
+    pub end: u64,
 }
 
 /// What cancelling a delayed message answered (`sluice_client::CancelOutcome`).
@@ -211,6 +398,21 @@ pub struct DelayRead {
 }
 
 impl Op {
+    /// Whether the operation belongs to the txn workload.
+    pub fn is_txn(&self) -> bool {
+        matches!(
+            self,
+            Op::TxnSetup { .. }
+                | Op::TxnInit { .. }
+                | Op::Txn { .. }
+                | Op::TxnPoll { .. }
+                | Op::TxnLso { .. }
+                | Op::TxnEnd { .. }
+                | Op::TxnDrain { .. }
+                | Op::TxnOffsets { .. }
+        )
+    }
+
     /// Whether the operation belongs to the delay workload.
     pub fn is_delay(&self) -> bool {
         matches!(
@@ -233,12 +435,22 @@ pub enum WorkloadKind {
     Log,
     /// Delayed messages: sent with a delivery time, some cancelled, read once released.
     Delay,
+    /// Transactions: writers committing, aborting, abandoning and fencing transactions over
+    /// two topics, a consume-transform-produce processor, `read_committed` readers.
+    Txn,
 }
 
 impl WorkloadKind {
-    /// The workload a history comes from: `delay` if it holds any delay operation.
+    /// The workload a history comes from: `delay` if it holds any delay operation, `txn` if
+    /// it holds any transaction operation.
     pub fn of(events: &[Event]) -> WorkloadKind {
-        if events.iter().any(|e| e.op.is_delay()) { WorkloadKind::Delay } else { WorkloadKind::Log }
+        if events.iter().any(|e| e.op.is_delay()) {
+            WorkloadKind::Delay
+        } else if events.iter().any(|e| e.op.is_txn()) {
+            WorkloadKind::Txn
+        } else {
+            WorkloadKind::Log
+        }
     }
 
     /// Its command-line name.
@@ -246,6 +458,7 @@ impl WorkloadKind {
         match self {
             WorkloadKind::Log => "log",
             WorkloadKind::Delay => "delay",
+            WorkloadKind::Txn => "txn",
         }
     }
 }
@@ -358,6 +571,33 @@ mod tests {
         assert_eq!([&events[0].op, &events[1].op, &events[2].op], [&send, &cancel, &poll]);
         assert_eq!(WorkloadKind::of(&events), WorkloadKind::Delay);
         assert_eq!(WorkloadKind::of(&events[..0]), WorkloadKind::Log);
+    }
+
+    #[test]
+    fn txn_events_round_trip_and_mark_a_txn_history() {
+        let mut recorder = Recorder::new(Vec::new());
+        let value = TxnValue { topic: "txn-a".into(), partition: 2, value: "w0-1-0".into() };
+        let txn = Op::Txn {
+            label: "w0-1".into(),
+            plan: TxnPlan::Fence,
+            values: vec![value],
+            offsets: vec![(0, 7)],
+            outcome: Some(TxnOutcome::Fenced),
+        };
+        recorder.record(0, Kind::Fail, txn.clone()).unwrap();
+        let record = TxnRead { topic: "txn-b".into(), partition: 1, offset: 4, value: "w0-0-3".into() };
+        let poll = Op::TxnPoll { reads: vec![record] };
+        recorder.record(5, Kind::Ok, poll.clone()).unwrap();
+        let lso = Op::TxnLso { partitions: vec![LsoSample { topic: "txn-a".into(), partition: 0, lso: 3, end: 9 }] };
+        recorder.record(6, Kind::Ok, lso.clone()).unwrap();
+        let buffer = recorder.out;
+        let text = String::from_utf8(buffer.clone()).unwrap();
+        assert!(text.contains(r#""plan":"fence""#) && text.contains(r#""outcome":"fenced""#), "{text}");
+        let events = read(&buffer[..]).unwrap();
+        assert_eq!([&events[0].op, &events[1].op, &events[2].op], [&txn, &poll, &lso]);
+        assert_eq!(WorkloadKind::of(&events), WorkloadKind::Txn);
+        assert!(TxnOutcome::Fenced.must_abort() && !TxnOutcome::Unknown.must_abort());
+        assert!(!TxnOutcome::Committed.must_abort() && TxnOutcome::Failed.must_abort());
     }
 
     #[test]

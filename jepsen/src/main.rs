@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use sluice_jepsen::net::NetworkMode;
 use sluice_jepsen::run::{self, RunOptions};
 use sluice_jepsen::schedule::parse_families;
-use sluice_jepsen::workload::{DelayConfig, WorkloadConfig, WorkloadKind};
+use sluice_jepsen::workload::{DelayConfig, TxnConfig, WorkloadConfig, WorkloadKind};
 use sluice_jepsen::{disk, net, nodes};
 
 /// Sluice's failure-injection suite.
@@ -75,8 +75,10 @@ struct RunArgs {
     /// pick free ports and need no number.
     #[arg(long, default_value_t = 0)]
     net: u8,
-    /// The workload: log (producers, consumer groups, readers, the final drain) or delay
-    /// (delayed messages, some cancelled, read once released; docs/DELAYS.md).
+    /// The workload: log (producers, consumer groups, readers, the final drain), delay
+    /// (delayed messages, some cancelled, read once released; docs/DELAYS.md) or txn
+    /// (transactions, a consume-transform-produce processor, read_committed readers;
+    /// docs/TRANSACTIONS.md).
     #[arg(long, value_enum, default_value_t = WorkloadKind::Log)]
     workload: WorkloadKind,
     /// Partitions of the workload's topic.
@@ -92,7 +94,8 @@ struct RunArgs {
     /// workload).
     #[arg(long, default_value_t = 1)]
     filtered_members: u32,
-    /// Assign-mode reader processes (the delay workload's consumers).
+    /// Assign-mode reader processes (the delay workload's consumers, the txn workload's
+    /// read_committed readers).
     #[arg(long, default_value_t = 1)]
     readers: u32,
     /// Sends per second of each producer.
@@ -110,6 +113,16 @@ struct RunArgs {
     /// time (plus the clock fault's skew) before missing messages count as lost.
     #[arg(long, default_value_t = DelayConfig::default().grace.as_secs())]
     delay_grace: u64,
+    /// Txn workload: transactional writer processes.
+    #[arg(long, default_value_t = TxnConfig::default().writers)]
+    txn_writers: u32,
+    /// Txn workload: transactions each writer begins per second, at most.
+    #[arg(long, default_value_t = TxnConfig::default().rate)]
+    txn_rate: u32,
+    /// Txn workload: the transaction timeout, in ms (abandoned transactions end by it; the
+    /// stuck-LSO check allows it plus 1 s and its allowances).
+    #[arg(long, default_value_t = TxnConfig::default().timeout.as_millis() as u64)]
+    txn_timeout_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -145,6 +158,18 @@ fn run_command(args: RunArgs) -> Result<bool> {
         bail!("--time-limit must be at least 1 second");
     }
     let seed = args.seed.unwrap_or_else(random_seed);
+    let txn = TxnConfig {
+        writers: args.txn_writers,
+        rate: args.txn_rate,
+        timeout: Duration::from_millis(args.txn_timeout_ms),
+        // The seed comes from the run (`run::run`).
+        ..TxnConfig::default()
+    };
+    // The txn workload's first topic is the run's topic (the probes', the node logs').
+    let topic = match args.workload {
+        WorkloadKind::Txn => txn.topics[0].clone(),
+        WorkloadKind::Log | WorkloadKind::Delay => WorkloadConfig::default().topic,
+    };
     let workload = WorkloadConfig {
         kind: args.workload,
         delay: DelayConfig {
@@ -154,6 +179,8 @@ fn run_command(args: RunArgs) -> Result<bool> {
             // The seed and the clock skew come from the run (`run::run`).
             ..DelayConfig::default()
         },
+        txn,
+        topic,
         partitions: args.partitions,
         producers: args.producers,
         members: args.members,
@@ -207,6 +234,10 @@ fn run_command(args: RunArgs) -> Result<bool> {
     let workload = match args.workload {
         WorkloadKind::Log => String::new(),
         WorkloadKind::Delay => format!(" --workload delay --max-delay-ms {}", args.max_delay_ms),
+        WorkloadKind::Txn => format!(
+            " --workload txn --txn-writers {} --txn-rate {} --txn-timeout-ms {}",
+            args.txn_writers, args.txn_rate, args.txn_timeout_ms
+        ),
     };
     println!(
         "reproduce: sluice-jepsen run --seed {seed} --time-limit {} --faults {} --network {network}{workload}",

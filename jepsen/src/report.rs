@@ -15,7 +15,7 @@ use crate::history::WorkloadKind;
 
 mod anomaly;
 
-pub use anomaly::{Anomaly, Place, Sighting};
+pub use anomaly::{Anomaly, Place, Sighting, TxnPlace};
 
 /// How many examples of one anomaly kind a report keeps; the count is always complete.
 pub const EXAMPLES_PER_KIND: usize = 20;
@@ -40,6 +40,66 @@ pub struct Report {
     /// The delay workload's figures (`None` for a log history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<DelayStats>,
+    /// The txn workload's figures (`None` for other histories).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<TxnStats>,
+}
+
+/// What the txn workload did and saw: its transactions by outcome, what became visible, the
+/// processor's progress and the partitions' last stable offsets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnStats {
+    /// The transaction timeout, in ms.
+    pub timeout_ms: u64,
+    /// Transactions invoked (writers' and the processor's).
+    pub transactions: u64,
+    /// Whose commit answered OK.
+    pub committed: u64,
+    /// Whose abort answered OK.
+    pub aborted: u64,
+    /// Dropped on purpose, to be aborted by their timeout.
+    pub abandoned: u64,
+    /// Fenced by a new instance of their id before their commit was asked for.
+    pub fenced: u64,
+    /// Failed before their commit was asked for, with no abort answering OK.
+    pub failed: u64,
+    /// Whose commit was asked for without an OK (or that never completed).
+    pub unknown: u64,
+    /// Unknown ones the final drain shows committed (every value visible).
+    pub unknown_committed: u64,
+    /// Unknown ones the final drain shows aborted (no value visible).
+    pub unknown_aborted: u64,
+    /// Producer instances registered (InitTransactions invoked).
+    pub instances: u64,
+    /// Values the transactions wrote (or meant to).
+    pub values: u64,
+    /// Distinct values of transactions in the final `read_committed` drain.
+    pub visible: u64,
+    /// Records the `read_committed` readers returned during the run.
+    pub reader_reads: u64,
+    /// Values of transactions that must have aborted found in the final `read_uncommitted`
+    /// drain: the aborted data is in the log, so the aborted-read check is not vacuous.
+    pub aborted_in_log: u64,
+    /// Values of transactions that must have aborted, in all.
+    pub must_abort_values: u64,
+    /// The processor's transactions.
+    pub processor_transactions: u64,
+    /// Values of its source topic, as drained.
+    pub sources: u64,
+    /// Of them, below the group's final committed offsets: each must have exactly one output.
+    pub consumed: u64,
+    /// Whether the exactly-once check could be made (the source, the outputs and the group's
+    /// offsets all read at the end).
+    pub exactly_once_checked: bool,
+    /// Whether the processor had caught up with its source when it stopped.
+    pub caught_up: Option<bool>,
+    /// Last-stable-offset samples taken.
+    pub lso_samples: u64,
+    /// The longest an offset was seen to stay at or above its partition's last stable offset, in ms.
+    pub longest_lso_lag_ms: u64,
+    /// Whether every last stable offset reached its end, and no transaction was open, before
+    /// the drains.
+    pub settled: Option<bool>,
 }
 
 /// What the delay workload did and saw: its sends, cancels, receipts and how late they came.
@@ -131,6 +191,22 @@ pub enum AnomalyKind {
     /// A read that matches no send: a value never sent, or a delayed one carrying another
     /// delivery time than it was sent with.
     GarbageRead,
+    /// A transaction's values seen only in part: by a `read_committed` reader that read past
+    /// one of them without returning it while it returned another, or, for a transaction of
+    /// unknown outcome, in the final `read_committed` drain.
+    Torn,
+    /// A transaction whose commit answered OK with a value missing from the final
+    /// `read_committed` drain.
+    LostCommit,
+    /// The processor did not output a source value exactly once among the committed data:
+    /// once if the group's final committed offset is past it, never otherwise.
+    NotExactlyOnce,
+    /// A partition's last stable offset stayed below an offset longer than the transaction
+    /// timeout allows (plus 1 s and the allowance, extended past faults).
+    StuckLso,
+    /// A transaction of the workload still open (ongoing, or decided and not completed) at its
+    /// coordinator when the wait after the run gave up.
+    StuckTransaction,
     /// An event the checker cannot interpret (e.g. an `ok` send without its offset): the
     /// history itself is broken, so the other verdicts may be incomplete.
     Malformed,
@@ -138,7 +214,7 @@ pub enum AnomalyKind {
 
 impl AnomalyKind {
     /// Every kind, in report order.
-    pub const ALL: [AnomalyKind; 16] = [
+    pub const ALL: [AnomalyKind; 21] = [
         AnomalyKind::LostWrite,
         AnomalyKind::Unseen,
         AnomalyKind::Duplicate,
@@ -154,6 +230,11 @@ impl AnomalyKind {
         AnomalyKind::LostDelayed,
         AnomalyKind::CancelledDelivered,
         AnomalyKind::GarbageRead,
+        AnomalyKind::Torn,
+        AnomalyKind::LostCommit,
+        AnomalyKind::NotExactlyOnce,
+        AnomalyKind::StuckLso,
+        AnomalyKind::StuckTransaction,
         AnomalyKind::Malformed,
     ];
 
@@ -188,11 +269,31 @@ impl AnomalyKind {
         AnomalyKind::Malformed,
     ];
 
+    /// The kinds the txn workload's history is checked for, in report order: a value of a
+    /// transaction that must have aborted read by a `read_committed` reader is an
+    /// `aborted-read`; a value at two places a `duplicate`; a read of a value no transaction
+    /// wrote (or in another partition) a `garbage-read`. The first topic's reads are in the
+    /// write checks too (its probes and node copies): `inconsistent-offsets`, `divergence`.
+    pub const TXN: [AnomalyKind; 11] = [
+        AnomalyKind::AbortedRead,
+        AnomalyKind::Torn,
+        AnomalyKind::LostCommit,
+        AnomalyKind::Duplicate,
+        AnomalyKind::NotExactlyOnce,
+        AnomalyKind::StuckLso,
+        AnomalyKind::StuckTransaction,
+        AnomalyKind::GarbageRead,
+        AnomalyKind::InconsistentOffsets,
+        AnomalyKind::Divergence,
+        AnomalyKind::Malformed,
+    ];
+
     /// The kinds a history of `workload` is checked for.
     pub fn checked_for(workload: WorkloadKind) -> &'static [AnomalyKind] {
         match workload {
             WorkloadKind::Log => &AnomalyKind::LOG,
             WorkloadKind::Delay => &AnomalyKind::DELAY,
+            WorkloadKind::Txn => &AnomalyKind::TXN,
         }
     }
 
@@ -214,6 +315,11 @@ impl AnomalyKind {
             AnomalyKind::LostDelayed => "lost-delayed",
             AnomalyKind::CancelledDelivered => "cancelled-delivered",
             AnomalyKind::GarbageRead => "garbage-read",
+            AnomalyKind::Torn => "torn",
+            AnomalyKind::LostCommit => "lost-commit",
+            AnomalyKind::NotExactlyOnce => "not-exactly-once",
+            AnomalyKind::StuckLso => "stuck-lso",
+            AnomalyKind::StuckTransaction => "stuck-transaction",
             AnomalyKind::Malformed => "malformed",
         }
     }
@@ -343,6 +449,9 @@ impl Report {
         if let Some(delay) = &self.delay {
             write_delay(&mut out, delay);
         }
+        if let Some(txn) = &self.txn {
+            write_txn(&mut out, txn);
+        }
         self.write_anomalies(&mut out);
         self.write_groups(&mut out);
         self.write_availability(&mut out);
@@ -448,6 +557,53 @@ fn write_delay(out: &mut String, d: &DelayStats) {
             let _ = writeln!(out, "lateness: nothing received; clock skew allowed {}ms", d.max_clock_skew_ms);
         }
     }
+}
+
+/// The txn workload's lines of the summary.
+fn write_txn(out: &mut String, t: &TxnStats) {
+    let _ = writeln!(
+        out,
+        "transactions: {} invoked, {} committed, {} aborted, {} abandoned, {} fenced, {} failed before commit, {} unknown \
+         ({} resolved committed, {} aborted); {} producer instances; timeout {}ms",
+        t.transactions,
+        t.committed,
+        t.aborted,
+        t.abandoned,
+        t.fenced,
+        t.failed,
+        t.unknown,
+        t.unknown_committed,
+        t.unknown_aborted,
+        t.instances,
+        t.timeout_ms
+    );
+    let _ = writeln!(
+        out,
+        "values: {} written, {} visible in the final read_committed drain, {} records read by the readers; aborted \
+         values in the log (read_uncommitted): {} of {}",
+        t.values, t.visible, t.reader_reads, t.aborted_in_log, t.must_abort_values
+    );
+    let caught_up = match t.caught_up {
+        Some(true) => "caught up",
+        Some(false) => "NOT caught up",
+        None => "(end not recorded)",
+    };
+    let checked = if t.exactly_once_checked { "" } else { "; exactly-once NOT checked (a final read is missing)" };
+    let _ = writeln!(
+        out,
+        "processor: {} transactions, {} source values, {} consumed (below the group's committed offsets), {caught_up}{checked}",
+        t.processor_transactions, t.sources, t.consumed
+    );
+    let settled = match t.settled {
+        Some(true) => "settled before the drains",
+        Some(false) => "NOT settled before the drains",
+        None => "(settling not recorded)",
+    };
+    let _ = writeln!(
+        out,
+        "last stable offsets: {} samples, longest lag {}ms, {settled}",
+        t.lso_samples, t.longest_lso_lag_ms
+    );
 }
 
 /// Nanoseconds as milliseconds with one decimal, e.g. `1234.5ms`.

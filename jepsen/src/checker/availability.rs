@@ -3,7 +3,9 @@
 //! acknowledgement came.
 //!
 //! The run's timeline of "acks" is the `ok` send completions (delayed sends' too: their
-//! acknowledgement is the write the cluster must be available for), bounded by the first send's
+//! acknowledgement is the write the cluster must be available for; and committed
+//! transactions, the txn workload's writes, whose `fail` and `info` count as failed and
+//! unknown sends), bounded by the first send's
 //! invocation and the last send's completion (so the final drain, which sends nothing, does
 //! not count as an outage, while a cluster that never recovers does). A gap belongs to a
 //! fault window if it overlaps it: acks at 1 s and 15 s around a fault from 2 s to 10 s give
@@ -15,7 +17,8 @@ use crate::report::{Anomaly, Availability, FaultWindow};
 
 /// Measures availability; fault events it cannot pair up are reported as malformed.
 pub(crate) fn measure(events: &[Event], found: &mut Found) -> Availability {
-    let sends: Vec<&Event> = events.iter().filter(|e| matches!(e.op, Op::Send { .. } | Op::DelaySend { .. })).collect();
+    let sends: Vec<&Event> =
+        events.iter().filter(|e| matches!(e.op, Op::Send { .. } | Op::DelaySend { .. } | Op::Txn { .. })).collect();
     let (Some(first), Some(last)) = (sends.iter().find(|e| e.kind == Kind::Invoke), sends.last()) else {
         return Availability { windows: windows(events, found), ..Availability::default() };
     };

@@ -2,7 +2,10 @@
 //! with its outcome, and every read (poll or final drain) flattened to (partition, offset,
 //! value). The delay workload's sends and reads are included: a delayed send has no
 //! acknowledged place (it gets its offset when released), so only its value and a `fail` are
-//! indexed; its reads are reads like any other.
+//! indexed; its reads are reads like any other. Of the txn workload's reads, those of its first
+//! topic (`TxnSetup::topics[0]`, the topic the runner's probes write to and whose node copies
+//! are recorded) are indexed, drains of either isolation included; its transactions are not
+//! sends (the txn checks judge them).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -54,8 +57,19 @@ impl<'a> Index<'a> {
     /// Indexes `events`, reporting sends it cannot make sense of as malformed.
     pub fn build(events: &'a [Event], found: &mut Found) -> Index<'a> {
         let mut index = Index::default();
+        // The txn workload's first topic, once its setup is seen.
+        let mut txn_topic: Option<&str> = None;
         for event in events {
             match &event.op {
+                Op::TxnSetup { topics, .. } => txn_topic = topics.first().map(String::as_str),
+                Op::TxnPoll { reads, .. } if event.kind == Kind::Ok => {
+                    for read in reads.iter().filter(|r| Some(r.topic.as_str()) == txn_topic) {
+                        index.add_read(event.index, read.partition, read.offset, &read.value);
+                    }
+                }
+                Op::TxnDrain { topic, partition, reads, .. } if Some(topic.as_str()) == txn_topic => {
+                    index.add_reads(event.index, *partition, reads);
+                }
                 Op::Send { value, partition, offset } => {
                     index.add_send(event, value, *partition, *offset, found);
                 }

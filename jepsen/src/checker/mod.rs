@@ -14,7 +14,12 @@
 //! - `delays` (delay workload): delayed messages released early, lost, delivered after a
 //!   successful cancel, or read with a value or delivery time nobody sent. Its sends and reads
 //!   are in the index too, so the write checks report a message released twice (`duplicate`),
-//!   two values at one offset, and a failed send that is read (`aborted-read`).
+//!   two values at one offset, and a failed send that is read (`aborted-read`);
+//! - `txns` (txn workload): transactions seen in part (`torn`), values of aborted ones read
+//!   (`aborted-read`), committed ones missing values (`lost-commit`), values at two places,
+//!   the processor's outputs not exactly once, last stable offsets held back too long. The
+//!   reads of its first topic (the one the runner's probes write to and whose node copies are
+//!   recorded) are in the index too, for the write and replica checks.
 //!
 //! Every check runs on every history (a check finds nothing in the other workload's
 //! operations); which kinds the report lists as checked depends on the workload
@@ -30,6 +35,7 @@ mod replicas;
 mod testkit;
 #[cfg(test)]
 mod tests;
+mod txns;
 mod writes;
 
 use std::collections::BTreeMap;
@@ -48,6 +54,7 @@ pub fn check(events: &[Event]) -> Report {
     replicas::check(events, &index, &mut found);
     let availability = availability::measure(events, &mut found);
     let delay = (workload == WorkloadKind::Delay).then(|| delays::check(events, &index, &mut found));
+    let txn = (workload == WorkloadKind::Txn).then(|| txns::check(events, &index, &availability.windows, &mut found));
     Report {
         workload,
         events: events.len() as u64,
@@ -56,6 +63,7 @@ pub fn check(events: &[Event]) -> Report {
         groups,
         availability,
         delay,
+        txn,
     }
 }
 
@@ -102,6 +110,14 @@ fn op_name(op: &Op) -> &'static str {
         Op::Cancel { .. } => "cancel",
         Op::DelayPoll { .. } => "delay_poll",
         Op::DelayEnd { .. } => "delay_end",
+        Op::TxnSetup { .. } => "txn_setup",
+        Op::TxnInit { .. } => "txn_init",
+        Op::Txn { .. } => "txn",
+        Op::TxnPoll { .. } => "txn_poll",
+        Op::TxnLso { .. } => "txn_lso",
+        Op::TxnEnd { .. } => "txn_end",
+        Op::TxnDrain { .. } => "txn_drain",
+        Op::TxnOffsets { .. } => "txn_offsets",
     }
 }
 

@@ -1,7 +1,7 @@
 //! Builds histories by hand for the checker's tests: one call per operation, with invocation
 //! and completion recorded as a real run would, one millisecond apart unless told otherwise.
 
-use crate::history::{CancelResult, DelayRead, Event, Kind, Op};
+use crate::history::{CancelResult, DelayRead, Event, Kind, LsoSample, Op, TxnOutcome, TxnPlan, TxnRead, TxnValue};
 use crate::report::{Anomaly, AnomalyKind, Report};
 
 /// The process number the runner records faults and final reads under.
@@ -29,6 +29,11 @@ impl History {
     /// The index of the last event recorded.
     pub fn last(&self) -> u64 {
         self.events.len() as u64 - 1
+    }
+
+    /// Any event, as given.
+    pub fn raw(&mut self, process: u32, kind: Kind, op: Op) -> &mut History {
+        self.push(process, kind, op)
     }
 
     fn push(&mut self, process: u32, kind: Kind, op: Op) -> &mut History {
@@ -214,6 +219,147 @@ impl History {
     pub fn delay_end(&mut self, at_ms: u64, missing: u64) -> &mut History {
         self.push(RUNNER, Kind::Ok, Op::DelayEnd { at_ms, missing })
     }
+}
+
+/// The txn workload's operations.
+impl History {
+    /// The txn workload's parameters: `topics` of `partitions` each, source topic `source` of
+    /// `source_partitions`, group `g`, a timeout of `timeout_ms`, allowances of 2 s (no fault)
+    /// and 20 s (after a heal).
+    pub fn txn_setup(
+        &mut self,
+        topics: &[&str],
+        partitions: u32,
+        source: &str,
+        source_partitions: u32,
+        timeout_ms: u64,
+    ) -> &mut History {
+        let op = Op::TxnSetup {
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            partitions,
+            source: source.into(),
+            source_partitions,
+            group: "g".into(),
+            timeout_ms,
+            lso_allowance_ms: 2_000,
+            heal_allowance_ms: 20_000,
+        };
+        self.push(RUNNER, Kind::Ok, op)
+    }
+
+    /// A producer instance of `id` registered.
+    pub fn txn_init(&mut self, process: u32, id: &str) -> &mut History {
+        let op = Op::TxnInit { transactional_id: id.into() };
+        self.push(process, Kind::Invoke, op.clone());
+        self.push(process, Kind::Ok, op)
+    }
+
+    /// The invocation of transaction `label` writing `values`: (topic, partition, value).
+    pub fn txn_invoke(
+        &mut self,
+        process: u32,
+        label: &str,
+        plan: TxnPlan,
+        values: &[(&str, u32, &str)],
+        offsets: &[(u32, u64)],
+    ) -> &mut History {
+        self.push(process, Kind::Invoke, txn_op(label, plan, values, offsets, None))
+    }
+
+    /// The completion of transaction `label` with `outcome` (`ok` committed, `info` unknown,
+    /// `fail` otherwise).
+    pub fn txn_done(
+        &mut self,
+        process: u32,
+        label: &str,
+        plan: TxnPlan,
+        values: &[(&str, u32, &str)],
+        offsets: &[(u32, u64)],
+        outcome: TxnOutcome,
+    ) -> &mut History {
+        let kind = match outcome {
+            TxnOutcome::Committed => Kind::Ok,
+            TxnOutcome::Unknown => Kind::Info,
+            _ => Kind::Fail,
+        };
+        self.push(process, kind, txn_op(label, plan, values, offsets, Some(outcome)))
+    }
+
+    /// A whole transaction of a writer (no offsets), invoked and completed.
+    pub fn txn(
+        &mut self,
+        process: u32,
+        label: &str,
+        plan: TxnPlan,
+        outcome: TxnOutcome,
+        values: &[(&str, u32, &str)],
+    ) -> &mut History {
+        self.txn_invoke(process, label, plan, values, &[]);
+        self.txn_done(process, label, plan, values, &[], outcome)
+    }
+
+    /// A reader's poll returning `reads`: (topic, partition, offset, value).
+    pub fn txn_poll(&mut self, process: u32, reads: &[(&str, u32, u64, &str)]) -> &mut History {
+        self.push(process, Kind::Invoke, Op::TxnPoll { reads: Vec::new() });
+        let reads = reads
+            .iter()
+            .map(|&(topic, partition, offset, value)| TxnRead {
+                topic: topic.into(),
+                partition,
+                offset,
+                value: value.into(),
+            })
+            .collect();
+        self.push(process, Kind::Ok, Op::TxnPoll { reads })
+    }
+
+    /// An LSO sample asked at the current time and answered 1 ms later: (topic, partition,
+    /// lso, end).
+    pub fn txn_lso(&mut self, process: u32, samples: &[(&str, u32, u64, u64)]) -> &mut History {
+        self.push(process, Kind::Invoke, Op::TxnLso { partitions: Vec::new() });
+        let partitions = samples
+            .iter()
+            .map(|&(topic, partition, lso, end)| LsoSample { topic: topic.into(), partition, lso, end })
+            .collect();
+        self.push(process, Kind::Ok, Op::TxnLso { partitions })
+    }
+
+    /// The clients' end.
+    pub fn txn_end(&mut self, caught_up: bool, settled: bool) -> &mut History {
+        self.push(RUNNER, Kind::Ok, Op::TxnEnd { caught_up, settled, unsettled: Vec::new(), open: Vec::new() })
+    }
+
+    /// The clients' end, the wait having given up on transactions still `open`.
+    pub fn txn_end_open(&mut self, open: &[&str]) -> &mut History {
+        let open: Vec<String> = open.iter().map(|o| (*o).to_owned()).collect();
+        self.push(RUNNER, Kind::Ok, Op::TxnEnd { caught_up: true, settled: false, unsettled: open.clone(), open })
+    }
+
+    /// A final drain of a partition, `read_committed` or not.
+    pub fn txn_drain(&mut self, topic: &str, partition: u32, committed: bool, reads: &[(u64, &str)]) -> &mut History {
+        let end = reads.last().map_or(0, |r| r.0 + 1);
+        let op = Op::TxnDrain { topic: topic.into(), partition, committed, end, reads: owned(reads) };
+        self.push(RUNNER, Kind::Ok, op)
+    }
+
+    /// The processor's group's final committed offsets.
+    pub fn txn_offsets(&mut self, offsets: &[(u32, u64)]) -> &mut History {
+        self.push(RUNNER, Kind::Ok, Op::TxnOffsets { group: "g".into(), offsets: offsets.to_vec() })
+    }
+}
+
+fn txn_op(
+    label: &str,
+    plan: TxnPlan,
+    values: &[(&str, u32, &str)],
+    offsets: &[(u32, u64)],
+    outcome: Option<TxnOutcome>,
+) -> Op {
+    let values = values
+        .iter()
+        .map(|&(topic, partition, value)| TxnValue { topic: topic.into(), partition, value: value.into() })
+        .collect();
+    Op::Txn { label: label.into(), plan, values, offsets: offsets.to_vec(), outcome }
 }
 
 fn delay_send(value: &str, deliver_at_ms: u64, id: Option<(u32, u64)>) -> Op {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::AnomalyKind;
+use crate::history::{TxnOutcome, TxnValue};
 
 /// One anomaly instance and its evidence. Event indexes are [`crate::history::Event::index`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,6 +239,141 @@ pub enum Anomaly {
         /// The poll that returned it so.
         event: u64,
     },
+    /// A value of a transaction that must have aborted, returned by a `read_committed` read.
+    TxnAbortedRead {
+        /// The transaction.
+        label: String,
+        /// How it ended.
+        outcome: TxnOutcome,
+        /// Its completion.
+        end_event: u64,
+        /// The value.
+        value: String,
+        /// Where it was read.
+        topic: String,
+        /// Where it was read.
+        partition: u32,
+        /// Where it was read.
+        offset: u64,
+        /// The read (a reader's poll or the final drain).
+        read_event: u64,
+    },
+    /// A `read_committed` reader returned one value of a transaction and read past another
+    /// without returning it.
+    TornRead {
+        /// The transaction.
+        label: String,
+        /// The reader.
+        process: u32,
+        /// A value it returned.
+        seen: String,
+        /// The poll that returned it.
+        seen_event: u64,
+        /// The value it never returned.
+        missed: String,
+        /// Where that value is.
+        topic: String,
+        /// Where that value is.
+        partition: u32,
+        /// Where that value is.
+        offset: u64,
+        /// An offset of that partition above it the reader returned.
+        passed_offset: u64,
+        /// The poll that returned it.
+        passed_event: u64,
+    },
+    /// A transaction of unknown outcome seen in part: some of its values in the final
+    /// `read_committed` drain (or returned by a reader), others not in the drain.
+    TornFinal {
+        /// The transaction.
+        label: String,
+        /// Its completion.
+        end_event: u64,
+        /// Its values seen.
+        visible: Vec<String>,
+        /// Its values missing from the final drain.
+        missing: Vec<String>,
+    },
+    /// A transaction whose commit answered OK, with values missing from the final
+    /// `read_committed` drain.
+    LostCommit {
+        /// The transaction.
+        label: String,
+        /// Its commit's completion.
+        commit_event: u64,
+        /// Whether a new instance of its id had fenced it before its commit was asked for (the
+        /// commit should have been refused).
+        fenced_first: bool,
+        /// The values missing, with their places.
+        missing: Vec<TxnValue>,
+        /// How many of its values the drain holds.
+        visible: u64,
+    },
+    /// A value at more than one place of the transactional topics.
+    TxnDuplicate {
+        /// The value.
+        value: String,
+        /// Every place it was read at, with the first event showing it.
+        places: Vec<TxnPlace>,
+    },
+    /// A `read_committed` read of a value no transaction wrote, or not where it wrote it.
+    TxnGarbage {
+        /// The value.
+        value: String,
+        /// Where it was read.
+        topic: String,
+        /// Where it was read.
+        partition: u32,
+        /// Where it was read.
+        offset: u64,
+        /// The read.
+        event: u64,
+        /// Where its transaction wrote it, if one did.
+        written_to: Option<(String, u32)>,
+    },
+    /// A source value not output exactly once among the committed data.
+    NotExactlyOnce {
+        /// The source value.
+        source: String,
+        /// Where it is in the source topic (`None`: not in the source drain).
+        partition: Option<u32>,
+        /// Where it is in the source topic.
+        offset: Option<u64>,
+        /// The group's final committed offset of that partition.
+        committed: Option<u64>,
+        /// Its outputs in the final `read_committed` drain.
+        outputs: Vec<String>,
+    },
+    /// A partition's last stable offset still below an offset past the time allowed.
+    StuckLso {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The last stable offset when the lag was first seen.
+        lso: u64,
+        /// The end (high watermark) then: every offset below it must become stable.
+        end: u64,
+        /// The sample that saw the lag.
+        since_event: u64,
+        /// The first sample past the time allowed, still below `end`.
+        seen_event: u64,
+        /// Its last stable offset.
+        lso_then: u64,
+        /// The time between the two samples, in ms.
+        waited_ms: u64,
+        /// The time allowed from the first (faults included), in ms.
+        allowed_ms: u64,
+    },
+    /// A transaction still open at its coordinator when the wait after the run gave up.
+    StuckTransaction {
+        /// `"{transactional id} {state}"`, as listed.
+        transaction: String,
+        /// The `txn_end` event.
+        event: u64,
+        /// How long after the last heal the wait gave up, in ms (`None`: no fault).
+        after_heal_ms: Option<u64>,
+    },
     /// An event the checker cannot interpret.
     Malformed {
         /// The event.
@@ -245,6 +381,19 @@ pub enum Anomaly {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+/// Where a value of a transactional topic was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnPlace {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// The offset.
+    pub offset: u64,
+    /// The first event showing it there.
+    pub event: u64,
 }
 
 /// Where a value was seen.
@@ -363,6 +512,95 @@ impl Anomaly {
             Anomaly::DeliverAtMismatch { value, partition, offset, sent_ms, read_ms, event } => format!(
                 "{value:?} sent due at {sent_ms} read at p{partition}@{offset} (event {event}) with deliver_at {read_ms:?}"
             ),
+            Anomaly::TxnAbortedRead { label, outcome, end_event, value, topic, partition, offset, read_event } => {
+                format!(
+                    "{value:?} of transaction {label} ({}, event {end_event}) read at {topic}/{partition}@{offset} (event \
+                     {read_event})",
+                    outcome.name()
+                )
+            }
+            Anomaly::TornRead {
+                label,
+                process,
+                seen,
+                seen_event,
+                missed,
+                topic,
+                partition,
+                offset,
+                passed_offset,
+                passed_event,
+            } => format!(
+                "reader {process} returned {seen:?} of transaction {label} (event {seen_event}) and read {topic}/{partition} \
+                 up to {passed_offset} (event {passed_event}) without returning {missed:?} at offset {offset}"
+            ),
+            Anomaly::TornFinal { label, end_event, visible, missing } => format!(
+                "transaction {label} of unknown outcome (event {end_event}): {} of its values seen ({}), {} missing from the \
+                 final drain ({})",
+                visible.len(),
+                first_few(visible),
+                missing.len(),
+                first_few(missing)
+            ),
+            Anomaly::LostCommit { label, commit_event, fenced_first, missing, visible } => {
+                let at: Vec<String> =
+                    missing.iter().map(|v| format!("{:?} in {}/{}", v.value, v.topic, v.partition)).collect();
+                let fenced = if *fenced_first { " after a new instance had fenced it" } else { "" };
+                format!(
+                    "transaction {label} committed (event {commit_event}){fenced}, {visible} values visible, missing {}",
+                    first_few(&at)
+                )
+            }
+            Anomaly::TxnDuplicate { value, places } => {
+                let at: Vec<String> = places
+                    .iter()
+                    .map(|p| format!("{}/{}@{} (event {})", p.topic, p.partition, p.offset, p.event))
+                    .collect();
+                format!("{value:?} at {}", at.join(", "))
+            }
+            Anomaly::TxnGarbage { value, topic, partition, offset, event, written_to } => match written_to {
+                Some((t, p)) => {
+                    format!("{value:?} read at {topic}/{partition}@{offset} (event {event}) was written to {t}/{p}")
+                }
+                None => format!("{value:?} read at {topic}/{partition}@{offset} (event {event}) was never written"),
+            },
+            Anomaly::NotExactlyOnce { source, partition, offset, committed, outputs } => {
+                let at = match (partition, offset) {
+                    (Some(p), Some(o)) => format!("p{p}@{o}"),
+                    _ => "not in the source drain".to_owned(),
+                };
+                let expected = match (offset, committed) {
+                    (Some(o), Some(c)) if o < c => 1,
+                    _ => 0,
+                };
+                format!(
+                    "source {source:?} ({at}, group committed {committed:?}) has {} outputs where {expected} is due: {}",
+                    outputs.len(),
+                    first_few(outputs)
+                )
+            }
+            Anomaly::StuckLso {
+                topic,
+                partition,
+                lso,
+                end,
+                since_event,
+                seen_event,
+                lso_then,
+                waited_ms,
+                allowed_ms,
+            } => {
+                format!(
+                    "{topic}/{partition}: last stable offset {lso} below end {end} (event {since_event}) was still {lso_then} \
+                     {waited_ms} ms later (event {seen_event}); {allowed_ms} ms allowed"
+                )
+            }
+            Anomaly::StuckTransaction { transaction, event, after_heal_ms } => {
+                let after = after_heal_ms.map_or_else(String::new, |ms| format!(", {ms} ms after the last heal"));
+                format!(
+                    "transaction {transaction} still open at its coordinator when the wait gave up (event {event}{after})"
+                )
+            }
             Anomaly::Malformed { event, reason } => format!("event {event}: {reason}"),
         }
     }
@@ -384,8 +622,24 @@ impl Anomaly {
             Anomaly::EarlyRelease { .. } => AnomalyKind::EarlyRelease,
             Anomaly::LostDelayed { .. } => AnomalyKind::LostDelayed,
             Anomaly::CancelledDelivered { .. } => AnomalyKind::CancelledDelivered,
-            Anomaly::UnsentRead { .. } | Anomaly::DeliverAtMismatch { .. } => AnomalyKind::GarbageRead,
+            Anomaly::UnsentRead { .. } | Anomaly::DeliverAtMismatch { .. } | Anomaly::TxnGarbage { .. } => {
+                AnomalyKind::GarbageRead
+            }
+            Anomaly::TxnAbortedRead { .. } => AnomalyKind::AbortedRead,
+            Anomaly::TornRead { .. } | Anomaly::TornFinal { .. } => AnomalyKind::Torn,
+            Anomaly::LostCommit { .. } => AnomalyKind::LostCommit,
+            Anomaly::TxnDuplicate { .. } => AnomalyKind::Duplicate,
+            Anomaly::NotExactlyOnce { .. } => AnomalyKind::NotExactlyOnce,
+            Anomaly::StuckLso { .. } => AnomalyKind::StuckLso,
+            Anomaly::StuckTransaction { .. } => AnomalyKind::StuckTransaction,
             Anomaly::Malformed { .. } => AnomalyKind::Malformed,
         }
     }
+}
+
+/// Up to five items, comma-separated, and how many more.
+fn first_few(items: &[String]) -> String {
+    let shown: Vec<&str> = items.iter().take(5).map(String::as_str).collect();
+    let more = items.len().saturating_sub(shown.len());
+    if more > 0 { format!("{}, and {more} more", shown.join(", ")) } else { shown.join(", ") }
 }

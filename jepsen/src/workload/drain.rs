@@ -36,7 +36,7 @@ pub(super) async fn run(
 }
 
 /// Runs `attempt` until it succeeds or `deadline` passes, pausing between failures.
-async fn retry<T, F>(
+pub(super) async fn retry<T, F>(
     what: &str,
     limit: Duration,
     deadline: Instant,
@@ -82,7 +82,7 @@ async fn read_partition(client: &Client, topic: &str, partition: u32) -> sluice_
 
 /// The group's committed offsets of the topic's partitions, ascending; none if the group is
 /// unknown (no member ever committed).
-async fn committed(client: &Client, topic: &str, group: &str) -> sluice_client::Result<Vec<(u32, u64)>> {
+pub(super) async fn committed(client: &Client, topic: &str, group: &str) -> sluice_client::Result<Vec<(u32, u64)>> {
     let description = match client.admin().describe_group(group).await {
         Ok(description) => description,
         Err(Error::Broker { code: ErrorCode::GroupNotFound, .. }) => return Ok(Vec::new()),

@@ -19,7 +19,10 @@
 //!   from the earliest offset, recording every poll and an `Assign` after each (re)seek.
 //!
 //! The delay workload (`WorkloadKind::Delay`, `delay/`) runs other processes instead: producers
-//! of delayed messages, a canceller and consumers; see `delay/mod.rs`.
+//! of delayed messages, a canceller and consumers; see `delay/mod.rs`. So does the txn workload
+//! (`WorkloadKind::Txn`, `txn/`): transactional writers, a consume-transform-produce processor
+//! and its source's feeder, `read_committed` readers and a monitor of last stable offsets; see
+//! `txn/mod.rs`.
 //!
 //! Afterwards, [`Workload::drain`] reads every partition whole (`FinalRead`) and the group's
 //! committed offsets (`FinalCommitted`), and [`record_node_logs`] records each stopped broker's
@@ -36,6 +39,7 @@ mod node_log;
 mod outcome;
 mod producer;
 mod reader;
+mod txn;
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -53,6 +57,7 @@ use crate::history::{Kind, Op, Recorder};
 
 pub use self::delay::DelayConfig;
 pub use self::node_log::record_node_logs;
+pub use self::txn::TxnConfig;
 
 /// The history being written, shared by every task of the workload and the runner.
 pub type SharedRecorder = Arc<Mutex<Recorder<BufWriter<File>>>>;
@@ -103,6 +108,8 @@ pub struct WorkloadConfig {
     pub kind: WorkloadKind,
     /// The delay workload's own settings.
     pub delay: DelayConfig,
+    /// The txn workload's own settings (its first topic must be `topic`).
+    pub txn: TxnConfig,
     /// The topic written and read; created by [`Workload::setup`] with replication factor 3.
     pub topic: String,
     /// The topic's partitions.
@@ -126,6 +133,7 @@ impl Default for WorkloadConfig {
         WorkloadConfig {
             kind: WorkloadKind::Log,
             delay: DelayConfig::default(),
+            txn: TxnConfig::default(),
             topic: "jepsen".into(),
             partitions: 6,
             producers: 2,
@@ -155,6 +163,9 @@ impl WorkloadConfig {
         if self.kind == WorkloadKind::Delay {
             return self.delay.validate(self.producers, self.readers);
         }
+        if self.kind == WorkloadKind::Txn {
+            return self.txn.validate(&self.topic, self.readers);
+        }
         let processes = u64::from(self.producers)
             + u64::from(self.members)
             + u64::from(self.filtered_members)
@@ -173,6 +184,7 @@ impl WorkloadConfig {
         match self.kind {
             WorkloadKind::Log => self.producers + self.members + self.filtered_members + self.readers,
             WorkloadKind::Delay => self.producers + 1 + self.readers,
+            WorkloadKind::Txn => self.txn.processes(self.readers),
         }
     }
 
@@ -254,6 +266,8 @@ pub struct Workload {
     history_failure: Mutex<Option<String>>,
     /// The delay workload's consumers and what they have seen (unused by the log workload).
     delay: delay::Delays,
+    /// The txn workload's processes that outlive the run (unused by the others).
+    txn: txn::Txns,
 }
 
 impl std::fmt::Debug for Workload {
@@ -280,7 +294,13 @@ impl Workload {
             Client::connect(client_config.clone()).await.map_err(|e| WorkloadError::cluster("connecting", e))
         };
         let admin = connect().await?;
-        create_topic(&admin, &config).await?;
+        create_topic(&admin, &config.topic, config.partitions).await?;
+        if config.kind == WorkloadKind::Txn {
+            for topic in &config.txn.topics[1..] {
+                create_topic(&admin, topic, config.partitions).await?;
+            }
+            create_topic(&admin, &config.txn.source, config.txn.source_partitions).await?;
+        }
         let mut clients = Vec::with_capacity(config.processes() as usize);
         for _ in 0..config.processes() {
             clients.push(connect().await?);
@@ -291,6 +311,7 @@ impl Workload {
             clients,
             history_failure: Mutex::new(None),
             delay: delay::Delays::default(),
+            txn: txn::Txns::default(),
         })
     }
 
@@ -305,13 +326,15 @@ impl Workload {
     /// are recorded as `info`, and members leave their group.
     ///
     /// The delay workload's producers and canceller stop the same way; its consumers read on,
-    /// until [`Workload::drain`] stops them.
+    /// until [`Workload::drain`] stops them. So do the txn workload's writers and source
+    /// feeder; its processor, readers and LSO monitor go on until [`Workload::drain`].
     ///
     /// If the history cannot be written, the processes stop and [`Workload::drain`] reports it.
     pub async fn run(&self, recorder: SharedRecorder, until: Instant) {
         let started = match self.config.kind {
             WorkloadKind::Log => self.start_log(&recorder, until),
             WorkloadKind::Delay => delay::start(self, &recorder, until),
+            WorkloadKind::Txn => txn::start(self, &recorder, until),
         };
         let tasks = match started {
             Ok(tasks) => tasks,
@@ -369,11 +392,17 @@ impl Workload {
     /// The delay workload instead lets its consumers read on until every message it expects
     /// has arrived, or its grace (`DelayConfig::grace`) has passed since the latest delivery
     /// time (and since now), then stops them (`DelayEnd`); `limit` does not apply.
+    ///
+    /// The txn workload lets its processor catch up with its source, waits for its
+    /// transactions to settle, stops its readers and monitor (`TxnEnd`), then reads every
+    /// partition whole both ways and the processor's group's offsets (`TxnDrain`,
+    /// `TxnOffsets`) within `limit`.
     pub async fn drain(&self, recorder: SharedRecorder, limit: Duration) -> Result<(), WorkloadError> {
         let history = History { recorder, process: RUNNER_PROCESS };
         let result = match self.config.kind {
             WorkloadKind::Log => self.drain_log(&history, limit).await,
             WorkloadKind::Delay => delay::drain(self, &history).await,
+            WorkloadKind::Txn => txn::drain(self, &history, limit).await,
         };
         history.flush()?;
         result
@@ -393,10 +422,10 @@ impl Workload {
     }
 }
 
-/// Creates the topic, or accepts an existing one of the same shape, and waits for its leaders.
-async fn create_topic(admin: &Client, config: &WorkloadConfig) -> Result<(), WorkloadError> {
-    let topic = &config.topic;
-    let wanted = TopicConfig::new(config.partitions, REPLICATION_FACTOR);
+/// Creates `topic` with `partitions`, or accepts an existing one of the same shape, and waits
+/// for its leaders.
+async fn create_topic(admin: &Client, topic: &str, partitions: u32) -> Result<(), WorkloadError> {
+    let wanted = TopicConfig::new(partitions, REPLICATION_FACTOR);
     match admin.admin().create_topic(topic, &wanted).await {
         Ok(_) => {}
         Err(e) if e.code() == Some(ErrorCode::TopicExists) => {}
@@ -408,11 +437,11 @@ async fn create_topic(admin: &Client, config: &WorkloadConfig) -> Result<(), Wor
         .await
         .map_err(|e| WorkloadError::cluster(format!("waiting for the leaders of {topic}"), e))?;
     let shape = (info.partition_count(), info.config.replication_factor);
-    if shape != (config.partitions, REPLICATION_FACTOR) {
+    if shape != (partitions, REPLICATION_FACTOR) {
         return Err(WorkloadError::Config(format!(
-            "topic {topic} exists with {} partitions and replication factor {}; the workload needs {} and \
+            "topic {topic} exists with {} partitions and replication factor {}; the workload needs {partitions} and \
              {REPLICATION_FACTOR}: delete it or choose another topic",
-            shape.0, shape.1, config.partitions
+            shape.0, shape.1
         )));
     }
     Ok(())

@@ -1,9 +1,11 @@
 //! The workload end to end against a real three-broker cluster without faults: ten seconds of
 //! producers, group members and a reader, the drain, and each stopped broker's copy of the
 //! partitions, all recorded; the history read back must be complete, consistent and clean.
-//! The delay workload's run is in `delay.rs`, in this one test binary.
+//! The delay workload's run is in `delay.rs`, the txn workload's in `txn.rs`, in this one
+//! test binary.
 
 mod delay;
+mod txn;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufReader, BufWriter};
