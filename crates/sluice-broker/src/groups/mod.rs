@@ -101,6 +101,19 @@ impl GroupsService {
     }
 }
 
+/// Runs a request that changes replicated state on a task of its own, to its end. gRPC drops a
+/// handler's future when its client gives up (a timeout resets the stream); cut there, a request
+/// could leave a record committed but not applied to the coordinator's state, or a decided
+/// transaction without its markers — and release the key's turn as if it were done
+/// (jepsen/FINDINGS.md, F10).
+pub(crate) async fn to_completion<T: Send + 'static>(request: impl Future<Output = T> + Send + 'static) -> T {
+    match tokio::spawn(request).await {
+        Ok(answer) => answer,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("a coordinator request's task was cancelled: {e}"),
+    }
+}
+
 /// The address gRPC saw the request come from, as a member's `client_host`.
 fn client_host<T>(request: &Request<T>) -> String {
     request.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default()
@@ -121,14 +134,16 @@ impl Groups for GroupsService {
         request: Request<GroupHeartbeatRequest>,
     ) -> Result<Response<GroupHeartbeatResponse>, Status> {
         let host = client_host(&request);
-        Ok(Response::new(self.coordinators.heartbeat(request.into_inner(), &host).await))
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.heartbeat(request.into_inner(), &host).await }).await))
     }
 
     async fn commit_offsets(
         &self,
         request: Request<CommitOffsetsRequest>,
     ) -> Result<Response<CommitOffsetsResponse>, Status> {
-        Ok(Response::new(self.coordinators.commit(request.into_inner()).await))
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.commit(request.into_inner()).await }).await))
     }
 
     async fn fetch_offsets(
@@ -153,20 +168,23 @@ impl Groups for GroupsService {
         &self,
         request: Request<SetGroupFilterRequest>,
     ) -> Result<Response<SetGroupFilterResponse>, Status> {
-        Ok(Response::new(self.coordinators.set_filter(request.into_inner()).await))
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.set_filter(request.into_inner()).await }).await))
     }
 
     async fn write_txn_offsets(
         &self,
         request: Request<WriteTxnOffsetsRequest>,
     ) -> Result<Response<WriteTxnOffsetsResponse>, Status> {
-        Ok(Response::new(self.coordinators.write_txn_offsets(request.into_inner()).await))
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.write_txn_offsets(request.into_inner()).await }).await))
     }
 
     async fn end_txn_offsets(
         &self,
         request: Request<EndTxnOffsetsRequest>,
     ) -> Result<Response<EndTxnOffsetsResponse>, Status> {
-        Ok(Response::new(self.coordinators.end_txn_offsets(request.into_inner()).await))
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.end_txn_offsets(request.into_inner()).await }).await))
     }
 }

@@ -55,6 +55,7 @@ use crate::client::ClientService;
 use crate::config::BrokerConfig;
 use crate::controller::ControllerGroup;
 use crate::groups::context::Context;
+use crate::groups::to_completion;
 use crate::partitions::Partitions;
 
 /// The internal topic holding every transactional id's records.
@@ -106,21 +107,24 @@ impl Transactions for TxnService {
         &self,
         request: Request<InitTransactionsRequest>,
     ) -> Result<Response<InitTransactionsResponse>, Status> {
-        Ok(Response::new(self.coordinators.init(request.into_inner()).await))
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.init(request.into_inner()).await }).await))
     }
 
     async fn add_txn_partitions(
         &self,
         request: Request<AddTxnPartitionsRequest>,
     ) -> Result<Response<AddTxnPartitionsResponse>, Status> {
-        Ok(Response::new(self.coordinators.add_partitions(request.into_inner()).await))
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.add_partitions(request.into_inner()).await }).await))
     }
 
     async fn end_transaction(
         &self,
         request: Request<EndTransactionRequest>,
     ) -> Result<Response<EndTransactionResponse>, Status> {
-        Ok(Response::new(self.coordinators.end(request.into_inner()).await))
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.end(request.into_inner()).await }).await))
     }
 
     async fn list_transactions(
@@ -141,7 +145,8 @@ impl Transactions for TxnService {
         &self,
         request: Request<ForceEndTransactionRequest>,
     ) -> Result<Response<ForceEndTransactionResponse>, Status> {
-        Ok(Response::new(self.coordinators.force_end(request.into_inner()).await))
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.force_end(request.into_inner()).await }).await))
     }
 
     async fn write_txn_markers(
@@ -164,6 +169,7 @@ impl Transactions for TxnService {
         &self,
         request: Request<TxnCommitOffsetsRequest>,
     ) -> Result<Response<TxnCommitOffsetsResponse>, Status> {
-        Ok(Response::new(self.coordinators.txn_commit_offsets(request.into_inner()).await))
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.txn_commit_offsets(request.into_inner()).await }).await))
     }
 }

@@ -1,7 +1,8 @@
 //! A coordinator's clock-driven work, one task per coordinator until it retires: aborting
 //! transactions past their timeout (so none hangs and holds a last stable offset back,
-//! docs/TRANSACTIONS.md), checking back half transactions (`checkback`), and forgetting
-//! transactional ids idle past their expiration.
+//! docs/TRANSACTIONS.md), finishing decided transactions whatever cut their completion short,
+//! checking back half transactions (`checkback`), and forgetting transactional ids idle past
+//! their expiration.
 //!
 //! Deadlines are read from the replicated table with this broker's clock: a new coordinator
 //! finds them where the old one left them.
@@ -17,6 +18,8 @@ use crate::groups::context::now_ms;
 
 /// How often the table is scanned: the granularity of transaction timeouts.
 const TICK: Duration = Duration::from_millis(100);
+/// A decision this old whose markers are not all written is finished by the timer.
+const STALE_DECISION: Duration = Duration::from_secs(2);
 /// Expired ids and idle locks are looked for every this many ticks.
 const SWEEP_TICKS: u32 = 100;
 
@@ -27,6 +30,7 @@ pub(super) async fn run(coordinator: Arc<TxnCoordinator>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks = 0u32;
     let mut aborting: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut finishing: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -43,6 +47,13 @@ pub(super) async fn run(coordinator: Arc<TxnCoordinator>) {
             if !aborting.contains_key(&id) {
                 let (coordinator, key) = (Arc::clone(&coordinator), id.clone());
                 aborting.insert(key, tokio::spawn(async move { abort_timed_out(&coordinator, &id).await }));
+            }
+        }
+        finishing.retain(|_, task| !task.is_finished());
+        for id in stale_decisions(&coordinator, now) {
+            if !finishing.contains_key(&id) {
+                let (coordinator, key) = (Arc::clone(&coordinator), id.clone());
+                finishing.insert(key, tokio::spawn(async move { finish_stale(&coordinator, &id).await }));
             }
         }
         let checkers = Arc::clone(&coordinator.checkers);
@@ -66,6 +77,27 @@ async fn abort_timed_out(coordinator: &Arc<TxnCoordinator>, id: &str) {
     match outcome {
         Ok(()) => tracing::info!(id, "transaction aborted: it outlived its timeout"),
         Err(e) => tracing::warn!(id, "aborting a timed-out transaction, will retry: {}", e.message),
+    }
+    drop(turn);
+}
+
+/// Decided transactions whose decision is older than [`STALE_DECISION`]: whatever was writing
+/// their markers gave up (a request cut short, an error), so the timer finishes them.
+fn stale_decisions(coordinator: &TxnCoordinator, now_ms: u64) -> Vec<String> {
+    let table = coordinator.table();
+    let stale = |id: &String| table.get(id).is_some_and(|m| m.updated_ms + STALE_DECISION.as_millis() as u64 <= now_ms);
+    table.pending_markers().into_iter().map(|(id, _)| id).filter(stale).collect()
+}
+
+/// Finishes `id`'s decided transaction, if it still is under the id's turn.
+async fn finish_stale(coordinator: &Arc<TxnCoordinator>, id: &str) {
+    let Ok(turn) = coordinator.turn(id).await else { return };
+    let decided = coordinator.table().pending_markers().iter().any(|(i, _)| i == id);
+    if decided {
+        match coordinator.finish(id).await {
+            Ok(_) => tracing::info!(id, "completed a decided transaction left unfinished"),
+            Err(e) => tracing::info!(id, "completing a decided transaction, will retry: {}", e.message),
+        }
     }
     drop(turn);
 }
