@@ -14,7 +14,9 @@
 //! A topic beyond the brokers' capacity is refused whole (`capacity`). A full disk on one broker refuses writes with STORAGE_FULL and keeps reads going, and ENOSPC
 //! stops only that broker's replicas until space returns (`disk_full`).
 //! Consumer groups are coordinated by the leaders of `__consumer_offsets`, share a topic's
-//! partitions, commit offsets and survive their coordinator's broker stopping (`groups`).
+//! partitions, commit offsets and survive their coordinator's broker stopping (`groups`). A
+//! transaction's commit whose client gives up while a marker cannot commit is completed after
+//! the heal (`transactions`).
 
 #[path = "broker/capacity.rs"]
 mod capacity;
@@ -42,6 +44,8 @@ mod metrics;
 mod retention;
 #[path = "broker/scale.rs"]
 mod scale;
+#[path = "broker/transactions.rs"]
+mod transactions;
 
 use std::time::Duration;
 
