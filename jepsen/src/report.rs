@@ -207,6 +207,10 @@ pub enum AnomalyKind {
     /// A transaction of the workload still open (ongoing, or decided and not completed) at its
     /// coordinator when the wait after the run gave up.
     StuckTransaction,
+    /// No transaction committed for a whole stretch with no fault active (after each heal's
+    /// allowance) at least the transaction timeout plus the allowance long: the workload made
+    /// no progress (a wedged coordinator, a full disk of the runner's machine, ...).
+    Stalled,
     /// An event the checker cannot interpret (e.g. an `ok` send without its offset): the
     /// history itself is broken, so the other verdicts may be incomplete.
     Malformed,
@@ -214,7 +218,7 @@ pub enum AnomalyKind {
 
 impl AnomalyKind {
     /// Every kind, in report order.
-    pub const ALL: [AnomalyKind; 21] = [
+    pub const ALL: [AnomalyKind; 22] = [
         AnomalyKind::LostWrite,
         AnomalyKind::Unseen,
         AnomalyKind::Duplicate,
@@ -235,6 +239,7 @@ impl AnomalyKind {
         AnomalyKind::NotExactlyOnce,
         AnomalyKind::StuckLso,
         AnomalyKind::StuckTransaction,
+        AnomalyKind::Stalled,
         AnomalyKind::Malformed,
     ];
 
@@ -274,7 +279,7 @@ impl AnomalyKind {
     /// `aborted-read`; a value at two places a `duplicate`; a read of a value no transaction
     /// wrote (or in another partition) a `garbage-read`. The first topic's reads are in the
     /// write checks too (its probes and node copies): `inconsistent-offsets`, `divergence`.
-    pub const TXN: [AnomalyKind; 11] = [
+    pub const TXN: [AnomalyKind; 12] = [
         AnomalyKind::AbortedRead,
         AnomalyKind::Torn,
         AnomalyKind::LostCommit,
@@ -282,6 +287,7 @@ impl AnomalyKind {
         AnomalyKind::NotExactlyOnce,
         AnomalyKind::StuckLso,
         AnomalyKind::StuckTransaction,
+        AnomalyKind::Stalled,
         AnomalyKind::GarbageRead,
         AnomalyKind::InconsistentOffsets,
         AnomalyKind::Divergence,
@@ -320,6 +326,7 @@ impl AnomalyKind {
             AnomalyKind::NotExactlyOnce => "not-exactly-once",
             AnomalyKind::StuckLso => "stuck-lso",
             AnomalyKind::StuckTransaction => "stuck-transaction",
+            AnomalyKind::Stalled => "stalled",
             AnomalyKind::Malformed => "malformed",
         }
     }

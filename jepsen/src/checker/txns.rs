@@ -153,6 +153,10 @@ struct Txns<'a> {
     instances: u64,
     reader_reads: u64,
     lso_samples: u64,
+    /// When each acknowledged commit completed, in history order.
+    commits_ns: Vec<u64>,
+    /// When the last transaction completed (the writers' end).
+    last_txn_ns: u64,
 }
 
 /// Runs the txn checks and returns the workload's figures. `windows` are the fault windows.
@@ -175,6 +179,7 @@ pub(crate) fn check(events: &[Event], index: &Index<'_>, windows: &[FaultWindow]
     exactly_once(&txns, found, &mut stats);
     stuck_lso(&txns, windows, found, &mut stats);
     stuck_transactions(&txns, windows, found);
+    stalled(&txns, windows, found);
     stats
 }
 
@@ -240,6 +245,10 @@ fn collect<'a>(events: &'a [Event], found: &mut Found) -> Txns<'a> {
                 }
                 txn.outcome = Some(outcome);
                 txn.end_event = Some(event.index);
+                if event.kind == Kind::Ok {
+                    t.commits_ns.push(event.time_ns);
+                }
+                t.last_txn_ns = t.last_txn_ns.max(event.time_ns);
             }
             Op::TxnPoll { reads } if event.kind == Kind::Ok => {
                 for r in reads {
@@ -631,6 +640,34 @@ fn stuck_transactions(t: &Txns<'_>, windows: &[FaultWindow], found: &mut Found) 
             event,
             after_heal_ms: last_heal.map(|h| time_ns.saturating_sub(h) / MS),
         });
+    }
+}
+
+/// Stretches with no fault active — from a heal plus its allowance to the next fault, from the
+/// first transaction to the first fault, from the last heal's allowance to the writers' end —
+/// at least `timeout + allowance` long in which no transaction committed. The writers commit
+/// most of their transactions every few hundred ms, so one such stretch means the workload
+/// stopped making progress: safe, but not live.
+fn stalled(t: &Txns<'_>, windows: &[FaultWindow], found: &mut Found) {
+    let Some(&first) = t.commits_ns.first() else { return };
+    let allowance_ns = t.setup.heal_allowance_ms * MS;
+    let longest_ns = (t.setup.timeout_ms + t.setup.heal_allowance_ms) * MS;
+    let mut quiet_from = first;
+    let mut stretches = Vec::new();
+    for w in windows {
+        stretches.push((quiet_from, w.start_ns));
+        let Some(heal) = w.heal_ns else { return };
+        quiet_from = quiet_from.max(heal + allowance_ns);
+    }
+    stretches.push((quiet_from, t.last_txn_ns));
+    for (from, to) in stretches {
+        if to <= from || to - from < longest_ns {
+            continue;
+        }
+        let committed = t.commits_ns.iter().any(|&c| c > from && c <= to);
+        if !committed {
+            found.push(Anomaly::Stalled { from_ms: from / MS, to_ms: to / MS });
+        }
     }
 }
 

@@ -374,6 +374,14 @@ pub enum Anomaly {
         /// How long after the last heal the wait gave up, in ms (`None`: no fault).
         after_heal_ms: Option<u64>,
     },
+    /// No transaction committed from `from_ms` to `to_ms` (since the run's start), a stretch
+    /// with no fault active after each heal's allowance.
+    Stalled {
+        /// Where the stretch begins, ms since the run's start.
+        from_ms: u64,
+        /// Where it ends.
+        to_ms: u64,
+    },
     /// An event the checker cannot interpret.
     Malformed {
         /// The event.
@@ -601,6 +609,11 @@ impl Anomaly {
                     "transaction {transaction} still open at its coordinator when the wait gave up (event {event}{after})"
                 )
             }
+            Anomaly::Stalled { from_ms, to_ms } => format!(
+                "no transaction committed from {:.1} s to {:.1} s, with no fault active (heal allowances aside)",
+                *from_ms as f64 / 1000.0,
+                *to_ms as f64 / 1000.0
+            ),
             Anomaly::Malformed { event, reason } => format!("event {event}: {reason}"),
         }
     }
@@ -632,6 +645,7 @@ impl Anomaly {
             Anomaly::NotExactlyOnce { .. } => AnomalyKind::NotExactlyOnce,
             Anomaly::StuckLso { .. } => AnomalyKind::StuckLso,
             Anomaly::StuckTransaction { .. } => AnomalyKind::StuckTransaction,
+            Anomaly::Stalled { .. } => AnomalyKind::Stalled,
             Anomaly::Malformed { .. } => AnomalyKind::Malformed,
         }
     }

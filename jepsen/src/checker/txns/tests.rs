@@ -399,3 +399,27 @@ fn a_transaction_still_open_when_the_wait_gave_up_is_stuck() {
     h.txn_setup(&["a"], 1, "src", 1, 5_000).txn_end(true, true);
     assert!(check(&h.events).is_clean());
 }
+
+#[test]
+fn no_commit_for_a_whole_quiet_stretch_is_a_stall() {
+    let history = |commits_ms: &[u64]| {
+        let mut h = History::new();
+        h.txn_setup(&["a"], 1, "src", 1, 5_000);
+        h.at_ms(1_000).txn(0, "w0-0", Commit, Committed, &[("a", 0, "w0-0-0")]);
+        h.at_ms(3_000).fault("pause", "start", &[3]).at_ms(5_000).fault("pause", "heal", &[3]);
+        for (i, &ms) in commits_ms.iter().enumerate() {
+            let (label, value) = (format!("w0-{}", i + 1), format!("w0-{}-0", i + 1));
+            h.at_ms(ms).txn(0, &label, Commit, Committed, &[("a", 0, &value)]);
+        }
+        // The writer's last transaction fails at 80 s: the quiet stretch runs from the heal's
+        // allowance (25 s) to there.
+        h.at_ms(80_000).txn(0, "w0-last", Abort, Aborted, &[("a", 0, "w0-last-0")]);
+        h
+    };
+    let stalled = check(&history(&[]).events);
+    let found = only(&stalled, AnomalyKind::Stalled, 1);
+    assert_eq!(found[0], Anomaly::Stalled { from_ms: 25_000, to_ms: 80_001 });
+    assert!(found[0].describe().contains("no transaction committed from 25.0 s to 80.0 s"), "{found:?}");
+    let live = check(&history(&[30_000, 55_000, 79_000]).events);
+    assert_eq!(live.count(AnomalyKind::Stalled), 0, "{}", live.to_json());
+}
