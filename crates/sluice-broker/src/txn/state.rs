@@ -194,8 +194,21 @@ impl TxnTable {
 
     /// Ongoing transactions past their timeout at `now_ms`, to abort
     /// ([`TxnTable::abort_timed_out`]); half-message ones are checked back instead.
+    #[cfg(test)]
     pub fn timed_out(&self, now_ms: u64) -> Vec<String> {
         self.ids_where(|m| is_timed_out(m, now_ms))
+    }
+
+    /// Ongoing transactions that their timeout aborts (half-message ones are checked back), as
+    /// `(id, epoch, timeout_ms)`: the coordinator times them with its monotonic clock, from when
+    /// it first sees each (a new coordinator gives every one a full timeout), so a wall clock
+    /// that jumps ends none early or late.
+    pub fn abortable(&self) -> Vec<(String, i32, u32)> {
+        self.txns
+            .iter()
+            .filter(|(_, m)| m.state() == TxnState::Ongoing && m.check_group.is_none())
+            .map(|(id, m)| (id.clone(), m.epoch, m.timeout_ms))
+            .collect()
     }
 
     /// Half-message transactions whose next check-back is due at `now_ms`, undecided ones
@@ -231,6 +244,7 @@ fn is_idle(meta: &TxnMeta) -> bool {
     matches!(meta.state(), TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort)
 }
 
+#[cfg(test)]
 fn is_timed_out(meta: &TxnMeta, now_ms: u64) -> bool {
     meta.state() == TxnState::Ongoing
         && meta.check_group.is_none()

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::coordinator::{Phase, TxnCoordinator};
 use crate::groups::context::now_ms;
@@ -31,6 +32,7 @@ pub(super) async fn run(coordinator: Arc<TxnCoordinator>) {
     let mut ticks = 0u32;
     let mut aborting: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut finishing: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut deadlines = Deadlines::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -43,10 +45,10 @@ pub(super) async fn run(coordinator: Arc<TxnCoordinator>) {
         // Each abort on its own task: one whose markers wait for a partition with no leader
         // must not hold the others back. One task per id at a time.
         aborting.retain(|_, task| !task.is_finished());
-        for id in coordinator.table().timed_out(now) {
+        for (id, epoch) in deadlines.expired(&coordinator.table().abortable(), Instant::now()) {
             if !aborting.contains_key(&id) {
                 let (coordinator, key) = (Arc::clone(&coordinator), id.clone());
-                aborting.insert(key, tokio::spawn(async move { abort_timed_out(&coordinator, &id).await }));
+                aborting.insert(key, tokio::spawn(async move { abort_timed_out(&coordinator, &id, epoch).await }));
             }
         }
         finishing.retain(|_, task| !task.is_finished());
@@ -66,10 +68,38 @@ pub(super) async fn run(coordinator: Arc<TxnCoordinator>) {
     }
 }
 
-/// Aborts `id`'s transaction if it is still past its timeout under the id's turn.
-async fn abort_timed_out(coordinator: &Arc<TxnCoordinator>, id: &str) {
+/// When each ongoing transaction times out, by this coordinator's monotonic clock: from the
+/// tick that first saw it (at most one tick after it began, or when this coordinator loaded).
+#[derive(Default)]
+struct Deadlines {
+    by_transaction: HashMap<(String, i32), Instant>,
+}
+
+impl Deadlines {
+    /// The transactions of `abortable` (id, epoch, timeout) past their deadline at `now`;
+    /// forgets those no longer ongoing.
+    fn expired(&mut self, abortable: &[(String, i32, u32)], now: Instant) -> Vec<(String, i32)> {
+        let mut keep = HashMap::with_capacity(abortable.len());
+        let mut expired = Vec::new();
+        for (id, epoch, timeout_ms) in abortable {
+            let key = (id.clone(), *epoch);
+            let deadline =
+                self.by_transaction.remove(&key).unwrap_or_else(|| now + Duration::from_millis(u64::from(*timeout_ms)));
+            if deadline <= now {
+                expired.push(key.clone());
+            }
+            keep.insert(key, deadline);
+        }
+        self.by_transaction = keep;
+        expired
+    }
+}
+
+/// Aborts `id`'s transaction of `epoch` (past its timeout) if it is still ongoing under the
+/// id's turn.
+async fn abort_timed_out(coordinator: &Arc<TxnCoordinator>, id: &str, epoch: i32) {
     let Ok(turn) = coordinator.turn(id).await else { return };
-    let Some(plan) = coordinator.table().abort_timed_out(id, now_ms() as u64) else { return };
+    let Some(plan) = coordinator.table().abort_expired(id, epoch, now_ms() as u64) else { return };
     let outcome = match coordinator.write(&plan.records).await {
         Ok(_) => coordinator.finish(id).await.map(drop),
         Err(e) => Err(e),
@@ -113,5 +143,24 @@ async fn forget_expired(coordinator: &Arc<TxnCoordinator>) {
             tracing::warn!(id, "forgetting an expired transactional id: {}", e.message);
         }
         drop(turn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_times_out_by_the_monotonic_clock_from_when_it_was_first_seen() {
+        let mut d = Deadlines::default();
+        let t0 = Instant::now();
+        let open = vec![("a".to_owned(), 3, 5_000), ("b".to_owned(), 1, 1_000)];
+        assert!(d.expired(&open, t0).is_empty(), "first seen: a full timeout from now");
+        assert_eq!(d.expired(&open, t0 + Duration::from_millis(1_000)), vec![("b".to_owned(), 1)]);
+        // "a" began its next transaction (epoch 4): a new deadline; "b" ended: forgotten.
+        let next = vec![("a".to_owned(), 4, 5_000)];
+        assert!(d.expired(&next, t0 + Duration::from_millis(6_000)).is_empty());
+        assert_eq!(d.by_transaction.len(), 1);
+        assert_eq!(d.expired(&next, t0 + Duration::from_millis(11_000)), vec![("a".to_owned(), 4)]);
     }
 }

@@ -13,10 +13,12 @@ use sluice_common::TopicName;
 use sluice_proto::ErrorCode;
 use sluice_proto::internal::{TxnEndedBy, TxnMeta, TxnPartition, TxnRecord, TxnState};
 
+#[cfg(test)]
+use super::is_timed_out;
 use super::{
     CheckAnswer, MAX_EPOCH, MAX_TXN_OFFSET_GROUPS, MAX_TXN_PARTITIONS, Plan, Planned, Producer, TxnError, TxnLimits,
-    TxnTable, ended_by_text, identity, is_check_due, is_expired, is_idle, is_timed_out, markers_of, put, removed,
-    validate_group, validate_id,
+    TxnTable, ended_by_text, identity, is_check_due, is_expired, is_idle, markers_of, put, removed, validate_group,
+    validate_id,
 };
 
 impl TxnTable {
@@ -148,10 +150,22 @@ impl TxnTable {
         }
     }
 
-    /// The abort of `id`'s transaction past its timeout; `None` if it is no longer open past it
-    /// at `now_ms` (it ended, or another began, since [`TxnTable::timed_out`] found it).
+    /// The abort of `id`'s transaction past its timeout by the wall clock `now_ms`; `None` if it
+    /// is no longer open past it (the unit tests' model of [`TxnTable::abort_expired`]).
+    #[cfg(test)]
     pub fn abort_timed_out(&self, id: &str, now_ms: u64) -> Option<Plan> {
         let meta = self.txns.get(id).filter(|m| is_timed_out(m, now_ms))?;
+        Some(prepare(id, meta, false, TxnEndedBy::Timeout, now_ms))
+    }
+
+    /// The abort of `id`'s transaction of `epoch`, which the coordinator's own clock found past
+    /// its timeout; `None` if that transaction is no longer ongoing (it ended, or another began).
+    /// Half-message transactions are checked back instead, never aborted here.
+    pub fn abort_expired(&self, id: &str, epoch: i32, now_ms: u64) -> Option<Plan> {
+        let meta = self
+            .txns
+            .get(id)
+            .filter(|m| m.epoch == epoch && m.state() == TxnState::Ongoing && m.check_group.is_none())?;
         Some(prepare(id, meta, false, TxnEndedBy::Timeout, now_ms))
     }
 
