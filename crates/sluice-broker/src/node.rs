@@ -272,9 +272,34 @@ impl Broker {
                 tracing::warn!("broker task ended badly: {e}");
             }
         }
+        let delays = self.partitions.delays().map(|d| Arc::downgrade(d.store()));
+        drop(self.partitions);
+        if let Some(store) = delays {
+            wait_closed(store).await;
+        }
         tracing::info!(node_id = self.config.node_id, "broker stopped");
     }
 }
+
+/// Waits, for at most [`CLOSE_WAIT`], until the last holder of the delay store has let it go.
+/// Coordinators' timers and loads run on tasks of their own that end soon after the stop
+/// signal, not before [`Broker::shutdown`]'s joins: a broker started again in the same process
+/// (tests, an embedding application) would otherwise find the store's RocksDB lock still held.
+async fn wait_closed(store: std::sync::Weak<sluice_raft::partition::delay::DelayStore>) {
+    let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+    while store.strong_count() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                "the delay store is still held {CLOSE_WAIT:?} after the stop; a restart here may find it locked"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// How long [`Broker::shutdown`] waits for late holders of stored state to let it go.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Takes `data_dir/LOCK`, refusing to start when another broker process holds it.
 fn lock_data_dir(data_dir: &std::path::Path) -> Result<DirLock, StartError> {
