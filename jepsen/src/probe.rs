@@ -117,6 +117,7 @@ impl Probe {
             partition,
             batch: batch_of(&value),
             timeout_ms: COMMIT_WAIT.as_millis() as u32,
+            ..Default::default()
         };
         self.record(Kind::Invoke, &value, None, None)?;
         let answer = match tokio::time::timeout(ANSWER_LIMIT, SluiceClient::new(channel).produce(request)).await {

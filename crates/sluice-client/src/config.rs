@@ -113,8 +113,12 @@ pub struct ProducerConfig {
     /// when the buffer is full. Default: 32 MiB.
     pub buffer_memory_bytes: usize,
     /// Idempotent delivery: retries of a batch are written once (producer id, epoch and
-    /// per-partition sequence numbers). Default: true.
+    /// per-partition sequence numbers). Default: true. Off under [`Acks::None`], which never
+    /// learns what was written and so cannot keep sequences.
     pub idempotence: bool,
+    /// When the broker acknowledges a batch (docs/DURABILITY.md, "Acknowledgement levels").
+    /// Default: [`Acks::All`].
+    pub acks: Acks,
     /// How long a batch may take from its creation until it is acknowledged, retries included,
     /// before its records fail with [`Error::Timeout`]. Default: 30 s.
     pub delivery_timeout: Duration,
@@ -131,6 +135,7 @@ impl Default for ProducerConfig {
             max_batch_bytes: 256 * 1024,
             buffer_memory_bytes: 32 * 1024 * 1024,
             idempotence: true,
+            acks: Acks::All,
             delivery_timeout: Duration::from_secs(30),
             sticky_partition_bytes: 16 * 1024,
         }
@@ -171,6 +176,63 @@ pub enum SeekTo {
     /// The first message whose timestamp is at or after this many ms since the Unix epoch
     /// (the latest offset if there is none).
     Timestamp(i64),
+}
+
+/// When a producer's batches are acknowledged, and so what an acknowledgement promises
+/// (docs/DURABILITY.md, "Acknowledgement levels"). Kafka's `acks`, RocketMQ's send modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Acks {
+    /// Once committed: fsynced by a majority of the partition's replicas. Survives any
+    /// minority of crashes, a full-cluster power loss included. Kafka's `acks=all`.
+    #[default]
+    All,
+    /// Once the partition's leader has checked the batch and queued it in its log, before
+    /// replication and fsync: lost if that leader dies or is deposed first. No offsets are
+    /// returned ([`RecordMetadata::NO_OFFSET`](crate::RecordMetadata::NO_OFFSET)). Kafka's
+    /// `acks=1`.
+    Leader,
+    /// Not acknowledged: a record counts as sent once it is on its way to the leader, and
+    /// failures are only counted ([`Producer::failures`](crate::Producer::failures)). No
+    /// retries, no idempotence. Kafka's `acks=0`, RocketMQ's oneway send.
+    None,
+}
+
+impl Acks {
+    pub(crate) fn wire(self) -> sluice_proto::v1::Acks {
+        match self {
+            Acks::All => sluice_proto::v1::Acks::All,
+            Acks::Leader => sluice_proto::v1::Acks::Leader,
+            Acks::None => sluice_proto::v1::Acks::None,
+        }
+    }
+
+    /// The name the CLI and configuration files use: `all`, `leader` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acks::All => "all",
+            Acks::Leader => "leader",
+            Acks::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Acks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Acks {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Acks, String> {
+        match s {
+            "all" | "-1" => Ok(Acks::All),
+            "leader" | "1" => Ok(Acks::Leader),
+            "none" | "0" => Ok(Acks::None),
+            other => Err(format!("acks must be all, leader or none (Kafka's -1, 1 or 0), not {other:?}")),
+        }
+    }
 }
 
 /// What a consumer sees of transactions (docs/TRANSACTIONS.md).

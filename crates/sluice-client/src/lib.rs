@@ -65,8 +65,8 @@ mod transaction_admin;
 pub use admin::{Admin, BrokerStatus, ClusterStatus, PartitionDescription, TopicDescription};
 pub use client::Client;
 pub use config::{
-    BOOTSTRAP_ENV, ClientConfig, ConsumerConfig, DEFAULT_BOOTSTRAP, GroupConsumerConfig, Isolation, MAX_GROUP_ID_LEN,
-    OffsetReset, ProducerConfig, SeekTo, parse_bootstrap,
+    Acks, BOOTSTRAP_ENV, ClientConfig, ConsumerConfig, DEFAULT_BOOTSTRAP, GroupConsumerConfig, Isolation,
+    MAX_GROUP_ID_LEN, OffsetReset, ProducerConfig, SeekTo, parse_bootstrap,
 };
 pub use consumer::Consumer;
 pub use delay::{CancelOutcome, DelayedId, DelayedInfo, DelayedListing};
@@ -78,7 +78,7 @@ pub use group::{
 };
 pub use half::{CheckAnswer, HalfCheck, HalfConfig, HalfMessage, HalfProducer, TransactionChecker};
 pub use metadata::{BrokerInfo, ClusterMetadata, DiskFull, PartitionInfo, TopicConfig, TopicInfo};
-pub use producer::{Delivery, Producer};
+pub use producer::{Delivery, Producer, SendFailure};
 pub use record::{ConsumedRecord, ProducerRecord, RecordMetadata};
 pub use schedule::{Cadence, ScheduleInfo};
 pub use sluice_proto::ErrorCode;

@@ -333,8 +333,13 @@ impl TransactionalProducer {
         let call = self.client.call("Produce", Route::Leader { topic: &topic, partition });
         self.client
             .execute(call, |mut rpc| {
-                let request =
-                    v1::ProduceRequest { topic: topic.clone(), partition, batch: batch.clone(), timeout_ms: 0 };
+                let request = v1::ProduceRequest {
+                    topic: topic.clone(),
+                    partition,
+                    batch: batch.clone(),
+                    timeout_ms: 0,
+                    ..Default::default()
+                };
                 async move { rpc.produce(request).await }
             })
             .await?;

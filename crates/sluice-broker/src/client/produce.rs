@@ -9,10 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use sluice_common::filter::tag_summary_bit;
 use sluice_common::record::{BatchError, ProducerStamp, RecordBatch, RecordView};
-use sluice_proto::v1::{ProduceRequest, ProduceResponse};
+use sluice_proto::v1::{Acks, ProduceRequest, ProduceResponse};
 use sluice_proto::{Error, ErrorCode};
 use sluice_raft::Reply;
-use sluice_raft::partition::{LeaderStamp, PartitionCommand, WriteError, reject, write};
+use sluice_raft::partition::{LeaderStamp, PartitionCommand, WriteError, lease_fresh, reject, submit, write};
 use sluice_raft::typ::ack_ages;
 
 use super::errors::error;
@@ -34,8 +34,49 @@ impl ClientService {
 
     async fn produce(&self, request: ProduceRequest) -> Result<ProduceResponse, Error> {
         let prepared = self.prepare_produce(request)?;
+        if prepared.acks != Acks::All && lease_fresh(&prepared.led.raft, self.pipeline_lease_window) {
+            return self.produce_early(prepared).await;
+        }
         let outcome = tokio::time::timeout(prepared.timeout, write(&prepared.led.raft, prepared.command)).await;
         self.conclude_produce(&prepared.led, prepared.batch_bytes, prepared.delayed, prepared.timeout, outcome)
+    }
+
+    /// `ACKS_LEADER` (and a unary `ACKS_NONE`): answered once the batch is in the leader's log
+    /// queue; the commit is waited for on a task of its own, for the metrics and the log. With
+    /// the lease lapsed the caller writes as for `ACKS_ALL` instead: the answer may come later
+    /// than the level needs, never earlier.
+    async fn produce_early(&self, prepared: PreparedProduce) -> Result<ProduceResponse, Error> {
+        let answer = prepared.leader_only();
+        let pending = submit(&prepared.led.raft, prepared.command.clone()).await;
+        let pending = match pending {
+            Ok(pending) => pending,
+            Err(e) => {
+                let PreparedProduce { led, batch_bytes, delayed, timeout, .. } = prepared;
+                return self.conclude_produce(&led, batch_bytes, delayed, timeout, Ok(Err(e)));
+            }
+        };
+        let service = self.clone();
+        tokio::spawn(async move {
+            let PreparedProduce { led, batch_bytes, delayed, timeout, .. } = prepared;
+            let outcome = tokio::time::timeout(timeout, pending).await;
+            service.concluded_early(&led, batch_bytes, delayed, timeout, outcome);
+        });
+        Ok(answer)
+    }
+
+    /// Counts and logs the outcome of a batch answered before its commit.
+    pub(super) fn concluded_early(
+        &self,
+        led: &Led,
+        batch_bytes: usize,
+        delayed: bool,
+        timeout: Duration,
+        outcome: Result<Result<Reply, WriteError>, tokio::time::error::Elapsed>,
+    ) -> Option<Error> {
+        let error = self.conclude_produce(led, batch_bytes, delayed, timeout, outcome).err()?;
+        self.metrics.produce_early_failed(error.error_code());
+        tracing::debug!(topic = %led.topic, partition = led.partition, message = %error.message, "a batch answered before its commit failed");
+        Some(error)
     }
 
     /// Finds the led partition and checks the batch: everything before the batch is proposed.
@@ -50,7 +91,17 @@ impl ClientService {
         }
         let led = self.led_partition(&request.topic, request.partition)?;
         self.check_disks(&led)?;
-        let delayed = check_batch(&request.batch, led.max_message_bytes, self.max_batch_bytes)?;
+        let acks = request.acks();
+        let Checked { delayed, count, transactional } =
+            check_batch(&request.batch, led.max_message_bytes, self.max_batch_bytes)?;
+        if transactional && acks != Acks::All {
+            let message = format!(
+                "a transactional batch must be acknowledged once committed (ACKS_ALL), not {}: its transaction \
+                 commits only what its partitions hold",
+                acks.as_str_name()
+            );
+            return Err(error(ErrorCode::InvalidRequest, message));
+        }
         if delayed {
             self.check_delays(&request.batch)?;
         }
@@ -67,7 +118,7 @@ impl ClientService {
             max_producers: self.max_producers_per_partition,
         };
         let command = PartitionCommand::produce_at(&request.batch, &stamp);
-        Ok(PreparedProduce { batch_bytes: request.batch.len(), led, timeout, command, delayed })
+        Ok(PreparedProduce { batch_bytes: request.batch.len(), led, timeout, command, delayed, count, acks })
     }
 
     /// STORAGE_FULL while a broker holding a replica of the partition is below its free-space
@@ -146,6 +197,23 @@ pub(super) struct PreparedProduce {
     pub delayed: bool,
     /// How long the commit may take before the answer is `TIMEOUT`.
     pub timeout: Duration,
+    /// Messages in the batch.
+    pub count: u32,
+    /// When the producer wants its answer.
+    pub acks: Acks,
+}
+
+impl PreparedProduce {
+    /// The answer given before the commit (`ACKS_LEADER`, `ACKS_NONE`): no offsets.
+    pub(super) fn leader_only(&self) -> ProduceResponse {
+        ProduceResponse {
+            error: Some(Error::ok()),
+            count: self.count,
+            delayed: self.delayed,
+            leader_only: true,
+            ..ProduceResponse::default()
+        }
+    }
 }
 
 /// This broker's wall clock in ms since the Unix epoch (0 if it reads before the epoch, which
@@ -196,8 +264,8 @@ fn answer(reply: Reply, delayed: bool) -> Result<ProduceResponse, Error> {
 }
 
 /// Checks `batch` before it is proposed: size, checksum, header fields, every record, and each
-/// message against `max_message_bytes`. Says whether the batch is delayed.
-fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> Result<bool, Error> {
+/// message against `max_message_bytes`.
+fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> Result<Checked, Error> {
     if batch.len() > max_batch_bytes as usize {
         return Err(error(
             ErrorCode::MessageTooLarge,
@@ -246,7 +314,15 @@ fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> R
     {
         return Err(invalid(format!("{}", BatchError::TagSummary { header, computed: tag_summary })));
     }
-    Ok(h.delayed)
+    Ok(Checked { delayed: h.delayed, count: h.count, transactional: h.transactional })
+}
+
+/// What [`check_batch`] learnt of a valid batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Checked {
+    delayed: bool,
+    count: u32,
+    transactional: bool,
 }
 
 /// Checks a batch's producer fields (docs/FORMAT.md, "Header fields"): all three -1 when not
@@ -299,7 +375,7 @@ mod tests {
         b.finish()
     }
 
-    fn code(result: Result<bool, Error>) -> ErrorCode {
+    fn code(result: Result<Checked, Error>) -> ErrorCode {
         result.unwrap_err().error_code()
     }
 
@@ -313,7 +389,7 @@ mod tests {
             timestamp_ms: 5,
         };
         let b = batch(ProducerStamp::NONE, std::slice::from_ref(&r));
-        assert_eq!(check_batch(&b, 11, 1024), Ok(false));
+        assert_eq!(check_batch(&b, 11, 1024).map(|c| c.delayed), Ok(false));
         let e = check_batch(&b, 10, 1024).unwrap_err();
         assert_eq!(e.error_code(), ErrorCode::MessageTooLarge);
         assert!(e.message.contains("11 bytes") && e.message.contains("at most 10"), "{}", e.message);
@@ -332,14 +408,14 @@ mod tests {
         let stamp = ProducerStamp { producer_id: 3, epoch: 0, base_sequence: -5 };
         assert_eq!(code(check_batch(&batch(stamp, &[Record::new("v", 1)]), 1024, 1024)), ErrorCode::InvalidRequest);
         let ok = ProducerStamp { producer_id: 3, epoch: 0, base_sequence: 0 };
-        assert_eq!(check_batch(&batch(ok, &[Record::new("v", 1)]), 1024, 1024), Ok(false));
+        assert_eq!(check_batch(&batch(ok, &[Record::new("v", 1)]), 1024, 1024).map(|c| c.delayed), Ok(false));
     }
 
     #[test]
     fn a_tag_summary_that_leaves_out_a_tag_is_refused() {
         let tagged = Record { tag: Some("TagA".into()), ..Record::new("v", 1) };
         let good = batch(ProducerStamp::NONE, &[tagged, Record::new("w", 2)]);
-        assert_eq!(check_batch(&good, 1024, 1024), Ok(false));
+        assert_eq!(check_batch(&good, 1024, 1024).map(|c| c.delayed), Ok(false));
         let mut raw = good.to_vec();
         raw[46..54].copy_from_slice(&0u64.to_le_bytes());
         let crc = crc32fast::hash(&raw[4..]);

@@ -19,8 +19,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
-use sluice_proto::v1::{ProduceRequest, ProduceResponse};
+use futures_util::stream::{FuturesOrdered, FuturesUnordered, Stream, StreamExt};
+use sluice_proto::v1::{Acks, ProduceRequest, ProduceResponse};
 use sluice_proto::{Error, ErrorCode};
 use sluice_raft::partition::{lease_fresh, submit, write};
 use tokio::sync::mpsc;
@@ -44,6 +44,28 @@ pub(super) type Answers = Pin<Box<dyn Stream<Item = Result<ProduceResponse, Stat
 
 type Answer = Pin<Box<dyn Future<Output = ProduceResponse> + Send>>;
 
+/// The commit of a batch answered before it; resolves to the error that must end the stream.
+type Background = Pin<Box<dyn Future<Output = Option<Error>> + Send>>;
+
+/// What starting one request gave.
+enum Started {
+    /// The answer to send, in request order (`ACKS_ALL`, and every refusal but `ACKS_NONE`'s).
+    Answer(Answer),
+    /// `ACKS_LEADER`: the answer, and the commit to watch.
+    Early(Answer, Background),
+    /// `ACKS_NONE`: no answer; the commit to watch, if it was not written to completion.
+    Silent(Option<Background>),
+    /// `ACKS_NONE` refused: the stream ends with this error.
+    Refused(Error),
+}
+
+/// The status an `ACKS_NONE` stream ends with when one of its batches failed: `UNAVAILABLE` for a
+/// retriable code (the producer looks for the leader again), `FAILED_PRECONDITION` otherwise.
+fn refusal(e: &Error) -> Status {
+    let message = format!("{}: {}", e.error_code().as_str_name(), e.message);
+    if e.error_code().is_retriable() { Status::unavailable(message) } else { Status::failed_precondition(message) }
+}
+
 impl ClientService {
     /// Serves one produce stream until the client closes it (or it breaks), then answers what
     /// is still in flight.
@@ -60,6 +82,9 @@ impl ClientService {
         answers: mpsc::Sender<Result<ProduceResponse, Status>>,
     ) {
         let mut in_flight: FuturesOrdered<Answer> = FuturesOrdered::new();
+        // Commits of batches answered early (or not at all); an `ACKS_NONE` one that failed
+        // ends the stream with its error.
+        let mut committing: FuturesUnordered<Background> = FuturesUnordered::new();
         let mut broke = None;
         // A stopping broker ends its streams (after answering what they submitted), or a
         // graceful shutdown would wait for producers to hang up.
@@ -73,8 +98,25 @@ impl ClientService {
                         return;
                     }
                 }
-                request = requests.message(), if in_flight.len() < MAX_IN_FLIGHT_PER_STREAM => match request {
-                    Ok(Some(request)) => in_flight.push_back(self.start(request).await),
+                Some(failed) = committing.next(), if !committing.is_empty() => {
+                    if let Some(e) = failed {
+                        broke = Some(refusal(&e));
+                        break;
+                    }
+                }
+                request = requests.message(), if in_flight.len() + committing.len() < MAX_IN_FLIGHT_PER_STREAM => match request {
+                    Ok(Some(request)) => match self.start(request).await {
+                        Started::Answer(answer) => in_flight.push_back(answer),
+                        Started::Early(answer, commit) => {
+                            in_flight.push_back(answer);
+                            committing.push(commit);
+                        }
+                        Started::Silent(commit) => committing.extend(commit),
+                        Started::Refused(e) => {
+                            broke = Some(refusal(&e));
+                            break;
+                        }
+                    },
                     Ok(None) => break,
                     Err(status) => {
                         tracing::debug!(%status, "produce stream broke");
@@ -90,8 +132,14 @@ impl ClientService {
                 return;
             }
         }
-        // A request the stream could not deliver (one over the decode limit: OUT_OF_RANGE) ends
-        // the answers with its status, so the client learns why no answer came for it.
+        while let Some(failed) = committing.next().await {
+            if let (Some(e), None) = (failed, &broke) {
+                broke = Some(refusal(&e));
+            }
+        }
+        // A request the stream could not deliver (one over the decode limit: OUT_OF_RANGE), or an
+        // `ACKS_NONE` batch that failed, ends the answers with its status, so the client learns
+        // why no answer came for it.
         if let Some(status) = broke {
             let _ = answers.send(Err(status)).await;
         }
@@ -99,32 +147,73 @@ impl ClientService {
 
     /// Checks and submits one batch; the returned future answers it. Returns only once the
     /// batch is in its partition's log queue, so the next one lands behind it.
-    async fn start(self: &Arc<Self>, request: ProduceRequest) -> Answer {
+    async fn start(self: &Arc<Self>, request: ProduceRequest) -> Started {
         let started = Instant::now();
+        let acks = request.acks();
         let prepared = match self.prepare_produce(request) {
             Ok(prepared) => prepared,
-            Err(e) => return self.answered(started, Err(e)),
+            Err(e) if acks == Acks::None => return Started::Refused(e),
+            Err(e) => return Started::Answer(self.answered(started, Err(e))),
         };
-        let PreparedProduce { led, command, batch_bytes, delayed, timeout } = prepared;
-        if !lease_fresh(&led.raft, self.pipeline_lease_window) {
+        if !lease_fresh(&prepared.led.raft, self.pipeline_lease_window) {
+            let PreparedProduce { led, command, batch_bytes, delayed, timeout, .. } = prepared;
             let outcome = tokio::time::timeout(timeout, write(&led.raft, command)).await;
             let answer = self.conclude_produce(&led, batch_bytes, delayed, timeout, outcome);
-            return self.answered(started, answer);
+            return match (acks, answer) {
+                (Acks::None, Err(e)) => Started::Refused(e),
+                (Acks::None, Ok(_)) => Started::Silent(None),
+                (_, answer) => Started::Answer(self.answered(started, answer)),
+            };
         }
+        if acks != Acks::All {
+            return self.start_early(started, prepared).await;
+        }
+        let PreparedProduce { led, command, batch_bytes, delayed, timeout, .. } = prepared;
         match submit(&led.raft, command).await {
             Ok(pending) => {
                 let service = Arc::clone(self);
-                Box::pin(async move {
+                Started::Answer(Box::pin(async move {
                     let outcome = tokio::time::timeout(timeout, pending).await;
                     let answer = service.conclude_produce(&led, batch_bytes, delayed, timeout, outcome);
                     service.answered(started, answer).await
-                })
+                }))
             }
             Err(e) => {
                 let answer = self.conclude_produce(&led, batch_bytes, delayed, timeout, Ok(Err(e)));
-                self.answered(started, answer)
+                Started::Answer(self.answered(started, answer))
             }
         }
+    }
+
+    /// `ACKS_LEADER` and `ACKS_NONE`: submits the batch, answers at once (or not at all), and
+    /// leaves the commit to a future the pump polls in the background. Under `ACKS_NONE` a
+    /// failed commit ends the stream, so the producer hears of it.
+    async fn start_early(self: &Arc<Self>, started: Instant, prepared: PreparedProduce) -> Started {
+        let acks = prepared.acks;
+        let answer = prepared.leader_only();
+        let pending = match submit(&prepared.led.raft, prepared.command.clone()).await {
+            Ok(pending) => pending,
+            Err(e) => {
+                let PreparedProduce { led, batch_bytes, delayed, timeout, .. } = prepared;
+                let answer = self.conclude_produce(&led, batch_bytes, delayed, timeout, Ok(Err(e)));
+                return match (acks, answer) {
+                    (Acks::None, Err(e)) => Started::Refused(e),
+                    (_, answer) => Started::Answer(self.answered(started, answer)),
+                };
+            }
+        };
+        let service = Arc::clone(self);
+        let commit: Background = Box::pin(async move {
+            let PreparedProduce { led, batch_bytes, delayed, timeout, .. } = prepared;
+            let outcome = tokio::time::timeout(timeout, pending).await;
+            let failed = service.concluded_early(&led, batch_bytes, delayed, timeout, outcome);
+            failed.filter(|_| acks == Acks::None)
+        });
+        if acks == Acks::None {
+            self.metrics.produce_answered(ErrorCode::Ok, started.elapsed());
+            return Started::Silent(Some(commit));
+        }
+        Started::Early(self.answered(started, Ok(answer)), commit)
     }
 
     /// A finished answer, counted in the produce metrics.

@@ -124,6 +124,8 @@ impl RequestKind {
 #[derive(Debug)]
 pub struct RequestMetrics {
     produce: RequestKind,
+    /// Batches answered before their commit (`ACKS_LEADER`, `ACKS_NONE`) whose commit failed.
+    early_failed: Family<CodeLabel, Counter>,
     fetch: RequestKind,
     log_syncs: Histogram,
     filters: FilterMetrics,
@@ -143,6 +145,7 @@ impl RequestMetrics {
     pub fn new() -> RequestMetrics {
         RequestMetrics {
             produce: RequestKind::new(),
+            early_failed: Family::default(),
             fetch: RequestKind::new(),
             log_syncs: Histogram::new(LATENCY_BUCKETS_SECONDS),
             filters: FilterMetrics::default(),
@@ -158,6 +161,12 @@ impl RequestMetrics {
             "produce",
             "Produce requests answered, by outcome code",
             "Time from receiving a produce request to answering it OK, commit wait included",
+        );
+        registry.register(
+            "sluice_produce_early_answer_failures",
+            "Batches answered before their commit (acks leader or none) whose commit then failed, by outcome code: \
+             acknowledged writes the producer may think are stored",
+            self.early_failed.clone(),
         );
         self.fetch.register(
             registry,
@@ -214,6 +223,11 @@ impl RequestMetrics {
     /// A produce request was answered with `code` after `latency`.
     pub fn produce_answered(&self, code: ErrorCode, latency: Duration) {
         self.produce.answered(code, latency);
+    }
+
+    /// A batch answered before its commit failed to commit with `code`.
+    pub fn produce_early_failed(&self, code: ErrorCode) {
+        self.early_failed.get_or_create(&CodeLabel(code.as_str_name())).inc();
     }
 
     /// A fetch request was answered with `code`; `latency` excludes its wait for new data.

@@ -41,7 +41,7 @@ fn values(p: u32, i: u64) -> Vec<String> {
 }
 
 pub(super) fn produce_request(topic: &str, partition: u32, batch: Bytes) -> ProduceRequest {
-    ProduceRequest { topic: topic.into(), partition, batch, timeout_ms: 10_000 }
+    ProduceRequest { topic: topic.into(), partition, batch, timeout_ms: 10_000, ..Default::default() }
 }
 
 /// Waits until every broker of `cluster` sees `n` live brokers.

@@ -55,7 +55,13 @@ async fn produce(cluster: &Cluster, name: &str, group: u64, batch: Bytes) -> (us
     loop {
         let leader = cluster.brokers.iter().position(|b| b.partitions().raft(group).is_some_and(|r| r.is_leader()));
         if let Some(i) = leader {
-            let request = ProduceRequest { topic: name.into(), partition: 0, batch: batch.clone(), timeout_ms: 10_000 };
+            let request = ProduceRequest {
+                topic: name.into(),
+                partition: 0,
+                batch: batch.clone(),
+                timeout_ms: 10_000,
+                ..Default::default()
+            };
             let r = cluster.client(i).await.produce(request).await.expect("rpc").into_inner();
             match error_of(r.error.as_ref()).error_code() {
                 ErrorCode::Ok => return (i, r.base_offset),

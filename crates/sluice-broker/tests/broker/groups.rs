@@ -240,7 +240,13 @@ async fn produce(cluster: &Cluster, partition: u32, batch: bytes::Bytes) {
     loop {
         for b in &cluster.brokers {
             let mut client = super::cluster::connect(&b.client_addr().to_string()).await;
-            let request = ProduceRequest { topic: TOPIC.into(), partition, batch: batch.clone(), timeout_ms: 5_000 };
+            let request = ProduceRequest {
+                topic: TOPIC.into(),
+                partition,
+                batch: batch.clone(),
+                timeout_ms: 5_000,
+                ..Default::default()
+            };
             let answer = client.produce(request).await.expect("rpc").into_inner();
             if code(answer.error.as_ref()) == ErrorCode::Ok {
                 return;

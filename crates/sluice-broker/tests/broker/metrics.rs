@@ -127,7 +127,13 @@ async fn produce(cluster: &Cluster, group: u64, batch: Bytes, sent: &mut Sent) -
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let i = leader(cluster, group).unwrap_or(0);
-        let request = ProduceRequest { topic: TOPIC.into(), partition: 0, batch: batch.clone(), timeout_ms: 10_000 };
+        let request = ProduceRequest {
+            topic: TOPIC.into(),
+            partition: 0,
+            batch: batch.clone(),
+            timeout_ms: 10_000,
+            ..Default::default()
+        };
         let response = cluster.client(i).await.produce(request).await.expect("rpc").into_inner();
         let code = error_of(response.error.as_ref()).error_code();
         *sent.produce_codes.entry(code.as_str_name()).or_default() += 1;
@@ -226,7 +232,13 @@ async fn scraped_metrics_count_what_clients_sent_and_show_each_replicas_raft_sta
         assert_eq!(produce(&cluster, group, batch(i), &mut sent).await, ErrorCode::Ok);
     }
     let follower = (leader(&cluster, group).expect("a leader") + 1) % cluster.brokers.len();
-    let request = ProduceRequest { topic: TOPIC.into(), partition: 0, batch: batch(99), timeout_ms: 10_000 };
+    let request = ProduceRequest {
+        topic: TOPIC.into(),
+        partition: 0,
+        batch: batch(99),
+        timeout_ms: 10_000,
+        ..Default::default()
+    };
     let response = cluster.client(follower).await.produce(request).await.expect("rpc").into_inner();
     let code = error_of(response.error.as_ref()).error_code();
     *sent.produce_codes.entry(code.as_str_name()).or_default() += 1;

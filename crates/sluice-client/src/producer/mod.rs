@@ -72,6 +72,49 @@ pub(crate) struct Shared {
     sticky: Sticky,
     /// The identity new partitions start with.
     identity: Identity,
+    pub(crate) failures: Failures,
+}
+
+/// A send that failed, as [`Producer::failures`] tells it.
+#[derive(Debug, Clone)]
+pub struct SendFailure {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: u32,
+    /// How many records failed; `None` when the broker ended an [`Acks::None`](crate::Acks::None)
+    /// stream over one of its batches, which the producer no longer tracks.
+    pub records: Option<u32>,
+    /// Why.
+    pub error: Error,
+}
+
+/// Failed sends: counted, and told to whoever subscribed.
+pub(crate) struct Failures {
+    records: std::sync::atomic::AtomicU64,
+    batches: std::sync::atomic::AtomicU64,
+    tell: tokio::sync::broadcast::Sender<SendFailure>,
+}
+
+/// Failures a subscriber that does not keep up may fall behind by before it misses some.
+const FAILURES_BUFFERED: usize = 1024;
+
+impl Failures {
+    fn new() -> Failures {
+        Failures {
+            records: Default::default(),
+            batches: Default::default(),
+            tell: tokio::sync::broadcast::channel(FAILURES_BUFFERED).0,
+        }
+    }
+
+    pub(crate) fn failed(&self, failure: SendFailure) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.batches.fetch_add(1, Relaxed);
+        self.records.fetch_add(u64::from(failure.records.unwrap_or(0)), Relaxed);
+        // No subscriber is not an error: the counts are the record.
+        let _ = self.tell.send(failure);
+    }
 }
 
 #[derive(Default)]
@@ -119,7 +162,7 @@ impl Producer {
     /// controller.
     pub(crate) async fn new(client: Client, config: ProducerConfig) -> Result<Producer> {
         config.validate()?;
-        let identity = if config.idempotence {
+        let identity = if config.idempotence && config.acks != crate::config::Acks::None {
             let deadline = Instant::now() + client.config().operation_timeout;
             let (producer_id, epoch) = sender::init_producer(&client, deadline).await?;
             Identity::Known { producer_id, epoch }
@@ -133,14 +176,44 @@ impl Producer {
             config,
             slots: Mutex::new(Slots::default()),
             identity,
+            failures: Failures::new(),
         });
         Ok(Producer { handle: Arc::new(Handle { shared }) })
     }
 
-    /// Sends `record` and waits until it is acknowledged: committed on a majority of the
+    /// Sends `record` and waits until it is acknowledged, as the producer's
+    /// [`acks`](ProducerConfig::acks) says: by default once committed on a majority of the
     /// partition's replicas and fsynced there.
     pub async fn send(&self, record: ProducerRecord) -> Result<RecordMetadata> {
         self.enqueue(record).await?.wait().await
+    }
+
+    /// Sends `record` without waiting for anything but buffer room: RocketMQ's oneway send, for
+    /// log shipping and metrics. Returns once the record is buffered; its delivery is not
+    /// reported to the caller, and a failure is only counted ([`Producer::failed_records`]) and
+    /// told to [`Producer::failures`] subscribers. On a producer with [`Acks::None`](crate::Acks::None)
+    /// nothing waits for the broker either. Fails, buffering nothing, for what
+    /// [`Producer::enqueue`] refuses at once (an unknown topic, a record too large).
+    pub async fn send_oneway(&self, record: ProducerRecord) -> Result<()> {
+        self.enqueue(record).await.map(drop)
+    }
+
+    /// Records whose delivery failed so far (those of [`Acks::None`](crate::Acks::None) batches
+    /// the broker refused after accepting them are not known one by one, and not included).
+    pub fn failed_records(&self) -> u64 {
+        self.handle.shared.failures.records.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Batches whose delivery failed so far, and refusals that ended an
+    /// [`Acks::None`](crate::Acks::None) stream.
+    pub fn failed_batches(&self) -> u64 {
+        self.handle.shared.failures.batches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Every failed send from now on, as it happens (the last 1,024 are kept for a subscriber
+    /// that falls behind; it then learns how many it missed).
+    pub fn failures(&self) -> tokio::sync::broadcast::Receiver<SendFailure> {
+        self.handle.shared.failures.tell.subscribe()
     }
 
     /// Buffers `record` for sending and returns at once with a [`Delivery`] that resolves
@@ -263,6 +336,10 @@ impl Delivery {
 
     fn metadata(&self, result: &Result<u64>) -> Result<RecordMetadata> {
         match result {
+            // Answered before the commit (acks leader or none): no offsets, no delayed id.
+            Ok(RecordMetadata::NO_OFFSET) => {
+                Ok(RecordMetadata { partition: self.partition, offset: RecordMetadata::NO_OFFSET, delayed_id: None })
+            }
             Ok(base) if self.delayed => {
                 let id = DelayedId { partition: self.partition, seq: base + u64::from(self.index) };
                 Ok(RecordMetadata {

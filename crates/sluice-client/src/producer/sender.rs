@@ -20,10 +20,11 @@ use sluice_common::record::ProducerStamp;
 use sluice_proto::{ErrorCode, error_of, v1};
 use tokio::sync::mpsc;
 
-use super::Shared;
 use super::queue::{BatchDone, Identity, Next, PartitionQueue, restamp};
+use super::{SendFailure, Shared};
 use crate::client::{Call, Route};
 use crate::error::{Error, Result};
+use crate::record::RecordMetadata;
 
 /// Batches in flight per partition: the broker's deduplication window, so that resending the
 /// whole window after a failure cannot write any of it twice.
@@ -70,9 +71,14 @@ struct InFlight {
     attempts: u32,
 }
 
+/// Requests queued for a stream's transport. Acknowledged sends keep at most
+/// [`MAX_IN_FLIGHT`] there; unacknowledged ones (`Acks::None`) wait for room, which HTTP/2 flow
+/// control makes as the broker reads.
+const STREAM_QUEUE: usize = 2 * MAX_IN_FLIGHT;
+
 /// An open `ProduceStream` to the partition's leader.
 struct Stream {
-    requests: mpsc::UnboundedSender<v1::ProduceRequest>,
+    requests: mpsc::Sender<v1::ProduceRequest>,
     answers: tonic::Streaming<v1::ProduceResponse>,
     address: String,
 }
@@ -187,6 +193,7 @@ impl Sender {
                     let item =
                         InFlight { bytes, done, deadline, sent_at: Instant::now(), orphaned: false, attempts: 0 };
                     match stamp {
+                        Some(_) if self.unacknowledged() => self.send_unacknowledged(item).await,
                         Some(_) => self.send(item),
                         None => self.unsent.push_back(item),
                     }
@@ -270,11 +277,32 @@ impl Sender {
         item.sent_at = Instant::now();
         if let Some(stream) = &self.stream {
             // A send fails only if the stream ended; its answers then say why, and the window
-            // is resent on the next one.
-            let _ = stream.requests.send(self.request(&item));
+            // is resent on the next one. The window never fills the queue.
+            let _ = stream.requests.try_send(self.request(&item));
             item.attempts += 1;
         }
         self.window.push_back(item);
+    }
+
+    /// Whether batches go unacknowledged (`Acks::None`): each is done once it is on its way.
+    fn unacknowledged(&self) -> bool {
+        self.shared.config.acks == crate::config::Acks::None
+    }
+
+    /// `Acks::None`: hands `item` to the open stream, waiting for room, and finishes it; without
+    /// a stream it waits in the window for [`Sender::connect`].
+    async fn send_unacknowledged(&mut self, item: InFlight) {
+        let Some(stream) = &self.stream else {
+            self.window.push_back(item);
+            return;
+        };
+        match stream.requests.send(self.request(&item)).await {
+            Ok(()) => self.finish(item, Ok(RecordMetadata::NO_OFFSET)),
+            Err(_) => {
+                // The stream ended under it: its answers say why; this one goes on the next.
+                self.window.push_back(item);
+            }
+        }
     }
 
     fn request(&self, item: &InFlight) -> v1::ProduceRequest {
@@ -283,6 +311,7 @@ impl Sender {
             partition: self.slot.partition,
             batch: item.bytes.clone(),
             timeout_ms: 0,
+            acks: self.shared.config.acks.wire().into(),
         }
     }
 
@@ -347,6 +376,10 @@ impl Sender {
             return self.on_broken(broken);
         };
         let error = error_of(answer.error.as_ref());
+        if error.is_ok() && answer.leader_only {
+            self.backoff = None;
+            return self.finish(front, Ok(RecordMetadata::NO_OFFSET));
+        }
         if error.is_ok() {
             self.backoff = None;
             // A delayed batch is numbered among the partition's delayed messages instead.
@@ -385,6 +418,10 @@ impl Sender {
     /// Orphans cannot be resent (whether they were written is unknown) and fail.
     fn on_broken(&mut self, error: Error) {
         tracing::debug!(topic = %self.slot.topic, partition = self.slot.partition, %error, "produce stream broke");
+        if self.unacknowledged() && self.stream.is_some() {
+            // What was on its way is lost or not, unknown: the break is the failure to count.
+            self.shared.failures.failed(self.failure(None, error.clone()));
+        }
         self.stream = None;
         self.recheck_at = None;
         while self.window.front().is_some_and(|b| b.orphaned) {
@@ -416,9 +453,20 @@ impl Sender {
                 }
                 let requests: Vec<_> = self.window.iter().map(|item| self.request(item)).collect();
                 for request in requests {
-                    let _ = stream.requests.send(request);
+                    let _ = stream.requests.try_send(request);
                 }
                 self.stream = Some(stream);
+                if self.unacknowledged() {
+                    for item in std::mem::take(&mut self.window) {
+                        self.finish(item, Ok(RecordMetadata::NO_OFFSET));
+                    }
+                }
+            }
+            // Unacknowledged sends are not retried: the window fails at once.
+            Err(e) if self.unacknowledged() => {
+                for item in std::mem::take(&mut self.window) {
+                    self.finish(item, Err(e.clone()));
+                }
             }
             Err(e) if e.is_retriable() || self.window.iter().any(|b| !Self::settles_error(&e, b.attempts + 1)) => {
                 self.last_error = Some(e);
@@ -435,7 +483,7 @@ impl Sender {
         let route = Route::Leader { topic: &self.slot.topic, partition: self.slot.partition };
         let address = self.shared.client.route_address(route, deadline).await?;
         let mut rpc = self.shared.client.rpc(&address)?;
-        let (requests, outbound) = mpsc::unbounded_channel();
+        let (requests, outbound) = mpsc::channel(STREAM_QUEUE);
         let outbound = futures_util::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
         let limit = self.shared.client.config().request_timeout;
         let answers = match tokio::time::timeout(limit, rpc.produce_stream(outbound)).await {
@@ -478,10 +526,15 @@ impl Sender {
     fn finish(&self, item: InFlight, result: Result<u64>) {
         if let Err(e) = &result {
             tracing::debug!(topic = %self.slot.topic, partition = self.slot.partition, error = %e, ambiguous = e.is_ambiguous(), "batch failed");
+            self.shared.failures.failed(self.failure(Some(item.done.count), e.clone()));
         }
         self.slot.lock().finished(result.is_ok());
         item.done.outcome.complete(result);
         self.shared.memory.add_permits(item.done.reserved_bytes);
+    }
+
+    fn failure(&self, records: Option<u32>, error: Error) -> SendFailure {
+        SendFailure { topic: Arc::clone(&self.slot.topic), partition: self.slot.partition, records, error }
     }
 
     fn address(&self) -> String {
