@@ -34,12 +34,17 @@
 //!   once, on `sluice-broker --dev` and on three brokers; the `--dev` default log stays quiet.
 //! - `capacity`: brokers with a low open-file limit refuse a topic beyond their file budget
 //!   with INSUFFICIENT_CAPACITY, keep running, and come back from a full restart.
+//! - `acks`: messages acknowledged under `acks=leader` may be lost to a SIGKILL of the leader
+//!   right after it acknowledged them (counted), are never read twice, while `acks=all` ones
+//!   in the same run all survive; oneway sends to a dead cluster return at once and are
+//!   counted as failures.
 //! - `bad_input`: unknown topics, invalid names, oversize messages and unreachable brokers give
 //!   a clear error and a non-zero exit.
 //! - `scripts`: `scripts/start-cluster.sh` starts one cluster, once; `scripts/stop-cluster.sh`
 //!   stops exactly it. It uses the fixed ports of `cluster-configs/`; every other test uses
 //!   free ports.
 
+mod acks;
 mod bad_input;
 mod broadcast;
 mod capacity;

@@ -225,6 +225,15 @@ pub struct ProduceArgs {
     /// message's delayed id.
     #[arg(long, value_parser = parse_time)]
     pub deliver_at: Option<u64>,
+    /// When a message counts as sent: `all` — committed and fsynced on a majority of its
+    /// replicas (the default); `leader` — queued in its leader's log, lost if that leader dies
+    /// before replicating it, no offsets; `none` — not acknowledged at all, failures only
+    /// counted (docs/DURABILITY.md).
+    #[arg(long, default_value = "all", value_name = "all|leader|none", conflicts_with_all = ["oneway", "transaction"])]
+    pub acks: sluice_client::Acks,
+    /// RocketMQ's oneway send: the same as --acks none.
+    #[arg(long, conflicts_with = "transaction")]
+    pub oneway: bool,
     /// All messages in one transaction.
     #[command(flatten)]
     pub txn: TransactionArgs,

@@ -84,6 +84,11 @@ pub struct BenchProduceArgs {
     /// bursts, which lets a tag filter skip whole batches).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub tag_run: u64,
+    /// Acknowledgement level (as `sluice produce --acks`): `all` (committed, fsynced on a
+    /// majority), `leader` (queued in the leader's log) or `none` (latency is then the time
+    /// until a message's batch is on its way).
+    #[arg(long, default_value = "all", value_name = "all|leader|none")]
+    pub acks: sluice_client::Acks,
 }
 
 /// `sluice bench consume`

@@ -345,3 +345,20 @@ fn txn_commands_list_describe_commit_and_abort() {
     assert!(refuse(&["txn", "commit", "a", "--output", "json"]).contains("--output"), "writes have no output");
     assert!(refuse(&["txn", "end", "a"]).contains("end"));
 }
+
+#[test]
+fn produce_and_bench_take_an_acknowledgement_level() {
+    use sluice_client::Acks;
+    let Command::Produce(p) = parse(&["produce", "logs", "a"]).command else { panic!() };
+    assert_eq!((p.acks, p.oneway), (Acks::All, false), "acks all unless asked");
+    let Command::Produce(p) = parse(&["produce", "logs", "--acks", "leader", "a"]).command else { panic!() };
+    assert_eq!(p.acks, Acks::Leader);
+    let Command::Produce(p) = parse(&["produce", "logs", "--oneway", "a"]).command else { panic!() };
+    assert!(p.oneway);
+    assert!(refuse(&["produce", "logs", "--acks", "some"]).contains("all, leader or none"));
+    assert!(refuse(&["produce", "logs", "--acks", "leader", "--oneway"]).contains("--oneway"));
+    assert!(refuse(&["produce", "logs", "--oneway", "--transaction"]).contains("--transaction"));
+    let Command::Bench(b) = parse(&["bench", "produce", "--acks", "none"]).command else { panic!() };
+    let BenchCommand::Produce(b) = b else { panic!() };
+    assert_eq!(b.acks, Acks::None);
+}

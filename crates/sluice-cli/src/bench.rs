@@ -117,6 +117,7 @@ async fn produce(client: &Client, args: BenchProduceArgs) -> Result<Summary> {
     let config = ProducerConfig {
         linger: Duration::from_millis(args.linger_ms),
         max_batch_bytes: args.batch_bytes,
+        acks: args.acks,
         ..ProducerConfig::default()
     };
     config.validate()?;
@@ -145,7 +146,12 @@ async fn produce(client: &Client, args: BenchProduceArgs) -> Result<Summary> {
             tokio::spawn(worker.run())
         })
         .collect();
-    let mut summary = Summary::new("produce", "send-to-ack", args.run.output.output)?;
+    let latency = match args.acks {
+        sluice_client::Acks::All => "send-to-ack",
+        sluice_client::Acks::Leader => "send-to-ack (acks leader)",
+        sluice_client::Acks::None => "send-to-sent (acks none)",
+    };
+    let mut summary = Summary::new("produce", latency, args.run.output.output)?;
     for worker in workers {
         let outcome = worker.await.context("a producer task panicked")??;
         summary.merge(outcome)?;

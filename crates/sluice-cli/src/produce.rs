@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use sluice_client::{Client, Delivery, ProducerConfig, ProducerRecord};
+use sluice_client::{Acks as AckLevel, Client, Delivery, ProducerConfig, ProducerRecord};
 use tokio::sync::mpsc;
 
 use crate::args::{Output, ProduceArgs};
@@ -20,7 +20,8 @@ pub(crate) async fn run(client: &Client, args: ProduceArgs) -> Result<()> {
     if args.txn.transaction {
         return crate::produce_txn::run(client, args).await;
     }
-    let producer = client.producer(ProducerConfig::default()).await?;
+    let level = if args.oneway { AckLevel::None } else { args.acks };
+    let producer = client.producer(ProducerConfig { acks: level, ..ProducerConfig::default() }).await?;
     let template = Template::new(&args);
     let mut acks = Acks { output: args.output.output, ..Acks::default() };
     let outcome = if args.values.is_empty() {
@@ -31,7 +32,7 @@ pub(crate) async fn run(client: &Client, args: ProduceArgs) -> Result<()> {
     producer.flush().await;
     acks.wait_all().await;
     if acks.sent > 0 || outcome.is_ok() {
-        eprintln!("{} of {} messages acknowledged by {}", acks.acknowledged, acks.sent, args.topic);
+        eprintln!("{}", summary(&acks, level, &args.topic, producer.failed_batches()));
     }
     outcome?;
     if let Some(error) = acks.first_error {
@@ -124,6 +125,25 @@ impl Template {
     }
 }
 
+/// What the producer says of the messages once they are all done, by acknowledgement level.
+fn summary(acks: &Acks, level: AckLevel, topic: &str, failed_batches: u64) -> String {
+    let (done, sent) = (acks.acknowledged, acks.sent);
+    match level {
+        AckLevel::All => format!("{done} of {sent} messages acknowledged by {topic}"),
+        AckLevel::Leader => format!(
+            "{done} of {sent} messages acknowledged by {topic}'s leaders (not yet replicated: a leader dying now \
+             loses them)"
+        ),
+        AckLevel::None if failed_batches == 0 => {
+            format!("{done} of {sent} messages sent to {topic} unacknowledged; no failure seen")
+        }
+        AckLevel::None => format!(
+            "{done} of {sent} messages sent to {topic} unacknowledged; {failed_batches} batches or streams failed \
+             (some messages may be lost)"
+        ),
+    }
+}
+
 /// Counts acknowledgements without keeping finished deliveries around.
 #[derive(Default)]
 struct Acks {
@@ -177,8 +197,10 @@ fn print_ack(meta: &sluice_client::RecordMetadata, output: Output) {
         (Output::Json, Some(id)) => {
             format!("{}\n", serde_json::json!({"partition": meta.partition, "delayed_id": id.to_string()}))
         }
+        // Acknowledged before its commit (--acks leader or none): no offset yet.
         (Output::Json, None) => {
-            format!("{}\n", serde_json::json!({"partition": meta.partition, "offset": meta.offset}))
+            let offset = meta.has_offset().then_some(meta.offset);
+            format!("{}\n", serde_json::json!({"partition": meta.partition, "offset": offset}))
         }
     };
     let _ = crate::print(&line);

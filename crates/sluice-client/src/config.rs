@@ -187,9 +187,11 @@ pub enum Acks {
     #[default]
     All,
     /// Once the partition's leader has checked the batch and queued it in its log, before
-    /// replication and fsync: lost if that leader dies or is deposed first. No offsets are
-    /// returned ([`RecordMetadata::NO_OFFSET`](crate::RecordMetadata::NO_OFFSET)). Kafka's
-    /// `acks=1`.
+    /// replication and fsync: lost if that leader dies or is deposed first. Offsets are mostly
+    /// not returned ([`RecordMetadata::NO_OFFSET`](crate::RecordMetadata::NO_OFFSET)): a
+    /// producer's first batch under a new leader is written to completion (so the leader knows
+    /// its sequence) and comes back with them. A batch that would follow a lost one is refused
+    /// (`OUT_OF_ORDER_SEQUENCE`), never acknowledged and dropped. Kafka's `acks=1`.
     Leader,
     /// Not acknowledged: a record counts as sent once it is on its way to the leader, and
     /// failures are only counted ([`Producer::failures`](crate::Producer::failures)). No

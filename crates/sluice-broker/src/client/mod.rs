@@ -17,6 +17,7 @@
 
 mod admin;
 mod delay;
+mod early;
 mod errors;
 mod fetch;
 mod markers;
@@ -133,6 +134,8 @@ pub struct ClientService {
     metrics: Arc<RequestMetrics>,
     /// Fetch filters, compiled once per expression.
     filters: Arc<FilterCache>,
+    /// Which producers' batches may be answered before their commit (`early.rs`).
+    early: Arc<early::EarlyAnswers>,
 }
 
 impl ClientService {
@@ -159,6 +162,7 @@ impl ClientService {
             stop,
             metrics: Arc::new(RequestMetrics::new()),
             filters: Arc::default(),
+            early: Arc::default(),
         }
     }
 

@@ -12,9 +12,10 @@ use sluice_common::record::{BatchError, ProducerStamp, RecordBatch, RecordView};
 use sluice_proto::v1::{Acks, ProduceRequest, ProduceResponse};
 use sluice_proto::{Error, ErrorCode};
 use sluice_raft::Reply;
-use sluice_raft::partition::{LeaderStamp, PartitionCommand, WriteError, lease_fresh, reject, submit, write};
+use sluice_raft::partition::{LeaderStamp, PartitionCommand, PendingWrite, WriteError, lease_fresh, reject, write};
 use sluice_raft::typ::ack_ages;
 
+use super::early::EarlyBatch;
 use super::errors::error;
 use super::route::Led;
 use super::{ClientService, DEFAULT_PRODUCE_TIMEOUT, MAX_PRODUCE_TIMEOUT};
@@ -34,21 +35,36 @@ impl ClientService {
 
     async fn produce(&self, request: ProduceRequest) -> Result<ProduceResponse, Error> {
         let prepared = self.prepare_produce(request)?;
-        if prepared.acks != Acks::All && lease_fresh(&prepared.led.raft, self.pipeline_lease_window) {
-            return self.produce_early(prepared).await;
+        let early = prepared.acks != Acks::All && lease_fresh(&prepared.led.raft, self.pipeline_lease_window);
+        if early && let Some(submitted) = self.early.submit(&prepared.early(), prepared.command.clone()).await {
+            return self.answer_early(prepared, submitted);
         }
-        let outcome = tokio::time::timeout(prepared.timeout, write(&prepared.led.raft, prepared.command)).await;
+        let outcome = tokio::time::timeout(prepared.timeout, write(&prepared.led.raft, prepared.command.clone())).await;
+        self.written(&prepared, &outcome).await;
         self.conclude_produce(&prepared.led, prepared.batch_bytes, prepared.delayed, prepared.timeout, outcome)
     }
 
+    /// After a write to completion: under `ACKS_LEADER` or `ACKS_NONE`, an appended batch
+    /// lets its producer's next ones be answered early.
+    pub(super) async fn written(
+        &self,
+        prepared: &PreparedProduce,
+        outcome: &Result<Result<Reply, WriteError>, tokio::time::error::Elapsed>,
+    ) {
+        if prepared.acks != Acks::All && matches!(outcome, Ok(Ok(Reply::Appended { .. }))) {
+            self.early.appended(&prepared.early()).await;
+        }
+    }
+
     /// `ACKS_LEADER` (and a unary `ACKS_NONE`): answered once the batch is in the leader's log
-    /// queue; the commit is waited for on a task of its own, for the metrics and the log. With
-    /// the lease lapsed the caller writes as for `ACKS_ALL` instead: the answer may come later
-    /// than the level needs, never earlier.
-    async fn produce_early(&self, prepared: PreparedProduce) -> Result<ProduceResponse, Error> {
+    /// queue; the commit is waited for on a task of its own, for the metrics and the log.
+    fn answer_early(
+        &self,
+        prepared: PreparedProduce,
+        submitted: Result<PendingWrite, WriteError>,
+    ) -> Result<ProduceResponse, Error> {
         let answer = prepared.leader_only();
-        let pending = submit(&prepared.led.raft, prepared.command.clone()).await;
-        let pending = match pending {
+        let pending = match submitted {
             Ok(pending) => pending,
             Err(e) => {
                 let PreparedProduce { led, batch_bytes, delayed, timeout, .. } = prepared;
@@ -57,23 +73,21 @@ impl ClientService {
         };
         let service = self.clone();
         tokio::spawn(async move {
-            let PreparedProduce { led, batch_bytes, delayed, timeout, .. } = prepared;
-            let outcome = tokio::time::timeout(timeout, pending).await;
-            service.concluded_early(&led, batch_bytes, delayed, timeout, outcome);
+            let outcome = tokio::time::timeout(prepared.timeout, pending).await;
+            service.concluded_early(&prepared, outcome).await;
         });
         Ok(answer)
     }
 
     /// Counts and logs the outcome of a batch answered before its commit.
-    pub(super) fn concluded_early(
+    pub(super) async fn concluded_early(
         &self,
-        led: &Led,
-        batch_bytes: usize,
-        delayed: bool,
-        timeout: Duration,
+        prepared: &PreparedProduce,
         outcome: Result<Result<Reply, WriteError>, tokio::time::error::Elapsed>,
     ) -> Option<Error> {
-        let error = self.conclude_produce(led, batch_bytes, delayed, timeout, outcome).err()?;
+        let (led, delayed) = (&prepared.led, prepared.delayed);
+        let error = self.conclude_produce(led, prepared.batch_bytes, delayed, prepared.timeout, outcome).err()?;
+        self.early.failed(led.group_id, prepared.producer).await;
         self.metrics.produce_early_failed(error.error_code());
         tracing::debug!(topic = %led.topic, partition = led.partition, message = %error.message, "a batch answered before its commit failed");
         Some(error)
@@ -92,7 +106,7 @@ impl ClientService {
         let led = self.led_partition(&request.topic, request.partition)?;
         self.check_disks(&led)?;
         let acks = request.acks();
-        let Checked { delayed, count, transactional } =
+        let Checked { delayed, count, transactional, producer } =
             check_batch(&request.batch, led.max_message_bytes, self.max_batch_bytes)?;
         if transactional && acks != Acks::All {
             let message = format!(
@@ -118,7 +132,7 @@ impl ClientService {
             max_producers: self.max_producers_per_partition,
         };
         let command = PartitionCommand::produce_at(&request.batch, &stamp);
-        Ok(PreparedProduce { batch_bytes: request.batch.len(), led, timeout, command, delayed, count, acks })
+        Ok(PreparedProduce { batch_bytes: request.batch.len(), led, timeout, command, delayed, count, acks, producer })
     }
 
     /// STORAGE_FULL while a broker holding a replica of the partition is below its free-space
@@ -201,9 +215,16 @@ pub(super) struct PreparedProduce {
     pub count: u32,
     /// When the producer wants its answer.
     pub acks: Acks,
+    /// The batch's producer id, epoch and first sequence.
+    pub producer: ProducerStamp,
 }
 
 impl PreparedProduce {
+    /// The batch, as [`EarlyAnswers`](super::early::EarlyAnswers) checks it.
+    pub(super) fn early(&self) -> EarlyBatch<'_> {
+        EarlyBatch { group_id: self.led.group_id, raft: &self.led.raft, producer: self.producer, count: self.count }
+    }
+
     /// The answer given before the commit (`ACKS_LEADER`, `ACKS_NONE`): no offsets.
     pub(super) fn leader_only(&self) -> ProduceResponse {
         ProduceResponse {
@@ -314,7 +335,7 @@ fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> R
     {
         return Err(invalid(format!("{}", BatchError::TagSummary { header, computed: tag_summary })));
     }
-    Ok(Checked { delayed: h.delayed, count: h.count, transactional: h.transactional })
+    Ok(Checked { delayed: h.delayed, count: h.count, transactional: h.transactional, producer: h.producer })
 }
 
 /// What [`check_batch`] learnt of a valid batch.
@@ -323,6 +344,7 @@ struct Checked {
     delayed: bool,
     count: u32,
     transactional: bool,
+    producer: ProducerStamp,
 }
 
 /// Checks a batch's producer fields (docs/FORMAT.md, "Header fields"): all three -1 when not

@@ -22,7 +22,7 @@ use std::time::Instant;
 use futures_util::stream::{FuturesOrdered, FuturesUnordered, Stream, StreamExt};
 use sluice_proto::v1::{Acks, ProduceRequest, ProduceResponse};
 use sluice_proto::{Error, ErrorCode};
-use sluice_raft::partition::{lease_fresh, submit, write};
+use sluice_raft::partition::{PendingWrite, WriteError, lease_fresh, submit, write};
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
@@ -156,17 +156,13 @@ impl ClientService {
             Err(e) => return Started::Answer(self.answered(started, Err(e))),
         };
         if !lease_fresh(&prepared.led.raft, self.pipeline_lease_window) {
-            let PreparedProduce { led, command, batch_bytes, delayed, timeout, .. } = prepared;
-            let outcome = tokio::time::timeout(timeout, write(&led.raft, command)).await;
-            let answer = self.conclude_produce(&led, batch_bytes, delayed, timeout, outcome);
-            return match (acks, answer) {
-                (Acks::None, Err(e)) => Started::Refused(e),
-                (Acks::None, Ok(_)) => Started::Silent(None),
-                (_, answer) => Started::Answer(self.answered(started, answer)),
-            };
+            return self.write_through(started, prepared).await;
         }
         if acks != Acks::All {
-            return self.start_early(started, prepared).await;
+            return match self.early.submit(&prepared.early(), prepared.command.clone()).await {
+                Some(submitted) => self.start_early(started, prepared, submitted),
+                None => self.write_through(started, prepared).await,
+            };
         }
         let PreparedProduce { led, command, batch_bytes, delayed, timeout, .. } = prepared;
         match submit(&led.raft, command).await {
@@ -185,13 +181,32 @@ impl ClientService {
         }
     }
 
-    /// `ACKS_LEADER` and `ACKS_NONE`: submits the batch, answers at once (or not at all), and
-    /// leaves the commit to a future the pump polls in the background. Under `ACKS_NONE` a
-    /// failed commit ends the stream, so the producer hears of it.
-    async fn start_early(self: &Arc<Self>, started: Instant, prepared: PreparedProduce) -> Started {
+    /// Writes one batch to completion before the stream reads on: the first after a pause
+    /// (the lease lapsed), or one that may not be answered before its commit.
+    async fn write_through(self: &Arc<Self>, started: Instant, prepared: PreparedProduce) -> Started {
+        let outcome = tokio::time::timeout(prepared.timeout, write(&prepared.led.raft, prepared.command.clone())).await;
+        self.written(&prepared, &outcome).await;
+        let PreparedProduce { led, batch_bytes, delayed, timeout, acks, .. } = prepared;
+        let answer = self.conclude_produce(&led, batch_bytes, delayed, timeout, outcome);
+        match (acks, answer) {
+            (Acks::None, Err(e)) => Started::Refused(e),
+            (Acks::None, Ok(_)) => Started::Silent(None),
+            (_, answer) => Started::Answer(self.answered(started, answer)),
+        }
+    }
+
+    /// `ACKS_LEADER` and `ACKS_NONE`: answers at once (or not at all), and leaves the commit to
+    /// a future the pump polls in the background. Under `ACKS_NONE` a failed commit ends the
+    /// stream, so the producer hears of it.
+    fn start_early(
+        self: &Arc<Self>,
+        started: Instant,
+        prepared: PreparedProduce,
+        submitted: Result<PendingWrite, WriteError>,
+    ) -> Started {
         let acks = prepared.acks;
         let answer = prepared.leader_only();
-        let pending = match submit(&prepared.led.raft, prepared.command.clone()).await {
+        let pending = match submitted {
             Ok(pending) => pending,
             Err(e) => {
                 let PreparedProduce { led, batch_bytes, delayed, timeout, .. } = prepared;
@@ -204,9 +219,8 @@ impl ClientService {
         };
         let service = Arc::clone(self);
         let commit: Background = Box::pin(async move {
-            let PreparedProduce { led, batch_bytes, delayed, timeout, .. } = prepared;
-            let outcome = tokio::time::timeout(timeout, pending).await;
-            let failed = service.concluded_early(&led, batch_bytes, delayed, timeout, outcome);
+            let outcome = tokio::time::timeout(prepared.timeout, pending).await;
+            let failed = service.concluded_early(&prepared, outcome).await;
             failed.filter(|_| acks == Acks::None)
         });
         if acks == Acks::None {

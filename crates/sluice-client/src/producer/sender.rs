@@ -434,7 +434,12 @@ impl Sender {
     /// Opens a stream to the partition's leader and sends the window on it, after a pause if
     /// the last attempt failed; fails the window once its oldest batch is out of time.
     async fn connect(&mut self) {
-        let deadline = self.window.front().map_or_else(Instant::now, |b| b.deadline);
+        let mut deadline = self.window.front().map_or_else(Instant::now, |b| b.deadline);
+        if self.unacknowledged() {
+            // Nothing is retried: a leader that cannot be found or reached within one request
+            // timeout fails the window, rather than hold it for the whole delivery timeout.
+            deadline = deadline.min(Instant::now() + self.shared.client.config().request_timeout);
+        }
         if let Some(pause) = self.backoff {
             if Instant::now() + pause >= deadline {
                 return self.expire_window();
