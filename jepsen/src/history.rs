@@ -55,7 +55,8 @@ pub enum Kind {
 #[serde(tag = "f", rename_all = "snake_case")]
 pub enum Op {
     /// Produce one unique `value` (its partition is chosen by the producer). On `ok`:
-    /// where it was written.
+    /// where it was written — for `acks` `leader` and `none`, only the partition (such an
+    /// answer comes before the commit, so there is no offset to hold the broker to).
     Send {
         /// Unique in the whole run.
         value: String,
@@ -63,6 +64,10 @@ pub enum Op {
         partition: Option<u32>,
         /// The offset it was acknowledged at.
         offset: Option<u64>,
+        /// The producer's acknowledgement level; absent (`all`) in histories from before
+        /// producers had levels.
+        #[serde(default)]
+        acks: AckLevel,
     },
     /// One poll of a consumer (group member or assign-mode reader). On `ok`: per partition,
     /// the (offset, value) pairs returned, in order.
@@ -277,6 +282,43 @@ pub enum Op {
         /// (partition, committed offset), ascending; a partition never committed is absent.
         offsets: Vec<(u32, u64)>,
     },
+}
+
+/// A producer's acknowledgement level (`sluice_client::Acks`): what an `ok` send promises,
+/// and so which of its losses the checker may call an anomaly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckLevel {
+    /// Acknowledged once committed (replicated to a majority and fsynced): `ok` gives the
+    /// offset, and the message must never be lost.
+    #[default]
+    All,
+    /// Acknowledged once the partition's leader queued it in its log: `ok` gives no offset,
+    /// and the message may be lost with that leader (never duplicated: idempotence is on).
+    Leader,
+    /// Never acknowledged: `ok` means it is on its way to the leader. It may be lost; it is
+    /// never resent, so it is never duplicated either.
+    None,
+}
+
+impl AckLevel {
+    /// Every level, in report order.
+    pub const ALL: [AckLevel; 3] = [AckLevel::All, AckLevel::Leader, AckLevel::None];
+
+    /// Its name in the history and the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            AckLevel::All => "all",
+            AckLevel::Leader => "leader",
+            AckLevel::None => "none",
+        }
+    }
+
+    /// Whether an `ok` of it says where the message is: only a committed write has an offset
+    /// that can be compared with what is read.
+    pub fn has_offset(self) -> bool {
+        self == AckLevel::All
+    }
 }
 
 /// What the txn workload meant to do with a transaction.
@@ -537,9 +579,9 @@ mod tests {
     #[test]
     fn events_round_trip_through_json_lines() {
         let mut recorder = Recorder::new(Vec::new());
-        let send = Op::Send { value: "v1".into(), partition: None, offset: None };
+        let send = Op::Send { value: "v1".into(), partition: None, offset: None, acks: AckLevel::All };
         recorder.record(0, Kind::Invoke, send).unwrap();
-        let done = Op::Send { value: "v1".into(), partition: Some(2), offset: Some(7) };
+        let done = Op::Send { value: "v1".into(), partition: Some(2), offset: Some(7), acks: AckLevel::All };
         recorder.record(0, Kind::Ok, done.clone()).unwrap();
         let reads = vec![(2, vec![(7, "v1".to_owned())])];
         recorder.record(1, Kind::Ok, Op::Poll { group: Some("g".into()), reads }).unwrap();
@@ -550,6 +592,21 @@ mod tests {
         let events = read(&buffer[..]).unwrap();
         assert_eq!(events.len(), 3);
         assert_eq!((events[1].index, events[1].kind, &events[1].op), (1, Kind::Ok, &done));
+    }
+
+    #[test]
+    fn a_send_records_its_level_and_one_without_a_level_is_at_all() {
+        let leader = Op::Send { value: "0-1".into(), partition: Some(3), offset: None, acks: AckLevel::Leader };
+        let mut recorder = Recorder::new(Vec::new());
+        recorder.record(0, Kind::Ok, leader.clone()).unwrap();
+        let text = String::from_utf8(recorder.out).unwrap();
+        assert!(text.contains(r#""acks":"leader""#), "{text}");
+        assert_eq!(read(text.as_bytes()).unwrap()[0].op, leader);
+        // A line written before levels existed.
+        let old = r#"{"index":0,"time_ns":0,"process":0,"type":"ok","op":{"f":"send","value":"0-2","partition":1,"offset":4}}"#;
+        let op = &read(old.as_bytes()).unwrap()[0].op;
+        assert_eq!(op, &Op::Send { value: "0-2".into(), partition: Some(1), offset: Some(4), acks: AckLevel::All });
+        assert!(AckLevel::All.has_offset() && !AckLevel::Leader.has_offset() && !AckLevel::None.has_offset());
     }
 
     #[test]

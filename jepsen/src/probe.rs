@@ -20,7 +20,7 @@ use sluice_common::record::{BatchBuilder, ProducerStamp, Record};
 use sluice_proto::v1::{self, sluice_client::SluiceClient};
 use tonic::transport::Endpoint;
 
-use crate::history::{Kind, Op};
+use crate::history::{AckLevel, Kind, Op};
 use crate::workload::{PROBE_PROCESS, SharedRecorder, WorkloadError};
 
 /// How long the metadata naming the leader may take.
@@ -164,7 +164,13 @@ impl Probe {
         at: Option<(u32, u64)>,
         error: Option<String>,
     ) -> Result<(), WorkloadError> {
-        let op = Op::Send { value: value.to_owned(), partition: at.map(|a| a.0), offset: at.map(|a| a.1) };
+        // A probe asks for the default level (ACKS_ALL): its answer carries the offset.
+        let op = Op::Send {
+            value: value.to_owned(),
+            partition: at.map(|a| a.0),
+            offset: at.map(|a| a.1),
+            acks: AckLevel::All,
+        };
         let mut recorder = self.recorder.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         recorder
             .record_error(PROBE_PROCESS, kind, op, error)

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::history::WorkloadKind;
 
 mod anomaly;
+mod levels;
 
 pub use anomaly::{Anomaly, Place, Sighting, TxnPlace};
+pub use levels::{AckLevels, AllowedLoss, LOSS_EXAMPLES, LevelTotals};
 
 /// How many examples of one anomaly kind a report keeps; the count is always complete.
 pub const EXAMPLES_PER_KIND: usize = 20;
@@ -37,6 +39,11 @@ pub struct Report {
     pub groups: Vec<GroupStats>,
     /// How long the cluster went without acknowledging a send, per fault window and overall.
     pub availability: Availability,
+    /// The sends by acknowledgement level, and the allowed losses of `leader` and `none`
+    /// messages (`None` for a history whose sends are all at `all`, as every one from before
+    /// levels existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acks: Option<AckLevels>,
     /// The delay workload's figures (`None` for a log history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<DelayStats>,
@@ -380,7 +387,8 @@ pub struct GroupStats {
     pub committed: Vec<(u32, u64)>,
 }
 
-/// Availability figures, from the times of `ok` send completions.
+/// Availability figures, from the times of `ok` send completions (at level `all`: an earlier
+/// answer is no sign the cluster can commit).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Availability {
     /// The longest stretch of the run without an acknowledged send (from the first send's
@@ -453,6 +461,9 @@ impl Report {
         let seed = seed.map_or_else(|| "none".to_owned(), |s| s.to_string());
         let _ = writeln!(out, "{verdict}  (seed {seed}, {} events)", self.events);
         self.write_ops(&mut out);
+        if let Some(acks) = &self.acks {
+            acks.write(&mut out);
+        }
         if let Some(delay) = &self.delay {
             write_delay(&mut out, delay);
         }

@@ -98,11 +98,13 @@ fn planned_sends(options: &RunOptions) -> u64 {
     per_second.saturating_mul(options.time_limit.as_secs().max(1))
 }
 
-/// The workload's configuration as the run gives it: the delay workload's delivery times and
-/// cancels, and the txn workload's choices, seeded by the run's seed, and the clock skew the
-/// delay checks allow that of the schedule's clock fault.
+/// The workload's configuration as the run gives it: the log workload's acknowledgement
+/// levels, the delay workload's delivery times and cancels, and the txn workload's choices,
+/// seeded by the run's seed, and the clock skew the delay checks allow that of the schedule's
+/// clock fault.
 fn workload_config(options: &RunOptions) -> WorkloadConfig {
     let mut config = options.workload.clone();
+    config.seed = options.seed;
     config.delay.seed = options.seed;
     config.txn.seed = options.seed;
     config.delay.max_clock_skew = crate::schedule::max_clock_skew(&options.families);
@@ -320,7 +322,7 @@ mod tests {
         };
         let config = workload_config(&options("kill,partition"));
         assert_eq!((config.delay.seed, config.delay.max_clock_skew), (9, Duration::ZERO));
-        assert_eq!(config.txn.seed, 9);
+        assert_eq!((config.txn.seed, config.seed), (9, 9));
         let config = workload_config(&options("clock"));
         assert_eq!(config.delay.max_clock_skew, Duration::from_secs(120));
     }

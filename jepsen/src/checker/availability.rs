@@ -2,7 +2,9 @@
 //! one, over the whole run and per fault window, and how long after each heal the first
 //! acknowledgement came.
 //!
-//! The run's timeline of "acks" is the `ok` send completions (delayed sends' too: their
+//! The run's timeline of "acks" is the `ok` completions of sends at level `all` (not `leader`
+//! or `none`: those answers come before any commit, and a leader about to be deposed may
+//! still give them; their sends count in no window either), delayed sends' too (their
 //! acknowledgement is the write the cluster must be available for; and committed
 //! transactions, the txn workload's writes, whose `fail` and `info` count as failed and
 //! unknown sends), bounded by the first send's
@@ -12,13 +14,15 @@
 //! that window a 14 s gap — the outage the clients saw, not only its part inside the window.
 
 use super::Found;
-use crate::history::{Event, Kind, Op};
+use crate::history::{AckLevel, Event, Kind, Op};
 use crate::report::{Anomaly, Availability, FaultWindow};
 
 /// Measures availability; fault events it cannot pair up are reported as malformed.
 pub(crate) fn measure(events: &[Event], found: &mut Found) -> Availability {
-    let sends: Vec<&Event> =
-        events.iter().filter(|e| matches!(e.op, Op::Send { .. } | Op::DelaySend { .. } | Op::Txn { .. })).collect();
+    let sends: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e.op, Op::Send { acks: AckLevel::All, .. } | Op::DelaySend { .. } | Op::Txn { .. }))
+        .collect();
     let (Some(first), Some(last)) = (sends.iter().find(|e| e.kind == Kind::Invoke), sends.last()) else {
         return Availability { windows: windows(events, found), ..Availability::default() };
     };

@@ -6,11 +6,15 @@
 //! topic (`TxnSetup::topics[0]`, the topic the runner's probes write to and whose node copies
 //! are recorded) are indexed, drains of either isolation included; its transactions are not
 //! sends (the txn checks judge them).
+//!
+//! A send's acknowledgement level decides what its `ok` gives the checks: only an `all` ack
+//! (committed) is a place (partition, offset) the value must be found at; a `leader` or `none`
+//! one came before any commit, so it is kept apart (`early_ack`) and never compared with reads.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::Found;
-use crate::history::{Event, Kind, Op};
+use crate::history::{AckLevel, Event, Kind, Op};
 use crate::report::Anomaly;
 
 /// How one send (one unique value) ended.
@@ -20,9 +24,15 @@ pub(crate) struct Send<'a> {
     pub value: &'a str,
     /// The producer process.
     pub process: u32,
-    /// Every `ok` completion: (partition, offset, event index). More than one is a bug the
-    /// duplicate check reports if they disagree. Always empty for a delayed send.
+    /// The level it was sent at, as invoked (`all` for a delayed send).
+    pub level: AckLevel,
+    /// Every `ok` completion of an `all` send: (partition, offset, event index). More than one
+    /// is a bug the duplicate check reports if they disagree. Always empty for a delayed send
+    /// and for a `leader` or `none` send.
     pub acks: Vec<(u32, u64, u64)>,
+    /// The first `ok` completion of a `leader` or `none` send: (its partition if it named one,
+    /// event index). Such a message may be lost, so this is only counted.
+    pub early_ack: Option<(Option<u32>, u64)>,
     /// The `fail` completion, if any.
     pub fail: Option<u64>,
 }
@@ -70,8 +80,8 @@ impl<'a> Index<'a> {
                 Op::TxnDrain { topic, partition, reads, .. } if Some(topic.as_str()) == txn_topic => {
                     index.add_reads(event.index, *partition, reads);
                 }
-                Op::Send { value, partition, offset } => {
-                    index.add_send(event, value, *partition, *offset, found);
+                Op::Send { value, partition, offset, acks } => {
+                    index.add_send(event, value, *acks, (*partition, *offset), found);
                 }
                 Op::Poll { reads, .. } if event.kind == Kind::Ok => {
                     for (partition, entries) in reads {
@@ -105,8 +115,8 @@ impl<'a> Index<'a> {
         &mut self,
         event: &Event,
         value: &'a str,
-        partition: Option<u32>,
-        offset: Option<u64>,
+        level: AckLevel,
+        (partition, offset): (Option<u32>, Option<u64>),
         found: &mut Found,
     ) {
         let malformed = |reason: &str| Anomaly::Malformed { event: event.index, reason: reason.to_owned() };
@@ -116,7 +126,7 @@ impl<'a> Index<'a> {
                 return;
             }
             self.by_value.insert(value, self.sends.len());
-            self.sends.push(Send { value, process: event.process, ..Send::default() });
+            self.sends.push(Send { value, process: event.process, level, ..Send::default() });
             return;
         }
         let Some(&i) = self.by_value.get(value) else {
@@ -124,13 +134,25 @@ impl<'a> Index<'a> {
             return;
         };
         let send = &mut self.sends[i];
-        match (event.kind, partition, offset) {
-            (Kind::Ok, Some(p), Some(o)) => send.acks.push((p, o, event.index)),
-            (Kind::Ok, _, _) => found.push(malformed(&format!("ok send of {value:?} without partition and offset"))),
-            (Kind::Fail, _, _) => send.fail = Some(event.index),
+        if level != send.level {
+            let (now, then) = (level.name(), send.level.name());
+            found.push(malformed(&format!("send of {value:?} completes at acks {now}, invoked at acks {then}")));
+        }
+        // The invocation's level decides: it is what the producer was asked to do.
+        match (event.kind, send.level.has_offset(), partition, offset) {
+            (Kind::Ok, true, Some(p), Some(o)) => send.acks.push((p, o, event.index)),
+            (Kind::Ok, true, _, _) => {
+                found.push(malformed(&format!("ok send of {value:?} without partition and offset")))
+            }
+            // An offset given with an early ack is ignored: it is not committed, and another
+            // value may take it after a leader change.
+            (Kind::Ok, false, _, _) => {
+                send.early_ack.get_or_insert((partition, event.index));
+            }
+            (Kind::Fail, ..) => send.fail = Some(event.index),
             _ => {}
         }
-        if !send.acks.is_empty() && send.fail.is_some() {
+        if (!send.acks.is_empty() || send.early_ack.is_some()) && send.fail.is_some() {
             found.push(malformed(&format!("send of {value:?} completes both ok and fail")));
         }
     }

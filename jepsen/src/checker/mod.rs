@@ -10,7 +10,9 @@
 //! - `groups`: offsets a group committed past without any member receiving them, messages a
 //!   filtered group received that its filter does not select, and redelivery counts;
 //! - `replicas`: the nodes' local logs compared with each other and with the acks;
-//! - `availability`: gaps between acknowledged sends, per fault window;
+//! - `availability`: gaps between acknowledged sends (at level `all`), per fault window;
+//! - `levels`: the sends of each acknowledgement level, and the `leader` and `none` messages
+//!   never read — losses those levels allow, counted and never reported as anomalies;
 //! - `delays` (delay workload): delayed messages released early, lost, delivered after a
 //!   successful cancel, or read with a value or delivery time nobody sent. Its sends and reads
 //!   are in the index too, so the write checks report a message released twice (`duplicate`),
@@ -29,6 +31,7 @@ mod availability;
 mod delays;
 mod groups;
 mod index;
+mod levels;
 mod polls;
 mod replicas;
 #[cfg(test)]
@@ -53,6 +56,7 @@ pub fn check(events: &[Event]) -> Report {
     let groups = groups::check(events, &index, &mut found);
     replicas::check(events, &index, &mut found);
     let availability = availability::measure(events, &mut found);
+    let acks = levels::measure(events, &index);
     let delay = (workload == WorkloadKind::Delay).then(|| delays::check(events, &index, &mut found));
     let txn = (workload == WorkloadKind::Txn).then(|| txns::check(events, &index, &availability.windows, &mut found));
     Report {
@@ -62,6 +66,7 @@ pub fn check(events: &[Event]) -> Report {
         anomalies: found.0,
         groups,
         availability,
+        acks,
         delay,
         txn,
     }

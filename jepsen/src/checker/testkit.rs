@@ -1,7 +1,9 @@
 //! Builds histories by hand for the checker's tests: one call per operation, with invocation
 //! and completion recorded as a real run would, one millisecond apart unless told otherwise.
 
-use crate::history::{CancelResult, DelayRead, Event, Kind, LsoSample, Op, TxnOutcome, TxnPlan, TxnRead, TxnValue};
+use crate::history::{
+    AckLevel, CancelResult, DelayRead, Event, Kind, LsoSample, Op, TxnOutcome, TxnPlan, TxnRead, TxnValue,
+};
 use crate::report::{Anomaly, AnomalyKind, Report};
 
 /// The process number the runner records faults and final reads under.
@@ -44,10 +46,15 @@ impl History {
     }
 
     fn send(&mut self, process: u32, value: &str, kind: Kind, at: Option<(u32, u64)>) -> &mut History {
-        let invoke = Op::Send { value: value.into(), partition: None, offset: None };
-        self.push(process, Kind::Invoke, invoke);
-        let done = Op::Send { value: value.into(), partition: at.map(|a| a.0), offset: at.map(|a| a.1) };
-        self.push(process, kind, done)
+        self.push(process, Kind::Invoke, send_op(value, None, None, AckLevel::All));
+        self.push(process, kind, send_op(value, at.map(|a| a.0), at.map(|a| a.1), AckLevel::All))
+    }
+
+    /// A send at `level` (`leader` or `none`) completed `ok` in `partition`, without an offset,
+    /// as the producer records it.
+    pub fn send_early(&mut self, process: u32, value: &str, level: AckLevel, partition: u32) -> &mut History {
+        self.push(process, Kind::Invoke, send_op(value, None, None, level));
+        self.push(process, Kind::Ok, send_op(value, Some(partition), None, level))
     }
 
     /// A send acknowledged at (`partition`, `offset`).
@@ -58,13 +65,12 @@ impl History {
     /// The invocation of a send whose completion comes later ([`History::send_ack`]): a
     /// producer with several sends in flight.
     pub fn send_invoke(&mut self, process: u32, value: &str) -> &mut History {
-        self.push(process, Kind::Invoke, Op::Send { value: value.into(), partition: None, offset: None })
+        self.push(process, Kind::Invoke, send_op(value, None, None, AckLevel::All))
     }
 
     /// The acknowledgement of a send invoked by [`History::send_invoke`].
     pub fn send_ack(&mut self, process: u32, value: &str, partition: u32, offset: u64) -> &mut History {
-        let op = Op::Send { value: value.into(), partition: Some(partition), offset: Some(offset) };
-        self.push(process, Kind::Ok, op)
+        self.push(process, Kind::Ok, send_op(value, Some(partition), Some(offset), AckLevel::All))
     }
 
     /// A send that certainly failed.
@@ -360,6 +366,10 @@ fn txn_op(
         .map(|&(topic, partition, value)| TxnValue { topic: topic.into(), partition, value: value.into() })
         .collect();
     Op::Txn { label: label.into(), plan, values, offsets: offsets.to_vec(), outcome }
+}
+
+fn send_op(value: &str, partition: Option<u32>, offset: Option<u64>, acks: AckLevel) -> Op {
+    Op::Send { value: value.into(), partition, offset, acks }
 }
 
 fn delay_send(value: &str, deliver_at_ms: u64, id: Option<(u32, u64)>) -> Op {

@@ -1,11 +1,14 @@
 //! The workload: what the suite does to the cluster while faults are injected, recorded in the
 //! history (`crate::history`) as it happens.
 //!
-//! - **Producers** (process ids `0..producers`): each has its own client and idempotent
-//!   [`Producer`](sluice_client::Producer) and sends unique values `"{process}-{n}"` at a bounded
-//!   rate with a few records in flight. A send is recorded when invoked (before `enqueue`) and
-//!   when its delivery resolves: `ok` with its partition and offset, `fail` only when the SDK
-//!   says it certainly was not written, `info` otherwise (see `outcome.rs`).
+//! - **Producers** (process ids `0..producers`): each has its own client and one
+//!   [`Producer`](sluice_client::Producer) per acknowledgement level (`levels.rs`: `all` and
+//!   `leader` idempotent, `none` not), and sends unique values `"{process}-{n}"` at a bounded
+//!   rate with a few records in flight, each at a level drawn from the run's seed
+//!   ([`WorkloadConfig::leader_percent`], [`WorkloadConfig::none_percent`]). A send is recorded
+//!   with its level when invoked (before `enqueue`) and when its delivery resolves: `ok` with its
+//!   partition and offset (`leader`, `none`: its partition only), `fail` only when the SDK says
+//!   it certainly was not written, `info` otherwise (see `outcome.rs`).
 //! - **Group members** (the next `members` process ids): [`GroupConsumer`](sluice_client::GroupConsumer)s
 //!   of one group with a short session timeout and auto-commit, recording every poll and an
 //!   `Assign` whenever their partitions changed. Auto-commit is invisible to the application, so
@@ -34,6 +37,7 @@
 
 mod delay;
 mod drain;
+mod levels;
 mod member;
 mod node_log;
 mod outcome;
@@ -126,6 +130,15 @@ pub struct WorkloadConfig {
     pub readers: u32,
     /// Sends per second of each producer, 1 to [`MAX_SENDS_PER_SECOND`].
     pub sends_per_second: u32,
+    /// The log workload's share of sends at `Acks::Leader`, in percent: acknowledged before
+    /// the commit, so their loss is allowed and only counted.
+    pub leader_percent: u32,
+    /// The log workload's share of sends at `Acks::None`, in percent; the rest are at
+    /// `Acks::All`, whose loss is an anomaly. `leader_percent + none_percent` is at most 100.
+    pub none_percent: u32,
+    /// Seeds each log producer's choice of level, so a replay sends the same values at the
+    /// same levels.
+    pub seed: u64,
 }
 
 impl Default for WorkloadConfig {
@@ -142,6 +155,10 @@ impl Default for WorkloadConfig {
             filtered_members: 1,
             readers: 1,
             sends_per_second: 200,
+            // Most sends stay at `all`, so the loss checks keep their power.
+            leader_percent: 15,
+            none_percent: 15,
+            seed: 0,
         }
     }
 }
@@ -158,6 +175,12 @@ impl WorkloadConfig {
             return Err(WorkloadError::Config(format!(
                 "sends_per_second must be 1 to {MAX_SENDS_PER_SECOND}, not {}",
                 self.sends_per_second
+            )));
+        }
+        if self.leader_percent.saturating_add(self.none_percent) > 100 {
+            return Err(WorkloadError::Config(format!(
+                "leader_percent + none_percent must be at most 100, not {} + {}",
+                self.leader_percent, self.none_percent
             )));
         }
         if self.kind == WorkloadKind::Delay {

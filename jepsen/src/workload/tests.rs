@@ -23,7 +23,7 @@ fn the_default_configuration_is_the_documented_one_and_valid() {
     let config = WorkloadConfig::default();
     assert_eq!((config.topic.as_str(), config.partitions, config.producers), ("jepsen", 6, 2));
     assert_eq!((config.group.as_str(), config.members, config.readers), ("jepsen-group", 2, 1));
-    assert_eq!(config.sends_per_second, 200);
+    assert_eq!((config.sends_per_second, config.leader_percent, config.none_percent), (200, 15, 15));
     assert_eq!((config.filtered_members, config.filtered_group().as_str()), (1, "jepsen-group-filtered"));
     config.validate().unwrap();
     assert_eq!(config.processes(), 6);
@@ -39,6 +39,8 @@ fn a_bad_configuration_is_refused_naming_the_field() {
     assert!(bad(WorkloadConfig { sends_per_second: 0, ..base.clone() }).contains("sends_per_second"));
     let fast = WorkloadConfig { sends_per_second: MAX_SENDS_PER_SECOND + 1, ..base.clone() };
     assert!(bad(fast).contains("sends_per_second must be 1 to 10000"));
+    let levels = WorkloadConfig { leader_percent: 60, none_percent: 41, ..base.clone() };
+    assert!(bad(levels).contains("leader_percent + none_percent must be at most 100, not 60 + 41"));
     let idle = WorkloadConfig { producers: 0, members: 0, filtered_members: 0, readers: 0, ..base };
     assert!(bad(idle).contains("producers + members + filtered members + readers"));
 }

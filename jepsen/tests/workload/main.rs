@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use sluice_jepsen::checker;
 use sluice_jepsen::history::{self, Event, Kind, Op, Recorder};
+use sluice_jepsen::report::Report;
 use sluice_jepsen::workload::{SharedRecorder, Workload, WorkloadConfig, record_node_logs};
 use sluice_system_tests::{Cluster, within};
 
@@ -49,6 +50,17 @@ async fn a_run_without_faults_records_a_complete_and_clean_history() {
     let report = checker::check(&events);
     eprintln!("{}", report.summary(None));
     assert!(report.is_clean(), "the checker found anomalies");
+    assert_every_level_sent_and_nothing_lost(&report);
+}
+
+/// Sends went out at every acknowledgement level, and without faults no leader ever died or
+/// was deposed: not one `leader` or `none` message may be missing either.
+fn assert_every_level_sent_and_nothing_lost(report: &Report) {
+    let acks = report.acks.as_ref().expect("sends at leader and none are reported");
+    for level in &acks.levels {
+        assert!(level.ok > 0, "no send completed ok at acks {}", level.acks.name());
+    }
+    assert_eq!((acks.lost_leader_acked, acks.lost_unacknowledged), (0, 0), "{:?}", acks.lost_examples);
 }
 
 /// Every invocation is followed by exactly one completion of the same process and operation:
@@ -79,7 +91,8 @@ fn assert_complete(events: &[Event]) {
 fn acked_sends(events: &[Event]) -> HashMap<String, (u32, u64)> {
     let mut acked = HashMap::new();
     for event in events.iter().filter(|e| e.kind == Kind::Ok) {
-        if let Op::Send { value, partition: Some(p), offset: Some(o) } = &event.op {
+        // `leader` and `none` sends are acknowledged without an offset.
+        if let Op::Send { value, partition: Some(p), offset: Some(o), .. } = &event.op {
             assert!(acked.insert(value.clone(), (*p, *o)).is_none(), "{value} acknowledged twice");
         }
     }
