@@ -22,6 +22,9 @@
 #   BENCH_PARTITIONS        partition counts of the Sluice topics, one set of Sluice runs each
 #                           (default "1 3": 1 is one Raft group, as a NATS stream is)
 #   BENCH_FLUSH_INTERVAL_MS the relaxed Sluice topic's --flush-interval-ms (default 100)
+#   BENCH_ACKS              acknowledgement levels of the fsync topic's runs (default "all"; e.g.
+#                           "all leader none": one run each, `sluice bench produce --acks`;
+#                           docs/DURABILITY.md says what each promises)
 #   BENCH_LINGER_MS         the Sluice producers' --linger-ms (default 0: the NATS client does
 #                           not linger either; docs/BENCHMARKS.md shows what 5, the SDK's
 #                           default, costs under a bound on messages in flight)
@@ -47,6 +50,7 @@ producers="${BENCH_PRODUCERS:-4}"
 read -r -a sizes <<<"${BENCH_SIZES:-100 1024}"
 read -r -a partition_counts <<<"${BENCH_PARTITIONS:-1 3}"
 read -r -a in_flights <<<"${BENCH_IN_FLIGHT:-256 1024 4096}"
+read -r -a ack_levels <<<"${BENCH_ACKS:-all}"
 flush_ms="${BENCH_FLUSH_INTERVAL_MS:-100}"
 linger_ms="${BENCH_LINGER_MS:-0}"
 fsync_count="${BENCH_FSYNC_COUNT:-2000}"
@@ -253,10 +257,10 @@ start_sluice() {
 }
 
 # One Sluice run: flush policy $1 (fsync or relaxed), partitions $2, size $3, in flight per
-# producer $4, on a topic of its own.
+# producer $4, acknowledgement level $5 (default all), on a topic of its own.
 sluice_load() {
-  local policy=$1 partitions=$2 size=$3 in_flight=$4 flush=()
-  local name="sluice-$1-p$2-$3-$4" topic="bench-$1-p$2-$3-$4"
+  local policy=$1 partitions=$2 size=$3 in_flight=$4 acks=${5:-all} flush=()
+  local name="sluice-$1$(acks_suffix "$acks")-p$2-$3-$4" topic="bench-$1-p$2-$3-$4-$acks"
   [ "$policy" = relaxed ] && flush=(--flush-interval-ms "$flush_ms")
   timeout 90 "$bin/sluice" topic create "$topic" --partitions "$partitions" --replication-factor 3 \
     "${flush[@]}" >"$run/results/$name.create.log" 2>&1 || die "cannot create the topic: see $run/results/$name.create.log"
@@ -264,12 +268,15 @@ sluice_load() {
   loadavg >"$run/results/$name.load"
   with_disk_probe "$name" timeout "$run_timeout" "$bin/sluice" bench produce --topic "$topic" --message-bytes "$size" \
     --producers "$producers" --max-in-flight "$in_flight" --linger-ms "$linger_ms" --duration "$duration" \
-    --output json >"$run/results/$name.json" 2>"$run/results/$name.log" ||
+    --acks "$acks" --output json >"$run/results/$name.json" 2>"$run/results/$name.log" ||
     die "the Sluice run failed: see $run/results/$name.log"
   # Its data goes before the next run writes more.
   timeout 90 "$bin/sluice" topic delete "$topic" >>"$run/results/$name.create.log" 2>&1 ||
     die "cannot delete topic $topic: see $run/results/$name.create.log"
 }
+
+# The result-name suffix of acknowledgement level $1: none for all (the default's old names).
+acks_suffix() { [ "$1" = all ] || echo "-acks-$1"; }
 
 # --- the run -----------------------------------------------------------------------------------
 {
@@ -293,7 +300,7 @@ start_sluice
 for in_flight in "${in_flights[@]}"; do
   for size in "${sizes[@]}"; do
     for partitions in "${partition_counts[@]}"; do
-      sluice_load fsync "$partitions" "$size" "$in_flight"
+      for acks in "${ack_levels[@]}"; do sluice_load fsync "$partitions" "$size" "$in_flight" "$acks"; done
       sluice_load relaxed "$partitions" "$size" "$in_flight"
     done
   done
@@ -324,8 +331,12 @@ row() {
       nats="$run/results/nats-$size-$in_flight.json"
       row "NATS R3 stream" "$size" "$in_flight" "$nats" "$nats"
       for partitions in "${partition_counts[@]}"; do
-        row "Sluice fsync, ${partitions}p" "$size" "$in_flight" \
-          "$run/results/sluice-fsync-p$partitions-$size-$in_flight.json" "$nats"
+        for acks in "${ack_levels[@]}"; do
+          label="Sluice fsync, ${partitions}p"
+          [ "$acks" = all ] || label="Sluice fsync acks $acks, ${partitions}p"
+          row "$label" "$size" "$in_flight" \
+            "$run/results/sluice-fsync$(acks_suffix "$acks")-p$partitions-$size-$in_flight.json" "$nats"
+        done
         row "Sluice flush ${flush_ms}ms, ${partitions}p" "$size" "$in_flight" \
           "$run/results/sluice-relaxed-p$partitions-$size-$in_flight.json" "$nats"
       done

@@ -18,6 +18,8 @@
 //! transaction's commit whose client gives up while a marker cannot commit is completed after
 //! the heal (`transactions`).
 
+#[path = "broker/acks.rs"]
+mod acks;
 #[path = "broker/capacity.rs"]
 mod capacity;
 #[path = "broker/catchup.rs"]
