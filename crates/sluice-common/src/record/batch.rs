@@ -28,6 +28,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::codec::{CodecError, Compression};
+use super::compressed;
 use super::varint::{get_uvarint, put_uvarint, unzigzag, uvarint_len, zigzag};
 use crate::filter::tag_summary_bit;
 
@@ -70,14 +72,6 @@ impl ProducerStamp {
     pub fn is_idempotent(&self) -> bool {
         self.producer_id >= 0
     }
-}
-
-/// Compression of a batch's records section. Only `None` is implemented; the header reserves
-/// three bits so codecs can be added without a format change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// Records are stored as they are.
-    None,
 }
 
 /// The fixed fields of a batch.
@@ -150,6 +144,12 @@ pub enum BatchError {
     /// A compression codec this build does not implement.
     #[error("record batch uses compression codec {0}, which this build does not support")]
     Compression(u8),
+    /// A compressed batch's section is not laid out as its prefix says.
+    #[error("record batch is malformed: {0}")]
+    Compressed(&'static str),
+    /// A compressed batch's values do not decompress to what it states.
+    #[error("record batch values: {0}")]
+    Codec(#[from] CodecError),
     /// The header's reserved field (bytes 6-7) is not zero.
     #[error("record batch reserved field (bytes 6-7) is {0:#06x}; it must be 0")]
     Reserved(u16),
@@ -259,6 +259,10 @@ pub struct BatchBuilder {
     control: bool,
     delayed: bool,
     tag_summary: u64,
+    compression: Compression,
+    level: i32,
+    /// A compressed batch's values, concatenated, until `finish` compresses them.
+    values: Vec<u8>,
 }
 
 impl BatchBuilder {
@@ -276,7 +280,34 @@ impl BatchBuilder {
             control: false,
             delayed: false,
             tag_summary: 0,
+            compression: Compression::None,
+            level: 0,
+            values: Vec::new(),
         }
+    }
+
+    /// Compresses the batch's values with `codec` (`level`: zstd's 1–22 or gzip's 0–9; see
+    /// [`Compression::compress`]). Set before the first push.
+    pub fn compression(mut self, codec: Compression, level: i32) -> BatchBuilder {
+        assert_eq!(self.count, 0, "the codec is chosen before the first record");
+        self.compression = codec;
+        self.level = level;
+        self
+    }
+
+    /// Writes a value: into the records (uncompressed) or aside for `finish` to compress.
+    fn put_value(&mut self, value: &[u8]) {
+        put_uvarint(&mut self.buf, value.len() as u64);
+        if self.compression == Compression::None {
+            self.buf.put_slice(value);
+        } else {
+            self.values.extend_from_slice(value);
+        }
+    }
+
+    /// A record's body length as written: without its value when the values are compressed.
+    fn written_body(&self, body: usize, value_len: usize) -> usize {
+        if self.compression == Compression::None { body } else { body - value_len }
     }
 
     /// Marks the batch as part of a transaction.
@@ -301,7 +332,7 @@ impl BatchBuilder {
     /// Appends a record.
     pub fn push(&mut self, record: &Record) {
         let first = *self.first_ts.get_or_insert(record.timestamp_ms);
-        let body = record.body_len(first);
+        let body = self.written_body(record.body_len(first), record.value.len());
         let b = &mut self.buf;
         put_uvarint(b, body as u64);
         put_uvarint(b, zigzag(record.timestamp_ms.wrapping_sub(first)));
@@ -312,8 +343,8 @@ impl BatchBuilder {
             }
             None => put_uvarint(b, 0),
         }
-        put_uvarint(b, record.value.len() as u64);
-        b.put_slice(&record.value);
+        self.put_value(&record.value);
+        let b = &mut self.buf;
         let tag = record.tag.as_deref().unwrap_or("");
         put_uvarint(b, tag.len() as u64);
         b.put_slice(tag.as_bytes());
@@ -346,6 +377,7 @@ impl BatchBuilder {
             + record.tag.len()
             + uvarint_len(record.property_count)
             + record.properties.len();
+        let body = self.written_body(body, record.value.len());
         let b = &mut self.buf;
         put_uvarint(b, body as u64);
         put_uvarint(b, ts);
@@ -353,8 +385,8 @@ impl BatchBuilder {
         if let Some(k) = &record.key {
             b.put_slice(k);
         }
-        put_uvarint(b, record.value.len() as u64);
-        b.put_slice(&record.value);
+        self.put_value(&record.value);
+        let b = &mut self.buf;
         put_uvarint(b, record.tag.len() as u64);
         b.put_slice(&record.tag);
         put_uvarint(b, record.property_count);
@@ -371,9 +403,10 @@ impl BatchBuilder {
         self.count
     }
 
-    /// Bytes the batch would take if finished now.
+    /// Bytes the batch would take if finished now, uncompressed (compression only shrinks it,
+    /// by as much as the values allow).
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.values.len()
     }
 
     /// Whether no record has been pushed.
@@ -383,12 +416,25 @@ impl BatchBuilder {
 
     /// Fills in the header and checksum and returns the encoded batch.
     pub fn finish(mut self) -> Bytes {
+        if self.compression != Compression::None {
+            let mut out = BytesMut::with_capacity(self.buf.len() + self.values.len() / 2 + compressed::PREFIX_LEN);
+            out.put_slice(&self.buf[..BATCH_HEADER_LEN]);
+            compressed::write_section(
+                &mut out,
+                &self.buf[BATCH_HEADER_LEN..],
+                &self.values,
+                self.compression,
+                self.level,
+            );
+            self.buf = out;
+        }
         let records_len = u32::try_from(self.buf.len() - BATCH_HEADER_LEN).expect("batch under 4 GiB");
         let first = self.first_ts.unwrap_or(0);
         let max = if self.count == 0 { first } else { self.max_ts };
         let attrs = if self.transactional { ATTR_TRANSACTIONAL } else { 0 }
             | if self.control { ATTR_CONTROL } else { 0 }
-            | if self.delayed { ATTR_DELAYED } else { 0 };
+            | if self.delayed { ATTR_DELAYED } else { 0 }
+            | self.compression.id();
         let mut h = &mut self.buf[4..BATCH_HEADER_LEN];
         h.put_u8(BATCH_MAGIC);
         h.put_u8(attrs);
@@ -436,14 +482,62 @@ impl RecordBatch {
     /// malformed record, or a first record not stamped `first_ts_ms`, and checks the record count
     /// and `max_ts_ms` when it reaches the end.
     pub fn records(&self) -> Records {
-        Records {
-            section: self.bytes.slice(self.header.header_len()..),
+        self.records_with(true)
+    }
+
+    /// [`RecordBatch::records`] without the values (each record's `value` is empty): a compressed
+    /// batch's keys, tags and properties are read without decompressing anything. For a filter.
+    pub fn metadata(&self) -> Records {
+        self.records_with(false)
+    }
+
+    /// The batch's length with its values uncompressed (its stored length if it is not
+    /// compressed): what a reader must hold to decompress it.
+    pub fn expanded_len(&self) -> Result<usize, BatchError> {
+        if self.header.compression == Compression::None {
+            return Ok(self.bytes.len());
+        }
+        let parts = compressed::split(&self.section())?;
+        Ok(self.header.header_len() + compressed::PREFIX_LEN + parts.meta.len() + parts.values_len)
+    }
+
+    fn section(&self) -> Bytes {
+        self.bytes.slice(self.header.header_len()..)
+    }
+
+    fn records_with(&self, with_values: bool) -> Records {
+        let mut records = Records {
+            section: self.section(),
+            values: Values::Inline,
             pos: 0,
             index: 0,
             newest: self.header.first_timestamp_ms,
             header: self.header,
             done: false,
+            failed: None,
+        };
+        if self.header.compression == Compression::None {
+            return records;
         }
+        let parts = match compressed::split(&records.section) {
+            Ok(parts) => parts,
+            Err(e) => {
+                records.failed = Some(e);
+                return records;
+            }
+        };
+        records.section = parts.meta;
+        records.values = match with_values {
+            false => Values::Skipped,
+            true => match self.header.compression.decompress(&parts.compressed, parts.values_len) {
+                Ok(values) => Values::Separate { values: Bytes::from(values), pos: 0 },
+                Err(e) => {
+                    records.failed = Some(e.into());
+                    Values::Skipped
+                }
+            },
+        };
+        records
     }
 }
 
@@ -493,10 +587,8 @@ fn header_of(bytes: &[u8], verify_checksum: bool) -> Result<BatchHeader, BatchEr
     if attrs & ATTR_RESERVED_MASK != 0 {
         return Err(BatchError::Attributes(attrs));
     }
-    let compression = match attrs & ATTR_COMPRESSION_MASK {
-        0 => Compression::None,
-        other => return Err(BatchError::Compression(other)),
-    };
+    let codec = attrs & ATTR_COMPRESSION_MASK;
+    let compression = Compression::from_id(codec).ok_or(BatchError::Compression(codec))?;
     Ok(BatchHeader {
         count: le32(8),
         producer: ProducerStamp {
@@ -559,13 +651,28 @@ impl RecordView {
 /// Iterator over a batch's records; see [`RecordBatch::records`].
 #[derive(Debug)]
 pub struct Records {
+    /// The records (a compressed batch's metadata).
     section: Bytes,
+    values: Values,
     pos: usize,
     index: u32,
     /// Largest timestamp decoded so far (`first_ts_ms` before the first record).
     newest: i64,
     header: BatchHeader,
     done: bool,
+    /// The batch could not be opened (its compressed section is bad): the first item.
+    failed: Option<BatchError>,
+}
+
+/// Where a record's value is.
+#[derive(Debug)]
+enum Values {
+    /// In the record (an uncompressed batch).
+    Inline,
+    /// In the decompressed values, from `pos` on.
+    Separate { values: Bytes, pos: usize },
+    /// Not read ([`RecordBatch::metadata`], or decompression failed).
+    Skipped,
 }
 
 impl Iterator for Records {
@@ -574,6 +681,10 @@ impl Iterator for Records {
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;
+        }
+        if let Some(e) = self.failed.take() {
+            self.done = true;
+            return Some(Err(e));
         }
         if self.pos == self.section.len() {
             self.done = true;
@@ -612,6 +723,11 @@ impl Records {
         if self.newest != self.header.max_timestamp_ms {
             return Err(BatchError::MaxTimestamp { header: self.header.max_timestamp_ms, newest: self.newest });
         }
+        if let Values::Separate { values, pos } = &self.values
+            && *pos != values.len()
+        {
+            return Err(BatchError::Compressed("the values hold more bytes than the records' value lengths"));
+        }
         Ok(())
     }
 
@@ -622,8 +738,10 @@ impl Records {
         if end > self.section.len() {
             return Err("record runs past the end of the batch");
         }
-        let mut body: &[u8] = &self.section[start..end];
-        let slice = |b: &[u8]| self.section.slice_ref(b);
+        // A handle of its own (a reference count), so values can be taken while it is borrowed.
+        let section = self.section.clone();
+        let mut body: &[u8] = &section[start..end];
+        let slice = |b: &[u8]| section.slice_ref(b);
         let (ts_delta, n) = get_uvarint(body).ok_or("bad timestamp")?;
         body = &body[n..];
         let (key_len, n) = get_uvarint(body).ok_or("bad key length")?;
@@ -634,7 +752,7 @@ impl Records {
         };
         let (value_len, n) = get_uvarint(body).ok_or("bad value length")?;
         body = &body[n..];
-        let value = slice(take(&mut body, value_len).ok_or("value runs past the record")?);
+        let value = value_of(&mut self.values, &section, &mut body, value_len)?;
         let tag = take_str(&mut body).ok_or("bad tag")?;
         let tag = slice(tag.as_bytes());
         let (property_count, n) = get_uvarint(body).ok_or("bad property count")?;
@@ -657,6 +775,22 @@ impl Records {
             properties,
             property_count,
         })
+    }
+}
+
+/// A record's value of `len` bytes: from `body` (a part of `section`) in an uncompressed batch,
+/// else from the decompressed values (or empty, when they are not read).
+fn value_of(values: &mut Values, section: &Bytes, body: &mut &[u8], len: u64) -> Result<Bytes, &'static str> {
+    match values {
+        Values::Inline => Ok(section.slice_ref(take(body, len).ok_or("value runs past the record")?)),
+        Values::Separate { values, pos } => {
+            let len = usize::try_from(len).map_err(|_| "value length overflows")?;
+            let end = pos.checked_add(len).filter(|&e| e <= values.len()).ok_or("value runs past the values")?;
+            let value = values.slice(*pos..end);
+            *pos = end;
+            Ok(value)
+        }
+        Values::Skipped => Ok(Bytes::new()),
     }
 }
 
