@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLoc
 
 use crate::cache::SegmentCache;
 use crate::clock::{Clock, SystemClock};
-use crate::config::LogConfig;
+use crate::config::{LogConfig, Retention};
 use crate::entry::{Entry, EntryId};
 use crate::error::{Result, StorageError};
 use crate::format::ENTRY_HEADER_LEN;
@@ -41,6 +41,9 @@ pub(crate) const PURGED_FILE: &str = "purged";
 pub struct Log {
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
+    /// What retention may delete: `config.retention` at first, changed by
+    /// [`Log::set_retention`] when its topic's settings change while the log is open.
+    pub(crate) retention: Mutex<Retention>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) cache: Arc<SegmentCache>,
     writer: Mutex<Writer>,
@@ -120,6 +123,7 @@ impl Log {
         tracing::debug!(dir = %dir.display(), segments = segments.len(), ?last, ?purged, "opened log");
         Ok(Log {
             dir,
+            retention: Mutex::new(config.retention.clone()),
             config,
             clock,
             cache,
@@ -138,7 +142,8 @@ impl Log {
         &self.dir
     }
 
-    /// The configuration the log was opened with.
+    /// The configuration the log was opened with (its retention may have changed since: see
+    /// [`Log::retention`]).
     pub fn config(&self) -> &LogConfig {
         &self.config
     }

@@ -4,17 +4,29 @@
 //! answer is proposed through Raft and every replica purges at the same index; a standalone log
 //! can call [`Log::apply_retention`] directly.
 
+use crate::config::Retention;
 use crate::entry::EntryId;
 use crate::error::Result;
 use crate::log::Log;
 
 impl Log {
+    /// The retention limits in force: those the log was opened with, or the last set.
+    pub fn retention(&self) -> Retention {
+        self.retention.lock().expect("retention lock").clone()
+    }
+
+    /// Replaces the retention limits; the next [`Log::retention_point`] uses them. A topic's
+    /// retention can be altered while its partitions run.
+    pub fn set_retention(&self, retention: Retention) {
+        *self.retention.lock().expect("retention lock") = retention;
+    }
+
     /// The highest entry retention allows to purge, if any. A segment qualifies by age when it
     /// was rolled (the next segment was created) at least `retention.max_age` ago, and by size
     /// while the log would still hold `retention.max_bytes` without it. Only a prefix of sealed
     /// segments qualifies; the active segment is always kept.
     pub fn retention_point(&self) -> Option<EntryId> {
-        let retention = &self.config.retention;
+        let retention = self.retention();
         if retention.max_age.is_none() && retention.max_bytes.is_none() {
             return None;
         }

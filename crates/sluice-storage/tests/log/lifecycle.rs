@@ -1,5 +1,6 @@
 //! Segment lifecycle: rolling by size and by age (on a manual clock), and retention by size and
-//! by age through `apply_retention`; each state is checked again after reopening.
+//! by age through `apply_retention`, also with limits changed while the log is open; each state
+//! is checked again after reopening.
 
 use std::fs;
 use std::path::Path;
@@ -127,6 +128,27 @@ fn given_retention_by_size_when_applied_should_delete_the_oldest_whole_segments(
     assert_eq!(log.apply_retention().expect("again"), None, "nothing more to delete");
     let log = assert_survives_reopen(log, &config, &clock);
     assert_retained(&log, &all, point);
+}
+
+/// Checks that retention set on an open log (a topic's retention altered while it runs) is
+/// what the next retention point uses: none at first, then the new limit, then none again.
+#[test]
+fn given_retention_set_while_open_when_applied_should_use_the_new_limits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = small_config();
+    let clock = ManualClock::new(0);
+    let log = open_with_clock(dir.path(), &config, &clock);
+    let all = entries(1..601, 2);
+    append_in_batches(&log, &all, 50);
+    assert_eq!(log.retention_point(), None, "opened without retention");
+    let limited = Retention { max_bytes: Some(40 * 1024), max_age: None };
+    log.set_retention(limited.clone());
+    assert_eq!(log.retention(), limited);
+    let point = log.apply_retention().expect("apply retention").expect("something to delete");
+    assert_retained(&log, &all, point);
+    assert_eq!(log.config().retention, Retention::default(), "the opening configuration is kept as it was");
+    log.set_retention(Retention::default());
+    assert_eq!(log.retention_point(), None, "cleared: nothing more to delete");
 }
 
 /// Appends `batch` after moving the clock an hour on, so each batch starts a new segment.
