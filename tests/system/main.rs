@@ -19,6 +19,9 @@
 //! - `half_messages`: half messages commit and roll back; one whose producer died is checked
 //!   back with a restarted member (and waits, uncounted, while none is connected); one never
 //!   answered is left undecided for an operator.
+//! - `compression`: a producer per codec (gzip, snappy, lz4, zstd) and an uncompressed one on
+//!   one topic; assign-mode and group consumers read every message once with all its fields;
+//!   tag and SQL filters over the compressed batches deliver exactly the matching messages.
 //! - `cli`: `topic create`, `produce`, `consume`, `topic describe` and `cluster status` round
 //!   trip with JSON output.
 //! - `groups`: consumer groups — members share partitions exactly once, hand them over when
@@ -49,6 +52,7 @@ mod bad_input;
 mod broadcast;
 mod capacity;
 mod cli;
+mod compression;
 mod delays;
 mod disk_failure;
 mod exactly_once;

@@ -307,6 +307,7 @@ impl Partitions {
         // minute to come back after a restart.
         let started: Vec<bool> = futures_util::stream::iter(starts).buffer_unordered(STARTS_AT_ONCE).collect().await;
         let all_started = started.iter().all(|&ok| ok);
+        self.update_retention(metadata, &wanted);
         self.report_offline();
         self.forget_unassigned_parked(&wanted_ids);
         for gid in running.into_iter().filter(|g| !wanted_ids.contains(g)) {
@@ -324,6 +325,21 @@ impl Partitions {
             .await;
         }
         all_started
+    }
+
+    /// Hands every running replica's log its topic's retention as the metadata has it now, so a
+    /// retention altered while the topic runs applies from the next retention pass.
+    fn update_retention(&self, metadata: &FsmHandle<Metadata>, wanted: &[HostedPartition]) {
+        // Read first, set after: the metadata lock is never held together with `hosted`'s.
+        let retentions: Vec<(u64, Retention)> =
+            metadata.read(|m| wanted.iter().map(|p| (p.group_id, retention_of(m, p))).collect());
+        let hosted = self.hosted.lock().expect("hosted lock");
+        for (gid, retention) in retentions {
+            if let Some(h) = hosted.get(&gid).filter(|h| h.log.retention() != retention) {
+                tracing::info!(group = gid, ?retention, "the topic's retention changed");
+                h.log.set_retention(retention);
+            }
+        }
     }
 
     /// Starts group `p` unless it is parked and not due; says whether it runs now.

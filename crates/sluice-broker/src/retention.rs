@@ -6,7 +6,9 @@
 //!
 //! 1. Every `retention_check_ms`, for each partition it leads, the broker asks the log for its
 //!    retention point — the last entry of the longest prefix of whole sealed segments the limits
-//!    let go ([`Log::retention_point`]). If it is past what was already trimmed, and applied, the
+//!    let go ([`Log::retention_point`]). The limits are the topic's as the metadata has them now:
+//!    `Partitions::reconcile` hands them to every hosted log on each metadata change, so an
+//!    altered retention applies from the next pass. If it is past what was already trimmed, and applied, the
 //!    leader maps it to the first offset after it through the offset index and proposes
 //!    [`PartitionCommand::Trim`] with both. No clock of a follower is ever read: every replica
 //!    trims at the index and offset the committed command carries.

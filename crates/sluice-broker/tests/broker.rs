@@ -11,7 +11,9 @@
 //! fsync (`flush_policy`). Each broker's Prometheus endpoint counts what clients sent and shows
 //! each replica's Raft state (`metrics`). Retention trims every replica at the index its
 //! leader proposed, and a follower down meanwhile catches up by snapshot (`retention`).
-//! A topic beyond the brokers' capacity is refused whole (`capacity`). A full disk on one broker refuses writes with STORAGE_FULL and keeps reads going, and ENOSPC
+//! A topic beyond the brokers' capacity is refused whole (`capacity`). A running topic's
+//! retention, message size limit and compression are altered, and every broker applies the
+//! change without a restart (`topic_config`). A full disk on one broker refuses writes with STORAGE_FULL and keeps reads going, and ENOSPC
 //! stops only that broker's replicas until space returns (`disk_full`).
 //! Consumer groups are coordinated by the leaders of `__consumer_offsets`, share a topic's
 //! partitions, commit offsets and survive their coordinator's broker stopping (`groups`). A
@@ -28,6 +30,8 @@ mod catchup;
 mod client;
 #[path = "broker/cluster.rs"]
 mod cluster;
+#[path = "broker/compression.rs"]
+mod compression;
 #[path = "broker/delays.rs"]
 mod delays;
 #[path = "broker/disk_full.rs"]
@@ -46,6 +50,8 @@ mod metrics;
 mod retention;
 #[path = "broker/scale.rs"]
 mod scale;
+#[path = "broker/topic_config.rs"]
+mod topic_config;
 #[path = "broker/transactions.rs"]
 mod transactions;
 

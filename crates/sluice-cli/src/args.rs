@@ -9,6 +9,7 @@ use sluice_client::{DEFAULT_BOOTSTRAP, SeekTo};
 pub use crate::args_bench::{
     BenchCommand, BenchCommitArgs, BenchConsumeArgs, BenchDelayArgs, BenchProduceArgs, BenchRun, DelayBenchMode,
 };
+pub use crate::args_topic::{AlterArgs, CreateArgs, TopicCommand};
 pub use crate::args_txn::{BenchTxnArgs, IsolationArg, IsolationLevel, TransactionArgs, TxnCommand};
 
 /// Command-line client for a Sluice cluster.
@@ -26,7 +27,7 @@ pub struct Cli {
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create, list, describe and delete topics.
+    /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
     Topic(TopicCommand),
     /// Send messages: the VALUEs given, or each line of standard input.
@@ -152,53 +153,6 @@ pub struct OutputArg {
     pub output: Output,
 }
 
-/// `sluice topic ...`
-#[derive(Debug, Subcommand)]
-pub enum TopicCommand {
-    /// Create a topic and wait until its partitions have leaders.
-    Create(CreateArgs),
-    /// List topics.
-    List(OutputArg),
-    /// Show a topic's settings, partitions, leaders and offsets.
-    Describe {
-        /// The topic.
-        name: String,
-        /// Output format.
-        #[command(flatten)]
-        output: OutputArg,
-    },
-    /// Delete a topic and its data.
-    Delete {
-        /// The topic.
-        name: String,
-    },
-}
-
-/// `sluice topic create`
-#[derive(Debug, Args)]
-pub struct CreateArgs {
-    /// The topic's name: 1 to 249 characters from [A-Za-z0-9._-].
-    pub name: String,
-    /// Number of partitions.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub partitions: u32,
-    /// Replicas per partition (at most the number of brokers).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub replication_factor: u32,
-    /// Delete messages older than this many milliseconds (default: keep everything).
-    #[arg(long)]
-    pub retention_ms: Option<u64>,
-    /// Refuse messages larger than this many bytes (default: 1 MiB).
-    #[arg(long)]
-    pub max_message_bytes: Option<u32>,
-    /// Acknowledge writes once they are in the memory of a majority of replicas, each fsyncing
-    /// at least every MS milliseconds (1 to 3600000). Faster; but if a majority of a partition's
-    /// replicas lose power at once, up to MS of acknowledged writes can be lost. Default: fsync
-    /// on a majority before every acknowledgement.
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub flush_interval_ms: Option<u64>,
-}
-
 /// `sluice produce`
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
@@ -234,6 +188,10 @@ pub struct ProduceArgs {
     /// RocketMQ's oneway send: the same as --acks none.
     #[arg(long, conflicts_with = "transaction")]
     pub oneway: bool,
+    /// Compress each batch's values: none (the default), gzip, snappy, lz4 or zstd. Consumers
+    /// decompress without being told; filters work on compressed batches (docs/FORMAT.md).
+    #[command(flatten)]
+    pub compression: CompressionArgs,
     /// All messages in one transaction.
     #[command(flatten)]
     pub txn: TransactionArgs,
@@ -243,6 +201,34 @@ pub struct ProduceArgs {
     pub output: OutputArg,
     /// Messages to send, one per argument. Without any, each line of standard input is one.
     pub values: Vec<String>,
+}
+
+/// `--compression` and `--compression-level`: how a producer compresses its batches.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct CompressionArgs {
+    /// Codec of every batch's values: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none", value_name = "none|gzip|snappy|lz4|zstd", value_parser = parse_compression)]
+    pub compression: sluice_client::Compression,
+    /// With --compression zstd (1 to 22) or gzip (0 to 9): higher is smaller and slower.
+    /// Default: zstd's 3, gzip's 6.
+    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(i32).range(0..=22))]
+    pub compression_level: Option<i32>,
+}
+
+impl CompressionArgs {
+    /// The level to compress at: the one given, or the codec's default.
+    pub fn level(&self) -> i32 {
+        self.compression_level.unwrap_or(match self.compression {
+            sluice_client::Compression::Gzip => 6,
+            _ => sluice_client::DEFAULT_ZSTD_LEVEL,
+        })
+    }
+}
+
+/// A codec named on the command line.
+fn parse_compression(name: &str) -> Result<sluice_client::Compression, String> {
+    sluice_client::Compression::from_name(name)
+        .ok_or_else(|| format!("compression must be none, gzip, snappy, lz4 or zstd, not {name:?}"))
 }
 
 /// `sluice consume`

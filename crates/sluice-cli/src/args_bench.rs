@@ -89,6 +89,24 @@ pub struct BenchProduceArgs {
     /// until a message's batch is on its way).
     #[arg(long, default_value = "all", value_name = "all|leader|none")]
     pub acks: sluice_client::Acks,
+    /// Compression of the producers' batches (as `sluice produce --compression`).
+    #[command(flatten)]
+    pub compression: crate::args::CompressionArgs,
+    /// What each message's value holds: `fill` (one byte pattern, as compressible as it gets),
+    /// `json` (JSON-like events, each different), or `random` (incompressible).
+    #[arg(long, default_value = "fill", value_name = "fill|json|random")]
+    pub payload: Payload,
+}
+
+/// The values `sluice bench produce` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Payload {
+    /// The letters a to z repeated.
+    Fill,
+    /// JSON-like events with varying fields.
+    Json,
+    /// Random bytes.
+    Random,
 }
 
 /// `sluice bench consume`

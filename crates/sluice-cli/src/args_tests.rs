@@ -62,6 +62,66 @@ fn topic_create_needs_partitions_and_replication_factor() {
     assert!(refuse(&["topic", "create", "o", "--partitions", "0", "--replication-factor", "1"]).contains("0"));
 }
 
+const ZSTD: sluice_client::TopicCompression = sluice_client::TopicCompression::Codec(sluice_client::Compression::Zstd);
+
+#[test]
+fn topic_create_takes_retention_bytes_and_a_compression() {
+    let base = ["topic", "create", "o", "--partitions", "1", "--replication-factor", "1"];
+    let with = |extra: &[&'static str]| [&base[..], extra].concat();
+    let cli = parse(&with(&["--retention-bytes", "1048576", "--compression", "zstd"]));
+    let Command::Topic(TopicCommand::Create(c)) = cli.command else { panic!("{:?}", cli.command) };
+    assert_eq!((c.retention_bytes, c.compression), (Some(1_048_576), Some(ZSTD)));
+    let Command::Topic(TopicCommand::Create(c)) = parse(&with(&["--compression", "producer"])).command else {
+        panic!()
+    };
+    assert_eq!(c.compression, Some(sluice_client::TopicCompression::Producer));
+    let Command::Topic(TopicCommand::Create(c)) = parse(&base).command else { panic!() };
+    assert_eq!((c.retention_bytes, c.compression), (None, None), "unset: no size limit, batches kept as sent");
+    let brotli = refuse(&with(&["--compression", "brotli"]));
+    assert!(brotli.contains("producer, none, gzip, snappy, lz4 or zstd"), "{brotli}");
+    assert!(refuse(&with(&["--retention-bytes", "0"])).contains("--retention-bytes"));
+    assert!(refuse(&with(&["--retention-ms", "0"])).contains("--retention-ms"));
+}
+
+#[test]
+fn topic_alter_takes_at_least_one_change_and_a_value_or_a_clear_of_each() {
+    let cli = parse(&[
+        "topic",
+        "alter",
+        "orders",
+        "--retention-ms",
+        "3600000",
+        "--clear-retention-bytes",
+        "--max-message-bytes",
+        "2048",
+        "--compression",
+        "zstd",
+    ]);
+    let Command::Topic(TopicCommand::Alter(a)) = cli.command else { panic!("{:?}", cli.command) };
+    let expected = sluice_client::TopicConfigChanges::new()
+        .retention_ms(3_600_000)
+        .clear_retention_bytes()
+        .max_message_bytes(2048)
+        .compression(ZSTD);
+    assert_eq!((a.name.as_str(), a.changes()), ("orders", expected));
+    let Command::Topic(TopicCommand::Alter(a)) = parse(&["topic", "alter", "o", "--clear-retention-ms"]).command else {
+        panic!()
+    };
+    assert_eq!(a.changes(), sluice_client::TopicConfigChanges::new().clear_retention_ms());
+
+    let none = refuse(&["topic", "alter", "orders"]);
+    assert!(none.contains("required") && none.contains("--retention-ms"), "{none}");
+    let both = refuse(&["topic", "alter", "o", "--retention-ms", "5", "--clear-retention-ms"]);
+    assert!(both.contains("cannot be used with"), "{both}");
+    let both = refuse(&["topic", "alter", "o", "--clear-retention-bytes", "--retention-bytes", "5"]);
+    assert!(both.contains("cannot be used with"), "{both}");
+    assert!(refuse(&["topic", "alter", "o", "--max-message-bytes", "0"]).contains("--max-message-bytes"));
+    assert!(refuse(&["topic", "alter", "o", "--max-message-bytes", "67108865"]).contains("67108865"));
+    assert!(refuse(&["topic", "alter", "o", "--compression", "rar"]).contains("\"rar\""));
+    let fixed = refuse(&["topic", "alter", "o", "--partitions", "6"]);
+    assert!(fixed.contains("--partitions"), "not alterable, so not a flag: {fixed}");
+}
+
 #[test]
 fn read_commands_take_output_json() {
     let cli = parse(&["topic", "describe", "orders", "--output", "json"]);

@@ -25,6 +25,7 @@ use sluice_client::{
 };
 
 use crate::args::{BenchCommand, BenchConsumeArgs, BenchProduceArgs, BenchRun, Output};
+use crate::args_bench::Payload;
 use crate::{print, print_json};
 
 /// Messages a produce benchmark sends when neither `--count` nor `--duration` is given.
@@ -118,12 +119,14 @@ async fn produce(client: &Client, args: BenchProduceArgs) -> Result<Summary> {
         linger: Duration::from_millis(args.linger_ms),
         max_batch_bytes: args.batch_bytes,
         acks: args.acks,
+        compression: args.compression.compression,
+        compression_level: args.compression.level(),
         ..ProducerConfig::default()
     };
     config.validate()?;
     let limit = Limit::new(&args.run, Some(DEFAULT_PRODUCE_COUNT));
     limit.stop_on_ctrl_c();
-    let payload = Bytes::from((0..args.message_bytes).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>());
+    let payloads = payloads(args.payload, args.message_bytes);
     let topic: Arc<str> = Arc::from(args.run.topic.as_str());
     let progress = Arc::new(Progress::default());
     let ticker = report_progress(Arc::clone(&progress), "acknowledged");
@@ -136,7 +139,7 @@ async fn produce(client: &Client, args: BenchProduceArgs) -> Result<Summary> {
             let worker = Worker {
                 client: client.clone(),
                 config: config.clone(),
-                records: bench_records(&topic, &payload, args.tags),
+                records: bench_records(&topic, &payloads, args.tags),
                 tagged: args.tags > 0,
                 tag_run: args.tag_run,
                 limit: Limit { count: share, ..limit.clone() },
@@ -162,13 +165,62 @@ async fn produce(client: &Client, args: BenchProduceArgs) -> Result<Summary> {
     Ok(summary)
 }
 
-/// The records a producer of the benchmark sends in turn: one untagged, or one per tag.
-fn bench_records(topic: &Arc<str>, payload: &Bytes, tags: u32) -> Vec<ProducerRecord> {
-    let record = ProducerRecord::new(Arc::clone(topic), payload.clone());
-    if tags == 0 {
-        return vec![record];
+/// Values the producers send in turn: enough different ones that a batch is not one value
+/// repeated (which any codec shrinks to nothing).
+const PAYLOAD_VARIANTS: usize = 64;
+
+/// The values of `kind`, each `bytes` long.
+fn payloads(kind: Payload, bytes: usize) -> Vec<Bytes> {
+    match kind {
+        Payload::Fill => vec![Bytes::from((0..bytes).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>())],
+        Payload::Json => (0..PAYLOAD_VARIANTS).map(|n| json_like(n, bytes)).collect(),
+        Payload::Random => {
+            let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+            (0..PAYLOAD_VARIANTS)
+                .map(|_| {
+                    // xorshift64*: incompressible enough, and the same in every run.
+                    let mut next = || {
+                        state ^= state >> 12;
+                        state ^= state << 25;
+                        state ^= state >> 27;
+                        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+                    };
+                    Bytes::from((0..bytes).map(|_| next()).collect::<Vec<u8>>())
+                })
+                .collect()
+        }
     }
-    (0..tags).map(|t| record.clone().tag(format!("tag-{t}"))).collect()
+}
+
+/// A JSON-like event of exactly `bytes` bytes, its fields varying with `n`, as application
+/// logs and events look.
+fn json_like(n: usize, bytes: usize) -> Bytes {
+    let kinds = ["page_view", "click", "purchase", "signup", "logout"];
+    let mut s = format!(
+        "{{\"event\":\"{}\",\"user_id\":{},\"session\":\"s-{:08x}\",\"ts\":{},\"path\":\"/products/{}/reviews\",\"ok\":true,\"pad\":\"",
+        kinds[n % kinds.len()],
+        10_000 + n * 7919 % 90_000,
+        n.wrapping_mul(2_654_435_761) as u32,
+        1_700_000_000_000u64 + n as u64 * 1_337,
+        n % 97
+    );
+    while s.len() + 2 < bytes {
+        s.push_str(["lorem ", "ipsum ", "dolor ", "sit ", "amet "][s.len() % 5]);
+    }
+    s.truncate(bytes.saturating_sub(2));
+    s.push_str("\"}");
+    s.truncate(bytes);
+    Bytes::from(s)
+}
+
+/// The records a producer of the benchmark sends in turn: one per value (untagged), or per
+/// value and tag.
+fn bench_records(topic: &Arc<str>, payloads: &[Bytes], tags: u32) -> Vec<ProducerRecord> {
+    let records = payloads.iter().map(|p| ProducerRecord::new(Arc::clone(topic), p.clone()));
+    if tags == 0 {
+        return records.collect();
+    }
+    records.flat_map(|r| (0..tags).map(move |t| r.clone().tag(format!("tag-{t}")))).collect()
 }
 
 /// One producer of the produce benchmark.

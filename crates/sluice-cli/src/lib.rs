@@ -1,7 +1,7 @@
 //! The `sluice` command-line client, as a library so tests drive the same code the binary
 //! runs: [`args::Cli`] is the command line, [`run`] carries it out against a cluster.
 //!
-//! Commands: `topic create|list|describe|delete`, `produce` (`--transaction`: all in one
+//! Commands: `topic create|list|describe|alter|delete`, `produce` (`--transaction`: all in one
 //! transaction), `consume` (alone, or with `--group` as a member of a consumer group;
 //! `--isolation`), `group list|describe|reset`, `delay list|cancel`, `schedule
 //! create|list|delete`, `txn list|describe|commit|abort`, `cluster status`,
@@ -11,6 +11,7 @@
 
 pub mod args;
 mod args_bench;
+mod args_topic;
 mod args_txn;
 mod bench;
 mod bench_commit;

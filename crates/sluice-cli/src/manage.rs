@@ -17,8 +17,10 @@ pub(crate) async fn topic(client: &Client, command: TopicCommand) -> Result<()> 
         TopicCommand::Create(a) => {
             let mut config = TopicConfig::new(a.partitions, a.replication_factor);
             config.retention_ms = a.retention_ms;
+            config.retention_bytes = a.retention_bytes;
             config.max_message_bytes = a.max_message_bytes;
             config.flush_interval_ms = a.flush_interval_ms;
+            config.compression = a.compression.unwrap_or_default();
             admin.create_topic(&a.name, &config).await.with_context(|| format!("cannot create topic {}", a.name))?;
             match admin.wait_for_leaders(&a.name, LEADER_WAIT).await {
                 Ok(_) => eprintln!(
@@ -41,6 +43,13 @@ pub(crate) async fn topic(client: &Client, command: TopicCommand) -> Result<()> 
                 Output::Json => print_json(&output::describe_json(&description))?,
                 Output::Plain => print(&output::describe_plain(&description))?,
             }
+        }
+        TopicCommand::Alter(a) => {
+            let altered = admin
+                .alter_topic_config(&a.name, &a.changes())
+                .await
+                .with_context(|| format!("cannot alter topic {}", a.name))?;
+            print(&output::altered_plain(&altered))?;
         }
         TopicCommand::Delete { name } => {
             admin.delete_topic(&name).await.with_context(|| format!("cannot delete topic {name}"))?;

@@ -1,11 +1,13 @@
 //! What the read commands print: one JSON shape per command (`--output json`, stable for
-//! scripts) and plain tables for people.
+//! scripts) and plain tables for people; and what `topic alter` changed.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 use serde::ser::SerializeMap;
-use sluice_client::{BrokerInfo, ClusterStatus, ConsumedRecord, DiskFull, TopicConfig, TopicDescription, TopicInfo};
+use sluice_client::{
+    AlteredTopic, BrokerInfo, ClusterStatus, ConsumedRecord, DiskFull, TopicConfig, TopicDescription, TopicInfo,
+};
 
 /// A topic's settings in JSON.
 #[derive(Debug, Serialize)]
@@ -17,6 +19,8 @@ pub struct ConfigJson {
     max_message_bytes: Option<u32>,
     /// `null`: fsync before every acknowledgement.
     flush_interval_ms: Option<u64>,
+    /// `producer` (batches stored as sent) or a codec's name.
+    compression: &'static str,
 }
 
 impl From<&TopicConfig> for ConfigJson {
@@ -28,6 +32,7 @@ impl From<&TopicConfig> for ConfigJson {
             retention_bytes: c.retention_bytes,
             max_message_bytes: c.max_message_bytes,
             flush_interval_ms: c.flush_interval_ms,
+            compression: c.compression.name(),
         }
     }
 }
@@ -97,17 +102,50 @@ fn flush_plain(flush_interval_ms: Option<u64>) -> String {
     }
 }
 
+/// Retention for people: by age, by size, both (whichever trims first), or none.
+fn retention_plain(ms: Option<u64>, bytes: Option<u64>) -> String {
+    match (ms, bytes) {
+        (None, None) => "forever".to_owned(),
+        (Some(ms), None) => format!("{ms} ms"),
+        (None, Some(b)) => format!("{b} bytes"),
+        (Some(ms), Some(b)) => format!("{ms} ms or {b} bytes"),
+    }
+}
+
+fn max_message_plain(bytes: Option<u32>) -> String {
+    bytes.map_or_else(|| "default".to_owned(), |b| format!("{b} bytes"))
+}
+
+/// `topic alter` for people: each alterable setting that changed, before and after.
+pub fn altered_plain(a: &AlteredTopic) -> String {
+    let (before, after) = (&a.previous, &a.topic.config);
+    let keep = |limit: Option<u64>| limit.map_or_else(|| "default (no limit)".to_owned(), |v| v.to_string());
+    let settings = [
+        ("retention_ms", keep(before.retention_ms), keep(after.retention_ms)),
+        ("retention_bytes", keep(before.retention_bytes), keep(after.retention_bytes)),
+        ("max_message_bytes", max_message_plain(before.max_message_bytes), max_message_plain(after.max_message_bytes)),
+        ("compression", before.compression.to_string(), after.compression.to_string()),
+    ];
+    let changed: Vec<String> =
+        settings.iter().filter(|(_, b, a)| b != a).map(|(name, b, a)| format!("  {name}: {b} -> {a}\n")).collect();
+    if changed.is_empty() {
+        return format!("topic {}: nothing changed (it already had these settings)\n", a.topic.name);
+    }
+    format!("altered topic {}:\n{}", a.topic.name, changed.concat())
+}
+
 /// `topic describe` for people.
 pub fn describe_plain(d: &TopicDescription) -> String {
     let c = &d.config;
     let mut out = format!(
-        "topic {}: {} partitions, replication factor {}, retention {}, max message {}, flush {}\n",
+        "topic {}: {} partitions, replication factor {}, retention {}, max message {}, flush {}, compression {}\n",
         d.name,
         c.partitions,
         c.replication_factor,
-        c.retention_ms.map_or_else(|| "forever".to_owned(), |ms| format!("{ms} ms")),
-        c.max_message_bytes.map_or_else(|| "default".to_owned(), |b| format!("{b} bytes")),
+        retention_plain(c.retention_ms, c.retention_bytes),
+        max_message_plain(c.max_message_bytes),
         flush_plain(c.flush_interval_ms),
+        c.compression,
     );
     let _ = writeln!(
         out,
@@ -287,7 +325,7 @@ mod tests {
     use std::sync::Arc;
 
     use serde_json::json;
-    use sluice_client::{BrokerStatus, PartitionDescription};
+    use sluice_client::{BrokerStatus, PartitionDescription, TopicCompression};
 
     use super::*;
 
@@ -321,7 +359,8 @@ mod tests {
             topic_list_json(&[Arc::new(topic.clone())]),
             json!([{
                 "name": "orders", "partitions": 3, "replication_factor": 2, "retention_ms": 1000,
-                "retention_bytes": null, "max_message_bytes": null, "flush_interval_ms": null
+                "retention_bytes": null, "max_message_bytes": null, "flush_interval_ms": null,
+                "compression": "producer"
             }])
         );
         assert!(topic_list_plain(&[Arc::new(topic)]).lines().nth(1).unwrap().starts_with("orders "));
@@ -364,12 +403,37 @@ mod tests {
         assert_eq!(v["partitions"][1]["offsets_error"], "no leader");
         let plain = describe_plain(&d);
         assert!(plain.contains("partition 1: offsets unavailable: no leader"), "{plain}");
-        assert!(plain.lines().next().unwrap().ends_with("flush before every ack"), "{plain}");
+        assert!(plain.lines().next().unwrap().ends_with("flush before every ack, compression producer"), "{plain}");
+        assert!(plain.contains("retention forever, max message default"), "{plain}");
         assert_eq!(v["config"]["flush_interval_ms"], json!(null));
-        let relaxed = TopicDescription { config: TopicConfig::new(2, 3).flush_interval_ms(250), ..d };
+        assert_eq!(v["config"]["compression"], "producer");
+        let config = TopicConfig::new(2, 3).flush_interval_ms(250).retention_ms(9).retention_bytes(7).compression(ZSTD);
+        let relaxed = TopicDescription { config, ..d };
         assert_eq!(describe_json(&relaxed)["config"]["flush_interval_ms"], 250);
+        assert_eq!(describe_json(&relaxed)["config"]["compression"], "zstd");
         let plain = describe_plain(&relaxed);
-        assert!(plain.lines().next().unwrap().ends_with("flush every 250 ms (acks from memory)"), "{plain}");
+        let first = plain.lines().next().unwrap();
+        assert!(first.ends_with("flush every 250 ms (acks from memory), compression zstd"), "{plain}");
+        assert!(first.contains("retention 9 ms or 7 bytes"), "{plain}");
+    }
+
+    const ZSTD: TopicCompression = TopicCompression::Codec(sluice_client::Compression::Zstd);
+
+    #[test]
+    fn alter_prints_each_setting_that_changed_before_and_after() {
+        let previous = TopicConfig::new(3, 3).retention_ms(60_000);
+        let config = TopicConfig::new(3, 3).max_message_bytes(100).compression(ZSTD);
+        let altered = AlteredTopic {
+            previous: previous.clone(),
+            topic: TopicInfo { name: "orders".into(), config, partitions: vec![] },
+        };
+        assert_eq!(
+            altered_plain(&altered),
+            "altered topic orders:\n  retention_ms: 60000 -> default (no limit)\n  \
+             max_message_bytes: default -> 100 bytes\n  compression: producer -> zstd\n"
+        );
+        let same = AlteredTopic { topic: TopicInfo { config: previous.clone(), ..altered.topic }, previous };
+        assert_eq!(altered_plain(&same), "topic orders: nothing changed (it already had these settings)\n");
     }
 
     #[test]

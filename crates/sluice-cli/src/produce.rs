@@ -21,7 +21,13 @@ pub(crate) async fn run(client: &Client, args: ProduceArgs) -> Result<()> {
         return crate::produce_txn::run(client, args).await;
     }
     let level = if args.oneway { AckLevel::None } else { args.acks };
-    let producer = client.producer(ProducerConfig { acks: level, ..ProducerConfig::default() }).await?;
+    let config = ProducerConfig {
+        acks: level,
+        compression: args.compression.compression,
+        compression_level: args.compression.level(),
+        ..ProducerConfig::default()
+    };
+    let producer = client.producer(config).await?;
     let template = Template::new(&args);
     let mut acks = Acks { output: args.output.output, ..Acks::default() };
     let outcome = if args.values.is_empty() {

@@ -17,8 +17,8 @@ use crate::metadata::{BrokerInfo, ClusterMetadata, TopicConfig, TopicInfo};
 /// How often `wait_for_leaders` looks again.
 const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Creates, deletes and describes topics, reports the cluster's state, and lists, describes
-/// and resets consumer groups.
+/// Creates, alters, deletes and describes topics, reports the cluster's state, and lists,
+/// describes and resets consumer groups.
 #[derive(Clone)]
 pub struct Admin {
     client: Client,
@@ -239,7 +239,7 @@ impl Admin {
     }
 }
 
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     TopicName::new(name).map(drop).map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 

@@ -107,6 +107,7 @@ macro_rules! answers {
 answers!(
     v1::MetadataResponse,
     v1::CreateTopicResponse,
+    v1::AlterTopicConfigResponse,
     v1::DeleteTopicResponse,
     v1::InitProducerResponse,
     v1::ProduceResponse,

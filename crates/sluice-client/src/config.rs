@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::filter::MessageFilter;
+use sluice_common::record::{Compression, DEFAULT_ZSTD_LEVEL};
 
 /// The local three-node cluster of `cluster-configs/`.
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093";
@@ -119,6 +120,12 @@ pub struct ProducerConfig {
     /// When the broker acknowledges a batch (docs/DURABILITY.md, "Acknowledgement levels").
     /// Default: [`Acks::All`].
     pub acks: Acks,
+    /// The codec of each batch's values (docs/FORMAT.md, "Compressed batches"); consumers
+    /// decompress without being told. Default: [`Compression::None`].
+    pub compression: Compression,
+    /// zstd's level (1–22) or gzip's (0–9, clamped); ignored by the other codecs. Default:
+    /// [`DEFAULT_ZSTD_LEVEL`] (3).
+    pub compression_level: i32,
     /// How long a batch may take from its creation until it is acknowledged, retries included,
     /// before its records fail with [`Error::Timeout`]. Default: 30 s.
     pub delivery_timeout: Duration,
@@ -136,6 +143,8 @@ impl Default for ProducerConfig {
             buffer_memory_bytes: 32 * 1024 * 1024,
             idempotence: true,
             acks: Acks::All,
+            compression: Compression::None,
+            compression_level: DEFAULT_ZSTD_LEVEL,
             delivery_timeout: Duration::from_secs(30),
             sticky_partition_bytes: 16 * 1024,
         }

@@ -14,7 +14,7 @@
 //! - [`GroupConsumer`]: a member of a consumer group — subscribes to topics, reads the
 //!   partitions the group's coordinator assigns it from the group's committed offsets, and
 //!   commits its progress; [`RebalanceListener`] hears about partitions coming and going.
-//! - [`Admin`]: creates, deletes, lists and describes topics; reports the cluster's status;
+//! - [`Admin`]: creates, alters, deletes, lists and describes topics; reports the cluster's status;
 //!   lists, describes and resets consumer groups.
 //! - [`Error`]: every failure, with the broker's code and message kept.
 //!
@@ -58,6 +58,7 @@ pub mod partitioner;
 mod producer;
 mod record;
 pub mod schedule;
+mod topic_alter;
 mod topic_partition;
 mod transaction;
 mod transaction_admin;
@@ -81,7 +82,9 @@ pub use metadata::{BrokerInfo, ClusterMetadata, DiskFull, PartitionInfo, TopicCo
 pub use producer::{Delivery, Producer, SendFailure};
 pub use record::{ConsumedRecord, ProducerRecord, RecordMetadata};
 pub use schedule::{Cadence, ScheduleInfo};
+pub use sluice_common::record::{Compression, DEFAULT_ZSTD_LEVEL, TopicCompression};
 pub use sluice_proto::ErrorCode;
+pub use topic_alter::{AlteredTopic, ConfigChange, TopicConfigChanges};
 pub use topic_partition::TopicPartition;
 pub use transaction::{TransactionalConfig, TransactionalProducer};
 pub use transaction_admin::TransactionInfo;

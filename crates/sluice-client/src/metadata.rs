@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use sluice_common::record::TopicCompression;
 use sluice_proto::v1;
 
-/// Settings of a topic: the shape it is created with and its limits.
+/// Settings of a topic: the shape it is created with and its limits. Retention,
+/// `max_message_bytes` and `compression` can be altered later
+/// ([`Admin::alter_topic_config`](crate::Admin::alter_topic_config)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicConfig {
     /// Number of partitions.
@@ -26,6 +29,10 @@ pub struct TopicConfig {
     /// each replica fsyncing at least every `ms` — faster, but a crash of a majority at once
     /// can lose up to `ms` of acknowledged writes (docs/DURABILITY.md).
     pub flush_interval_ms: Option<u64>,
+    /// How the brokers store the topic's batches: [`TopicCompression::Producer`] (the default)
+    /// keeps them as the producer sent them; a codec has every batch stored with it. A name
+    /// this build does not know (from a newer broker) reads as `Producer`.
+    pub compression: TopicCompression,
 }
 
 impl TopicConfig {
@@ -39,6 +46,7 @@ impl TopicConfig {
             retention_bytes: None,
             max_message_bytes: None,
             flush_interval_ms: None,
+            compression: TopicCompression::Producer,
         }
     }
 
@@ -68,6 +76,13 @@ impl TopicConfig {
         self
     }
 
+    /// Has the brokers store every batch with this compression (default: as the producer sent
+    /// it).
+    pub fn compression(mut self, compression: TopicCompression) -> TopicConfig {
+        self.compression = compression;
+        self
+    }
+
     pub(crate) fn to_proto(&self) -> v1::TopicConfig {
         v1::TopicConfig {
             partitions: self.partitions,
@@ -76,6 +91,8 @@ impl TopicConfig {
             retention_bytes: self.retention_bytes,
             max_message_bytes: self.max_message_bytes,
             flush_interval_ms: self.flush_interval_ms,
+            // Unset for the default, which a broker from before the setting understands too.
+            compression: (self.compression != TopicCompression::Producer).then(|| self.compression.name().to_owned()),
         }
     }
 
@@ -87,8 +104,15 @@ impl TopicConfig {
             retention_bytes: config.retention_bytes,
             max_message_bytes: config.max_message_bytes,
             flush_interval_ms: config.flush_interval_ms,
+            compression: compression_of(config.compression.as_deref()),
         }
     }
+}
+
+/// The compression a broker reports: unset (a broker from before the setting) and names this
+/// build does not know read as the default, so that metadata never fails to load over it.
+pub(crate) fn compression_of(name: Option<&str>) -> TopicCompression {
+    name.and_then(|n| TopicCompression::from_name(n).ok()).unwrap_or_default()
 }
 
 /// A broker as the controller sees it.
@@ -317,5 +341,19 @@ mod tests {
         }
         assert_eq!(TopicConfig::new(1, 3).flush_interval_ms(40).to_proto().flush_interval_ms, Some(40));
         assert_eq!(TopicConfig::new(1, 3).to_proto().flush_interval_ms, None, "unset: fsync before every ack");
+    }
+
+    #[test]
+    fn compression_round_trips_and_unset_or_unknown_names_read_as_producer() {
+        let zstd = TopicCompression::Codec(sluice_common::record::Compression::Zstd);
+        let config = TopicConfig::new(1, 3).compression(zstd);
+        assert_eq!(config.to_proto().compression.as_deref(), Some("zstd"));
+        assert_eq!(TopicConfig::from_proto(&config.to_proto()), config);
+        assert_eq!(TopicConfig::new(1, 3).to_proto().compression, None, "the default is left unset");
+        let reported =
+            |name: Option<&str>| v1::TopicConfig { compression: name.map(str::to_owned), ..config.to_proto() };
+        assert_eq!(TopicConfig::from_proto(&reported(None)).compression, TopicCompression::Producer);
+        assert_eq!(TopicConfig::from_proto(&reported(Some("producer"))).compression, TopicCompression::Producer);
+        assert_eq!(TopicConfig::from_proto(&reported(Some("brotli"))).compression, TopicCompression::Producer);
     }
 }

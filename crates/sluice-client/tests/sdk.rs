@@ -11,8 +11,9 @@ use fake::FakeCluster;
 use sluice_client::partitioner::partition_for_key;
 use sluice_client::{
     Client, ClientConfig, ConsumedRecord, Consumer, ConsumerConfig, Error, ErrorCode, ProducerConfig, ProducerRecord,
-    SeekTo, TopicConfig,
+    SeekTo, TopicConfig, TopicConfigChanges,
 };
+use sluice_common::record::{Compression, TopicCompression};
 
 /// Every wait in these tests ends within this.
 const WAIT: Duration = Duration::from_secs(20);
@@ -207,7 +208,7 @@ async fn producers_and_consumers_follow_a_moved_leader() {
 }
 
 #[tokio::test]
-async fn admin_calls_find_the_controller_and_describe_offsets() {
+async fn admin_calls_find_the_controller_alter_topics_and_describe_offsets() {
     let cluster = FakeCluster::start(3).await;
     let client = connect(&cluster).await;
     let admin = client.admin();
@@ -232,6 +233,21 @@ async fn admin_calls_find_the_controller_and_describe_offsets() {
     let status = admin.cluster_status().await.unwrap();
     assert_eq!((status.controller_id, status.brokers.len()), (Some(3), 3));
     assert_eq!(status.brokers.iter().map(|b| b.partition_leaders).sum::<usize>(), 2);
+
+    let zstd = TopicCompression::Codec(Compression::Zstd);
+    let changes = TopicConfigChanges::new().clear_retention_ms().max_message_bytes(100).compression(zstd);
+    let altered = admin.alter_topic_config("events", &changes).await.unwrap();
+    assert_eq!(
+        (altered.previous.retention_ms, altered.previous.compression),
+        (Some(60_000), TopicCompression::Producer)
+    );
+    let now = &altered.topic.config;
+    assert_eq!((now.retention_ms, now.max_message_bytes, now.compression), (None, Some(100), zstd));
+    assert_eq!(admin.describe_topic("events").await.unwrap().config.compression, zstd);
+    let missing = admin.alter_topic_config("nope", &changes).await.unwrap_err();
+    assert_eq!(missing.code(), Some(ErrorCode::UnknownTopic), "{missing}");
+    let nothing = admin.alter_topic_config("events", &TopicConfigChanges::new()).await.unwrap_err();
+    assert!(matches!(nothing, Error::InvalidArgument(_)), "{nothing}");
 
     admin.delete_topic("events").await.unwrap();
     let gone = admin.describe_topic("events").await.unwrap_err();

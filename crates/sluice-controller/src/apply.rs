@@ -3,6 +3,7 @@
 
 use sluice_common::{NodeId, PartitionId, TopicName};
 
+use crate::alter::TopicConfigChanges;
 use crate::assignment::Loads;
 use crate::broker::Broker;
 use crate::command::ControllerCommand;
@@ -27,7 +28,16 @@ impl Metadata {
                 self.report_leader(&topic, partition, group_id, leader, term)
             }
             ControllerCommand::AllocateProducerId => self.allocate_producer_id(),
+            ControllerCommand::AlterTopicConfig { name, changes } => self.alter_topic_config(&name, &changes),
         }
+    }
+
+    fn alter_topic_config(&mut self, name: &str, changes: &TopicConfigChanges) -> Result<Applied, ControllerError> {
+        let name = TopicName::new(name)?;
+        let topic = self.topics.get_mut(&name).ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
+        let config = changes.apply_to(&topic.config)?;
+        let previous = std::mem::replace(&mut topic.config, config.clone());
+        Ok(Applied::TopicConfigAltered { topic: name, previous, config })
     }
 
     fn allocate_producer_id(&mut self) -> Result<Applied, ControllerError> {

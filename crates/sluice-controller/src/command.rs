@@ -9,6 +9,7 @@ use bytes::Bytes;
 use prost::Message;
 use sluice_common::{NodeId, PartitionId};
 
+use crate::alter::TopicConfigChanges;
 use crate::config::TopicConfig;
 use crate::wire::command::CommandMsg;
 
@@ -66,6 +67,14 @@ pub enum ControllerCommand {
     /// Allocates the next producer id for an idempotent producer: ids start at 1, grow by one
     /// per allocation and are never handed out twice.
     AllocateProducerId,
+    /// Changes settings of an existing topic; the brokers read them from the metadata, so the
+    /// change takes effect without restarting anything.
+    AlterTopicConfig {
+        /// The topic's name, validated when applied.
+        name: String,
+        /// What to change.
+        changes: TopicConfigChanges,
+    },
 }
 
 /// Why bytes are not a controller command (or reply, or snapshot).
@@ -102,11 +111,18 @@ impl ControllerCommand {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use sluice_common::record::{Compression, TopicCompression};
 
     use super::*;
+    use crate::alter::ConfigChange;
 
     fn samples() -> Vec<ControllerCommand> {
-        let config = TopicConfig { retention_ms: Some(60_000), retention_bytes: None, ..TopicConfig::new(3, 2) };
+        let config = TopicConfig {
+            retention_ms: Some(60_000),
+            retention_bytes: None,
+            compression: TopicCompression::Codec(Compression::Zstd),
+            ..TopicConfig::new(3, 2)
+        };
         vec![
             ControllerCommand::RegisterBroker {
                 node_id: NodeId(1),
@@ -126,6 +142,26 @@ mod tests {
                 term: 7,
             },
             ControllerCommand::AllocateProducerId,
+            ControllerCommand::AlterTopicConfig {
+                name: "orders".into(),
+                changes: TopicConfigChanges {
+                    retention_ms: Some(ConfigChange::Clear),
+                    retention_bytes: Some(ConfigChange::Set(1 << 30)),
+                    max_message_bytes: Some(4096),
+                    compression: Some(TopicCompression::Codec(Compression::Lz4)),
+                    ..TopicConfigChanges::default()
+                },
+            },
+            ControllerCommand::AlterTopicConfig {
+                name: "t".into(),
+                changes: TopicConfigChanges {
+                    partitions: Some(4),
+                    replication_factor: Some(1),
+                    flush_interval_ms: Some(9),
+                    compression: Some(TopicCompression::Producer),
+                    ..TopicConfigChanges::default()
+                },
+            },
         ]
     }
 

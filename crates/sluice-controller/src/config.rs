@@ -1,9 +1,12 @@
 //! [`TopicConfig`]: what a topic is created with, and the ranges it must lie in.
 
+use sluice_common::record::TopicCompression;
+
 use crate::error::ControllerError;
 use crate::limits::{MAX_MESSAGE_BYTES_LIMIT, MAX_PARTITIONS_PER_TOPIC};
 
-/// A topic's settings, fixed when it is created.
+/// A topic's settings, given when it is created. Retention, the message size limit and
+/// compression can be altered later ([`crate::TopicConfigChanges`]); the rest is fixed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicConfig {
     /// How many partitions, 1 to [`MAX_PARTITIONS_PER_TOPIC`].
@@ -22,6 +25,10 @@ pub struct TopicConfig {
     /// operating system's page cache, and fsyncs at least every `ms`; an acknowledged write is
     /// then in the memory of a majority (docs/DURABILITY.md says what a crash can lose).
     pub flush_interval_ms: Option<u64>,
+    /// How the brokers store the topic's batches: as the producer sent them
+    /// ([`TopicCompression::Producer`], the default, and what topics from before this setting
+    /// have), or recompressed with one codec.
+    pub compression: TopicCompression,
 }
 
 impl TopicConfig {
@@ -35,6 +42,7 @@ impl TopicConfig {
             retention_bytes: None,
             max_message_bytes: 1024 * 1024,
             flush_interval_ms: None,
+            compression: TopicCompression::Producer,
         }
     }
 

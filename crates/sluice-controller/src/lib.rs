@@ -6,7 +6,8 @@
 //! list with the preferred leader first, the reported leader and its term, and a Raft group id
 //! unique in the cluster forever), and the next idempotent-producer id. It changes only by
 //! applying a [`ControllerCommand`] (`RegisterBroker`, `SetBrokerLive`, `CreateTopic`,
-//! `DeleteTopic`, `ReportLeader`, `AllocateProducerId`), which is answered with a
+//! `DeleteTopic`, `ReportLeader`, `AllocateProducerId`, `AlterTopicConfig` with its
+//! [`TopicConfigChanges`]), which is answered with a
 //! [`ControllerReply`]: what was done, or a [`Rejection`] with a stable code from [`codes`] and a
 //! message saying what to do. Queries — [`Metadata::routes`],
 //! [`Metadata::partitions_of`], [`Metadata::topic`], [`Metadata::brokers`] — serve clients and
@@ -21,6 +22,7 @@
 //! broker is dead (from heartbeats), proposing commands, starting and stopping partition groups,
 //! and serving routes over gRPC belong to the broker; this crate only records and answers.
 
+mod alter;
 mod apply;
 pub mod assignment;
 mod broker;
@@ -37,6 +39,7 @@ mod testing;
 mod topic;
 mod wire;
 
+pub use alter::{ConfigChange, TopicConfigChanges};
 pub use assignment::BrokerLoad;
 pub use broker::Broker;
 pub use command::{ControllerCommand, DecodeError};

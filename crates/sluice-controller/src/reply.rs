@@ -7,6 +7,7 @@ use sluice_common::{NodeId, PartitionId, TopicName};
 
 use crate::codes;
 use crate::command::DecodeError;
+use crate::config::TopicConfig;
 use crate::error::ControllerError;
 use crate::wire::reply::ReplyMsg;
 
@@ -67,6 +68,15 @@ pub enum Applied {
     ProducerIdAllocated {
         /// The id: at least 1, never allocated before.
         producer_id: u64,
+    },
+    /// A topic's settings were altered.
+    TopicConfigAltered {
+        /// The topic.
+        topic: TopicName,
+        /// Its settings before.
+        previous: TopicConfig,
+        /// Its settings now.
+        config: TopicConfig,
     },
 }
 
@@ -160,6 +170,11 @@ mod tests {
             ControllerReply::Applied(Applied::TopicDeleted { topic, partitions: vec![assignment(0, 1, &[1])] }),
             ControllerReply::Applied(Applied::LeaderReported { accepted: false, leader: NodeId(3), term: 4 }),
             ControllerReply::Applied(Applied::ProducerIdAllocated { producer_id: 42 }),
+            ControllerReply::Applied(Applied::TopicConfigAltered {
+                topic: TopicName::new("t").unwrap(),
+                previous: TopicConfig::new(2, 3),
+                config: TopicConfig { retention_ms: Some(5), ..TopicConfig::new(2, 3) },
+            }),
         ];
         for reply in replies {
             assert_eq!(ControllerReply::decode(&reply.encode()), Ok(reply));

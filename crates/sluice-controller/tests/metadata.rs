@@ -6,8 +6,8 @@
 use proptest::prelude::*;
 use sluice_common::{NodeId, PartitionId, TopicName};
 use sluice_controller::{
-    Applied, ControllerCommand, ControllerReply, FIRST_PARTITION_GROUP_ID, Metadata, Rejection, TopicConfig, codes,
-    limits,
+    Applied, ConfigChange, ControllerCommand, ControllerReply, FIRST_PARTITION_GROUP_ID, Metadata, Rejection,
+    TopicConfig, codes, limits,
 };
 use sluice_raft::Fsm;
 
@@ -403,7 +403,20 @@ fn command() -> impl Strategy<Value = ControllerCommand> {
         name.clone().prop_map(delete),
         (name, 0u32..=4, 1u64..=12, 1u64..=5, 0u64..=6).prop_map(|(n, p, g, l, t)| report(n, p, g, l, t)),
         Just(ControllerCommand::AllocateProducerId),
+        (prop::sample::select(vec!["a", "b", "c", "bad name", ""]), prop::option::of(0u64..=3), 0u32..=2)
+            .prop_map(|(n, retention, max)| alter(n, retention, max)),
     ]
+}
+
+/// An alteration of `name`'s retention (`Some(0)`: clear it) and message size limit (0:
+/// unchanged); with neither, a change of nothing, which is refused.
+fn alter(name: &str, retention_ms: Option<u64>, max_message_bytes: u32) -> ControllerCommand {
+    let changes = sluice_controller::TopicConfigChanges {
+        retention_ms: retention_ms.map(|ms| if ms == 0 { ConfigChange::Clear } else { ConfigChange::Set(ms) }),
+        max_message_bytes: (max_message_bytes > 0).then_some(max_message_bytes),
+        ..Default::default()
+    };
+    ControllerCommand::AlterTopicConfig { name: name.into(), changes }
 }
 
 /// Creation (partitions, RF) or deletion (index into the live topics) on `brokers` brokers.

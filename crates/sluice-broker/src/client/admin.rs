@@ -1,9 +1,11 @@
-//! Admin writes — `CreateTopic`, `DeleteTopic`, `InitProducer` — proposed to the controller group.
+//! Admin writes — `CreateTopic`, `DeleteTopic`, `InitProducer` — proposed to the controller group
+//! (`AlterTopicConfig` is in `alter.rs`).
 //! Clients may neither create nor delete internal topics (names starting with `__`).
 //! Requests are checked here first, so a bad one is answered without a Raft round (the state
 //! machine checks again when it applies, as every controller must refuse alike).
 
 use sluice_common::TopicName;
+use sluice_common::record::TopicCompression;
 use sluice_controller::{Applied, ControllerCommand, ControllerReply, TopicConfig};
 use sluice_proto::v1::{
     CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, InitProducerResponse,
@@ -73,7 +75,7 @@ impl ClientService {
     }
 
     /// Proposes `command` (`what` names it in messages) and waits at most [`ADMIN_TIMEOUT`].
-    async fn propose(&self, command: &ControllerCommand, what: &str) -> Result<Applied, Error> {
+    pub(super) async fn propose(&self, command: &ControllerCommand, what: &str) -> Result<Applied, Error> {
         match tokio::time::timeout(ADMIN_TIMEOUT, self.controller.propose(command)).await {
             Ok(Ok(ControllerReply::Applied(applied))) => Ok(applied),
             Ok(Ok(ControllerReply::Rejected(r))) => Err(rejected(r)),
@@ -86,7 +88,7 @@ impl ClientService {
 /// `INVALID_TOPIC_NAME` for a name starting with `__`: those are the brokers' own topics
 /// (`__consumer_offsets` holds every consumer group), which clients may read but neither create
 /// nor delete.
-fn not_internal(name: &str, what: &str) -> Result<(), Error> {
+pub(super) fn not_internal(name: &str, what: &str) -> Result<(), Error> {
     if !name.starts_with(INTERNAL_PREFIX) {
         return Ok(());
     }
@@ -118,9 +120,18 @@ fn topic_config(config: Option<TopicConfigPb>) -> Result<TopicConfig, Error> {
         retention_bytes: c.retention_bytes,
         max_message_bytes: c.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
         flush_interval_ms: c.flush_interval_ms,
+        compression: compression(c.compression.as_deref())?.unwrap_or_default(),
     };
     config.validate().map_err(|e| error(ErrorCode::InvalidConfig, e.to_string()))?;
     Ok(config)
+}
+
+/// The compression a request names, if it names one; `INVALID_CONFIG` listing the valid names
+/// for any other.
+pub(super) fn compression(name: Option<&str>) -> Result<Option<TopicCompression>, Error> {
+    name.map(TopicCompression::from_name)
+        .transpose()
+        .map_err(|e| error(ErrorCode::InvalidConfig, format!("invalid topic config: {e}")))
 }
 
 #[cfg(test)]
@@ -164,6 +175,17 @@ mod tests {
         assert_eq!(not_internal("__x", "deleted").unwrap_err().error_code(), ErrorCode::InvalidTopicName);
         assert_eq!(not_internal("_single", "created"), Ok(()));
         assert_eq!(not_internal("orders__v2", "created"), Ok(()));
+    }
+
+    #[test]
+    fn a_compression_is_kept_unset_means_producer_and_unknown_names_are_refused_listing_the_valid_ones() {
+        assert_eq!(topic_config(Some(pb(1, 3))).unwrap().compression, TopicCompression::Producer);
+        let zstd = TopicConfigPb { compression: Some("zstd".into()), ..pb(1, 3) };
+        let expected = TopicCompression::Codec(sluice_common::record::Compression::Zstd);
+        assert_eq!(topic_config(Some(zstd)).unwrap().compression, expected);
+        let bad = topic_config(Some(TopicConfigPb { compression: Some("brotli".into()), ..pb(1, 3) })).unwrap_err();
+        assert_eq!(bad.error_code(), ErrorCode::InvalidConfig);
+        assert!(bad.message.contains("producer, none, gzip, snappy, lz4 or zstd"), "{}", bad.message);
     }
 
     #[test]

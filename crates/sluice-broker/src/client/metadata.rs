@@ -91,16 +91,21 @@ impl ClientService {
                 }
             })
             .collect();
-        let c = &t.config;
-        let config = TopicConfig {
-            partitions: c.partitions,
-            replication_factor: c.replication_factor,
-            retention_ms: c.retention_ms,
-            retention_bytes: c.retention_bytes,
-            max_message_bytes: Some(c.max_message_bytes),
-            flush_interval_ms: c.flush_interval_ms,
-        };
+        let config = config_pb(&t.config);
         TopicMetadata { error: Some(Error::ok()), name: t.name.to_string(), config: Some(config), partitions }
+    }
+}
+
+/// A topic's settings as clients see them; every field set, compression included.
+pub(super) fn config_pb(c: &sluice_controller::TopicConfig) -> TopicConfig {
+    TopicConfig {
+        partitions: c.partitions,
+        replication_factor: c.replication_factor,
+        retention_ms: c.retention_ms,
+        retention_bytes: c.retention_bytes,
+        max_message_bytes: Some(c.max_message_bytes),
+        flush_interval_ms: c.flush_interval_ms,
+        compression: Some(c.compression.name().to_owned()),
     }
 }
 

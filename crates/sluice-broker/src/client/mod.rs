@@ -3,8 +3,8 @@
 //! each call.
 //!
 //! - **Metadata** is answered by any broker from its applied controller metadata.
-//! - **Admin writes** (create and delete topic, producer ids) are proposed to the controller
-//!   group; a broker that does not lead it answers `NOT_CONTROLLER` naming the leader.
+//! - **Admin writes** (create, alter and delete topic, producer ids) are proposed to the
+//!   controller group; a broker that does not lead it answers `NOT_CONTROLLER` naming the leader.
 //! - **Partition calls** (produce, fetch, list offsets) are served by the partition's leader; any
 //!   other broker answers `NOT_LEADER` naming the leader it knows of. A produce is one Raft
 //!   entry holding the producer's batch as sent; a fetch returns whole batches from the log
@@ -16,6 +16,7 @@
 //! failures (the generated server's decoding limits, deadlines, connections).
 
 mod admin;
+mod alter;
 mod delay;
 mod early;
 mod errors;
@@ -24,6 +25,7 @@ mod markers;
 mod metadata;
 mod produce;
 mod produce_stream;
+mod recompress;
 mod route;
 mod schedule;
 
@@ -37,11 +39,11 @@ use sluice_proto::v1::groups_server::GroupsServer;
 use sluice_proto::v1::sluice_server::{Sluice, SluiceServer};
 use sluice_proto::v1::transactions_server::TransactionsServer;
 use sluice_proto::v1::{
-    CancelDelayedRequest, CancelDelayedResponse, CreateScheduleRequest, CreateScheduleResponse, CreateTopicRequest,
-    CreateTopicResponse, DeleteScheduleRequest, DeleteScheduleResponse, DeleteTopicRequest, DeleteTopicResponse,
-    FetchRequest, FetchResponse, InitProducerRequest, InitProducerResponse, ListDelayedRequest, ListDelayedResponse,
-    ListOffsetsRequest, ListOffsetsResponse, ListSchedulesRequest, ListSchedulesResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse,
+    AlterTopicConfigRequest, AlterTopicConfigResponse, CancelDelayedRequest, CancelDelayedResponse,
+    CreateScheduleRequest, CreateScheduleResponse, CreateTopicRequest, CreateTopicResponse, DeleteScheduleRequest,
+    DeleteScheduleResponse, DeleteTopicRequest, DeleteTopicResponse, FetchRequest, FetchResponse, InitProducerRequest,
+    InitProducerResponse, ListDelayedRequest, ListDelayedResponse, ListOffsetsRequest, ListOffsetsResponse,
+    ListSchedulesRequest, ListSchedulesResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
 };
 use tokio::sync::watch;
 use tonic::transport::Server;
@@ -191,6 +193,13 @@ impl Sluice for ClientService {
         request: Request<DeleteTopicRequest>,
     ) -> Result<Response<DeleteTopicResponse>, Status> {
         Ok(Response::new(self.handle_delete_topic(request.into_inner()).await))
+    }
+
+    async fn alter_topic_config(
+        &self,
+        request: Request<AlterTopicConfigRequest>,
+    ) -> Result<Response<AlterTopicConfigResponse>, Status> {
+        Ok(Response::new(self.handle_alter_topic_config(request.into_inner()).await))
     }
 
     async fn init_producer(

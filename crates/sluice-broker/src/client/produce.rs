@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use sluice_common::filter::tag_summary_bit;
-use sluice_common::record::{BatchError, ProducerStamp, RecordBatch, RecordView};
+use sluice_common::record::{BatchError, Compression, ProducerStamp, RecordBatch, RecordView};
 use sluice_proto::v1::{Acks, ProduceRequest, ProduceResponse};
 use sluice_proto::{Error, ErrorCode};
 use sluice_raft::Reply;
@@ -17,6 +17,7 @@ use sluice_raft::typ::ack_ages;
 
 use super::early::EarlyBatch;
 use super::errors::error;
+use super::recompress;
 use super::route::Led;
 use super::{ClientService, DEFAULT_PRODUCE_TIMEOUT, MAX_PRODUCE_TIMEOUT};
 use crate::disk::mib;
@@ -131,8 +132,9 @@ impl ClientService {
             producer_id_expiration_ms: self.producer_id_expiration_ms,
             max_producers: self.max_producers_per_partition,
         };
-        let command = PartitionCommand::produce_at(&request.batch, &stamp);
-        Ok(PreparedProduce { batch_bytes: request.batch.len(), led, timeout, command, delayed, count, acks, producer })
+        let batch = recompress::as_stored(request.batch, led.compression)?;
+        let command = PartitionCommand::produce_at(&batch, &stamp);
+        Ok(PreparedProduce { batch_bytes: batch.len(), led, timeout, command, delayed, count, acks, producer })
     }
 
     /// STORAGE_FULL while a broker holding a replica of the partition is below its free-space
@@ -312,6 +314,7 @@ fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> R
         ));
     }
     check_producer(&h.producer, h.count).map_err(invalid)?;
+    check_expansion(&parsed, max_batch_bytes)?;
     let mut tag_summary = 0;
     for (i, record) in parsed.records().enumerate() {
         let record =
@@ -336,6 +339,28 @@ fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> R
         return Err(invalid(format!("{}", BatchError::TagSummary { header, computed: tag_summary })));
     }
     Ok(Checked { delayed: h.delayed, count: h.count, transactional: h.transactional, producer: h.producer })
+}
+
+/// A compressed batch must not expand beyond what the broker accepts uncompressed (a
+/// decompression bomb), which is checked from its stated lengths before anything is
+/// decompressed. The records are then read, values decompressed, like any batch's: a payload
+/// that does not decompress is refused here, never acknowledged and then failing every consumer.
+fn check_expansion(parsed: &RecordBatch, max_batch_bytes: u32) -> Result<(), Error> {
+    if parsed.header().compression == Compression::None {
+        return Ok(());
+    }
+    let expanded = parsed.expanded_len().map_err(|e| {
+        error(ErrorCode::InvalidRequest, format!("{e}; build batches as docs/FORMAT.md describes (the SDK does)"))
+    })?;
+    if expanded > max_batch_bytes as usize {
+        let message = format!(
+            "the {} batch expands to {expanded} bytes; this broker accepts batches of at most {max_batch_bytes} \
+             bytes uncompressed (max_batch_bytes): split it into smaller batches",
+            parsed.header().compression
+        );
+        return Err(error(ErrorCode::MessageTooLarge, message));
+    }
+    Ok(())
 }
 
 /// What [`check_batch`] learnt of a valid batch.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use sluice_common::record::TopicCompression;
 use sluice_common::{NodeId, PartitionId, TopicName};
 use sluice_proto::{Error, ErrorCode};
 use sluice_raft::typ::Raft;
@@ -27,6 +28,8 @@ pub(super) struct Led {
     pub max_message_bytes: u32,
     /// The brokers holding its replicas.
     pub replicas: Vec<u64>,
+    /// How the topic wants its batches compressed.
+    pub compression: TopicCompression,
 }
 
 /// What the metadata says about the partition.
@@ -35,6 +38,7 @@ struct Assigned {
     replicas: Vec<NodeId>,
     reported_leader: Option<NodeId>,
     max_message_bytes: u32,
+    compression: TopicCompression,
 }
 
 impl ClientService {
@@ -55,6 +59,7 @@ impl ClientService {
                     log,
                     max_message_bytes: a.max_message_bytes,
                     replicas: a.replicas.iter().map(|r| r.0).collect(),
+                    compression: a.compression,
                 }),
                 None => Err(self.not_running(topic, partition)),
             },
@@ -85,6 +90,7 @@ impl ClientService {
                     replicas: p.replicas.clone(),
                     reported_leader: p.leader,
                     max_message_bytes: t.config.max_message_bytes,
+                    compression: t.config.compression,
                 }),
                 None => Err(t.config.partitions),
             })

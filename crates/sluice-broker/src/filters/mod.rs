@@ -16,7 +16,9 @@ mod cache;
 use std::time::{Duration, Instant};
 
 use sluice_common::filter::Filter;
-use sluice_common::record::{BatchBuilder, ProducerStamp, RecordBatch, RecordView, peek_header};
+use sluice_common::record::{
+    BatchBuilder, BatchError, Compression, ProducerStamp, RecordBatch, RecordView, peek_header,
+};
 use sluice_proto::v1::FetchedBatch;
 use sluice_raft::partition::{CommittedBatch, Stable, read_committed};
 use sluice_storage::{Log, StorageError};
@@ -171,7 +173,8 @@ impl Scan {
         }
         let parsed = RecordBatch::parse(batch).map_err(corrupt)?;
         let mut kept: Vec<(u32, RecordView)> = Vec::new();
-        for (i, record) in parsed.records().enumerate().skip(first as usize) {
+        // Keys, tags and properties only: a compressed batch is not decompressed to be judged.
+        for (i, record) in parsed.metadata().enumerate().skip(first as usize) {
             let record = record.map_err(corrupt)?;
             match filter.matches(&record) {
                 Ok(true) => kept.push((i as u32, record)),
@@ -189,12 +192,29 @@ impl Scan {
         let fetched = if first == 0 && kept.len() == count as usize {
             FetchedBatch { base_offset, batch: parsed.bytes().clone(), offset_deltas: Vec::new() }
         } else {
+            with_values(&parsed, &mut kept).map_err(corrupt)?;
             rebuilt(base_offset, &parsed, &kept)
         };
         self.returned_bytes += fetched.batch.len();
         self.batches.push(fetched);
         Ok(())
     }
+}
+
+/// Gives the `kept` messages of a compressed batch, judged by their metadata, their values
+/// (decompressing the batch once): only a batch a filter keeps part of is decompressed.
+fn with_values(parsed: &RecordBatch, kept: &mut [(u32, RecordView)]) -> Result<(), BatchError> {
+    if parsed.header().compression == Compression::None {
+        return Ok(());
+    }
+    let mut wanted = kept.iter_mut().peekable();
+    for (i, record) in parsed.records().enumerate() {
+        let record = record?;
+        if let Some((_, view)) = wanted.next_if(|(at, _)| *at as usize == i) {
+            *view = record;
+        }
+    }
+    Ok(())
 }
 
 /// A batch of the `kept` messages of `parsed`, with their offsets as deltas from `base_offset`.

@@ -99,3 +99,26 @@ fn a_scan_stops_adding_once_it_has_max_bytes() {
     assert_eq!(scan.next_offset, 3, "the next fetch continues after the last batch examined");
     assert!(scan.is_done(3 * one));
 }
+
+fn stored_compressed(base_offset: u64, records: &[Record]) -> CommittedBatch {
+    let mut b = BatchBuilder::new(ProducerStamp::NONE, 256).compression(Compression::Zstd, 3);
+    records.iter().for_each(|r| b.push(r));
+    CommittedBatch { base_offset, count: records.len() as u32, batch: b.finish() }
+}
+
+#[test]
+fn compressed_batches_are_judged_by_their_metadata_and_kept_whole_or_rebuilt_with_their_values() {
+    let whole = stored_compressed(0, &[record(Some("TagA"), 150), record(Some("TagA"), 160)]);
+    let stored_bytes = whole.batch.clone();
+    let part = stored_compressed(2, &[record(Some("TagA"), 1), record(Some("TagA"), 200), record(None, 300)]);
+    let none = stored_compressed(5, &[record(Some("TagA"), 2)]);
+    let mut scan = Scan::new(0);
+    scan.add(&filter("TagA", "price > 100"), vec![whole, part, none], 1 << 20).unwrap();
+    assert_eq!(returned(&scan), [(0, 150), (1, 160), (3, 200)]);
+    assert_eq!(scan.batches[0].batch, stored_bytes, "a wholly matching compressed batch is served as stored");
+    let rebuilt = RecordBatch::parse(scan.batches[1].batch.clone()).unwrap();
+    assert_eq!(rebuilt.header().compression, Compression::None, "a partly matching one is rebuilt plain");
+    let values: Vec<Bytes> = rebuilt.records().map(|r| r.unwrap().value).collect();
+    assert_eq!(values, [Bytes::from("value-200")], "with its values decompressed");
+    assert_eq!((scan.stats.matched, scan.stats.skipped), (3, 3));
+}

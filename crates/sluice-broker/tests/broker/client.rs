@@ -83,7 +83,7 @@ where
 
 pub(super) async fn create_topic(cluster: &Cluster, name: &str, config: TopicConfig) -> Error {
     admin(cluster, |mut c| {
-        let request = CreateTopicRequest { name: name.into(), config: Some(config) };
+        let request = CreateTopicRequest { name: name.into(), config: Some(config.clone()) };
         async move { (error_of(c.create_topic(request).await.expect("rpc").get_ref().error.as_ref()), ()) }
     })
     .await
@@ -626,7 +626,7 @@ async fn single_broker_adjusted(adjust: fn(&mut sluice_broker::BrokerConfig)) ->
 async fn given_a_partition_group_that_failed_to_start_it_starts_once_it_can() {
     let cluster = single_broker().await;
     let config = TopicConfig { partitions: 1, replication_factor: 1, ..Default::default() };
-    assert_eq!(create_topic(&cluster, "first", config).await, Error::ok());
+    assert_eq!(create_topic(&cluster, "first", config.clone()).await, Error::ok());
     let hosted = |n: usize| move |c: &Cluster| c.brokers[0].partitions().group_ids().len() == n;
     cluster.wait_for(Duration::from_secs(20), "the first group started", hosted(1)).await;
     // Group ids are handed out in sequence, so the next topic's partition gets the next one: a

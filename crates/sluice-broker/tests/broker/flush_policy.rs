@@ -27,7 +27,7 @@ async fn create(cluster: &Cluster, name: &str, config: TopicConfig) -> (Error, O
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         for i in 0..cluster.brokers.len() {
-            let request = CreateTopicRequest { name: name.into(), config: Some(config) };
+            let request = CreateTopicRequest { name: name.into(), config: Some(config.clone()) };
             let r = cluster.client(i).await.create_topic(request).await.expect("rpc").into_inner();
             let e = error_of(r.error.as_ref());
             if !matches!(e.error_code(), ErrorCode::NotController | ErrorCode::Unavailable) {
@@ -159,7 +159,8 @@ async fn a_topics_flush_interval_is_created_described_and_decides_when_a_write_i
         })
         .await;
         assert_eq!(error_of(m.error.as_ref()), Error::ok(), "broker {i}");
-        let flush: Vec<Option<u64>> = m.topics.iter().map(|t| t.config.and_then(|c| c.flush_interval_ms)).collect();
+        let flush: Vec<Option<u64>> =
+            m.topics.iter().map(|t| t.config.as_ref().and_then(|c| c.flush_interval_ms)).collect();
         assert_eq!(flush, vec![Some(LONG_MS), None], "broker {i}");
     }
 

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
-use self::queue::{BatchOutcome, Identity, RECORD_SLACK_BYTES};
+use self::queue::{BatchOutcome, Identity, PartitionQueue, RECORD_SLACK_BYTES};
 use self::sender::Slot;
 use crate::client::Client;
 use crate::config::ProducerConfig;
@@ -133,7 +133,9 @@ impl Shared {
         if let Some(slot) = slots.by_partition.get(&(Arc::clone(topic), partition)) {
             return Ok(Arc::clone(slot));
         }
-        let slot = Arc::new(Slot::new(Arc::clone(topic), partition, self.identity));
+        let queue =
+            PartitionQueue::new(self.identity).with_compression(self.config.compression, self.config.compression_level);
+        let slot = Arc::new(Slot::new(Arc::clone(topic), partition, queue));
         slots.by_partition.insert((Arc::clone(topic), partition), Arc::clone(&slot));
         tokio::spawn(sender::run(Arc::clone(self), Arc::clone(&slot)));
         Ok(slot)

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use sluice_common::record::{BATCH_HEADER_LEN, BatchBuilder, DELIVER_AT_PROPERTY, ProducerStamp, Record};
+use sluice_common::record::{BATCH_HEADER_LEN, BatchBuilder, Compression, DELIVER_AT_PROPERTY, ProducerStamp, Record};
 use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
@@ -88,10 +88,16 @@ pub(crate) struct PendingBatch {
 }
 
 impl PendingBatch {
-    fn new(stamp: ProducerStamp, capacity: usize, now: Instant, delayed: bool) -> PendingBatch {
+    fn new(
+        stamp: ProducerStamp,
+        capacity: usize,
+        now: Instant,
+        delayed: bool,
+        (codec, level): (Compression, i32),
+    ) -> PendingBatch {
         PendingBatch {
             delayed,
-            builder: BatchBuilder::new(stamp, capacity).delayed(delayed),
+            builder: BatchBuilder::new(stamp, capacity).delayed(delayed).compression(codec, level),
             stamp,
             outcome: Arc::new(BatchOutcome::default()),
             created: now,
@@ -177,6 +183,8 @@ pub(crate) struct PartitionQueue {
     /// it is acknowledged in order.
     open_sequence: i32,
     closed: bool,
+    /// The codec and level batches are compressed with.
+    compression: (Compression, i32),
 }
 
 impl PartitionQueue {
@@ -190,7 +198,14 @@ impl PartitionQueue {
             sent_sequence: 0,
             open_sequence: 0,
             closed: false,
+            compression: (Compression::None, 0),
         }
+    }
+
+    /// The queue, compressing its batches' values with `codec` at `level`.
+    pub(crate) fn with_compression(mut self, codec: Compression, level: i32) -> PartitionQueue {
+        self.compression = (codec, level);
+        self
     }
 
     /// Appends `record`, which holds `reserved_bytes` of buffer memory. A full open batch is
@@ -220,7 +235,7 @@ impl PartitionQueue {
         if self.open.is_none() {
             let stamp = self.stamp_for_next();
             let capacity = max_batch_bytes.max(BATCH_HEADER_LEN + estimate);
-            self.open = Some(PendingBatch::new(stamp, capacity, now, delayed));
+            self.open = Some(PendingBatch::new(stamp, capacity, now, delayed, self.compression));
             wake = true;
         }
         let open = self.open.as_mut().expect("opened above");

@@ -46,8 +46,8 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn new(topic: Arc<str>, partition: u32, identity: Identity) -> Slot {
-        Slot { topic, partition, queue: Mutex::new(PartitionQueue::new(identity)), wake: tokio::sync::Notify::new() }
+    pub(crate) fn new(topic: Arc<str>, partition: u32, queue: PartitionQueue) -> Slot {
+        Slot { topic, partition, queue: Mutex::new(queue), wake: tokio::sync::Notify::new() }
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, PartitionQueue> {

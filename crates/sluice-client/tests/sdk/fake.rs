@@ -255,7 +255,7 @@ impl Sluice for FakeBroker {
             .map(|(name, t)| v1::TopicMetadata {
                 error: Some(Error::ok()),
                 name: name.clone(),
-                config: Some(t.config),
+                config: Some(t.config.clone()),
                 partitions: (0u32..)
                     .zip(&t.partitions)
                     .map(|(i, p)| {
@@ -299,6 +299,39 @@ impl Sluice for FakeBroker {
             None
         });
         Ok(Response::new(v1::CreateTopicResponse { error: error.or(Some(Error::ok())), topic: None }))
+    }
+
+    async fn alter_topic_config(
+        &self,
+        r: Request<v1::AlterTopicConfigRequest>,
+    ) -> Result<Response<v1::AlterTopicConfigResponse>, Status> {
+        let r = r.into_inner();
+        let mut state = self.shared.state.lock().unwrap();
+        if let Some(e) = self.not_controller(&state) {
+            return Ok(Response::new(v1::AlterTopicConfigResponse { error: Some(e), ..Default::default() }));
+        }
+        let Some(topic) = state.topics.get_mut(&r.name) else {
+            let e = Error::new(ErrorCode::UnknownTopic, "no such topic");
+            return Ok(Response::new(v1::AlterTopicConfigResponse { error: Some(e), ..Default::default() }));
+        };
+        let (c, previous) = (r.changes.unwrap_or_default(), topic.config.clone());
+        let config = &mut topic.config;
+        config.retention_ms = if c.clear_retention_ms { None } else { c.retention_ms.or(config.retention_ms) };
+        config.retention_bytes =
+            if c.clear_retention_bytes { None } else { c.retention_bytes.or(config.retention_bytes) };
+        config.max_message_bytes = c.max_message_bytes.or(config.max_message_bytes);
+        config.compression = c.compression.or(config.compression.take());
+        let topic = v1::TopicMetadata {
+            error: Some(Error::ok()),
+            name: r.name,
+            config: Some(config.clone()),
+            partitions: vec![],
+        };
+        Ok(Response::new(v1::AlterTopicConfigResponse {
+            error: Some(Error::ok()),
+            topic: Some(topic),
+            previous: Some(previous),
+        }))
     }
 
     async fn delete_topic(

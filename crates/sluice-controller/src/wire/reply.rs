@@ -10,6 +10,7 @@
 //!     TopicPartitionsMsg   topic_deleted     = 5;
 //!     LeaderReportedMsg    leader_reported   = 6;
 //!     ProducerIdMsg        producer_id_allocated = 7;
+//!     TopicAlteredMsg      topic_config_altered  = 8;
 //!   }
 //! }
 //! message RejectionMsg        { uint32 code = 1; string message = 2; }
@@ -19,19 +20,23 @@
 //! message AssignmentMsg       { uint32 partition = 1; uint64 group_id = 2; repeated uint64 replicas = 3; }
 //! message LeaderReportedMsg   { bool accepted = 1; uint64 leader = 2; uint64 term = 3; }
 //! message ProducerIdMsg       { uint64 producer_id = 1; }
+//! message TopicAlteredMsg     { string topic = 1; TopicConfigMsg previous = 2; TopicConfigMsg config = 3; }
+//!                             // TopicConfigMsg: see wire/alter.rs
 //! ```
 
 use sluice_common::{NodeId, PartitionId};
 
+use super::alter::TopicConfigMsg;
 use super::topic_name;
 use crate::command::DecodeError;
+use crate::config::TopicConfig;
 use crate::reply::{Applied, ControllerReply, PartitionAssignment, Rejection};
 
 /// One reply.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct ReplyMsg {
     /// Which reply; `None` when empty or of a kind this build does not know.
-    #[prost(oneof = "Outcome", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "Outcome", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     pub outcome: Option<Outcome>,
 }
 
@@ -59,6 +64,9 @@ pub(crate) enum Outcome {
     /// See [`Applied::ProducerIdAllocated`].
     #[prost(message, tag = "7")]
     ProducerIdAllocated(ProducerIdMsg),
+    /// See [`Applied::TopicConfigAltered`].
+    #[prost(message, tag = "8")]
+    TopicConfigAltered(TopicAlteredMsg),
 }
 
 /// A refusal.
@@ -130,6 +138,17 @@ pub(crate) struct ProducerIdMsg {
     pub producer_id: u64,
 }
 
+/// An altered topic's settings, before and after.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct TopicAlteredMsg {
+    #[prost(string, tag = "1")]
+    pub topic: String,
+    #[prost(message, optional, tag = "2")]
+    pub previous: Option<TopicConfigMsg>,
+    #[prost(message, optional, tag = "3")]
+    pub config: Option<TopicConfigMsg>,
+}
+
 impl From<&ControllerReply> for ReplyMsg {
     fn from(reply: &ControllerReply) -> ReplyMsg {
         let outcome = match reply {
@@ -162,6 +181,11 @@ fn applied_msg(applied: &Applied) -> Outcome {
         Applied::ProducerIdAllocated { producer_id } => {
             Outcome::ProducerIdAllocated(ProducerIdMsg { producer_id: *producer_id })
         }
+        Applied::TopicConfigAltered { topic, previous, config } => Outcome::TopicConfigAltered(TopicAlteredMsg {
+            topic: topic.to_string(),
+            previous: Some(previous.into()),
+            config: Some(config.into()),
+        }),
     }
 }
 
@@ -201,9 +225,18 @@ impl TryFrom<ReplyMsg> for ControllerReply {
                 Applied::LeaderReported { accepted: m.accepted, leader: NodeId(m.leader), term: m.term }
             }
             Outcome::ProducerIdAllocated(m) => Applied::ProducerIdAllocated { producer_id: m.producer_id },
+            Outcome::TopicConfigAltered(m) => Applied::TopicConfigAltered {
+                topic: topic_name("topic", m.topic)?,
+                previous: config("previous", m.previous)?,
+                config: config("config", m.config)?,
+            },
         };
         Ok(ControllerReply::Applied(applied))
     }
+}
+
+fn config(field: &'static str, m: Option<TopicConfigMsg>) -> Result<TopicConfig, DecodeError> {
+    m.ok_or(DecodeError::InvalidField { field, reason: "missing".into() })?.try_into()
 }
 
 fn rejection(m: RejectionMsg) -> Result<Rejection, DecodeError> {

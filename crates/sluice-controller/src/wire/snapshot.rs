@@ -18,9 +18,11 @@
 //! message TopicMsg  { string name = 1; uint32 replication_factor = 2; optional uint64 retention_ms = 3;
 //!                     optional uint64 retention_bytes = 4; uint32 max_message_bytes = 5;
 //!                     uint64 created_at_index = 6; repeated PartitionMsg partitions = 7;
-//!                     optional uint64 flush_interval_ms = 8; }
+//!                     optional uint64 flush_interval_ms = 8; optional string compression = 9; }
 //!                     // the partition count is the length of `partitions`; flush_interval_ms
-//!                     // is absent in snapshots from before flush policies: fsync before ack
+//!                     // is absent in snapshots from before flush policies: fsync before ack;
+//!                     // compression is absent in those from before it, and for the default:
+//!                     // producer
 //! message PartitionMsg { uint64 group_id = 1; repeated uint64 replicas = 2;
 //!                        optional uint64 leader = 3; uint64 leader_term = 4; }
 //! ```
@@ -35,7 +37,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
 use sluice_common::NodeId;
 
-use super::topic_name;
+use super::{compression_from, compression_name, topic_name};
 use crate::assignment::Loads;
 use crate::broker::Broker;
 use crate::config::TopicConfig;
@@ -107,6 +109,8 @@ pub(crate) struct TopicMsg {
     pub partitions: Vec<PartitionMsg>,
     #[prost(uint64, optional, tag = "8")]
     pub flush_interval_ms: Option<u64>,
+    #[prost(string, optional, tag = "9")]
+    pub compression: Option<String>,
 }
 
 /// One partition.
@@ -204,6 +208,7 @@ fn topic_msg(t: &Topic) -> TopicMsg {
         created_at_index: t.created_at_index,
         partitions: t.partitions.iter().map(partition_msg).collect(),
         flush_interval_ms: t.config.flush_interval_ms,
+        compression: compression_name(t.config.compression),
     }
 }
 
@@ -217,6 +222,8 @@ fn topic_from(m: TopicMsg) -> Result<Topic, String> {
         retention_bytes: m.retention_bytes,
         max_message_bytes: m.max_message_bytes,
         flush_interval_ms: m.flush_interval_ms,
+        compression: compression_from("compression", m.compression)
+            .map_err(|e| format!("controller snapshot: topic {name}: {e}"))?,
     };
     let partitions = m.partitions.into_iter().map(partition_from).collect();
     Ok(Topic { name, config, created_at_index: m.created_at_index, partitions })
@@ -242,6 +249,7 @@ fn partition_from(m: PartitionMsg) -> Partition {
 
 #[cfg(test)]
 mod tests {
+    use sluice_common::record::{Compression, TopicCompression};
     use sluice_raft::Fsm;
 
     use super::*;
@@ -343,5 +351,28 @@ mod tests {
         let mut from_old = Metadata::new();
         from_old.restore(&raw(&old)).unwrap();
         assert_eq!(from_old.topic("fast").unwrap().config.flush_interval_ms, None);
+    }
+
+    #[test]
+    fn a_topics_compression_survives_a_snapshot_and_old_snapshots_mean_producer() {
+        let mut meta = sample(3);
+        let zstd = TopicCompression::Codec(Compression::Zstd);
+        let config = TopicConfig { compression: zstd, ..TopicConfig::new(1, 3) };
+        crate::testing::apply_ok(&mut meta, crate::ControllerCommand::CreateTopic { name: "packed".into(), config });
+        let mut restored = Metadata::new();
+        restored.restore(&meta.snapshot()).unwrap();
+        assert_eq!(restored.topic("packed").unwrap().config.compression, zstd);
+        assert_eq!(restored.topic("a").unwrap().config.compression, TopicCompression::Producer);
+        // A snapshot written before the setting existed has no tag 9 at all.
+        let mut old = msg_of(&meta);
+        assert_eq!(old.topics.iter().filter(|t| t.compression.is_some()).count(), 1, "only the non-default");
+        old.topics.iter_mut().for_each(|t| t.compression = None);
+        let mut from_old = Metadata::new();
+        from_old.restore(&raw(&old)).unwrap();
+        assert_eq!(from_old.topic("packed").unwrap().config.compression, TopicCompression::Producer);
+        // A codec this build does not know (a newer build's) refuses the snapshot.
+        let mut newer = msg_of(&meta);
+        newer.topics.iter_mut().for_each(|t| t.compression = Some("brotli".into()));
+        refused(&meta, &newer, "brotli");
     }
 }
