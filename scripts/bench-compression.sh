@@ -29,7 +29,9 @@ sluice="$SLUICE_BIN_DIR/sluice"
 
 # Bytes of every partition segment (.log) of the three brokers: what the logs hold, without
 # the preallocated index files.
-segment_bytes() { find "$work/data" -name '*.log' -printf '%s\n' | awk '{s += $1} END {printf "%d", s}'; }
+segment_bytes() {
+  find "$work/data" -path '*/partitions/*' -name '*.log' -printf '%s\n' | awk '{s += $1} END {printf "%d", s}'
+}
 
 # Waits (up to 60 s) until the segments hold at most $1 bytes: a deleted topic's replicas are
 # removed in the background, and the next run's growth must not count their removal.

@@ -326,8 +326,8 @@ fn check_batch(batch: &Bytes, max_message_bytes: u32, max_batch_bytes: u32) -> R
                 ErrorCode::MessageTooLarge,
                 format!(
                     "message {i} of the batch is {size} bytes (key, value, tag and properties); the topic \
-                     accepts at most {max_message_bytes} (max_message_bytes): shrink the message, or create \
-                     the topic with a larger max_message_bytes"
+                     accepts at most {max_message_bytes} (max_message_bytes): shrink the message, or raise \
+                     the topic's limit (`sluice topic alter TOPIC --max-message-bytes N`)"
                 ),
             ));
         }
