@@ -9,6 +9,7 @@ pub mod delay;
 pub mod filter;
 mod ids;
 pub mod record;
+pub mod retry;
 pub mod schedule;
 mod topic;
 
