@@ -197,7 +197,7 @@ fn payloads(kind: Payload, bytes: usize) -> Vec<Bytes> {
 fn json_like(n: usize, bytes: usize) -> Bytes {
     let kinds = ["page_view", "click", "purchase", "signup", "logout"];
     let mut s = format!(
-        "{{\"event\":\"{}\",\"user_id\":{},\"session\":\"s-{:08x}\",\"ts\":{},\"path\":\"/products/{}/reviews\",\"ok\":true,\"pad\":\"",
+        "{{\"event\":\"{}\",\"user_id\":{},\"visit\":\"v-{:08x}\",\"ts\":{},\"path\":\"/products/{}/reviews\",\"ok\":true,\"pad\":\"",
         kinds[n % kinds.len()],
         10_000 + n * 7919 % 90_000,
         n.wrapping_mul(2_654_435_761) as u32,

@@ -29,7 +29,7 @@ fn records() -> Vec<Record> {
     (0..RECORDS)
         .map(|i| {
             let mut v = format!(
-                "{{\"event\":\"{}\",\"user_id\":{},\"session\":\"s-{:08x}\",\"path\":\"/products/{}/reviews\",\"text\":\"",
+                "{{\"event\":\"{}\",\"user_id\":{},\"visit\":\"v-{:08x}\",\"path\":\"/products/{}/reviews\",\"text\":\"",
                 ["page_view", "click", "purchase"][i % 3],
                 10_000 + i * 7919 % 90_000,
                 (i as u32).wrapping_mul(2_654_435_761),
