@@ -1,6 +1,7 @@
 //! [`Admin::alter_topic_config`]: changing a running topic's retention, message size limit and
 //! compression, described by [`TopicConfigChanges`].
 
+pub use sluice_common::ConfigChange;
 use sluice_common::record::TopicCompression;
 use sluice_proto::v1;
 
@@ -8,15 +9,6 @@ use crate::admin::{Admin, check_name};
 use crate::client::Route;
 use crate::error::{Error, Result};
 use crate::metadata::{TopicConfig, TopicInfo};
-
-/// A change of one optional setting: a new value, or back to the broker default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigChange<T> {
-    /// Set it to this value.
-    Set(T),
-    /// Unset it: the broker default applies again.
-    Clear,
-}
 
 /// The settings [`Admin::alter_topic_config`] changes; `None` leaves a setting as it is.
 ///

@@ -11,7 +11,9 @@ mod ids;
 pub mod record;
 pub mod retry;
 pub mod schedule;
+mod setting;
 mod topic;
 
 pub use ids::{NodeId, Offset, PartitionId};
+pub use setting::ConfigChange;
 pub use topic::{InvalidTopicName, MAX_TOPIC_NAME_LEN, TopicName};

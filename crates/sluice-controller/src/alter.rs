@@ -7,29 +7,11 @@
 //! are the topic's Raft groups and their replicas, and `flush_interval_ms` is fixed in each
 //! replica's Raft configuration when its group starts.
 
+pub use sluice_common::ConfigChange;
 use sluice_common::record::TopicCompression;
 
 use crate::config::TopicConfig;
 use crate::error::ControllerError;
-
-/// A change of one optional setting: a new value, or back to the broker default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigChange<T> {
-    /// Set it to this value.
-    Set(T),
-    /// Unset it: the broker default applies again.
-    Clear,
-}
-
-impl<T: Copy> ConfigChange<T> {
-    /// The setting after this change.
-    pub fn value(self) -> Option<T> {
-        match self {
-            ConfigChange::Set(v) => Some(v),
-            ConfigChange::Clear => None,
-        }
-    }
-}
 
 /// The settings an `AlterTopicConfig` changes; `None` leaves a setting as it is.
 ///
