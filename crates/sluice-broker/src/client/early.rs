@@ -14,6 +14,7 @@
 //! checked, and are answered early at once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sluice_common::record::ProducerStamp;
 use sluice_raft::partition::{PendingWrite, WriteError, submit};
@@ -21,16 +22,24 @@ use sluice_raft::typ::{Raft, WatchReceiver as _};
 
 use crate::controller::BrokerStateMachine;
 
-/// Producers tracked at most; past it the table starts afresh (each producer's next batch is
-/// then written to completion once).
+/// Producers tracked at most per partition; past it the partition's table starts afresh (each
+/// producer's next batch is then written to completion once).
 const MAX_TRACKED: usize = 65_536;
 
 /// Where each producer's next batch must start, per partition, for it to be answered early.
 #[derive(Default)]
 pub(super) struct EarlyAnswers {
-    /// Held across the check and the submit, so batches reach the log in the order checked.
-    next: tokio::sync::Mutex<HashMap<(u64, i64), Next>>,
+    /// Per partition (Raft group): its producers, behind a lock held across the check and the
+    /// submit, so that batches reach the log in the order checked. One lock per partition: the
+    /// early answers of different partitions do not wait for each other.
+    partitions: std::sync::Mutex<HashMap<u64, Producers>>,
 }
+
+/// Partitions tracked at most: more than a broker hosts.
+const MAX_PARTITIONS: usize = 100_000;
+
+/// One partition's producers' next sequences.
+type Producers = Arc<tokio::sync::Mutex<HashMap<i64, Next>>>;
 
 /// A producer's next sequence on one partition, as its leader submitted it in `term`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,19 +70,19 @@ impl EarlyAnswers {
             return Some(submit(batch.raft, command).await);
         }
         let term = current_term(batch.raft);
-        let key = (batch.group_id, p.producer_id);
-        let mut next = self.next.lock().await;
+        let producers = self.producers(batch.group_id);
+        let mut next = producers.lock().await;
         let expected = Next { term, epoch: p.epoch, sequence: i64::from(p.base_sequence) };
-        if next.get(&key) != Some(&expected) {
+        if next.get(&p.producer_id) != Some(&expected) {
             return None;
         }
         let submitted = submit(batch.raft, command).await;
         match &submitted {
             Ok(_) => {
-                next.insert(key, Next { sequence: expected.sequence + i64::from(batch.count), ..expected });
+                next.insert(p.producer_id, Next { sequence: expected.sequence + i64::from(batch.count), ..expected });
             }
             Err(_) => {
-                next.remove(&key);
+                next.remove(&p.producer_id);
             }
         }
         Some(submitted)
@@ -87,20 +96,31 @@ impl EarlyAnswers {
             return;
         }
         let term = current_term(batch.raft);
-        let mut next = self.next.lock().await;
+        let producers = self.producers(batch.group_id);
+        let mut next = producers.lock().await;
         if next.len() >= MAX_TRACKED {
             next.clear();
         }
         let sequence = i64::from(p.base_sequence) + i64::from(batch.count);
-        next.insert((batch.group_id, p.producer_id), Next { term, epoch: p.epoch, sequence });
+        next.insert(p.producer_id, Next { term, epoch: p.epoch, sequence });
     }
 
     /// A batch answered early failed to commit: what follows it is checked again by a write to
     /// completion.
     pub async fn failed(&self, group_id: u64, producer: ProducerStamp) {
         if producer.is_idempotent() {
-            self.next.lock().await.remove(&(group_id, producer.producer_id));
+            self.producers(group_id).lock().await.remove(&producer.producer_id);
         }
+    }
+
+    /// The producers of partition `group_id`. Partitions answered early here stay in the table
+    /// (deleted ones too) until it holds [`MAX_PARTITIONS`], when it starts afresh.
+    fn producers(&self, group_id: u64) -> Producers {
+        let mut partitions = self.partitions.lock().expect("early answers lock");
+        if partitions.len() >= MAX_PARTITIONS && !partitions.contains_key(&group_id) {
+            partitions.clear();
+        }
+        Arc::clone(partitions.entry(group_id).or_default())
     }
 }
 

@@ -4,6 +4,8 @@
 //! the topic's limit, the batch's against the broker's — so a bad batch never reaches the log.
 //! The batch bytes are copied once, into the Raft entry that the log stores and peers receive.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -64,20 +66,13 @@ impl ClientService {
         prepared: PreparedProduce,
         submitted: Result<PendingWrite, WriteError>,
     ) -> Result<ProduceResponse, Error> {
-        let answer = prepared.leader_only();
-        let pending = match submitted {
-            Ok(pending) => pending,
-            Err(e) => {
-                let PreparedProduce { led, batch_bytes, delayed, timeout, .. } = prepared;
-                return self.conclude_produce(&led, batch_bytes, delayed, timeout, Ok(Err(e)));
+        match early_commit(Arc::new(self.clone()), prepared, submitted) {
+            Ok((answer, commit)) => {
+                tokio::spawn(commit);
+                Ok(answer)
             }
-        };
-        let service = self.clone();
-        tokio::spawn(async move {
-            let outcome = tokio::time::timeout(prepared.timeout, pending).await;
-            service.concluded_early(&prepared, outcome).await;
-        });
-        Ok(answer)
+            Err(answer) => answer,
+        }
     }
 
     /// Counts and logs the outcome of a batch answered before its commit.
@@ -202,6 +197,31 @@ impl ClientService {
         }
         error(ErrorCode::Timeout, format!("{topic}/{partition}: the batch was not committed within {after:?}; {retry}"))
     }
+}
+
+/// A batch submitted to be answered before its commit: the answer (no offsets), and the future
+/// of its commit, which counts and logs the outcome and resolves to its error if it failed.
+/// `Err`: the submit itself failed, and this is the answer instead (as for a write that did).
+pub(super) fn early_commit<S>(
+    service: S,
+    prepared: PreparedProduce,
+    submitted: Result<PendingWrite, WriteError>,
+) -> Result<(ProduceResponse, impl Future<Output = Option<Error>> + Send + 'static), Result<ProduceResponse, Error>>
+where
+    S: std::ops::Deref<Target = ClientService> + Send + Sync + 'static,
+{
+    let pending = match submitted {
+        Ok(pending) => pending,
+        Err(e) => {
+            let PreparedProduce { led, batch_bytes, delayed, timeout, .. } = prepared;
+            return Err(service.conclude_produce(&led, batch_bytes, delayed, timeout, Ok(Err(e))));
+        }
+    };
+    let answer = prepared.leader_only();
+    Ok((answer, async move {
+        let outcome = tokio::time::timeout(prepared.timeout, pending).await;
+        service.concluded_early(&prepared, outcome).await
+    }))
 }
 
 /// A checked produce request, ready to be proposed.

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use super::ClientService;
-use super::produce::PreparedProduce;
+use super::produce::{PreparedProduce, early_commit};
 
 /// Batches one stream may have submitted and unanswered; the stream is not read further until
 /// one is answered (HTTP/2 flow control then holds the producer back).
@@ -205,24 +205,16 @@ impl ClientService {
         submitted: Result<PendingWrite, WriteError>,
     ) -> Started {
         let acks = prepared.acks;
-        let answer = prepared.leader_only();
-        let pending = match submitted {
-            Ok(pending) => pending,
-            Err(e) => {
-                let PreparedProduce { led, batch_bytes, delayed, timeout, .. } = prepared;
-                let answer = self.conclude_produce(&led, batch_bytes, delayed, timeout, Ok(Err(e)));
+        let (answer, commit) = match early_commit(Arc::clone(self), prepared, submitted) {
+            Ok(early) => early,
+            Err(answer) => {
                 return match (acks, answer) {
                     (Acks::None, Err(e)) => Started::Refused(e),
                     (_, answer) => Started::Answer(self.answered(started, answer)),
                 };
             }
         };
-        let service = Arc::clone(self);
-        let commit: Background = Box::pin(async move {
-            let outcome = tokio::time::timeout(prepared.timeout, pending).await;
-            let failed = service.concluded_early(&prepared, outcome).await;
-            failed.filter(|_| acks == Acks::None)
-        });
+        let commit: Background = Box::pin(async move { commit.await.filter(|_| acks == Acks::None) });
         if acks == Acks::None {
             self.metrics.produce_answered(ErrorCode::Ok, started.elapsed());
             return Started::Silent(Some(commit));
