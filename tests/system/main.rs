@@ -41,6 +41,9 @@
 //!   right after it acknowledged them (counted), are never read twice, while `acks=all` ones
 //!   in the same run all survive; oneway sends to a dead cluster return at once and are
 //!   counted as failures.
+//! - `rolling_restart`: each broker in turn stopped with SIGTERM and started again under a
+//!   continuous producer and a group member: no send fails, nothing is lost or duplicated, and
+//!   the longest time without an acknowledgement stays short (controlled shutdown).
 //! - `bad_input`: unknown topics, invalid names, oversize messages and unreachable brokers give
 //!   a clear error and a non-zero exit.
 //! - `scripts`: `scripts/start-cluster.sh` starts one cluster, once; `scripts/stop-cluster.sh`
@@ -62,6 +65,7 @@ mod groups;
 mod groups_kill;
 mod half_messages;
 mod idle_reads;
+mod rolling_restart;
 mod scripts;
 mod sdk;
 mod transactions;

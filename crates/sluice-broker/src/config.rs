@@ -351,6 +351,12 @@ pub struct BrokerConfig {
     /// descriptor, and 1,024 are kept for the rest (docs/OPERATIONS.md). Default: 0.
     #[serde(default)]
     pub max_replicas: u32,
+    /// How long a stopping broker (SIGTERM, SIGINT) may spend handing the leadership of its
+    /// partitions, coordinators and the controller to caught-up replicas before it stops
+    /// anyway, in ms (docs/OPERATIONS.md, "Rolling restarts"). 0 stops at once, leaving its
+    /// groups to elect new leaders once they miss it. Default: 10000.
+    #[serde(default = "default_shutdown_transfer_timeout_ms")]
+    pub shutdown_transfer_timeout_ms: u64,
     /// Consumer groups. Default: see [`GroupConfig`].
     #[serde(default)]
     pub groups: GroupConfig,
@@ -366,6 +372,10 @@ pub struct BrokerConfig {
     /// Default: 0.
     #[serde(default)]
     pub worker_threads: usize,
+}
+
+fn default_shutdown_transfer_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_session_timeout_ms() -> u64 {
@@ -460,6 +470,7 @@ impl BrokerConfig {
             disk_min_free_percent: default_disk_min_free_percent(),
             disk_check_interval_ms: default_disk_check_interval_ms(),
             max_replicas: 0,
+            shutdown_transfer_timeout_ms: default_shutdown_transfer_timeout_ms(),
             groups: GroupConfig::default(),
             transactions: TxnConfig::default(),
             worker_threads: 0,

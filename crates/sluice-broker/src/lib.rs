@@ -80,8 +80,8 @@ pub async fn run(config: BrokerConfig, shutdown: impl std::future::Future<Output
         failure = broker.failed() => Some(failure),
     };
     let Some(failure) = failure else {
-        tracing::info!("shutting down");
-        broker.shutdown().await;
+        tracing::info!("shutting down: handing leadership over first");
+        broker.stop_gracefully().await;
         return Ok(());
     };
     // The reason is logged already, as the failure was reported. Whatever hangs from here on (a

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sluice_controller::CONTROLLER_GROUP_ID;
+use sluice_raft::liveness::{HandOver, hand_over};
 use sluice_raft::transport::{self, Faults, TcpIncoming};
 use sluice_raft::{Liveness, LivenessConfig, LivenessDriver, PeerClients, RaftRegistry, TransportConfig};
 use tokio::sync::{mpsc, watch};
@@ -63,6 +64,9 @@ pub struct Broker {
     /// Where its groups report a fatal stop (`fail_stop`).
     pub(crate) fail_stop: FailStop,
     stop: watch::Sender<bool>,
+    /// What a controlled shutdown hands leadership over through.
+    liveness: Arc<Liveness>,
+    registry: Arc<RaftRegistry<BrokerStateMachine>>,
     tasks: Vec<JoinHandle<()>>,
     /// Keeps other broker processes out of `data_dir` for as long as this one runs. The one lock
     /// covers every partition log under it, which take none of their own (`LockMode::Held`):
@@ -149,7 +153,7 @@ impl Broker {
         let (partitions, parked) = Partitions::new(
             config.node_id,
             config.data_dir.join("partitions"),
-            registry,
+            Arc::clone(&registry),
             clients,
             flusher,
             config.raft.partition()?,
@@ -191,7 +195,7 @@ impl Broker {
                 config.node_id,
                 Arc::clone(&controller),
                 Arc::clone(&partitions),
-                liveness,
+                Arc::clone(&liveness),
                 Arc::clone(&requests),
             );
             let exporter = Exporter::new(&requests, collector.with_disk(disk.clone()))
@@ -214,6 +218,8 @@ impl Broker {
             faults,
             fail_stop,
             stop,
+            liveness,
+            registry,
             tasks,
             _data_lock: data_lock,
         })
@@ -260,6 +266,42 @@ impl Broker {
     /// recover from disk (`fail_stop`). Never resolves otherwise.
     pub async fn failed(&self) -> GroupFailure {
         self.fail_stop.failed().await
+    }
+
+    /// Hands every group this broker leads — partitions, coordinators, the controller — to a
+    /// caught-up replica, waiting at most `bound` (`shutdown_transfer_timeout_ms`), and says
+    /// what it could not hand over. From now on this broker campaigns for nothing and peers
+    /// hand it nothing back; it goes on serving, answering NOT_LEADER with the new leaders.
+    pub async fn hand_over(&self, bound: std::time::Duration) -> HandOver {
+        let started = std::time::Instant::now();
+        let outcome = hand_over(&self.liveness, &self.registry, bound).await;
+        let ms = started.elapsed().as_millis();
+        let handed = outcome.led - outcome.kept.len() - outcome.alone.len();
+        tracing::info!("stopping: handed over {handed} of {} leaderships in {ms} ms", outcome.led);
+        if !outcome.alone.is_empty() {
+            tracing::info!(
+                groups = ?outcome.alone,
+                "stopping: this broker is the last live replica of {} groups; they are unavailable until it is back",
+                outcome.alone.len()
+            );
+        }
+        if !outcome.kept.is_empty() {
+            tracing::warn!(
+                groups = ?outcome.kept,
+                "stopping: no replica of {} groups caught up within shutdown_transfer_timeout_ms; they elect a \
+                 leader once their other replicas miss this broker",
+                outcome.kept.len()
+            );
+        }
+        outcome
+    }
+
+    /// A controlled shutdown: hands leadership over ([`Broker::hand_over`], bounded by
+    /// `shutdown_transfer_timeout_ms`), then [`Broker::shutdown`].
+    pub async fn stop_gracefully(self) {
+        let bound = std::time::Duration::from_millis(self.config.shutdown_transfer_timeout_ms);
+        self.hand_over(bound).await;
+        self.shutdown().await;
     }
 
     /// Stops serving, stops the groups, and waits until their stored state is closed.

@@ -171,6 +171,11 @@ impl Partitions {
         self.liveness.resources(node)
     }
 
+    /// Whether broker `node` is stopping (a controlled shutdown), as this broker knows.
+    pub fn is_stopping(&self, node: u64) -> bool {
+        self.liveness.is_stopping(node)
+    }
+
     /// Deletes the data of parked groups no longer assigned here (their topic was deleted):
     /// deleting a topic is how an operator frees a full disk.
     fn forget_unassigned_parked(&self, wanted: &HashSet<u64>) {
@@ -230,16 +235,26 @@ impl Partitions {
 
     /// The leader of partition group `group_id` and its term, as this broker knows it: itself
     /// if it leads the group, else the live broker claiming it in the highest term. Any group of
-    /// the cluster, hosted here or not.
+    /// the cluster, hosted here or not. A replica here that heard from a leader, or voted for a
+    /// candidate, in a later term than any claim names that one: right after a leadership
+    /// transfer (a broker stopping) the new leader's claim takes a heartbeat to arrive, and the
+    /// old leader's clients are sent on at once.
     pub fn leader_of(&self, group_id: u64) -> Option<(u64, u64)> {
-        if let Some(raft) = self.raft(group_id) {
-            let metrics = raft.metrics();
-            let m = metrics.borrow_watched();
-            if m.state == ServerState::Leader {
-                return Some((self.node_id, m.current_term));
-            }
+        let claimed = self.liveness.claimed_leader(group_id).map(|c| (c.node_id, c.term));
+        let Some(raft) = self.raft(group_id) else { return claimed };
+        let metrics = raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.state == ServerState::Leader {
+            return Some((self.node_id, m.current_term));
         }
-        self.liveness.claimed_leader(group_id).map(|c| (c.node_id, c.term))
+        let voted = Some(m.vote.leader_id.voted_for).filter(|&v| v != 0 && v != self.node_id);
+        let local = m.current_leader.filter(|&l| l != self.node_id).or(voted);
+        let local = local.filter(|&l| self.liveness.is_live(l)).map(|l| (l, m.vote.leader_id.term));
+        match (claimed, local) {
+            (Some(c), Some(l)) if l.1 > c.1 => Some(l),
+            (None, local) => local,
+            _ => claimed,
+        }
     }
 
     /// The high watermark watch of partition group `group_id`, if hosted here.

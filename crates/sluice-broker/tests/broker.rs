@@ -15,6 +15,8 @@
 //! retention, message size limit and compression are altered, and every broker applies the
 //! change without a restart (`topic_config`). A full disk on one broker refuses writes with STORAGE_FULL and keeps reads going, and ENOSPC
 //! stops only that broker's replicas until space returns (`disk_full`).
+//! A stopping broker hands its groups over to caught-up replicas first, within a bound
+//! (`handover`).
 //! Consumer groups are coordinated by the leaders of `__consumer_offsets`, share a topic's
 //! partitions, commit offsets and survive their coordinator's broker stopping (`groups`). A
 //! transaction's commit whose client gives up while a marker cannot commit is completed after
@@ -42,6 +44,8 @@ mod faults;
 mod flush_policy;
 #[path = "broker/groups.rs"]
 mod groups;
+#[path = "broker/handover.rs"]
+mod handover;
 #[path = "broker/liveness.rs"]
 mod liveness;
 #[path = "broker/metrics.rs"]

@@ -52,17 +52,43 @@ pub(crate) async fn run(client: &Client, command: BenchCommand) -> Result<()> {
     Ok(())
 }
 
-/// Counters shared by the workers and the progress line.
-#[derive(Default)]
+/// Counters shared by the workers and the progress line, and the longest time without a
+/// message counted: the stall a client saw (a failover, a rolling restart), which per-second
+/// rates and latency percentiles blur.
 struct Progress {
     messages: AtomicU64,
     bytes: AtomicU64,
+    started: Instant,
+    /// µs since `started` of the last message counted.
+    last_us: AtomicU64,
+    /// The longest gap between two messages counted (or from the start to the first), in µs.
+    max_gap_us: AtomicU64,
+}
+
+impl Default for Progress {
+    fn default() -> Progress {
+        Progress {
+            messages: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            started: Instant::now(),
+            last_us: AtomicU64::new(0),
+            max_gap_us: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Progress {
     fn add(&self, messages: u64, bytes: u64) {
         self.messages.fetch_add(messages, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let now_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let last_us = self.last_us.fetch_max(now_us, Ordering::Relaxed);
+        self.max_gap_us.fetch_max(now_us.saturating_sub(last_us), Ordering::Relaxed);
+    }
+
+    /// The longest gap so far, in µs (the first message's wait counts from the start).
+    fn max_gap_us(&self) -> u64 {
+        self.max_gap_us.load(Ordering::Relaxed)
     }
 }
 
@@ -162,6 +188,7 @@ async fn produce(client: &Client, args: BenchProduceArgs) -> Result<Summary> {
     ticker.abort();
     summary.seconds = start.elapsed().as_secs_f64();
     summary.bytes = summary.messages * args.message_bytes as u64;
+    summary.max_gap_us = Some(progress.max_gap_us());
     Ok(summary)
 }
 
@@ -432,6 +459,8 @@ struct Summary {
     first_error: Option<String>,
     seconds: f64,
     latency_us: Histogram<u64>,
+    /// Produce only: the longest time without an acknowledgement, in µs.
+    max_gap_us: Option<u64>,
 }
 
 impl Summary {
@@ -446,6 +475,7 @@ impl Summary {
             first_error: None,
             seconds: 0.0,
             latency_us: new_histogram()?,
+            max_gap_us: None,
         })
     }
 
@@ -465,7 +495,7 @@ impl Summary {
 
     fn json(&self) -> serde_json::Value {
         let (msgs_per_sec, mb_per_sec) = self.rates();
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "mode": self.mode,
             "messages": self.messages,
             "bytes": self.bytes,
@@ -475,12 +505,16 @@ impl Summary {
             "mb_per_sec": mb_per_sec,
             "latency": self.latency,
             "latency_us": latency_json(&self.latency_us),
-        })
+        });
+        if let Some(gap) = self.max_gap_us {
+            json["max_ack_gap_us"] = gap.into();
+        }
+        json
     }
 
     fn plain(&self) -> String {
         let (msgs_per_sec, mb_per_sec) = self.rates();
-        format!(
+        let mut plain = format!(
             "{}: {} messages ({:.1} MB) in {:.2} s: {msgs_per_sec:.0} msgs/s, {mb_per_sec:.2} MB/s, {} errors\n\
              {} latency ms: {}\n",
             self.mode,
@@ -490,7 +524,11 @@ impl Summary {
             self.errors,
             self.latency,
             latency_ms_line(&self.latency_us),
-        )
+        );
+        if let Some(gap) = self.max_gap_us {
+            plain.push_str(&format!("longest time without an acknowledgement: {:.2} ms\n", gap as f64 / 1000.0));
+        }
+        plain
     }
 }
 
@@ -520,6 +558,23 @@ mod tests {
         let plain = s.plain();
         assert!(plain.contains("500 msgs/s, 1.00 MB/s"), "{plain}");
         assert!(plain.contains("p50 0.50  p99 0.99"), "{plain}");
+        assert!(v.get("max_ack_gap_us").is_none(), "only produce runs measure gaps");
+        s.max_gap_us = Some(1_234_000);
+        assert_eq!(s.json()["max_ack_gap_us"].as_u64(), Some(1_234_000));
+        assert!(s.plain().contains("longest time without an acknowledgement: 1234.00 ms"), "{}", s.plain());
+    }
+
+    #[test]
+    fn progress_keeps_the_longest_gap_between_messages() {
+        let progress = Progress::default();
+        progress.add(1, 10);
+        let first = progress.max_gap_us();
+        std::thread::sleep(Duration::from_millis(30));
+        progress.add(1, 10);
+        progress.add(1, 10);
+        assert!(progress.max_gap_us() >= 30_000, "{}", progress.max_gap_us());
+        assert!(progress.max_gap_us() >= first);
+        assert_eq!(progress.messages.load(Ordering::Relaxed), 3);
     }
 
     #[test]

@@ -191,6 +191,10 @@ struct BrokerJson<'a> {
     replicas: u32,
     max_replicas: u32,
     offline_replicas: u32,
+    /// Partitions it leads with a replica not caught up.
+    under_replicated: u32,
+    /// Whether it is handing its leaderships over before it stops.
+    stopping: bool,
 }
 
 /// `cluster status --output json`.
@@ -211,6 +215,8 @@ pub fn status_json(s: &ClusterStatus) -> serde_json::Value {
             replicas: b.broker.replicas,
             max_replicas: b.broker.max_replicas,
             offline_replicas: b.broker.offline_replicas,
+            under_replicated: b.broker.under_replicated,
+            stopping: b.broker.stopping,
         })
         .collect();
     serde_json::json!({
@@ -240,24 +246,26 @@ pub fn status_plain(s: &ClusterStatus) -> String {
         "controller: {controller}; {} topics; {} partitions without a leader; metadata version {}\n",
         s.topics, s.leaderless_partitions, s.metadata_version
     );
-    let header = ("NODE", "ADDRESS", "LIVE", "CONTROLLER", "LEADERS", "REPLICAS", "OFFLINE", "DISK");
+    let header = ("NODE", "ADDRESS", "LIVE", "CONTROLLER", "LEADERS", "REPLICAS", "OFFLINE", "UNDER-REPL", "DISK");
     let _ = writeln!(
         out,
-        "{:>6} {:<24} {:>5} {:>10} {:>8} {:>13} {:>7}  {}",
-        header.0, header.1, header.2, header.3, header.4, header.5, header.6, header.7
+        "{:>6} {:<24} {:>8} {:>10} {:>8} {:>13} {:>7} {:>10}  {}",
+        header.0, header.1, header.2, header.3, header.4, header.5, header.6, header.7, header.8
     );
     for b in &s.brokers {
         let yes = |v: bool| if v { "yes" } else { "no" };
+        let live = if b.broker.live && b.broker.stopping { "stopping" } else { yes(b.broker.live) };
         let _ = writeln!(
             out,
-            "{:>6} {:<24} {:>5} {:>10} {:>8} {:>13} {:>7}  {}",
+            "{:>6} {:<24} {:>8} {:>10} {:>8} {:>13} {:>7} {:>10}  {}",
             b.broker.node_id,
             b.broker.address,
-            yes(b.broker.live),
+            live,
             yes(b.is_controller),
             b.partition_leaders,
             replicas(&b.broker),
             b.broker.offline_replicas,
+            b.broker.under_replicated,
             disk(b.broker.disk_full)
         );
     }
@@ -448,6 +456,8 @@ mod tests {
                     replicas: 7,
                     max_replicas: 18_976,
                     offline_replicas: 1,
+                    under_replicated: 2,
+                    stopping: false,
                 },
                 is_controller: true,
                 partition_leaders: 5,
@@ -462,13 +472,14 @@ mod tests {
             json!({
                 "controller_id": 1, "metadata_version": 12, "topics": 2, "leaderless_partitions": 0,
                 "brokers": [{"node_id": 1, "address": "127.0.0.1:9091", "live": true, "controller": true, "partition_leaders": 5, "disk_full": null,
-                    "replicas": 7, "max_replicas": 18_976, "offline_replicas": 1}]
+                    "replicas": 7, "max_replicas": 18_976, "offline_replicas": 1, "under_replicated": 2,
+                    "stopping": false}]
             })
         );
         assert!(status_plain(&s).starts_with("controller: node 1;"));
         assert!(status_plain(&s).lines().nth(2).is_some_and(|l| l.ends_with("  ok")), "{}", status_plain(&s));
         assert!(
-            status_plain(&s).lines().nth(2).is_some_and(|l| l.contains(" 7/18976       1  ok")),
+            status_plain(&s).lines().nth(2).is_some_and(|l| l.contains(" 7/18976       1          2  ok")),
             "{}",
             status_plain(&s)
         );

@@ -296,6 +296,8 @@ mod tests {
                     disk_full: Some(v1::DiskFull { free_bytes: 10, threshold_bytes: 20 }),
                     replicas: 3,
                     offline_replicas: 2,
+                    under_replicated: 1,
+                    stopping: true,
                     ..v1::BrokerInfo::default()
                 },
             ],
@@ -326,6 +328,8 @@ mod tests {
             (capacity(&status.brokers[0].broker), capacity(&status.brokers[1].broker)),
             ((3, 100, 0), (3, 0, 2))
         );
+        let health = |b: &crate::BrokerInfo| (b.under_replicated, b.stopping);
+        assert_eq!((health(&status.brokers[0].broker), health(&status.brokers[1].broker)), ((0, false), (1, true)));
         assert_eq!((status.topics, status.leaderless_partitions, status.metadata_version), (1, 1, 3));
     }
 }

@@ -135,6 +135,12 @@ pub struct BrokerInfo {
     /// Assigned replicas it is not running: parked after running out of a resource, failing to
     /// start, or not started yet. As the answering broker last heard it.
     pub offline_replicas: u32,
+    /// Partitions it leads in which some replica is not caught up (not live, or more than a
+    /// few entries behind): Kafka's under-replicated partitions. As the answering broker last
+    /// heard it. A rolling restart waits for 0 everywhere before it stops the next broker.
+    pub under_replicated: u32,
+    /// Whether it is stopping: handing its leaderships over before it shuts down.
+    pub stopping: bool,
 }
 
 /// A broker's full disk: what is free, and the threshold below which it refuses writes.
@@ -242,6 +248,8 @@ impl ClusterMetadata {
                     replicas: b.replicas,
                     max_replicas: b.max_replicas,
                     offline_replicas: b.offline_replicas,
+                    under_replicated: b.under_replicated,
+                    stopping: b.stopping,
                 };
                 (b.node_id, info)
             })

@@ -37,6 +37,8 @@ impl ClientService {
                         replicas: m.load(b.node_id).replicas,
                         max_replicas: b.max_replicas,
                         offline_replicas: heard.offline_replicas,
+                        under_replicated: heard.under_replicated,
+                        stopping: self.partitions.is_stopping(b.node_id.0),
                     }
                 })
                 .collect();

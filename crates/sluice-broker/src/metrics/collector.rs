@@ -214,6 +214,16 @@ impl BrokerCollector {
                 "Partition replicas assigned to this broker that it is not running: parked, failing to start, or not started yet.",
                 self.partitions.offline_count(),
             ),
+            (
+                "sluice_partitions_under_replicated",
+                "Partitions this broker leads in which some replica is not live or more than 64 entries behind.",
+                u64::from(self.liveness.resources(self.node_id).under_replicated),
+            ),
+            (
+                "sluice_broker_stopping",
+                "1 while this broker is handing its leaderships over before it stops (a controlled shutdown).",
+                u64::from(self.liveness.is_stopping(self.node_id)),
+            ),
         ] {
             ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }

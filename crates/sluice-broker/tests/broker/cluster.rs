@@ -94,6 +94,7 @@ impl Cluster {
                 disk_min_free_percent: 0,
                 disk_check_interval_ms: 100,
                 max_replicas: 0,
+                shutdown_transfer_timeout_ms: 10_000,
                 groups: Default::default(),
                 transactions: Default::default(),
                 worker_threads: 0,

@@ -120,7 +120,16 @@ struct Sender {
     /// When to look up the partition's leader again while an answer is overdue.
     recheck_at: Option<Instant>,
     last_error: Option<Error>,
+    /// The leader a NOT_LEADER answer named: the next stream goes there at once, without a
+    /// pause or a metadata refresh (a leader handing over as it stops names its successor).
+    redirect: Option<String>,
+    /// Redirects followed in a row without an answer accepted: bounded, as two brokers that
+    /// each name the other (a transfer in progress) must not be bounced between forever.
+    redirects: u32,
 }
+
+/// Redirects followed at once before the usual back-off applies again.
+const MAX_IMMEDIATE_REDIRECTS: u32 = 3;
 
 /// Sends the slot's batches until the producer is closed and the slot drained.
 pub(crate) async fn run(shared: Arc<Shared>, slot: Arc<Slot>) {
@@ -135,6 +144,8 @@ pub(crate) async fn run(shared: Arc<Shared>, slot: Arc<Slot>) {
         backoff: None,
         recheck_at: None,
         last_error: None,
+        redirect: None,
+        redirects: 0,
     };
     sender.run().await;
 }
@@ -376,6 +387,9 @@ impl Sender {
             return self.on_broken(broken);
         };
         let error = error_of(answer.error.as_ref());
+        if error.is_ok() {
+            self.redirects = 0;
+        }
         if error.is_ok() && answer.leader_only {
             self.backoff = None;
             return self.finish(front, Ok(RecordMetadata::NO_OFFSET));
@@ -394,6 +408,7 @@ impl Sender {
             return self.finish(front, Ok(base));
         }
         let code = error.error_code();
+        let hint = (code == ErrorCode::NotLeader).then(|| error.leader.as_ref().map(|l| l.client_address.clone()));
         let error = Error::from_proto(&error);
         if front.orphaned {
             // Refused as out of order: never written, so it can go again under the new id.
@@ -406,11 +421,24 @@ impl Sender {
         }
         if code.is_retriable() || !Self::settles(code, front.attempts) {
             self.window.push_front(front);
+            self.follow(hint.flatten());
             return self.on_broken(error);
         }
         self.finish(front, Err(error));
         if self.shared.config.idempotence {
             self.window.iter_mut().for_each(|b| b.orphaned = true);
+        }
+    }
+
+    /// Makes the next stream go to `leader` at once, if a NOT_LEADER named one other than the
+    /// broker answering and the redirects in a row allow.
+    fn follow(&mut self, leader: Option<String>) {
+        let current = self.stream.as_ref().map(|s| s.address.as_str());
+        let Some(leader) = leader.filter(|l| !l.is_empty() && Some(l.as_str()) != current) else { return };
+        if self.redirects < MAX_IMMEDIATE_REDIRECTS {
+            self.redirects += 1;
+            self.redirect = Some(leader);
+            self.backoff = None;
         }
     }
 
@@ -484,9 +512,12 @@ impl Sender {
         }
     }
 
-    async fn open(&self, deadline: Instant) -> Result<Stream> {
+    async fn open(&mut self, deadline: Instant) -> Result<Stream> {
         let route = Route::Leader { topic: &self.slot.topic, partition: self.slot.partition };
-        let address = self.shared.client.route_address(route, deadline).await?;
+        let address = match self.redirect.take() {
+            Some(address) => address,
+            None => self.shared.client.route_address(route, deadline).await?,
+        };
         let mut rpc = self.shared.client.rpc(&address)?;
         let (requests, outbound) = mpsc::channel(STREAM_QUEUE);
         let outbound = futures_util::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });

@@ -48,6 +48,10 @@ const SETTLE_HEARTBEATS: u8 = 3;
 /// heartbeats. Those over the budget go out at later scans.
 const SETTLE_PER_SCAN: usize = 64;
 
+/// How many entries a voter may be behind its leader's log and still count as caught up: the
+/// pipeline of a partition under load (batches on their way, fsyncs in progress) is a few dozen.
+pub(crate) const IN_SYNC_LAG: u64 = 64;
+
 /// What a round decided to do once it has looked at every group.
 struct Actions<SM: GroupStateMachine> {
     heartbeat: Vec<Raft<SM>>,
@@ -166,6 +170,18 @@ impl<SM: GroupStateMachine> Tracked<SM> {
         true
     }
 
+    /// While leading: whether every other voter is live and at most [`IN_SYNC_LAG`] entries
+    /// behind this leader's log (read at full scans, for the under-replicated count).
+    fn in_sync(&self, liveness: &Liveness) -> bool {
+        let data = self.data.borrow_watched();
+        let last = data.last_log.as_ref().map_or(0, |l| l.index());
+        let Some(replication) = data.replication.as_ref() else { return true };
+        self.voters.iter().filter(|&&v| v != liveness.node_id()).all(|v| {
+            let matched = replication.get(v).and_then(|m| m.as_ref().map(|id| id.index));
+            liveness.is_live(*v) && matched.is_some_and(|m| m + IN_SYNC_LAG >= last)
+        })
+    }
+
     fn tick(&mut self, on: bool) {
         if self.ticking != Some(on) {
             self.raft.runtime_config().tick(on);
@@ -269,6 +285,9 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
                 }
             }
             self.send_heartbeats().await;
+            if self.liveness.is_stopping(self.liveness.node_id()) {
+                self.liveness.note_stopping_announced();
+            }
         }
     }
 
@@ -324,6 +343,8 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
         let mut campaigns = Campaigns { running, started: Vec::new() };
         let mut led_changed = false;
         let mut settle_budget = SETTLE_PER_SCAN;
+        let stopping = self.liveness.is_stopping(self.liveness.node_id());
+        let mut under_replicated = 0u32;
         for group in visit {
             let Some(t) = self.groups.get_mut(&group) else { continue };
             let changed = t.refresh();
@@ -345,7 +366,12 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
                     if restarted || stale || settle {
                         actions.heartbeat.push(t.raft.clone());
                     }
-                    if actions.transfer.len() < TRANSFERS_PER_ROUND
+                    if full_scan && !t.in_sync(&self.liveness) {
+                        under_replicated += 1;
+                    }
+                    // A stopping node hands its groups over itself (`handover.rs`).
+                    if !stopping
+                        && actions.transfer.len() < TRANSFERS_PER_ROUND
                         && let Some(to) = rebalance::due(&self.liveness, &self.config, group, t)
                     {
                         t.transfer = Some(Transfer { to, started: Instant::now(), term: t.term });
@@ -353,6 +379,13 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
                     }
                 }
                 ServerState::Shutdown => {}
+                // A stopping node stands for no election: it would have to hand the group over
+                // again at once.
+                _ if stopping => {
+                    t.transfer = None;
+                    t.leaderless_since = None;
+                    campaigns.set(t, false);
+                }
                 _ if changed || view_changed || t.leaderless_since.is_some() => {
                     t.transfer = None;
                     follow(&self.liveness, &self.config, self.view.2, group, t, &mut campaigns);
@@ -370,6 +403,9 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
             };
         }
         actions.elect = campaigns.started;
+        if full_scan {
+            self.liveness.update_own_resources(|r| r.under_replicated = under_replicated);
+        }
         if led_changed {
             self.claims_version += 1;
         }
@@ -394,6 +430,8 @@ impl<SM: GroupStateMachine> LivenessDriver<SM> {
             max_replicas: own.max_replicas,
             claims_omitted: true,
             offline_replicas: own.offline_replicas,
+            stopping: self.liveness.is_stopping(self.liveness.node_id()),
+            under_replicated: own.under_replicated,
         };
         // The lists are built only when some peer does not hold this version.
         let needs_claims = self.peers.iter().any(|(peer, _)| self.acked.get(peer) != Some(&version));
@@ -459,7 +497,9 @@ fn follow<SM: GroupStateMachine>(
         return;
     }
     let since = *t.leaderless_since.get_or_insert_with(Instant::now);
-    let live: Vec<NodeId> = t.voters.iter().copied().filter(|&v| liveness.is_live(v)).collect();
+    // A stopping node is about to go: the others campaign as if it were gone already.
+    let live: Vec<NodeId> =
+        t.voters.iter().copied().filter(|&v| liveness.is_live(v) && !liveness.is_stopping(v)).collect();
     let preferred = liveness.preferred_leader(group);
     let rank = campaign_rank(group, liveness.node_id(), &live, preferred);
     // While a live preferred leader keeps winning groups (a cluster restarting, a broker

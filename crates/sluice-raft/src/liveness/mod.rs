@@ -32,14 +32,16 @@
 //! [`Liveness`] is the shared view (fed by the peer service); [`LivenessDriver`] runs the loop.
 
 mod driver;
+mod handover;
 mod rebalance;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use driver::{LivenessConfig, LivenessDriver};
+pub use handover::{HandOver, hand_over};
 
 use crate::typ::NodeId;
 
@@ -57,6 +59,10 @@ pub struct Liveness {
     preferred: RwLock<HashMap<u64, NodeId>>,
     /// This node's own resources, sent with every heartbeat.
     own: RwLock<Resources>,
+    /// Set when this node begins a controlled shutdown (see [`hand_over`]).
+    stopping: AtomicBool,
+    /// Heartbeat rounds sent since `stopping` was set: peers have heard it once this moves.
+    stopping_announced: tokio::sync::watch::Sender<u64>,
 }
 
 /// A node whose data directory has less free space than its threshold: partitions with a
@@ -85,6 +91,8 @@ struct PeerView {
     claims_changed: Instant,
     /// Its resources, as its latest heartbeat said.
     resources: Resources,
+    /// Whether its latest heartbeat said it is stopping (a controlled shutdown).
+    stopping: bool,
 }
 
 /// What a node's heartbeat says about its resources.
@@ -96,6 +104,8 @@ pub struct Resources {
     pub max_replicas: u32,
     /// Its assigned replicas not running.
     pub offline_replicas: u32,
+    /// Groups it leads in which some voter is not caught up.
+    pub under_replicated: u32,
 }
 
 /// A group's leader as claimed by a live node.
@@ -119,6 +129,8 @@ impl Liveness {
             generation: AtomicU64::new(0),
             preferred: RwLock::new(HashMap::new()),
             own: RwLock::new(Resources::default()),
+            stopping: AtomicBool::new(false),
+            stopping_announced: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -157,6 +169,7 @@ impl Liveness {
             claims: HashMap::new(),
             claims_changed: now,
             resources: Resources::default(),
+            stopping: false,
         });
         if now.duration_since(peer.last_heard) >= self.timeout || peer.incarnation != incarnation {
             peer.live_since = now;
@@ -167,6 +180,7 @@ impl Liveness {
         }
         if peer.incarnation != incarnation {
             peer.restarted = true;
+            peer.stopping = false;
             peer.incarnation = incarnation;
             peer.claims_version = None;
             peer.claims.clear();
@@ -189,6 +203,45 @@ impl Liveness {
         if let Some(peer) = peers.get_mut(&from) {
             peer.resources = resources;
         }
+    }
+
+    /// Records whether a heartbeat from `from` said it is stopping (after [`Liveness::record`]).
+    pub fn record_stopping(&self, from: NodeId, stopping: bool) {
+        let mut peers = self.peers.write().expect("liveness lock poisoned");
+        if let Some(peer) = peers.get_mut(&from)
+            && peer.stopping != stopping
+        {
+            peer.stopping = stopping;
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Marks this node as stopping: its heartbeats say so from the next round on, and its
+    /// driver starts no campaign and hands no group back to it.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Whether `node` is stopping: this node since [`Liveness::set_stopping`], a peer while it is
+    /// heard from and its heartbeats say so. A group is never handed to a stopping node.
+    pub fn is_stopping(&self, node: NodeId) -> bool {
+        if node == self.node_id {
+            return self.stopping.load(Ordering::Acquire);
+        }
+        let peers = self.peers.read().expect("liveness lock poisoned");
+        peers.get(&node).is_some_and(|p| p.stopping && p.last_heard.elapsed() < self.timeout)
+    }
+
+    /// Counts a heartbeat round sent while stopping (the driver calls it after each).
+    pub(crate) fn note_stopping_announced(&self) {
+        self.stopping_announced.send_modify(|rounds| *rounds += 1);
+    }
+
+    /// Waits, at most `bound`, until a heartbeat round saying this node is stopping has been
+    /// sent to every peer (answered or not).
+    pub(crate) async fn stopping_announced(&self, bound: Duration) {
+        let mut rounds = self.stopping_announced.subscribe();
+        let _ = tokio::time::timeout(bound, rounds.wait_for(|&r| r > 0)).await;
     }
 
     /// Changes this node's own resources, which its heartbeats carry from now on.

@@ -55,7 +55,8 @@ pub(super) fn due<SM: GroupStateMachine>(
     if t.transfer.is_some_and(|tr| tr.term == t.term) {
         return None;
     }
-    let preferred = liveness.preferred_leader(group).filter(|p| *p != liveness.node_id())?;
+    let preferred =
+        liveness.preferred_leader(group).filter(|p| *p != liveness.node_id() && !liveness.is_stopping(*p))?;
     if !t.voters.contains(&preferred) || liveness.live_for(preferred)? < after {
         return None;
     }

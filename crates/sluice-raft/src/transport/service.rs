@@ -242,12 +242,16 @@ impl<SM: GroupStateMachine> RaftPeer for PeerService<SM> {
             max_replicas,
             claims_omitted,
             offline_replicas,
+            stopping,
+            under_replicated,
         } = beat;
         let claims = (!claims_omitted).then_some(|| led_groups.into_iter().zip(led_terms).collect());
         let claims_current = liveness.record(from, incarnation, claims_version, claims);
         let disk_full = disk_full
             .map(|d| crate::liveness::DiskFull { free_bytes: d.free_bytes, threshold_bytes: d.threshold_bytes });
-        liveness.record_resources(from, crate::liveness::Resources { disk_full, max_replicas, offline_replicas });
+        let resources = crate::liveness::Resources { disk_full, max_replicas, offline_replicas, under_replicated };
+        liveness.record_resources(from, resources);
+        liveness.record_stopping(from, stopping);
         Ok(Response::new(pb::NodeHeartbeatAck {
             node_id: self.node_id(),
             incarnation: liveness.incarnation(),

@@ -1,0 +1,168 @@
+//! Controlled shutdown: a stopping node hands every group it leads to a caught-up voter before it
+//! goes, as Kafka's controlled shutdown moves leadership off a broker first. Without it the
+//! group's followers notice the leader gone only after the node timeout and then elect, and every
+//! client of its partitions waits that long (about two seconds per broker of a rolling restart).
+//!
+//! The node first says in its heartbeats that it is stopping, so that no peer hands a group back
+//! to it (rebalancing) and no peer waits for its campaign turn. Then, per group it leads, it
+//! transfers leadership (openraft's `transfer_leader`: the target campaigns at once, with the
+//! leader's log) to a live, not stopping voter at most [`IN_SYNC_LAG`] entries behind — the
+//! preferred leader if it is one of those, else the most caught up. A group with no such voter
+//! yet is looked at again as its followers catch up, until the bound; what is still led then is
+//! left to the followers' elections after this node stops, as before. Only caught-up targets are
+//! chosen because a leader refuses writes while its transfer is pending: a target that must first
+//! catch up far would stall the partition longer than the election it replaces.
+
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use openraft::async_runtime::WatchReceiver;
+
+use super::Liveness;
+use super::driver::IN_SYNC_LAG;
+use crate::transport::{GroupStateMachine, RaftRegistry};
+use crate::typ::{NodeId, Raft};
+
+/// What a hand-over achieved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandOver {
+    /// Groups this node led when it began.
+    pub led: usize,
+    /// Groups with no other live voter (a single replica, or the others down): nothing could
+    /// take them, and they are unavailable until this node is back.
+    pub alone: Vec<u64>,
+    /// Groups it still led at the bound: their other voters did not catch up (or the transfer
+    /// did not finish) in time. Their followers elect once this node has stopped.
+    pub kept: Vec<u64>,
+}
+
+/// How one group's hand-over ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Handed,
+    Alone,
+    Kept,
+}
+
+/// How long peers may take to hear that this node is stopping before transfers begin: a
+/// heartbeat round (100 ms by default), bounded in case a peer does not answer.
+const ANNOUNCE_BOUND: Duration = Duration::from_millis(500);
+
+/// How often a group still led is looked at again when nothing about it changed: a follower
+/// catching up changes no state this node is woken by.
+const RECHECK: Duration = Duration::from_millis(20);
+
+/// How often a group with no caught-up voter sends a heartbeat to learn where its followers are.
+const NUDGE: Duration = Duration::from_millis(200);
+
+/// A transfer not finished after this long is started again, to another target if its first
+/// one is gone.
+const RETRY_TRANSFER: Duration = Duration::from_secs(1);
+
+/// Marks this node as stopping and hands over every group of `registry` it leads, waiting at
+/// most `bound` in all. Groups are handed over concurrently.
+pub async fn hand_over<SM: GroupStateMachine>(
+    liveness: &Liveness,
+    registry: &RaftRegistry<SM>,
+    bound: Duration,
+) -> HandOver {
+    let deadline = Instant::now() + bound;
+    liveness.set_stopping();
+    liveness.stopping_announced(ANNOUNCE_BOUND.min(bound)).await;
+    let led: Vec<(u64, Raft<SM>)> =
+        registry.groups().into_iter().filter(|(_, raft)| leads(raft, liveness.node_id())).collect();
+    let count = led.len();
+    let outcomes = futures_util::future::join_all(
+        led.into_iter()
+            .map(|(group, raft)| async move { (group, hand_over_group(liveness, group, &raft, deadline).await) }),
+    )
+    .await;
+    let ended = |e: Ended| outcomes.iter().filter(|(_, o)| *o == e).map(|(group, _)| *group).collect();
+    HandOver { led: count, alone: ended(Ended::Alone), kept: ended(Ended::Kept) }
+}
+
+/// Hands `group` over by `deadline` if it can.
+async fn hand_over_group<SM: GroupStateMachine>(
+    liveness: &Liveness,
+    group: u64,
+    raft: &Raft<SM>,
+    deadline: Instant,
+) -> Ended {
+    let mut changes = raft.server_metrics();
+    let (mut started, mut nudged): (Option<Instant>, Option<Instant>) = (None, None);
+    loop {
+        if !leads(raft, liveness.node_id()) {
+            return Ended::Handed;
+        }
+        if !has_candidates(liveness, raft) {
+            return Ended::Alone;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let replication = raft.metrics().borrow_watched().replication.clone();
+            tracing::debug!(group, ?replication, "stopping: no voter caught up in time");
+            return Ended::Kept;
+        }
+        if started.is_none_or(|at| now.duration_since(at) >= RETRY_TRANSFER) {
+            match target(liveness, group, raft) {
+                Some(to) => {
+                    tracing::debug!(group, to, "stopping: handing leadership over");
+                    if let Err(e) = raft.trigger().transfer_leader(to).await {
+                        tracing::debug!(group, "leadership transfer: {e}");
+                    }
+                    started = Some(now);
+                }
+                // An idle group's leader sends nothing (its ticker is off), so what it knows of a
+                // follower that restarted since stays unknown until it does: a heartbeat asks.
+                None if nudged.is_none_or(|at| now.duration_since(at) >= NUDGE) => {
+                    if let Err(e) = raft.trigger().heartbeat().await {
+                        tracing::debug!(group, "heartbeat: {e}");
+                    }
+                    nudged = Some(now);
+                }
+                None => {}
+            }
+        }
+        let _ = tokio::time::timeout(RECHECK.min(deadline - now), changes.changed()).await;
+    }
+}
+
+/// Whether this node leads the group now.
+fn leads<SM: GroupStateMachine>(raft: &Raft<SM>, me: NodeId) -> bool {
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    m.state == ServerState::Leader && m.current_leader == Some(me)
+}
+
+/// Whether some other voter of the group is live and not stopping: one that may catch up and
+/// take it. Without one (a single replica, the others down) there is nothing to wait for.
+fn has_candidates<SM: GroupStateMachine>(liveness: &Liveness, raft: &Raft<SM>) -> bool {
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    m.membership_config.membership().voter_ids().any(|v| eligible(liveness, v))
+}
+
+/// Whether `node` may be handed a group: another node, live, and not stopping itself.
+fn eligible(liveness: &Liveness, node: NodeId) -> bool {
+    node != liveness.node_id() && liveness.is_live(node) && !liveness.is_stopping(node)
+}
+
+/// The voter to hand `group` to: live, not stopping, and at most [`IN_SYNC_LAG`] entries behind
+/// this leader; the preferred leader among those, else the most caught up.
+fn target<SM: GroupStateMachine>(liveness: &Liveness, group: u64, raft: &Raft<SM>) -> Option<NodeId> {
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    let last = m.last_log_index.unwrap_or(0);
+    let replication = m.replication.as_ref()?;
+    let preferred = liveness.preferred_leader(group);
+    m.membership_config
+        .membership()
+        .voter_ids()
+        .filter(|&v| eligible(liveness, v))
+        .filter_map(|v| {
+            let matched = replication.get(&v)?.as_ref()?.index;
+            (matched + IN_SYNC_LAG >= last).then_some((v, matched))
+        })
+        .max_by_key(|&(v, matched)| (Some(v) == preferred, matched))
+        .map(|(v, _)| v)
+}
