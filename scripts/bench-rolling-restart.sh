@@ -11,7 +11,8 @@
 #              built), SLUICE_BENCH_DIR (work directory; default a new one under /tmp),
 #              BENCH_PARTITIONS (default 6), BENCH_PRODUCERS (default 2), BENCH_IN_FLIGHT
 #              (default 32), BENCH_SETTLE (seconds after each broker is back, default 8),
-#              BENCH_MESSAGE_BYTES (default 100).
+#              BENCH_MESSAGE_BYTES (default 100), BENCH_TAIL (seconds the load goes on after the
+#              last restart, default 12: the last broker takes its leaderships back meanwhile).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,7 +41,7 @@ bootstrap="$(grep -o 'client_addr *= *"[^"]*"' "$root/cluster-configs/node1.toml
 bench_pid=$!
 sleep 5
 SLUICE_RESTART_SETTLE="${BENCH_SETTLE:-8}" "$root/scripts/restart-cluster.sh" | tee "$work/restart.log" >&2
-sleep 3
+sleep "${BENCH_TAIL:-12}"
 kill -INT "$bench_pid"
 wait "$bench_pid" || true
 bench_pid=""

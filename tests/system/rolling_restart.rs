@@ -2,8 +2,9 @@
 //! (a controlled shutdown: it hands its leaderships over first), started again, and given time
 //! to catch up, while an SDK producer sends without pause and a group member consumes. No send
 //! fails, every acknowledged message is in the log once and consumed, and the longest time
-//! without any acknowledgement stays short: the clients follow the new leaders at once instead
-//! of waiting for the stopped broker to be missed and replaced by elections.
+//! without any acknowledgement — through the restarts and the restarted brokers taking their
+//! leaderships back — stays short: the clients follow the new leaders at once instead of
+//! waiting for the stopped broker to be missed and replaced by elections.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,10 +22,12 @@ const PARTITIONS: u32 = 6;
 const IN_FLIGHT: usize = 32;
 const LIMIT: Duration = Duration::from_secs(400);
 /// The longest stall asserted. The target (docs/OPERATIONS.md) is 250 ms, which the release
-/// benchmark (scripts/bench-rolling-restart.sh) measures; this debug build shares two cores
-/// with three brokers and a consumer, so the bound here only proves that no stall waits for the
-/// stopped broker to be missed (the node timeout, 800 ms, and then an election).
-const MAX_STALL: Duration = Duration::from_millis(750);
+/// benchmark (scripts/bench-rolling-restart.sh) measures: 69 ms there. This debug build shares
+/// two cores with three debug brokers, and its stalls measured 0.3-0.65 s, mostly the last
+/// broker handing over every partition at once; before controlled shutdown the same run
+/// stalled for the node timeout (800 ms) plus an election and a client's back-off, about two
+/// seconds, which this bound still tells apart.
+const MAX_STALL: Duration = Duration::from_millis(1_500);
 
 /// What the producer task saw.
 #[derive(Default)]
@@ -32,8 +35,9 @@ struct Produced {
     /// (partition, offset) → value of every acknowledged message.
     acked: BTreeMap<(u32, u64), String>,
     failures: Vec<String>,
-    /// The longest time between two acknowledgements while the restarts ran.
+    /// The longest time between two acknowledgements while the restarts ran, and when it ended.
     max_gap: Duration,
+    max_gap_at: Option<Instant>,
 }
 
 /// Sends numbered values with `IN_FLIGHT` outstanding until `stop`, recording every outcome.
@@ -53,8 +57,9 @@ async fn produce(client: Client, stop: Arc<AtomicBool>, measuring: Arc<AtomicBoo
         let mut out = out.lock().expect("produced lock");
         match outcome {
             Ok(written) => {
-                if measuring.load(Ordering::Relaxed) {
-                    out.max_gap = out.max_gap.max(last_ack.elapsed());
+                if measuring.load(Ordering::Relaxed) && last_ack.elapsed() > out.max_gap {
+                    out.max_gap = last_ack.elapsed();
+                    out.max_gap_at = Some(Instant::now());
                 }
                 last_ack = Instant::now();
                 out.acked.insert((written.partition, written.offset), value);
@@ -108,6 +113,7 @@ async fn a_rolling_restart_under_load_fails_no_send_loses_nothing_and_stalls_bri
         .await;
 
         measuring.store(true, Ordering::Relaxed);
+        let origin = Instant::now();
         for node in cluster.node_ids() {
             eventually(Duration::from_secs(90), "the cluster is whole before the next restart", || whole(&client))
                 .await;
@@ -116,20 +122,30 @@ async fn a_rolling_restart_under_load_fails_no_send_loses_nothing_and_stalls_bri
             assert!(status.success(), "broker {node} did not stop cleanly: {status}");
             let said: Vec<String> =
                 cluster.log_tail(node, 40).lines().filter(|l| l.contains("stopping:")).map(str::to_owned).collect();
-            eprintln!("broker {node} stopped in {:?}: {said:?}", started.elapsed());
+            eprintln!("broker {node} stopped in {:?} ({:?} into the run): {said:?}", started.elapsed(), started - origin);
             cluster.restart(node);
             cluster.wait_ready().await;
+            eprintln!("broker {node} serving again {:?} into the run", origin.elapsed());
         }
         eventually(Duration::from_secs(90), "the cluster is whole after the restarts", || whole(&client)).await;
+        // The restarted brokers take their preferred leaderships back (after
+        // leader_rebalance_delay_ms), while the stall is still measured.
+        eventually(Duration::from_secs(90), "every broker leads its share again", || async {
+            let status = client.admin().cluster_status().await.map_err(|e| e.to_string())?;
+            let leaders: Vec<usize> = status.brokers.iter().map(|b| b.partition_leaders).collect();
+            if leaders.iter().all(|&n| n >= 2) { Ok(()) } else { Err(format!("partitions led per broker: {leaders:?}")) }
+        })
+        .await;
         measuring.store(false, Ordering::Relaxed);
         stop.store(true, Ordering::Relaxed);
         producer.await.expect("the producer task");
 
         let produced = std::mem::take(&mut *produced.lock().expect("produced lock"));
         eprintln!(
-            "{} acknowledged through the restarts; longest time without an acknowledgement {:?}",
+            "{} acknowledged through the restarts; longest time without an acknowledgement {:?}, ended {:?} into the run",
             produced.acked.len(),
-            produced.max_gap
+            produced.max_gap,
+            produced.max_gap_at.map(|at| at - origin)
         );
         assert!(
             produced.failures.is_empty(),

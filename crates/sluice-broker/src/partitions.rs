@@ -102,6 +102,12 @@ impl Partitions {
         let hosted = Mutex::new(HashMap::new());
         let segment_roll = LogConfig::default().max_segment_age.expect("the default rolls by age");
         let fail_stop = None;
+        // Until the first reconciliation says which groups are assigned here, those it hosted
+        // before are: a restarted broker reports them offline until they run again, so that a
+        // rolling restart does not take it for caught up before its replicas even started.
+        let hosted_before = std::fs::read_dir(&dir).map_or(0, |entries| {
+            entries.filter_map(Result::ok).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).count() as u64
+        });
         let partitions = Partitions {
             node_id,
             dir,
@@ -115,12 +121,13 @@ impl Partitions {
             fail_stop,
             hosted,
             failed_starts: AtomicU64::new(0),
-            assigned: AtomicU64::new(0),
+            assigned: AtomicU64::new(hosted_before),
             parked: Parked::default(),
             park_requests,
             disk: None,
             delays: None,
         };
+        partitions.report_offline();
         (partitions, parked_groups)
     }
 

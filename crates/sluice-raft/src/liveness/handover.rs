@@ -15,13 +15,14 @@
 
 use std::time::{Duration, Instant};
 
-use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
+use openraft::type_config::alias::InstantOf;
+use openraft::{Instant as _, ServerState};
 
 use super::Liveness;
 use super::driver::IN_SYNC_LAG;
 use crate::transport::{GroupStateMachine, RaftRegistry};
-use crate::typ::{NodeId, Raft};
+use crate::typ::{NodeId, PartitionConfig, Raft};
 
 /// What a hand-over achieved.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,7 +90,9 @@ async fn hand_over_group<SM: GroupStateMachine>(
     deadline: Instant,
 ) -> Ended {
     let mut changes = raft.server_metrics();
-    let (mut started, mut nudged): (Option<Instant>, Option<Instant>) = (None, None);
+    let mut started: Option<Instant> = None;
+    // When this leader last sent a heartbeat to learn where its followers are.
+    let mut asked: Option<InstantOf<PartitionConfig>> = None;
     loop {
         if !leads(raft, liveness.node_id()) {
             return Ended::Handed;
@@ -103,28 +106,41 @@ async fn hand_over_group<SM: GroupStateMachine>(
             tracing::debug!(group, ?replication, "stopping: no voter caught up in time");
             return Ended::Kept;
         }
+        let ask_again = asked.is_none_or(|at| at.elapsed() >= NUDGE);
         if started.is_none_or(|at| now.duration_since(at) >= RETRY_TRANSFER) {
             match target(liveness, group, raft) {
-                Some(to) => {
+                // A follower refuses a transfer until it holds this leader's vote as committed,
+                // which one that restarted since this idle group last wrote does not (the flag
+                // is not stored): the transfer would wait out the bound. A heartbeat it answered
+                // since makes sure; a leader skips heartbeats while its transfer is pending, so
+                // they come first.
+                Some(to) if asked.is_some_and(|at| acked_since(raft, to, at)) => {
                     tracing::debug!(group, to, "stopping: handing leadership over");
                     if let Err(e) = raft.trigger().transfer_leader(to).await {
                         tracing::debug!(group, "leadership transfer: {e}");
                     }
                     started = Some(now);
                 }
-                // An idle group's leader sends nothing (its ticker is off), so what it knows of a
-                // follower that restarted since stays unknown until it does: a heartbeat asks.
-                None if nudged.is_none_or(|at| now.duration_since(at) >= NUDGE) => {
+                // Also how an idle group's leader, which sends nothing with its ticker off, learns
+                // where a follower that restarted since stands.
+                _ if ask_again => {
+                    asked = Some(InstantOf::<PartitionConfig>::now());
                     if let Err(e) = raft.trigger().heartbeat().await {
                         tracing::debug!(group, "heartbeat: {e}");
                     }
-                    nudged = Some(now);
                 }
-                None => {}
+                _ => {}
             }
         }
         let _ = tokio::time::timeout(RECHECK.min(deadline - now), changes.changed()).await;
     }
+}
+
+/// Whether follower `to` has answered this leader since `at`.
+fn acked_since<SM: GroupStateMachine>(raft: &Raft<SM>, to: NodeId, at: InstantOf<PartitionConfig>) -> bool {
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    m.heartbeat.as_ref().and_then(|h| h.get(&to).cloned().flatten()).is_some_and(|acked| *acked >= at)
 }
 
 /// Whether this node leads the group now.
