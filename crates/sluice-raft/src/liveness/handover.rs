@@ -13,6 +13,7 @@
 //! chosen because a leader refuses writes while its transfer is pending: a target that must first
 //! catch up far would stall the partition longer than the election it replaces.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
@@ -61,7 +62,9 @@ const NUDGE: Duration = Duration::from_millis(200);
 const RETRY_TRANSFER: Duration = Duration::from_secs(1);
 
 /// Marks this node as stopping and hands over every group of `registry` it leads, waiting at
-/// most `bound` in all. Groups are handed over concurrently.
+/// most `bound` in all. Groups are handed over concurrently; a group this node came to lead
+/// meanwhile (a transfer a peer started before it heard this node is stopping) is handed over
+/// in a further pass.
 pub async fn hand_over<SM: GroupStateMachine>(
     liveness: &Liveness,
     registry: &RaftRegistry<SM>,
@@ -70,16 +73,25 @@ pub async fn hand_over<SM: GroupStateMachine>(
     let deadline = Instant::now() + bound;
     liveness.set_stopping();
     liveness.stopping_announced(ANNOUNCE_BOUND.min(bound)).await;
-    let led: Vec<(u64, Raft<SM>)> =
-        registry.groups().into_iter().filter(|(_, raft)| leads(raft, liveness.node_id())).collect();
-    let count = led.len();
-    let outcomes = futures_util::future::join_all(
-        led.into_iter()
-            .map(|(group, raft)| async move { (group, hand_over_group(liveness, group, &raft, deadline).await) }),
-    )
-    .await;
-    let ended = |e: Ended| outcomes.iter().filter(|(_, o)| *o == e).map(|(group, _)| *group).collect();
-    HandOver { led: count, alone: ended(Ended::Alone), kept: ended(Ended::Kept) }
+    let mut outcomes: BTreeMap<u64, Ended> = BTreeMap::new();
+    loop {
+        let led: Vec<(u64, Raft<SM>)> = registry
+            .groups()
+            .into_iter()
+            .filter(|(group, raft)| !outcomes.contains_key(group) && leads(raft, liveness.node_id()))
+            .collect();
+        if led.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        let pass = futures_util::future::join_all(
+            led.into_iter()
+                .map(|(group, raft)| async move { (group, hand_over_group(liveness, group, &raft, deadline).await) }),
+        )
+        .await;
+        outcomes.extend(pass);
+    }
+    let ended = |e: Ended| outcomes.iter().filter(|(_, o)| **o == e).map(|(group, _)| *group).collect();
+    HandOver { led: outcomes.len(), alone: ended(Ended::Alone), kept: ended(Ended::Kept) }
 }
 
 /// Hands `group` over by `deadline` if it can.
