@@ -44,6 +44,8 @@ pub(super) struct RetryRuntime {
     changed: Notify,
     /// Dead letters were reserved: the writer looks.
     reserved: Notify,
+    /// Leases were taken: the lease task recomputes its wait.
+    leased: Notify,
 }
 
 impl RetryRuntime {
@@ -56,17 +58,10 @@ impl RetryRuntime {
         self.clock.lock().expect("retry clock").now_ms(wall_clock_ms(), Instant::now())
     }
 
-    /// Called with every batch of records applied.
+    /// Called with every batch of records applied: any of them (a settle, an assignment) may
+    /// make a retry due for a waiting poll.
     pub fn applied(&self, records: &[GroupRecord]) {
-        let touches = |r: &GroupRecord| {
-            matches!(
-                r.change,
-                Some(Change::Retry(_) | Change::DeadLetter(_) | Change::RetryPolicy(_) | Change::Checkpoint(_))
-            )
-        };
-        if records.iter().any(touches) {
-            self.changed.notify_waiters();
-        }
+        self.changed.notify_waiters();
         if records.iter().any(|r| matches!(r.change, Some(Change::DeadLetter(_)))) {
             self.reserved.notify_one();
         }
@@ -114,6 +109,7 @@ async fn run_leases(c: Arc<Coordinator>) {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = c.retries.changed.notified() => continue,
+            () = c.retries.leased.notified() => continue,
             _ = phases.wait_for(|p| *p == Phase::Retired) => return,
         }
         let expired = c.retries.leases().expired(Instant::now());

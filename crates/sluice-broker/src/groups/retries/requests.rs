@@ -103,8 +103,13 @@ async fn poll(c: &Arc<Coordinator>, req: &PollRetriesRequest) -> Result<PollRetr
             let retries = due.into_iter().map(delivery).collect();
             return Ok(PollRetriesResponse { error: Some(Error::ok()), retries, blocked, lease_ms });
         }
-        let until_due = next_due_ms.map_or(Duration::MAX, |due| Duration::from_millis(due.saturating_sub(now_ms)));
-        let wake = deadline.min(Instant::now() + until_due.min(MAX_POLL_WAIT));
+        // Due but leased or not this member's: only a change (a settle, an expiry, a new
+        // assignment) can give it one, and every change wakes it.
+        let until_due = match next_due_ms {
+            Some(due) if due > now_ms => Duration::from_millis(due - now_ms),
+            _ => MAX_POLL_WAIT,
+        };
+        let wake = deadline.min(Instant::now() + until_due);
         tokio::select! {
             () = tokio::time::sleep_until(wake.into()) => {}
             () = changed => {}
@@ -129,6 +134,9 @@ fn hand_out(
     let lease = (Instant::now(), Duration::from_millis(lease_ms));
     for (place, entry) in &due {
         leases.lease(&req.group, place, entry.attempt, lease);
+    }
+    if !due.is_empty() {
+        c.retries.leased.notify_one();
     }
     let next_due_ms = state.retries_of(&req.group).and_then(|r| r.table.next_due_ms());
     Ok((due, blocked, next_due_ms, now_ms))
