@@ -213,9 +213,9 @@ impl Groups for GroupsService {
         &self,
         request: Request<PollRetriesRequest>,
     ) -> Result<Response<PollRetriesResponse>, Status> {
-        // Leases are taken before the answer leaves: a poll cut short leaves them to run out.
-        let c = Arc::clone(&self.coordinators);
-        Ok(Response::new(to_completion(async move { c.poll_retries(request.into_inner()).await }).await))
+        // Not run to completion: a poll whose client went away must not lease what it would
+        // never deliver. Leases are taken in the same step that returns the answer.
+        Ok(Response::new(self.coordinators.poll_retries(request.into_inner()).await))
     }
 
     async fn set_retry_policy(
