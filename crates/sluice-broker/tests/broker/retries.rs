@@ -85,6 +85,25 @@ impl Member {
         None
     }
 
+    /// The node id of the group's coordinator, as some broker names it.
+    async fn coordinator_node(&self, cluster: &Cluster) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for b in &cluster.brokers {
+                let mut client = groups_client(&b.client_addr().to_string());
+                let request = FindCoordinatorRequest { group: self.group.clone() };
+                let Ok(answer) = client.find_coordinator(request).await.map(tonic::Response::into_inner) else {
+                    continue;
+                };
+                if let Some(c) = answer.coordinator.filter(|_| code(answer.error.as_ref()) == ErrorCode::Ok) {
+                    return c.node_id;
+                }
+            }
+            assert!(Instant::now() < deadline, "no broker names the coordinator of {}", self.group);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends `call` to the coordinator until it answers with a code that is not retriable.
     async fn call<T, F, Fut>(&self, cluster: &Cluster, mut call: F) -> (ErrorCode, T)
     where
@@ -371,6 +390,22 @@ async fn given_nacks_rejects_and_redrives_then_retries_come_after_their_backoff_
     assert_eq!(m.describe(&cluster).await.waiting, 0);
     assert!(m.poll(&cluster, 300).await.retries.is_empty(), "nothing more comes back");
 
+    tracing::info!("--- the coordinator's metrics count what happened");
+    let node = m.coordinator_node(&cluster).await;
+    let b = cluster.brokers.iter().find(|b| b.config().node_id == node).unwrap();
+    let metrics = super::groups::scrape(b.metrics_addr().unwrap()).await;
+    for series in [
+        "sluice_group_retry_waiting_messages{group=\"billing\"} 0",
+        "sluice_group_dlq_pending_messages{group=\"billing\"} 0",
+        "sluice_group_dead_lettered_messages_total{group=\"billing\"} 2",
+        "sluice_group_dlq_written_messages_total{group=\"billing\"} 2",
+        "sluice_group_retries_total{group=\"billing\",attempt=\"1\"} 2",
+        "sluice_group_retries_total{group=\"billing\",attempt=\"2\"} 3",
+        "sluice_group_retries_total{group=\"billing\",attempt=\"3\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from the coordinator's metrics");
+    }
+
     tracing::info!("--- a key-ordered group: a nacked key's parked message waits for its head");
     let k = Member::join(&cluster, "ordered").await;
     assert_eq!(k.set_policy(&cluster, ladder(vec![300], 5, true)).await, ErrorCode::Ok);
@@ -399,13 +434,7 @@ async fn given_the_coordinator_stops_then_no_retry_comes_early_none_is_lost_and_
     assert_eq!(answer.dead_lettered, 2);
 
     tracing::info!("--- the coordinator's broker stops");
-    let coordinator = m.coordinator(&cluster).await.expect("a coordinator");
-    drop(coordinator);
-    let node = {
-        let request = FindCoordinatorRequest { group: "audit".into() };
-        let mut client = groups_client(&cluster.brokers[0].client_addr().to_string());
-        client.find_coordinator(request).await.unwrap().into_inner().coordinator.unwrap().node_id
-    };
+    let node = m.coordinator_node(&cluster).await;
     let position = cluster.brokers.iter().position(|b| b.config().node_id == node).unwrap();
     cluster.stop_broker(position).await;
 
