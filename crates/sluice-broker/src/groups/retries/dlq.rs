@@ -36,13 +36,28 @@ pub(super) const KEY_HASH_PROPERTY: &str = "sluice.dlq.key_hash";
 /// How long one call to another broker may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest pause between attempts to write a dead letter that keeps failing.
+const MAX_PAUSE: Duration = Duration::from_secs(10);
+
 /// Writes reserved dead letters, until the coordinator retires.
 pub(super) async fn run(c: Arc<Coordinator>) {
     let mut phases = c.phases();
+    let mut failing = RETRY_PAUSE;
     loop {
         let reserved = c.retries.reserved.notified();
-        let failed = write_pending(&c).await.is_err();
-        let pause = if failed { RETRY_PAUSE } else { Duration::from_secs(3600) };
+        // A DLQ that cannot be written (too few live brokers for its replicas) is tried again,
+        // less and less often.
+        let pause = match write_pending(&c).await {
+            Ok(()) => {
+                failing = RETRY_PAUSE;
+                Duration::from_secs(3600)
+            }
+            Err(()) => {
+                let pause = failing;
+                failing = (failing * 2).min(MAX_PAUSE);
+                pause
+            }
+        };
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             () = reserved => {}

@@ -22,7 +22,7 @@ use crate::groups::state::{DueRetry, GroupRetries, policy_to_client};
 const MAX_POLL_WAIT: Duration = Duration::from_secs(30);
 /// Retries a poll returns when it names no maximum, and the most it may name.
 const DEFAULT_POLL_MESSAGES: usize = 100;
-const MAX_POLL_MESSAGES: usize = 10_000;
+const MAX_POLL_MESSAGES: usize = 1_000;
 
 impl Coordinators {
     pub async fn settle_messages(&self, request: SettleMessagesRequest) -> SettleMessagesResponse {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use sluice_common::retry::{Backoff, Place, RetryChange, RetryPolicy, RetryTable};
 use sluice_proto::internal::group_record::Change;
-use sluice_proto::internal::{self, GroupRecord, retry_change, retry_policy};
+use sluice_proto::internal::{self, GroupRecord, retry_change};
 use sluice_proto::v1;
 
 use super::{Group, record};
@@ -229,69 +229,52 @@ pub(crate) fn change_from_record(r: &internal::RetryChange) -> Option<RetryChang
     })
 }
 
-/// A policy as its record.
-pub(crate) fn policy_to_record(p: &GroupPolicy) -> internal::RetryPolicy {
-    let backoff = match &p.retry.backoff {
-        Backoff::Exponential { initial_ms, multiplier, max_ms, jitter } => {
-            retry_policy::Backoff::Exponential(internal::ExponentialBackoff {
-                initial_ms: *initial_ms,
-                multiplier: *multiplier,
-                max_ms: *max_ms,
-                jitter: *jitter,
-            })
+/// The conversions of a policy to and from one of the two generated `RetryPolicy` messages
+/// (the record's and the client protocol's), which have the same shape. Reading, a missing
+/// backoff takes the default's, and max_attempts 0 the default's.
+macro_rules! policy_conversions {
+    ($to:ident, $from:ident, $proto:ident) => {
+        pub(crate) fn $to(p: &GroupPolicy) -> $proto::RetryPolicy {
+            let backoff = match &p.retry.backoff {
+                Backoff::Exponential { initial_ms, multiplier, max_ms, jitter } => {
+                    $proto::retry_policy::Backoff::Exponential($proto::ExponentialBackoff {
+                        initial_ms: *initial_ms,
+                        multiplier: *multiplier,
+                        max_ms: *max_ms,
+                        jitter: *jitter,
+                    })
+                }
+                Backoff::Ladder(steps) => {
+                    $proto::retry_policy::Backoff::Ladder($proto::LadderBackoff { steps_ms: steps.clone() })
+                }
+            };
+            $proto::RetryPolicy {
+                backoff: Some(backoff),
+                max_attempts: p.retry.max_attempts,
+                key_ordered: p.key_ordered,
+            }
         }
-        Backoff::Ladder(steps) => retry_policy::Backoff::Ladder(internal::LadderBackoff { steps_ms: steps.clone() }),
-    };
-    internal::RetryPolicy { backoff: Some(backoff), max_attempts: p.retry.max_attempts, key_ordered: p.key_ordered }
-}
 
-/// A record as a policy (a record without a backoff keeps the default's).
-pub(crate) fn policy_from_record(r: &internal::RetryPolicy) -> GroupPolicy {
-    let backoff = match &r.backoff {
-        Some(retry_policy::Backoff::Exponential(e)) => Backoff::Exponential {
-            initial_ms: e.initial_ms,
-            multiplier: e.multiplier,
-            max_ms: e.max_ms,
-            jitter: e.jitter,
-        },
-        Some(retry_policy::Backoff::Ladder(l)) => Backoff::Ladder(l.steps_ms.clone()),
-        None => RetryPolicy::default().backoff,
-    };
-    GroupPolicy { retry: RetryPolicy { backoff, max_attempts: r.max_attempts }, key_ordered: r.key_ordered }
-}
-
-/// A policy as clients see it.
-pub(crate) fn policy_to_client(p: &GroupPolicy) -> v1::RetryPolicy {
-    let backoff = match &p.retry.backoff {
-        Backoff::Exponential { initial_ms, multiplier, max_ms, jitter } => {
-            v1::retry_policy::Backoff::Exponential(v1::ExponentialBackoff {
-                initial_ms: *initial_ms,
-                multiplier: *multiplier,
-                max_ms: *max_ms,
-                jitter: *jitter,
-            })
+        pub(crate) fn $from(r: &$proto::RetryPolicy) -> GroupPolicy {
+            let default = RetryPolicy::default();
+            let backoff = match &r.backoff {
+                Some($proto::retry_policy::Backoff::Exponential(e)) => Backoff::Exponential {
+                    initial_ms: e.initial_ms,
+                    multiplier: e.multiplier,
+                    max_ms: e.max_ms,
+                    jitter: e.jitter,
+                },
+                Some($proto::retry_policy::Backoff::Ladder(l)) => Backoff::Ladder(l.steps_ms.clone()),
+                None => default.backoff,
+            };
+            let max_attempts = if r.max_attempts == 0 { default.max_attempts } else { r.max_attempts };
+            GroupPolicy { retry: RetryPolicy { backoff, max_attempts }, key_ordered: r.key_ordered }
         }
-        Backoff::Ladder(steps) => v1::retry_policy::Backoff::Ladder(v1::LadderBackoff { steps_ms: steps.clone() }),
     };
-    v1::RetryPolicy { backoff: Some(backoff), max_attempts: p.retry.max_attempts, key_ordered: p.key_ordered }
 }
 
-/// A client's policy; a missing backoff takes the default's, max_attempts 0 the default's.
-pub(crate) fn policy_from_client(r: &v1::RetryPolicy) -> GroupPolicy {
-    let default = RetryPolicy::default();
-    let backoff = match &r.backoff {
-        Some(v1::retry_policy::Backoff::Exponential(e)) => Backoff::Exponential {
-            initial_ms: e.initial_ms,
-            multiplier: e.multiplier,
-            max_ms: e.max_ms,
-            jitter: e.jitter,
-        },
-        Some(v1::retry_policy::Backoff::Ladder(l)) => Backoff::Ladder(l.steps_ms.clone()),
-        None => default.backoff,
-    };
-    let max_attempts = if r.max_attempts == 0 { default.max_attempts } else { r.max_attempts };
-    GroupPolicy { retry: RetryPolicy { backoff, max_attempts }, key_ordered: r.key_ordered }
-}
+policy_conversions!(policy_to_record, policy_from_record, internal);
+policy_conversions!(policy_to_client, policy_from_client, v1);
 
 /// `reason` cut to at most [`MAX_REASON_BYTES`], at a character boundary.
 pub(crate) fn bounded_reason(reason: &str) -> String {
