@@ -427,13 +427,25 @@ async fn given_the_coordinator_stops_then_no_retry_comes_early_none_is_lost_and_
     let mut cluster = cluster_with_messages(6).await;
     let m = Member::join(&cluster, "audit").await;
     assert_eq!(m.set_policy(&cluster, ladder(vec![3_000], 2, false)).await, ErrorCode::Ok);
+
+    tracing::info!("--- with a broker down the DLQ topic cannot be created (replication factor 3)");
+    let node = m.coordinator_node(&cluster).await;
+    let other = cluster.brokers.iter().position(|b| b.config().node_id != node).unwrap();
+    cluster.stop_broker(other).await;
+    cluster
+        .wait_for(Duration::from_secs(30), "the others to see two live brokers", |c| {
+            c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.live_brokers().len() == 2))
+        })
+        .await;
     let nacks = (0..4).map(|offset| settle(offset, 1, SettleOutcome::Nack));
     let rejects = (4..6).map(|offset| settle(offset, 1, SettleOutcome::Reject));
     let nacked_at = wall_ms();
     let answer = m.settle(&cluster, nacks.chain(rejects).collect()).await;
     assert_eq!(answer.dead_lettered, 2);
+    assert_eq!(m.describe(&cluster).await.dead_letters_pending, 2, "reserved, not written");
 
-    tracing::info!("--- the coordinator's broker stops");
+    tracing::info!("--- the broker comes back and the coordinator's broker stops");
+    cluster.start_broker(other).await;
     let node = m.coordinator_node(&cluster).await;
     let position = cluster.brokers.iter().position(|b| b.config().node_id == node).unwrap();
     cluster.stop_broker(position).await;
@@ -442,6 +454,11 @@ async fn given_the_coordinator_stops_then_no_retry_comes_early_none_is_lost_and_
     let back = m.poll_until(&cluster, 4).await;
     assert_eq!(back, [(0, 2), (1, 2), (2, 2), (3, 2)]);
     assert!(wall_ms() >= nacked_at + 3_000, "a retry came before its 3 s backoff");
+    let acks = back.iter().map(|&(offset, attempt)| settle(offset, attempt, SettleOutcome::Ack)).collect();
+    assert_eq!(m.settle(&cluster, acks).await.ignored, 0, "settled within their lease");
+
+    tracing::info!("--- with every broker back, each reserved dead letter is written once");
+    cluster.start_broker(position).await;
     let dlq = m.dead_letters(&cluster).await;
     assert_eq!(dlq.keys().copied().collect::<Vec<_>>(), [4, 5], "{dlq:?}");
     assert!(dlq.values().all(|entries| entries.len() == 1), "no dead letter written twice: {dlq:?}");
