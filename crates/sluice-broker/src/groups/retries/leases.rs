@@ -1,8 +1,10 @@
 //! Leases on handed-out retries: a retry `PollRetries` hands to a member is not handed out
-//! again while its lease runs; a lease that runs out without a settle is a failed attempt,
-//! which the coordinator writes as a nack ("lease expired"). Leases are not replicated: a new
-//! coordinator hands a retry out again, at the same attempt (at least once). Pure: callers
-//! pass the instant.
+//! again while its lease runs and the member still owns the retry's partition; a lease that
+//! runs out without a settle is a failed attempt, which the coordinator writes as a nack
+//! ("lease expired"). A partition that moves to another member takes its leased retries with
+//! it: the new owner is handed them at once, at the same attempt, and the old lease is
+//! replaced (a rebalance is not a failure). Leases are not replicated: a new coordinator hands
+//! a retry out again, at the same attempt (at least once). Pure: callers pass the instant.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -10,10 +12,11 @@ use std::time::{Duration, Instant};
 use sluice_common::retry::Place;
 
 /// One lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Lease {
     attempt: u32,
     until: Instant,
+    member: String,
 }
 
 /// The leases of one coordinator, by group and place.
@@ -23,14 +26,27 @@ pub(crate) struct Leases {
 }
 
 impl Leases {
-    /// Whether `place` of `group` is leased (even past its end: until its expiry is written).
-    pub fn is_leased(&self, group: &str, place: &Place) -> bool {
-        self.by_place.contains_key(&(group.to_owned(), place.clone()))
+    /// Whether the lease of `place` of `group` ran out by `now` (not replaced by a new one).
+    pub fn ran_out(&self, group: &str, place: &Place, now: Instant) -> bool {
+        self.by_place.get(&(group.to_owned(), place.clone())).is_some_and(|l| l.until <= now)
     }
 
-    /// Leases attempt `attempt` of `place` for `length` from `now`.
-    pub fn lease(&mut self, group: &str, place: &Place, attempt: u32, (now, length): (Instant, Duration)) {
-        self.by_place.insert((group.to_owned(), place.clone()), Lease { attempt, until: now + length });
+    /// The member `place` of `group` is leased to.
+    pub fn holder(&self, group: &str, place: &Place) -> Option<&str> {
+        self.by_place.get(&(group.to_owned(), place.clone())).map(|l| l.member.as_str())
+    }
+
+    /// Leases attempt `attempt` of `place` to `member` for `length` from `now` (replacing a
+    /// lease its partition's previous owner held).
+    pub fn lease(
+        &mut self,
+        (group, member): (&str, &str),
+        place: &Place,
+        attempt: u32,
+        (now, length): (Instant, Duration),
+    ) {
+        let lease = Lease { attempt, until: now + length, member: member.to_owned() };
+        self.by_place.insert((group.to_owned(), place.clone()), lease);
     }
 
     /// Ends the lease of `place` if it is of `attempt` (a settle of it arrived).
@@ -62,14 +78,15 @@ mod tests {
         let (t0, length) = (Instant::now(), Duration::from_secs(30));
         let place = Place { topic: "orders".into(), partition: 1, offset: 7 };
         let mut leases = Leases::default();
-        leases.lease("g", &place, 2, (t0, length));
-        assert!(leases.is_leased("g", &place) && !leases.is_leased("h", &place));
+        leases.lease(("g", "m"), &place, 2, (t0, length));
+        assert_eq!((leases.holder("g", &place), leases.holder("h", &place)), (Some("m"), None));
         assert!(leases.expired(t0 + Duration::from_secs(29)).is_empty());
         assert_eq!(leases.next_expiry(), Some(t0 + length));
         assert_eq!(leases.expired(t0 + length), [("g".to_owned(), place.clone(), 2)]);
+        assert!(leases.ran_out("g", &place, t0 + length) && !leases.ran_out("g", &place, t0));
         leases.settled("g", &place, 1);
-        assert!(leases.is_leased("g", &place), "a settle of another attempt leaves the lease");
+        assert!(leases.holder("g", &place).is_some(), "a settle of another attempt leaves the lease");
         leases.settled("g", &place, 2);
-        assert!(!leases.is_leased("g", &place) && leases.next_expiry().is_none());
+        assert!(leases.holder("g", &place).is_none() && leases.next_expiry().is_none());
     }
 }

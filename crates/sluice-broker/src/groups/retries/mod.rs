@@ -126,7 +126,8 @@ async fn run_leases(c: Arc<Coordinator>) {
 /// Writes the failed attempt of an expired lease (unless a settle of it came first).
 async fn expire_lease(c: &Arc<Coordinator>, group: &str, place: &Place, attempt: u32) -> Result<(), Error> {
     let turn = c.turn(group).await?;
-    if !c.retries.leases().is_leased(group, place) {
+    // Settled meanwhile, or handed to the partition's new owner under a new lease.
+    if !c.retries.leases().ran_out(group, place, Instant::now()) {
         return Ok(());
     }
     let now_ms = wall_clock_ms();

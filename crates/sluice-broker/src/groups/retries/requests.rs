@@ -118,22 +118,21 @@ async fn poll(c: &Arc<Coordinator>, req: &PollRetriesRequest) -> Result<PollRetr
     }
 }
 
-/// The due retries of the member's partitions, leased to it, its blocked keys, the next due
-/// time of the group and the clock's reading.
-#[allow(clippy::type_complexity)]
-fn hand_out(
-    c: &Coordinator,
-    req: &PollRetriesRequest,
-    max: usize,
-    lease_ms: u64,
-) -> Result<(Vec<DueRetry>, Vec<sluice_proto::v1::BlockedKeys>, Option<u64>, u64), Error> {
+/// What one look at the state hands out: the due retries of the member's partitions, leased to
+/// it, its blocked keys, the next due time of the group and the clock's reading.
+type HandOut = (Vec<DueRetry>, Vec<sluice_proto::v1::BlockedKeys>, Option<u64>, u64);
+
+/// One look at the state for a poll.
+fn hand_out(c: &Coordinator, req: &PollRetriesRequest, max: usize, lease_ms: u64) -> Result<HandOut, Error> {
     let now_ms = c.retries.now_ms();
     let state = c.state();
     let mut leases = c.retries.leases();
-    let (due, blocked) = state.due_retries(req, now_ms, max, |p| leases.is_leased(&req.group, p)).map_err(refused)?;
+    // Leased to a member that still owns the partition (to this one, too: it has it).
+    let leased = |p: &Place| leases.holder(&req.group, p).is_some_and(|m| state.owns(&req.group, m, p));
+    let (due, blocked) = state.due_retries(req, now_ms, max, leased).map_err(refused)?;
     let lease = (Instant::now(), Duration::from_millis(lease_ms));
     for (place, entry) in &due {
-        leases.lease(&req.group, place, entry.attempt, lease);
+        leases.lease((&req.group, &req.member_id), place, entry.attempt, lease);
     }
     if !due.is_empty() {
         c.retries.leased.notify_one();

@@ -133,6 +133,15 @@ impl Coordinated {
         Ok((due, blocked))
     }
 
+    /// Whether `member` of `group` owns the partition of `place` (or is giving it up).
+    pub fn owns(&self, group: &str, member: &str, place: &Place) -> bool {
+        let m = self.groups.get(group).and_then(|g| g.members.get(member));
+        m.is_some_and(|m| {
+            m.assigned.contains(&place.topic, place.partition)
+                || m.pending_revocation.contains(&place.topic, place.partition)
+        })
+    }
+
     /// Plans setting `req.group`'s retry policy: a member's sets it only if the group has none
     /// (refused RETRY_POLICY_MISMATCH if it has another); an operator's (no member id) replaces
     /// it. Empty when nothing changes.
