@@ -40,6 +40,29 @@ fn code(error: Option<&Error>) -> ErrorCode {
     error_of(error).error_code()
 }
 
+/// An answer carrying an error.
+trait Answered {
+    fn error(&self) -> Option<Error>;
+}
+
+macro_rules! answered {
+    ($($t:ty),*) => {$(
+        impl Answered for $t {
+            fn error(&self) -> Option<Error> {
+                self.error.clone()
+            }
+        }
+    )*};
+}
+answered!(
+    sluice_proto::v1::GroupHeartbeatResponse,
+    sluice_proto::v1::SetRetryPolicyResponse,
+    SettleMessagesResponse,
+    PollRetriesResponse,
+    DescribeRetriesResponse,
+    sluice_proto::v1::RedriveDeadLettersResponse
+);
+
 /// A member of one group, as a consumer keeps it, with the calls it makes to its coordinator.
 struct Member {
     group: String,
@@ -58,16 +81,7 @@ impl Member {
             session_timeout_ms: 120_000,
             ..GroupHeartbeatRequest::default()
         };
-        let (c, answer) = m
-            .call(cluster, |mut c| {
-                let request = request.clone();
-                async move {
-                    let a = c.group_heartbeat(request).await.ok()?.into_inner();
-                    Some((a.error.clone(), a))
-                }
-            })
-            .await;
-        assert_eq!(c, ErrorCode::Ok, "{:?}", answer.error);
+        let answer = m.ok(cluster, request, |mut c, r| async move { c.group_heartbeat(r).await }).await;
         m.epoch = answer.member_epoch;
         m
     }
@@ -104,6 +118,38 @@ impl Member {
         }
     }
 
+    /// Sends `request` with `rpc` to the coordinator until it answers with a code that is not
+    /// retriable; that code and the answer.
+    async fn ask<Q, R, F, Fut>(&self, cluster: &Cluster, request: Q, rpc: F) -> (ErrorCode, R)
+    where
+        Q: Clone,
+        R: Answered,
+        F: Fn(GroupsClient<Channel>, Q) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        self.call(cluster, |c| {
+            let answer = rpc(c, request.clone());
+            async move {
+                let a = answer.await.ok()?.into_inner();
+                Some((a.error(), a))
+            }
+        })
+        .await
+    }
+
+    /// [`Member::ask`], expecting success.
+    async fn ok<Q, R, F, Fut>(&self, cluster: &Cluster, request: Q, rpc: F) -> R
+    where
+        Q: Clone,
+        R: Answered,
+        F: Fn(GroupsClient<Channel>, Q) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let (c, answer) = self.ask(cluster, request, rpc).await;
+        assert_eq!(c, ErrorCode::Ok, "{:?}", answer.error());
+        answer
+    }
+
     /// Sends `call` to the coordinator until it answers with a code that is not retriable.
     async fn call<T, F, Fut>(&self, cluster: &Cluster, mut call: F) -> (ErrorCode, T)
     where
@@ -126,12 +172,7 @@ impl Member {
     async fn set_policy(&self, cluster: &Cluster, policy: RetryPolicy) -> ErrorCode {
         let request =
             SetRetryPolicyRequest { group: self.group.clone(), policy: Some(policy), member_id: self.id.clone() };
-        self.call(cluster, |mut c| {
-            let request = request.clone();
-            async move { Some((c.set_retry_policy(request).await.ok()?.into_inner().error, ())) }
-        })
-        .await
-        .0
+        self.ask(cluster, request, |mut c, r| async move { c.set_retry_policy(r).await }).await.0
     }
 
     async fn settle(&self, cluster: &Cluster, settles: Vec<Settle>) -> SettleMessagesResponse {
@@ -141,17 +182,7 @@ impl Member {
             member_epoch: self.epoch,
             settles,
         };
-        let (c, answer) = self
-            .call(cluster, |mut c| {
-                let request = request.clone();
-                async move {
-                    let a = c.settle_messages(request).await.ok()?.into_inner();
-                    Some((a.error.clone(), a))
-                }
-            })
-            .await;
-        assert_eq!(c, ErrorCode::Ok, "{:?}", answer.error);
-        answer
+        self.ok(cluster, request, |mut c, r| async move { c.settle_messages(r).await }).await
     }
 
     async fn poll(&self, cluster: &Cluster, max_wait_ms: u32) -> PollRetriesResponse {
@@ -162,17 +193,7 @@ impl Member {
             max_messages: 100,
             max_wait_ms,
         };
-        let (c, answer) = self
-            .call(cluster, |mut c| {
-                let request = request.clone();
-                async move {
-                    let a = c.poll_retries(request).await.ok()?.into_inner();
-                    Some((a.error.clone(), a))
-                }
-            })
-            .await;
-        assert_eq!(c, ErrorCode::Ok, "{:?}", answer.error);
-        answer
+        self.ok(cluster, request, |mut c, r| async move { c.poll_retries(r).await }).await
     }
 
     /// Polls until `want` retries came back, checking each against its due time on arrival;
@@ -203,32 +224,12 @@ impl Member {
 
     async fn describe(&self, cluster: &Cluster) -> DescribeRetriesResponse {
         let request = DescribeRetriesRequest { group: self.group.clone() };
-        let (c, answer) = self
-            .call(cluster, |mut c| {
-                let request = request.clone();
-                async move {
-                    let a = c.describe_retries(request).await.ok()?.into_inner();
-                    Some((a.error.clone(), a))
-                }
-            })
-            .await;
-        assert_eq!(c, ErrorCode::Ok, "{:?}", answer.error);
-        answer
+        self.ok(cluster, request, |mut c, r| async move { c.describe_retries(r).await }).await
     }
 
     async fn redrive(&self, cluster: &Cluster) -> u32 {
         let request = RedriveDeadLettersRequest { group: self.group.clone(), max_messages: 0 };
-        let (c, answer) = self
-            .call(cluster, |mut c| {
-                let request = request.clone();
-                async move {
-                    let a = c.redrive_dead_letters(request).await.ok()?.into_inner();
-                    Some((a.error.clone(), a))
-                }
-            })
-            .await;
-        assert_eq!(c, ErrorCode::Ok, "{:?}", answer.error);
-        answer.redriven
+        self.ok(cluster, request, |mut c, r| async move { c.redrive_dead_letters(r).await }).await.redriven
     }
 
     /// Waits until every reserved dead letter is written; then the DLQ's entries, by origin offset.
