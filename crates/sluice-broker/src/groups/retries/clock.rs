@@ -7,6 +7,8 @@
 //! their time), and never less than the previous reading (it never goes back within the term:
 //! a wall clock stepping back holds it where it was, so retries come later, never earlier).
 //! The first reading trusts the wall clock, as the due times in the records were made by one.
+//! Due times are computed from this clock too, so within a term a retry waits at least its
+//! backoff in monotonic time, whatever the wall clock does.
 
 use std::time::Instant;
 

@@ -53,7 +53,8 @@ impl RetryRuntime {
         self.leases.lock().expect("retry leases")
     }
 
-    /// The hand-out clock's reading now.
+    /// The hand-out clock's reading now. Due times are computed from it too (a nack's, a
+    /// redrive's), so a wall clock stepping back cannot make a backoff shorter than its wait.
     fn now_ms(&self) -> u64 {
         self.clock.lock().expect("retry clock").now_ms(wall_clock_ms(), Instant::now())
     }
@@ -130,7 +131,7 @@ async fn expire_lease(c: &Arc<Coordinator>, group: &str, place: &Place, attempt:
     if !c.retries.leases().ran_out(group, place, Instant::now()) {
         return Ok(());
     }
-    let now_ms = wall_clock_ms();
+    let now_ms = c.retries.now_ms();
     let planned =
         plan_and_write(c, group, |c, pid| Ok(c.state().lease_expired(group, (place, attempt), now_ms, pid))).await?;
     c.retries.leases().settled(group, place, attempt);

@@ -23,7 +23,6 @@ use sluice_proto::v1::{
 use sluice_proto::{Error, ErrorCode, error_of};
 
 use super::dlq::{KEY_HASH_PROPERTY, dlq_topic, leader_client};
-use crate::delays::wall_clock_ms;
 use crate::groups::context::Context;
 use crate::groups::coordinator::Coordinator;
 use crate::groups::coordinators::Coordinators;
@@ -68,7 +67,7 @@ async fn redrive(c: &Arc<Coordinator>, req: &RedriveDeadLettersRequest) -> Resul
     let from = redrive_offset.max(purge_offset);
     let (read, next_offset) = read_dead_letters(&c.ctx, &dlq_topic(&req.group), from, max).await?;
     if next_offset > redrive_offset {
-        let records = c.state().redrive(&req.group, &read, next_offset, wall_clock_ms());
+        let records = c.state().redrive(&req.group, &read, next_offset, c.retries.now_ms());
         c.write(&req.group, &records).await?;
     }
     drop(turn);

@@ -13,7 +13,6 @@ use sluice_proto::v1::{
 use sluice_proto::{Error, ErrorCode};
 
 use super::{dlq_topic, plan_and_write};
-use crate::delays::wall_clock_ms;
 use crate::groups::coordinator::{Coordinator, Phase, refused};
 use crate::groups::coordinators::Coordinators;
 use crate::groups::state::{DueRetry, GroupRetries, policy_to_client};
@@ -65,7 +64,7 @@ impl Coordinators {
 
 async fn settle(c: &Arc<Coordinator>, req: &SettleMessagesRequest) -> Result<SettleMessagesResponse, Error> {
     let turn = c.turn(&req.group).await?;
-    let now_ms = wall_clock_ms();
+    let now_ms = c.retries.now_ms();
     let planned = plan_and_write(c, &req.group, |c, pid| c.state().settle(req, now_ms, pid).map_err(refused)).await?;
     let mut leases = c.retries.leases();
     for s in &req.settles {
