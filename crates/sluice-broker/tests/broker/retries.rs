@@ -26,10 +26,12 @@ use super::cluster::{Cluster, connect};
 
 const TOPIC: &str = "orders";
 
-fn small_groups(config: &mut BrokerConfig) {
+/// Few offsets partitions, frequent checkpoints, and retry leases of `lease_ms`.
+fn small_groups(config: &mut BrokerConfig, lease_ms: u64) {
     config.groups.offsets_partitions = 3;
     config.groups.heartbeat_interval_ms = 100;
-    config.groups.retry_lease_ms = 1_500;
+    config.groups.retry_lease_ms = lease_ms;
+    config.groups.checkpoint_interval_records = sluice_broker::GroupConfig::MIN_CHECKPOINT_INTERVAL_RECORDS;
 }
 
 fn wall_ms() -> u64 {
@@ -101,6 +103,12 @@ impl Member {
 
     /// The node id of the group's coordinator, as some broker names it.
     async fn coordinator_node(&self, cluster: &Cluster) -> u64 {
+        self.coordinator_at(cluster).await.0
+    }
+
+    /// The node id of the group's coordinator and the `__consumer_offsets` partition holding
+    /// the group, as some broker names them.
+    async fn coordinator_at(&self, cluster: &Cluster) -> (u64, u32) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             for b in &cluster.brokers {
@@ -110,7 +118,7 @@ impl Member {
                     continue;
                 };
                 if let Some(c) = answer.coordinator.filter(|_| code(answer.error.as_ref()) == ErrorCode::Ok) {
-                    return c.node_id;
+                    return (c.node_id, answer.partition);
                 }
             }
             assert!(Instant::now() < deadline, "no broker names the coordinator of {}", self.group);
@@ -270,9 +278,10 @@ fn settle(offset: u64, attempt: u32, outcome: SettleOutcome) -> Settle {
     }
 }
 
-/// A cluster with `TOPIC` (one partition) holding `messages` messages with keys `k0`, `k1`, ….
-async fn cluster_with_messages(messages: u64) -> Cluster {
-    let cluster = Cluster::start_adjusted(3, small_groups).await;
+/// A cluster with `TOPIC` (one partition) holding `messages` messages with keys `k0`, `k1`, …,
+/// whose retry leases last `lease_ms`.
+async fn cluster_with_messages(messages: u64, lease_ms: u64) -> Cluster {
+    let cluster = Cluster::start_adjusted(3, |c| small_groups(c, lease_ms)).await;
     cluster
         .wait_for(Duration::from_secs(20), "every broker registered and live", |c| {
             c.brokers.iter().all(|b| b.controller().metadata().read(|m| m.live_brokers().len() == 3))
@@ -334,7 +343,7 @@ async fn fetch_all(cluster: &Cluster, topic: &str) -> Vec<Record> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_nacks_rejects_and_redrives_then_retries_come_after_their_backoff_and_dead_letters_once() {
-    let cluster = cluster_with_messages(4).await;
+    let cluster = cluster_with_messages(4, 1_500).await;
     let m = Member::join(&cluster, "billing").await;
     assert_eq!(m.set_policy(&cluster, ladder(vec![400, 400], 3, false)).await, ErrorCode::Ok);
     let other = m.set_policy(&cluster, ladder(vec![1_000], 5, false)).await;
@@ -425,12 +434,24 @@ async fn given_nacks_rejects_and_redrives_then_retries_come_after_their_backoff_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_the_coordinator_stops_then_no_retry_comes_early_none_is_lost_and_no_dead_letter_is_written_twice() {
-    let mut cluster = cluster_with_messages(6).await;
+    let mut cluster = cluster_with_messages(6, 30_000).await;
     let m = Member::join(&cluster, "audit").await;
     assert_eq!(m.set_policy(&cluster, ladder(vec![3_000], 2, false)).await, ErrorCode::Ok);
 
+    tracing::info!("--- enough retries for a checkpoint of the group, and the log before it trimmed");
+    let many: Vec<Settle> = (100..220).map(|offset| settle(offset, 1, SettleOutcome::Nack)).collect();
+    m.settle(&cluster, many).await;
+    let (node, partition) = m.coordinator_at(&cluster).await;
+    let coordinator = cluster.brokers.iter().find(|b| b.config().node_id == node).unwrap();
+    let offsets = coordinator.controller().metadata().read(|m| m.topic("__consumer_offsets").cloned()).unwrap();
+    let log_start = coordinator.partitions().log_start(offsets.partitions[partition as usize].group_id).unwrap();
+    cluster
+        .wait_for(Duration::from_secs(30), "the offsets partition trimmed before a checkpoint", |_| {
+            log_start.borrow().offset > 0
+        })
+        .await;
+
     tracing::info!("--- with a broker down the DLQ topic cannot be created (replication factor 3)");
-    let node = m.coordinator_node(&cluster).await;
     let other = cluster.brokers.iter().position(|b| b.config().node_id != node).unwrap();
     cluster.stop_broker(other).await;
     cluster
@@ -452,8 +473,9 @@ async fn given_the_coordinator_stops_then_no_retry_comes_early_none_is_lost_and_
     cluster.stop_broker(position).await;
 
     tracing::info!("--- another coordinates the group: every retry comes back, none before its time");
-    let back = m.poll_until(&cluster, 4).await;
-    assert_eq!(back, [(0, 2), (1, 2), (2, 2), (3, 2)]);
+    let back = m.poll_until(&cluster, 124).await;
+    let expected: Vec<(u64, u32)> = (0..4).chain(100..220).map(|offset| (offset, 2)).collect();
+    assert_eq!(back, expected, "none lost, though the log before the checkpoint was trimmed");
     assert!(wall_ms() >= nacked_at + 3_000, "a retry came before its 3 s backoff");
     let acks = back.iter().map(|&(offset, attempt)| settle(offset, attempt, SettleOutcome::Ack)).collect();
     assert_eq!(m.settle(&cluster, acks).await.ignored, 0, "settled within their lease");
