@@ -65,8 +65,8 @@ pub(crate) type DueRetry = (Place, RetryEntry);
 
 impl Coordinated {
     /// Plans a member's settles at `now_ms`. A settle that dead-letters needs the group's DLQ
-    /// producer id: `producer_id` if the group has none yet (`Err` with `None` when one is
-    /// needed and not given: allocate one and plan again).
+    /// producer id, or `producer_id` if the group has none yet: [`NeedsProducer`] when neither
+    /// is there (allocate one and plan again).
     pub fn settle(
         &self,
         req: &v1::SettleMessagesRequest,
