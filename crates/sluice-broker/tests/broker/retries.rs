@@ -19,6 +19,7 @@ use sluice_proto::v1::{
     LadderBackoff, PollRetriesRequest, PollRetriesResponse, ProduceRequest, RedriveDeadLettersRequest, RetryPolicy,
     SetRetryPolicyRequest, Settle, SettleMessagesRequest, SettleMessagesResponse, SettleOutcome, retry_policy,
 };
+use sluice_proto::v1::{PurgeDeadLettersRequest, purge_dead_letters_request};
 use sluice_proto::{Error, ErrorCode, error_of};
 use tonic::transport::Channel;
 
@@ -62,7 +63,8 @@ answered!(
     SettleMessagesResponse,
     PollRetriesResponse,
     DescribeRetriesResponse,
-    sluice_proto::v1::RedriveDeadLettersResponse
+    sluice_proto::v1::RedriveDeadLettersResponse,
+    sluice_proto::v1::PurgeDeadLettersResponse
 );
 
 /// A member of one group, as a consumer keeps it, with the calls it makes to its coordinator.
@@ -233,6 +235,12 @@ impl Member {
     async fn describe(&self, cluster: &Cluster) -> DescribeRetriesResponse {
         let request = DescribeRetriesRequest { group: self.group.clone() };
         self.ok(cluster, request, |mut c, r| async move { c.describe_retries(r).await }).await
+    }
+
+    async fn purge_before_now(&self, cluster: &Cluster) -> u64 {
+        let before = Some(purge_dead_letters_request::Before::TimestampMs(wall_ms() as i64));
+        let request = PurgeDeadLettersRequest { group: self.group.clone(), before };
+        self.ok(cluster, request, |mut c, r| async move { c.purge_dead_letters(r).await }).await.purge_offset
     }
 
     async fn redrive(&self, cluster: &Cluster) -> u32 {
@@ -415,6 +423,12 @@ async fn given_nacks_rejects_and_redrives_then_retries_come_after_their_backoff_
     ] {
         assert!(metrics.contains(series), "{series} missing from the coordinator's metrics");
     }
+
+    tracing::info!("--- a purge before now: the next dead letter is skipped by redrives");
+    assert_eq!(m.settle(&cluster, vec![settle(2, 1, SettleOutcome::Reject)]).await.dead_lettered, 1);
+    assert_eq!(m.dead_letters(&cluster).await.len(), 3);
+    assert_eq!(m.purge_before_now(&cluster).await, 3, "every entry written so far");
+    assert_eq!(m.redrive(&cluster).await, 0);
 
     tracing::info!("--- a key-ordered group: a nacked key's parked message waits for its head");
     let k = Member::join(&cluster, "ordered").await;
