@@ -4,8 +4,8 @@
 //! carrying the message and where it came from; a redrive delivers the dead letters once
 //! however often it is asked; a lease that runs out is a failed attempt; in a key-ordered
 //! group a nacked key's parked message is due only once its head is acked; and when the
-//! coordinator's broker stops, no retry comes early, none is lost and no dead letter is
-//! written twice.
+//! coordinator's broker stops, or every broker restarts, no retry comes early, none is lost
+//! and no dead letter is written twice.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -447,7 +447,8 @@ async fn given_nacks_rejects_and_redrives_then_retries_come_after_their_backoff_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn given_the_coordinator_stops_then_no_retry_comes_early_none_is_lost_and_no_dead_letter_is_written_twice() {
+async fn given_the_coordinator_stops_or_every_broker_restarts_then_no_retry_comes_early_none_is_lost_and_no_dead_letter_is_written_twice()
+ {
     let mut cluster = cluster_with_messages(6, 30_000).await;
     let m = Member::join(&cluster, "audit").await;
     assert_eq!(m.set_policy(&cluster, ladder(vec![3_000], 2, false)).await, ErrorCode::Ok);
@@ -499,5 +500,14 @@ async fn given_the_coordinator_stops_then_no_retry_comes_early_none_is_lost_and_
     let dlq = m.dead_letters(&cluster).await;
     assert_eq!(dlq.keys().copied().collect::<Vec<_>>(), [4, 5], "{dlq:?}");
     assert!(dlq.values().all(|entries| entries.len() == 1), "no dead letter written twice: {dlq:?}");
+
+    tracing::info!("--- every broker restarts: a retry waiting with its own 8 s wait comes back after it");
+    let mut late = settle(10, 1, SettleOutcome::Nack);
+    late.delay_ms = Some(8_000);
+    let nacked_at = wall_ms();
+    m.settle(&cluster, vec![late]).await;
+    cluster.restart_all().await;
+    assert_eq!(m.poll_until(&cluster, 1).await, [(10, 2)]);
+    assert!(wall_ms() >= nacked_at + 8_000, "a retry came before its 8 s wait");
     cluster.shutdown().await;
 }
