@@ -212,3 +212,18 @@ fn given_retry_state_when_checkpointed_then_replaying_the_checkpoint_rebuilds_it
     assert_eq!(rebuilt, f.state);
     assert!(!rebuilt.groups["g"].retries.dlq.pending.is_empty() && rebuilt.groups["g"].retries.table.len() == 4);
 }
+
+#[test]
+fn given_retries_waiting_when_the_last_member_leaves_then_the_group_stays_past_its_offsets_retention() {
+    let mut f = group_with(2, false);
+    settled(&mut f, NOW, vec![settle(0, 1, 1, SettleOutcome::Nack)]);
+    f.ok(&req("g", "a", -1, &["t"], &Assignment::default()));
+    let far = i64::MAX / 2;
+    assert!(f.state.expired_groups(far, 1).is_empty(), "a message waits for its retry");
+    let last = f.state.lease_expired("g", (&place(0, 1), 2), NOW, Some(9)).unwrap();
+    assert_eq!(last.dead_lettered, 1);
+    f.apply(&last.records);
+    assert!(f.state.expired_groups(far, 1).is_empty(), "a dead letter waits to be written");
+    f.apply(&[Coordinated::dead_letter_written("g", 0)]);
+    assert_eq!(f.state.expired_groups(far, 1), ["g"], "nothing waits: retention applies");
+}
