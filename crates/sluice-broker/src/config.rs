@@ -198,6 +198,9 @@ pub struct GroupConfig {
     /// How often a coordinator looks for groups past `offsets_retention_ms`, in ms (Kafka's
     /// `offsets.retention.check.interval.ms`). Default: 600000 (10 minutes).
     pub offsets_retention_check_ms: u64,
+    /// How long a retry handed to a member by `PollRetries` is its alone; one not settled by
+    /// then counts as a failed attempt (docs/adr/0012-retries.md), in ms. Default: 30000.
+    pub retry_lease_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -210,6 +213,7 @@ impl Default for GroupConfig {
             checkpoint_interval_records: 10_000,
             offsets_retention_ms: 7 * 24 * 3_600_000,
             offsets_retention_check_ms: 600_000,
+            retry_lease_ms: 30_000,
         }
     }
 }
@@ -250,6 +254,9 @@ impl GroupConfig {
                 "offsets_retention_ms ({}) and offsets_retention_check_ms ({}) must be at least 1",
                 self.offsets_retention_ms, self.offsets_retention_check_ms
             ));
+        }
+        if !(100..=24 * 3_600_000).contains(&self.retry_lease_ms) {
+            return invalid(format!("retry_lease_ms is {}; use 100 to 86400000 (a day)", self.retry_lease_ms));
         }
         Ok(())
     }

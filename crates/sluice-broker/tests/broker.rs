@@ -20,7 +20,9 @@
 //! Consumer groups are coordinated by the leaders of `__consumer_offsets`, share a topic's
 //! partitions, commit offsets and survive their coordinator's broker stopping (`groups`). A
 //! transaction's commit whose client gives up while a marker cannot commit is completed after
-//! the heal (`transactions`).
+//! the heal (`transactions`). A group's nacked messages come back after their backoff, reach
+//! its dead-letter queue once, are redriven once, and survive their coordinator's broker
+//! stopping (`retries`).
 
 #[path = "broker/acks.rs"]
 mod acks;
@@ -52,6 +54,8 @@ mod liveness;
 mod metrics;
 #[path = "broker/retention.rs"]
 mod retention;
+#[path = "broker/retries.rs"]
+mod retries;
 #[path = "broker/scale.rs"]
 mod scale;
 #[path = "broker/topic_config.rs"]

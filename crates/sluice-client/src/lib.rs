@@ -57,6 +57,7 @@ mod metadata;
 pub mod partitioner;
 mod producer;
 mod record;
+mod retries;
 pub mod schedule;
 mod topic_alter;
 mod topic_partition;
@@ -81,8 +82,12 @@ pub use half::{CheckAnswer, HalfCheck, HalfConfig, HalfMessage, HalfProducer, Tr
 pub use metadata::{BrokerInfo, ClusterMetadata, DiskFull, PartitionInfo, TopicConfig, TopicInfo};
 pub use producer::{Delivery, Producer, SendFailure};
 pub use record::{ConsumedRecord, ProducerRecord, RecordMetadata};
+pub use retries::{
+    GroupRetryPolicy, PolledRetries, PurgeBefore, RetriesDescription, RetryDelivery, Settle, SettleOutcome, Settled,
+};
 pub use schedule::{Cadence, ScheduleInfo};
 pub use sluice_common::record::{Compression, DEFAULT_ZSTD_LEVEL, TopicCompression};
+pub use sluice_common::retry::{Backoff, RetryPolicy};
 pub use sluice_proto::ErrorCode;
 pub use topic_alter::{AlteredTopic, ConfigChange, TopicConfigChanges};
 pub use topic_partition::TopicPartition;

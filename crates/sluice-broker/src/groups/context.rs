@@ -55,6 +55,8 @@ pub(crate) struct Context {
     channels: Mutex<HashMap<String, Channel>>,
     /// Held while the controller leader creates an internal topic: one creation at a time.
     creating: tokio::sync::Mutex<()>,
+    /// Retry and dead-letter counters of the groups coordinated here.
+    pub retry_counters: super::retries::metrics::RetryCounters,
 }
 
 impl Context {
@@ -73,6 +75,7 @@ impl Context {
             stop,
             channels: Mutex::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
+            retry_counters: super::retries::metrics::RetryCounters::default(),
         }
     }
 

@@ -29,10 +29,11 @@ use tokio::time::Instant;
 
 use super::context::{Context, now_ms};
 use super::records::encode_batch;
+use super::retries::RetryRuntime;
 use super::skipped::SkipCounts;
 use super::state::{Coordinated, GroupError};
 use super::timers::{Deadline, MemberKey, Timers};
-use super::{checkpoint, load, retention};
+use super::{checkpoint, load, retention, retries};
 use crate::controller::BrokerStateMachine;
 
 /// The longest a group write waits for its commit before the request is answered `TIMEOUT`.
@@ -97,6 +98,8 @@ pub(super) struct Coordinator {
     timers_started: AtomicBool,
     /// What the groups' filters skipped, as members report it.
     pub skipped: SkipCounts,
+    /// Leases, the hand-out clock and wake-ups of retries (not replicated).
+    pub retries: RetryRuntime,
 }
 
 impl Coordinator {
@@ -121,6 +124,7 @@ impl Coordinator {
             checkpointing: AtomicBool::new(false),
             timers_started: AtomicBool::new(false),
             skipped: SkipCounts::default(),
+            retries: RetryRuntime::default(),
         }
     }
 
@@ -225,6 +229,7 @@ impl Coordinator {
     /// Applies committed records, and starts a checkpoint when enough have been written.
     fn apply(self: &Arc<Self>, records: &[GroupRecord]) {
         self.state().apply_batch(records);
+        self.retries.applied(records);
         let n = records.len() as u64;
         let checkpointed = matches!(records.first().and_then(|r| r.change.as_ref()), Some(Change::Checkpoint(_)));
         if checkpointed {
@@ -278,7 +283,9 @@ impl Coordinator {
         if installed && !self.timers_started.swap(true, Ordering::AcqRel) {
             tokio::spawn(Arc::clone(self).run_timers());
             tokio::spawn(retention::run(Arc::clone(self)));
+            retries::start(self);
         }
+        self.retries.installed();
     }
 
     /// Removes members whose deadlines passed, until the coordinator retires.

@@ -37,6 +37,7 @@ pub(crate) mod load;
 mod records;
 mod requests;
 mod retention;
+mod retries;
 mod skipped;
 mod state;
 mod timers;
@@ -51,6 +52,11 @@ use sluice_proto::v1::{
     GroupHeartbeatRequest, GroupHeartbeatResponse, ListGroupsRequest, ListGroupsResponse, SetGroupFilterRequest,
     SetGroupFilterResponse, WriteTxnOffsetsRequest, WriteTxnOffsetsResponse,
 };
+use sluice_proto::v1::{
+    DescribeRetriesRequest, DescribeRetriesResponse, PollRetriesRequest, PollRetriesResponse, PurgeDeadLettersRequest,
+    PurgeDeadLettersResponse, RedriveDeadLettersRequest, RedriveDeadLettersResponse, SetRetryPolicyRequest,
+    SetRetryPolicyResponse, SettleMessagesRequest, SettleMessagesResponse,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status};
@@ -60,6 +66,7 @@ use crate::controller::ControllerGroup;
 use crate::partitions::Partitions;
 
 pub use lag::GroupLag;
+pub use retries::metrics::{RetryCounts, RetryRow};
 
 /// The internal topic holding every group's records.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -98,6 +105,12 @@ impl GroupsService {
     /// is not known within `limit` is left out.
     pub async fn lag(&self, limit: std::time::Duration) -> Vec<GroupLag> {
         self.coordinators.lag(limit).await
+    }
+
+    /// The retry figures of every group this broker coordinates or counted (for the metrics
+    /// endpoint).
+    pub fn retries(&self) -> Vec<RetryRow> {
+        self.coordinators.retry_rows()
     }
 }
 
@@ -186,5 +199,53 @@ impl Groups for GroupsService {
     ) -> Result<Response<EndTxnOffsetsResponse>, Status> {
         let c = Arc::clone(&self.coordinators);
         Ok(Response::new(to_completion(async move { c.end_txn_offsets(request.into_inner()).await }).await))
+    }
+
+    async fn settle_messages(
+        &self,
+        request: Request<SettleMessagesRequest>,
+    ) -> Result<Response<SettleMessagesResponse>, Status> {
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.settle_messages(request.into_inner()).await }).await))
+    }
+
+    async fn poll_retries(
+        &self,
+        request: Request<PollRetriesRequest>,
+    ) -> Result<Response<PollRetriesResponse>, Status> {
+        // Not run to completion: a poll whose client went away must not lease what it would
+        // never deliver. Leases are taken in the same step that returns the answer.
+        Ok(Response::new(self.coordinators.poll_retries(request.into_inner()).await))
+    }
+
+    async fn set_retry_policy(
+        &self,
+        request: Request<SetRetryPolicyRequest>,
+    ) -> Result<Response<SetRetryPolicyResponse>, Status> {
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.set_retry_policy(request.into_inner()).await }).await))
+    }
+
+    async fn describe_retries(
+        &self,
+        request: Request<DescribeRetriesRequest>,
+    ) -> Result<Response<DescribeRetriesResponse>, Status> {
+        Ok(Response::new(self.coordinators.describe_retries(&request.into_inner())))
+    }
+
+    async fn redrive_dead_letters(
+        &self,
+        request: Request<RedriveDeadLettersRequest>,
+    ) -> Result<Response<RedriveDeadLettersResponse>, Status> {
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.redrive_dead_letters(request.into_inner()).await }).await))
+    }
+
+    async fn purge_dead_letters(
+        &self,
+        request: Request<PurgeDeadLettersRequest>,
+    ) -> Result<Response<PurgeDeadLettersResponse>, Status> {
+        let c = Arc::clone(&self.coordinators);
+        Ok(Response::new(to_completion(async move { c.purge_dead_letters(request.into_inner()).await }).await))
     }
 }

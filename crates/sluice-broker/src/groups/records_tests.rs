@@ -116,3 +116,45 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn given_retry_records_when_encoded_and_decoded_then_they_come_back_and_a_nack_stays_small() {
+    let due = internal::RetryDue {
+        attempt: 2,
+        due_ms: 1_796_000_001_000,
+        key_hash: None,
+        failed_ms: 1_796_000_000_000,
+        reason: String::new(),
+    };
+    let nack = internal::RetryChange {
+        topic: "orders".into(),
+        partition: 3,
+        offset: 1_234_567,
+        change: Some(internal::retry_change::Change::Retry(due)),
+    };
+    let nack = GroupRecord { group: "billing".into(), change: Some(Change::Retry(nack)) };
+    // The message's key (the group) and value: the state a nack replicates, framing aside.
+    let state_bytes = nack.group.len() + nack.encoded_len();
+    assert!(state_bytes <= 64, "a nack without a reason is {state_bytes} bytes of key and value");
+    let reserved = internal::DeadLetterReserved {
+        topic: "orders".into(),
+        partition: 3,
+        offset: 7,
+        sequence: 12,
+        producer_id: 99,
+        attempts: 16,
+        first_failure_ms: 1,
+        last_failure_ms: 2,
+        reason: "timeout".into(),
+        key_hash: Some(u64::MAX),
+    };
+    let records = vec![
+        nack,
+        GroupRecord { group: "billing".into(), change: Some(Change::DeadLetter(reserved)) },
+        GroupRecord {
+            group: "billing".into(),
+            change: Some(Change::DeadLetterWritten(internal::DeadLetterWritten { sequence: 12 })),
+        },
+    ];
+    assert_eq!(decode_batch(&parse(encode_batch(&records, 5))).unwrap(), records);
+}

@@ -27,9 +27,13 @@ use super::assignor::Assignment;
 
 mod filters;
 mod plan;
+mod retries;
+mod settle;
 mod txn_offsets;
 
 pub(crate) use filters::FilterSpec;
+pub(crate) use retries::{GroupRetries, Reserved, policy_to_client};
+pub(crate) use settle::{DueRetry, NeedsProducer, SettlePlan};
 
 /// The member epoch a member joins (or rejoins after being fenced) with.
 const JOIN_EPOCH: i32 = 0;
@@ -201,6 +205,8 @@ struct Group {
     filters: BTreeMap<String, FilterSpec>,
     /// Offsets of open transactions, by producer id (`txn_offsets`).
     txn_offsets: BTreeMap<i64, txn_offsets::PendingTxn>,
+    /// Retry policy, messages waiting for a retry, dead letters (`retries`).
+    retries: GroupRetries,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -289,7 +295,14 @@ impl Coordinated {
                 }
             }
             // These may create the group: a first member, a checkpoint's group, a commit.
-            Change::Member(_) | Change::GroupEpoch(_) | Change::Offset(_) | Change::TxnOffsets(_) => {
+            Change::Member(_)
+            | Change::GroupEpoch(_)
+            | Change::Offset(_)
+            | Change::TxnOffsets(_)
+            | Change::RetryPolicy(_)
+            | Change::Retry(_)
+            | Change::DeadLetter(_)
+            | Change::DeadLetterCursors(_) => {
                 if let Some(group) = self.groups.get_mut(&record.group) {
                     group.apply(change);
                 } else {
@@ -301,7 +314,10 @@ impl Coordinated {
             _ => {
                 let Some(group) = self.groups.get_mut(&record.group) else { return };
                 group.apply(change);
-                let gone = group.members.is_empty() && group.offsets.is_empty() && group.txn_offsets.is_empty();
+                let gone = group.members.is_empty()
+                    && group.offsets.is_empty()
+                    && group.txn_offsets.is_empty()
+                    && group.retries == GroupRetries::default();
                 if matches!(change, Change::MemberRemoved(_) | Change::TxnOffsetsEnded(_)) && gone {
                     self.groups.remove(&record.group);
                 }
@@ -411,6 +427,7 @@ impl Coordinated {
                 })));
             }
             out.extend(g.txn_records(name));
+            out.extend(g.retry_records(name));
         }
         out
     }
@@ -464,6 +481,11 @@ impl Group {
             Change::Filter(f) => self.apply_filter(f),
             Change::Mode(m) => self.broadcast = m.broadcast,
             Change::TxnOffsets(_) | Change::TxnOffsetsEnded(_) => self.apply_txn(change),
+            Change::RetryPolicy(_)
+            | Change::Retry(_)
+            | Change::DeadLetter(_)
+            | Change::DeadLetterWritten(_)
+            | Change::DeadLetterCursors(_) => self.apply_retry(change),
             Change::Checkpoint(_) | Change::GroupDeleted(_) => {}
         }
     }
@@ -613,3 +635,7 @@ mod filter_tests;
 #[cfg(test)]
 #[path = "state_txn_tests.rs"]
 mod txn_tests;
+
+#[cfg(test)]
+#[path = "state_retry_tests.rs"]
+mod retry_tests;

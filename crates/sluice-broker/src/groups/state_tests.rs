@@ -161,6 +161,11 @@ fn kinds(records: &[GroupRecord]) -> Vec<&'static str> {
         Change::Mode(_) => "mode",
         Change::TxnOffsets(_) => "txn_offsets",
         Change::TxnOffsetsEnded(_) => "txn_ended",
+        Change::RetryPolicy(_) => "retry_policy",
+        Change::Retry(_) => "retry",
+        Change::DeadLetter(_) => "dead_letter",
+        Change::DeadLetterWritten(_) => "dead_letter_written",
+        Change::DeadLetterCursors(_) => "dead_letter_cursors",
     };
     records.iter().map(kind).collect()
 }

@@ -15,7 +15,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::groups::{GroupLag, GroupsService};
+use crate::groups::{GroupLag, GroupsService, RetryCounts, RetryRow};
 
 /// How long a scrape waits for the lag of partitions led elsewhere.
 const LAG_TIMEOUT: Duration = Duration::from_secs(2);
@@ -59,6 +59,87 @@ impl Collector for LagCollector {
         let mut metric = encoder.encode_descriptor("sluice_group_lag_seconds", help, None, MetricType::Gauge)?;
         for row in &rows {
             ConstGauge::new(row.seconds).encode(metric.encode_family(&Labels(row))?)?;
+        }
+        Ok(())
+    }
+}
+
+/// A metric's name, help, and value in a row.
+type Column<T> = (&'static str, &'static str, fn(&RetryRow) -> T);
+
+/// Encodes the retry figures of the groups this broker coordinates (docs/METRICS.md,
+/// "Retries"), read from the coordinators when scraped.
+#[derive(Debug)]
+pub(super) struct RetryCollector(pub GroupsService);
+
+struct GroupLabel<'a>(&'a str);
+
+impl EncodeLabelSet for GroupLabel<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> fmt::Result {
+        use prometheus_client::encoding::EncodeLabel;
+        ("group", self.0).encode(encoder.encode_label())
+    }
+}
+
+struct AttemptLabels<'a>(&'a str, &'a str);
+
+impl EncodeLabelSet for AttemptLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> fmt::Result {
+        use prometheus_client::encoding::EncodeLabel;
+        ("group", self.0).encode(encoder.encode_label())?;
+        ("attempt", self.1).encode(encoder.encode_label())
+    }
+}
+
+impl Collector for RetryCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        use prometheus_client::metrics::counter::ConstCounter;
+        let rows = self.0.retries();
+        let gauges: [Column<Option<u64>>; 2] = [
+            (
+                "sluice_group_retry_waiting_messages",
+                "Messages of the group waiting for another attempt, parked ones included.",
+                |r| r.waiting,
+            ),
+            (
+                "sluice_group_dlq_pending_messages",
+                "Dead letters of the group reserved and not yet written to its DLQ topic.",
+                |r| r.dlq_pending,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for row in &rows {
+                if let Some(v) = value(row) {
+                    ConstGauge::new(v).encode(metric.encode_family(&GroupLabel(&row.group))?)?;
+                }
+            }
+        }
+        let counters: [Column<u64>; 2] = [
+            (
+                "sluice_group_dead_lettered_messages",
+                "Messages of the group sent to its dead-letter queue by this broker (the atomic step).",
+                |r| r.counts.dead_lettered,
+            ),
+            (
+                "sluice_group_dlq_written_messages",
+                "Dead letters of the group this broker wrote to its DLQ topic.",
+                |r| r.counts.dlq_written,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for row in &rows {
+                ConstCounter::new(value(row)).encode(metric.encode_family(&GroupLabel(&row.group))?)?;
+            }
+        }
+        let help = "Retries of the group this broker handed out, by attempt number (17+ together).";
+        let mut metric = encoder.encode_descriptor("sluice_group_retries", help, None, MetricType::Counter)?;
+        for row in &rows {
+            for (i, n) in row.counts.by_attempt.iter().enumerate().filter(|(_, n)| **n > 0) {
+                let label = RetryCounts::attempt_label(i);
+                ConstCounter::new(*n).encode(metric.encode_family(&AttemptLabels(&row.group, &label))?)?;
+            }
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ use prometheus_client::registry::Registry;
 use crate::groups::GroupsService;
 
 pub use collector::{BrokerCollector, GroupView};
-use groups::{LagCollector, LagRows};
+use groups::{LagCollector, LagRows, RetryCollector};
 pub use http::{METRICS_PATH, OPENMETRICS_CONTENT_TYPE, bind};
 pub use requests::{LATENCY_BUCKETS_SECONDS, PartitionTraffic, RequestMetrics};
 
@@ -61,6 +61,7 @@ impl Exporter {
     pub fn with_groups(mut self, groups: GroupsService) -> Exporter {
         let rows = LagRows::default();
         self.registry.register_collector(Box::new(LagCollector(rows.clone())));
+        self.registry.register_collector(Box::new(RetryCollector(groups.clone())));
         self.groups = Some((groups, rows));
         self
     }

@@ -16,7 +16,7 @@ const ALLOCATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A producer id never handed out before: proposed here if this broker leads the controller,
 /// asked of the controller leader otherwise.
-pub(super) async fn allocate(ctx: &Context) -> Result<i64, Error> {
+pub(crate) async fn allocate(ctx: &Context) -> Result<i64, Error> {
     let unavailable =
         |why: String| Error::new(ErrorCode::Unavailable, format!("allocating a producer id: {why}; retry"));
     if ctx.controller.is_leader() {

@@ -26,7 +26,7 @@ mod config;
 mod coordinator;
 mod coordinators;
 mod find;
-mod ids;
+pub(crate) mod ids;
 mod load;
 mod markers;
 mod offsets;

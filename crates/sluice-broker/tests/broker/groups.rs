@@ -263,7 +263,7 @@ fn broker(cluster: &Cluster, node_id: u64) -> &Broker {
 }
 
 /// `GET /metrics` of `addr`; the response.
-async fn scrape(addr: SocketAddr) -> String {
+pub(super) async fn scrape(addr: SocketAddr) -> String {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the metrics endpoint");
         let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");

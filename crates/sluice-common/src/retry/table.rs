@@ -117,6 +117,11 @@ impl RetryTable {
         self.entries.is_empty()
     }
 
+    /// Every waiting message, by place.
+    pub fn iter(&self) -> impl Iterator<Item = (&Place, &RetryEntry)> {
+        self.entries.iter()
+    }
+
     /// The message at `place`, if it waits.
     pub fn get(&self, place: &Place) -> Option<&RetryEntry> {
         self.entries.get(place)

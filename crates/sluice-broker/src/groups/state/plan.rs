@@ -33,6 +33,7 @@ fn is_expired(g: &Group, now_ms: i64, retention_ms: u64) -> bool {
     let retention = i64::try_from(retention_ms).unwrap_or(i64::MAX);
     g.members.is_empty()
         && g.txn_offsets.is_empty()
+        && g.retries.is_idle()
         && g.last_commit_ms().is_none_or(|last| now_ms.saturating_sub(last) >= retention)
 }
 
@@ -172,22 +173,33 @@ fn check_admin_commit(group: Option<&Group>, req: &v1::CommitOffsetsRequest) -> 
 }
 
 fn check_member_commit(group: Option<&Group>, req: &v1::CommitOffsetsRequest) -> Result<(), GroupError> {
-    let Some(m) = group.and_then(|g| g.members.get(&req.member_id)) else {
-        return Err(unknown_member(&req.group, &req.member_id));
+    let partitions = req.offsets.iter().map(|o| (o.topic.as_str(), o.partition));
+    check_member_owns(group, &req.group, (&req.member_id, req.member_epoch), partitions, true)
+}
+
+/// Checks that `member_id` at `epoch` is a live member of `group` (named `name`) that owns
+/// every one of `partitions` (or, with `revoking_too`, is still giving it up): a commit's
+/// fencing, which settles share.
+pub(super) fn check_member_owns<'p>(
+    group: Option<&Group>,
+    name: &str,
+    (member_id, epoch): (&str, i32),
+    mut partitions: impl Iterator<Item = (&'p str, u32)>,
+    revoking_too: bool,
+) -> Result<(), GroupError> {
+    let Some(m) = group.and_then(|g| g.members.get(member_id)) else {
+        return Err(unknown_member(name, member_id));
     };
-    if m.static_left || m.epoch != req.member_epoch {
-        return Err(fenced(&req.member_id, req.member_epoch, m));
+    if m.static_left || m.epoch != epoch {
+        return Err(fenced(member_id, epoch, m));
     }
-    let not_owned = req
-        .offsets
-        .iter()
-        .find(|o| !m.assigned.contains(&o.topic, o.partition) && !m.pending_revocation.contains(&o.topic, o.partition));
-    match not_owned {
-        Some(o) => Err(GroupError::new(
+    let owns = |t: &str, p: u32| m.assigned.contains(t, p) || (revoking_too && m.pending_revocation.contains(t, p));
+    match partitions.find(|(t, p)| !owns(t, *p)) {
+        Some((topic, partition)) => Err(GroupError::new(
             ErrorCode::FencedMemberEpoch,
             format!(
-                "member {} does not own {}/{}: it may commit only partitions assigned to it; rejoin with member epoch 0",
-                req.member_id, o.topic, o.partition
+                "member {member_id} does not own {topic}/{partition}: it may commit only partitions assigned to it; \
+                 rejoin with member epoch 0"
             ),
         )),
         None => Ok(()),
