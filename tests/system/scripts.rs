@@ -1,7 +1,7 @@
-//! `scripts/start-cluster.sh` and `scripts/stop-cluster.sh` with this run's binaries
-//! (`SLUICE_BIN_DIR`) and a temporary data directory (`SLUICE_DATA_DIR`): the cluster comes up
-//! and serves, a second start starts nothing, and the stop script ends exactly the brokers
-//! the start script recorded.
+//! `scripts/start-cluster.sh`, `scripts/restart-cluster.sh` and `scripts/stop-cluster.sh` with
+//! this run's binaries (`SLUICE_BIN_DIR`) and a temporary data directory (`SLUICE_DATA_DIR`): the
+//! cluster comes up and serves, a second start starts nothing, a rolling restart of one broker
+//! replaces just it, and the stop script ends exactly the brokers the start script recorded.
 //!
 //! The scripts run on copies of `cluster-configs/` whose addresses are moved to free ports
 //! (`SLUICE_CONFIG_DIR`), so the test passes while the quickstart cluster runs on the fixed ones.
@@ -96,6 +96,25 @@ async fn start_cluster_starts_one_cluster_once_and_stop_cluster_stops_exactly_it
         assert_eq!(pids(data.path()), first, "the PID files are unchanged");
         assert_eq!(brokers_under(data.path()), first, "no broker was started a second time");
         assert_serving(bootstrap).await;
+
+        // A rolling restart of one broker (all three would only take longer): it hands its
+        // leaderships over, stops, comes back under a new PID, and the cluster is whole again.
+        let path = script("restart-cluster.sh");
+        let restart_env = [env[0], env[1], env[2], ("SLUICE_RESTART_NODES", OsStr::new("2"))];
+        let restarted = run(&path, &[] as &[&str], &restart_env, None, SCRIPT_LIMIT).await;
+        restarted.assert_success("restart-cluster.sh");
+        assert!(
+            restarted.stdout.contains("node 2: stopped in")
+                && restarted.stdout.contains("rolling restart of nodes 2 done"),
+            "{restarted:?}"
+        );
+        let after = pids(data.path());
+        assert_eq!(after.len(), 3, "three PID files after the restart: {after:?}");
+        assert_eq!(after.iter().filter(|pid| first.contains(pid)).count(), 2, "only node 2 was restarted");
+        let log = std::fs::read_to_string(data.path().join("node2.log")).expect("node 2's log");
+        assert!(log.contains("stopping: handed over"), "node 2 handed its leaderships over:\n{log}");
+        assert_serving(bootstrap).await;
+        let first = after;
 
         let stopped = run_script("stop-cluster.sh").await;
         stopped.assert_success("stop-cluster.sh");
