@@ -148,6 +148,14 @@ async fn hand_over_group<SM: GroupStateMachine>(
     }
 }
 
+/// A well-mixed number from `group` and `node` (SplitMix64's finalizer).
+fn spread(group: u64, node: NodeId) -> u64 {
+    let mut x = (group ^ node.rotate_left(32)).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 /// Whether follower `to` has answered this leader since `at`.
 fn acked_since<SM: GroupStateMachine>(raft: &Raft<SM>, to: NodeId, at: InstantOf<PartitionConfig>) -> bool {
     let metrics = raft.metrics();
@@ -191,6 +199,23 @@ fn target<SM: GroupStateMachine>(liveness: &Liveness, group: u64, raft: &Raft<SM
             let matched = replication.get(&v)?.as_ref()?.index;
             (matched + IN_SYNC_LAG >= last).then_some((v, matched))
         })
-        .max_by_key(|&(v, matched)| (Some(v) == preferred, matched))
+        // Among equals, an order of its own per group: a stopping broker's groups spread over
+        // the others instead of all going to the highest node id.
+        .max_by_key(|&(v, matched)| (Some(v) == preferred, matched, spread(group, v)))
         .map(|(v, _)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn equal_targets_are_chosen_evenly_over_groups() {
+        let mut firsts = [0u32; 2];
+        for group in 0..1_000 {
+            let first = if spread(group, 2) > spread(group, 3) { 0 } else { 1 };
+            firsts[first] += 1;
+        }
+        assert!(firsts.iter().all(|&n| n > 400), "{firsts:?}");
+    }
 }
