@@ -84,6 +84,7 @@ pub use producer::{Delivery, Producer, SendFailure};
 pub use record::{ConsumedRecord, ProducerRecord, RecordMetadata};
 pub use retries::{
     GroupRetryPolicy, PolledRetries, PurgeBefore, RetriesDescription, RetryDelivery, Settle, SettleOutcome, Settled,
+    key_hash,
 };
 pub use schedule::{Cadence, ScheduleInfo};
 pub use sluice_common::record::{Compression, DEFAULT_ZSTD_LEVEL, TopicCompression};
