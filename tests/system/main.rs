@@ -46,6 +46,10 @@
 //!   the longest time without an acknowledgement stays short (controlled shutdown).
 //! - `bad_input`: unknown topics, invalid names, oversize messages and unreachable brokers give
 //!   a clear error and a non-zero exit.
+//! - `retries`: 10,000 messages through a group worker that fails some three times and some
+//!   always, with the group's coordinator and a partition leader SIGKILLed: retries come on
+//!   their attempt and never before their backoff, exhausted messages reach the dead-letter
+//!   queue once, and a redrive delivers them once.
 //! - `scripts`: `scripts/start-cluster.sh` starts one cluster, once; `scripts/stop-cluster.sh`
 //!   stops exactly it. It uses the fixed ports of `cluster-configs/`; every other test uses
 //!   free ports.
@@ -65,6 +69,7 @@ mod groups;
 mod groups_kill;
 mod half_messages;
 mod idle_reads;
+mod retries;
 mod rolling_restart;
 mod scripts;
 mod sdk;
