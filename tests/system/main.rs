@@ -46,6 +46,9 @@
 //!   the longest time without an acknowledgement stays short (controlled shutdown).
 //! - `bad_input`: unknown topics, invalid names, oversize messages and unreachable brokers give
 //!   a clear error and a non-zero exit.
+//! - `cli_retries`: `sluice consume --exec` nacks what its command fails, into the dead-letter
+//!   queue after the group's attempts; `dlq list` shows each once, `dlq redrive` brings them
+//!   back once.
 //! - `retries`: 10,000 messages through a group worker that fails some three times and some
 //!   always, with the group's coordinator and a partition leader SIGKILLed: retries come on
 //!   their attempt and never before their backoff, exhausted messages reach the dead-letter
@@ -59,6 +62,7 @@ mod bad_input;
 mod broadcast;
 mod capacity;
 mod cli;
+mod cli_retries;
 mod compression;
 mod delays;
 mod disk_failure;
