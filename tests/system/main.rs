@@ -52,7 +52,8 @@
 //! - `retries`: 10,000 messages through a group worker that fails some three times and some
 //!   always, with the group's coordinator and a partition leader SIGKILLed: retries come on
 //!   their attempt and never before their backoff, exhausted messages reach the dead-letter
-//!   queue once, and a redrive delivers them once.
+//!   queue once, and a redrive delivers them once; in a key-ordered group with a poison key,
+//!   no message of a key is delivered after a later one of its key.
 //! - `scripts`: `scripts/start-cluster.sh` starts one cluster, once; `scripts/stop-cluster.sh`
 //!   stops exactly it. It uses the fixed ports of `cluster-configs/`; every other test uses
 //!   free ports.

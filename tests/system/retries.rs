@@ -8,6 +8,10 @@
 //! is delivered before its backoff has passed since the nack that asked for it; no message is
 //! lost; the dead-letter queue holds each exhausted message once; and a redrive delivers the
 //! dead letters once (asked twice, it redrives nothing more).
+//!
+//! A second test consumes a key-ordered group whose key `k0` has messages that always fail:
+//! every message is delivered, the failing ones reach the dead-letter queue once each, and no
+//! message of a key is delivered after a later message of the same key.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -273,4 +277,105 @@ async fn redrive_once(client: &Client, seen: &Mutex<Seen>, forgive: &AtomicBool,
     assert!(redelivered.keys().all(|v| v % 100 == 13), "only dead letters come back: {redelivered:?}");
     assert!(redelivered.values().all(|&n| n == 1), "a dead letter came back twice: {redelivered:?}");
     eprintln!("redrive settled in {:?}", started.elapsed());
+}
+
+const ORDERED_TOPIC: &str = "retries-ordered";
+const ORDERED_GROUP: &str = "ordered-worker";
+const KEYS: u64 = 8;
+const PER_KEY: u64 = 150;
+
+/// Key `k0` is the poison key: every 30th of its messages fails always.
+fn poisoned(key: u64, seq: u64) -> bool {
+    key == 0 && seq.is_multiple_of(30)
+}
+
+/// Polls until `stop`, recording (key, seq) of every delivery in order, nacking poisoned ones.
+async fn work_ordered(mut consumer: GroupConsumer, seen: Arc<Mutex<Vec<(u64, u64)>>>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(records) = consumer.poll(Duration::from_millis(200)).await else { continue };
+        let mut seen = seen.lock().unwrap();
+        for record in records {
+            let value = std::str::from_utf8(record.value()).unwrap();
+            let (key, seq) = value.split_once('-').unwrap();
+            let (key, seq): (u64, u64) = (key.parse().unwrap(), seq.parse().unwrap());
+            if poisoned(key, seq) {
+                consumer.nack(&record, None).expect("nack an owned record");
+            }
+            seen.push((key, seq));
+        }
+    }
+    if let Err(error) = consumer.close().await {
+        eprintln!("closing the ordered worker: {error}");
+    }
+}
+
+/// Per key, once a message was delivered no earlier message of the key is delivered again.
+fn check_key_order(seen: &[(u64, u64)]) {
+    let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+    for &(key, seq) in seen {
+        let previous = last.entry(key).or_insert(seq);
+        assert!(seq >= *previous, "key {key}: message {seq} delivered after message {previous}");
+        *previous = seq;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_key_ordered_group_a_poison_key_keeps_its_order_and_holds_back_only_itself() {
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client().await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = within(LIMIT, "the setup", async {
+        let admin = client.admin();
+        admin.create_topic(ORDERED_TOPIC, &TopicConfig::new(2, 3)).await.expect("create the topic");
+        admin.wait_for_leaders(ORDERED_TOPIC, Duration::from_secs(30)).await.expect("leaders");
+        let producer = client.producer(ProducerConfig::default()).await.expect("a producer");
+        let mut deliveries = Vec::new();
+        for seq in 0..PER_KEY {
+            for key in 0..KEYS {
+                let record = ProducerRecord::new(ORDERED_TOPIC, format!("{key}-{seq}")).key(format!("k{key}"));
+                deliveries.push(producer.enqueue(record).await.expect("enqueue"));
+            }
+        }
+        for delivery in deliveries {
+            delivery.await.expect("acknowledged");
+        }
+        let retry = RetryPolicy {
+            backoff: Backoff::Exponential { initial_ms: 200, multiplier: 1.5, max_ms: 1_000, jitter: 0.0 },
+            max_attempts: 3,
+        };
+        let config = GroupConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            retry: Some(retry),
+            key_ordered: true,
+            ..GroupConsumerConfig::new(ORDERED_GROUP)
+        };
+        let mut consumer = client.group_consumer(config).expect("a group consumer");
+        consumer.subscribe(&[ORDERED_TOPIC]).await.expect("join");
+        consumer
+    })
+    .await;
+    let worker = tokio::spawn(work_ordered(consumer, Arc::clone(&seen), Arc::clone(&stop)));
+    let poison = (0..PER_KEY).filter(|&s| poisoned(0, s)).count();
+    within(LIMIT, "the key-ordered run", async {
+        eventually(Duration::from_secs(240), "every message delivered and the poison dead-lettered", || async {
+            let delivered: BTreeSet<(u64, u64)> = seen.lock().unwrap().iter().copied().collect();
+            let d = client.admin().describe_retries(ORDERED_GROUP).await.map_err(|e| e.to_string())?;
+            let done = delivered.len() as u64 == KEYS * PER_KEY && d.waiting == 0;
+            if done { Ok(()) } else { Err(format!("{} delivered, {} waiting", delivered.len(), d.waiting)) }
+        })
+        .await;
+        let letters = dead_letters_of(&client, ORDERED_GROUP).await;
+        assert_eq!(letters.len(), poison, "the poison key's failing messages in the DLQ: {letters:?}");
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    worker.await.expect("the worker");
+    check_key_order(&seen.lock().unwrap());
+}
+
+/// The values of `group`'s dead letters.
+async fn dead_letters_of(client: &Client, group: &str) -> Vec<String> {
+    let dlq = read_topic(client, &format!("{group}.dlq"), Duration::from_secs(60)).await;
+    dlq.values().flatten().map(|r| String::from_utf8_lossy(r.value()).into_owned()).collect()
 }

@@ -68,8 +68,11 @@ impl Core {
     /// Whether `poll` should ask for due retries before fetching: every
     /// [`RETRY_POLL_INTERVAL`], and at once after the assignment changed (a key-ordered
     /// member must know a new partition's blocked keys before it fetches it).
+    /// Not while the member owns nothing (it is rejoining, or has no share): there is nothing
+    /// to ask for.
     pub(super) fn retry_poll_due(&self) -> bool {
-        Instant::now() >= self.next_retry_poll || self.retry_polled_version != self.applied_version
+        let due = Instant::now() >= self.next_retry_poll || self.retry_polled_version != self.applied_version;
+        due && self.fetcher.partitions().next().is_some()
     }
 
     /// The due retries of the owned partitions, each fetched by its place and marked with its
