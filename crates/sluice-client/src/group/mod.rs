@@ -375,7 +375,8 @@ impl<L: RebalanceListener> GroupConsumer<L> {
     }
 
     /// Commits these offsets (each the *next* offset to read) for partitions this member
-    /// owns. See [`GroupConsumer::commit`].
+    /// owns. See [`GroupConsumer::commit`]. A retry (a record whose `attempt()` is above 1) is
+    /// behind its partition's position: committing after it would move the position back.
     ///
     /// ```no_run
     /// # use sluice_client::{ConsumedRecord, GroupConsumer};
