@@ -2,7 +2,8 @@
 //! --exec` runs a shell command per message with the message in its input and environment,
 //! nacks what the command fails (retried after the group's backoff, then dead-lettered);
 //! `group describe` shows the policy; `dlq list` shows each exhausted message once with its
-//! origin and attempts; `dlq redrive` delivers them again once; bad input is refused clearly.
+//! origin and attempts; `dlq redrive` delivers them again once; `dlq purge` moves the purge
+//! cursor past them; bad input is refused clearly.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +23,10 @@ const LIMIT: Duration = Duration::from_secs(180);
 fn handler(log: &std::path::Path) -> String {
     let fields = "$SLUICE_ATTEMPT $SLUICE_PARTITION $SLUICE_OFFSET $SLUICE_KEY $SLUICE_PROP_origin $v";
     format!(r#"v=$(cat); echo "{fields}" >> '{}'; case "$v" in bad*) exit 3;; esac"#, log.display())
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
 }
 
 /// Each value's attempts, from the handler's log.
@@ -106,6 +111,12 @@ async fn consume_exec_retries_failures_into_the_dlq_which_lists_and_redrives_onc
         })
         .await;
         worker.kill();
+        let purged = run(args(&format!("dlq purge --group {GROUP}"))).await;
+        assert!(purged.assert_success("purge").stderr.contains("are purged"), "{}", purged.stderr);
+        let described = run(args(&format!("group describe {GROUP} --output json"))).await;
+        let retries = &json_of(&described.assert_success("group describe --output json").stdout)["retries"];
+        assert!(retries["purge_offset"].as_u64() >= Some(4), "every dead letter so far purged: {retries}");
+        assert_eq!(retries["max_attempts"].as_u64(), Some(3), "{retries}");
         let redriven: Vec<Vec<u32>> = runs(&log).into_values().filter(|a| a.len() > 3).collect();
         assert!(redriven.iter().all(|a| a[3] == 1), "a redrive starts at attempt 1: {redriven:?}");
         let firsts = |a: &Vec<u32>| a.iter().filter(|&&n| n == 1).count();
