@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
 use sluice_proto::ErrorCode;
 
 use super::inner::Core;
@@ -88,19 +89,27 @@ impl Core {
         let owned = self.assignment();
         self.settles.set_blocked(&owned, polled.blocked);
         self.retry_polled_version = version;
-        let mut records = Vec::with_capacity(polled.retries.len());
-        for retry in polled.retries {
-            let tp = TopicPartition::new(retry.topic, retry.partition);
-            if !owned.contains(&tp) {
-                continue; // given up since: the next owner is handed it
-            }
-            match fetch_one(&self.client, &tp, retry.offset, self.config.isolation).await? {
-                Some(mut record) => {
+        let mine: Vec<_> = polled
+            .retries
+            .into_iter()
+            .map(|r| (TopicPartition::new(r.topic.clone(), r.partition), r))
+            .filter(|(tp, _)| owned.contains(tp)) // given up since: the next owner is handed it
+            .collect();
+        // Fetched side by side: each is one small read from its partition's leader.
+        let isolation = self.config.isolation;
+        let fetched = join_all(mine.iter().map(|(tp, r)| fetch_one(&self.client, tp, r.offset, isolation))).await;
+        let mut records = Vec::with_capacity(mine.len());
+        for ((tp, retry), fetched) in mine.into_iter().zip(fetched) {
+            match fetched {
+                // Not handed to the application, so neither marked open nor settled: its lease
+                // runs out and the coordinator counts a failed attempt (nothing is lost).
+                Err(error) => tracing::warn!(%tp, offset = retry.offset, %error, "fetching a retry failed"),
+                Ok(Some(mut record)) => {
                     record.attempt = retry.attempt;
                     self.settles.delivered_retry(&record);
                     records.push(record);
                 }
-                None => self.reject_missing(&tp, retry.offset, retry.attempt),
+                Ok(None) => self.reject_missing(&tp, retry.offset, retry.attempt),
             }
         }
         Ok(records)
