@@ -46,6 +46,14 @@
 //!   the longest time without an acknowledgement stays short (controlled shutdown).
 //! - `bad_input`: unknown topics, invalid names, oversize messages and unreachable brokers give
 //!   a clear error and a non-zero exit.
+//! - `cli_retries`: `sluice consume --exec` nacks what its command fails, into the dead-letter
+//!   queue after the group's attempts; `dlq list` shows each once, `dlq redrive` brings them
+//!   back once.
+//! - `retries`: 10,000 messages through a group worker that fails some three times and some
+//!   always, with the group's coordinator and a partition leader SIGKILLed: retries come on
+//!   their attempt and never before their backoff, exhausted messages reach the dead-letter
+//!   queue once, and a redrive delivers them once; in a key-ordered group with a poison key,
+//!   no message of a key is delivered after a later one of its key.
 //! - `scripts`: `scripts/start-cluster.sh` starts one cluster, once; `scripts/stop-cluster.sh`
 //!   stops exactly it. It uses the fixed ports of `cluster-configs/`; every other test uses
 //!   free ports.
@@ -55,6 +63,7 @@ mod bad_input;
 mod broadcast;
 mod capacity;
 mod cli;
+mod cli_retries;
 mod compression;
 mod delays;
 mod disk_failure;
@@ -65,6 +74,7 @@ mod groups;
 mod groups_kill;
 mod half_messages;
 mod idle_reads;
+mod retries;
 mod rolling_restart;
 mod scripts;
 mod sdk;

@@ -9,6 +9,7 @@ use sluice_client::{DEFAULT_BOOTSTRAP, SeekTo};
 pub use crate::args_bench::{
     BenchCommand, BenchCommitArgs, BenchConsumeArgs, BenchDelayArgs, BenchProduceArgs, BenchRun, DelayBenchMode,
 };
+pub use crate::args_retry::{DlqCommand, DlqListArgs, ExecArgs, PolicyArgs, SetRetryArgs};
 pub use crate::args_topic::{AlterArgs, CreateArgs, TopicCommand};
 pub use crate::args_txn::{BenchTxnArgs, IsolationArg, IsolationLevel, TransactionArgs, TxnCommand};
 
@@ -54,6 +55,9 @@ pub enum Command {
     /// List and describe transactions, and commit or abort one its producer will not end.
     #[command(subcommand)]
     Txn(TxnCommand),
+    /// List, redrive and purge a consumer group's dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
 }
 
 /// `sluice schedule ...`
@@ -273,6 +277,9 @@ pub struct ConsumeArgs {
     /// Output format: the value per line, or one JSON object per message.
     #[command(flatten)]
     pub output: OutputArg,
+    /// With --group: run a command per message, and the group's retry policy.
+    #[command(flatten)]
+    pub exec: ExecArgs,
 }
 
 /// `--tag` and `--filter`: which messages a consumer receives, chosen by the broker
@@ -323,6 +330,9 @@ pub enum GroupCommand {
     /// --filter, the group consumes every message. Refused while a consumer of the group
     /// reads the topic: stop them, change it, start them with the new filter.
     SetFilter(SetFilterArgs),
+    /// Set a group's retry policy (docs/RETRIES.md) for every member: the waits between
+    /// attempts, the attempts before the dead-letter queue, and key order.
+    SetRetry(SetRetryArgs),
 }
 
 /// `sluice group set-filter`

@@ -422,3 +422,80 @@ fn produce_and_bench_take_an_acknowledgement_level() {
     let BenchCommand::Produce(b) = b else { panic!() };
     assert_eq!(b.acks, Acks::None);
 }
+
+#[test]
+fn consume_exec_takes_the_groups_retry_policy_and_needs_a_group() {
+    let cli = parse(&[
+        "consume",
+        "orders",
+        "--group",
+        "g",
+        "--exec",
+        "./handle.sh",
+        "--concurrency",
+        "4",
+        "--max-attempts",
+        "3",
+        "--retry-backoff",
+        "200ms",
+        "--retry-max-backoff",
+        "10m",
+        "--key-ordered",
+    ]);
+    let Command::Consume(args) = cli.command else { panic!("a consume") };
+    assert_eq!((args.exec.exec.as_deref(), args.exec.concurrency), (Some("./handle.sh"), 4));
+    let policy = args.exec.policy.policy().expect("a valid policy");
+    assert_eq!(policy.retry.max_attempts, 3);
+    assert!(policy.key_ordered);
+    let sluice_client::Backoff::Exponential { initial_ms, multiplier, max_ms, .. } = policy.retry.backoff else {
+        panic!("exponential")
+    };
+    assert_eq!((initial_ms, multiplier, max_ms), (200, 2.0, 600_000));
+    assert!(refuse(&["consume", "orders", "--exec", "cat"]).contains("--group"));
+    assert!(
+        refuse(&["consume", "orders", "--group", "g", "--exec", "x", "--concurrency", "0"]).contains("concurrency")
+    );
+    assert!(refuse(&["consume", "orders", "--group", "g", "--retry-backoff", "soon"]).contains("duration"));
+}
+
+#[test]
+fn set_retry_checks_the_policy_and_knows_the_rocketmq_ladder() {
+    let Command::Group(GroupCommand::SetRetry(a)) =
+        parse(&["group", "set-retry", "g", "--ladder", "rocketmq", "--max-attempts", "5"]).command
+    else {
+        panic!("a set-retry")
+    };
+    let policy = a.policy.policy().expect("valid");
+    assert!(matches!(policy.retry.backoff, sluice_client::Backoff::Ladder(_)));
+    assert_eq!(policy.retry.max_attempts, 5);
+    assert!(refuse(&["group", "set-retry", "g", "--ladder", "kafka"]).contains("rocketmq"));
+    assert!(refuse(&["group", "set-retry", "g", "--max-attempts", "0"]).contains("max-attempts"));
+    let Command::Group(GroupCommand::SetRetry(a)) =
+        parse(&["group", "set-retry", "g", "--retry-backoff", "1m", "--retry-max-backoff", "1s"]).command
+    else {
+        panic!("a set-retry")
+    };
+    assert!(a.policy.policy().unwrap_err().contains("shorter"));
+    let Command::Group(GroupCommand::SetRetry(a)) =
+        parse(&["group", "set-retry", "g", "--retry-multiplier", "1000"]).command
+    else {
+        panic!("a set-retry")
+    };
+    assert!(a.policy.policy().unwrap_err().contains("multiplier"), "{:?}", a.policy.policy());
+}
+
+#[test]
+fn dlq_commands_name_the_group() {
+    let Command::Dlq(DlqCommand::List(a)) =
+        parse(&["dlq", "list", "--group", "g", "--topic", "orders", "--since", "1h", "--output", "json"]).command
+    else {
+        panic!("a dlq list")
+    };
+    assert_eq!((a.group.as_str(), a.topic.as_deref(), a.since), ("g", Some("orders"), Some(Duration::from_secs(3600))));
+    assert!(matches!(
+        parse(&["dlq", "redrive", "--group", "g", "--max", "10"]).command,
+        Command::Dlq(DlqCommand::Redrive { max: Some(10), .. })
+    ));
+    assert!(refuse(&["dlq", "redrive"]).contains("--group"));
+    assert!(refuse(&["dlq", "purge", "--group", "g", "--before", "yesterday"]).contains("RFC 3339"));
+}

@@ -56,7 +56,10 @@ pub(crate) async fn run(client: &Client, args: ConsumeArgs, group: &str) -> Resu
         Some(ends)
     };
     // Each printed batch is committed exactly, so auto-commit is off.
+    let policy = args.exec.policy.given().then(|| args.exec.policy.policy()).transpose().map_err(anyhow::Error::msg)?;
     let config = GroupConsumerConfig {
+        retry: policy.as_ref().map(|p| p.retry.clone()),
+        key_ordered: policy.as_ref().is_some_and(|p| p.key_ordered),
         auto_commit: false,
         auto_offset_reset: reset,
         filter: args.filter.filter()?,
@@ -65,6 +68,9 @@ pub(crate) async fn run(client: &Client, args: ConsumeArgs, group: &str) -> Resu
         isolation: args.isolation.isolation.sdk(),
         ..GroupConsumerConfig::new(group)
     };
+    if let Some(command) = args.exec.exec.clone() {
+        return crate::consume_exec::run(client, config, &args, &command).await;
+    }
     let mut consumer = client.group_consumer(config)?;
     consumer.subscribe(&[args.topic.as_str()]).await.with_context(|| format!("cannot join group {group}"))?;
     let printed = print_records(&mut consumer, &args, ends.as_ref()).await;
@@ -106,7 +112,11 @@ async fn print_records(
             }
             write_record(&mut out, record, args.output.output)?;
             left -= 1;
-            done.insert(record.partition(), record.offset() + 1);
+            // A retry (attempt > 1) is of an offset already passed: it moves no position.
+            if record.attempt() == 1 {
+                let next = done.entry(record.partition()).or_default();
+                *next = (*next).max(record.offset() + 1);
+            }
         }
         out.flush()?;
         commit(consumer, &args.topic, done).await?;

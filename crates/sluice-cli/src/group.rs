@@ -24,9 +24,22 @@ pub(crate) async fn run(client: &Client, command: GroupCommand) -> Result<()> {
         GroupCommand::Describe { group, output: o } => {
             let description =
                 admin.describe_group(&group).await.with_context(|| format!("cannot describe group {group}"))?;
+            // What waits for a retry is the coordinator's to say; a broker without it says nothing.
+            let retries = admin.describe_retries(&group).await.ok();
             match o.output {
-                Output::Json => print_json(&describe_json(&description))?,
-                Output::Plain => print(&describe_plain(&description))?,
+                Output::Json => {
+                    let mut json = describe_json(&description);
+                    if let Some(r) = &retries {
+                        json["retries"] = crate::group_retry::retries_json(r);
+                    }
+                    print_json(&json)?
+                }
+                Output::Plain => {
+                    print(&describe_plain(&description))?;
+                    if let Some(r) = &retries {
+                        print(&crate::group_retry::retries_plain(r))?;
+                    }
+                }
             }
         }
         GroupCommand::Reset(a) => {
@@ -37,6 +50,7 @@ pub(crate) async fn run(client: &Client, command: GroupCommand) -> Result<()> {
             print(&reset_plain(&a.topic, &offsets))?;
             eprintln!("reset group {} on topic {}: {} partitions", a.group, a.topic, offsets.len());
         }
+        GroupCommand::SetRetry(a) => crate::group_retry::set_retry(&admin, &a).await?,
         GroupCommand::SetFilter(a) => {
             let filter = a.filter.filter()?;
             let said = filter_plain(filter.as_ref());

@@ -3,7 +3,7 @@
 //!
 //! Commands: `topic create|list|describe|alter|delete`, `produce` (`--transaction`: all in one
 //! transaction), `consume` (alone, or with `--group` as a member of a consumer group;
-//! `--isolation`), `group list|describe|reset`, `delay list|cancel`, `schedule
+//! `--isolation`), `group list|describe|reset|set-filter|set-retry`, `dlq list|redrive|purge`, `delay list|cancel`, `schedule
 //! create|list|delete`, `txn list|describe|commit|abort`, `cluster status`,
 //! `bench produce|consume|commit|rebalance|delay|txn`. Read commands take `--output json`.
 //! Every command bootstraps from `--bootstrap` or `SLUICE_BOOTSTRAP`, defaulting to the local
@@ -11,6 +11,7 @@
 
 pub mod args;
 mod args_bench;
+pub mod args_retry;
 mod args_topic;
 mod args_txn;
 mod bench;
@@ -20,9 +21,12 @@ mod bench_rebalance;
 mod bench_rebalance_member;
 mod bench_txn;
 mod consume;
+mod consume_exec;
 mod consume_group;
 mod delay;
+mod dlq;
 pub mod group;
+pub mod group_retry;
 mod manage;
 pub mod output;
 mod produce;
@@ -51,6 +55,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Delay(command) => delay::run(&client, command).await,
         Command::Schedule(command) => schedule::run(&client, command).await,
         Command::Txn(command) => txn::run(&client, command).await,
+        Command::Dlq(command) => dlq::run(&client, command).await,
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::filter::MessageFilter;
 use sluice_common::record::{Compression, DEFAULT_ZSTD_LEVEL};
+use sluice_common::retry::RetryPolicy;
 
 /// The local three-node cluster of `cluster-configs/`.
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093";
@@ -366,7 +367,7 @@ pub const MAX_GROUP_ID_LEN: usize = 249;
 /// };
 /// assert!(config.validate().is_ok());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GroupConsumerConfig {
     /// The group: members of one group share the partitions of the topics they subscribe to,
     /// and its committed offsets say where each partition is to be read from next. 1 to 249
@@ -411,6 +412,15 @@ pub struct GroupConsumerConfig {
     pub broadcast: bool,
     /// What of transactions this member sees. Default: [`Isolation::ReadCommitted`].
     pub isolation: Isolation,
+    /// The group's retry policy (docs/RETRIES.md): sent when the member joins, it becomes the
+    /// group's if the group has none; a group with another refuses the member
+    /// [`RetryPolicyMismatch`](crate::ErrorCode::RetryPolicyMismatch). Default: `None` (the
+    /// group's, or 16 attempts, 1 s doubling to 2 h).
+    pub retry: Option<RetryPolicy>,
+    /// Key-ordered consumption: a nacked message holds back the later messages of its key
+    /// (parked, redelivered after it in order) while the other keys keep flowing. Part of the
+    /// group's retry policy, so every member must agree. Default: false.
+    pub key_ordered: bool,
 }
 
 impl GroupConsumerConfig {
@@ -434,6 +444,8 @@ impl GroupConsumerConfig {
             filter: None,
             broadcast: false,
             isolation: Isolation::ReadCommitted,
+            retry: None,
+            key_ordered: false,
         }
     }
 
@@ -449,6 +461,9 @@ impl GroupConsumerConfig {
         check_group_id("group", &self.group)?;
         if let Some(id) = &self.instance_id {
             check_group_id("instance_id", id)?;
+        }
+        if let Some(retry) = &self.retry {
+            retry.validate().map_err(|e| invalid(format!("retry: {e}")))?;
         }
         if self.broadcast && self.instance_id.is_none() {
             return Err(invalid(

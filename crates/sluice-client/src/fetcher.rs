@@ -269,6 +269,36 @@ impl Fetcher {
     }
 }
 
+/// The record at `offset` of `tp` alone, without waiting (a group's retry is fetched by its
+/// place): `None` if the partition no longer holds it. No filter: the message was delivered
+/// once, so the group's filter already chose it.
+pub(crate) async fn fetch_one(
+    client: &Client,
+    tp: &TopicPartition,
+    offset: u64,
+    isolation: Isolation,
+) -> Result<Option<ConsumedRecord>> {
+    let request = v1::FetchRequest {
+        topic: tp.topic().to_owned(),
+        partition: tp.partition(),
+        offset,
+        // Small: the batch holding the record arrives whole whatever this says.
+        max_bytes: 1,
+        max_wait_ms: 0,
+        tag_filter: String::new(),
+        sql_filter: String::new(),
+        group: String::new(),
+        isolation: isolation.wire().into(),
+    };
+    let response = match fetch(client, request, Duration::ZERO).await {
+        Err(Error::OffsetOutOfRange { .. }) => return Ok(None),
+        other => other?,
+    };
+    let mut out = Vec::new();
+    decode(tp.topic_arc(), tp.partition(), offset, response, &mut out)?;
+    Ok(out.into_iter().next().filter(|r| r.offset == offset))
+}
+
 /// Resolves when `interrupt` is notified; never without one.
 async fn wait_for(interrupt: Option<&Notify>) {
     match interrupt {
@@ -332,7 +362,7 @@ fn decode(
                 let view = record.map_err(corrupt)?;
                 let offset = offset_of(i);
                 if offset >= position {
-                    out.push(ConsumedRecord { topic: Arc::clone(topic), partition, offset, view });
+                    out.push(ConsumedRecord { topic: Arc::clone(topic), partition, offset, view, attempt: 1 });
                 }
             }
         }

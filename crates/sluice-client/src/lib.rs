@@ -14,8 +14,11 @@
 //! - [`GroupConsumer`]: a member of a consumer group — subscribes to topics, reads the
 //!   partitions the group's coordinator assigns it from the group's committed offsets, and
 //!   commits its progress; [`RebalanceListener`] hears about partitions coming and going.
+//!   Per message it can `ack`, `nack` (retried after the group's [`RetryPolicy`]) or `reject`
+//!   (to the group's dead-letter queue), and consume in key order (docs/RETRIES.md).
 //! - [`Admin`]: creates, alters, deletes, lists and describes topics; reports the cluster's status;
-//!   lists, describes and resets consumer groups.
+//!   lists, describes and resets consumer groups; sets retry policies, redrives and purges
+//!   dead-letter queues.
 //! - [`Error`]: every failure, with the broker's code and message kept.
 //!
 //! # Example
@@ -84,6 +87,7 @@ pub use producer::{Delivery, Producer, SendFailure};
 pub use record::{ConsumedRecord, ProducerRecord, RecordMetadata};
 pub use retries::{
     GroupRetryPolicy, PolledRetries, PurgeBefore, RetriesDescription, RetryDelivery, Settle, SettleOutcome, Settled,
+    key_hash,
 };
 pub use schedule::{Cadence, ScheduleInfo};
 pub use sluice_common::record::{Compression, DEFAULT_ZSTD_LEVEL, TopicCompression};

@@ -151,6 +151,9 @@ pub struct ConsumedRecord {
     pub(crate) partition: u32,
     pub(crate) offset: u64,
     pub(crate) view: RecordView,
+    /// Which delivery of the message this is: 1 for a first delivery, more for a group's
+    /// retry (docs/RETRIES.md).
+    pub(crate) attempt: u32,
 }
 
 impl ConsumedRecord {
@@ -193,11 +196,38 @@ impl ConsumedRecord {
     pub fn properties(&self) -> impl Iterator<Item = (&str, &str)> {
         self.view.properties()
     }
+
+    /// Which delivery of this message this is to its consumer group: 1 for a first delivery,
+    /// 2 and more for a retry after a nack (always 1 outside a group).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
 }
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+impl ConsumedRecord {
+    /// A record as a fetch would return it, for unit tests.
+    pub(crate) fn for_test(
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        key: Option<&str>,
+        attempt: u32,
+    ) -> ConsumedRecord {
+        use sluice_common::record::{BatchBuilder, ProducerStamp, RecordBatch};
+        let mut record = Record::new(Bytes::from_static(b"v"), 1_000);
+        record.key = key.map(|k| Bytes::copy_from_slice(k.as_bytes()));
+        let mut builder = BatchBuilder::new(ProducerStamp::NONE, 64);
+        builder.push(&record);
+        let batch = RecordBatch::parse(builder.finish()).expect("a batch just built parses");
+        let view = batch.records().next().expect("one record").expect("a record just built decodes");
+        ConsumedRecord { topic: Arc::from(topic), partition, offset, view, attempt }
+    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! redriving and purging its dead-letter queue `<group>.dlq`. Each goes to the group's
 //! coordinator and is retried, as every group call is, while the coordinator moves or loads.
 //!
-//! `GroupConsumer` does not use them yet: they are the building blocks of its ack, nack and
-//! reject.
+//! They are the building blocks of `GroupConsumer`'s ack, nack and reject
+//! (`group/settles.rs`, `group/retrying.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -138,6 +138,15 @@ pub enum PurgeBefore {
     Offset(u64),
     /// Every entry written before this time (ms since the Unix epoch).
     TimestampMs(i64),
+}
+
+/// The 64-bit hash a key-ordered group blocks a key by (64-bit FNV-1a of the key's bytes).
+/// The coordinator only compares the hashes its members send, so every member must use this
+/// one; two keys with the same hash are ordered as one key (over-blocking, never reordering).
+pub fn key_hash(key: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    key.iter().fold(OFFSET_BASIS, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(PRIME))
 }
 
 impl Admin {
@@ -364,5 +373,13 @@ mod tests {
         let wire = to_proto(&nack);
         assert_eq!((wire.outcome(), wire.delay_ms, wire.key_hash), (v1::SettleOutcome::Nack, Some(5_000), Some(11)));
         assert_eq!(to_proto(&Settle { outcome: SettleOutcome::Reject, ..nack }).outcome(), v1::SettleOutcome::Reject);
+    }
+
+    #[test]
+    fn key_hash_is_64_bit_fnv1a() {
+        // The published FNV-1a test vectors.
+        assert_eq!(key_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(key_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(key_hash(b"foobar"), 0x8594_4171_f739_67e8);
     }
 }

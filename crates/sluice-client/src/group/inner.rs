@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::book::{OffsetBook, diff, to_proto};
 use super::coordinator::Coordinator;
 use super::membership::Membership;
+use super::settles::SettleBook;
 use super::{GroupContext, RebalanceListener};
 use crate::client::Client;
 use crate::config::{GroupConsumerConfig, SeekTo};
@@ -29,6 +30,11 @@ pub(super) struct Core {
     pub(super) membership: Arc<Membership>,
     pub(super) fetcher: Fetcher,
     pub(super) book: OffsetBook,
+    /// Per-message outcomes not sent yet, open retries, blocked keys (`settles.rs`).
+    pub(super) settles: SettleBook,
+    /// When `poll` next asks for due retries, and the assignment version it last asked under.
+    pub(super) next_retry_poll: Instant,
+    pub(super) retry_polled_version: u64,
     /// The loss count and assignment version `poll` has applied (see `membership.rs`).
     pub(super) applied_incarnation: u64,
     pub(super) applied_version: u64,
@@ -63,6 +69,10 @@ pub(super) async fn reconcile<L: RebalanceListener>(core: &mut Core, listener: &
     let Some(target) = assignment.filter(|_| version != core.applied_version) else { return };
     let change = diff(core.fetcher.partitions(), &target);
     if !change.revoked.is_empty() {
+        // Outcomes of the partitions given up go to the coordinator while they are still owned.
+        if let Err(error) = core.flush_settles().await {
+            tracing::warn!(group = core.config.group, %error, "settling before giving up partitions failed");
+        }
         if core.config.auto_commit {
             let due = core.book.finished_uncommitted(Some(&change.revoked));
             if let Err(error) = core.commit_now(due).await {
@@ -110,6 +120,7 @@ impl Core {
     pub(super) fn forget(&mut self, tp: &TopicPartition) {
         self.fetcher.remove(tp);
         self.book.remove(tp);
+        self.settles.forget(tp);
     }
 
     /// Tells the heartbeat task what is owned now, so it reports it at once.
@@ -170,6 +181,7 @@ impl Core {
 
     pub(super) async fn commit(&mut self) -> Result<()> {
         self.check_subscribed()?;
+        self.settles.finish_retries();
         let due = self.book.returned_uncommitted();
         self.commit_now(due).await
     }
@@ -186,7 +198,10 @@ impl Core {
 
     /// Commits `offsets` under the member's current epoch. A refusal because the epoch moved
     /// on while the commit was under way is retried once with the new epoch.
+    /// The batched settles are sent first: a position never passes a message whose nack or
+    /// reject the coordinator has not stored.
     pub(super) async fn commit_now(&mut self, offsets: Vec<(TopicPartition, u64)>) -> Result<()> {
+        self.flush_settles().await?;
         if offsets.is_empty() {
             return Ok(());
         }

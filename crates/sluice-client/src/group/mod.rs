@@ -15,6 +15,8 @@ pub(crate) mod coordinator;
 mod inner;
 mod listener;
 mod membership;
+mod retrying;
+mod settles;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,11 +30,13 @@ use self::coordinator::Coordinator;
 use self::inner::{Core, reconcile};
 pub use self::listener::{NoRebalanceListener, RebalanceListener};
 use self::membership::Membership;
+use self::settles::SettleBook;
 use crate::client::Client;
 use crate::config::{GroupConsumerConfig, SeekTo};
 use crate::error::{Error, Result};
 use crate::fetcher::Fetcher;
 use crate::record::ConsumedRecord;
+use crate::retries::SettleOutcome;
 use crate::topic_partition::TopicPartition;
 
 /// A member of a consumer group: reads the partitions the group's coordinator assigns it,
@@ -121,6 +125,9 @@ impl Client {
                 .with_filter(config.filter.clone().unwrap_or_default(), config.group.clone())
                 .with_isolation(config.isolation),
             book: OffsetBook::default(),
+            settles: SettleBook::new(config.key_ordered),
+            next_retry_poll: Instant::now(),
+            retry_polled_version: 0,
             applied_incarnation: 0,
             applied_version: 0,
             next_auto_commit: Instant::now() + config.auto_commit_interval,
@@ -183,9 +190,21 @@ impl<L: RebalanceListener> GroupConsumer<L> {
                 let (membership, coordinator) = (Arc::clone(&self.core.membership), Arc::clone(&self.core.coordinator));
                 let task = membership::run(membership, coordinator, self.core.config.clone());
                 self.core.heartbeat = Some(tokio::spawn(task));
+                self.core.wait_joined().await?;
+                return self.join_retry_policy().await;
             }
         }
         self.core.wait_joined().await
+    }
+
+    /// On joining: agrees on the group's retry policy, or leaves again if the group has
+    /// another (the next `subscribe` joins anew).
+    async fn join_retry_policy(&mut self) -> Result<()> {
+        let agreed = self.core.agree_retry_policy().await;
+        if agreed.is_err() {
+            self.core.leave().await;
+        }
+        agreed
     }
 
     /// Returns the records that arrive within `max_wait` from the partitions this member
@@ -197,6 +216,11 @@ impl<L: RebalanceListener> GroupConsumer<L> {
     /// the listener's callbacks; this may take longer than `max_wait` while partitions are
     /// being committed or their committed offsets read. A partition whose position is outside
     /// what it holds restarts at `auto_offset_reset`.
+    ///
+    /// Due retries of the owned partitions come first, each with its
+    /// [`attempt`](ConsumedRecord::attempt), so records of a partition may arrive out of
+    /// offset order. In a key-ordered group a record whose key waits behind a failing message
+    /// is parked (delivered later as a retry, after it) instead of returned.
     ///
     /// Fails if the coordinator refused the member for good (the error says why; the member
     /// keeps trying), or with a fetch error (the partition is retried on the next call).
@@ -219,6 +243,7 @@ impl<L: RebalanceListener> GroupConsumer<L> {
         core.check_subscribed()?;
         let deadline = Instant::now() + max_wait;
         core.book.finish_all();
+        core.settles.finish_retries();
         core.auto_commit_if_due().await;
         loop {
             if let Some(error) = core.membership.lock().error.take() {
@@ -226,7 +251,18 @@ impl<L: RebalanceListener> GroupConsumer<L> {
             }
             reconcile(core, &mut self.listener).await;
             core.resolve_positions().await?;
-            let records = match core.fetcher.fetch(deadline, Some(&core.membership.changed)).await {
+            if core.retry_poll_due() {
+                let retries = core.poll_due_retries().await;
+                match retries {
+                    Ok(retries) if !retries.is_empty() => return Ok(retries),
+                    Ok(_) => {}
+                    // A key-ordered member must know the blocked keys before it fetches.
+                    Err(error) if core.settles.key_ordered() => return Err(error),
+                    Err(error) => tracing::warn!(group = core.config.group, %error, "polling due retries failed"),
+                }
+            }
+            let until = deadline.min(core.next_retry_poll);
+            let records = match core.fetcher.fetch(until, Some(&core.membership.changed)).await {
                 Ok(records) => records,
                 Err(Error::OffsetOutOfRange { topic, partition, offset, log_start_offset, high_watermark }) => {
                     let tp = TopicPartition::new(topic, partition);
@@ -236,12 +272,85 @@ impl<L: RebalanceListener> GroupConsumer<L> {
                 }
                 Err(error) => return Err(error),
             };
+            let records = core.admit(records);
             core.note_returned();
             core.report_skipped();
             if !records.is_empty() || Instant::now() >= deadline {
                 return Ok(records);
             }
         }
+    }
+
+    /// Acknowledges a record `poll` returned: processed. Needed only for a retry (a record
+    /// whose [`attempt`](ConsumedRecord::attempt) is above 1), and implied for every record
+    /// left unsettled when `poll` is called again or positions are committed.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: sluice_client::GroupConsumer) -> sluice_client::Result<()> {
+    /// for record in consumer.poll(std::time::Duration::from_secs(1)).await? {
+    ///     consumer.ack(&record)?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn ack(&mut self, record: &ConsumedRecord) -> Result<()> {
+        self.core.settle(record, SettleOutcome::Ack, String::new())
+    }
+
+    /// Negatively acknowledges a record: it is delivered again (to a member of the group,
+    /// with the next attempt number) after `delay`, or the group's backoff for this attempt
+    /// if `None`; after its last attempt it goes to the dead-letter queue `<group>.dlq`. The
+    /// nack is sent with the next batch of settles, before any commit past the record; the
+    /// partition keeps flowing meanwhile (in a key-ordered group, the record's key waits).
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: sluice_client::GroupConsumer) -> sluice_client::Result<()> {
+    /// for record in consumer.poll(std::time::Duration::from_secs(1)).await? {
+    ///     consumer.nack(&record, Some(std::time::Duration::from_secs(30)))?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn nack(&mut self, record: &ConsumedRecord, delay: Option<Duration>) -> Result<()> {
+        self.nack_because(record, delay, String::new())
+    }
+
+    /// Like [`nack`](GroupConsumer::nack), recording why (at most 256 bytes are kept; the
+    /// dead-letter entry shows the last reason).
+    ///
+    /// ```no_run
+    /// # fn example(consumer: &mut sluice_client::GroupConsumer, record: &sluice_client::ConsumedRecord) -> sluice_client::Result<()> {
+    /// consumer.nack_because(record, None, "database unavailable")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn nack_because(
+        &mut self,
+        record: &ConsumedRecord,
+        delay: Option<Duration>,
+        reason: impl Into<String>,
+    ) -> Result<()> {
+        self.core.settle(record, SettleOutcome::Nack { delay }, reason.into())
+    }
+
+    /// Sends a record straight to the group's dead-letter queue, with `reason`.
+    ///
+    /// ```no_run
+    /// # fn example(consumer: &mut sluice_client::GroupConsumer, record: &sluice_client::ConsumedRecord) -> sluice_client::Result<()> {
+    /// consumer.reject(record, "not valid JSON")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn reject(&mut self, record: &ConsumedRecord, reason: impl Into<String>) -> Result<()> {
+        self.core.settle(record, SettleOutcome::Reject, reason.into())
+    }
+
+    /// Sends the acks, nacks and rejects noted so far to the group's coordinator now, instead
+    /// of with the next commit or retry poll.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: sluice_client::GroupConsumer) -> sluice_client::Result<()> {
+    /// consumer.flush_settles().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush_settles(&mut self) -> Result<()> {
+        self.core.flush_settles().await
     }
 
     /// Commits the position after the last record `poll` returned, for every partition
@@ -266,7 +375,8 @@ impl<L: RebalanceListener> GroupConsumer<L> {
     }
 
     /// Commits these offsets (each the *next* offset to read) for partitions this member
-    /// owns. See [`GroupConsumer::commit`].
+    /// owns. See [`GroupConsumer::commit`]. A retry (a record whose `attempt()` is above 1) is
+    /// behind its partition's position: committing after it would move the position back.
     ///
     /// ```no_run
     /// # use sluice_client::{ConsumedRecord, GroupConsumer};
@@ -377,7 +487,9 @@ impl<L: RebalanceListener> GroupConsumer<L> {
         if core.heartbeat.is_none() {
             return Ok(());
         }
-        let committed = if core.config.auto_commit { core.commit().await } else { Ok(()) };
+        // Without auto-commit the positions are the application's to commit, but its nacks and
+        // rejects must still reach the coordinator.
+        let committed = if core.config.auto_commit { core.commit().await } else { core.flush_settles().await };
         let owned = core.assignment();
         if !owned.is_empty() {
             listener.on_revoked(&mut GroupContext { core: &mut core }, &owned).await;
