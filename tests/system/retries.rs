@@ -187,7 +187,6 @@ async fn setup(client: &Client) -> GroupConsumer {
     let config = GroupConsumerConfig {
         auto_offset_reset: OffsetReset::Earliest,
         auto_commit_interval: Duration::from_millis(300),
-        session_timeout: Duration::from_secs(6),
         retry: Some(policy()),
         ..GroupConsumerConfig::new(GROUP)
     };
