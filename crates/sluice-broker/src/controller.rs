@@ -184,9 +184,11 @@ impl ControllerGroup {
         let me = self.node_id;
         let changes: Vec<(sluice_common::NodeId, bool)> = self.metadata.read(|m| {
             m.brokers()
-                .filter(|b| b.node_id.0 != me)
                 .filter_map(|b| {
-                    let live = ages.get(&b.node_id.0).copied().flatten().is_some_and(|age| age < session_timeout);
+                    // The leader is live; its record may say otherwise when it was marked dead
+                    // by a leader before it and restarted to lead the group itself.
+                    let live = b.node_id.0 == me
+                        || ages.get(&b.node_id.0).copied().flatten().is_some_and(|age| age < session_timeout);
                     (live != b.live).then_some((b.node_id, live))
                 })
                 .collect()
