@@ -14,6 +14,10 @@ use std::io::{self, BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
+mod retry;
+
+pub use self::retry::{DeadLetter, Fate, KEYS, RetryAction, RetryGroup, RetryRead, fate_of, key_of};
+
 /// One line of the history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -189,6 +193,41 @@ pub enum Op {
         at_ms: u64,
         /// How many acknowledged messages the runner still expected and had not received.
         missing: u64,
+    },
+    /// The retry workload's parameters, recorded once by the runner (`ok`) before anything is
+    /// sent: its groups and their policy (a ladder of waits, no jitter), what the checker
+    /// needs to judge attempts and due times.
+    RetrySetup {
+        /// The groups consuming the topic.
+        groups: Vec<RetryGroup>,
+        /// The wait after attempt `n` is `ladder_ms[n - 1]` (the last one beyond).
+        ladder_ms: Vec<u64>,
+        /// Deliveries before a message goes to the dead-letter queue.
+        max_attempts: u32,
+        /// How far a coordinator's wall clock may be from the runner's, in ms (as for the
+        /// delay workload): a retry may come this much early by the runner's clock.
+        max_clock_skew_ms: u64,
+    },
+    /// One poll of a retry workload member. On `ok`: every record it returned, with its
+    /// attempt and what the member did with it (acks, nacks and rejects go to the coordinator
+    /// with the member's next settles).
+    RetryPoll {
+        /// The member's group.
+        group: String,
+        /// The records, in the order returned.
+        reads: Vec<RetryRead>,
+    },
+    /// The retry workload's members stopped (recorded once by the runner, `ok`).
+    RetryEnd {
+        /// Messages whose fate the members had not seen through, per the runner's count.
+        unresolved: u64,
+    },
+    /// A group's dead-letter queue, read whole after the members stopped (runner, `ok`).
+    DeadLetters {
+        /// The group.
+        group: String,
+        /// Every entry, by offset.
+        entries: Vec<DeadLetter>,
     },
     /// The txn workload's parameters, recorded once by the runner (`ok`) before anything is
     /// written.
@@ -455,6 +494,11 @@ impl Op {
         )
     }
 
+    /// Whether the operation belongs to the retry workload.
+    pub fn is_retry(&self) -> bool {
+        matches!(self, Op::RetrySetup { .. } | Op::RetryPoll { .. } | Op::RetryEnd { .. } | Op::DeadLetters { .. })
+    }
+
     /// Whether the operation belongs to the delay workload.
     pub fn is_delay(&self) -> bool {
         matches!(
@@ -480,6 +524,9 @@ pub enum WorkloadKind {
     /// Transactions: writers committing, aborting, abandoning and fencing transactions over
     /// two topics, a consume-transform-produce processor, `read_committed` readers.
     Txn,
+    /// Retries: group members acking, nacking and rejecting by each message's fate, in an
+    /// unordered and a key-ordered group; the dead-letter queues read after.
+    Retry,
 }
 
 impl WorkloadKind {
@@ -490,6 +537,8 @@ impl WorkloadKind {
             WorkloadKind::Delay
         } else if events.iter().any(|e| e.op.is_txn()) {
             WorkloadKind::Txn
+        } else if events.iter().any(|e| e.op.is_retry()) {
+            WorkloadKind::Retry
         } else {
             WorkloadKind::Log
         }
@@ -501,6 +550,7 @@ impl WorkloadKind {
             WorkloadKind::Log => "log",
             WorkloadKind::Delay => "delay",
             WorkloadKind::Txn => "txn",
+            WorkloadKind::Retry => "retry",
         }
     }
 }

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use sluice_jepsen::net::NetworkMode;
 use sluice_jepsen::run::{self, RunOptions};
 use sluice_jepsen::schedule::parse_families;
-use sluice_jepsen::workload::{DelayConfig, TxnConfig, WorkloadConfig, WorkloadKind};
+use sluice_jepsen::workload::{DelayConfig, RetryConfig, TxnConfig, WorkloadConfig, WorkloadKind};
 use sluice_jepsen::{disk, net, nodes};
 
 /// Sluice's failure-injection suite.
@@ -76,9 +76,10 @@ struct RunArgs {
     #[arg(long, default_value_t = 0)]
     net: u8,
     /// The workload: log (producers, consumer groups, readers, the final drain), delay
-    /// (delayed messages, some cancelled, read once released; docs/DELAYS.md) or txn
+    /// (delayed messages, some cancelled, read once released; docs/DELAYS.md), txn
     /// (transactions, a consume-transform-produce processor, read_committed readers;
-    /// docs/TRANSACTIONS.md).
+    /// docs/TRANSACTIONS.md) or retry (acks, nacks, rejects, dead-letter queues, a key-ordered
+    /// group; docs/RETRIES.md).
     #[arg(long, value_enum, default_value_t = WorkloadKind::Log)]
     workload: WorkloadKind,
     /// Partitions of the workload's topic.
@@ -87,7 +88,8 @@ struct RunArgs {
     /// Producer processes.
     #[arg(long, default_value_t = 2)]
     producers: u32,
-    /// Consumer group member processes (log workload).
+    /// Consumer group member processes (log workload; the retry workload runs this many in
+    /// each of its two groups).
     #[arg(long, default_value_t = 2)]
     members: u32,
     /// Members of a second group, which consumes with a tag filter (docs/FILTERS.md; log
@@ -123,6 +125,13 @@ struct RunArgs {
     /// stuck-LSO check allows it plus 1 s and its allowances).
     #[arg(long, default_value_t = TxnConfig::default().timeout.as_millis() as u64)]
     txn_timeout_ms: u64,
+    /// Retry workload: deliveries of a message before it goes to the dead-letter queue.
+    #[arg(long, default_value_t = RetryConfig::default().max_attempts)]
+    retry_max_attempts: u32,
+    /// Retry workload: the waits after each attempt, in ms, comma-separated (the last one
+    /// for every attempt beyond).
+    #[arg(long, value_delimiter = ',', default_values_t = RetryConfig::default().ladder_ms)]
+    retry_ladder_ms: Vec<u64>,
 }
 
 fn main() -> ExitCode {
@@ -168,7 +177,7 @@ fn run_command(args: RunArgs) -> Result<bool> {
     // The txn workload's first topic is the run's topic (the probes', the node logs').
     let topic = match args.workload {
         WorkloadKind::Txn => txn.topics[0].clone(),
-        WorkloadKind::Log | WorkloadKind::Delay => WorkloadConfig::default().topic,
+        WorkloadKind::Log | WorkloadKind::Delay | WorkloadKind::Retry => WorkloadConfig::default().topic,
     };
     let workload = WorkloadConfig {
         kind: args.workload,
@@ -180,6 +189,12 @@ fn run_command(args: RunArgs) -> Result<bool> {
             ..DelayConfig::default()
         },
         txn,
+        retry: RetryConfig {
+            max_attempts: args.retry_max_attempts,
+            ladder_ms: args.retry_ladder_ms.clone(),
+            // The clock skew comes from the run (`run::run`).
+            ..RetryConfig::default()
+        },
         topic,
         partitions: args.partitions,
         producers: args.producers,
@@ -237,6 +252,11 @@ fn run_command(args: RunArgs) -> Result<bool> {
         WorkloadKind::Txn => format!(
             " --workload txn --txn-writers {} --txn-rate {} --txn-timeout-ms {}",
             args.txn_writers, args.txn_rate, args.txn_timeout_ms
+        ),
+        WorkloadKind::Retry => format!(
+            " --workload retry --retry-max-attempts {} --retry-ladder-ms {}",
+            args.retry_max_attempts,
+            args.retry_ladder_ms.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
         ),
     };
     println!(

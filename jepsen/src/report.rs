@@ -15,9 +15,11 @@ use crate::history::WorkloadKind;
 
 mod anomaly;
 mod levels;
+mod retry;
 
 pub use anomaly::{Anomaly, Place, Sighting, TxnPlace};
 pub use levels::{AckLevels, AllowedLoss, LOSS_EXAMPLES, LevelTotals};
+pub use retry::{RetryCheck, RetryGroupStats, RetryStats};
 
 /// How many examples of one anomaly kind a report keeps; the count is always complete.
 pub const EXAMPLES_PER_KIND: usize = 20;
@@ -50,6 +52,9 @@ pub struct Report {
     /// The txn workload's figures (`None` for other histories).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn: Option<TxnStats>,
+    /// The retry workload's figures (`None` for other histories).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryStats>,
 }
 
 /// What the txn workload did and saw: its transactions by outcome, what became visible, the
@@ -218,6 +223,24 @@ pub enum AnomalyKind {
     /// allowance) at least the transaction timeout plus the allowance long: the workload made
     /// no progress (a wedged coordinator, a full disk of the runner's machine, ...).
     Stalled,
+    /// A retry delivered with an attempt number of 0 or above the policy's `max_attempts`.
+    RetryAttempts,
+    /// A retry received before its previous attempt's delivery plus the policy's wait for
+    /// it (less the allowed clock skew).
+    EarlyRetry,
+    /// An acknowledged message a retry group never saw through (never delivered, or a
+    /// message failing once never delivered again).
+    LostRetry,
+    /// A message that failed at every attempt or was rejected, missing from its group's
+    /// dead-letter queue.
+    DlqMissing,
+    /// A dead letter of a message that was to be processed, or not matching its message.
+    DlqUnexpected,
+    /// A message dead-lettered twice by one group without a fresh delivery explaining it.
+    DlqDuplicate,
+    /// In a key-ordered group, a later message of a key delivered while an earlier one of the
+    /// key waited for its retry.
+    KeyOrder,
     /// An event the checker cannot interpret (e.g. an `ok` send without its offset): the
     /// history itself is broken, so the other verdicts may be incomplete.
     Malformed,
@@ -225,7 +248,7 @@ pub enum AnomalyKind {
 
 impl AnomalyKind {
     /// Every kind, in report order.
-    pub const ALL: [AnomalyKind; 22] = [
+    pub const ALL: [AnomalyKind; 29] = [
         AnomalyKind::LostWrite,
         AnomalyKind::Unseen,
         AnomalyKind::Duplicate,
@@ -247,6 +270,13 @@ impl AnomalyKind {
         AnomalyKind::StuckLso,
         AnomalyKind::StuckTransaction,
         AnomalyKind::Stalled,
+        AnomalyKind::RetryAttempts,
+        AnomalyKind::EarlyRetry,
+        AnomalyKind::LostRetry,
+        AnomalyKind::DlqMissing,
+        AnomalyKind::DlqUnexpected,
+        AnomalyKind::DlqDuplicate,
+        AnomalyKind::KeyOrder,
         AnomalyKind::Malformed,
     ];
 
@@ -301,12 +331,32 @@ impl AnomalyKind {
         AnomalyKind::Malformed,
     ];
 
+    /// The kinds the retry workload's history is checked for, in report order: its sends and
+    /// the final read of its topic go through the write and replica checks too.
+    pub const RETRY: [AnomalyKind; 14] = [
+        AnomalyKind::RetryAttempts,
+        AnomalyKind::EarlyRetry,
+        AnomalyKind::LostRetry,
+        AnomalyKind::DlqMissing,
+        AnomalyKind::DlqUnexpected,
+        AnomalyKind::DlqDuplicate,
+        AnomalyKind::KeyOrder,
+        AnomalyKind::LostWrite,
+        AnomalyKind::Unseen,
+        AnomalyKind::Duplicate,
+        AnomalyKind::InconsistentOffsets,
+        AnomalyKind::AbortedRead,
+        AnomalyKind::Divergence,
+        AnomalyKind::Malformed,
+    ];
+
     /// The kinds a history of `workload` is checked for.
     pub fn checked_for(workload: WorkloadKind) -> &'static [AnomalyKind] {
         match workload {
             WorkloadKind::Log => &AnomalyKind::LOG,
             WorkloadKind::Delay => &AnomalyKind::DELAY,
             WorkloadKind::Txn => &AnomalyKind::TXN,
+            WorkloadKind::Retry => &AnomalyKind::RETRY,
         }
     }
 
@@ -334,6 +384,13 @@ impl AnomalyKind {
             AnomalyKind::StuckLso => "stuck-lso",
             AnomalyKind::StuckTransaction => "stuck-transaction",
             AnomalyKind::Stalled => "stalled",
+            AnomalyKind::RetryAttempts => "retry-attempts",
+            AnomalyKind::EarlyRetry => "early-retry",
+            AnomalyKind::LostRetry => "lost-retry",
+            AnomalyKind::DlqMissing => "dlq-missing",
+            AnomalyKind::DlqUnexpected => "dlq-unexpected",
+            AnomalyKind::DlqDuplicate => "dlq-duplicate",
+            AnomalyKind::KeyOrder => "key-order",
             AnomalyKind::Malformed => "malformed",
         }
     }
@@ -469,6 +526,9 @@ impl Report {
         }
         if let Some(txn) = &self.txn {
             write_txn(&mut out, txn);
+        }
+        if let Some(retry) = &self.retry {
+            retry::write(&mut out, retry);
         }
         self.write_anomalies(&mut out);
         self.write_groups(&mut out);

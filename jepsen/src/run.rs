@@ -108,6 +108,7 @@ fn workload_config(options: &RunOptions) -> WorkloadConfig {
     config.delay.seed = options.seed;
     config.txn.seed = options.seed;
     config.delay.max_clock_skew = crate::schedule::max_clock_skew(&options.families);
+    config.retry.max_clock_skew = config.delay.max_clock_skew;
     config
 }
 

@@ -333,7 +333,7 @@ fn stats(delays: &Delays<'_>, first: &HashMap<&str, ((u32, u64), Receipt<'_>)>, 
 }
 
 /// The `p`th percentile of sorted, non-empty `values`, by nearest rank.
-fn percentile(values: &[i64], p: usize) -> i64 {
+pub(super) fn percentile(values: &[i64], p: usize) -> i64 {
     let rank = (values.len() * p).div_ceil(100).max(1);
     values[rank - 1]
 }

@@ -72,6 +72,11 @@ impl<'a> Index<'a> {
         for event in events {
             match &event.op {
                 Op::TxnSetup { topics, .. } => txn_topic = topics.first().map(String::as_str),
+                Op::RetryPoll { reads, .. } if event.kind == Kind::Ok => {
+                    for read in reads {
+                        index.add_read(event.index, read.partition, read.offset, &read.value);
+                    }
+                }
                 Op::TxnPoll { reads, .. } if event.kind == Kind::Ok => {
                     for read in reads.iter().filter(|r| Some(r.topic.as_str()) == txn_topic) {
                         index.add_read(event.index, read.partition, read.offset, &read.value);

@@ -17,6 +17,10 @@
 //!   successful cancel, or read with a value or delivery time nobody sent. Its sends and reads
 //!   are in the index too, so the write checks report a message released twice (`duplicate`),
 //!   two values at one offset, and a failed send that is read (`aborted-read`);
+//! - `retries` (retry workload): attempts in range, no retry before its wait, every message
+//!   seen through by each group, the dead-letter queues holding exactly the messages that
+//!   exhausted their attempts (once each), key order in the key-ordered group. Its sends and
+//!   its members' reads are in the index too, for the write checks;
 //! - `txns` (txn workload): transactions seen in part (`torn`), values of aborted ones read
 //!   (`aborted-read`), committed ones missing values (`lost-commit`), values at two places,
 //!   the processor's outputs not exactly once, last stable offsets held back too long. The
@@ -34,6 +38,7 @@ mod index;
 mod levels;
 mod polls;
 mod replicas;
+mod retries;
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]
@@ -59,6 +64,7 @@ pub fn check(events: &[Event]) -> Report {
     let acks = levels::measure(events, &index);
     let delay = (workload == WorkloadKind::Delay).then(|| delays::check(events, &index, &mut found));
     let txn = (workload == WorkloadKind::Txn).then(|| txns::check(events, &index, &availability.windows, &mut found));
+    let retry = (workload == WorkloadKind::Retry).then(|| retries::check(events, &index, &mut found));
     Report {
         workload,
         events: events.len() as u64,
@@ -69,6 +75,7 @@ pub fn check(events: &[Event]) -> Report {
         acks,
         delay,
         txn,
+        retry,
     }
 }
 
@@ -123,6 +130,10 @@ fn op_name(op: &Op) -> &'static str {
         Op::TxnEnd { .. } => "txn_end",
         Op::TxnDrain { .. } => "txn_drain",
         Op::TxnOffsets { .. } => "txn_offsets",
+        Op::RetrySetup { .. } => "retry_setup",
+        Op::RetryPoll { .. } => "retry_poll",
+        Op::RetryEnd { .. } => "retry_end",
+        Op::DeadLetters { .. } => "dead_letters",
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::AnomalyKind;
+use super::{AnomalyKind, RetryCheck};
 use crate::history::{TxnOutcome, TxnValue};
 
 /// One anomaly instance and its evidence. Event indexes are [`crate::history::Event::index`].
@@ -382,6 +382,21 @@ pub enum Anomaly {
         /// Where it ends.
         to_ms: u64,
     },
+    /// A retry workload finding: which check failed, for which message of which group.
+    Retry {
+        /// The check.
+        check: RetryCheck,
+        /// The group.
+        group: String,
+        /// The message.
+        value: String,
+        /// Where it was acknowledged.
+        partition: u32,
+        /// Where it was acknowledged.
+        offset: u64,
+        /// What was seen, with event indexes.
+        detail: String,
+    },
     /// An event the checker cannot interpret.
     Malformed {
         /// The event.
@@ -614,6 +629,9 @@ impl Anomaly {
                 *from_ms as f64 / 1000.0,
                 *to_ms as f64 / 1000.0
             ),
+            Anomaly::Retry { check: _, group, value, partition, offset, detail } => {
+                format!("group {group}: {value:?} (p{partition}@{offset}) {detail}")
+            }
             Anomaly::Malformed { event, reason } => format!("event {event}: {reason}"),
         }
     }
@@ -646,6 +664,7 @@ impl Anomaly {
             Anomaly::StuckLso { .. } => AnomalyKind::StuckLso,
             Anomaly::StuckTransaction { .. } => AnomalyKind::StuckTransaction,
             Anomaly::Stalled { .. } => AnomalyKind::Stalled,
+            Anomaly::Retry { check, .. } => check.kind(),
             Anomaly::Malformed { .. } => AnomalyKind::Malformed,
         }
     }

@@ -26,7 +26,8 @@ impl Levels {
     /// The levels of process `process`'s sends.
     pub(super) fn new(config: &WorkloadConfig, process: u32) -> Levels {
         let rng = SplitMix64::new(config.seed ^ SALT ^ u64::from(process).rotate_left(32));
-        Levels { rng, leader: config.leader_percent.into(), none: config.none_percent.into() }
+        let (leader, none) = config.level_shares();
+        Levels { rng, leader: leader.into(), none: none.into() }
     }
 
     /// The next send's level.
@@ -53,9 +54,9 @@ impl Producers {
         config: &WorkloadConfig,
         until: Instant,
     ) -> Option<Producers> {
-        let all = 100u32.saturating_sub(config.leader_percent.saturating_add(config.none_percent));
-        let shares =
-            [(AckLevel::All, all), (AckLevel::Leader, config.leader_percent), (AckLevel::None, config.none_percent)];
+        let (leader, none) = config.level_shares();
+        let all = 100u32.saturating_sub(leader.saturating_add(none));
+        let shares = [(AckLevel::All, all), (AckLevel::Leader, leader), (AckLevel::None, none)];
         let mut producers = Vec::new();
         for (level, _) in shares.into_iter().filter(|&(_, share)| share > 0) {
             producers.push((level, start_at(client, process, level, until).await?));

@@ -25,7 +25,9 @@
 //! of delayed messages, a canceller and consumers; see `delay/mod.rs`. So does the txn workload
 //! (`WorkloadKind::Txn`, `txn/`): transactional writers, a consume-transform-produce processor
 //! and its source's feeder, `read_committed` readers and a monitor of last stable offsets; see
-//! `txn/mod.rs`.
+//! `txn/mod.rs`. And so does the retry workload (`WorkloadKind::Retry`, `retry/`): keyed
+//! producers and the members of an unordered and a key-ordered group that ack, nack and reject
+//! by each message's fate; see `retry/mod.rs`.
 //!
 //! Afterwards, [`Workload::drain`] reads every partition whole (`FinalRead`) and the group's
 //! committed offsets (`FinalCommitted`), and [`record_node_logs`] records each stopped broker's
@@ -43,6 +45,7 @@ mod node_log;
 mod outcome;
 mod producer;
 mod reader;
+mod retry;
 mod txn;
 
 use std::fs::File;
@@ -61,6 +64,7 @@ use crate::history::{Kind, Op, Recorder};
 
 pub use self::delay::DelayConfig;
 pub use self::node_log::record_node_logs;
+pub use self::retry::RetryConfig;
 pub use self::txn::TxnConfig;
 
 /// The history being written, shared by every task of the workload and the runner.
@@ -114,6 +118,8 @@ pub struct WorkloadConfig {
     pub delay: DelayConfig,
     /// The txn workload's own settings (its first topic must be `topic`).
     pub txn: TxnConfig,
+    /// The retry workload's own settings (it runs `members` members in each of its groups).
+    pub retry: RetryConfig,
     /// The topic written and read; created by [`Workload::setup`] with replication factor 3.
     pub topic: String,
     /// The topic's partitions.
@@ -147,6 +153,7 @@ impl Default for WorkloadConfig {
             kind: WorkloadKind::Log,
             delay: DelayConfig::default(),
             txn: TxnConfig::default(),
+            retry: RetryConfig::default(),
             topic: "jepsen".into(),
             partitions: 6,
             producers: 2,
@@ -189,6 +196,9 @@ impl WorkloadConfig {
         if self.kind == WorkloadKind::Txn {
             return self.txn.validate(&self.topic, self.readers);
         }
+        if self.kind == WorkloadKind::Retry {
+            return self.retry.validate(self.producers, self.members);
+        }
         let processes = u64::from(self.producers)
             + u64::from(self.members)
             + u64::from(self.filtered_members)
@@ -208,6 +218,16 @@ impl WorkloadConfig {
             WorkloadKind::Log => self.producers + self.members + self.filtered_members + self.readers,
             WorkloadKind::Delay => self.producers + 1 + self.readers,
             WorkloadKind::Txn => self.txn.processes(self.readers),
+            WorkloadKind::Retry => self.producers + 2 * self.members,
+        }
+    }
+
+    /// The shares of sends at `leader` and at `none`, in percent: none in the retry
+    /// workload, whose checks need every message acknowledged with its offset.
+    fn level_shares(&self) -> (u32, u32) {
+        match self.kind {
+            WorkloadKind::Retry => (0, 0),
+            _ => (self.leader_percent, self.none_percent),
         }
     }
 
@@ -219,6 +239,11 @@ impl WorkloadConfig {
     /// The groups whose members run, with the filter each consumes with.
     fn groups(&self) -> Vec<(String, Option<MessageFilter>)> {
         let mut groups = Vec::new();
+        if self.kind == WorkloadKind::Retry {
+            // Its groups' positions move past failing messages: the log's group checks do not
+            // apply (the retry checks do).
+            return groups;
+        }
         if self.members > 0 {
             groups.push((self.group.clone(), None));
         }
@@ -291,6 +316,8 @@ pub struct Workload {
     delay: delay::Delays,
     /// The txn workload's processes that outlive the run (unused by the others).
     txn: txn::Txns,
+    /// The retry workload's members and what they have seen (unused by the others).
+    retry: retry::Retries,
 }
 
 impl std::fmt::Debug for Workload {
@@ -335,6 +362,7 @@ impl Workload {
             history_failure: Mutex::new(None),
             delay: delay::Delays::default(),
             txn: txn::Txns::default(),
+            retry: retry::Retries::default(),
         })
     }
 
@@ -358,6 +386,7 @@ impl Workload {
             WorkloadKind::Log => self.start_log(&recorder, until),
             WorkloadKind::Delay => delay::start(self, &recorder, until),
             WorkloadKind::Txn => txn::start(self, &recorder, until),
+            WorkloadKind::Retry => retry::start(self, &recorder, until),
         };
         let tasks = match started {
             Ok(tasks) => tasks,
@@ -394,7 +423,7 @@ impl Workload {
             let history = History { recorder: Arc::clone(recorder), process };
             let (client, config) = (client.clone(), Arc::clone(config));
             let task = if process < config.producers {
-                tokio::spawn(producer::run(client, history, config, until))
+                tokio::spawn(producer::run(client, history, config, until, None))
             } else if process < config.producers + config.members {
                 tokio::spawn(member::run(client, history, config, until, false))
             } else if process < config.producers + config.members + config.filtered_members {
@@ -426,6 +455,7 @@ impl Workload {
             WorkloadKind::Log => self.drain_log(&history, limit).await,
             WorkloadKind::Delay => delay::drain(self, &history).await,
             WorkloadKind::Txn => txn::drain(self, &history, limit).await,
+            WorkloadKind::Retry => retry::drain(self, &history, limit).await,
         };
         history.flush()?;
         result

@@ -7,7 +7,7 @@
 //! the `all` sends, the only ones acknowledged with offsets, all go through one producer.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -17,8 +17,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::levels::{Levels, Producers, sdk_acks};
 use super::outcome::{delivery_failure, enqueue_failure, value_name};
-use super::{ERROR_PAUSE, History, WorkloadConfig, WorkloadError};
-use crate::history::{AckLevel, Kind, Op, tag_of};
+use super::{ERROR_PAUSE, History, WorkloadConfig, WorkloadError, retry};
+use crate::history::{AckLevel, Kind, Op, key_of, tag_of};
 
 /// Sends awaiting their delivery at once: enough to keep up the rate while each waits for
 /// replication and fsync, and to keep several batches per partition in flight.
@@ -41,7 +41,9 @@ pub(super) async fn run(
     history: History,
     config: Arc<WorkloadConfig>,
     until: Instant,
+    retry: Option<Arc<Mutex<retry::Tracker>>>,
 ) -> Result<(), WorkloadError> {
+    let keyed = retry.is_some();
     let Some(producers) = Producers::start(&client, history.process, &config, until).await else { return Ok(()) };
     let mut levels = Levels::new(&config, history.process);
     let topic: Arc<str> = Arc::from(config.topic.as_str());
@@ -55,13 +57,13 @@ pub(super) async fn run(
             biased;
             () = tokio::time::sleep_until(until) => break,
             Some((value, level, result)) = pending.next() => {
-                complete(&history, &mut outstanding, value, level, result)?;
+                complete(&history, &mut outstanding, (value, level, result), retry.as_deref())?;
             }
             _ = ticker.tick(), if pending.len() < IN_FLIGHT => {
                 let value = value_name(history.process, sent);
                 sent += 1;
                 let level = levels.next();
-                if let Some(delivery) = invoke(&history, producers.of(level), &topic, &value, level).await? {
+                if let Some(delivery) = invoke(&history, producers.of(level), &topic, &value, (level, keyed)).await? {
                     outstanding.insert(value.clone(), level);
                     pending.push(async move { (value, level, delivery.await) });
                 }
@@ -70,7 +72,7 @@ pub(super) async fn run(
     }
     let grace = Instant::now() + GRACE;
     while let Ok(Some((value, level, result))) = tokio::time::timeout_at(grace, pending.next()).await {
-        complete(&history, &mut outstanding, value, level, result)?;
+        complete(&history, &mut outstanding, (value, level, result), retry.as_deref())?;
     }
     for (value, level) in outstanding {
         history.record(Kind::Info, send(&value, level, None))?;
@@ -88,12 +90,15 @@ async fn invoke(
     producer: &Producer,
     topic: &Arc<str>,
     value: &str,
-    level: AckLevel,
+    (level, keyed): (AckLevel, bool),
 ) -> Result<Option<Delivery>, WorkloadError> {
     history.record(Kind::Invoke, send(value, level, None))?;
     let mut record = ProducerRecord::new(Arc::clone(topic), value.to_owned());
     if let Some(tag) = tag_of(value) {
         record = record.tag(tag);
+    }
+    if keyed {
+        record = record.key(key_of(value));
     }
     match tokio::time::timeout(ENQUEUE_LIMIT, producer.enqueue(record)).await {
         Ok(Ok(delivery)) => return Ok(Some(delivery)),
@@ -138,17 +143,22 @@ pub(super) async fn start_at(client: &Client, process: u32, level: AckLevel, unt
     None
 }
 
-/// Records how a delivery ended. For a `none` send, `ok` means it went on its way.
+/// Records how a delivery ended (and tells the retry workload's tracker of an acknowledged
+/// one). For a `none` send, `ok` means it went on its way.
 fn complete(
     history: &History,
     outstanding: &mut BTreeMap<String, AckLevel>,
-    value: String,
-    level: AckLevel,
-    result: sluice_client::Result<RecordMetadata>,
+    (value, level, result): (String, AckLevel, sluice_client::Result<RecordMetadata>),
+    tracker: Option<&Mutex<retry::Tracker>>,
 ) -> Result<(), WorkloadError> {
     outstanding.remove(&value);
     match result {
-        Ok(at) => history.record(Kind::Ok, send(&value, level, Some(at))),
+        Ok(at) => {
+            if let Some(tracker) = tracker {
+                retry::lock(tracker).acked(&value);
+            }
+            history.record(Kind::Ok, send(&value, level, Some(at)))
+        }
         Err(e) => {
             tracing::debug!(%value, error = %e, "delivery failed");
             history.record_error(delivery_failure(&e), send(&value, level, None), Some(e.to_string()))
