@@ -2,8 +2,9 @@
 //! --exec` runs a shell command per message with the message in its input and environment,
 //! nacks what the command fails (retried after the group's backoff, then dead-lettered);
 //! `group describe` shows the policy; `dlq list` shows each exhausted message once with its
-//! origin and attempts; `dlq redrive` delivers them again once; `dlq purge` moves the purge
-//! cursor past them; bad input is refused clearly.
+//! origin and attempts; `dlq redrive` delivers them again once, `dlq redrive --to` copies them
+//! to a topic once, paced by `--rate`; `dlq purge` moves the purge cursor past them; bad input
+//! is refused clearly.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -100,6 +101,26 @@ async fn consume_exec_retries_failures_into_the_dlq_which_lists_and_redrives_onc
         let described = run(args(&format!("group describe {GROUP}"))).await;
         described.assert_success("group describe");
         assert!(described.stdout.contains("retry policy: 3 attempts, 1000ms ×2"), "{}", described.stdout);
+
+        // Copied to a topic exactly once, paced: 4 at 2 a second take at least 1.5 s.
+        run(args("topic create cli-copies --partitions 1 --replication-factor 3")).await.assert_success("create");
+        let began = std::time::Instant::now();
+        let copy = run(args(&format!("dlq redrive --group {GROUP} --to cli-copies --rate 2/s"))).await;
+        assert!(copy.assert_success("redrive --to").stderr.contains("copied 4 dead letters"), "{}", copy.stderr);
+        assert!(began.elapsed() >= Duration::from_millis(1_500), "not paced: {:?}", began.elapsed());
+        let again = run(args(&format!("dlq redrive --group {GROUP} --to cli-copies"))).await;
+        assert!(
+            again.assert_success("redrive --to again").stderr.contains("copied 0 dead letters"),
+            "{}",
+            again.stderr
+        );
+        let copies = run(args("consume cli-copies --output json")).await;
+        let copies: Vec<Value> = copies.assert_success("consume the copies").stdout.lines().map(json_of).collect();
+        let mut values: Vec<&str> = copies.iter().filter_map(|c| c["value"].as_str()).collect();
+        values.sort_unstable();
+        values.dedup();
+        assert_eq!((copies.len(), values.len()), (4, 4), "each dead letter copied once: {copies:?}");
+        assert!(values.iter().all(|v| v.starts_with("bad")), "{values:?}");
 
         let first = run(args(&format!("dlq redrive --group {GROUP}"))).await;
         assert!(first.assert_success("redrive").stderr.contains("redrove 4 dead letters"), "{}", first.stderr);

@@ -105,14 +105,22 @@ pub enum DlqCommand {
     /// attempts, the last reason, when it first and last failed, and its value.
     List(DlqListArgs),
     /// Deliver a group's dead letters again, at attempt 1, from where the last redrive
-    /// stopped: redriving twice delivers once.
+    /// stopped (redriving twice delivers once); or, with --to, copy them to a topic, exactly
+    /// once per topic.
     Redrive {
         /// The group.
         #[arg(long)]
         group: String,
-        /// At most this many (default 1000).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        /// At most this many (default: 1000 to the group; all there are with --to).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         max: Option<u32>,
+        /// Copy them to this topic instead (transactions: each entry once per topic; the
+        /// position is the consumer group `<group>.redrive.<TOPIC>`).
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many a second, e.g. `1000` or `1000/s` (default: no limit).
+        #[arg(long, value_parser = parse_rate)]
+        rate: Option<u32>,
     },
     /// Mark a group's dead letters before a time (or all) as purged: redrives skip them.
     Purge {
@@ -140,4 +148,13 @@ pub struct DlqListArgs {
     /// Output format.
     #[command(flatten)]
     pub output: OutputArg,
+}
+
+/// A rate: `N` or `N/s`, N ≥ 1.
+fn parse_rate(text: &str) -> Result<u32, String> {
+    let n = text.strip_suffix("/s").unwrap_or(text);
+    match n.trim().parse::<u32>() {
+        Ok(rate) if rate > 0 => Ok(rate),
+        _ => Err(format!("{text:?} is not a rate: give messages per second, e.g. 1000 or 1000/s")),
+    }
 }

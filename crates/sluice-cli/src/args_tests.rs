@@ -497,5 +497,12 @@ fn dlq_commands_name_the_group() {
         Command::Dlq(DlqCommand::Redrive { max: Some(10), .. })
     ));
     assert!(refuse(&["dlq", "redrive"]).contains("--group"));
+    let to = parse(&["dlq", "redrive", "--group", "g", "--to", "orders", "--rate", "1000/s"]).command;
+    assert!(matches!(
+        to,
+        Command::Dlq(DlqCommand::Redrive { to: Some(ref t), rate: Some(1000), max: None, .. }) if t == "orders"
+    ));
+    assert!(refuse(&["dlq", "redrive", "--group", "g", "--rate", "fast"]).contains("not a rate"));
+    assert!(refuse(&["dlq", "redrive", "--group", "g", "--rate", "0/s"]).contains("not a rate"));
     assert!(refuse(&["dlq", "purge", "--group", "g", "--before", "yesterday"]).contains("RFC 3339"));
 }

@@ -17,14 +17,19 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Result<()> {
     let admin = client.admin();
     match command {
         DlqCommand::List(args) => list(client, &args).await,
-        DlqCommand::Redrive { group, max } => {
-            let (redriven, cursor) = admin
-                .redrive_dead_letters(&group, max.unwrap_or(0))
+        DlqCommand::Redrive { group, max, to: Some(topic), rate } => {
+            let max = max.map_or(u64::MAX, u64::from);
+            let done = client
+                .redrive_dead_letters_to(&group, &topic, max, rate)
                 .await
-                .with_context(|| format!("cannot redrive the dead letters of group {group}"))?;
-            eprintln!("redrove {redriven} dead letters of group {group}; the next redrive reads from offset {cursor}");
+                .with_context(|| format!("cannot copy the dead letters of group {group} to {topic}"))?;
+            eprintln!(
+                "copied {} dead letters of group {group} to {topic}; the next copy to {topic} reads from offset {}",
+                done.copied, done.next_offset
+            );
             Ok(())
         }
+        DlqCommand::Redrive { group, max, to: None, rate } => redrive(client, &group, max, rate).await,
         DlqCommand::Purge { group, before } => {
             // All: those written before now, not the queue's future entries.
             let before_ms = before.unwrap_or_else(wall_ms);
@@ -37,6 +42,39 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Redrives to the group itself: one call (the coordinator's default of 1000, or `max`), or,
+/// paced at `rate` a second, calls of a tenth of a second's worth until `max` (default 1000)
+/// are redriven or none is left.
+async fn redrive(client: &Client, group: &str, max: Option<u32>, rate: Option<u32>) -> Result<()> {
+    let admin = client.admin();
+    let Some(rate) = rate else {
+        let (redriven, cursor) = admin
+            .redrive_dead_letters(group, max.unwrap_or(0))
+            .await
+            .with_context(|| format!("cannot redrive the dead letters of group {group}"))?;
+        eprintln!("redrove {redriven} dead letters of group {group}; the next redrive reads from offset {cursor}");
+        return Ok(());
+    };
+    let max = max.unwrap_or(1000);
+    let began = std::time::Instant::now();
+    let (mut total, mut cursor) = (0u32, 0u64);
+    while total < max {
+        let chunk = (rate / 10).clamp(1, 10_000).min(max - total);
+        let (redriven, at) = admin
+            .redrive_dead_letters(group, chunk)
+            .await
+            .with_context(|| format!("cannot redrive the dead letters of group {group}"))?;
+        (total, cursor) = (total + redriven, at);
+        if redriven < chunk {
+            break;
+        }
+        let due = began + std::time::Duration::from_secs_f64(f64::from(total) / f64::from(rate));
+        tokio::time::sleep_until(due.into()).await;
+    }
+    eprintln!("redrove {total} dead letters of group {group}; the next redrive reads from offset {cursor}");
+    Ok(())
 }
 
 /// One dead letter, as its properties describe it.

@@ -60,6 +60,7 @@ mod metadata;
 pub mod partitioner;
 mod producer;
 mod record;
+mod redrive;
 mod retries;
 pub mod schedule;
 mod topic_alter;
@@ -85,6 +86,7 @@ pub use half::{CheckAnswer, HalfCheck, HalfConfig, HalfMessage, HalfProducer, Tr
 pub use metadata::{BrokerInfo, ClusterMetadata, DiskFull, PartitionInfo, TopicConfig, TopicInfo};
 pub use producer::{Delivery, Producer, SendFailure};
 pub use record::{ConsumedRecord, ProducerRecord, RecordMetadata};
+pub use redrive::{RedrivenTo, redrive_group};
 pub use retries::{
     GroupRetryPolicy, PolledRetries, PurgeBefore, RetriesDescription, RetryDelivery, Settle, SettleOutcome, Settled,
     key_hash,
