@@ -472,6 +472,7 @@ impl Group {
                     commit_timestamp_ms: o.commit_timestamp_ms,
                 };
                 self.offsets.insert((o.instance_id.clone(), o.topic.clone(), o.partition), committed);
+                self.retries.dlq.committed(&o.topic, o.partition, o.offset);
             }
             Change::StaticLeft(s) => {
                 if let Some(m) = self.members.get_mut(&s.member_id) {

@@ -136,6 +136,29 @@ fn given_the_last_attempt_or_a_reject_then_the_message_leaves_the_table_and_a_de
 }
 
 #[test]
+fn given_a_dead_lettered_first_delivery_then_its_settle_repeated_or_replayed_before_a_commit_past_it_is_ignored() {
+    let mut f = group_with(3, false);
+    let reject = || vec![settle(0, 5, 1, SettleOutcome::Reject)];
+    assert_eq!(settled(&mut f, NOW, reject()).dead_lettered, 1);
+    let again = f.state.settle(&request("a", 1, reject()), NOW + 1, Some(9)).unwrap().unwrap();
+    assert_eq!((again.dead_lettered, again.ignored), (0, 1), "a repeat while the entry is reserved");
+    f.apply(&[Coordinated::dead_letter_written("g", 0)]);
+    let nack = vec![settle(0, 5, 1, SettleOutcome::Nack)];
+    let replayed = f.state.settle(&request("a", 1, nack), NOW + 2, Some(9)).unwrap().unwrap();
+    assert_eq!((replayed.records.len(), replayed.ignored), (0, 1), "a replay once it is written");
+
+    tracing::info!("--- remembered across a checkpoint, forgotten once the group commits past it");
+    let mut rebuilt = Coordinated::new();
+    rebuilt.apply_batch(&f.state.checkpoint());
+    assert_eq!(rebuilt.groups["g"].retries.dlq.written, retries(&f).dlq.written);
+    let commit = |offset| internal::OffsetCommit { topic: "t".into(), partition: 0, offset, ..Default::default() };
+    f.apply(&[record("g", Change::Offset(commit(5)))]);
+    assert_eq!(retries(&f).dlq.written.len(), 1, "offset 5 itself is not committed past");
+    f.apply(&[record("g", Change::Offset(commit(6)))]);
+    assert!(retries(&f).dlq.written.is_empty());
+}
+
+#[test]
 fn given_an_expired_lease_then_it_is_a_failed_attempt_and_the_last_one_reaches_the_dead_letter_queue() {
     let mut f = group_with(3, false);
     settled(&mut f, NOW, vec![settle(0, 1, 1, SettleOutcome::Nack)]);

@@ -67,7 +67,7 @@ impl Default for RetryConfig {
         RetryConfig {
             max_attempts: 4,
             ladder_ms: vec![1_000, 2_000, 3_000],
-            grace: Duration::from_secs(120),
+            grace: Duration::from_secs(180),
             max_clock_skew: Duration::ZERO,
         }
     }

@@ -56,15 +56,39 @@ pub(crate) struct DeadLetters {
     pub next_sequence: i32,
     /// Reserved, not yet written, by sequence.
     pub pending: BTreeMap<i32, Reserved>,
+    /// Written, by place (with their sequence), until the group commits past the place: a
+    /// settle of the message's first delivery repeated (its answer was lost) or replayed (from
+    /// an uncommitted position) must not dead-letter it again.
+    pub written: BTreeMap<Place, i32>,
     /// The DLQ offset the next redrive reads from.
     pub redrive_offset: u64,
     /// Entries before this offset are purged.
     pub purge_offset: u64,
 }
 
+impl DeadLetters {
+    /// Whether the message at `place` is dead-lettered and its group has not committed past
+    /// it yet.
+    pub fn holds(&self, place: &Place) -> bool {
+        self.written.contains_key(place) || self.pending.values().any(|r| r.place == *place)
+    }
+
+    /// Forgets the written entries of `topic`/`partition` below `committed`.
+    pub fn committed(&mut self, topic: &str, partition: u32, committed: u64) {
+        self.written.retain(|p, _| !(p.topic == topic && p.partition == partition && p.offset < committed));
+    }
+}
+
 impl Default for DeadLetters {
     fn default() -> DeadLetters {
-        DeadLetters { producer_id: -1, next_sequence: 0, pending: BTreeMap::new(), redrive_offset: 0, purge_offset: 0 }
+        DeadLetters {
+            producer_id: -1,
+            next_sequence: 0,
+            pending: BTreeMap::new(),
+            written: BTreeMap::new(),
+            redrive_offset: 0,
+            purge_offset: 0,
+        }
     }
 }
 
@@ -128,7 +152,9 @@ impl Group {
                 r.dlq.producer_id = d.producer_id;
             }
             Change::DeadLetterWritten(w) => {
-                r.dlq.pending.remove(&w.sequence);
+                if let Some(written) = r.dlq.pending.remove(&w.sequence) {
+                    r.dlq.written.insert(written.place, w.sequence);
+                }
             }
             Change::DeadLetterCursors(c) => {
                 r.dlq.producer_id = c.producer_id;
@@ -153,6 +179,18 @@ impl Group {
         }
         for (sequence, d) in &r.dlq.pending {
             out.push(record(name, Change::DeadLetter(reserved_record(*sequence, r.dlq.producer_id, d))));
+        }
+        for (place, &sequence) in &r.dlq.written {
+            let d = Reserved {
+                place: place.clone(),
+                attempts: 0,
+                first_failure_ms: 0,
+                last_failure_ms: 0,
+                reason: String::new(),
+                key: None,
+            };
+            out.push(record(name, Change::DeadLetter(reserved_record(sequence, r.dlq.producer_id, &d))));
+            out.push(record(name, Change::DeadLetterWritten(internal::DeadLetterWritten { sequence })));
         }
         for (place, e) in r.table.iter() {
             let change = match e.due_ms {

@@ -343,6 +343,8 @@ fn plan_one(
             };
             table.plan_park(&s.place, key).map(Step::Change)
         }
+        // A first delivery's settle, repeated or replayed, of a message dead-lettered already.
+        v1::SettleOutcome::Nack | v1::SettleOutcome::Reject if known.is_none() && retries.dlq.holds(&s.place) => None,
         v1::SettleOutcome::Nack | v1::SettleOutcome::Reject => {
             // A reject is a nack under a policy whose every attempt is the last.
             let reject = RetryPolicy { max_attempts: 1, ..policy.retry.clone() };
