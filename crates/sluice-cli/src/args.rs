@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_client::{DEFAULT_BOOTSTRAP, SeekTo};
 
 pub use crate::args_bench::{
-    BenchCommand, BenchCommitArgs, BenchConsumeArgs, BenchDelayArgs, BenchProduceArgs, BenchRun, DelayBenchMode,
+    BenchCommand, BenchCommitArgs, BenchConsumeArgs, BenchDelayArgs, BenchProduceArgs, BenchRetryArgs, BenchRun,
+    DelayBenchMode,
 };
 pub use crate::args_retry::{DlqCommand, DlqListArgs, ExecArgs, PolicyArgs, SetRetryArgs};
 pub use crate::args_topic::{AlterArgs, CreateArgs, TopicCommand};

@@ -26,6 +26,33 @@ pub enum BenchCommand {
     /// Transactions against plain produces: commit latency of transactions over 1, 4 and 8
     /// partitions, throughput, and read_committed against read_uncommitted reads.
     Txn(BenchTxnArgs),
+    /// Retries side by side: group throughput with 1 % of messages failing once against none,
+    /// nacks per second, retry lateness at --rate retries due a second, and a key-ordered
+    /// group's other keys with and without a poison key.
+    Retry(BenchRetryArgs),
+}
+
+/// `sluice bench retry`
+#[derive(Debug, Clone, Args)]
+pub struct BenchRetryArgs {
+    /// Messages of the fail-rate, nacks and poison cases (each on a topic of its own).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(16..))]
+    pub messages: u64,
+    /// Retries falling due a second in the lateness case.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: u32,
+    /// How long the lateness case sends.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Partitions of each topic.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    pub partitions: u32,
+    /// Replication factor of each topic.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replication_factor: u32,
+    /// Output format of the summary.
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 /// How long a benchmark runs, and where.

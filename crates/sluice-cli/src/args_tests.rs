@@ -292,6 +292,9 @@ fn bench_takes_size_count_duration_and_batching() {
 
 #[test]
 fn bench_commit_takes_groups_count_or_duration() {
+    let Command::Bench(BenchCommand::Retry(r)) = parse(&["bench", "retry", "--rate", "500"]).command else { panic!() };
+    assert_eq!((r.messages, r.rate, r.duration, r.partitions), (20_000, 500, Duration::from_secs(10), 6));
+    assert!(refuse(&["bench", "retry", "--messages", "3"]).contains("--messages"));
     let Command::Bench(BenchCommand::Commit(b)) = parse(&["bench", "commit"]).command else { panic!() };
     assert_eq!((b.topic.as_str(), b.groups, b.count, b.duration), ("sluice-bench-groups", 8, None, None));
     assert_eq!((b.partitions, b.replication_factor, b.output.output), (12, 3, Output::Plain));

@@ -41,6 +41,7 @@ pub(crate) async fn run(client: &Client, command: BenchCommand) -> Result<()> {
         BenchCommand::Rebalance(args) => return crate::bench_rebalance::run(client, args).await,
         BenchCommand::Delay(args) => return crate::bench_delay::run(client, args).await,
         BenchCommand::Txn(args) => return crate::bench_txn::run(client, args).await,
+        BenchCommand::Retry(args) => return crate::bench_retry::run(client, args).await,
     };
     match summary.output {
         Output::Json => print_json(&summary.json())?,

@@ -19,6 +19,7 @@ mod bench_commit;
 mod bench_delay;
 mod bench_rebalance;
 mod bench_rebalance_member;
+mod bench_retry;
 mod bench_txn;
 mod consume;
 mod consume_exec;
