@@ -38,9 +38,14 @@ pub fn fate_of(value: &str) -> Fate {
     }
 }
 
-/// The key the message `value` is sent with.
+/// The key the message `value` is sent with: FNV's high bits, which its last characters
+/// hardly move, mixed in first (SplitMix64's finaliser), so that consecutive values get
+/// unrelated keys.
 pub fn key_of(value: &str) -> String {
-    format!("k{}", hash(value).rotate_left(17) % KEYS)
+    let mut h = hash(value);
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    format!("k{}", (h ^ (h >> 31)) % KEYS)
 }
 
 /// What a member did with a record it received.
@@ -122,6 +127,8 @@ mod tests {
         assert!((350..650).contains(&always) && (350..650).contains(&reject), "{always} {reject}");
         let keys: std::collections::BTreeSet<String> = values.iter().map(|v| key_of(v)).collect();
         assert_eq!(keys.len() as u64, KEYS);
+        let run: std::collections::BTreeSet<String> = (0..10).map(|n| key_of(&format!("1-{n}"))).collect();
+        assert!(run.len() >= 8, "consecutive values share keys: {run:?}");
         assert_eq!(RetryAction::decide(Fate::FailOnce, 1), RetryAction::Nack);
         assert_eq!(RetryAction::decide(Fate::FailOnce, 2), RetryAction::Ack);
         assert_eq!(RetryAction::decide(Fate::Reject, 3), RetryAction::Reject);

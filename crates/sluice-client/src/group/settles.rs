@@ -48,11 +48,13 @@ impl SettleBook {
     }
 
     /// Notes the application's outcome for `record`. An ack of a first delivery needs no
-    /// settle: committing past it settles it.
+    /// settle: committing past it settles it. A retry's does, at attempt 1 too (a parked
+    /// message released in a key-ordered group, a redriven dead letter): it leaves the retry
+    /// state only so.
     pub(crate) fn settle(&mut self, record: &ConsumedRecord, outcome: SettleOutcome, reason: String) {
         let tp = tp_of(record);
-        self.open.remove(&(tp.clone(), record.offset()));
-        if outcome == SettleOutcome::Ack && record.attempt() <= 1 {
+        let retry = self.open.remove(&(tp.clone(), record.offset())).is_some();
+        if outcome == SettleOutcome::Ack && record.attempt() <= 1 && !retry {
             return;
         }
         let hash = self.hash_of(record);

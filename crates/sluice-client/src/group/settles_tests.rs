@@ -37,6 +37,20 @@ fn a_retry_left_unsettled_is_acked_with_its_attempt_once_the_application_is_done
 }
 
 #[test]
+fn an_explicit_ack_of_a_retry_at_attempt_1_is_sent_as_a_first_deliverys_is_not() {
+    // A parked message released in a key-ordered group comes back as a retry at attempt 1:
+    // only an ack takes it out of the retry state (else its lease runs out, a failed attempt).
+    let mut book = SettleBook::new(true);
+    let released = rec(5, Some("k"), 1);
+    book.delivered_retry(&released);
+    book.settle(&released, SettleOutcome::Ack, String::new());
+    book.settle(&rec(6, Some("j"), 1), SettleOutcome::Ack, String::new());
+    assert_eq!(outcomes(&mut book), [(5, 1, SettleOutcome::Ack)]);
+    book.finish_retries();
+    assert!(!book.has_pending(), "settled once");
+}
+
+#[test]
 fn settles_that_failed_to_send_go_first_next_time() {
     let mut book = SettleBook::new(false);
     book.settle(&rec(1, None, 1), SettleOutcome::Reject, String::new());
