@@ -18,7 +18,8 @@
 //!   afresh (attempt 1, a replay from an uncommitted position) after dead-lettering it.
 //! - **Key order** (`key-order`, key-ordered groups): after a member nacks a message (not its
 //!   last attempt), no later message of its key and partition is delivered by a poll begun
-//!   after that nack, until the message itself is delivered again.
+//!   after that nack, until the message itself is delivered again. The runner's probes (sent
+//!   without a key) are not ordered.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,6 +27,7 @@ use super::Found;
 use super::index::Index;
 use crate::history::{DeadLetter, Event, Fate, Kind, Op, RetryAction, RetryGroup, fate_of, key_of};
 use crate::report::{Anomaly, Lateness, RetryCheck, RetryGroupStats, RetryStats};
+use crate::workload::PROBE_PROCESS;
 
 /// The reason of a dead letter written because leases ran out (the coordinator's).
 const LEASE_EXPIRED: &str = "lease expired";
@@ -328,7 +330,9 @@ impl Judge<'_, '_> {
     /// No later message of a key delivered while an earlier one waits for its retry.
     fn key_order(&self, found: &mut Found) {
         let mut by_key: HashMap<(u32, String), Vec<(&str, &Delivery)>> = HashMap::new();
-        for (value, deliveries) in &self.history.deliveries {
+        // The runner's probes are sent without a key: nothing orders them.
+        let probe = |v: &str| self.index.by_value.get(v).is_some_and(|&i| self.index.sends[i].process == PROBE_PROCESS);
+        for (value, deliveries) in self.history.deliveries.iter().filter(|(v, _)| !probe(v)) {
             for d in deliveries {
                 by_key.entry((d.partition, key_of(value))).or_default().push((value, d));
             }

@@ -180,3 +180,33 @@ fn an_attempt_beyond_the_policy_is_found_and_a_fresh_delivery_explains_a_second_
     assert!(report.is_clean(), "{}", report.to_json());
     assert_eq!(report.retry.unwrap().groups[1].redelivered_dead_letters, 1);
 }
+
+#[test]
+fn the_runners_probes_carry_no_key_and_are_not_held_to_key_order() {
+    let m = messages();
+    let key = key_of(&m.ok);
+    let probe = (0..).map(|n| format!("probe-{n}")).find(|v| fate_of(v) == Fate::FailOnce && key_of(v) == key).unwrap();
+    let later = value(Fate::Ok, Some(&key), &[&m.ok]);
+    // The probe nacked, and a later message of "its" key delivered before it comes back.
+    let with_probe = |h: &mut History, m: &Messages| {
+        in_order(h, m);
+        poll(h, 2, "o", 5_000, &[(&probe, 4, 1)]);
+        poll(h, 2, "o", 5_100, &[(&later, 5, 1)]);
+        poll(h, 2, "o", 6_200, &[(&probe, 4, 2)]);
+    };
+    let mut h = run(&m, with_probe, &[(&m.reject, 3, 1), (&m.always, 1, MAX)]);
+    h.send_ok(u32::MAX - 1, &probe, 0, 4).send_ok(0, &later, 0, 5);
+    let report = check(&h.events);
+    assert_eq!(report.count(AnomalyKind::KeyOrder), 0, "{}", report.to_json());
+    // The same with a keyed message in the probe's place is out of order.
+    let keyed = value(Fate::FailOnce, Some(&key), &[&m.once]);
+    let with_keyed = |h: &mut History, m: &Messages| {
+        in_order(h, m);
+        poll(h, 2, "o", 5_000, &[(&keyed, 4, 1)]);
+        poll(h, 2, "o", 5_100, &[(&later, 5, 1)]);
+        poll(h, 2, "o", 6_200, &[(&keyed, 4, 2)]);
+    };
+    let mut h = run(&m, with_keyed, &[(&m.reject, 3, 1), (&m.always, 1, MAX)]);
+    h.send_ok(0, &keyed, 0, 4).send_ok(0, &later, 0, 5);
+    assert_eq!(check(&h.events).count(AnomalyKind::KeyOrder), 1);
+}
