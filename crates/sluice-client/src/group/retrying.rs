@@ -53,17 +53,17 @@ impl Core {
             return Ok(());
         }
         let (member_id, epoch) = self.member()?;
-        let mut settles = self.settles.take_pending();
-        while !settles.is_empty() {
-            let rest = settles.split_off(settles.len().min(MAX_SETTLES_PER_CALL));
-            if let Err(error) = self.client.admin().settle(&self.config.group, (&member_id, epoch), &settles).await {
-                settles.extend(rest);
-                self.settles.unsent(settles);
-                return Err(error);
+        // Each batch stays in the book until it is stored, so a poll dropped while a batch is in
+        // flight loses no settle: it is sent again (a repeat is stale at the coordinator). A
+        // position is never committed past a nack or reject that was not stored.
+        loop {
+            let batch = self.settles.next_to_send(MAX_SETTLES_PER_CALL);
+            if batch.is_empty() {
+                return Ok(());
             }
-            settles = rest;
+            self.client.admin().settle(&self.config.group, (&member_id, epoch), &batch).await?;
+            self.settles.sent(batch.len());
         }
-        Ok(())
     }
 
     /// Whether `poll` should ask for due retries before fetching: every

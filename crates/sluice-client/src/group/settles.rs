@@ -123,15 +123,21 @@ impl SettleBook {
         }
     }
 
-    /// The settles to send now; give them back with [`SettleBook::unsent`] if sending fails.
+    /// Every settle not sent yet, out of the book.
+    #[cfg(test)]
     pub(crate) fn take_pending(&mut self) -> Vec<Settle> {
         std::mem::take(&mut self.pending)
     }
 
-    /// Settles whose sending failed: sent again first next time.
-    pub(crate) fn unsent(&mut self, mut settles: Vec<Settle>) {
-        settles.append(&mut self.pending);
-        self.pending = settles;
+    /// The first `max` settles to send, left in the book until [`SettleBook::sent`] says they
+    /// were stored: a send that fails, or is cancelled half-way (a dropped `poll`), loses none.
+    pub(crate) fn next_to_send(&self, max: usize) -> Vec<Settle> {
+        self.pending.iter().take(max).cloned().collect()
+    }
+
+    /// The first `n` settles were stored by the coordinator.
+    pub(crate) fn sent(&mut self, n: usize) {
+        self.pending.drain(..n.min(self.pending.len()));
     }
 
     /// A retry whose message could not be fetched: straight to the dead-letter queue.

@@ -51,13 +51,17 @@ fn an_explicit_ack_of_a_retry_at_attempt_1_is_sent_as_a_first_deliverys_is_not()
 }
 
 #[test]
-fn settles_that_failed_to_send_go_first_next_time() {
+fn settles_stay_in_the_book_until_stored_so_a_failed_or_dropped_send_loses_none() {
     let mut book = SettleBook::new(false);
     book.settle(&rec(1, None, 1), SettleOutcome::Reject, String::new());
-    let failed = book.take_pending();
-    book.settle(&rec(2, None, 1), SettleOutcome::Reject, String::new());
-    book.unsent(failed);
-    assert_eq!(outcomes(&mut book).iter().map(|o| o.0).collect::<Vec<_>>(), [1, 2]);
+    book.settle(&rec(2, None, 1), SettleOutcome::Nack { delay: None }, String::new());
+    let first = book.next_to_send(1);
+    assert_eq!(first.iter().map(|s| s.offset).collect::<Vec<_>>(), [1]);
+    // The send failed, or the poll sending it was dropped: nothing was marked sent.
+    book.settle(&rec(3, None, 1), SettleOutcome::Reject, String::new());
+    assert_eq!(book.next_to_send(10).iter().map(|s| s.offset).collect::<Vec<_>>(), [1, 2, 3]);
+    book.sent(2);
+    assert_eq!(outcomes(&mut book).iter().map(|o| o.0).collect::<Vec<_>>(), [3]);
 }
 
 #[test]
