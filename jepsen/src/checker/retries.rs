@@ -19,7 +19,8 @@
 //! - **Key order** (`key-order`, key-ordered groups): after a member nacks a message (not its
 //!   last attempt), no later message of its key and partition is delivered by a poll begun
 //!   after that nack, until the message itself is delivered again. The runner's probes (sent
-//!   without a key) are not ordered.
+//!   without a key) are not ordered, and a nack of a fresh delivery of a message dead-lettered
+//!   already holds nothing back (the coordinator ignores it: no second dead letter).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -327,6 +328,11 @@ impl Judge<'_, '_> {
         }
     }
 
+    /// Whether the member's action on `d` sends its message to the dead-letter queue.
+    fn dead_lettering(&self, d: &Delivery) -> bool {
+        d.action == RetryAction::Reject || (d.action == RetryAction::Nack && d.attempt >= self.setup.max_attempts)
+    }
+
     /// No later message of a key delivered while an earlier one waits for its retry.
     fn key_order(&self, found: &mut Found) {
         let mut by_key: HashMap<(u32, String), Vec<(&str, &Delivery)>> = HashMap::new();
@@ -340,6 +346,13 @@ impl Judge<'_, '_> {
         for list in by_key.values() {
             for &(value, nack) in list {
                 if nack.action != RetryAction::Nack || nack.attempt >= self.setup.max_attempts {
+                    continue;
+                }
+                // A fresh delivery of a message dead-lettered already: its nack is stale (no
+                // second dead letter) and holds nothing back.
+                let dead_before =
+                    list.iter().any(|(v, d)| *v == value && d.received_ns < nack.received_ns && self.dead_lettering(d));
+                if dead_before {
                     continue;
                 }
                 let until = list

@@ -210,3 +210,20 @@ fn the_runners_probes_carry_no_key_and_are_not_held_to_key_order() {
     h.send_ok(0, &keyed, 0, 4).send_ok(0, &later, 0, 5);
     assert_eq!(check(&h.events).count(AnomalyKind::KeyOrder), 1);
 }
+
+#[test]
+fn a_nack_of_a_replayed_dead_letter_holds_its_key_back_no_more() {
+    let m = messages();
+    let later = value(Fate::Ok, Some(&key_of(&m.always)), &[&m.ok]);
+    let replayed = |h: &mut History, m: &Messages| {
+        in_order(h, m);
+        // "always" is dead-lettered at attempt 3; a replay delivers it afresh and it is nacked
+        // again, which the coordinator ignores: the key's later message flows.
+        poll(h, 3, "o", 9_000, &[(&m.always, 1, 1)]);
+        poll(h, 3, "o", 9_100, &[(&later, 6, 1)]);
+    };
+    let mut h = run(&m, replayed, &[(&m.reject, 3, 1), (&m.always, 1, MAX)]);
+    h.send_ok(0, &later, 0, 6);
+    let report = check(&h.events);
+    assert_eq!(report.count(AnomalyKind::KeyOrder), 0, "{}", report.to_json());
+}
