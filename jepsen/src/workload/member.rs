@@ -24,16 +24,16 @@ use super::{
 use crate::history::{Kind, Op};
 
 /// A member's session: a member that stops heartbeating loses its partitions this soon.
-const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long a member may take to give up revoked partitions.
-const REBALANCE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const REBALANCE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often auto-commit commits.
-const AUTO_COMMIT_INTERVAL: Duration = Duration::from_millis(500);
+pub(super) const AUTO_COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long leaving the group (a final commit, then leave) may take.
-const CLOSE_LIMIT: Duration = Duration::from_secs(10);
+pub(super) const CLOSE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Sets a flag whenever the member's partitions change.
 struct Changes(Arc<AtomicBool>);

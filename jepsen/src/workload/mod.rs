@@ -503,6 +503,32 @@ async fn create_topic(admin: &Client, topic: &str, partitions: u32) -> Result<()
 /// A workload process's task.
 type Task = tokio::task::JoinHandle<Result<(), WorkloadError>>;
 
+/// How long a process told to stop may take to end.
+const STOP_LIMIT: Duration = Duration::from_secs(20);
+
+/// Waits for each of `tasks` (told to stop) to end, at most [`STOP_LIMIT`] each; the first
+/// failure. `what` names a task in messages ("a delay consumer").
+async fn stop_tasks(tasks: Vec<Task>, what: &str) -> Option<WorkloadError> {
+    let mut failure = None;
+    for task in tasks {
+        let stopped = match tokio::time::timeout(STOP_LIMIT, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(WorkloadError::History(format!("{what} failed: {e}"))),
+            Err(_) => Err(WorkloadError::History(format!("{what} did not stop within {STOP_LIMIT:?}"))),
+        };
+        if let Err(e) = stopped {
+            tracing::error!(error = %e, "{what}");
+            failure.get_or_insert(e);
+        }
+    }
+    failure
+}
+
+/// `d` in whole milliseconds.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// One process's view of the history: records its events.
 #[derive(Clone)]
 struct History {

@@ -34,7 +34,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use super::{History, PROBE_PROCESS, RUNNER_PROCESS, SharedRecorder, Task, Workload, WorkloadError};
+use super::{
+    History, PROBE_PROCESS, RUNNER_PROCESS, SharedRecorder, Task, Workload, WorkloadError, millis, stop_tasks,
+};
 use crate::history::{Kind, Op};
 
 /// The latest delivery time a send may ask for, from now: far below the brokers' limit.
@@ -49,9 +51,6 @@ const DRAIN_CHECK: Duration = Duration::from_millis(100);
 
 /// How often the drain says what it still waits for.
 const DRAIN_REPORT: Duration = Duration::from_secs(5);
-
-/// How long a consumer may take to stop once told.
-const STOP_LIMIT: Duration = Duration::from_secs(20);
 
 /// The delay workload's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,10 +180,6 @@ fn instant_at(at_ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(at_ms.saturating_sub(now_ms()))
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// Records the parameters and starts every process: returns the producers' and the
 /// canceller's tasks (done shortly after `until`); the consumers' are kept for [`drain`].
 pub(super) fn start(
@@ -249,18 +244,7 @@ pub(super) async fn drain(workload: &Workload, history: &History) -> Result<(), 
     }
     delays.stop.store(true, Ordering::Relaxed);
     let consumers = std::mem::take(&mut *delays.consumers.lock().unwrap_or_else(PoisonError::into_inner));
-    let mut failure = None;
-    for consumer in consumers {
-        let stopped = match tokio::time::timeout(STOP_LIMIT, consumer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => Err(WorkloadError::History(format!("a delay consumer failed: {e}"))),
-            Err(_) => Err(WorkloadError::History(format!("a delay consumer did not stop within {STOP_LIMIT:?}"))),
-        };
-        if let Err(e) = stopped {
-            tracing::error!(error = %e, "delay consumer");
-            failure.get_or_insert(e);
-        }
-    }
+    let failure = stop_tasks(consumers, "a delay consumer").await;
     let missing = lock(&delays.tracker).missing();
     tracing::info!(missing, "delay consumers stopped");
     history.record(Kind::Ok, Op::DelayEnd { at_ms: now_ms(), missing })?;

@@ -7,25 +7,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use sluice_client::{Client, ConsumedRecord, GroupConsumer, GroupConsumerConfig, OffsetReset};
 
 use super::{Tracker, lock};
 use crate::history::{Kind, Op, RetryAction, RetryGroup, RetryRead, fate_of};
+use crate::workload::member::{AUTO_COMMIT_INTERVAL, CLOSE_LIMIT, REBALANCE_TIMEOUT, SESSION_TIMEOUT};
 use crate::workload::{ERROR_PAUSE, History, POLL_LIMIT, POLL_WAIT, WorkloadConfig, WorkloadError, value_text};
-
-/// A member's session: a member that stops heartbeating loses its partitions this soon.
-const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// How long a member may take to give up revoked partitions.
-const REBALANCE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often auto-commit commits (and sends the settles noted since).
-const AUTO_COMMIT_INTERVAL: Duration = Duration::from_millis(500);
-
-/// How long leaving the group (the last settles and commit, then leave) may take.
-const CLOSE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Runs one member until `stop` turns true, then leaves the group.
 pub(super) async fn run(

@@ -31,7 +31,9 @@ use std::time::Duration;
 use sluice_client::{Backoff, RetryPolicy};
 use tokio::time::Instant;
 
-use super::{History, PROBE_PROCESS, RUNNER_PROCESS, SharedRecorder, Task, Workload, WorkloadError};
+use super::{
+    History, PROBE_PROCESS, RUNNER_PROCESS, SharedRecorder, Task, Workload, WorkloadError, millis, stop_tasks,
+};
 use crate::history::{Fate, Kind, Op, RetryAction, RetryGroup, RetryRead, fate_of};
 
 /// How often the drain looks at what has been seen through.
@@ -43,9 +45,6 @@ const DRAIN_REPORT: Duration = Duration::from_secs(5);
 /// Once everything is seen through, the members poll on this long, so that their last
 /// settles and commits go out and a retry handed out twice would be seen.
 const SETTLE: Duration = Duration::from_secs(3);
-
-/// How long a member may take to stop once told.
-const STOP_LIMIT: Duration = Duration::from_secs(20);
 
 /// The retry workload's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,10 +163,6 @@ pub(super) fn lock(tracker: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
     tracker.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// Records the parameters and starts every process: returns the producers' tasks (done
 /// shortly after `until`); the members' are kept for [`drain`].
 pub(super) fn start(
@@ -236,7 +231,9 @@ pub(super) async fn drain(workload: &Workload, history: &History, limit: Duratio
         }
         tokio::time::sleep(DRAIN_CHECK).await;
     }
-    let failure = stop_members(state).await;
+    state.stop.store(true, Ordering::Relaxed);
+    let members = std::mem::take(&mut *state.members.lock().unwrap_or_else(PoisonError::into_inner));
+    let failure = stop_tasks(members, "a retry member").await;
     let unresolved = lock(&state.tracker).unresolved(&groups);
     tracing::info!(unresolved, "retry members stopped");
     history.record(Kind::Ok, Op::RetryEnd { unresolved })?;
@@ -249,25 +246,6 @@ pub(super) async fn drain(workload: &Workload, history: &History, limit: Duratio
     }
     super::drain::run(&workload.admin, history, config, Instant::now() + limit).await?;
     failure.map_or(Ok(()), Err)
-}
-
-/// Tells the members to stop and waits for each (bounded); the first failure.
-async fn stop_members(state: &Retries) -> Option<WorkloadError> {
-    state.stop.store(true, Ordering::Relaxed);
-    let members = std::mem::take(&mut *state.members.lock().unwrap_or_else(PoisonError::into_inner));
-    let mut failure = None;
-    for member in members {
-        let stopped = match tokio::time::timeout(STOP_LIMIT, member).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => Err(WorkloadError::History(format!("a retry member failed: {e}"))),
-            Err(_) => Err(WorkloadError::History(format!("a retry member did not stop within {STOP_LIMIT:?}"))),
-        };
-        if let Err(e) = stopped {
-            tracing::error!(error = %e, "retry member");
-            failure.get_or_insert(e);
-        }
-    }
-    failure
 }
 
 #[cfg(test)]
