@@ -21,6 +21,11 @@ use crate::topic_partition::TopicPartition;
 /// because of the member (one small request per interval; nothing when none is due).
 pub(super) const RETRY_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How many due retries one poll asks for. A full answer means more are due: the next `poll`
+/// asks again at once instead of waiting an interval, so a member takes in retries as fast as
+/// it handles them (at 250 ms a poll alone would cap it at four batches a second).
+const RETRY_POLL_BATCH: u32 = 500;
+
 impl Core {
     /// Agrees on the group's retry policy once the member has joined: sends this member's if
     /// it names one (refused `RETRY_POLICY_MISMATCH` if the group has another), else reads
@@ -84,8 +89,14 @@ impl Core {
         self.flush_settles().await?;
         let member = self.member()?;
         let version = self.applied_version;
-        let polled =
-            self.client.admin().poll_retries(&self.config.group, (&member.0, member.1), 0, Duration::ZERO).await?;
+        let polled = self
+            .client
+            .admin()
+            .poll_retries(&self.config.group, (&member.0, member.1), RETRY_POLL_BATCH, Duration::ZERO)
+            .await?;
+        if polled.retries.len() >= RETRY_POLL_BATCH as usize {
+            self.next_retry_poll = Instant::now();
+        }
         let owned = self.assignment();
         self.settles.set_blocked(&owned, polled.blocked);
         self.retry_polled_version = version;
