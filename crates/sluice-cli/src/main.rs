@@ -8,6 +8,7 @@ use sluice_cli::args::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -27,4 +28,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The SDK's log (retries, broken streams, failed batches) on stderr, when `RUST_LOG` asks for
+/// it (e.g. `RUST_LOG=sluice_client=debug`); silent otherwise, so output stays the commands'.
+fn init_logging() {
+    let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() else { return };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
