@@ -120,7 +120,13 @@ impl Cluster {
             .map(|(i, &id)| {
                 let data_dir = dir.path().join(format!("node{id}"));
                 let config = dir.path().join(format!("node{id}.toml"));
-                let text = format!("node_id = {id}\ndata_dir = {:?}\n{peers}\n{extra}", data_dir.display().to_string());
+                // Top-level keys of `extra` go before the tables, or TOML would put them in the last.
+                let tables = if extra.starts_with('[') { 0 } else { extra.find("\n[").map_or(extra.len(), |i| i + 1) };
+                let (keys, tables) = extra.split_at(tables);
+                let text = format!(
+                    "node_id = {id}\ndata_dir = {:?}\n{keys}\n{peers}\n{tables}",
+                    data_dir.display().to_string()
+                );
                 std::fs::write(&config, text).expect("write a broker config");
                 let log = dir.path().join(format!("node{id}.log"));
                 Node {

@@ -54,6 +54,9 @@
 //!   their attempt and never before their backoff, exhausted messages reach the dead-letter
 //!   queue once, and a redrive delivers them once; in a key-ordered group with a poison key,
 //!   no message of a key is delivered after a later one of its key.
+//! - `idempotence`: a producer idle past `producer_id_expiration_ms`, which its partition then
+//!   forgets, and a group's dead-letter writer idle as long, carry on under new producer ids
+//!   without an error; nothing is lost or written twice.
 //! - `scripts`: `scripts/start-cluster.sh` starts one cluster, once; `scripts/stop-cluster.sh`
 //!   stops exactly it. It uses the fixed ports of `cluster-configs/`; every other test uses
 //!   free ports.
@@ -73,6 +76,7 @@ mod filters;
 mod groups;
 mod groups_kill;
 mod half_messages;
+mod idempotence;
 mod idle_reads;
 mod retries;
 mod rolling_restart;

@@ -320,8 +320,8 @@ pub struct BrokerConfig {
     #[serde(default = "default_segment_roll_ms")]
     pub segment_roll_ms: u64,
     /// An idempotent producer id that has written nothing to a partition for this long is
-    /// forgotten there (Kafka's `producer.id.expiration.ms`): a retry of its batches is then
-    /// written again rather than acknowledged as a duplicate. Measured on the partition's
+    /// forgotten there (Kafka's `producer.id.expiration.ms`): its next batch is then refused
+    /// UNKNOWN_PRODUCER unless it starts at sequence 0 (the SDK starts again under a new id). Measured on the partition's
     /// replicated clock, the latest leader time stamped into its produces, in ms. The leader's
     /// setting applies (it travels in each produce). Default: 604800000 (7 days).
     #[serde(default = "default_producer_id_expiration_ms")]

@@ -219,6 +219,10 @@ fn hint(code: ErrorCode) -> &'static str {
             "a broker holding the partition is short of disk space; free some (retention, `sluice topic delete`, or \
              more disk) and writes resume by themselves"
         }
+        ErrorCode::UnknownProducer => {
+            "the producer's earlier batches to the partition were not written; the SDK's producer starts again \
+             under a new producer id by itself, so this reaches code that writes its own stamped batches only"
+        }
         ErrorCode::RetryPolicyMismatch => {
             "consume with the group's retry policy (`sluice group describe` shows it), or change it for the whole \
              group with `sluice group set-retry`"

@@ -293,6 +293,7 @@ fn answer(reply: Reply, delayed: bool) -> Result<ProduceResponse, Error> {
         Reply::Rejected { code: reject::OUT_OF_ORDER_SEQUENCE, message } => {
             Err(error(ErrorCode::OutOfOrderSequence, message))
         }
+        Reply::Rejected { code: reject::UNKNOWN_PRODUCER, message } => Err(error(ErrorCode::UnknownProducer, message)),
         Reply::Rejected { code: reject::INVALID_TXN_STATE, message } => Err(error(ErrorCode::InvalidTxnState, message)),
         Reply::Rejected { code: reject::TOO_MANY_PRODUCER_IDS, message } => Err(error(
             ErrorCode::TooManyProducerIds,
@@ -533,6 +534,7 @@ mod tests {
         assert_eq!(rejected(reject::INVALID_BATCH), ErrorCode::InvalidRequest);
         assert_eq!(rejected(reject::PRODUCER_FENCED), ErrorCode::ProducerFenced);
         assert_eq!(rejected(reject::OUT_OF_ORDER_SEQUENCE), ErrorCode::OutOfOrderSequence);
+        assert_eq!(rejected(reject::UNKNOWN_PRODUCER), ErrorCode::UnknownProducer);
         assert_eq!(rejected(99), ErrorCode::Internal);
         assert_eq!(answer(Reply::Done, false).unwrap_err().error_code(), ErrorCode::Internal);
     }

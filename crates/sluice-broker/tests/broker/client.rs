@@ -727,6 +727,10 @@ async fn given_batches_breaking_the_format_rules_produce_refuses_each_and_says_w
     assert_eq!(e, Error::ok());
     let stamped =
         |seq, n: usize| batch(ProducerStamp { producer_id: id, epoch: 0, base_sequence: seq }, &vec!["s".into(); n], 5);
+    // Its first batch was refused (a leader not ready yet) and the next came on: not written, or
+    // the first could never be.
+    let unknown = refused(stamped(3, 1), "is not known to this partition").await;
+    assert_eq!(unknown, ErrorCode::UnknownProducer);
     assert_eq!(code(produce(&cluster, "wire", 0, stamped(0, 3)).await.error.as_ref()), ErrorCode::Ok);
     assert_eq!(code(produce(&cluster, "wire", 0, stamped(3, 1)).await.error.as_ref()), ErrorCode::Ok);
     let older = refused(stamped(1, 1), "expected sequence 4, got 1, which is older").await;

@@ -295,6 +295,14 @@ impl PartitionQueue {
         }
     }
 
+    /// Drops the identity (the partition no longer knows it): the sender gets a new producer id
+    /// before it sends again.
+    pub(crate) fn lose_identity(&mut self) {
+        if matches!(self.identity, Identity::Known { .. }) {
+            self.identity = Identity::Lost;
+        }
+    }
+
     /// The identity batches are sent with now.
     pub(crate) fn identity(&self) -> Identity {
         self.identity

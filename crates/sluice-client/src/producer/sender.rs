@@ -412,12 +412,18 @@ impl Sender {
         let error = Error::from_proto(&error);
         if front.orphaned {
             // Refused as out of order: never written, so it can go again under the new id.
-            if code == ErrorCode::OutOfOrderSequence {
+            if matches!(code, ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducer) {
                 self.unsent.push_back(front);
             } else {
                 self.finish(front, Err(error));
             }
             return;
+        }
+        // Under `Acks::All` the batches before the front were committed, so the partition forgot
+        // the producer (expiry). Under `Acks::Leader` a deposed leader may have lost them: that
+        // is reported, as an `OUT_OF_ORDER_SEQUENCE` is (docs/DURABILITY.md).
+        if code == ErrorCode::UnknownProducer && self.shared.config.acks == crate::config::Acks::All {
+            return self.start_again(front);
         }
         if code.is_retriable() || !Self::settles(code, front.attempts) {
             self.window.push_front(front);
@@ -428,6 +434,20 @@ impl Sender {
         if self.shared.config.idempotence {
             self.window.iter_mut().for_each(|b| b.orphaned = true);
         }
+    }
+
+    /// The partition forgot the producer (its state expired) and `front` does not start its
+    /// sequence. Nothing in the window was written, as a partition accepts a producer it does
+    /// not know only at sequence 0: the window goes again, in order, under a new producer id.
+    fn start_again(&mut self, front: InFlight) {
+        tracing::debug!(topic = %self.slot.topic, partition = self.slot.partition, "the partition does not know the producer; starting again under a new producer id");
+        self.slot.lock().lose_identity();
+        self.window.push_front(front);
+        for item in std::mem::take(&mut self.window).into_iter().rev() {
+            self.unsent.push_front(item);
+        }
+        self.stream = None;
+        self.recheck_at = None;
     }
 
     /// Makes the next stream go to `leader` at once, if a NOT_LEADER named one other than the

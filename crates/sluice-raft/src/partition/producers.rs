@@ -69,6 +69,9 @@ pub enum Check {
         /// The sequence expected next.
         expected: i32,
     },
+    /// A producer id the table does not hold (never written here, or its state expired), with a
+    /// batch that does not start its sequence: the batches before it were not written.
+    UnknownProducer,
     /// A producer id the table does not hold, and the table is full.
     TooManyProducers {
         /// The cap in force.
@@ -95,6 +98,12 @@ impl Check {
                  of one of the producer's last {DEDUP_WINDOW} batches to this partition (a retry repeats a \
                  batch's base sequence and record count; earlier batches are no longer remembered), so its \
                  sequences were already written and nothing was written again; do not resend it"
+            )),
+            Check::UnknownProducer => Some(format!(
+                "{who} is not known to this partition (it never wrote here, or it was idle past \
+                 producer_id_expiration_ms) and its batch starts at sequence {got}, not 0: the batches before \
+                 it were not written, and nothing was written; start again from sequence 0 under a new \
+                 producer id (the SDK does)"
             )),
             Check::TooManyProducers { limit } => Some(format!(
                 "producer id {id} is new and the partition already tracks {limit} idempotent producer ids \
@@ -155,6 +164,12 @@ impl ProducerTable {
     /// may hold at most `max_producers` ids.
     pub fn check(&self, stamp: &ProducerStamp, count: u32, max_producers: usize) -> Check {
         let Some(entry) = self.producers.get(&stamp.producer_id) else {
+            // A producer's first batch here starts at 0. Accepting a later one would let it
+            // overtake earlier batches that were refused (a leader that was not ready yet), which
+            // could then never be written: a gap the producer would take for a duplicate.
+            if stamp.base_sequence != 0 {
+                return Check::UnknownProducer;
+            }
             if self.producers.len() >= max_producers {
                 return Check::TooManyProducers { limit: max_producers };
             }
@@ -164,7 +179,8 @@ impl ProducerTable {
             return Check::Fenced { current: entry.epoch };
         }
         if stamp.epoch > entry.epoch {
-            return Check::Accept; // a new epoch starts its sequence afresh
+            // A new epoch starts its sequence afresh, at 0, for the same reason.
+            return if stamp.base_sequence == 0 { Check::Accept } else { Check::OutOfOrder { expected: 0 } };
         }
         if let Some(dup) = entry.recent.iter().find(|b| b.base_sequence == stamp.base_sequence && b.count == count) {
             return Check::Duplicate(*dup);
@@ -288,6 +304,22 @@ mod tests {
     }
 
     #[test]
+    fn a_producer_the_partition_does_not_know_or_a_new_epoch_starts_at_sequence_0() {
+        let mut t = ProducerTable::default();
+        // Its batch 0 was refused (the leader was not ready) and batch 3 came after it.
+        let unknown = t.check(&stamp(0, 3), 2, ANY);
+        assert_eq!(unknown, Check::UnknownProducer);
+        let message = unknown.refusal(&stamp(0, 3)).unwrap();
+        assert!(message.contains("producer 7 epoch 0 is not known to this partition"), "{message}");
+        assert!(message.contains("starts at sequence 3, not 0"), "{message}");
+        assert_eq!(t.check(&stamp(0, 0), 3, ANY), Check::Accept);
+        t.record(&stamp(0, 0), 3, 100);
+        assert_eq!(t.check(&stamp(0, 3), 2, ANY), Check::Accept, "known now: in sequence");
+        assert_eq!(t.check(&stamp(1, 4), 1, ANY), Check::OutOfOrder { expected: 0 }, "a new epoch starts at 0");
+        assert_eq!(t.check(&stamp(1, 0), 1, ANY), Check::Accept);
+    }
+
+    #[test]
     fn a_producer_idle_for_the_expiration_is_forgotten_at_the_same_clock_reading_everywhere() {
         let mut t = ProducerTable::default();
         t.advance(1_000, 100);
@@ -297,7 +329,8 @@ mod tests {
         assert_eq!(t.advance(1_099, 100), 0, "producer 1 was idle 99 ms");
         assert_eq!(t.advance(1_100, 100), 1, "producer 1 was idle 100 ms");
         assert_eq!((t.len(), t.producers.contains_key(&2)), (1, true));
-        assert_eq!(t.check(&of(1, 7), 1, ANY), Check::Accept, "a forgotten id starts afresh");
+        assert_eq!(t.check(&of(1, 7), 1, ANY), Check::UnknownProducer, "a forgotten id is unknown");
+        assert_eq!(t.check(&of(1, 0), 1, ANY), Check::Accept, "a forgotten id starts afresh, at 0");
 
         tracing::info!("--- a leader whose clock lags does not move the clock back");
         assert_eq!(t.advance(500, 100), 0);

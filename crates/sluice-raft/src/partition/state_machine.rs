@@ -76,6 +76,9 @@ pub mod reject {
     /// A transaction marker at or below the epoch of the producer's open transaction: from an
     /// earlier decision, it must not end a later transaction.
     pub const STALE_MARKER: u16 = 10;
+    /// An idempotent producer the partition does not know, whose batch does not start at
+    /// sequence 0: the batches before it were not written.
+    pub const UNKNOWN_PRODUCER: u16 = 11;
 }
 
 /// A partition replica's state machine.
@@ -291,6 +294,7 @@ impl PartitionStateMachine {
             Check::Fenced { .. } => Some(reject::PRODUCER_FENCED),
             Check::OutOfOrder { .. } | Check::Older { .. } => Some(reject::OUT_OF_ORDER_SEQUENCE),
             Check::TooManyProducers { .. } => Some(reject::TOO_MANY_PRODUCER_IDS),
+            Check::UnknownProducer => Some(reject::UNKNOWN_PRODUCER),
         };
         if let Some(code) = code {
             let message = check.refusal(&h.producer).expect("a refused batch's check says why");

@@ -74,10 +74,23 @@ async fn write_pending(c: &Arc<Coordinator>) -> Result<(), ()> {
     }
     let pending = c.state().pending_dead_letters();
     let mut outcome = Ok(());
-    for (group, producer_id, entries) in pending {
+    for (group, producer, entries) in pending {
         for (sequence, reserved) in entries {
-            if let Err(e) = write_one(c, &group, (producer_id, sequence), &reserved).await {
-                tracing::info!(group, sequence, "writing a dead letter failed, trying again: {}", e.message);
+            let written = write_one(c, &group, (producer, sequence), &reserved).await;
+            if let Err(e) = written {
+                if e.error_code() == ErrorCode::UnknownProducer {
+                    // Idle past its expiration, the group's producer id is forgotten by the DLQ
+                    // partition, which takes an unknown producer only from its sequence 0.
+                    let restarted = restart_producer(c, &group, sequence).await;
+                    tracing::info!(
+                        group,
+                        sequence,
+                        ?restarted,
+                        "the dead-letter queue no longer knew the group's producer id; writing under a new one"
+                    );
+                } else {
+                    tracing::info!(group, sequence, "writing a dead letter failed, trying again: {}", e.message);
+                }
                 outcome = Err(());
                 break;
             }
@@ -86,18 +99,33 @@ async fn write_pending(c: &Arc<Coordinator>) -> Result<(), ()> {
     outcome
 }
 
+/// Moves `group`'s dead letters from `sequence` on to a new producer id, from its sequence 0.
+async fn restart_producer(c: &Arc<Coordinator>, group: &str, sequence: i32) -> Result<(), Error> {
+    let producer_id = crate::txn::ids::allocate(&c.ctx).await?;
+    let turn = c.turn(group).await?;
+    let records = c.state().restart_dead_letters(group, producer_id, sequence);
+    c.write(group, &records).await?;
+    drop(turn);
+    Ok(())
+}
+
 /// Writes entry `sequence` to the group's DLQ, then records it written.
-async fn write_one(c: &Arc<Coordinator>, group: &str, stamp: (i64, i32), reserved: &Reserved) -> Result<(), Error> {
+async fn write_one(
+    c: &Arc<Coordinator>,
+    group: &str,
+    ((producer_id, base), sequence): ((i64, i32), i32),
+    reserved: &Reserved,
+) -> Result<(), Error> {
     let topic = dlq_topic(group);
     ensure_topic(&c.ctx, &topic).await?;
     let original = read_original(&c.ctx, reserved).await?;
-    let batch = dead_letter_batch(group, stamp, reserved, original);
+    let batch = dead_letter_batch(group, (producer_id, sequence.wrapping_sub(base)), reserved, original);
     produce(&c.ctx, &topic, batch).await?;
     let turn = c.turn(group).await?;
     // Recorded once: a reload in between may have found it written already.
-    let still = c.state().retries_of(group).is_some_and(|r| r.dlq.pending.contains_key(&stamp.1));
+    let still = c.state().retries_of(group).is_some_and(|r| r.dlq.pending.contains_key(&sequence));
     if still {
-        c.write(group, &[Coordinated::dead_letter_written(group, stamp.1)]).await?;
+        c.write(group, &[Coordinated::dead_letter_written(group, sequence)]).await?;
         c.ctx.retry_counters.dlq_written(group);
     }
     drop(turn);

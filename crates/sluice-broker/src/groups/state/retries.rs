@@ -54,6 +54,9 @@ pub(crate) struct DeadLetters {
     pub producer_id: i64,
     /// The sequence the next reservation takes.
     pub next_sequence: i32,
+    /// The first sequence written under `producer_id`, as its sequence 0 (see
+    /// `DeadLetterCursors.sequence_base`).
+    pub sequence_base: i32,
     /// Reserved, not yet written, by sequence.
     pub pending: BTreeMap<i32, Reserved>,
     /// Written, by place (with their sequence), until the group commits past the place: a
@@ -84,6 +87,7 @@ impl Default for DeadLetters {
         DeadLetters {
             producer_id: -1,
             next_sequence: 0,
+            sequence_base: 0,
             pending: BTreeMap::new(),
             written: BTreeMap::new(),
             redrive_offset: 0,
@@ -114,12 +118,13 @@ impl GroupRetries {
         self.table.is_empty() && self.dlq.pending.is_empty()
     }
 
-    fn cursors_record(&self) -> internal::DeadLetterCursors {
+    pub(super) fn cursors_record(&self) -> internal::DeadLetterCursors {
         internal::DeadLetterCursors {
             producer_id: self.dlq.producer_id,
             next_sequence: self.dlq.next_sequence,
             redrive_offset: self.dlq.redrive_offset,
             purge_offset: self.dlq.purge_offset,
+            sequence_base: self.dlq.sequence_base,
         }
     }
 }
@@ -161,6 +166,7 @@ impl Group {
                 r.dlq.next_sequence = c.next_sequence;
                 r.dlq.redrive_offset = c.redrive_offset;
                 r.dlq.purge_offset = c.purge_offset;
+                r.dlq.sequence_base = c.sequence_base;
             }
             _ => {}
         }

@@ -57,8 +57,9 @@ impl SettleOne {
     }
 }
 
-/// A group's reserved dead letters: its name, its DLQ producer id, and them by sequence.
-pub(crate) type PendingDeadLetters = (String, i64, Vec<(i32, Reserved)>);
+/// A group's reserved dead letters: its name, DLQ producer id and sequence base, and the
+/// entries by sequence.
+pub(crate) type PendingDeadLetters = (String, (i64, i32), Vec<(i32, Reserved)>);
 
 /// A retry due for a member: its place and entry.
 pub(crate) type DueRetry = (Place, RetryEntry);
@@ -185,8 +186,13 @@ impl Coordinated {
     pub fn pending_dead_letters(&self) -> Vec<PendingDeadLetters> {
         let pending = |(name, g): (&String, &Group)| {
             let d = &g.retries.dlq;
-            (!d.pending.is_empty())
-                .then(|| (name.clone(), d.producer_id, d.pending.iter().map(|(s, r)| (*s, r.clone())).collect()))
+            (!d.pending.is_empty()).then(|| {
+                (
+                    name.clone(),
+                    (d.producer_id, d.sequence_base),
+                    d.pending.iter().map(|(s, r)| (*s, r.clone())).collect(),
+                )
+            })
         };
         self.groups.iter().filter_map(pending).collect()
     }
@@ -235,6 +241,16 @@ impl Coordinated {
         vec![record(group, Change::DeadLetterCursors(cursors))]
     }
 
+    /// Plans writing `group`'s dead letters from `sequence` on under `producer_id`, from its
+    /// sequence 0: the DLQ partition no longer knows the group's producer id.
+    pub fn restart_dead_letters(&self, group: &str, producer_id: i64, sequence: i32) -> Vec<GroupRecord> {
+        let Some(g) = self.groups.get(group) else { return Vec::new() };
+        let mut cursors = cursors_of(g);
+        cursors.producer_id = producer_id;
+        cursors.sequence_base = sequence;
+        vec![record(group, Change::DeadLetterCursors(cursors))]
+    }
+
     /// The record marking DLQ entry `sequence` of `group` written.
     pub fn dead_letter_written(group: &str, sequence: i32) -> GroupRecord {
         record(group, Change::DeadLetterWritten(internal::DeadLetterWritten { sequence }))
@@ -246,13 +262,7 @@ impl Coordinated {
 pub(crate) struct NeedsProducer;
 
 fn cursors_of(g: &Group) -> internal::DeadLetterCursors {
-    let d = &g.retries.dlq;
-    internal::DeadLetterCursors {
-        producer_id: d.producer_id,
-        next_sequence: d.next_sequence,
-        redrive_offset: d.redrive_offset,
-        purge_offset: d.purge_offset,
-    }
+    g.retries.cursors_record()
 }
 
 /// The blocked keys of every partition in `owned`.
