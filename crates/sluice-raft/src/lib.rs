@@ -29,7 +29,7 @@ mod node_sm;
 pub mod partition;
 mod rocks_store;
 mod snapshot_file;
-mod tail_cache;
+pub mod tail_cache;
 pub mod transport;
 pub mod typ;
 

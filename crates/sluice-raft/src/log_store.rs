@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use crate::codec;
 use crate::exhaustion::{self, Exhaustion};
 use crate::partition::LogStart;
-use crate::tail_cache::TailCache;
+use crate::tail_cache::{self, TailCache};
 use crate::typ::{LogId, PartitionConfig, RaftEntry, Vote, log_id};
 
 /// Name of the file, in the log's directory, that holds the vote.
@@ -61,7 +61,14 @@ impl PartitionLogStore {
     /// A store over `log`, made durable by `flusher` (shared by every log on the data directory),
     /// that reports an append saved only once fsynced ([`FlushPolicy::EveryAppend`]).
     pub fn new(log: Arc<Log>, flusher: Arc<Flusher>) -> PartitionLogStore {
-        PartitionLogStore { log, tail: Arc::default(), flusher, relaxed: None, retained: None, exhaustion: None }
+        PartitionLogStore {
+            log,
+            tail: tail_cache::registered(),
+            flusher,
+            relaxed: None,
+            retained: None,
+            exhaustion: None,
+        }
     }
 
     /// The same store under `policy`: when appends are reported saved to openraft.

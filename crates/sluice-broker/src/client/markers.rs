@@ -45,6 +45,7 @@ impl ClientService {
             now_ms,
             producer_id_expiration_ms: self.producer_id_expiration_ms,
             max_producers: self.max_producers_per_partition,
+            from_zero: true,
         };
         let outcome =
             tokio::time::timeout(MARKER_TIMEOUT, write(&led.raft, PartitionCommand::produce_at(&batch, &stamp)));

@@ -126,6 +126,7 @@ impl ClientService {
             now_ms: wall_clock_ms(),
             producer_id_expiration_ms: self.producer_id_expiration_ms,
             max_producers: self.max_producers_per_partition,
+            from_zero: true,
         };
         let batch = recompress::as_stored(request.batch, led.compression)?;
         let command = PartitionCommand::produce_at(&batch, &stamp);

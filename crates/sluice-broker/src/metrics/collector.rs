@@ -313,7 +313,14 @@ fn encode_files(encoder: &mut DescriptorEncoder) -> fmt::Result {
             ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }
     }
-    Ok(())
+    let help = "Bytes of recently appended entries the partition replicas keep in memory for their readers.";
+    let cached = sluice_raft::tail_cache::cached_bytes() as u64;
+    ConstGauge::new(cached).encode(encoder.encode_descriptor(
+        "sluice_tail_cache_bytes",
+        help,
+        None,
+        MetricType::Gauge,
+    )?)
 }
 
 /// A per-partition gauge; partitions for which `value` is `None` get no sample.

@@ -49,6 +49,10 @@ const RELEASE_FIXED: usize = 21;
 const TAG_SCHEDULE: u8 = 6;
 const TAG_UNSCHEDULE: u8 = 7;
 const TAG_FIRE: u8 = 8;
+/// *Produce at*, whose batch is checked under the rule that an unknown producer (or a new
+/// epoch) starts at sequence 0. Tag 3 keeps the earlier rule (any sequence), so a log written
+/// before is replayed as it was first applied.
+const TAG_PRODUCE_AT_FROM_ZERO: u8 = 9;
 /// Bytes of a fire command's body before its name: the tag, three `u64`s and the name length.
 const FIRE_FIXED: usize = 27;
 /// Bytes of a trim command's body: the tag and two `u64`s.
@@ -70,6 +74,10 @@ pub struct LeaderStamp {
     pub producer_id_expiration_ms: u64,
     /// The most producer ids the partition tracks; a new one beyond is refused.
     pub max_producers: u32,
+    /// Whether a producer the partition does not know, or a new epoch of one, must start at
+    /// sequence 0 (tag 9; every leader proposes so). `false` only for entries of tag 3, written
+    /// before the rule, which took such a batch at any sequence.
+    pub from_zero: bool,
 }
 
 /// A decoded partition command.
@@ -161,7 +169,7 @@ impl PartitionCommand {
     pub fn produce_at(batch: &[u8], stamp: &LeaderStamp) -> Command {
         let mut stored = BytesMut::with_capacity(PRODUCE_OVERHEAD_BYTES as usize + batch.len());
         stored.put_u8(KIND_NORMAL);
-        stored.put_u8(TAG_PRODUCE_AT);
+        stored.put_u8(if stamp.from_zero { TAG_PRODUCE_AT_FROM_ZERO } else { TAG_PRODUCE_AT });
         stored.put_u64_le(stamp.now_ms);
         stored.put_u64_le(stamp.producer_id_expiration_ms);
         stored.put_u32_le(stamp.max_producers);
@@ -250,19 +258,16 @@ impl PartitionCommand {
                 let header = parse_header(&batch).map_err(CommandError::Batch)?;
                 Ok(PartitionCommand::Produce { header, batch, stamp: None })
             }
-            Some(&TAG_PRODUCE_AT) => {
+            Some(&tag @ (TAG_PRODUCE_AT | TAG_PRODUCE_AT_FROM_ZERO)) => {
                 if body.len() < 1 + STAMP_LEN {
-                    return Err(CommandError::BadLength {
-                        tag: TAG_PRODUCE_AT,
-                        len: body.len(),
-                        expected: 1 + STAMP_LEN,
-                    });
+                    return Err(CommandError::BadLength { tag, len: body.len(), expected: 1 + STAMP_LEN });
                 }
                 let mut fields = &body[1..];
                 let stamp = LeaderStamp {
                     now_ms: fields.get_u64_le(),
                     producer_id_expiration_ms: fields.get_u64_le(),
                     max_producers: fields.get_u32_le(),
+                    from_zero: tag == TAG_PRODUCE_AT_FROM_ZERO,
                 };
                 let batch = body.slice(1 + STAMP_LEN..);
                 let header = parse_header(&batch).map_err(CommandError::Batch)?;
@@ -324,7 +329,7 @@ pub fn produce_batch(payload: &Bytes) -> Option<Bytes> {
     }
     match payload[1] {
         TAG_PRODUCE => Some(payload.slice(2..)),
-        TAG_PRODUCE_AT if payload.len() >= PRODUCE_OVERHEAD_BYTES as usize => {
+        TAG_PRODUCE_AT | TAG_PRODUCE_AT_FROM_ZERO if payload.len() >= PRODUCE_OVERHEAD_BYTES as usize => {
             Some(payload.slice(PRODUCE_OVERHEAD_BYTES as usize..))
         }
         TAG_RELEASE => release_batch_at(&payload[1..]).map(|at| payload.slice(1 + at..)),
@@ -412,7 +417,7 @@ mod tests {
             panic!("not a produce: {decoded:?}")
         };
         assert_eq!((header.count, header.producer.producer_id, got, stamp), (1, 4, batch.clone(), None));
-        assert_eq!(PartitionCommand::decode(&Command::new(&[9])), Err(CommandError::UnknownTag(Some(9))));
+        assert_eq!(PartitionCommand::decode(&Command::new(&[200])), Err(CommandError::UnknownTag(Some(200))));
         assert!(matches!(PartitionCommand::decode(&Command::new(&[1, 2, 3])), Err(CommandError::Batch(_))));
     }
 
@@ -445,7 +450,7 @@ mod tests {
         let found = produce_batch(command.stored()).expect("a produce payload");
         assert_eq!(found, batch);
         assert_eq!(found.as_ptr(), command.stored()[2..].as_ptr(), "a slice of the stored bytes");
-        assert_eq!(produce_batch(&Bytes::from_static(&[KIND_NORMAL, 9, 0])), None, "another command");
+        assert_eq!(produce_batch(&Bytes::from_static(&[KIND_NORMAL, 200, 0])), None, "another command");
         assert_eq!(produce_batch(&Bytes::from_static(&[0])), None, "a blank entry");
     }
 
@@ -454,10 +459,15 @@ mod tests {
         let mut b = BatchBuilder::new(ProducerStamp { producer_id: 4, epoch: 1, base_sequence: 0 }, 64);
         b.push(&Record::new("v", 10));
         let batch = b.finish();
-        let stamp = LeaderStamp { now_ms: 0x0102_0304_0506_0708, producer_id_expiration_ms: 7, max_producers: 9 };
+        let stamp = LeaderStamp {
+            now_ms: 0x0102_0304_0506_0708,
+            producer_id_expiration_ms: 7,
+            max_producers: 9,
+            from_zero: true,
+        };
         let command = PartitionCommand::produce_at(&batch, &stamp);
         let stored = command.stored();
-        assert_eq!(stored[..2], [KIND_NORMAL, 3]);
+        assert_eq!(stored[..2], [KIND_NORMAL, 9], "tag 9: an unknown producer starts at sequence 0");
         assert_eq!(stored[2..10], [8, 7, 6, 5, 4, 3, 2, 1], "the stored bytes never change");
         assert_eq!(stored[10..18], 7u64.to_le_bytes());
         assert_eq!(stored[18..22], 9u32.to_le_bytes());
@@ -474,8 +484,14 @@ mod tests {
         assert_eq!((found.as_ptr(), &found), (stored[22..].as_ptr(), &batch), "a slice of the stored bytes");
         for cut in 1..=STAMP_LEN {
             let err = PartitionCommand::decode(&Command::new(&stored[1..=cut])).unwrap_err();
-            assert_eq!(err, CommandError::BadLength { tag: 3, len: cut, expected: 21 }, "cut at {cut}");
+            assert_eq!(err, CommandError::BadLength { tag: 9, len: cut, expected: 21 }, "cut at {cut}");
         }
+        // An entry written before the rule (tag 3) decodes to the same stamp, under the old rule.
+        let old = PartitionCommand::produce_at(&batch, &LeaderStamp { from_zero: false, ..stamp });
+        assert_eq!(old.stored()[1], 3);
+        assert_eq!(old.stored()[2..], stored[2..], "the same fields");
+        let decoded = PartitionCommand::decode(&old).unwrap();
+        assert!(matches!(decoded, PartitionCommand::Produce { stamp: Some(LeaderStamp { from_zero: false, .. }), .. }));
         assert!(matches!(PartitionCommand::decode(&Command::new(&stored[1..30])), Err(CommandError::Batch(_))));
         assert_eq!(produce_batch(&stored.slice(..21)), None, "a stamp cut short holds no batch");
     }

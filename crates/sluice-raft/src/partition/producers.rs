@@ -163,11 +163,18 @@ impl ProducerTable {
     /// Decides what to do with a batch stamped `stamp` holding `count` messages, when the table
     /// may hold at most `max_producers` ids.
     pub fn check(&self, stamp: &ProducerStamp, count: u32, max_producers: usize) -> Check {
+        self.check_under(stamp, count, max_producers, true)
+    }
+
+    /// [`ProducerTable::check`], under the rule of the entry: `from_zero` (tag 9, see
+    /// `LeaderStamp::from_zero`) or the earlier one, which took an unknown producer or a new
+    /// epoch at any sequence. A log is replayed under the rules it was first applied with.
+    pub fn check_under(&self, stamp: &ProducerStamp, count: u32, max_producers: usize, from_zero: bool) -> Check {
         let Some(entry) = self.producers.get(&stamp.producer_id) else {
             // A producer's first batch here starts at 0. Accepting a later one would let it
             // overtake earlier batches that were refused (a leader that was not ready yet), which
             // could then never be written: a gap the producer would take for a duplicate.
-            if stamp.base_sequence != 0 {
+            if from_zero && stamp.base_sequence != 0 {
                 return Check::UnknownProducer;
             }
             if self.producers.len() >= max_producers {
@@ -180,7 +187,11 @@ impl ProducerTable {
         }
         if stamp.epoch > entry.epoch {
             // A new epoch starts its sequence afresh, at 0, for the same reason.
-            return if stamp.base_sequence == 0 { Check::Accept } else { Check::OutOfOrder { expected: 0 } };
+            return if !from_zero || stamp.base_sequence == 0 {
+                Check::Accept
+            } else {
+                Check::OutOfOrder { expected: 0 }
+            };
         }
         if let Some(dup) = entry.recent.iter().find(|b| b.base_sequence == stamp.base_sequence && b.count == count) {
             return Check::Duplicate(*dup);
@@ -317,6 +328,8 @@ mod tests {
         assert_eq!(t.check(&stamp(0, 3), 2, ANY), Check::Accept, "known now: in sequence");
         assert_eq!(t.check(&stamp(1, 4), 1, ANY), Check::OutOfOrder { expected: 0 }, "a new epoch starts at 0");
         assert_eq!(t.check(&stamp(1, 0), 1, ANY), Check::Accept);
+        assert_eq!(t.check_under(&stamp(2, 4), 1, ANY, false), Check::Accept, "the rule before: any sequence");
+        assert_eq!(t.check_under(&of(8, 3), 1, ANY, false), Check::Accept, "the rule before: any sequence");
     }
 
     #[test]

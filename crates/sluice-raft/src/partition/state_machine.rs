@@ -273,6 +273,8 @@ impl PartitionStateMachine {
     ) -> io::Result<Reply> {
         // Unstamped (a broker's own batch, or one written before stamps): no clock, no cap.
         let mut max_producers = usize::MAX;
+        // Plain produce (the brokers' own batches, entries before tag 3) keeps the earlier rule.
+        let from_zero = stamp.is_some_and(|s| s.from_zero);
         if let Some(s) = stamp {
             self.state.producers.advance(s.now_ms, s.producer_id_expiration_ms);
             max_producers = s.max_producers as usize;
@@ -284,7 +286,7 @@ impl PartitionStateMachine {
             return Ok(refused);
         }
         let check = if h.producer.is_idempotent() {
-            self.state.producers.check(&h.producer, h.count, max_producers)
+            self.state.producers.check_under(&h.producer, h.count, max_producers, from_zero)
         } else {
             Check::Accept
         };
@@ -680,7 +682,7 @@ mod tests {
         let produce = |producer_id, now_ms| {
             let mut b = BatchBuilder::new(ProducerStamp { producer_id, epoch: 0, base_sequence: 0 }, 64);
             b.push(&Record::new("v", 1));
-            let stamp = LeaderStamp { now_ms, producer_id_expiration_ms: 1_000, max_producers: 2 };
+            let stamp = LeaderStamp { now_ms, producer_id_expiration_ms: 1_000, max_producers: 2, from_zero: true };
             PartitionCommand::produce_at(&b.finish(), &stamp)
         };
         // Producer 3 is refused while 1 and 2 are tracked, and accepted once 1 has been idle for

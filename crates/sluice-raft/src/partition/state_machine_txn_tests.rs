@@ -34,7 +34,7 @@ fn marker(pid: i64, epoch: i16, commit: bool) -> Command {
 fn stamped(batch: &Bytes) -> Command {
     PartitionCommand::produce_at(
         batch,
-        &LeaderStamp { now_ms: 1_000, producer_id_expiration_ms: 60_000, max_producers: 100 },
+        &LeaderStamp { now_ms: 1_000, producer_id_expiration_ms: 60_000, max_producers: 100, from_zero: true },
     )
 }
 
