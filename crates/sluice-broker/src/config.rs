@@ -321,9 +321,10 @@ pub struct BrokerConfig {
     pub segment_roll_ms: u64,
     /// An idempotent producer id that has written nothing to a partition for this long is
     /// forgotten there (Kafka's `producer.id.expiration.ms`): its next batch is then refused
-    /// UNKNOWN_PRODUCER unless it starts at sequence 0 (the SDK starts again under a new id). Measured on the partition's
-    /// replicated clock, the latest leader time stamped into its produces, in ms. The leader's
-    /// setting applies (it travels in each produce). Default: 604800000 (7 days).
+    /// UNKNOWN_PRODUCER unless it starts at sequence 0 (the SDK starts again under a new id).
+    /// Measured on the partition's replicated clock, the latest leader time stamped into its
+    /// produces, in ms. The leader's setting applies (it travels in each produce). Default:
+    /// 604800000 (7 days).
     #[serde(default = "default_producer_id_expiration_ms")]
     pub producer_id_expiration_ms: u64,
     /// The most idempotent producer ids a partition tracks: a batch from a new id beyond it is

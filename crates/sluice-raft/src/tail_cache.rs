@@ -108,10 +108,9 @@ impl TailCache {
             self.clear();
         }
         let last_append = appended.len();
-        for (entry, size) in appended {
-            self.add(size);
-            self.entries.push_back((entry, size));
-        }
+        // One update of the process-wide count per append, not per entry.
+        self.add(appended.iter().map(|(_, size)| size).sum());
+        self.entries.extend(appended);
         self.last_push = Some(Instant::now());
         while (self.bytes > TAIL_CACHE_BYTES || cached_bytes() > total) && self.entries.len() > last_append {
             self.pop_front();

@@ -65,7 +65,7 @@ fn apply_distinct_ids(expiration_ms: u64, max_producers: usize) -> Measured {
         let now_ms = 1_700_000_000_000 + id as u64;
         table.advance(now_ms, expiration_ms);
         let stamp = ProducerStamp { producer_id: id, epoch: 0, base_sequence: 0 };
-        match table.check(&stamp, 1, max_producers) {
+        match table.check_under(&stamp, 1, max_producers, true) {
             Check::Accept => table.record(&stamp, 1, id as u64),
             Check::TooManyProducers { .. } => refused += 1,
             other => panic!("a new id answered {other:?}"),

@@ -290,8 +290,8 @@ impl PartitionQueue {
     /// broker's sequence is no longer known: a new producer id starts again at 0.
     pub(crate) fn finished(&mut self, success: bool) {
         self.in_flight.pop_front();
-        if !success && matches!(self.identity, Identity::Known { .. }) {
-            self.identity = Identity::Lost;
+        if !success {
+            self.lose_identity();
         }
     }
 

@@ -161,13 +161,15 @@ impl ProducerTable {
     }
 
     /// Decides what to do with a batch stamped `stamp` holding `count` messages, when the table
-    /// may hold at most `max_producers` ids.
+    /// may hold at most `max_producers` ids, under the current rule (tests' shorthand).
+    #[cfg(test)]
     pub fn check(&self, stamp: &ProducerStamp, count: u32, max_producers: usize) -> Check {
         self.check_under(stamp, count, max_producers, true)
     }
 
-    /// [`ProducerTable::check`], under the rule of the entry: `from_zero` (tag 9, see
-    /// `LeaderStamp::from_zero`) or the earlier one, which took an unknown producer or a new
+    /// Decides what to do with a batch stamped `stamp` holding `count` messages, when the table
+    /// may hold at most `max_producers` ids, under the rule of its entry: `from_zero` (tag 9,
+    /// see `LeaderStamp::from_zero`) or the earlier one, which took an unknown producer or a new
     /// epoch at any sequence. A log is replayed under the rules it was first applied with.
     pub fn check_under(&self, stamp: &ProducerStamp, count: u32, max_producers: usize, from_zero: bool) -> Check {
         let Some(entry) = self.producers.get(&stamp.producer_id) else {
